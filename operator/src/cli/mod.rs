@@ -1,0 +1,123 @@
+//! The face of `regie`: argument parsing and one module per command. Commands call the pure core
+//! (inventory, desired state, SLA, billing) or the runtime; they hold no domain logic themselves.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod bill;
+pub mod crds;
+pub mod diff;
+pub mod render;
+pub mod sla;
+pub mod validate;
+
+/// regie turns YAML in git — tenants, workplace packages, hosting components and service
+/// levels — into running workloads, monitoring probes, metered usage and invoices.
+#[derive(Parser, Debug)]
+#[command(name = "regie", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print every regie CRD as multi-document YAML.
+    Crds,
+    /// Check files and directories of regie YAML; one line per problem, exit 1 if any.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print every Kubernetes object the controller would create for the inputs.
+    Render {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderFormat::Yaml)]
+        output: RenderFormat,
+    },
+    /// Compute SLA compliance from recorded probe samples, as the operator does.
+    Sla {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// CSV with header time,tenant,component,success.
+        #[arg(long)]
+        samples: PathBuf,
+        /// Calendar month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = SlaFormat::Json)]
+        output: SlaFormat,
+    },
+    /// Price usage into invoices for a period (YYYY-MM, YYYY-Qn or YYYY).
+    Bill {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        period: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = BillFormat::Json)]
+        output: BillFormat,
+        /// Write one file per invoice into this directory instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Compare two directories: objects added, changed and removed, and the monthly price change.
+    Diff {
+        base: PathBuf,
+        head: PathBuf,
+        /// Month to price, YYYY-MM; the current month when absent.
+        #[arg(long)]
+        period: Option<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlaFormat {
+    Json,
+    Markdown,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BillFormat {
+    Json,
+    Csv,
+    Ubl,
+}
+
+/// Runs a parsed command line; the exit code is the command's verdict.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Crds => crds::run(),
+        Command::Validate { paths } => validate::run(&paths),
+        Command::Render { paths, output } => render::run(&paths, output),
+        Command::Sla {
+            paths,
+            samples,
+            period,
+            output,
+        } => sla::run(&paths, &samples, &period, output),
+        Command::Bill {
+            paths,
+            period,
+            output,
+            out,
+        } => bill::run(&paths, &period, output, out.as_deref()),
+        Command::Diff { base, head, period } => diff::run(&base, &head, period.as_deref()),
+    }
+}
+
+/// Prints problems to stderr, one per line, and returns exit code 1.
+pub(crate) fn fail_with(problems: &[crate::input::Problem]) -> ExitCode {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    ExitCode::from(1)
+}

@@ -1,0 +1,289 @@
+//! Reading YAML for the offline commands: files and directories (recursively), multi-document,
+//! any mix of kinds. Each regie object keeps the file it came from, so every message can name
+//! `FILE: KIND/NAME: field.path`.
+//!
+//! Documents of other API groups (a kustomization, an Argo CD Application) are passed over: a
+//! GitOps repository holds more than regie's kinds.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regie_crds::{
+    API_VERSION, CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder, SlaReport,
+    Tenant, Usage, WorkplacePackage,
+};
+use serde::de::DeserializeOwned;
+
+/// Where an object came from: the file and the document's position in it (1-based).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    pub file: PathBuf,
+    pub document: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())
+    }
+}
+
+/// One regie object as read from a file.
+#[derive(Clone, Debug)]
+pub enum Object {
+    ServiceLevel(ServiceLevel),
+    Tenant(Tenant),
+    WorkplacePackage(WorkplacePackage),
+    HostingComponent(HostingComponent),
+    PriceList(PriceList),
+    CostPool(CostPool),
+    ServiceOrder(ServiceOrder),
+    Usage(Usage),
+    Invoice(Invoice),
+    SlaReport(SlaReport),
+}
+
+/// A problem with the input, printed as `FILE: KIND/NAME: field.path: message`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub file: String,
+    /// `Kind/name` or `Kind/namespace/name`; empty when the document has no readable identity.
+    pub object: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        if !self.object.is_empty() {
+            write!(f, "{}: ", self.object)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything read from the given paths, and every problem met on the way.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub objects: Vec<(Source, Object)>,
+    pub problems: Vec<Problem>,
+    /// Documents of other API groups that were passed over.
+    pub foreign: usize,
+}
+
+/// Lists the YAML files under `paths` (directories recursively), sorted so output is stable.
+pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+    let mut out = Vec::new();
+    for p in paths {
+        collect(p, &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
+    let problem = |m: String| Problem {
+        file: path.display().to_string(),
+        object: String::new(),
+        field: String::new(),
+        message: m,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| problem(format!("cannot list: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| problem(format!("cannot list: {e}")))?;
+            let p = entry.path();
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                collect(&p, out)?;
+            } else if is_yaml(&p) {
+                out.push(p);
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Reads every file under `paths`.
+pub fn load(paths: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    match yaml_files(paths) {
+        Ok(files) => {
+            for f in files {
+                match std::fs::read_to_string(&f) {
+                    Ok(text) => parse_into(&f, &text, &mut loaded),
+                    Err(e) => loaded.problems.push(Problem {
+                        file: f.display().to_string(),
+                        object: String::new(),
+                        field: String::new(),
+                        message: format!("cannot read: {e}"),
+                    }),
+                }
+            }
+        }
+        Err(p) => loaded.problems.push(p),
+    }
+    loaded
+}
+
+/// Parses one file's text (all its documents) into `loaded`.
+pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
+    let name = file.display().to_string();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let value: serde_yaml::Value = match serde::Deserialize::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                loaded.problems.push(Problem {
+                    file: name.clone(),
+                    object: String::new(),
+                    field: String::new(),
+                    message: format!("document {document} is not valid YAML: {e}"),
+                });
+                // A syntax error ends the stream: later documents cannot be located reliably.
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let meta = value.get("metadata");
+        let obj_name = meta.and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("");
+        let ns = meta.and_then(|m| m.get("namespace")).and_then(|v| v.as_str());
+        let ident = match ns {
+            Some(ns) => format!("{kind}/{ns}/{obj_name}"),
+            None => format!("{kind}/{obj_name}"),
+        };
+        if api_version.is_empty() || kind.is_empty() {
+            loaded.problems.push(Problem {
+                file: name.clone(),
+                object: String::new(),
+                field: String::new(),
+                message: format!("document {document} has no apiVersion and kind"),
+            });
+            continue;
+        }
+        if !api_version.starts_with("regie.dev/") {
+            loaded.foreign += 1;
+            continue;
+        }
+        let source = Source {
+            file: file.to_path_buf(),
+            document,
+        };
+        let mut problem = |field: String, message: String| {
+            loaded.problems.push(Problem {
+                file: name.clone(),
+                object: ident.clone(),
+                field,
+                message,
+            })
+        };
+        if api_version != API_VERSION {
+            problem("apiVersion".into(), format!("{api_version} is not served; use {API_VERSION}"));
+            continue;
+        }
+        if obj_name.is_empty() {
+            problem("metadata.name".into(), "is required".into());
+            continue;
+        }
+        let parsed = match kind.as_str() {
+            "ServiceLevel" => typed(value).map(Object::ServiceLevel),
+            "Tenant" => typed(value).map(Object::Tenant),
+            "WorkplacePackage" => typed(value).map(Object::WorkplacePackage),
+            "HostingComponent" => typed(value).map(Object::HostingComponent),
+            "PriceList" => typed(value).map(Object::PriceList),
+            "CostPool" => typed(value).map(Object::CostPool),
+            "ServiceOrder" => typed(value).map(Object::ServiceOrder),
+            "Usage" => typed(value).map(Object::Usage),
+            "Invoice" => typed(value).map(Object::Invoice),
+            "SlaReport" => typed(value).map(Object::SlaReport),
+            other => Err((
+                "kind".to_string(),
+                format!("{other} is not a regie.dev kind"),
+            )),
+        };
+        match parsed {
+            Ok(obj) => loaded.objects.push((source, obj)),
+            Err((field, message)) => problem(field, message),
+        }
+    }
+}
+
+/// Deserializes with the failing field's path kept for the message.
+fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner().to_string();
+        // serde_yaml appends a position that refers to the re-serialized value, not the file.
+        let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+        (path, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Loaded {
+        let mut l = Loaded::default();
+        parse_into(Path::new("t.yaml"), text, &mut l);
+        l
+    }
+
+    #[test]
+    fn reads_mixed_documents_and_skips_foreign_ones() {
+        let l = parse(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n---\n---\napiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: p, namespace: tenant-a}\nspec: {profile: standard, accounts: 3}\n",
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.objects.len(), 1);
+        assert_eq!(l.foreign, 1);
+        assert_eq!(l.objects[0].0.document, 3);
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let l = parse(
+            "apiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: p, namespace: tenant-a}\nspec: {profile: standard, accounts: many}\n",
+        );
+        assert_eq!(l.problems.len(), 1);
+        let p = &l.problems[0];
+        assert_eq!(p.object, "WorkplacePackage/tenant-a/p");
+        assert_eq!(p.field, "spec.accounts");
+        assert!(p.message.contains("invalid type"), "{}", p.message);
+        assert_eq!(p.to_string(), format!("t.yaml: WorkplacePackage/tenant-a/p: spec.accounts: {}", p.message));
+    }
+
+    #[test]
+    fn unknown_kinds_and_versions_are_problems() {
+        let l = parse("apiVersion: regie.dev/v1alpha1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: regie.dev/v2\nkind: Tenant\nmetadata: {name: x}\n");
+        assert_eq!(l.problems.len(), 2);
+        assert!(l.problems[0].message.contains("not a regie.dev kind"));
+        assert!(l.problems[1].message.contains("not served"));
+    }
+
+    #[test]
+    fn broken_yaml_is_a_problem_not_a_panic() {
+        let l = parse("apiVersion: regie.dev/v1alpha1\nkind: [unclosed\n");
+        assert_eq!(l.problems.len(), 1);
+        assert!(l.problems[0].message.contains("not valid YAML"));
+    }
+}

@@ -1,0 +1,308 @@
+//! The whole desired world as one set of objects, and the rules that need more than one object:
+//! references to service levels, components in a tenant's namespace, duplicate names.
+//!
+//! The offline commands build an [`Inventory`] from files; the controller answers the same
+//! questions from its caches with the same helper functions, so both give the same verdicts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::ResourceExt;
+use regie_crds::tenancy::NAMESPACE_PREFIX;
+use regie_crds::validate::{FieldError, Validate};
+use regie_crds::{
+    CostPool, HostingComponent, PriceList, ServiceLevel, ServiceOrder, Tenant, Usage, WorkplacePackage,
+};
+
+use crate::input::{Object, Problem, Source};
+use crate::tier::Tier;
+
+/// The namespace a tenant's objects live in.
+pub fn tenant_namespace(tenant: &Tenant) -> String {
+    tenant
+        .spec
+        .namespace
+        .clone()
+        .unwrap_or_else(|| format!("{NAMESPACE_PREFIX}{}", tenant.name_any()))
+}
+
+/// The message for a reference to a ServiceLevel that does not exist.
+pub fn unknown_level(name: &str, known: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let known: Vec<String> = known.into_iter().map(|k| k.as_ref().to_string()).collect();
+    if known.is_empty() {
+        format!("unknown ServiceLevel {name:?} (none is defined)")
+    } else {
+        format!("unknown ServiceLevel {name:?} (known: {})", known.join(", "))
+    }
+}
+
+/// An object and the file it came from.
+#[derive(Clone, Debug)]
+pub struct Sourced<T> {
+    pub source: Source,
+    pub object: T,
+}
+
+/// Every regie object of a repository, by kind.
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    pub levels: Vec<Sourced<ServiceLevel>>,
+    pub tenants: Vec<Sourced<Tenant>>,
+    pub packages: Vec<Sourced<WorkplacePackage>>,
+    pub components: Vec<Sourced<HostingComponent>>,
+    pub price_lists: Vec<Sourced<PriceList>>,
+    pub pools: Vec<Sourced<CostPool>>,
+    pub orders: Vec<Sourced<ServiceOrder>>,
+    pub usages: Vec<Sourced<Usage>>,
+}
+
+fn ident(kind: &str, ns: Option<&str>, name: &str) -> String {
+    match ns {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+impl Inventory {
+    pub fn new(objects: Vec<(Source, Object)>) -> Inventory {
+        let mut inv = Inventory::default();
+        for (source, object) in objects {
+            match object {
+                Object::ServiceLevel(o) => inv.levels.push(Sourced { source, object: o }),
+                Object::Tenant(o) => inv.tenants.push(Sourced { source, object: o }),
+                Object::WorkplacePackage(o) => inv.packages.push(Sourced { source, object: o }),
+                Object::HostingComponent(o) => inv.components.push(Sourced { source, object: o }),
+                Object::PriceList(o) => inv.price_lists.push(Sourced { source, object: o }),
+                Object::CostPool(o) => inv.pools.push(Sourced { source, object: o }),
+                Object::ServiceOrder(o) => inv.orders.push(Sourced { source, object: o }),
+                Object::Usage(o) => inv.usages.push(Sourced { source, object: o }),
+                // Invoices and reports are outputs; reading them back is allowed and ignored.
+                Object::Invoice(_) | Object::SlaReport(_) => {}
+            }
+        }
+        inv
+    }
+
+    /// Parsed tiers of every valid ServiceLevel, by name.
+    pub fn tiers(&self) -> BTreeMap<String, Tier> {
+        self.levels
+            .iter()
+            .filter_map(|l| Tier::from_level(&l.object).ok().map(|t| (l.object.name_any(), t)))
+            .collect()
+    }
+
+    /// The tenant whose namespace is `ns`.
+    pub fn tenant_of_namespace(&self, ns: &str) -> Option<&Tenant> {
+        self.tenants
+            .iter()
+            .map(|t| &t.object)
+            .find(|t| tenant_namespace(t) == ns)
+    }
+
+    /// Components of one tenant, in name order.
+    pub fn components_of(&self, tenant: &Tenant) -> Vec<&HostingComponent> {
+        let ns = tenant_namespace(tenant);
+        let mut v: Vec<_> = self
+            .components
+            .iter()
+            .map(|c| &c.object)
+            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        v.sort_by_key(|c| c.name_any());
+        v
+    }
+
+    /// Packages of one tenant, in name order.
+    pub fn packages_of(&self, tenant: &Tenant) -> Vec<&WorkplacePackage> {
+        let ns = tenant_namespace(tenant);
+        let mut v: Vec<_> = self
+            .packages
+            .iter()
+            .map(|c| &c.object)
+            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        v.sort_by_key(|c| c.name_any());
+        v
+    }
+
+    /// Every problem: each object's own rules, then the rules across objects.
+    pub fn check(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut push = |source: &Source, object: String, errs: Vec<FieldError>| {
+            for e in errs {
+                out.push(Problem {
+                    file: source.to_string(),
+                    object: object.clone(),
+                    field: e.path,
+                    message: e.message,
+                });
+            }
+        };
+        for l in &self.levels {
+            push(&l.source, ident("ServiceLevel", None, &l.object.name_any()), l.object.spec.validate());
+        }
+        for t in &self.tenants {
+            push(&t.source, ident("Tenant", None, &t.object.name_any()), t.object.spec.validate());
+        }
+        for p in &self.packages {
+            let o = &p.object;
+            push(&p.source, ident("WorkplacePackage", o.namespace().as_deref(), &o.name_any()), o.spec.validate());
+        }
+        for c in &self.components {
+            let o = &c.object;
+            push(&c.source, ident("HostingComponent", o.namespace().as_deref(), &o.name_any()), o.spec.validate());
+        }
+        for p in &self.price_lists {
+            push(&p.source, ident("PriceList", None, &p.object.name_any()), p.object.spec.validate());
+        }
+        for p in &self.pools {
+            push(&p.source, ident("CostPool", None, &p.object.name_any()), p.object.spec.validate());
+        }
+        for o in &self.orders {
+            let x = &o.object;
+            push(&o.source, ident("ServiceOrder", x.namespace().as_deref(), &x.name_any()), x.spec.validate());
+        }
+        for u in &self.usages {
+            push(&u.source, ident("Usage", None, &u.object.name_any()), u.object.spec.validate());
+        }
+        out.extend(self.cross_checks());
+        out
+    }
+
+    fn cross_checks(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let problem = |source: &Source, object: String, field: &str, message: String| Problem {
+            file: source.to_string(),
+            object,
+            field: field.into(),
+            message,
+        };
+        let level_names: BTreeSet<String> = self.levels.iter().map(|l| l.object.name_any()).collect();
+
+        // Duplicate names, per kind and namespace.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut dup = |kind: &str, ns: Option<String>, name: String, source: &Source, out: &mut Vec<Problem>| {
+            let id = ident(kind, ns.as_deref(), &name);
+            if let Some(first) = seen.get(&id) {
+                out.push(problem(source, id.clone(), "metadata.name", format!("duplicate: also defined in {first}")));
+            } else {
+                seen.insert(id, source.to_string());
+            }
+        };
+        for l in &self.levels {
+            dup("ServiceLevel", None, l.object.name_any(), &l.source, &mut out);
+        }
+        for t in &self.tenants {
+            dup("Tenant", None, t.object.name_any(), &t.source, &mut out);
+        }
+        for p in &self.packages {
+            dup("WorkplacePackage", p.object.namespace(), p.object.name_any(), &p.source, &mut out);
+        }
+        for c in &self.components {
+            dup("HostingComponent", c.object.namespace(), c.object.name_any(), &c.source, &mut out);
+        }
+        for p in &self.price_lists {
+            dup("PriceList", None, p.object.name_any(), &p.source, &mut out);
+        }
+        for p in &self.pools {
+            dup("CostPool", None, p.object.name_any(), &p.source, &mut out);
+        }
+        for o in &self.orders {
+            dup("ServiceOrder", o.object.namespace(), o.object.name_any(), &o.source, &mut out);
+        }
+        for u in &self.usages {
+            dup("Usage", None, u.object.name_any(), &u.source, &mut out);
+        }
+
+        // Tenants: their level exists; no two share a namespace.
+        let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
+        for t in &self.tenants {
+            let id = ident("Tenant", None, &t.object.name_any());
+            let level = &t.object.spec.service_level;
+            if !level.is_empty() && !level_names.contains(level) {
+                out.push(problem(&t.source, id.clone(), "spec.serviceLevel", unknown_level(level, &level_names)));
+            }
+            let ns = tenant_namespace(&t.object);
+            if let Some(other) = namespaces.get(&ns) {
+                if *other != t.object.name_any() {
+                    out.push(problem(&t.source, id, "spec.namespace", format!("namespace {ns} is already Tenant {other}'s")));
+                }
+            } else {
+                namespaces.insert(ns, t.object.name_any());
+            }
+        }
+
+        // Namespaced objects live in a tenant's namespace.
+        let in_tenant_ns = |kind: &str, ns: Option<String>, name: String, source: &Source, out: &mut Vec<Problem>| {
+            let id = ident(kind, ns.as_deref(), &name);
+            match ns {
+                None => out.push(problem(source, id, "metadata.namespace", format!("is required: a {kind} lives in its tenant's namespace"))),
+                Some(ns) if !namespaces.contains_key(&ns) => out.push(problem(
+                    source,
+                    id,
+                    "metadata.namespace",
+                    format!("namespace {ns} belongs to no Tenant (a tenant's namespace is tenant-<name> unless its spec.namespace says otherwise)"),
+                )),
+                Some(_) => {}
+            }
+        };
+        for p in &self.packages {
+            in_tenant_ns("WorkplacePackage", p.object.namespace(), p.object.name_any(), &p.source, &mut out);
+        }
+        for c in &self.components {
+            in_tenant_ns("HostingComponent", c.object.namespace(), c.object.name_any(), &c.source, &mut out);
+            if let Some(level) = &c.object.spec.service_level
+                && !level.is_empty()
+                && !level_names.contains(level)
+            {
+                let id = ident("HostingComponent", c.object.namespace().as_deref(), &c.object.name_any());
+                out.push(problem(&c.source, id, "spec.serviceLevel", unknown_level(level, &level_names)));
+            }
+        }
+        for o in &self.orders {
+            in_tenant_ns("ServiceOrder", o.object.namespace(), o.object.name_any(), &o.source, &mut out);
+        }
+
+        // Price lists name known levels.
+        for p in &self.price_lists {
+            for (i, r) in p.object.spec.rates.iter().enumerate() {
+                if let Some(level) = &r.service_level
+                    && !level_names.contains(level)
+                {
+                    out.push(problem(
+                        &p.source,
+                        ident("PriceList", None, &p.object.name_any()),
+                        &format!("spec.rates[{i}].serviceLevel"),
+                        unknown_level(level, &level_names),
+                    ));
+                }
+            }
+        }
+
+        // Fixed shares name known tenants; usages are named after their tenant and period.
+        let tenant_names: BTreeSet<String> = self.tenants.iter().map(|t| t.object.name_any()).collect();
+        for p in &self.pools {
+            for tenant in p.object.spec.shares.keys() {
+                if !tenant_names.contains(tenant) {
+                    out.push(problem(
+                        &p.source,
+                        ident("CostPool", None, &p.object.name_any()),
+                        &format!("spec.shares.{tenant}"),
+                        format!("unknown Tenant {tenant:?}"),
+                    ));
+                }
+            }
+        }
+        for u in &self.usages {
+            let want = format!("{}-{}", u.object.spec.tenant, u.object.spec.period);
+            if u.object.name_any() != want {
+                out.push(problem(
+                    &u.source,
+                    ident("Usage", None, &u.object.name_any()),
+                    "metadata.name",
+                    format!("must be {want} (<tenant>-<yyyy-mm>)"),
+                ));
+            }
+        }
+        out
+    }
+}

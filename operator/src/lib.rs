@@ -1,0 +1,14 @@
+//! regie: the operator and CLI that turn tenants, workplace packages, hosting components and
+//! service levels into workloads, probes, metered usage and invoices.
+//!
+//! Layers, with arrows pointing down only:
+//! - the face: [`cli`] (offline commands) and `runtime` (`regie run`);
+//! - the pure core: [`inventory`] (cross-object rules), [`desired`] (objects to apply),
+//!   [`tier`] (parsed service levels), the SLA engine and billing;
+//! - the bottom: [`input`] (reading YAML) and the API types of `regie-crds`.
+
+pub mod cli;
+pub mod desired;
+pub mod input;
+pub mod inventory;
+pub mod tier;
