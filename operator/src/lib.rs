@@ -4,11 +4,14 @@
 //! Layers, with arrows pointing down only:
 //! - the face: [`cli`] (offline commands) and `runtime` (`regie run`);
 //! - the pure core: [`inventory`] (cross-object rules), [`desired`] (objects to apply),
-//!   [`tier`] (parsed service levels), the SLA engine and billing;
+//!   [`tier`] (parsed service levels), [`sla`] (compliance) and [`billing`] (money);
 //! - the bottom: [`input`] (reading YAML) and the API types of `regie-crds`.
 
+pub mod billing;
 pub mod cli;
 pub mod desired;
 pub mod input;
 pub mod inventory;
+pub mod rbac;
+pub mod sla;
 pub mod tier;

@@ -26,6 +26,16 @@ pub struct Cli {
 pub enum Command {
     /// Print every regie CRD as multi-document YAML.
     Crds,
+    /// Print the least-privilege RBAC `regie run` needs (ClusterRole, Role and bindings).
+    Rbac {
+        #[arg(long, default_value = "regie-system")]
+        namespace: String,
+        #[arg(long, default_value = "regie")]
+        service_account: String,
+        /// ClusterRole bound to each tenant's groups in its namespace.
+        #[arg(long, default_value = "edit")]
+        tenant_role: String,
+    },
     /// Check files and directories of regie YAML; one line per problem, exit 1 if any.
     Validate {
         #[arg(required = true)]
@@ -96,6 +106,16 @@ pub enum BillFormat {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crds => crds::run(),
+        Command::Rbac {
+            namespace,
+            service_account,
+            tenant_role,
+        } => {
+            for m in crate::rbac::manifests(&namespace, &service_account, &tenant_role) {
+                print!("---\n{}", serde_yaml::to_string(&m).expect("manifests serialize"));
+            }
+            ExitCode::SUCCESS
+        }
         Command::Validate { paths } => validate::run(&paths),
         Command::Render { paths, output } => render::run(&paths, output),
         Command::Sla {
