@@ -3,6 +3,6 @@
 use std::process::ExitCode;
 
 pub fn run() -> ExitCode {
-    print!("{}", regie_crds::crd::crds_yaml());
+    super::emit(&regie_crds::crd::crds_yaml());
     ExitCode::SUCCESS
 }

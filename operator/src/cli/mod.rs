@@ -112,7 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
             tenant_role,
         } => {
             for m in crate::rbac::manifests(&namespace, &service_account, &tenant_role) {
-                print!("---\n{}", serde_yaml::to_string(&m).expect("manifests serialize"));
+                emit(&format!("---\n{}", serde_yaml::to_string(&m).expect("manifests serialize")));
             }
             ExitCode::SUCCESS
         }
@@ -131,6 +131,20 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
         } => bill::run(&paths, &period, output, out.as_deref()),
         Command::Diff { base, head, period } => diff::run(&base, &head, period.as_deref()),
+    }
+}
+
+/// Writes command output to stdout. A closed pipe (`regie render | head`) ends the program
+/// quietly instead of panicking, as a Unix tool should.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("regie: cannot write output: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -29,7 +29,7 @@ pub fn run(paths: &[PathBuf], format: RenderFormat) -> ExitCode {
     match format {
         RenderFormat::Yaml => {
             for c in &children {
-                print!("---\n{}", serde_yaml::to_string(&c.body).expect("objects serialize"));
+                super::emit(&format!("---\n{}", serde_yaml::to_string(&c.body).expect("objects serialize")));
             }
         }
         RenderFormat::Json => {
@@ -38,7 +38,7 @@ pub fn run(paths: &[PathBuf], format: RenderFormat) -> ExitCode {
                 "kind": "List",
                 "items": children.iter().map(|c| &c.body).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&list).expect("objects serialize"));
+            super::emit(&format!("{}\n", serde_json::to_string_pretty(&list).expect("objects serialize")));
         }
     }
     ExitCode::SUCCESS

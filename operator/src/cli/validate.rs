@@ -24,7 +24,7 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         for p in &problems {
-            println!("{p}");
+            super::emit(&format!("{p}\n"));
         }
         eprintln!("{} problems in {count} objects", problems.len());
         ExitCode::from(1)
