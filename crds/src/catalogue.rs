@@ -40,6 +40,10 @@ pub struct ServiceLevelSpec {
     /// Windows in which the service is delivered and availability is measured.
     #[schemars(schema_with = "schema::window_list")]
     pub service_hours: Vec<String>,
+    /// Public holidays (YYYY-MM-DD, local dates) excluded from `serviceHours`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::date_list")]
+    pub holidays: Vec<String>,
     pub response_times: ResponseTimes,
     /// How often a KPI report (an SlaReport) is produced.
     pub kpi_report: KpiCadence,

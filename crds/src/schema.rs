@@ -87,3 +87,11 @@ pub fn optional_date_or_time(_: &mut SchemaGenerator) -> Schema {
 pub fn period(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$", "description": "A calendar month, YYYY-MM."})
 }
+
+pub fn date_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "description": "Calendar dates, YYYY-MM-DD.",
+        "items": {"type": "string", "pattern": DATE_PATTERN}
+    })
+}

@@ -182,6 +182,11 @@ impl Validate for ServiceLevelSpec {
                 e.push(format!("spec.serviceHours[{i}]"), err.0);
             }
         }
+        for (i, h) in self.holidays.iter().enumerate() {
+            if let Err(m) = parse_date(h) {
+                e.push(format!("spec.holidays[{i}]"), m);
+            }
+        }
         for (path, d) in [
             ("spec.responseTimes.urgent", &self.response_times.urgent),
             ("spec.responseTimes.other", &self.response_times.other),

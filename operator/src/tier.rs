@@ -18,6 +18,8 @@ pub struct Tier {
     pub rank: i32,
     pub time_zone: jiff::tz::TimeZone,
     pub service_hours: Vec<Window>,
+    /// Local dates on which there are no service hours.
+    pub holidays: Vec<jiff::civil::Date>,
     pub monitoring: Vec<Window>,
     pub monitoring_label: String,
     /// Percent, e.g. 99.5.
@@ -53,6 +55,12 @@ impl Tier {
                 .map(|w| w.parse::<Window>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| fail("spec.serviceHours", e.0))?,
+            holidays: s
+                .holidays
+                .iter()
+                .map(|d| regie_crds::validate::parse_date(d))
+                .collect::<Result<_, _>>()
+                .map_err(|m| fail("spec.holidays", m))?,
             monitoring_label: monitoring.to_string(),
             monitoring: monitoring.windows(),
             target: parse_decimal(&s.availability.target).map_err(|m| fail("spec.availability.target", m))?,
