@@ -145,6 +145,19 @@ fn add_rule(crd: &mut Value, rule: &CelRule) {
     }
 }
 
+/// The CRDs for a server of Kubernetes minor version `minor`: servers before 1.25 know no
+/// `x-kubernetes-validations` and refuse it in a server-side apply, so it is left out for them
+/// (the controller runs the same rules in Rust either way).
+pub fn crds_for_server(minor: u32) -> Vec<Value> {
+    if minor >= 25 {
+        return crds_with_rules();
+    }
+    crds()
+        .into_iter()
+        .map(|crd| serde_json::to_value(&crd).expect("a CRD always serializes"))
+        .collect()
+}
+
 /// The multi-document YAML `regie crds` prints.
 pub fn crds_yaml() -> String {
     let mut out = String::new();

@@ -1,0 +1,187 @@
+//! Real control planes for tests, benchmarks and the demo, started through `e2e/cluster`.
+//!
+//! [`shared`] gives every test of one test binary the same control plane (started once; tests
+//! use their own names or namespaces). [`TestCluster::start`] gives a test a control plane of its
+//! own, for tests that run an operator and must not see another test's objects. Either way the
+//! cluster is started with `--owner-pid` of the test process, so its watchdog tears it down when
+//! the process ends — also when a test panics or the process is killed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives in the repository")
+        .to_path_buf()
+}
+
+/// A running control plane: where its kubeconfig is and how to reach it.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// Starts a control plane in `dir`, owned by this process.
+    pub fn up(dir: &Path) -> Result<Cluster> {
+        let script = repo_root().join("e2e/cluster");
+        let out = Command::new(&script)
+            .arg("up")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "e2e/cluster up failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .context("e2e/cluster up printed no kubeconfig path")?;
+        let kubeconfig = PathBuf::from(last.trim());
+        if !kubeconfig.exists() {
+            bail!("e2e/cluster up printed {last:?}, which is not a file");
+        }
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            kubeconfig,
+        };
+        cluster.install_crds_blocking()?;
+        Ok(cluster)
+    }
+
+    /// Stops the control plane and removes its state.
+    pub fn down(&self) {
+        let _ = Command::new(repo_root().join("e2e/cluster"))
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output();
+    }
+
+    /// A client for this cluster, bound to the caller's tokio runtime.
+    pub async fn client(&self) -> Result<Client> {
+        let kc = Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        // Benchmarks apply thousands of objects; the default timeout is fine, throttling is not.
+        config.read_timeout = Some(Duration::from_secs(60));
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Runs the real kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl is installed")
+    }
+
+    /// Like [`Cluster::kubectl`], failing with kubectl's stderr when it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args);
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn install_crds_blocking(&self) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let client = self.client().await?;
+            install_crds(&client).await
+        })
+    }
+}
+
+/// Server-side-applies every regie CRD and waits until the server serves them.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let version = client.apiserver_version().await?;
+    let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
+    for crd in regie_crds::crd::crds_for_server(minor) {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        api.patch(&name, &PatchParams::apply("regie-e2e").force(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("installing CRD {name}"))?;
+    }
+    for crd in regie_crds::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let mut established = false;
+        for _ in 0..100 {
+            let c = api.get(&name).await?;
+            established = c
+                .status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !established {
+            bail!("CRD {name} did not become Established");
+        }
+    }
+    Ok(())
+}
+
+/// The control plane every test of this test binary shares, started on first use.
+pub fn shared() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("regie-e2e-{}", std::process::id()));
+        // The watchdog (owner pid) removes it when this process ends.
+        Cluster::up(&dir).unwrap_or_else(|e| panic!("cannot start the shared control plane: {e:#}"))
+    })
+}
+
+/// A control plane of one test's own, stopped when dropped.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub cluster: Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn start() -> Result<TestCluster> {
+        let dir = tempfile::Builder::new().prefix("regie-e2e-").tempdir()?;
+        let cluster = Cluster::up(&dir.path().join("cluster"))?;
+        Ok(TestCluster { cluster, _dir: dir })
+    }
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.cluster.down();
+    }
+}
