@@ -3,3 +3,4 @@
 //! end-to-end tests, the benchmarks and the demo.
 
 pub mod cluster;
+pub mod targets;

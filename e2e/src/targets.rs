@@ -1,0 +1,1 @@
+//! A loopback HTTP target server for the prober's tests and benchmark (work in progress).
