@@ -41,3 +41,5 @@ pub const METRICS: [&str; 8] = [
     SLA_TARGET_PERCENT,
     SLA_ERROR_BUDGET_REMAINING_RATIO,
 ];
+
+pub mod calendar;
