@@ -1,0 +1,355 @@
+//! The billing run: from tenants (their files and their Usage ledgers), the price book, cost
+//! pools, service orders and service credits to one invoice per tenant per billing period.
+//!
+//! A month with a `Usage` object is billed from its segments; a month without one is billed as
+//! the tenant's files describe it, for the part of the month it is a member. The timeline
+//! reaches back by the longest notice period, so a reduction in February still shows in March.
+
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use regie_crds::commercial::RateItem;
+use regie_crds::generated::{Segment, SegmentComponent};
+use regie_crds::tenancy::InvoicingPeriod;
+use regie_crds::validate::{parse_date, parse_decimal};
+use rust_decimal::Decimal;
+
+use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
+use super::ledger::{BillableState, Span, spans};
+use super::period::{Month, Period, midnight};
+use super::pools::{Instalment, Member, Pool, instalments};
+use super::pricing::{ComponentCredits, PriceBook, price_timeline};
+use super::proration::Calendar;
+use super::{BillingError, round_cents};
+use crate::desired::component_level;
+use crate::inventory::{Inventory, tenant_namespace};
+
+/// Flexible work of one day.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Order {
+    /// `ServiceOrder/<namespace>/<name>`, for messages.
+    pub id: String,
+    pub date: Date,
+    pub hours: Decimal,
+    pub rate: Option<Decimal>,
+    pub description: String,
+}
+
+/// Everything billing needs of one tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantInput {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub joined: Date,
+    pub leaves: Option<Date>,
+    pub inhabitants: i64,
+    pub invoicing: InvoicingPeriod,
+    /// The state its files describe: billed for months without a Usage.
+    pub declared: BillableState,
+    /// Usage segments per month, where the ledger has them.
+    pub usage: BTreeMap<Month, Vec<Segment>>,
+    pub orders: Vec<Order>,
+}
+
+/// The catalogue a bill is priced with.
+#[derive(Debug)]
+pub struct Catalogue {
+    pub cal: Calendar,
+    pub book: PriceBook,
+    pub pools: Vec<Pool>,
+}
+
+/// Service credits: (tenant, component, month) → percent of that component's month charges.
+pub type Credits = BTreeMap<(String, String, Month), Decimal>;
+
+/// Reads the catalogue and tenants from an inventory of valid objects.
+pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<TenantInput>), BillingError> {
+    let lists: Vec<_> = inv.price_lists.iter().map(|p| p.object.clone()).collect();
+    let book = PriceBook::new(&lists, &cal)?;
+    let pools = inv.pools.iter().map(|p| Pool::from_object(&p.object)).collect::<Result<Vec<_>, _>>()?;
+    let mut tenants = Vec::new();
+    for t in &inv.tenants {
+        let tenant = &t.object;
+        let name = tenant.name_any();
+        let field = |f: &str, m: String| BillingError::input(format!("{}: Tenant/{name}: {f}: {m}", t.source));
+        let joined = parse_date(&tenant.spec.membership.joined).map_err(|m| field("spec.membership.joined", m))?;
+        let leaves = match &tenant.spec.membership.leaves {
+            Some(l) => Some(parse_date(l).map_err(|m| field("spec.membership.leaves", m))?),
+            None => None,
+        };
+        let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
+        for p in inv.packages_of(tenant) {
+            // A package exported from the cluster carries the count billing uses (after its basis).
+            let billed = p.status.as_ref().and_then(|s| s.billed_accounts).unwrap_or(p.spec.accounts);
+            *accounts.entry(p.spec.profile.clone()).or_default() += billed;
+        }
+        let mut components: Vec<SegmentComponent> = inv
+            .components_of(tenant)
+            .into_iter()
+            .map(|c| SegmentComponent {
+                name: c.name_any(),
+                class: c.spec.class,
+                service_level: component_level(tenant, c).to_string(),
+            })
+            .collect();
+        components.sort();
+        let ns = tenant_namespace(tenant);
+        let mut orders = Vec::new();
+        for o in inv.orders.iter().filter(|o| o.object.namespace().as_deref() == Some(ns.as_str())) {
+            let id = format!("ServiceOrder/{ns}/{}", o.object.name_any());
+            let f = |fld: &str, m: String| BillingError::input(format!("{}: {id}: {fld}: {m}", o.source));
+            let s = &o.object.spec;
+            let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
+            if hours < Decimal::ZERO {
+                return Err(f("spec.hours", format!("{:?} is negative: hours worked cannot be negative", s.hours)));
+            }
+            let rate = match &s.rate {
+                Some(r) => {
+                    let v = parse_decimal(r).map_err(|m| f("spec.rate", m))?;
+                    if v < Decimal::ZERO {
+                        return Err(f("spec.rate", format!("{r:?} must not be negative")));
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
+            orders.push(Order {
+                date: parse_date(&s.date).map_err(|m| f("spec.date", m))?,
+                id,
+                hours,
+                rate,
+                description: s.description.clone(),
+            });
+        }
+        orders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
+        let mut usage = BTreeMap::new();
+        for u in inv.usages.iter().filter(|u| u.object.spec.tenant == name) {
+            let (y, m) = regie_crds::validate::parse_month(&u.object.spec.period)
+                .map_err(|m| BillingError::input(format!("{}: Usage/{}: spec.period: {m}", u.source, u.object.name_any())))?;
+            let segs = u.object.status.as_ref().map(|s| s.segments.clone()).unwrap_or_default();
+            usage.insert(Month::new(y, m), segs);
+        }
+        tenants.push(TenantInput {
+            labels: tenant.labels().clone(),
+            joined,
+            leaves,
+            inhabitants: tenant.spec.inhabitants,
+            invoicing: tenant.spec.billing.invoicing,
+            declared: BillableState {
+                service_level: tenant.spec.service_level.clone(),
+                accounts,
+                measured_accounts: BTreeMap::new(),
+                components,
+            },
+            usage,
+            orders,
+            name,
+        });
+    }
+    tenants.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((Catalogue { cal, book, pools }, tenants))
+}
+
+/// The tenant's billing periods within `period`: its months, or its quarters when it is
+/// invoiced quarterly and `period` holds whole quarters (a single month is then billed on its
+/// own, as a preview).
+pub fn billing_periods(period: Period, invoicing: InvoicingPeriod) -> Vec<Period> {
+    match (invoicing, period) {
+        (InvoicingPeriod::Quarterly, Period::Month(_)) | (InvoicingPeriod::Quarterly, Period::Quarter { .. }) => vec![period],
+        (InvoicingPeriod::Quarterly, Period::Year(y)) => (1..=4).map(|q| Period::Quarter { year: y, quarter: q }).collect(),
+        (InvoicingPeriod::Monthly, p) => p.months().into_iter().map(Period::Month).collect(),
+    }
+}
+
+/// The tenant's timeline over `months`: Usage segments where there are some, else its files.
+/// Open segments run to the end of their month (a forecast, on a draft).
+fn timeline(t: &TenantInput, months: &[Month], cal: &Calendar) -> Result<Vec<Span>, BillingError> {
+    let joined = midnight(t.joined, cal.tz())?;
+    let left = match t.leaves {
+        Some(l) => Some(midnight(l.tomorrow().unwrap_or(l), cal.tz())?),
+        None => None,
+    };
+    let mut out: Vec<Span> = Vec::new();
+    for m in months {
+        let (ms, me) = cal.month_bounds(*m)?;
+        match t.usage.get(m) {
+            Some(segs) => {
+                let what = format!("Usage/{}-{m}", t.name);
+                for mut s in spans(segs, &what)? {
+                    let to = s.to.unwrap_or(me).min(me);
+                    s.from = s.from.max(ms);
+                    if s.from >= to {
+                        continue;
+                    }
+                    s.to = Some(to);
+                    out.push(s);
+                }
+            }
+            None => {
+                let from = ms.max(joined);
+                let to = left.map_or(me, |l| l.min(me));
+                if from < to {
+                    out.push(Span {
+                        from,
+                        to: Some(to),
+                        state: t.declared.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for w in out.windows(2) {
+        if w[0].to.is_some_and(|t0| t0 > w[1].from) {
+            return Err(BillingError::input(format!("Usage of {}: segments overlap at {}", t.name, w[1].from)));
+        }
+    }
+    Ok(out)
+}
+
+fn months_between(first: Month, last: Month) -> Vec<Month> {
+    let mut v = Vec::new();
+    let mut m = first;
+    while m <= last {
+        v.push(m);
+        m = m.next();
+    }
+    v
+}
+
+/// Pool instalments per tenant, with the pool they come from.
+fn pool_instalments(cat: &Catalogue, tenants: &[TenantInput]) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
+    let members: Vec<Member> = tenants
+        .iter()
+        .map(|t| Member {
+            tenant: t.name.clone(),
+            labels: t.labels.clone(),
+            joined: t.joined,
+            leaves: t.leaves,
+            inhabitants: t.inhabitants,
+            accounts: t.declared.accounts.values().sum(),
+        })
+        .collect();
+    let mut out: BTreeMap<String, Vec<(usize, Instalment)>> = BTreeMap::new();
+    for (i, pool) in cat.pools.iter().enumerate() {
+        for share in pool.allocate(&members)? {
+            for inst in instalments(pool.instalments, &share, &[]) {
+                out.entry(share.tenant.clone()).or_default().push((i, inst));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Invoices of every tenant for `period`, seen at `now` (draft while a period is open).
+pub fn bill(cat: &Catalogue, tenants: &[TenantInput], credits: &Credits, period: Period, now: Timestamp) -> Result<Vec<Invoice>, BillingError> {
+    let cal = &cat.cal;
+    let pools = pool_instalments(cat, tenants)?;
+    let lookback = SignedDuration::from_secs(cat.book.max_notice_seconds());
+    let start = period.start(cal.tz())?;
+    let first = cal.month_of(start.checked_sub(lookback).unwrap_or(start));
+    let months = months_between(first, period.last_month());
+    let mut invoices = Vec::new();
+    for t in tenants {
+        let spans = timeline(t, &months, cal)?;
+        let tenant_credits: ComponentCredits = credits
+            .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
+            .take_while(|((tn, _, _), _)| *tn == t.name)
+            .map(|((_, c, m), p)| ((c.clone(), *m), *p))
+            .collect();
+        for bp in billing_periods(period, t.invoicing) {
+            let (from, to) = (bp.start(cal.tz())?, bp.end(cal.tz())?);
+            let mut lines = price_timeline(&cat.book, cal, &spans, from, to, &tenant_credits)?;
+            lines.extend(order_lines(cat, t, &spans, bp)?);
+            for (pi, inst) in pools.get(&t.name).into_iter().flatten() {
+                if !bp.contains_date(inst.due) {
+                    continue;
+                }
+                let pool = &cat.pools[*pi];
+                let due = midnight(inst.due, cal.tz())?;
+                let (_, list) = cat.book.at(due)?;
+                lines.push(Line {
+                    kind: LineKind::Pool,
+                    description: format!(
+                        "{} (CostPool {}, {}), instalment {} of {}",
+                        pool.description,
+                        pool.name,
+                        allocation_text(pool),
+                        inst.index,
+                        inst.count
+                    ),
+                    quantity: Decimal::ONE,
+                    unit: Unit::Item,
+                    unit_price: inst.amount,
+                    amount: inst.amount,
+                    from: due,
+                    to: midnight(inst.until, cal.tz())?,
+                    vat: list.vat.clone(),
+                });
+            }
+            if lines.is_empty() {
+                continue;
+            }
+            lines.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.description.cmp(&b.description)).then(a.from.cmp(&b.from)));
+            invoices.push(Invoice {
+                tenant: t.name.clone(),
+                period: bp.to_string(),
+                from,
+                to,
+                state: state_at(to, now),
+                number: None,
+                currency: "EUR".into(),
+                lines,
+            });
+        }
+    }
+    Ok(invoices)
+}
+
+fn allocation_text(pool: &Pool) -> &'static str {
+    use regie_crds::commercial::AllocationKey::*;
+    match pool.allocation {
+        PerInhabitant => "per inhabitant",
+        PerAccount => "per account",
+        EqualShares => "equal shares",
+        FixedShares => "fixed shares",
+    }
+}
+
+/// Flexible hours of the orders dated in `bp`, at the order's rate or the list's.
+fn order_lines(cat: &Catalogue, t: &TenantInput, spans: &[Span], bp: Period) -> Result<Vec<Line>, BillingError> {
+    let cal = &cat.cal;
+    let mut out = Vec::new();
+    for o in t.orders.iter().filter(|o| bp.contains_date(o.date)) {
+        if o.hours < Decimal::ZERO {
+            return Err(BillingError::input(format!("{}: spec.hours: {} is negative: hours worked cannot be negative", o.id, o.hours)));
+        }
+        let from = midnight(o.date, cal.tz())?;
+        let to = midnight(o.date.tomorrow().unwrap_or(o.date), cal.tz())?;
+        let (_, list) = cat.book.at(from)?;
+        let level = spans
+            .iter()
+            .find(|s| s.from <= from && s.to.is_none_or(|e| from < e))
+            .map_or(t.declared.service_level.as_str(), |s| s.state.service_level.as_str());
+        let rate = match o.rate {
+            Some(r) => r,
+            None => list
+                .rate(RateItem::FlexibleHour, level, None, None)
+                .map_err(|e| BillingError::input(format!("{}: no rate on the order and {e}", o.id)))?
+                .amount,
+        };
+        out.push(Line {
+            kind: LineKind::FlexibleHour,
+            description: format!("Flexible services {}: {} ({})", o.date, o.description, o.id),
+            quantity: o.hours,
+            unit: Unit::Hour,
+            unit_price: rate,
+            amount: round_cents(o.hours * rate),
+            from,
+            to,
+            vat: list.vat.clone(),
+        });
+    }
+    Ok(out)
+}

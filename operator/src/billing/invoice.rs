@@ -1,0 +1,397 @@
+//! Invoices: priced lines per tenant per billing period, each rounded half-up to cents; the
+//! subtotal is the sum of the rounded lines, VAT is computed per VAT treatment on that sum.
+//! A final invoice is never rewritten: what changes afterwards goes on the next invoice as
+//! `correction` lines ([`corrections`]). Numbers are unique and sequential per year
+//! ([`next_number`]).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{BillingError, decimal_text, local_rfc3339, money, round_cents};
+
+/// What a line charges for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LineKind {
+    Account,
+    Component,
+    FlexibleHour,
+    Pool,
+    Credit,
+    Notice,
+    Correction,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Account => "account",
+            LineKind::Component => "component",
+            LineKind::FlexibleHour => "flexibleHour",
+            LineKind::Pool => "pool",
+            LineKind::Credit => "credit",
+            LineKind::Notice => "notice",
+            LineKind::Correction => "correction",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LineKind> {
+        [
+            LineKind::Account,
+            LineKind::Component,
+            LineKind::FlexibleHour,
+            LineKind::Pool,
+            LineKind::Credit,
+            LineKind::Notice,
+            LineKind::Correction,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// The unit of a line's quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unit {
+    Account,
+    Component,
+    Hour,
+    Percent,
+    Item,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Account => "account",
+            Unit::Component => "component",
+            Unit::Hour => "hour",
+            Unit::Percent => "percent",
+            Unit::Item => "item",
+        }
+    }
+
+    /// UN/ECE Recommendation 20 code, as UBL wants it.
+    pub fn ubl_code(self) -> &'static str {
+        match self {
+            Unit::Account | Unit::Component | Unit::Item => "C62",
+            Unit::Hour => "HUR",
+            Unit::Percent => "P1",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Unit> {
+        [Unit::Account, Unit::Component, Unit::Hour, Unit::Percent, Unit::Item]
+            .into_iter()
+            .find(|u| u.as_str() == s)
+    }
+}
+
+/// VAT treatment of a line, from the PriceList in force.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VatTreatment {
+    /// UNCL 5305 category: S, Z, E, O, AE, …
+    pub category: String,
+    pub percent: Decimal,
+    pub exemption_reason: Option<String>,
+}
+
+impl Default for VatTreatment {
+    fn default() -> Self {
+        VatTreatment {
+            category: "S".into(),
+            percent: Decimal::from(21),
+            exemption_reason: None,
+        }
+    }
+}
+
+/// One invoice line. `amount` is already rounded to cents; `unit_price` is exact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    pub kind: LineKind,
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit: Unit,
+    pub unit_price: Decimal,
+    pub amount: Decimal,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub vat: VatTreatment,
+}
+
+/// VAT of one treatment: the base (sum of its rounded lines) and the tax on it, rounded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VatBreakdown {
+    pub vat: VatTreatment,
+    pub taxable: Decimal,
+    pub tax: Decimal,
+}
+
+/// Draft while the period is open, final after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Draft,
+    Final,
+}
+
+/// The invoice of one tenant for one billing period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Invoice {
+    pub tenant: String,
+    /// `YYYY-MM`, `YYYY-Qn` or `YYYY`.
+    pub period: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub state: State,
+    pub number: Option<String>,
+    pub currency: String,
+    pub lines: Vec<Line>,
+}
+
+impl Invoice {
+    /// The sum of the rounded lines, before VAT.
+    pub fn subtotal(&self) -> Decimal {
+        self.lines.iter().map(|l| l.amount).sum()
+    }
+
+    /// VAT per treatment, each rounded half-up on the sum of its lines.
+    pub fn vat_breakdown(&self) -> Vec<VatBreakdown> {
+        let mut groups: BTreeMap<VatTreatment, Decimal> = BTreeMap::new();
+        for l in &self.lines {
+            *groups.entry(l.vat.clone()).or_default() += l.amount;
+        }
+        if groups.is_empty() {
+            groups.insert(VatTreatment::default(), Decimal::ZERO);
+        }
+        groups
+            .into_iter()
+            .map(|(vat, taxable)| {
+                let tax = round_cents(taxable * vat.percent / Decimal::ONE_HUNDRED);
+                VatBreakdown { vat, taxable, tax }
+            })
+            .collect()
+    }
+
+    pub fn vat(&self) -> Decimal {
+        self.vat_breakdown().iter().map(|b| b.tax).sum()
+    }
+
+    /// Subtotal plus VAT: what the tenant pays.
+    pub fn payable(&self) -> Decimal {
+        self.subtotal() + self.vat()
+    }
+
+    /// The `Invoice` object's spec: `subtotal` the lines, `vat`, `total` including VAT.
+    pub fn to_spec(&self, tz: &TimeZone) -> InvoiceSpec {
+        InvoiceSpec {
+            tenant: self.tenant.clone(),
+            period: self.period.clone(),
+            number: self.number.clone(),
+            state: match self.state {
+                State::Draft => InvoiceState::Draft,
+                State::Final => InvoiceState::Final,
+            },
+            currency: self.currency.clone(),
+            lines: self.lines.iter().map(|l| line_spec(l, tz)).collect(),
+            subtotal: money(self.subtotal()),
+            vat: money(self.vat()),
+            total: money(self.payable()),
+        }
+    }
+}
+
+/// A line as the API and the exports print it.
+pub fn line_spec(l: &Line, tz: &TimeZone) -> InvoiceLine {
+    InvoiceLine {
+        kind: l.kind.as_str().into(),
+        description: l.description.clone(),
+        quantity: decimal_text(l.quantity, 0, 6),
+        unit: l.unit.as_str().into(),
+        unit_price: decimal_text(l.unit_price, 2, 6),
+        amount: money(l.amount),
+        from: local_rfc3339(l.from, tz),
+        to: local_rfc3339(l.to, tz),
+    }
+}
+
+/// The state of an invoice for a period ending at `to`, seen at `now`.
+pub fn state_at(to: Timestamp, now: Timestamp) -> State {
+    if now >= to { State::Final } else { State::Draft }
+}
+
+/// Correction lines for a final invoice whose lines, recomputed now, differ: for each line
+/// (matched on kind, description and stretch) the difference, so that the corrections add up
+/// exactly to `recomputed.subtotal() - final_invoice.subtotal()`. They go on the next invoice.
+pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
+    type Key = (LineKind, String, Timestamp, Timestamp);
+    let key = |l: &Line| -> Key { (l.kind, l.description.clone(), l.from, l.to) };
+    let mut old: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
+    for l in &final_invoice.lines {
+        old.entry(key(l)).and_modify(|e| e.0 += l.amount).or_insert((l.amount, l));
+    }
+    let mut new: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
+    for l in &recomputed.lines {
+        new.entry(key(l)).and_modify(|e| e.0 += l.amount).or_insert((l.amount, l));
+    }
+    let reference = final_invoice
+        .number
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", final_invoice.tenant, final_invoice.period));
+    let mut out = Vec::new();
+    let mut keys: Vec<&Key> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let was = old.get(k).map_or(Decimal::ZERO, |e| e.0);
+        let is = new.get(k).map_or(Decimal::ZERO, |e| e.0);
+        let diff = is - was;
+        if diff.is_zero() {
+            continue;
+        }
+        let Some(template) = new.get(k).or_else(|| old.get(k)).map(|e| e.1) else {
+            continue;
+        };
+        out.push(Line {
+            kind: LineKind::Correction,
+            description: format!(
+                "Correction of invoice {reference} ({}): {}: was {}, is {}",
+                final_invoice.period,
+                template.description,
+                money(was),
+                money(is)
+            ),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: diff,
+            amount: diff,
+            from: template.from,
+            to: template.to,
+            vat: template.vat.clone(),
+        });
+    }
+    out
+}
+
+/// Prefix of every invoice number.
+pub const NUMBER_PREFIX: &str = "RG";
+
+/// The next invoice number of `year` after the existing ones: `RG-2026-000001`, then
+/// `RG-2026-000002`, … Numbers of other years and other formats do not count; a gap is never
+/// filled, so a number once used is never used again.
+pub fn next_number(existing: &[String], year: i16) -> Result<String, BillingError> {
+    let prefix = format!("{NUMBER_PREFIX}-{year:04}-");
+    let mut max: u64 = 0;
+    for n in existing {
+        if let Some(seq) = n.strip_prefix(&prefix)
+            && seq.len() >= 6
+            && seq.chars().all(|c| c.is_ascii_digit())
+            && let Ok(v) = seq.parse::<u64>()
+        {
+            max = max.max(v);
+        }
+    }
+    let next = max
+        .checked_add(1)
+        .ok_or_else(|| BillingError::input(format!("invoice numbers of {year} are exhausted")))?;
+    Ok(format!("{prefix}{next:06}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str_exact(s).unwrap()
+    }
+
+    fn line(kind: LineKind, desc: &str, amount: &str) -> Line {
+        Line {
+            kind,
+            description: desc.into(),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: d(amount),
+            amount: d(amount),
+            from: "2026-02-28T23:00:00Z".parse().unwrap(),
+            to: "2026-03-31T22:00:00Z".parse().unwrap(),
+            vat: VatTreatment::default(),
+        }
+    }
+
+    fn invoice(lines: Vec<Line>) -> Invoice {
+        Invoice {
+            tenant: "tholen".into(),
+            period: "2026-03".into(),
+            from: "2026-02-28T23:00:00Z".parse().unwrap(),
+            to: "2026-03-31T22:00:00Z".parse().unwrap(),
+            state: State::Final,
+            number: Some("RG-2026-000003".into()),
+            currency: "EUR".into(),
+            lines,
+        }
+    }
+
+    #[test]
+    fn totals_are_sums_of_rounded_lines_and_vat_rounds_half_up() {
+        let inv = invoice(vec![line(LineKind::Account, "a", "10.01"), line(LineKind::Component, "c", "0.04")]);
+        assert_eq!(inv.subtotal(), d("10.05"));
+        // 21% of 10.05 = 2.1105 → 2.11
+        assert_eq!(inv.vat(), d("2.11"));
+        assert_eq!(inv.payable(), d("12.16"));
+        // 21% of 0.50 = 0.105 → 0.11 (half-up, not banker's 0.10)
+        let inv = invoice(vec![line(LineKind::Account, "a", "0.50")]);
+        assert_eq!(inv.vat(), d("0.11"));
+    }
+
+    #[test]
+    fn vat_is_computed_per_treatment() {
+        let mut exempt = line(LineKind::Pool, "p", "100.00");
+        exempt.vat = VatTreatment {
+            category: "E".into(),
+            percent: Decimal::ZERO,
+            exemption_reason: Some("cost sharing".into()),
+        };
+        let inv = invoice(vec![line(LineKind::Account, "a", "100.00"), exempt]);
+        let b = inv.vat_breakdown();
+        assert_eq!(b.len(), 2);
+        assert_eq!(inv.vat(), d("21.00"));
+        assert_eq!(inv.payable(), d("221.00"));
+    }
+
+    #[test]
+    fn corrections_add_up_to_the_difference() {
+        let was = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            line(LineKind::Component, "archive", "250.00"),
+            line(LineKind::Notice, "gone", "10.00"),
+        ]);
+        let mut is = was.clone();
+        is.lines[0].amount = d("1012.34");
+        is.lines.remove(2);
+        is.lines.push(line(LineKind::FlexibleHour, "migration", "300.00"));
+        let c = corrections(&was, &is);
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|l| l.kind == LineKind::Correction));
+        let sum: Decimal = c.iter().map(|l| l.amount).sum();
+        assert_eq!(sum, is.subtotal() - was.subtotal());
+        assert!(c.iter().any(|l| l.description.contains("RG-2026-000003") && l.amount == d("12.34")));
+        assert!(c.iter().any(|l| l.amount == d("-10.00")));
+        assert!(corrections(&was, &was).is_empty(), "no difference, no correction");
+    }
+
+    #[test]
+    fn numbers_are_sequential_per_year() {
+        assert_eq!(next_number(&[], 2026).unwrap(), "RG-2026-000001");
+        let existing = vec!["RG-2026-000001".to_string(), "RG-2026-000007".into(), "RG-2025-000100".into(), "junk".into()];
+        assert_eq!(next_number(&existing, 2026).unwrap(), "RG-2026-000008");
+        assert_eq!(next_number(&existing, 2025).unwrap(), "RG-2025-000101");
+        assert_eq!(next_number(&existing, 2027).unwrap(), "RG-2027-000001");
+    }
+}
