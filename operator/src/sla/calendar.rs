@@ -283,7 +283,7 @@ impl Period {
     pub fn next(&self) -> Result<Period, PeriodError> {
         let err = |e: jiff::Error| PeriodError(format!("no period after {self}: {e}"));
         Ok(match *self {
-            Period::Month { year, month } if month == 12 => Period::Month {
+            Period::Month { year, month: 12 } => Period::Month {
                 year: year + 1,
                 month: 1,
             },
@@ -373,6 +373,7 @@ impl FromStr for Period {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use jiff::civil::date;

@@ -43,3 +43,8 @@ pub const METRICS: [&str; 8] = [
 ];
 
 pub mod calendar;
+pub mod compliance;
+pub mod metrics;
+pub mod prober;
+pub mod scheduler;
+pub mod target;
