@@ -102,18 +102,50 @@ impl Cluster {
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args);
         if !out.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `kubectl apply --server-side` of the given files in one call.
+    pub fn apply_files(&self, files: &[PathBuf], extra: &[&str]) -> Result<String> {
+        let mut args: Vec<String> = vec!["apply".into(), "--server-side".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for f in files {
+            args.push("-f".into());
+            args.push(f.to_string_lossy().into_owned());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.kubectl_ok(&refs)
+    }
+
     fn install_crds_blocking(&self) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             let client = self.client().await?;
             install_crds(&client).await
         })
     }
+}
+
+/// The YAML files under `dir` that hold regie objects (kustomizations and Argo CD or Flux
+/// manifests beside them are left out: the test server has no CRDs for those).
+pub fn regie_files(dir: &Path) -> Vec<PathBuf> {
+    let files = regie::input::yaml_files(&[dir.to_path_buf()]).unwrap_or_default();
+    files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read_to_string(f).is_ok_and(|t| {
+                t.contains("apiVersion: regie.dev/") && !t.contains("kind: Kustomization")
+            })
+        })
+        .collect()
 }
 
 /// Server-side-applies every regie CRD and waits until the server serves them.
@@ -122,20 +154,27 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     let version = client.apiserver_version().await?;
     let minor: u32 = version.minor.trim_end_matches('+').parse().unwrap_or(0);
     for crd in regie_crds::crd::crds_for_server(minor) {
-        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        api.patch(&name, &PatchParams::apply("regie-e2e").force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("installing CRD {name}"))?;
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("regie-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("installing CRD {name}"))?;
     }
     for crd in regie_crds::crd::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let mut established = false;
         for _ in 0..100 {
             let c = api.get(&name).await?;
-            established = c
-                .status
-                .and_then(|s| s.conditions)
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            established = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
             if established {
                 break;
             }

@@ -3,4 +3,5 @@
 //! end-to-end tests, the benchmarks and the demo.
 
 pub mod cluster;
+pub mod operator;
 pub mod targets;

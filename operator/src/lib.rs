@@ -9,9 +9,12 @@
 
 pub mod billing;
 pub mod cli;
+pub mod controller;
 pub mod desired;
 pub mod input;
 pub mod inventory;
+pub mod metrics;
 pub mod rbac;
+pub mod runtime;
 pub mod sla;
 pub mod tier;

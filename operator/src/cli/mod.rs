@@ -24,6 +24,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the operator against the cluster of the current kubeconfig or service account.
+    Run(crate::runtime::RunArgs),
     /// Print every regie CRD as multi-document YAML.
     Crds,
     /// Print the least-privilege RBAC `regie run` needs (ClusterRole, Role and bindings).
@@ -105,6 +107,22 @@ pub enum BillFormat {
 /// Runs a parsed command line; the exit code is the command's verdict.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("regie run: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(crate::runtime::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("regie run: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Crds => crds::run(),
         Command::Rbac {
             namespace,
@@ -112,7 +130,10 @@ pub fn run(cli: Cli) -> ExitCode {
             tenant_role,
         } => {
             for m in crate::rbac::manifests(&namespace, &service_account, &tenant_role) {
-                emit(&format!("---\n{}", serde_yaml::to_string(&m).expect("manifests serialize")));
+                emit(&format!(
+                    "---\n{}",
+                    serde_yaml::to_string(&m).expect("manifests serialize")
+                ));
             }
             ExitCode::SUCCESS
         }

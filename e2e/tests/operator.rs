@@ -1,0 +1,453 @@
+//! The operator end to end, against a real control plane of its own: examples → Ready; a tier
+//! change by re-applying a changed file; a component removed; bad input Stalled and recovered;
+//! a restart that writes nothing; a tenant deleted with its namespace. One scenario runs after
+//! the other on one cluster, because each step builds on the world the last one left.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use regie::controller::Options;
+use regie_crds::status::{AVAILABLE, READY, STALLED, find};
+use regie_crds::{HostingComponent, Tenant};
+use regie_e2e::cluster::{Cluster, TestCluster, regie_files, repo_root};
+use regie_e2e::operator::{RunningOperator, eventually, tenants_ready};
+
+const ALL: [&str; 5] = [
+    "etten-leur",
+    "moerdijk",
+    "roosendaal",
+    "tholen",
+    "werkplein",
+];
+const WAIT: Duration = Duration::from_secs(60);
+
+fn apply_examples(cluster: &Cluster, dir: &std::path::Path) {
+    // The catalogue and Tenants first; regie creates the namespaces the rest goes into.
+    cluster
+        .apply_files(&regie_files(&dir.join("catalogue")), &[])
+        .expect("catalogue applies");
+    for t in ALL {
+        cluster
+            .kubectl_ok(&[
+                "apply",
+                "--server-side",
+                "-f",
+                &dir.join(format!("tenants/{t}/tenant.yaml"))
+                    .to_string_lossy(),
+            ])
+            .expect("tenant applies");
+    }
+}
+
+fn apply_namespaced(cluster: &Cluster, dir: &std::path::Path) {
+    for t in ALL {
+        for f in ["workplace.yaml", "hosting.yaml"] {
+            let path = dir.join(format!("tenants/{t}/{f}"));
+            let out = cluster.kubectl(&["apply", "--server-side", "-f", &path.to_string_lossy()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+async fn wait_namespaces(client: &Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    eventually("tenant namespaces", WAIT, || {
+        let api = api.clone();
+        async move {
+            for t in ALL {
+                if api.get_opt(&format!("tenant-{t}")).await?.is_none() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    })
+    .await
+    .expect("regie creates every tenant namespace");
+}
+
+fn pdb_api(client: &Client, ns: &str, version: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("policy", version, "PodDisruptionBudget"),
+        "poddisruptionbudgets",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+async fn deployment_versions(client: &Client) -> BTreeMap<String, String> {
+    let api: Api<Deployment> = Api::all(client.clone());
+    api.list(&ListParams::default().labels("app.kubernetes.io/managed-by=regie"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| {
+            (
+                format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any()),
+                d.resource_version().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn operator_end_to_end() {
+    let cluster = TestCluster::start().expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let work = tempfile::tempdir().expect("tempdir");
+    let examples = work.path().join("examples");
+    copy_dir(&repo_root().join("examples"), &examples);
+
+    let op = RunningOperator::start(client.clone(), Options::default(), None);
+    apply_examples(&cluster, &examples);
+    wait_namespaces(&client).await;
+    apply_namespaced(&cluster, &examples);
+
+    // 1. Create → Ready, with the workloads the tiers ask for.
+    tenants_ready(&client, &ALL, WAIT)
+        .await
+        .expect("every example tenant becomes Ready");
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let roosendaal = tenants.get("roosendaal").await.expect("tenant");
+    let st = roosendaal.status.clone().expect("status");
+    assert_eq!(st.accounts, Some(665), "620 standard + 45 flex accounts");
+    assert_eq!(st.components_summary.as_deref(), Some("3/3"));
+    assert!(
+        roosendaal
+            .finalizers()
+            .contains(&"regie.dev/cleanup".to_string())
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "tenant-roosendaal");
+    let zaak = deployments
+        .get("zaaksysteem")
+        .await
+        .expect("hosted component has a Deployment");
+    assert_eq!(
+        zaak.spec.as_ref().and_then(|s| s.replicas),
+        Some(2),
+        "silver floor is 2"
+    );
+    let labels = zaak.labels();
+    assert_eq!(
+        labels.get("regie.dev/tenant").map(String::as_str),
+        Some("roosendaal")
+    );
+    assert_eq!(
+        labels.get("regie.dev/service-level").map(String::as_str),
+        Some("silver")
+    );
+    assert_eq!(
+        labels.get("regie.dev/class").map(String::as_str),
+        Some("applicationHosting")
+    );
+    let pod = zaak
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec");
+    let sc = pod.containers[0]
+        .security_context
+        .as_ref()
+        .expect("hardened");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let gateway = deployments.get("api-gateway").await.expect("gold override");
+    assert_eq!(
+        gateway.spec.as_ref().and_then(|s| s.replicas),
+        Some(3),
+        "gold floor is 3"
+    );
+    let spread = gateway
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.topology_spread_constraints.clone());
+    assert_eq!(
+        spread.map(|s| s.len()),
+        Some(2),
+        "gold spreads over zones and nodes"
+    );
+    let pdb_version = regie::controller::children::pdb_version(&client).await;
+    pdb_api(&client, "tenant-roosendaal", &pdb_version)
+        .get("zaaksysteem")
+        .await
+        .expect("silver has a PDB");
+    // No kubelet runs pods here: Available must say so, not pretend.
+    let comps: Api<HostingComponent> = Api::namespaced(client.clone(), "tenant-roosendaal");
+    let c = comps.get("zaaksysteem").await.expect("component");
+    let avail = find(&c.status.as_ref().expect("status").conditions, AVAILABLE)
+        .cloned()
+        .expect("Available");
+    assert_eq!(avail.status, "False");
+    assert!(
+        avail.message.contains("0 of 2 replicas available"),
+        "{}",
+        avail.message
+    );
+    let saas = comps.get("burgerzaken").await.expect("saas component");
+    assert_eq!(
+        saas.status.as_ref().and_then(|s| s.mode.as_deref()),
+        Some("saas")
+    );
+    let svc: Api<Service> = Api::namespaced(client.clone(), "tenant-roosendaal");
+    assert!(
+        svc.get_opt("burgerzaken").await.expect("get").is_none(),
+        "SaaS runs no workload"
+    );
+
+    // 2. A tier change is a pull request: Tholen goes gold by re-applying its changed file.
+    let before = deployment_versions(&client).await;
+    let tholen_file = examples.join("tenants/tholen/tenant.yaml");
+    let text = std::fs::read_to_string(&tholen_file)
+        .expect("read")
+        .replace("serviceLevel: bronze", "serviceLevel: gold");
+    std::fs::write(&tholen_file, text).expect("write");
+    cluster
+        .kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &tholen_file.to_string_lossy(),
+        ])
+        .expect("apply");
+    let tholen: Api<Deployment> = Api::namespaced(client.clone(), "tenant-tholen");
+    eventually("Tholen's archive at gold replicas", WAIT, || {
+        let tholen = tholen.clone();
+        async move {
+            Ok(tholen
+                .get("document-archive")
+                .await?
+                .spec
+                .and_then(|s| s.replicas)
+                == Some(3))
+        }
+    })
+    .await
+    .expect("tier change reaches the Deployment");
+    pdb_api(&client, "tenant-tholen", &pdb_version)
+        .get("document-archive")
+        .await
+        .expect("gold adds a PDB");
+    tenants_ready(&client, &["tholen"], WAIT)
+        .await
+        .expect("tholen Ready at gold");
+    let after = deployment_versions(&client).await;
+    for (key, version) in &before {
+        if !key.starts_with("tenant-tholen/") {
+            assert_eq!(
+                after.get(key),
+                Some(version),
+                "{key} was touched by Tholen's tier change"
+            );
+        }
+    }
+
+    // 3. A component removed: its children go.
+    comps_in(&client, "tenant-moerdijk")
+        .delete("datawarehouse", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let moerdijk: Api<Deployment> = Api::namespaced(client.clone(), "tenant-moerdijk");
+    eventually("datawarehouse's Deployment to go", WAIT, || {
+        let moerdijk = moerdijk.clone();
+        async move { Ok(moerdijk.get_opt("datawarehouse").await?.is_none()) }
+    })
+    .await
+    .expect("children of a removed component are deleted");
+    let svc: Api<Service> = Api::namespaced(client.clone(), "tenant-moerdijk");
+    eventually("datawarehouse's Service to go", WAIT, || {
+        let svc = svc.clone();
+        async move { Ok(svc.get_opt("datawarehouse").await?.is_none()) }
+    })
+    .await
+    .expect("service pruned");
+
+    // 4. Bad input: Stalled with the root cause, then fixed → Ready.
+    let patch = serde_json::json!({"spec": {"serviceLevel": "platinum"}});
+    tenants
+        .patch("etten-leur", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let t2 = tenants.clone();
+    eventually("etten-leur Stalled", WAIT, || {
+        let t2 = t2.clone();
+        async move {
+            let t = t2.get("etten-leur").await?;
+            let st = t.status.unwrap_or_default();
+            Ok(find(&st.conditions, STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "ServiceLevelNotFound"
+                    && c.message.contains("\"platinum\"")
+                    && c.message.contains("bronze, gold, silver")
+            }))
+        }
+    })
+    .await
+    .expect("unknown level stalls the tenant with a precise message");
+    let events = cluster
+        .kubectl_ok(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=ServiceLevelNotFound",
+        ])
+        .expect("events");
+    assert!(
+        events.contains("ServiceLevelNotFound"),
+        "a Warning event is published: {events}"
+    );
+    let patch = serde_json::json!({"spec": {"serviceLevel": "bronze"}});
+    tenants
+        .patch("etten-leur", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    tenants_ready(&client, &["etten-leur"], WAIT)
+        .await
+        .expect("fixed tenant recovers by itself");
+
+    // A component with both hosted and saas passes this v1.20 server (no CEL) but not regie.
+    let both = serde_json::json!({"spec": {"saas": {"url": "https://x.example/"}}});
+    comps_in(&client, "tenant-werkplein")
+        .patch(
+            "client-portal",
+            &PatchParams::default(),
+            &Patch::Merge(&both),
+        )
+        .await
+        .expect("patch");
+    eventually("werkplein to name its stalled component", WAIT, || {
+        let tenants = tenants.clone();
+        async move {
+            let st = tenants.get("werkplein").await?.status.unwrap_or_default();
+            Ok(find(&st.conditions, READY).is_some_and(|c| {
+                c.status == "False"
+                    && c.message.contains("HostingComponent client-portal")
+                    && c.message.contains("exactly one of hosted and saas")
+            }))
+        }
+    })
+    .await
+    .expect("the tenant's status names the root cause in its component");
+    let still: Api<Deployment> = Api::namespaced(client.clone(), "tenant-werkplein");
+    assert!(
+        still.get_opt("client-portal").await.expect("get").is_some(),
+        "bad input must not take a running service down"
+    );
+    let fix = serde_json::json!({"spec": {"saas": null}});
+    comps_in(&client, "tenant-werkplein")
+        .patch(
+            "client-portal",
+            &PatchParams::default(),
+            &Patch::Merge(&fix),
+        )
+        .await
+        .expect("patch");
+    tenants_ready(&client, &["werkplein"], WAIT)
+        .await
+        .expect("fixed component recovers");
+
+    // A component in a namespace that belongs to no tenant.
+    cluster
+        .kubectl_ok(&["create", "namespace", "stray"])
+        .expect("ns");
+    let stray = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, namespace: stray}\nspec: {class: applicationHosting, saas: {url: \"https://lost.example/\"}}\n";
+    let f = work.path().join("stray.yaml");
+    std::fs::write(&f, stray).expect("write");
+    cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .expect("apply");
+    let strays = comps_in(&client, "stray");
+    eventually("the stray component Stalled", WAIT, || {
+        let strays = strays.clone();
+        async move {
+            let c = strays.get("lost").await?;
+            Ok(c.status.is_some_and(|s| {
+                find(&s.conditions, STALLED)
+                    .is_some_and(|c| c.status == "True" && c.reason == "NoTenant")
+            }))
+        }
+    })
+    .await
+    .expect("a component outside any tenant's namespace is Stalled");
+
+    // 5. Restart: a full resync of an unchanged world writes nothing.
+    tenants_ready(&client, &ALL, WAIT)
+        .await
+        .expect("all ready before restart");
+    op.stop().await.expect("graceful stop");
+    let op = RunningOperator::start(client.clone(), Options::default(), None);
+    let metrics = op.metrics.clone();
+    eventually(
+        "the restarted operator to look at every tenant",
+        WAIT,
+        || {
+            let metrics = metrics.clone();
+            async move {
+                Ok(metrics
+                    .reconciles
+                    .with_label_values(&["Tenant", "ok"])
+                    .get()
+                    >= ALL.len() as u64)
+            }
+        },
+    )
+    .await
+    .expect("resync");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        op.metrics.total_writes(),
+        0,
+        "a restart over an unchanged world wrote:\n{}",
+        op.metrics.render()
+    );
+
+    // 6. A tenant deleted: its namespace goes, then the finalizer is released.
+    tenants
+        .delete("tholen", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let ns: Api<Namespace> = Api::all(client.clone());
+    eventually(
+        "tholen and its namespace to be gone",
+        Duration::from_secs(120),
+        || {
+            let ns = ns.clone();
+            let tenants = tenants.clone();
+            async move {
+                Ok(tenants.get_opt("tholen").await?.is_none()
+                    && ns.get_opt("tenant-tholen").await?.is_none())
+            }
+        },
+    )
+    .await
+    .expect("offboarding removes the namespace and releases the finalizer");
+    op.stop().await.expect("stop");
+}
+
+fn comps_in(client: &Client, ns: &str) -> Api<HostingComponent> {
+    Api::namespaced(client.clone(), ns)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The objects regie creates for tenants, as the controller sees them: which kinds, an index of
+//! what exists (metadata only, plus a Deployment's replica counts), and apply and prune.
+//!
+//! Every child carries the annotation `regie.dev/applied-hash`, the SHA-256 of the body regie
+//! last applied. Comparing it with the desired body's hash lets a resync of an unchanged world
+//! make zero writes while the watches hold metadata only. A change by someone else to a
+//! Deployment's spec shows as a new `generation` and is applied over again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::desired::{Child, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER};
+use crate::metrics::Metrics;
+
+pub const ANNOTATION_HASH: &str = "regie.dev/applied-hash";
+pub const FIELD_MANAGER: &str = "regie";
+
+/// A kind of child object and where the API serves it.
+#[derive(Clone, Debug)]
+pub struct ChildKind {
+    pub kind: &'static str,
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// The kinds regie creates, with the PodDisruptionBudget version this server offers.
+pub fn child_kinds(pdb_version: &str) -> Vec<ChildKind> {
+    let k = |group: &str, version: &str, kind: &'static str, plural: &str, namespaced: bool| {
+        ChildKind {
+            kind,
+            resource: ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind),
+                plural,
+            ),
+            namespaced,
+        }
+    };
+    vec![
+        k("", "v1", "Namespace", "namespaces", false),
+        k("", "v1", "ResourceQuota", "resourcequotas", true),
+        k("", "v1", "LimitRange", "limitranges", true),
+        k(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+        ),
+        k(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        k("apps", "v1", "Deployment", "deployments", true),
+        k("", "v1", "Service", "services", true),
+        k(
+            "policy",
+            pdb_version,
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+        ),
+    ]
+}
+
+/// Asks the server which PodDisruptionBudget version it serves (`v1` from 1.21, else `v1beta1`).
+pub async fn pdb_version(client: &Client) -> String {
+    match client.list_api_group_resources("policy/v1").await {
+        Ok(list)
+            if list
+                .resources
+                .iter()
+                .any(|r| r.name == "poddisruptionbudgets") =>
+        {
+            "v1".into()
+        }
+        _ => "v1beta1".into(),
+    }
+}
+
+/// What regie knows of one existing child.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Known {
+    pub tenant: Option<String>,
+    pub hash: Option<String>,
+    pub generation: Option<i64>,
+    /// The generation regie's own last apply produced; None after a restart.
+    pub applied_generation: Option<i64>,
+    pub terminating: bool,
+    /// Deployments only: (desired, available, updated) replicas and the observed generation.
+    pub replicas: Option<ReplicaCounts>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaCounts {
+    pub desired: i32,
+    pub available: i32,
+    pub updated: i32,
+    pub observed_generation: i64,
+}
+
+/// Key of a child: kind, namespace, name.
+pub type ChildKey = (String, Option<String>, String);
+
+pub fn key_of(child: &Child) -> ChildKey {
+    (
+        child.kind.clone(),
+        child.namespace.clone(),
+        child.name.clone(),
+    )
+}
+
+/// Every child regie manages, as the watches report them.
+#[derive(Clone, Debug, Default)]
+pub struct ChildIndex {
+    inner: Arc<Mutex<HashMap<ChildKey, Known>>>,
+}
+
+impl ChildIndex {
+    pub fn get(&self, key: &ChildKey) -> Option<Known> {
+        self.lock().get(key).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, Known>> {
+        // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Children labelled for `tenant`.
+    pub fn of_tenant(&self, tenant: &str) -> Vec<(ChildKey, Known)> {
+        self.lock()
+            .iter()
+            .filter(|(_, k)| k.tenant.as_deref() == Some(tenant))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Records a watch event; returns the tenant to reconcile when it changed something regie
+    /// did not itself just write.
+    fn observe(&self, key: ChildKey, mut known: Known) -> Option<String> {
+        let mut map = self.lock();
+        let previous = map.get(&key).cloned();
+        known.applied_generation = previous.as_ref().and_then(|p| p.applied_generation);
+        let interesting = match &previous {
+            None => true,
+            Some(p) => {
+                p.hash != known.hash
+                    || p.terminating != known.terminating
+                    || p.replicas != known.replicas
+                    || (known.applied_generation.is_some()
+                        && known.generation != known.applied_generation)
+            }
+        };
+        let tenant = known.tenant.clone();
+        map.insert(key, known);
+        if interesting { tenant } else { None }
+    }
+
+    fn remove(&self, key: &ChildKey) -> Option<String> {
+        self.lock().remove(key).and_then(|k| k.tenant)
+    }
+
+    /// Replaces every entry of one kind after a re-list.
+    fn replace_kind(&self, kind: &str, entries: Vec<(ChildKey, Known)>) -> Vec<String> {
+        let mut map = self.lock();
+        let mut touched: Vec<String> = map
+            .iter()
+            .filter(|(k, _)| k.0 == kind)
+            .filter_map(|(_, v)| v.tenant.clone())
+            .collect();
+        map.retain(|k, _| k.0 != kind);
+        for (k, v) in entries {
+            if let Some(t) = &v.tenant {
+                touched.push(t.clone());
+            }
+            map.insert(k, v);
+        }
+        touched.sort();
+        touched.dedup();
+        touched
+    }
+
+    /// Records what regie's own apply produced, so its echo on the watch triggers nothing.
+    pub fn applied(&self, key: ChildKey, tenant: &str, hash: &str, generation: Option<i64>) {
+        let mut map = self.lock();
+        let entry = map.entry(key).or_default();
+        entry.tenant = Some(tenant.into());
+        entry.hash = Some(hash.into());
+        entry.generation = generation;
+        entry.applied_generation = generation;
+    }
+
+    pub fn forget(&self, key: &ChildKey) {
+        self.lock().remove(key);
+    }
+
+    /// Counts per kind, for the managed-objects gauge.
+    pub fn counts(&self) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for k in self.lock().keys() {
+            *out.entry(k.0.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+fn known_from_meta(meta: &kube::api::ObjectMeta) -> Known {
+    Known {
+        tenant: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_TENANT).cloned()),
+        hash: meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_HASH).cloned()),
+        generation: meta.generation,
+        applied_generation: None,
+        terminating: meta.deletion_timestamp.is_some(),
+        replicas: None,
+    }
+}
+
+fn selector() -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGER}")
+}
+
+/// Watches one kind of child into the index, sending the tenants whose children changed.
+pub async fn watch_kind(
+    client: Client,
+    kind: ChildKind,
+    index: ChildIndex,
+    trigger: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let config = watcher::Config::default().labels(&selector());
+    if kind.kind == "Deployment" {
+        // Deployments are watched in full for their status, then slimmed to what is kept.
+        let api: Api<Deployment> = Api::all(client);
+        let stream = watcher::watcher(api, config);
+        drive(stream, kind.kind, index, trigger, |d: &Deployment| {
+            let mut known = known_from_meta(d.meta());
+            let status = d.status.clone().unwrap_or_default();
+            known.replicas = Some(ReplicaCounts {
+                desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                available: status.available_replicas.unwrap_or(0),
+                updated: status.updated_replicas.unwrap_or(0),
+                observed_generation: status.observed_generation.unwrap_or(0),
+            });
+            (key_for(kind.kind, d.meta()), known)
+        })
+        .await;
+    } else {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &kind.resource);
+        let stream = watcher::watcher(api, config);
+        let name = kind.kind;
+        drive(
+            stream,
+            name,
+            index,
+            trigger,
+            move |m: &PartialObjectMeta<DynamicObject>| {
+                (key_for(name, &m.metadata), known_from_meta(&m.metadata))
+            },
+        )
+        .await;
+    }
+}
+
+fn key_for(kind: &str, meta: &kube::api::ObjectMeta) -> ChildKey {
+    (
+        kind.to_string(),
+        meta.namespace.clone(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn drive<K, S, F>(
+    stream: S,
+    kind: &'static str,
+    index: ChildIndex,
+    trigger: tokio::sync::mpsc::UnboundedSender<String>,
+    extract: F,
+) where
+    S: futures::Stream<Item = Result<Event<K>, watcher::Error>>,
+    F: Fn(&K) -> (ChildKey, Known),
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut relist: Vec<(ChildKey, Known)> = Vec::new();
+    let mut backoff = std::time::Duration::from_millis(500);
+    while let Some(event) = stream.next().await {
+        let tenants: Vec<String> = match event {
+            Ok(Event::Apply(o)) => {
+                let (k, known) = extract(&o);
+                index.observe(k, known).into_iter().collect()
+            }
+            Ok(Event::Delete(o)) => {
+                let (k, _) = extract(&o);
+                index.remove(&k).into_iter().collect()
+            }
+            Ok(Event::Init) => {
+                relist.clear();
+                vec![]
+            }
+            Ok(Event::InitApply(o)) => {
+                relist.push(extract(&o));
+                vec![]
+            }
+            Ok(Event::InitDone) => {
+                let entries = std::mem::take(&mut relist);
+                // Keep what regie applied itself across a re-list.
+                let entries = entries
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        v.applied_generation = index.get(&k).and_then(|p| p.applied_generation);
+                        (k, v)
+                    })
+                    .collect();
+                index.replace_kind(kind, entries)
+            }
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "watch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                vec![]
+            }
+        };
+        if !tenants.is_empty() {
+            backoff = std::time::Duration::from_millis(500);
+        }
+        for t in tenants {
+            let _ = trigger.send(t);
+        }
+    }
+}
+
+/// SHA-256 of a JSON body, hex encoded.
+pub fn hash(body: &Value) -> String {
+    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The API for one child.
+pub fn api_for(client: &Client, kind: &ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (kind.namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+        _ => Api::all_with(client.clone(), &kind.resource),
+    }
+}
+
+/// Applies `child` unless the index shows it is already as desired. Returns true on a write.
+pub async fn apply(
+    client: &Client,
+    kinds: &[ChildKind],
+    index: &ChildIndex,
+    metrics: &Metrics,
+    tenant: &str,
+    child: &Child,
+    owner: Option<Value>,
+) -> Result<bool, kube::Error> {
+    let Some(kind) = kinds.iter().find(|k| k.kind == child.kind) else {
+        return Ok(false);
+    };
+    let mut body = child.body.clone();
+    body["apiVersion"] = Value::String(kind.resource.api_version.clone());
+    if let Some(owner) = owner {
+        body["metadata"]["ownerReferences"] = Value::Array(vec![owner]);
+    }
+    let digest = hash(&body);
+    let key = key_of(child);
+    if let Some(known) = index.get(&key) {
+        let drifted =
+            known.applied_generation.is_some() && known.generation != known.applied_generation;
+        if known.hash.as_deref() == Some(digest.as_str()) && !drifted && !known.terminating {
+            return Ok(false);
+        }
+        if known.terminating {
+            // A namespace being deleted cannot be applied to; wait for it to go.
+            return Ok(false);
+        }
+    }
+    body["metadata"]["annotations"][ANNOTATION_HASH] = Value::String(digest.clone());
+    let api = api_for(client, kind, child.namespace.as_deref());
+    let result = api
+        .patch(
+            &child.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    metrics.write("apply", &child.kind);
+    index.applied(key, tenant, &digest, result.metadata.generation);
+    Ok(true)
+}
+
+/// Deletes a child regie no longer wants. Returns true on a write.
+pub async fn delete(
+    client: &Client,
+    kinds: &[ChildKind],
+    index: &ChildIndex,
+    metrics: &Metrics,
+    key: &ChildKey,
+) -> Result<bool, kube::Error> {
+    let Some(kind) = kinds.iter().find(|k| k.kind == key.0) else {
+        return Ok(false);
+    };
+    let api = api_for(client, kind, key.1.as_deref());
+    match api.delete(&key.2, &DeleteParams::background()).await {
+        Ok(_) => {
+            metrics.write("delete", &key.0);
+            Ok(true)
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            index.forget(key);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An owner reference to a regie object; children are garbage-collected with their owner.
+pub fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> Option<Value> {
+    let uid = obj.meta().uid.clone()?;
+    Some(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "name": obj.name_any(),
+        "uid": uid,
+        "controller": true,
+        "blockOwnerDeletion": false,
+    }))
+}

@@ -1,0 +1,259 @@
+//! The controller behind `regie run`: it makes every tenant's namespace, quota, isolation,
+//! access and hosted workloads match the specs, and reports the truth in status.
+//!
+//! ```text
+//!  Tenant ─┐                      ┌─ reconcile(tenant): dereference → validate → build
+//!  HostingComponent ─┤ map to ──▶ │    (desired.rs, the same code as `regie render`)
+//!  WorkplacePackage ─┤  tenant    │    → apply changed children → prune → status
+//!  ServiceLevel ─────┤            └─ one field manager, zero writes when nothing changed
+//!  children (labels) ┘
+//! ```
+//!
+//! The Tenant is the unit of work: its reconcile handles its components and packages too, so
+//! its status can roll them up and name the root cause of anything not ready.
+
+pub mod children;
+pub mod leader;
+pub mod tenant;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
+
+use crate::desired::Settings;
+use crate::inventory::tenant_namespace;
+use crate::metrics::Metrics;
+use children::{ChildIndex, ChildKind};
+
+/// The clock, injectable so tests and benchmarks decide what "now" is.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub kinds: Vec<ChildKind>,
+    pub index: ChildIndex,
+    pub tenants: Store<Tenant>,
+    pub levels: Store<ServiceLevel>,
+    pub components: Store<HostingComponent>,
+    pub packages: Store<WorkplacePackage>,
+    pub recorder: Recorder,
+    pub clock: Clock,
+    /// How often an unchanged tenant is looked at again.
+    pub resync: Duration,
+}
+
+impl Context {
+    pub fn now(&self) -> jiff::Timestamp {
+        (self.clock)()
+    }
+
+    /// The tenant that owns namespace `ns`, if any.
+    pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
+        self.tenants.find(|t| tenant_namespace(t) == ns)
+    }
+}
+
+/// How `regie run` tunes the controller.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub concurrency: u16,
+    pub settings: Settings,
+    pub identity: String,
+    /// Reconcile every tenant this often even when nothing changed (no writes unless drifted).
+    pub resync: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 16,
+            settings: Settings::default(),
+            identity: "regie".into(),
+            resync: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Strips what a cache never needs: managed fields and the last-applied annotation.
+fn slim<K: kube::Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+    if let Some(a) = o.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    options: Options,
+    metrics: Metrics,
+    clock: Clock,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let pdb = children::pdb_version(&client).await;
+    let kinds = children::child_kinds(&pdb);
+    let index = ChildIndex::default();
+    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+
+    let tenants_api: Api<Tenant> = Api::all(client.clone());
+    let (levels, levels_writer) = reflector::store();
+    let (components, components_writer) = reflector::store();
+    let (packages, packages_writer) = reflector::store();
+
+    let controller = Controller::new(tenants_api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
+    let tenants = controller.store();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: options.settings.clone(),
+        metrics: metrics.clone(),
+        kinds: kinds.clone(),
+        index: index.clone(),
+        tenants: tenants.clone(),
+        levels: levels.clone(),
+        components: components.clone(),
+        packages: packages.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "regie".into(),
+                instance: Some(options.identity.clone()),
+            },
+        ),
+        clock,
+        resync: options.resync,
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in kinds {
+        tasks.spawn(children::watch_kind(
+            client.clone(),
+            kind,
+            index.clone(),
+            trigger_tx.clone(),
+        ));
+    }
+
+    // ServiceLevels: a change reaches every tenant that uses the level, directly or through a
+    // component's override.
+    {
+        let ctx = ctx.clone();
+        let tx = trigger_tx.clone();
+        let stream = reflector::reflector(
+            levels_writer,
+            watcher::watcher(
+                Api::<ServiceLevel>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .modify(slim);
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let name = match ev {
+                    Ok(Event::Apply(l) | Event::Delete(l)) => l.name_any(),
+                    _ => continue,
+                };
+                for t in ctx.tenants.state() {
+                    let uses = t.spec.service_level == name
+                        || ctx.components.state().iter().any(|c| {
+                            c.spec.service_level.as_deref() == Some(name.as_str())
+                                && c.namespace().as_deref() == Some(tenant_namespace(&t).as_str())
+                        });
+                    if uses {
+                        let _ = tx.send(t.name_any());
+                    }
+                }
+            }
+        });
+    }
+
+    // Components and packages reach the tenant of their namespace; with no tenant there, they
+    // are marked Stalled right here.
+    {
+        let ctx = ctx.clone();
+        let tx = trigger_tx.clone();
+        let stream = reflector::reflector(
+            components_writer,
+            watcher::watcher(
+                Api::<HostingComponent>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .modify(slim);
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let c = match ev {
+                    Ok(Event::Apply(c) | Event::InitApply(c) | Event::Delete(c)) => c,
+                    _ => continue,
+                };
+                let ns = c.namespace().unwrap_or_default();
+                match ctx.tenant_of_namespace(&ns) {
+                    Some(t) => {
+                        let _ = tx.send(t.name_any());
+                    }
+                    None => tenant::mark_orphan_component(&ctx, &c).await,
+                }
+            }
+        });
+    }
+    {
+        let ctx = ctx.clone();
+        let tx = trigger_tx.clone();
+        let stream = reflector::reflector(
+            packages_writer,
+            watcher::watcher(
+                Api::<WorkplacePackage>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .modify(slim);
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                let p = match ev {
+                    Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => p,
+                    _ => continue,
+                };
+                let ns = p.namespace().unwrap_or_default();
+                match ctx.tenant_of_namespace(&ns) {
+                    Some(t) => {
+                        let _ = tx.send(t.name_any());
+                    }
+                    None => tenant::mark_orphan_package(&ctx, &p).await,
+                }
+            }
+        });
+    }
+    drop(trigger_tx);
+
+    let triggers = tokio_stream_from(trigger_rx).map(|name| ObjectRef::<Tenant>::new(&name));
+    controller
+        .reconcile_on(triggers)
+        .graceful_shutdown_on(shutdown)
+        .run(tenant::reconcile, tenant::error_policy, ctx)
+        .for_each(|_| std::future::ready(()))
+        .await;
+    tasks.abort_all();
+}
+
+/// An mpsc receiver as a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

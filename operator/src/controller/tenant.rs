@@ -1,0 +1,795 @@
+//! Reconciling one tenant: dereference its level, components and packages; validate; build the
+//! desired children with the same functions `regie render` uses; apply what changed; prune what
+//! is no longer wanted; write the statuses of the tenant, its components and its packages.
+//!
+//! Bad input never loops: it sets `Stalled` with the root cause, emits one Warning event, and
+//! waits for a change to the object (or to what it refers to).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KEvent, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use regie_crds::status::{self, AVAILABLE, READY, RECONCILING, STALLED};
+use regie_crds::tenancy::{HostingComponentStatus, Rollup, TenantStatus, WorkplacePackageStatus};
+use regie_crds::validate::{FieldError, Validate};
+use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
+use serde::Serialize;
+use serde_json::json;
+
+use super::Context;
+use super::children::{self, ChildKey, key_of};
+use crate::desired::{self, Child};
+use crate::inventory::{tenant_namespace, unknown_level};
+use crate::tier::Tier;
+
+/// Removing a Tenant waits for this finalizer: its namespace goes first.
+pub const FINALIZER: &str = "regie.dev/cleanup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
+            Error::Kube(kube::Error::Api(_)) => "ApiError",
+            Error::Kube(_) => "ConnectionError",
+        }
+    }
+}
+
+/// After a failed reconcile: retry soon, without hammering a struggling server.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["Tenant", "error"])
+        .inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&["Tenant", error.reason()])
+        .inc();
+    tracing::warn!(tenant = %tenant.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why something cannot proceed: the `Stalled` condition's reason and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stall {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// One component's plan: its tier and children, or why it is stalled.
+struct ComponentPlan {
+    component: Arc<HostingComponent>,
+    level: String,
+    outcome: Result<(Tier, Vec<Child>), Stall>,
+}
+
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&["Tenant"])
+        .start_timer();
+    let name = tenant.name_any();
+    if tenant.meta().deletion_timestamp.is_some() {
+        return cleanup(&tenant, &ctx).await;
+    }
+    ensure_finalizer(&tenant, &ctx).await?;
+    let span = tracing::info_span!("reconcile", tenant = %name);
+    let _enter = span.enter();
+
+    // Validate the tenant and dereference its level.
+    let errors = tenant.spec.validate();
+    let tier = if !errors.is_empty() {
+        Err(Stall {
+            reason: "InvalidSpec",
+            message: join(&errors),
+        })
+    } else {
+        resolve_tier(&ctx, &tenant.spec.service_level)
+    };
+    let tier = match tier {
+        Ok(t) => t,
+        Err(stall) => {
+            write_tenant_status(&ctx, &tenant, TenantOutcome::Stalled(stall), None).await?;
+            ctx.metrics
+                .reconciles
+                .with_label_values(&["Tenant", "stalled"])
+                .inc();
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Build: the tenant's own children, then each component's.
+    let ns = tenant_namespace(&tenant);
+    let tenant_owner = children::owner_ref(tenant.as_ref());
+    let mut desired: Vec<(Child, Option<serde_json::Value>)> =
+        desired::tenant_children(&tenant, &tier, &ctx.settings)
+            .into_iter()
+            .map(|c| (c, tenant_owner.clone()))
+            .collect();
+    let mut components: Vec<Arc<HostingComponent>> = ctx
+        .components
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    components.sort_by_key(|c| c.name_any());
+    let mut plans = Vec::new();
+    for c in components {
+        let level = desired::component_level(&tenant, &c).to_string();
+        let errors = c.spec.validate();
+        let outcome = if !errors.is_empty() {
+            Err(Stall {
+                reason: "InvalidSpec",
+                message: join(&errors),
+            })
+        } else {
+            resolve_tier(&ctx, &level).map(|t| {
+                let kids = desired::component_children(&tenant, &c, &t);
+                (t, kids)
+            })
+        };
+        if let Ok((_, kids)) = &outcome {
+            let owner = children::owner_ref(c.as_ref());
+            desired.extend(kids.iter().cloned().map(|k| (k, owner.clone())));
+        }
+        plans.push(ComponentPlan {
+            component: c,
+            level,
+            outcome,
+        });
+    }
+
+    // Apply: the namespace first, everything in it after.
+    let namespace_terminating = ctx
+        .index
+        .get(&("Namespace".into(), None, ns.clone()))
+        .is_some_and(|k| k.terminating);
+    if !namespace_terminating {
+        for (child, owner) in &desired {
+            children::apply(
+                &ctx.client,
+                &ctx.kinds,
+                &ctx.index,
+                &ctx.metrics,
+                &name,
+                child,
+                owner.clone(),
+            )
+            .await?;
+        }
+        // Prune: what carries this tenant's label but is no longer desired. Components that
+        // are stalled keep their children: bad input must not take a running service down.
+        let wanted: BTreeSet<ChildKey> = desired.iter().map(|(c, _)| key_of(c)).collect();
+        let stalled_components: BTreeSet<String> = plans
+            .iter()
+            .filter(|p| p.outcome.is_err())
+            .map(|p| p.component.name_any())
+            .collect();
+        for (key, known) in ctx.index.of_tenant(&name) {
+            let keep =
+                wanted.contains(&key) || known.terminating || stalled_components.contains(&key.2);
+            if !keep {
+                children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await?;
+            }
+        }
+    }
+
+    // Status: components, packages, then the tenant's roll-up.
+    let now = ctx.now();
+    let mut rollup = Rollup::default();
+    let mut root_causes = Vec::new();
+    for plan in &plans {
+        let ready = write_component_status(&ctx, plan, now).await?;
+        rollup.total += 1;
+        match ready {
+            Ok(()) => rollup.ready += 1,
+            Err(cause) => {
+                rollup.not_ready.push(plan.component.name_any());
+                root_causes.push(format!(
+                    "HostingComponent {}: {}",
+                    plan.component.name_any(),
+                    cause
+                ));
+            }
+        }
+    }
+    let mut accounts = 0;
+    let mut packages = Rollup::default();
+    let mut pkgs: Vec<_> = ctx
+        .packages
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
+    pkgs.sort_by_key(|p| p.name_any());
+    for p in pkgs {
+        packages.total += 1;
+        match write_package_status(&ctx, &p, now).await? {
+            Some(billed) => {
+                packages.ready += 1;
+                accounts += billed;
+            }
+            None => {
+                packages.not_ready.push(p.name_any());
+                root_causes.push(format!("WorkplacePackage {}: invalid spec", p.name_any()));
+            }
+        }
+    }
+    let outcome = if namespace_terminating {
+        TenantOutcome::Waiting(format!("namespace {ns} is still terminating"))
+    } else if root_causes.is_empty() {
+        TenantOutcome::Ready
+    } else {
+        TenantOutcome::ChildrenNotReady(root_causes.join("; "))
+    };
+    let summary = TenantSummary {
+        namespace: ns,
+        level: tier.name.clone(),
+        accounts,
+        components: rollup,
+        packages,
+    };
+    write_tenant_status(&ctx, &tenant, outcome, Some(summary)).await?;
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["Tenant", "ok"])
+        .inc();
+    for (kind, n) in ctx.index.counts() {
+        ctx.metrics
+            .managed_objects
+            .with_label_values(&[&kind])
+            .set(n);
+    }
+    if namespace_terminating {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    Ok(Action::requeue(ctx.resync))
+}
+
+fn resolve_tier(ctx: &Context, level: &str) -> Result<Tier, Stall> {
+    match ctx.levels.get(&ObjectRef::new(level)) {
+        None => Err(Stall {
+            reason: "ServiceLevelNotFound",
+            message: unknown_level(level, {
+                let mut names: Vec<String> =
+                    ctx.levels.state().iter().map(|l| l.name_any()).collect();
+                names.sort();
+                names
+            }),
+        }),
+        Some(l) => Tier::from_level(&l).map_err(|errs| Stall {
+            reason: "ServiceLevelInvalid",
+            message: format!("ServiceLevel {level} is invalid: {}", join(&errs)),
+        }),
+    }
+}
+
+async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
+    if tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = tenant.finalizers().to_vec();
+    finalizers.push(FINALIZER.into());
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
+    api.patch(
+        &tenant.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    ctx.metrics.write("patch", "Tenant");
+    Ok(())
+}
+
+/// Offboarding: the namespace (and with it every component and package) goes, then the
+/// finalizer is released.
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    let name = tenant.name_any();
+    if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let ns = tenant_namespace(tenant);
+    let ns_key: ChildKey = ("Namespace".into(), None, ns.clone());
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    match ns_api.get_opt(&ns).await? {
+        Some(live) => {
+            if live.metadata.deletion_timestamp.is_none() {
+                children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &ns_key)
+                    .await?;
+            }
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        None => ctx.index.forget(&ns_key),
+    }
+    // Cluster-scoped leftovers labelled for this tenant (none today besides the namespace).
+    for (key, _) in ctx.index.of_tenant(&name) {
+        if key.1.is_none() {
+            children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await?;
+        }
+    }
+    let finalizers: Vec<String> = tenant
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    ctx.metrics.write("patch", "Tenant");
+    tracing::info!(tenant = %name, "tenant removed; finalizer released");
+    Ok(Action::await_change())
+}
+
+enum TenantOutcome {
+    Ready,
+    Stalled(Stall),
+    ChildrenNotReady(String),
+    Waiting(String),
+}
+
+struct TenantSummary {
+    namespace: String,
+    level: String,
+    accounts: i64,
+    components: Rollup,
+    packages: Rollup,
+}
+
+/// The three kstatus conditions for one outcome, merged into `conditions`.
+fn set_kstatus(
+    conditions: &mut Vec<Condition>,
+    generation: Option<i64>,
+    now: &Time,
+    ready: Result<&str, (&str, &str)>,
+    stalled: Option<&Stall>,
+    reconciling: Option<&str>,
+) {
+    let (ready_ok, ready_reason, ready_msg) = match ready {
+        Ok(msg) => (true, "Ready", msg.to_string()),
+        Err((reason, msg)) => (false, reason, msg.to_string()),
+    };
+    status::set_condition(
+        conditions,
+        status::condition(
+            READY,
+            ready_ok,
+            ready_reason,
+            ready_msg,
+            generation,
+            now.clone(),
+        ),
+    );
+    status::set_condition(
+        conditions,
+        match stalled {
+            Some(s) => status::condition(
+                STALLED,
+                true,
+                s.reason,
+                s.message.clone(),
+                generation,
+                now.clone(),
+            ),
+            None => status::condition(STALLED, false, "NotStalled", "", generation, now.clone()),
+        },
+    );
+    status::set_condition(
+        conditions,
+        match reconciling {
+            Some(m) => {
+                status::condition(RECONCILING, true, "Progressing", m, generation, now.clone())
+            }
+            None => status::condition(RECONCILING, false, "Settled", "", generation, now.clone()),
+        },
+    );
+}
+
+fn to_time(t: jiff::Timestamp) -> Time {
+    Time(t)
+}
+
+async fn write_tenant_status(
+    ctx: &Context,
+    tenant: &Tenant,
+    outcome: TenantOutcome,
+    summary: Option<TenantSummary>,
+) -> Result<(), Error> {
+    let old = tenant.status.clone().unwrap_or_default();
+    let mut new = TenantStatus {
+        conditions: old.conditions.clone(),
+        ..TenantStatus::default()
+    };
+    let generation = tenant.meta().generation;
+    new.observed_generation = generation;
+    let now = to_time(ctx.now());
+    let stall = match &outcome {
+        TenantOutcome::Stalled(s) => Some(s.clone()),
+        TenantOutcome::ChildrenNotReady(m) => Some(Stall {
+            reason: "ChildStalled",
+            message: m.clone(),
+        }),
+        _ => None,
+    };
+    match &outcome {
+        TenantOutcome::Ready => set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Ok("namespace, quota, isolation, access and every component are applied and in sync"),
+            None,
+            None,
+        ),
+        TenantOutcome::Stalled(s) => set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Err((s.reason, &s.message)),
+            stall.as_ref(),
+            None,
+        ),
+        TenantOutcome::ChildrenNotReady(m) => set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Err(("ChildrenNotReady", m)),
+            stall.as_ref(),
+            None,
+        ),
+        TenantOutcome::Waiting(m) => set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Err(("Progressing", m)),
+            None,
+            Some(m),
+        ),
+    }
+    if let Some(s) = summary {
+        new.namespace = Some(s.namespace);
+        new.service_level = Some(s.level);
+        new.accounts = Some(s.accounts);
+        new.components_summary = Some(format!("{}/{}", s.components.ready, s.components.total));
+        new.components = Some(s.components);
+        new.packages = Some(s.packages);
+    } else {
+        new.namespace = old.namespace.clone();
+        new.service_level = old.service_level.clone();
+        new.accounts = old.accounts;
+        new.components = old.components.clone();
+        new.packages = old.packages.clone();
+        new.components_summary = old.components_summary.clone();
+    }
+    if new == old {
+        return Ok(());
+    }
+    warn_on_new_stall(ctx, tenant, &old.conditions, &new.conditions).await;
+    patch_status(ctx, tenant, &new).await
+}
+
+/// Publishes one Warning event when an object becomes Stalled (not on every reconcile).
+async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    old: &[Condition],
+    new: &[Condition],
+) {
+    let was = status::find(old, STALLED)
+        .filter(|c| c.status == "True")
+        .map(|c| (&c.reason, &c.message));
+    let Some(now) = status::find(new, STALLED).filter(|c| c.status == "True") else {
+        return;
+    };
+    if was == Some((&now.reason, &now.message)) {
+        return;
+    }
+    let event = KEvent {
+        type_: EventType::Warning,
+        reason: now.reason.clone(),
+        note: Some(now.message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        Ok(()) => ctx.metrics.write("create", "Event"),
+        Err(e) => tracing::warn!(error = %e, "cannot publish event"),
+    }
+}
+
+async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let resource = kube::core::ApiResource::erase::<K>(&());
+    let api: Api<kube::api::DynamicObject> = match obj.meta().namespace.as_deref() {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(children::FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write("status", &K::kind(&()));
+    Ok(())
+}
+
+/// Writes a component's status; Ok when it is Ready, else the root cause.
+async fn write_component_status(
+    ctx: &Context,
+    plan: &ComponentPlan,
+    now: jiff::Timestamp,
+) -> Result<Result<(), String>, Error> {
+    let c = &plan.component;
+    let old = c.status.clone().unwrap_or_default();
+    let generation = c.meta().generation;
+    let now = to_time(now);
+    let mut new = HostingComponentStatus {
+        conditions: old.conditions.clone(),
+        observed_generation: generation,
+        service_level: Some(plan.level.clone()),
+        mode: Some(
+            if c.spec.saas.is_some() {
+                "saas"
+            } else {
+                "hosted"
+            }
+            .into(),
+        ),
+        availability: old.availability.clone(),
+        ..HostingComponentStatus::default()
+    };
+    let result = match &plan.outcome {
+        Err(stall) => {
+            set_kstatus(
+                &mut new.conditions,
+                generation,
+                &now,
+                Err((stall.reason, &stall.message)),
+                Some(stall),
+                None,
+            );
+            Err(format!("{}: {}", stall.reason, stall.message))
+        }
+        Ok((tier, _)) => {
+            set_kstatus(
+                &mut new.conditions,
+                generation,
+                &now,
+                Ok("workload applied and in sync"),
+                None,
+                None,
+            );
+            if let Some(saas) = &c.spec.saas {
+                new.probe_url = Some(saas.url.clone());
+                // The prober sets Available for SaaS; until it has, say so.
+                if status::find(&new.conditions, AVAILABLE).is_none() {
+                    status::set_condition(
+                        &mut new.conditions,
+                        status::condition(
+                            AVAILABLE,
+                            false,
+                            "NotProbedYet",
+                            "no probe result yet",
+                            generation,
+                            now.clone(),
+                        ),
+                    );
+                }
+            } else {
+                new.replicas = Some(desired::replicas(c, tier));
+                new.probe_url = desired::hosted_probe_url(
+                    &ctx.tenant_of_namespace(&c.namespace().unwrap_or_default())
+                        .map(|t| (*t).clone())
+                        .unwrap_or_else(|| placeholder_tenant(c)),
+                    c,
+                );
+                let counts = ctx
+                    .index
+                    .get(&("Deployment".into(), c.namespace(), c.name_any()))
+                    .and_then(|k| k.replicas);
+                let wanted = new.replicas.unwrap_or(1);
+                let floor = tier.min_available.max(1);
+                let available = counts.map_or(0, |r| r.available);
+                new.available_replicas = Some(available);
+                let cond = if available >= floor {
+                    status::condition(
+                        AVAILABLE,
+                        true,
+                        "MinimumReplicasAvailable",
+                        format!("{available} of {wanted} replicas available"),
+                        generation,
+                        now.clone(),
+                    )
+                } else {
+                    status::condition(
+                        AVAILABLE,
+                        false,
+                        "ReplicasUnavailable",
+                        format!(
+                            "{available} of {wanted} replicas available (at least {floor} needed); no pod of this Deployment is ready"
+                        ),
+                        generation,
+                        now.clone(),
+                    )
+                };
+                status::set_condition(&mut new.conditions, cond);
+            }
+            Ok(())
+        }
+    };
+    if new != old {
+        warn_on_new_stall(ctx, c.as_ref(), &old.conditions, &new.conditions).await;
+        patch_status(ctx, c.as_ref(), &new).await?;
+    }
+    Ok(result)
+}
+
+fn placeholder_tenant(c: &HostingComponent) -> Tenant {
+    let ns = c.namespace().unwrap_or_default();
+    let mut t = Tenant::new(
+        ns.trim_start_matches(regie_crds::tenancy::NAMESPACE_PREFIX),
+        serde_json::from_value(
+            json!({"displayName": "", "serviceLevel": "", "membership": {"joined": "1970-01-01"}}),
+        )
+        .expect("static spec"),
+    );
+    t.spec.namespace = Some(ns);
+    t
+}
+
+/// Writes a package's status; the billed accounts when valid.
+async fn write_package_status(
+    ctx: &Context,
+    p: &WorkplacePackage,
+    now: jiff::Timestamp,
+) -> Result<Option<i64>, Error> {
+    let old = p.status.clone().unwrap_or_default();
+    let generation = p.meta().generation;
+    let now = to_time(now);
+    let errors = p.spec.validate();
+    let mut new = WorkplacePackageStatus {
+        conditions: old.conditions.clone(),
+        observed_generation: generation,
+        measured_accounts: old.measured_accounts,
+        measured_at: old.measured_at.clone(),
+        ..WorkplacePackageStatus::default()
+    };
+    let billed = if errors.is_empty() {
+        let billed = match (&p.spec.account_source, old.measured_accounts) {
+            (Some(src), Some(m)) => billed_accounts(src.basis, p.spec.accounts, m),
+            _ => p.spec.accounts,
+        };
+        new.billed_accounts = Some(billed);
+        set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Ok("accounts recorded for billing"),
+            None,
+            None,
+        );
+        Some(billed)
+    } else {
+        let stall = Stall {
+            reason: "InvalidSpec",
+            message: join(&errors),
+        };
+        set_kstatus(
+            &mut new.conditions,
+            generation,
+            &now,
+            Err((stall.reason, &stall.message)),
+            Some(&stall),
+            None,
+        );
+        None
+    };
+    if new != old {
+        warn_on_new_stall(ctx, p, &old.conditions, &new.conditions).await;
+        patch_status(ctx, p, &new).await?;
+    }
+    Ok(billed)
+}
+
+fn orphan_stall(kind: &str, ns: &str) -> Stall {
+    Stall {
+        reason: "NoTenant",
+        message: format!(
+            "namespace {ns} belongs to no Tenant: a {kind} must live in its tenant's namespace"
+        ),
+    }
+}
+
+/// A component in a namespace no tenant owns: Stalled, until a tenant claims the namespace.
+pub async fn mark_orphan_component(ctx: &Context, c: &HostingComponent) {
+    if c.meta().deletion_timestamp.is_some() {
+        return;
+    }
+    let ns = c.namespace().unwrap_or_default();
+    let stall = orphan_stall("HostingComponent", &ns);
+    let old = c.status.clone().unwrap_or_default();
+    let mut new = HostingComponentStatus {
+        conditions: old.conditions.clone(),
+        observed_generation: c.meta().generation,
+        ..HostingComponentStatus::default()
+    };
+    set_kstatus(
+        &mut new.conditions,
+        c.meta().generation,
+        &to_time(ctx.now()),
+        Err((stall.reason, &stall.message)),
+        Some(&stall),
+        None,
+    );
+    if new != old {
+        warn_on_new_stall(ctx, c, &old.conditions, &new.conditions).await;
+        if let Err(e) = patch_status(ctx, c, &new).await {
+            tracing::warn!(error = %e, component = %c.name_any(), "cannot mark component stalled");
+        }
+    }
+}
+
+/// A package in a namespace no tenant owns: Stalled, until a tenant claims the namespace.
+pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
+    if p.meta().deletion_timestamp.is_some() {
+        return;
+    }
+    let ns = p.namespace().unwrap_or_default();
+    let stall = orphan_stall("WorkplacePackage", &ns);
+    let old = p.status.clone().unwrap_or_default();
+    let mut new = WorkplacePackageStatus {
+        conditions: old.conditions.clone(),
+        observed_generation: p.meta().generation,
+        ..WorkplacePackageStatus::default()
+    };
+    set_kstatus(
+        &mut new.conditions,
+        p.meta().generation,
+        &to_time(ctx.now()),
+        Err((stall.reason, &stall.message)),
+        Some(&stall),
+        None,
+    );
+    if new != old {
+        warn_on_new_stall(ctx, p, &old.conditions, &new.conditions).await;
+        if let Err(e) = patch_status(ctx, p, &new).await {
+            tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
+        }
+    }
+}
+
+/// The accounts billed for a package with an account source: declared, measured, or the larger.
+fn billed_accounts(basis: regie_crds::tenancy::AccountBasis, declared: i64, measured: i64) -> i64 {
+    use regie_crds::tenancy::AccountBasis;
+    match basis {
+        AccountBasis::Declared => declared,
+        AccountBasis::Measured => measured,
+        AccountBasis::Max => declared.max(measured),
+    }
+}

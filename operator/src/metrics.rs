@@ -1,0 +1,137 @@
+//! The operator's own Prometheus metrics: reconciles, errors by reason, durations, managed
+//! objects, tenants by service level, and every write regie makes to the API server.
+//!
+//! One [`prometheus::Registry`] is created per process and passed around, never a global, so
+//! tests can run several operators in one process and read each one's figures.
+
+use prometheus::core::Collector;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconciles: IntCounterVec,
+    pub reconcile_errors: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    pub api_writes: IntCounterVec,
+    pub managed_objects: IntGaugeVec,
+    pub tenants: IntGaugeVec,
+    pub leader: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "regie_reconcile_total",
+                "Reconciles by kind and result (ok, stalled, error)",
+            ),
+            &["kind", "result"],
+        )
+        .expect("valid metric");
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "regie_reconcile_errors_total",
+                "Failed or stalled reconciles by reason",
+            ),
+            &["kind", "reason"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "regie_reconcile_duration_seconds",
+                "Time one reconcile takes",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let api_writes = IntCounterVec::new(
+            Opts::new(
+                "regie_api_writes_total",
+                "Writes regie made to the API server, by verb and kind",
+            ),
+            &["verb", "kind"],
+        )
+        .expect("valid metric");
+        let managed_objects = IntGaugeVec::new(
+            Opts::new("regie_managed_objects", "Objects regie manages, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let tenants = IntGaugeVec::new(
+            Opts::new("regie_tenants", "Tenants by service level"),
+            &["service_level"],
+        )
+        .expect("valid metric");
+        let leader = IntGaugeVec::new(
+            Opts::new(
+                "regie_leader",
+                "1 while this process holds the leader lease",
+            ),
+            &["identity"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_errors.clone()),
+            Box::new(reconcile_duration.clone()),
+            Box::new(api_writes.clone()),
+            Box::new(managed_objects.clone()),
+            Box::new(tenants.clone()),
+            Box::new(leader.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            api_writes,
+            managed_objects,
+            tenants,
+            leader,
+        }
+    }
+
+    /// Counts one write to the API server.
+    pub fn write(&self, verb: &str, kind: &str) {
+        self.api_writes.with_label_values(&[verb, kind]).inc();
+    }
+
+    /// Sum of all API writes so far.
+    pub fn total_writes(&self) -> u64 {
+        self.api_writes
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// The text exposition of every metric in the registry.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            out = format!("# encoding metrics failed: {e}\n");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

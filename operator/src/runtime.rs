@@ -1,0 +1,239 @@
+//! `regie run`: wires the operator together — logging, the client, the metrics and health
+//! server, leader election, the controller — and shuts it down gracefully on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use kube::Client;
+
+use crate::controller::{self, Options, leader};
+use crate::desired::Settings;
+use crate::metrics::Metrics;
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader among replicas; off only for a single process (tests, benchmarks).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (regie's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "regie-system")]
+    pub leader_election_namespace: String,
+    #[arg(long, default_value = "regie-leader")]
+    pub lease_name: String,
+    /// Seconds a lease lasts unrenewed before a standby takes over.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This process's name in the lease; the pod name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Tenants reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    /// Namespaces whose pods may reach every tenant (monitoring, ingress, regie itself).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "regie-system,monitoring,ingress-nginx"
+    )]
+    pub allowed_namespaces: Vec<String>,
+    /// ClusterRole bound to each tenant's groups in its namespace.
+    #[arg(long, default_value = "edit")]
+    pub tenant_role: String,
+    /// Seconds between resyncs of an unchanged tenant (they write nothing).
+    #[arg(long, default_value_t = 1800)]
+    pub resync_seconds: u64,
+    /// Log as JSON lines (for log collectors) instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+#[derive(Clone)]
+struct Health {
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+}
+
+async fn metrics_handler(
+    State(h): State<Health>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        h.metrics.render(),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
+    if h.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the operator until SIGTERM or SIGINT; an error when it cannot start or lost the lease.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("regie-{}", std::process::id()));
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health.clone());
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    // A standby is healthy and ready to take over; readiness is about the process, not the lease.
+    health.ready.store(true, Ordering::Relaxed);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let lease = args.leader_elect.then(|| leader::LeaseConfig {
+        name: args.lease_name.clone(),
+        duration: Duration::from_secs(args.lease_duration),
+        renew_every: Duration::from_secs((args.lease_duration / 3).max(1)),
+        ..leader::LeaseConfig::new(&args.leader_election_namespace, &identity)
+    });
+    let options = Options {
+        concurrency: args.concurrency,
+        identity: identity.clone(),
+        resync: Duration::from_secs(args.resync_seconds),
+        settings: Settings {
+            allowed_namespaces: args.allowed_namespaces.clone(),
+            tenant_cluster_role: args.tenant_role.clone(),
+            ..Settings::default()
+        },
+    };
+    let mut stop = stop_rx;
+    operate(
+        client,
+        options,
+        lease,
+        metrics,
+        Arc::new(jiff::Timestamp::now),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Leader election (when `lease` is given) and the controller, until `shutdown` resolves.
+/// An error when leadership was lost: the caller exits so a fresh process can stand by.
+pub async fn operate(
+    client: Client,
+    options: Options,
+    lease: Option<leader::LeaseConfig>,
+    metrics: Metrics,
+    clock: controller::Clock,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    if let Some(lease) = &lease {
+        tokio::select! {
+            _ = leader::acquire(&client, lease, &metrics) => {},
+            _ = stopped() => return Ok(()),
+        }
+    }
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = lease.clone().map(|lease| {
+        let client = client.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            leader::hold(&client, &lease, &metrics).await;
+            let _ = lost_tx.send(());
+        })
+    });
+    let lost = Arc::new(AtomicBool::new(false));
+    let controller_shutdown = {
+        let lost = lost.clone();
+        let stop = stopped();
+        async move {
+            tokio::select! {
+                _ = stop => {},
+                Ok(()) = lost_rx => lost.store(true, Ordering::Relaxed),
+            }
+        }
+    };
+    controller::run(client.clone(), options, metrics, clock, controller_shutdown).await;
+    if let Some(h) = holder {
+        h.abort();
+    }
+    if lost.load(Ordering::Relaxed) {
+        anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by");
+    }
+    if let Some(lease) = &lease {
+        leader::release(&client, lease).await;
+    }
+    Ok(())
+}
