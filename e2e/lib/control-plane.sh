@@ -78,8 +78,10 @@ build_control_plane() (
   trap on_exit EXIT
   trap 'exit 130' INT TERM HUP
 
+  local build_t0
+  build_t0=$(now_ms)
   step() {
-    log "build: $*"
+    log "build [+$(elapsed "$build_t0")]: $*"
     printf '\n==> %s\n' "$*" >>"$buildlog"
   }
   fail() {
@@ -155,7 +157,7 @@ build_control_plane() (
   # Atomic: the cache directory appears complete or not at all.
   rm -rf "$dest"
   mv -T "$tmp/out" "$dest"
-  log "build: cached in $dest"
+  log "build [+$(elapsed "$build_t0")]: done, cached in $dest"
 )
 
 # ensure_control_plane: sets CONTROL_PLANE_DIR to a directory holding both binaries, building
