@@ -69,7 +69,7 @@ impl TenantReport {
                     window_seconds: c.result.window_seconds,
                     down_seconds: c.result.down_seconds,
                     availability: present(c.result.availability).to_string(),
-                    target: c.result.target.normalize().to_string(),
+                    target: c.result.target.to_string(),
                     met: c.result.met,
                     credit_percent: c.result.credit_percent,
                     incidents: c.result.incidents.iter().map(incident_status).collect(),
@@ -190,7 +190,7 @@ pub fn to_json(report: &Report) -> JsonReport {
                 window_seconds: c.result.window_seconds,
                 down_seconds: c.result.down_seconds,
                 availability: present(c.result.availability).to_string(),
-                target: c.result.target.normalize().to_string(),
+                target: c.result.target.to_string(),
                 met: c.result.met,
                 credit_percent: c.result.credit_percent,
             })
@@ -279,7 +279,9 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
         out.push_str("No hosting components.\n");
         return out;
     }
-    if met == n {
+    if met == n && n == 1 {
+        out.push_str("Its component met its target.");
+    } else if met == n {
         let _ = write!(out, "All {n} components met their target.");
     } else {
         let _ = write!(out, "{met} of {n} components met their target.");
@@ -297,7 +299,7 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
             c.component,
             c.service_level,
             present(r.availability),
-            r.target.normalize(),
+            r.target,
             yes_no(r.met),
             r.credit_percent,
             r.incidents.len()
@@ -318,7 +320,7 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
             human_duration(r.down_seconds)
         );
         let _ = writeln!(out, "| Availability | {}% |", present(r.availability));
-        let _ = writeln!(out, "| Target | {}% |", r.target.normalize());
+        let _ = writeln!(out, "| Target | {}% |", r.target);
         let _ = writeln!(out, "| Met | {} |", yes_no(r.met));
         let _ = writeln!(out, "| Service credit | {}% |", r.credit_percent);
         if r.incidents.is_empty() {
@@ -433,11 +435,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| document-archive | bronze | 99.747% | 99% | yes | 0% | 2 |"),
+            md.contains("| document-archive | bronze | 99.747% | 99.0% | yes | 0% | 2 |"),
             "{md}"
         );
         assert!(
-            md.contains("| website | bronze | 98% | 99% | **no** | 5% | 0 |"),
+            md.contains("| website | bronze | 98% | 99.0% | **no** | 5% | 0 |"),
             "{md}"
         );
         assert!(
@@ -467,7 +469,7 @@ mod tests {
             serde_json::json!({
                 "tenant": "tholen", "component": "website", "serviceLevel": "bronze",
                 "windowSeconds": 712800, "downSeconds": 14256, "availability": "98",
-                "target": "99", "met": false, "creditPercent": 5
+                "target": "99.0", "met": false, "creditPercent": 5
             })
         );
         assert_eq!(j["period"], "2026-03");
