@@ -10,6 +10,7 @@ pub mod bill;
 pub mod crds;
 pub mod diff;
 pub mod render;
+pub mod rules;
 pub mod sla;
 pub mod validate;
 
@@ -62,6 +63,13 @@ pub enum Command {
         period: String,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = SlaFormat::Json)]
         output: SlaFormat,
+    },
+    /// Print the SLA's Prometheus recording and alerting rules for the ServiceLevels in the inputs.
+    Rules {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = rules::RulesFormat::Rules)]
+        output: rules::RulesFormat,
     },
     /// Price usage into invoices for a period (YYYY-MM, YYYY-Qn or YYYY).
     Bill {
@@ -145,6 +153,7 @@ pub fn run(cli: Cli) -> ExitCode {
             period,
             output,
         } => sla::run(&paths, &samples, &period, output),
+        Command::Rules { paths, output } => rules::run(&paths, output),
         Command::Bill {
             paths,
             period,

@@ -46,6 +46,7 @@ pub mod calendar;
 pub mod compliance;
 pub mod offline;
 pub mod report;
+pub mod rules;
 pub mod metrics;
 pub mod prober;
 pub mod scheduler;
