@@ -136,7 +136,10 @@ fn record(name: &str, expr: String) -> Rule {
     }
 }
 
+/// An alert of one tier. The tier's name is also set as a static `service_level` label (equal to
+/// the series' own), which keeps the same alert of different tiers distinct rules.
 fn alert(
+    tier: &str,
     name: &str,
     expr: String,
     for_: &str,
@@ -149,7 +152,10 @@ fn alert(
         alert: Some(name.to_string()),
         expr,
         for_: Some(for_.to_string()),
-        labels: BTreeMap::from([("severity".to_string(), severity.to_string())]),
+        labels: BTreeMap::from([
+            ("severity".to_string(), severity.to_string()),
+            ("service_level".to_string(), tier.to_string()),
+        ]),
         annotations: BTreeMap::from([
             ("summary".to_string(), summary),
             ("description".to_string(), description),
@@ -255,6 +261,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
     if !tier.monitoring.is_empty() {
         let burn = burn_expr(monitoring_error_ratio, &sel, budget, &PAGE_BURN);
         rules.push(alert(
+            name,
             ALERT_FAST_BURN,
             format!(
                 "(\n{burn}\n)\nand on ({BY})\n(max by ({BY}) ({SLA_IN_MONITORING_WINDOW}{sel}) == 1)"
@@ -263,7 +270,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
             "page",
             format!("{who} is burning its error budget fast"),
             format!(
-                "{{{{ $value | humanizePercentage }}}} of probes fail (budget {}% of service hours, target {}%). \
+                "{{{{ $value | humanizePercentage }}}} of probes fail (error budget {}% of service-window time, target {}%). \
                  At this rate the month's budget is gone in days. Pages only inside the {name} \
                  monitoring window ({}).",
                 (budget * Decimal::ONE_HUNDRED).normalize(),
@@ -272,6 +279,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
             ),
         ));
         rules.push(alert(
+            name,
             ALERT_SLOW_BURN,
             format!("(\n{}\n)", burn_expr(sla_error_ratio, &sel, budget, &TICKET_BURN)),
             "15m",
@@ -285,6 +293,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
         ));
     }
     rules.push(alert(
+        name,
         ALERT_BUDGET_EXHAUSTED,
         format!("max by ({BY}) ({SLA_ERROR_BUDGET_REMAINING_RATIO}{sel}) <= 0"),
         "5m",
@@ -297,6 +306,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
         ),
     ));
     rules.push(alert(
+        name,
         ALERT_NOT_PROBED,
         format!(
             "max by ({BY}) ({SLA_TARGET_PERCENT}{sel})\nunless on ({BY})\n(sum by ({BY}) (increase({PROBE_TOTAL}{sel}[15m])) > 0)"
