@@ -246,7 +246,8 @@ fn pool_instalments(cat: &Catalogue, tenants: &[TenantInput]) -> Result<BTreeMap
 pub fn bill(cat: &Catalogue, tenants: &[TenantInput], credits: &Credits, period: Period, now: Timestamp) -> Result<Vec<Invoice>, BillingError> {
     let cal = &cat.cal;
     let pools = pool_instalments(cat, tenants)?;
-    let lookback = SignedDuration::from_secs(cat.book.max_notice_seconds());
+    // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
+    let lookback = SignedDuration::from_secs(cat.book.max_notice_seconds() + 86_400);
     let start = period.start(cal.tz())?;
     let first = cal.month_of(start.checked_sub(lookback).unwrap_or(start));
     let months = months_between(first, period.last_month());

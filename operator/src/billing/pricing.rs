@@ -403,6 +403,20 @@ pub fn price_timeline(
     Ok(lines)
 }
 
+/// `t` moved by a notice period: whole days are calendar days in Europe/Amsterdam (90 days
+/// after 16 March 00:00 is 14 June 00:00, summer time or not); other periods are exact seconds.
+fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
+    let sign = if forward { 1 } else { -1 };
+    let moved = if secs % 86_400 == 0 {
+        t.to_zoned(cal.tz().clone())
+            .checked_add(jiff::Span::new().days(sign * secs / 86_400))
+            .map(|z| z.timestamp())
+    } else {
+        t.checked_add(jiff::SignedDuration::from_secs(sign * secs))
+    };
+    moved.unwrap_or(if forward { Timestamp::MAX } else { Timestamp::MIN })
+}
+
 /// A stretch in which the notice surcharge of one item has one cause.
 struct NoticeRun {
     key: ItemKey,
@@ -435,9 +449,7 @@ fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestam
         if let Some(t) = s.to {
             points.push(t);
             for n in &notices {
-                if let Ok(p) = t.checked_add(jiff::SignedDuration::from_secs(*n)) {
-                    points.push(p);
-                }
+                points.push(shift(t, *n, cal, true));
             }
         }
     }
@@ -461,7 +473,7 @@ fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestam
         if l.notice_seconds == 0 {
             continue;
         }
-        let window_start = a.checked_sub(jiff::SignedDuration::from_secs(l.notice_seconds)).unwrap_or(a);
+        let window_start = shift(a, l.notice_seconds, cal, false);
         let f_month = cal.prorate(Decimal::ONE, RatePer::Month, a, b)?;
         let f_year = cal.prorate(Decimal::ONE, RatePer::Year, a, b)?;
         let value = |cache: &mut RateCache, key: &ItemKey, level: &str, qty: i64| -> Result<Decimal, BillingError> {

@@ -1,0 +1,329 @@
+//! The arithmetic of the billing run, pinned with expected amounts computed independently here
+//! in integer cents: an interim price increase mid-month, notice after a downgrade and a cut,
+//! upgrades at once, service credits on a quarterly invoice, pool instalments, and half-up
+//! rounding at exactly half a cent.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::civil::date;
+use regie::billing::engine::{Catalogue, Credits, Order, TenantInput, bill};
+use regie::billing::invoice::{Invoice, LineKind, State};
+use regie::billing::ledger::BillableState;
+use regie::billing::period::{Month, Period};
+use regie::billing::pools::Pool;
+use regie::billing::pricing::PriceBook;
+use regie::billing::proration::Calendar;
+use regie_crds::generated::{Segment, SegmentComponent};
+use regie_crds::tenancy::{ComponentClass, InvoicingPeriod};
+use regie_crds::{CostPool, PriceList};
+use rust_decimal::Decimal;
+
+const PRICES_2026: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: pl-2026}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  noticePeriod: 90d
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: year, amount: "2135.00"}
+    - {item: account, profile: standard, serviceLevel: silver, per: year, amount: "2348.50"}
+    - {item: account, profile: standard, serviceLevel: gold, per: year, amount: "2668.75"}
+    - {item: component, class: applicationHosting, per: month, amount: "1500.00"}
+    - {item: component, class: applicationHosting, serviceLevel: gold, per: month, amount: "2000.00"}
+    - {item: component, class: dataManagement, per: month, amount: "10.125"}
+    - {item: flexibleHour, per: hour, amount: "100.00"}
+"#;
+
+/// An interim increase in the middle of July, at noon.
+const INTERIM: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: pl-2026-07}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-07-15T12:00:00+02:00"
+  noticePeriod: 90d
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: year, amount: "2220.40"}
+    - {item: account, profile: standard, serviceLevel: silver, per: year, amount: "2442.44"}
+    - {item: account, profile: standard, serviceLevel: gold, per: year, amount: "2775.50"}
+    - {item: component, class: applicationHosting, per: month, amount: "1500.00"}
+    - {item: component, class: applicationHosting, serviceLevel: gold, per: month, amount: "2000.00"}
+    - {item: component, class: dataManagement, per: month, amount: "10.125"}
+    - {item: flexibleHour, per: hour, amount: "100.00"}
+"#;
+
+fn catalogue(lists: &[&str], pools: &[&str]) -> Catalogue {
+    let cal = Calendar::amsterdam().unwrap();
+    let lists: Vec<PriceList> = lists.iter().map(|y| serde_yaml::from_str(y).unwrap()).collect();
+    let book = PriceBook::new(&lists, &cal).unwrap();
+    let pools = pools
+        .iter()
+        .map(|y| Pool::from_object(&serde_yaml::from_str::<CostPool>(y).unwrap()).unwrap())
+        .collect();
+    Catalogue { cal, book, pools }
+}
+
+fn state(level: &str, accounts: i64, components: &[(&str, ComponentClass, &str)]) -> BillableState {
+    BillableState {
+        service_level: level.into(),
+        accounts: BTreeMap::from([("standard".to_string(), accounts)]),
+        measured_accounts: BTreeMap::new(),
+        components: components
+            .iter()
+            .map(|(n, c, l)| SegmentComponent {
+                name: n.to_string(),
+                class: *c,
+                service_level: l.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn tenant(name: &str, declared: BillableState) -> TenantInput {
+    TenantInput {
+        name: name.into(),
+        labels: BTreeMap::new(),
+        joined: date(2024, 1, 1),
+        leaves: None,
+        inhabitants: 10_000,
+        invoicing: InvoicingPeriod::Monthly,
+        declared,
+        usage: BTreeMap::new(),
+        orders: Vec::new(),
+    }
+}
+
+fn seg(from: &str, to: &str, s: &BillableState) -> Segment {
+    Segment {
+        from: from.into(),
+        to: Some(to.into()),
+        service_level: s.service_level.clone(),
+        accounts: s.accounts.clone(),
+        measured_accounts: BTreeMap::new(),
+        components: s.components.clone(),
+    }
+}
+
+fn now() -> Timestamp {
+    "2027-02-01T00:00:00Z".parse().unwrap()
+}
+
+fn run(cat: &Catalogue, tenants: &[TenantInput], credits: &Credits, period: &str) -> Vec<Invoice> {
+    bill(cat, tenants, credits, Period::parse(period).unwrap(), now()).unwrap()
+}
+
+fn cents(d: Decimal) -> i128 {
+    let mut d = d;
+    d.rescale(2);
+    d.mantissa()
+}
+
+/// Half-up cents of `num / den` (both in cents × units), positive only.
+fn half_up(num: i128, den: i128) -> i128 {
+    (2 * num + den) / (2 * den)
+}
+
+fn lines_of(inv: &Invoice, kind: LineKind) -> Vec<i128> {
+    inv.lines.iter().filter(|l| l.kind == kind).map(|l| cents(l.amount)).collect()
+}
+
+#[test]
+fn an_interim_increase_mid_month_splits_the_line_at_that_instant() {
+    let cat = catalogue(&[PRICES_2026, INTERIM], &[]);
+    let t = tenant("a", state("bronze", 100, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    let inv = &run(&cat, &[t], &Credits::new(), "2026-07")[0];
+    // July 2026 has 744 h; the new list applies from 15 July 12:00: 14.5 days (348 h) before,
+    // 16.5 days (396 h) after. Yearly rates over 8760 h.
+    let accounts = lines_of(inv, LineKind::Account);
+    assert_eq!(accounts, [half_up(100 * 213_500 * 348, 8760), half_up(100 * 222_040 * 396, 8760)]);
+    assert_eq!(accounts, [848_151, 1_003_742], "8481.51 and 10037.42");
+    // The component rate did not change: one line for the whole month, exactly the monthly rate.
+    assert_eq!(lines_of(inv, LineKind::Component), [150_000]);
+    let split = inv.lines.iter().find(|l| l.kind == LineKind::Account).unwrap();
+    assert_eq!(split.to.to_string(), "2026-07-15T10:00:00Z");
+    assert_eq!(cents(inv.subtotal()), 848_151 + 1_003_742 + 150_000);
+}
+
+#[test]
+fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let silver = state("silver", 620, &[]);
+    let bronze = state("bronze", 500, &[]);
+    let mut t = tenant("a", silver.clone());
+    // Silver with 620 accounts until 16 March 00:00, then bronze with 500.
+    t.usage.insert(
+        Month::new(2026, 3),
+        vec![
+            seg("2026-03-01T00:00:00+01:00", "2026-03-16T00:00:00+01:00", &silver),
+            seg("2026-03-16T00:00:00+01:00", "2026-04-01T00:00:00+02:00", &bronze),
+        ],
+    );
+    for m in 4..=7 {
+        let (from, to) = (Month::new(2026, m), Month::new(2026, m + 1));
+        t.usage.insert(
+            from,
+            vec![seg(&format!("{from}-01T00:00:00+02:00"), &format!("{to}-01T00:00:00+02:00"), &bronze)],
+        );
+    }
+    let excess_per_year: i128 = 620 * 234_850 - 500 * 213_500; // 388 570.00 a year, in cents
+    let invs = run(&cat, &[t], &Credits::new(), "2026");
+    let month = |m: &str| invs.iter().find(|i| i.period == m).unwrap();
+
+    // March: 15 days silver (360 h), 16 days bronze less the summer-time hour (383 h).
+    let march = month("2026-03");
+    assert_eq!(
+        lines_of(march, LineKind::Account),
+        [half_up(500 * 213_500 * 383, 8760), half_up(620 * 234_850 * 360, 8760)],
+        "bronze line sorts before silver"
+    );
+    assert_eq!(lines_of(march, LineKind::Notice), [half_up(excess_per_year * 383, 8760)]);
+    let notice = march.lines.iter().find(|l| l.kind == LineKind::Notice).unwrap();
+    assert!(notice.description.contains("silver × 620 instead of bronze × 500"), "{}", notice.description);
+    // April and May: the whole month.
+    assert_eq!(lines_of(month("2026-04"), LineKind::Notice), [half_up(excess_per_year * 720, 8760)]);
+    assert_eq!(lines_of(month("2026-05"), LineKind::Notice), [half_up(excess_per_year * 744, 8760)]);
+    // 90 days after 16 March is 14 June 00:00: 13 days of June (312 h), then no more.
+    assert_eq!(lines_of(month("2026-06"), LineKind::Notice), [half_up(excess_per_year * 312, 8760)]);
+    let june_notice = month("2026-06").lines.iter().find(|l| l.kind == LineKind::Notice).unwrap();
+    assert_eq!(june_notice.to.to_string(), "2026-06-13T22:00:00Z");
+    assert!(lines_of(month("2026-07"), LineKind::Notice).is_empty());
+    // No notice before the reduction.
+    assert!(lines_of(month("2026-02"), LineKind::Notice).is_empty());
+}
+
+#[test]
+fn upgrades_take_effect_at_once_without_notice() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let bronze = state("bronze", 500, &[("app", ComponentClass::ApplicationHosting, "bronze")]);
+    let gold = state("gold", 520, &[("app", ComponentClass::ApplicationHosting, "gold")]);
+    let mut t = tenant("a", bronze.clone());
+    t.usage.insert(
+        Month::new(2026, 3),
+        vec![
+            seg("2026-03-01T00:00:00+01:00", "2026-03-16T00:00:00+01:00", &bronze),
+            seg("2026-03-16T00:00:00+01:00", "2026-04-01T00:00:00+02:00", &gold),
+        ],
+    );
+    let inv = &run(&cat, &[t], &Credits::new(), "2026-03")[0];
+    assert!(lines_of(inv, LineKind::Notice).is_empty());
+    assert_eq!(
+        lines_of(inv, LineKind::Account),
+        [half_up(500 * 213_500 * 360, 8760), half_up(520 * 266_875 * 383, 8760)]
+    );
+    // The component: 360 of 743 h at 1500.00 a month, 383 of 743 h at 2000.00 a month.
+    assert_eq!(
+        lines_of(inv, LineKind::Component),
+        [half_up(150_000 * 360, 743), half_up(200_000 * 383, 743)]
+    );
+}
+
+#[test]
+fn a_component_downgrade_gets_notice_but_a_removal_does_not() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let gold = state("gold", 10, &[("app", ComponentClass::ApplicationHosting, "gold"), ("old", ComponentClass::ApplicationHosting, "gold")]);
+    let after = state("gold", 10, &[("app", ComponentClass::ApplicationHosting, "silver")]);
+    let mut t = tenant("a", gold.clone());
+    t.usage.insert(
+        Month::new(2026, 4),
+        vec![
+            seg("2026-04-01T00:00:00+02:00", "2026-04-11T00:00:00+02:00", &gold),
+            seg("2026-04-11T00:00:00+02:00", "2026-05-01T00:00:00+02:00", &after),
+        ],
+    );
+    let inv = &run(&cat, &[t], &Credits::new(), "2026-04")[0];
+    // app: gold 2000.00 → silver 1500.00 a month on 11 April: 20 of 30 days at the difference.
+    assert_eq!(lines_of(inv, LineKind::Notice), [half_up(50_000 * 20, 30)]);
+}
+
+#[test]
+fn credits_on_a_quarterly_invoice_are_a_share_of_that_months_charges() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let mut t = tenant("q", state("bronze", 0, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    t.invoicing = InvoicingPeriod::Quarterly;
+    let credits: Credits = BTreeMap::from([(("q".to_string(), "app".to_string(), Month::new(2026, 2)), Decimal::from(10))]);
+    let invs = run(&cat, &[t], &credits, "2026-Q1");
+    assert_eq!(invs.len(), 1, "one quarterly invoice");
+    let inv = &invs[0];
+    assert_eq!(inv.period, "2026-Q1");
+    // Three whole months at 1500.00: one line of 4500.00; 10% of February's 1500.00 back.
+    assert_eq!(lines_of(inv, LineKind::Component), [450_000]);
+    assert_eq!(lines_of(inv, LineKind::Credit), [-15_000]);
+    let credit = inv.lines.iter().find(|l| l.kind == LineKind::Credit).unwrap();
+    assert_eq!(credit.from.to_string(), "2026-01-31T23:00:00Z");
+    assert_eq!(cents(inv.subtotal()), 435_000);
+}
+
+#[test]
+fn pools_are_invoiced_in_quarterly_instalments() {
+    let pool = r#"
+apiVersion: regie.dev/v1alpha1
+kind: CostPool
+metadata: {name: regie-2026}
+spec:
+  description: Directing suppliers 2026
+  amount: "100000.01"
+  from: "2026-01-01"
+  until: "2026-12-31"
+  allocation: perInhabitant
+  instalments: quarterly
+"#;
+    let cat = catalogue(&[PRICES_2026], &[pool]);
+    let mut a = tenant("a", state("bronze", 1, &[]));
+    a.inhabitants = 1;
+    let mut b = tenant("b", state("bronze", 1, &[]));
+    b.inhabitants = 2;
+    let invs = run(&cat, &[a, b], &Credits::new(), "2026");
+    let pool_lines = |t: &str| -> Vec<(String, i128)> {
+        invs.iter()
+            .filter(|i| i.tenant == t)
+            .flat_map(|i| i.lines.iter().filter(|l| l.kind == LineKind::Pool).map(move |l| (i.period.clone(), cents(l.amount))))
+            .collect()
+    };
+    // Shares by inhabitants 1 : 2 of 100000.01: a 33333.3366… and b 66666.6733… are cut to
+    // 33333.33 and 66666.67; the cent left goes to a's larger remainder (.0066 over .0033):
+    // a 33333.34. Quarters: a 33333.34 / 4 = 8333.335 → 8333.34 three times, the last settles
+    // 8333.32; b 16666.6675 → 16666.67 three times, then 16666.66.
+    let a = pool_lines("a");
+    assert_eq!(a.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["2026-01", "2026-04", "2026-07", "2026-10"]);
+    assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), [833_334, 833_334, 833_334, 833_332]);
+    let b = pool_lines("b");
+    assert_eq!(b.iter().map(|x| x.1).collect::<Vec<_>>(), [1_666_667, 1_666_667, 1_666_667, 1_666_666]);
+    let all: i128 = a.iter().chain(b.iter()).map(|x| x.1).sum();
+    assert_eq!(all, 10_000_001, "the whole pool, to the cent");
+}
+
+#[test]
+fn half_a_cent_rounds_up() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let mut t = tenant("a", state("bronze", 0, &[("dwh", ComponentClass::DataManagement, "bronze")]));
+    t.orders.push(Order {
+        id: "ServiceOrder/tenant-a/tiny".into(),
+        date: date(2026, 3, 3),
+        hours: Decimal::new(5, 1),
+        rate: Some(Decimal::new(1, 2)),
+        description: "half a cent".into(),
+    });
+    let inv = &run(&cat, &[t], &Credits::new(), "2026-03")[0];
+    // 10.125 a month for the whole month: 10.125 → 10.13; 0.5 h × 0.01 = 0.005 → 0.01.
+    assert_eq!(lines_of(inv, LineKind::Component), [1013]);
+    assert_eq!(lines_of(inv, LineKind::FlexibleHour), [1]);
+    assert_eq!(inv.state, State::Final);
+}
+
+#[test]
+fn a_tenant_joining_mid_month_is_billed_from_its_first_day() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let mut t = tenant("new", state("bronze", 0, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    t.joined = date(2026, 10, 20);
+    t.leaves = Some(date(2026, 11, 9));
+    let invs = run(&cat, &[t], &Credits::new(), "2026");
+    assert_eq!(invs.iter().map(|i| i.period.as_str()).collect::<Vec<_>>(), ["2026-10", "2026-11"]);
+    // 20 Oct 00:00 to 1 Nov: 12 days plus the winter-time hour = 289 of October's 745 hours.
+    assert_eq!(lines_of(&invs[0], LineKind::Component), [half_up(150_000 * 289, 745)]);
+    // 1 to 10 November (the last day inclusive): 9 of 30 days.
+    assert_eq!(lines_of(&invs[1], LineKind::Component), [45_000]);
+}
