@@ -115,7 +115,7 @@ pub struct ProbeTiming {
     pub timeout: String,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadPolicy {
     /// Hosted components run at least this many replicas.
@@ -133,6 +133,16 @@ pub struct WorkloadPolicy {
 
 fn one() -> i32 {
     1
+}
+
+impl Default for WorkloadPolicy {
+    fn default() -> Self {
+        WorkloadPolicy {
+            min_replicas: 1,
+            min_available: 0,
+            spread: false,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

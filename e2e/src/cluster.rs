@@ -124,12 +124,18 @@ impl Cluster {
     }
 
     fn install_crds_blocking(&self) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let client = self.client().await?;
-            install_crds(&client).await
+        // A thread of its own, so this works from inside an async test as well as outside one.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    rt.block_on(async {
+                        let client = self.client().await?;
+                        install_crds(&client).await
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("installing the CRDs panicked")))
         })
     }
 }
