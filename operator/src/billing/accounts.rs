@@ -1,1 +1,102 @@
-//! stub
+//! Measured accounts: the monitor the sources ask for against fluctuating account numbers. A
+//! workplace package's `accountSource` is an HTTP JSON endpoint; the count sits at a JSON pointer
+//! (`/accounts` by default) and must be a whole number of zero or more. The package's basis says
+//! what is billed: the `declared` count, the `measured` one, or the `max` of both.
+
+use std::time::Duration;
+
+use regie_crds::tenancy::AccountBasis;
+use serde_json::Value;
+
+use super::BillingError;
+
+/// The default JSON pointer of the count.
+pub const DEFAULT_POINTER: &str = "/accounts";
+
+/// The count at `pointer` in an answer: a JSON integer of zero or more, nothing else.
+pub fn read_count(body: &Value, pointer: &str) -> Result<i64, BillingError> {
+    let pointer = if pointer.is_empty() { DEFAULT_POINTER } else { pointer };
+    let v = body
+        .pointer(pointer)
+        .ok_or_else(|| BillingError::Remote(format!("the answer has nothing at JSON pointer {pointer}")))?;
+    let n = v.as_i64().ok_or_else(|| {
+        BillingError::Remote(format!("the value at {pointer} is {v}, not a whole number of accounts"))
+    })?;
+    if n < 0 {
+        return Err(BillingError::Remote(format!("the value at {pointer} is {n}: a count of accounts cannot be negative")));
+    }
+    Ok(n)
+}
+
+/// Fetches the measured count. `timeout` bounds the whole request.
+pub async fn fetch_measured(
+    client: &reqwest::Client,
+    url: &str,
+    pointer: Option<&str>,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<i64, BillingError> {
+    let mut req = client.get(url).timeout(timeout).header(reqwest::header::ACCEPT, "application/json");
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            BillingError::Remote(format!("{url} did not answer within {}s", timeout.as_secs_f32()))
+        } else {
+            BillingError::Remote(format!("{url}: {e}"))
+        }
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(BillingError::Remote(format!("{url} answered HTTP {}", status.as_u16())));
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| BillingError::Remote(format!("{url}: cannot read the answer: {e}")))?;
+    let json: Value = serde_json::from_slice(&body).map_err(|e| BillingError::Remote(format!("{url} answered no JSON: {e}")))?;
+    read_count(&json, pointer.unwrap_or(DEFAULT_POINTER)).map_err(|e| BillingError::Remote(format!("{url}: {e}")))
+}
+
+/// The count billed under a basis. Without a measurement (none yet, or the source is failing)
+/// the declared count is billed, whatever the basis: a failing monitor must not zero a bill.
+pub fn billed_accounts(declared: i64, measured: Option<i64>, basis: AccountBasis) -> i64 {
+    match (basis, measured) {
+        (AccountBasis::Declared, _) | (_, None) => declared,
+        (AccountBasis::Measured, Some(m)) => m,
+        (AccountBasis::Max, Some(m)) => declared.max(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_whole_non_negative_numbers_only() {
+        assert_eq!(read_count(&json!({"accounts": 312}), "/accounts").unwrap(), 312);
+        assert_eq!(read_count(&json!({"data": {"count": 0}}), "/data/count").unwrap(), 0);
+        assert_eq!(read_count(&json!({"accounts": 5}), "").unwrap(), 5);
+        for (body, needle) in [
+            (json!({"accounts": 3.5}), "not a whole number"),
+            (json!({"accounts": "12"}), "not a whole number"),
+            (json!({"accounts": -1}), "cannot be negative"),
+            (json!({"count": 1}), "nothing at JSON pointer /accounts"),
+        ] {
+            let e = read_count(&body, "/accounts").unwrap_err().to_string();
+            assert!(e.contains(needle), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_basis_decides_what_is_billed() {
+        assert_eq!(billed_accounts(310, Some(325), AccountBasis::Declared), 310);
+        assert_eq!(billed_accounts(310, Some(325), AccountBasis::Measured), 325);
+        assert_eq!(billed_accounts(310, Some(290), AccountBasis::Measured), 290);
+        assert_eq!(billed_accounts(310, Some(325), AccountBasis::Max), 325);
+        assert_eq!(billed_accounts(310, Some(290), AccountBasis::Max), 310);
+        assert_eq!(billed_accounts(310, None, AccountBasis::Measured), 310);
+    }
+}
