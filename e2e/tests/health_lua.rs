@@ -12,7 +12,9 @@ use std::process::Command;
 use regie_e2e::cluster::repo_root;
 use serde_json::Value;
 
-const INTERPRETERS: [&str; 2] = ["lua5.1", "lua5.4"];
+#[path = "../lua/runner.rs"]
+mod runner;
+use runner::{INTERPRETERS, run_health};
 const KEY_PREFIX: &str = "resource.customizations.health.regie.dev_";
 
 fn script_path() -> PathBuf {
@@ -26,77 +28,6 @@ fn lua_dir() -> PathBuf {
 fn read_yaml(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
-
-/// A Lua table constructor for a JSON value. Numbers become floats (`2.0`), as in Argo CD, where
-/// gopher-lua holds every number as a float64: a script that concatenates a number gives "2" in
-/// Lua 5.1 but "2.0" in Lua 5.4, so such a slip shows up as a difference between the two.
-fn lua_literal(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => {
-            let f = n.as_f64().expect("JSON numbers are finite");
-            if f.fract() == 0.0 { format!("{f:.1}") } else { format!("{f}") }
-        }
-        Value::String(s) => lua_string(s),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(lua_literal).collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-        Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_literal(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-    }
-}
-
-fn lua_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for b in s.bytes() {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            0x20..=0x7e => out.push(b as char),
-            // Decimal escapes are the same in Lua 5.1 and 5.4, and keep UTF-8 bytes intact.
-            _ => out.push_str(&format!("\\{b}")),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Runs the health script in `script` on `obj` with `lua`, as Argo CD does: `obj` is a global, the
-/// script's chunk returns `hs`. Returns (status, message).
-fn run_health(lua: &str, script: &Path, obj: &Value) -> (String, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let harness = dir.path().join("harness.lua");
-    let body = format!(
-        "obj = {}\nlocal chunk = assert(loadfile({}))\nlocal hs = chunk()\n\
-         assert(type(hs) == \"table\", \"the script must return a table\")\n\
-         io.write(tostring(hs.status), \"\\n\", tostring(hs.message))\n",
-        lua_literal(obj),
-        lua_string(&script.display().to_string())
-    );
-    std::fs::write(&harness, body).expect("write harness");
-    let out = Command::new(lua)
-        .arg(&harness)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {lua} ({e}): install Debian's {lua} package (e2e/install-deps tools)"));
-    assert!(
-        out.status.success(),
-        "{lua} failed on {}: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
-    (status.to_string(), message.to_string())
 }
 
 struct Case {
@@ -228,14 +159,11 @@ fn generate_into(dir: &Path) {
 fn the_argocd_snippets_are_generated_from_the_script() {
     let dir = tempfile::tempdir().expect("temp dir");
     generate_into(dir.path());
-    for file in ["argocd-cm-health.yaml", "argocd-values-health.yaml"] {
+    for (file, home) in [("argocd-cm-health.yaml", "examples/gitops/argocd"), ("argocd-values-health.yaml", "docs/guides")] {
         let fresh = std::fs::read_to_string(dir.path().join(file)).expect("generated");
-        let committed = std::fs::read_to_string(repo_root().join("examples/gitops/argocd").join(file))
-            .unwrap_or_else(|e| panic!("examples/gitops/argocd/{file}: {e}"));
-        assert!(
-            fresh == committed,
-            "examples/gitops/argocd/{file} is out of date: run examples/gitops/argocd/generate"
-        );
+        let committed = std::fs::read_to_string(repo_root().join(home).join(file))
+            .unwrap_or_else(|e| panic!("{home}/{file}: {e}"));
+        assert!(fresh == committed, "{home}/{file} is out of date: run examples/gitops/argocd/generate");
     }
 }
 
@@ -243,9 +171,8 @@ fn the_argocd_snippets_are_generated_from_the_script() {
 /// one key per regie kind.
 #[test]
 fn every_kind_has_a_key_whose_script_passes_every_case() {
-    let base = repo_root().join("examples/gitops/argocd");
-    let cm = read_yaml(&base.join("argocd-cm-health.yaml"));
-    let values = read_yaml(&base.join("argocd-values-health.yaml"));
+    let cm = read_yaml(&repo_root().join("examples/gitops/argocd/argocd-cm-health.yaml"));
+    let values = read_yaml(&repo_root().join("docs/guides/argocd-values-health.yaml"));
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
     let want: BTreeSet<String> = regie_crds::crd::crds()
