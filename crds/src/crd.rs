@@ -94,6 +94,31 @@ pub const CEL_RULES: &[CelRule] = &[
 
 /// Every regie CRD, in a stable order, without CEL rules.
 pub fn crds() -> Vec<CustomResourceDefinition> {
+    generated().into_iter().map(tidy).collect()
+}
+
+/// An optional enum comes out of schemars with `null` among its values. `nullable: true`
+/// already allows null, and a `null` enum value does not survive the API server's internal
+/// conversion (v1.20 then refuses the CRD), so it is taken out.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip_null_enums(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::Array(values)) = map.get_mut("enum") {
+                    values.retain(|x| !x.is_null());
+                }
+                map.values_mut().for_each(strip_null_enums);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip_null_enums),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&crd).expect("a CRD always serializes");
+    strip_null_enums(&mut v);
+    serde_json::from_value(v).expect("a tidied CRD still deserializes")
+}
+
+fn generated() -> Vec<CustomResourceDefinition> {
     vec![
         ServiceLevel::crd(),
         Tenant::crd(),
@@ -188,6 +213,11 @@ mod tests {
             let rules = node["x-kubernetes-validations"].as_array().expect("rules added");
             assert!(rules.iter().any(|r| r["rule"] == rule.rule));
         }
+    }
+
+    #[test]
+    fn no_null_in_enums() {
+        assert!(!crds_yaml().contains("- null"), "v1.20 refuses CRDs with null enum values");
     }
 
     #[test]
