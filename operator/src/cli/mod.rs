@@ -28,7 +28,11 @@ pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig or service account.
     Run(crate::runtime::RunArgs),
     /// Print every regie CRD as multi-document YAML.
-    Crds,
+    Crds {
+        /// Kubernetes version of the target server, e.g. 1.20: CEL rules are left out before 1.25.
+        #[arg(long)]
+        kube_version: Option<String>,
+    },
     /// Print the least-privilege RBAC `regie run` needs (ClusterRole, Role and bindings).
     Rbac {
         #[arg(long, default_value = "regie-system")]
@@ -131,7 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Crds => crds::run(),
+        Command::Crds { kube_version } => crds::run(kube_version.as_deref()),
         Command::Rbac {
             namespace,
             service_account,
