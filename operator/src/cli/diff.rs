@@ -1,9 +1,241 @@
-//! `regie diff`: what a pull request changes (filled in by billing).
+//! `regie diff BASE HEAD [--period YYYY-MM]`: what a pull request changes, as Markdown for a
+//! pull-request comment — per tenant, the objects `render` would add, change or remove, and the
+//! monthly price change (both trees billed for the month with the same code as `regie bill`,
+//! compared per tenant and per line). This is what a member sees when it asks for gold.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(_base: &Path, _head: &Path, _period: Option<&str>) -> ExitCode {
-    eprintln!("regie diff: not available yet");
-    ExitCode::from(2)
+use rust_decimal::Decimal;
+
+use crate::billing::invoice::Invoice;
+use crate::billing::money;
+use crate::billing::period::{Month, Period};
+use crate::desired::{Child, Settings};
+use crate::input;
+use crate::inventory::Inventory;
+
+/// Objects of one tenant that differ between two trees, by `Kind/namespace/name`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ObjectChanges {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The price of one tenant for the month, before and after, line by line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PriceChange {
+    pub before: Decimal,
+    pub after: Decimal,
+    /// (line, before, after) for lines that differ; `None` where the line does not exist.
+    pub lines: Vec<(String, Option<Decimal>, Option<Decimal>)>,
+}
+
+/// Everything the comment shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub month: String,
+    pub objects: BTreeMap<String, ObjectChanges>,
+    pub prices: BTreeMap<String, PriceChange>,
+}
+
+fn load(dir: &Path) -> Result<Inventory, Vec<String>> {
+    let loaded = input::load(&[dir.to_path_buf()]);
+    let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let inv = Inventory::new(loaded.objects);
+    problems.extend(inv.check().iter().map(ToString::to_string));
+    if problems.is_empty() { Ok(inv) } else { Err(problems) }
+}
+
+/// Compares rendered objects per tenant.
+pub fn object_changes(base: &BTreeMap<String, Vec<Child>>, head: &BTreeMap<String, Vec<Child>>) -> BTreeMap<String, ObjectChanges> {
+    let tenants: BTreeSet<&String> = base.keys().chain(head.keys()).collect();
+    let mut out = BTreeMap::new();
+    for t in tenants {
+        let index = |m: &BTreeMap<String, Vec<Child>>| -> BTreeMap<String, serde_json::Value> {
+            m.get(t).into_iter().flatten().map(|c| (c.key(), c.body.clone())).collect()
+        };
+        let (b, h) = (index(base), index(head));
+        let mut c = ObjectChanges::default();
+        for (k, v) in &h {
+            match b.get(k) {
+                None => c.added.push(k.clone()),
+                Some(old) if old != v => c.changed.push(k.clone()),
+                _ => {}
+            }
+        }
+        c.removed = b.keys().filter(|k| !h.contains_key(*k)).cloned().collect();
+        if !c.is_empty() {
+            out.insert(t.clone(), c);
+        }
+    }
+    out
+}
+
+/// Compares invoices per tenant and per line (kind and description).
+pub fn price_changes(base: &[Invoice], head: &[Invoice]) -> BTreeMap<String, PriceChange> {
+    let by_tenant = |invs: &[Invoice]| -> BTreeMap<String, BTreeMap<String, Decimal>> {
+        let mut m: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+        for i in invs {
+            let lines = m.entry(i.tenant.clone()).or_default();
+            for l in &i.lines {
+                *lines.entry(format!("{}: {}", l.kind.as_str(), l.description)).or_default() += l.amount;
+            }
+        }
+        m
+    };
+    let (b, h) = (by_tenant(base), by_tenant(head));
+    let empty = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for t in b.keys().chain(h.keys()).collect::<BTreeSet<_>>() {
+        let (bl, hl) = (b.get(t).unwrap_or(&empty), h.get(t).unwrap_or(&empty));
+        let mut pc = PriceChange {
+            before: bl.values().copied().sum(),
+            after: hl.values().copied().sum(),
+            lines: Vec::new(),
+        };
+        for k in bl.keys().chain(hl.keys()).collect::<BTreeSet<_>>() {
+            let (x, y) = (bl.get(k).copied(), hl.get(k).copied());
+            if x != y {
+                pc.lines.push((k.clone(), x, y));
+            }
+        }
+        if !pc.lines.is_empty() {
+            out.insert(t.clone(), pc);
+        }
+    }
+    out
+}
+
+fn signed(d: Decimal) -> String {
+    if d > Decimal::ZERO { format!("+{}", money(d)) } else { money(d) }
+}
+
+fn cell(d: Option<Decimal>) -> String {
+    d.map_or_else(|| "—".to_string(), money)
+}
+
+/// The Markdown comment.
+pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
+    let mut s = format!("## regie diff\n\n`{base}` → `{head}`; prices for {} in EUR, before VAT.\n\n", d.month);
+    let tenants: BTreeSet<&String> = d.objects.keys().chain(d.prices.keys()).collect();
+    if tenants.is_empty() {
+        s.push_str("No tenant's objects or prices change.\n");
+        return s;
+    }
+    s.push_str("| tenant | objects added | changed | removed | per month before | after | change |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for t in &tenants {
+        let o = d.objects.get(*t).cloned().unwrap_or_default();
+        let (before, after, change) = match d.prices.get(*t) {
+            Some(p) => {
+                let delta = p.after - p.before;
+                let pct = if p.before.is_zero() {
+                    String::new()
+                } else {
+                    let pct = (delta * Decimal::ONE_HUNDRED / p.before).round_dp(1).normalize();
+                    format!(" ({}{pct}%)", if pct > Decimal::ZERO { "+" } else { "" })
+                };
+                (money(p.before), money(p.after), format!("{}{pct}", signed(delta)))
+            }
+            None => ("".into(), "".into(), "no change".into()),
+        };
+        s.push_str(&format!(
+            "| {t} | {} | {} | {} | {before} | {after} | {change} |\n",
+            o.added.len(),
+            o.changed.len(),
+            o.removed.len()
+        ));
+    }
+    for t in tenants {
+        s.push_str(&format!("\n### {t}\n"));
+        if let Some(o) = d.objects.get(t) {
+            s.push('\n');
+            for (what, list) in [("added", &o.added), ("changed", &o.changed), ("removed", &o.removed)] {
+                for k in list {
+                    s.push_str(&format!("- {what} `{k}`\n"));
+                }
+            }
+        }
+        if let Some(p) = d.prices.get(t) {
+            s.push_str("\n| line | before | after | change |\n|---|---:|---:|---:|\n");
+            for (line, x, y) in &p.lines {
+                let delta = y.unwrap_or_default() - x.unwrap_or_default();
+                s.push_str(&format!("| {} | {} | {} | {} |\n", line.replace('|', "\\|"), cell(*x), cell(*y), signed(delta)));
+            }
+            s.push_str(&format!(
+                "| **total** | **{}** | **{}** | **{}** |\n",
+                money(p.before),
+                money(p.after),
+                signed(p.after - p.before)
+            ));
+        }
+    }
+    s
+}
+
+/// Computes the diff of two trees for a month.
+pub fn diff(base: &Path, head: &Path, month: Month, now: jiff::Timestamp) -> Result<Diff, Vec<String>> {
+    let tag = |side: &str, ps: Vec<String>| ps.into_iter().map(|p| format!("{side}: {p}")).collect::<Vec<_>>();
+    let bi = load(base).map_err(|p| tag("base", p))?;
+    let hi = load(head).map_err(|p| tag("head", p))?;
+    let settings = Settings::default();
+    let objects = object_changes(&crate::desired::render(&bi, &settings), &crate::desired::render(&hi, &settings));
+    let period = month.to_string();
+    let bb = super::bill::bill_paths(&[base.to_path_buf()], &period, now).map_err(|p| tag("base", p))?;
+    let hb = super::bill::bill_paths(&[head.to_path_buf()], &period, now).map_err(|p| tag("head", p))?;
+    Ok(Diff {
+        month: period,
+        objects,
+        prices: price_changes(&bb.invoices, &hb.invoices),
+    })
+}
+
+pub fn run(base: &Path, head: &Path, period: Option<&str>) -> ExitCode {
+    let now = match super::bill::now() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("regie diff: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let month = match period {
+        None => match crate::billing::amsterdam() {
+            Ok(tz) => Month::of(now, &tz),
+            Err(e) => {
+                eprintln!("regie diff: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        Some(p) => match Period::parse(p) {
+            Ok(Period::Month(m)) => m,
+            Ok(other) => {
+                eprintln!("regie diff: --period {other}: the price change is monthly; give a month (YYYY-MM)");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("regie diff: --period: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match diff(base, head, month, now) {
+        Ok(d) => {
+            super::emit(&markdown(&d, &base.display().to_string(), &head.display().to_string()));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,0 +1,101 @@
+//! `regie diff` on a pull request where Tholen moves from bronze to gold: the objects that change
+//! and the monthly price change, checked against amounts computed here independently.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else if p.extension().is_some_and(|x| x == "yaml") && e.file_name() != "kustomization.yaml" {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn tree(dir: &Path) {
+    copy_dir(&root().join("examples/catalogue"), &dir.join("catalogue"));
+    copy_dir(&root().join("examples/tenants"), &dir.join("tenants"));
+}
+
+/// Half-up cents of qty × yearly rate (cents) over March 2026's 743 of 8760 hours.
+fn march(qty: i128, rate_cents: i128) -> i128 {
+    (2 * qty * rate_cents * 743 + 8760) / (2 * 8760)
+}
+
+fn money(c: i128) -> String {
+    format!("{}{}.{:02}", if c < 0 { "-" } else { "" }, c.abs() / 100, c.abs() % 100)
+}
+
+#[test]
+fn tholen_asking_for_gold_shows_its_objects_and_its_new_monthly_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
+    tree(&base);
+    tree(&head);
+    let t = head.join("tenants/tholen/tenant.yaml");
+    let text = std::fs::read_to_string(&t).unwrap().replace("serviceLevel: bronze", "serviceLevel: gold");
+    std::fs::write(&t, text).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_regie"))
+        .args(["diff", &base.display().to_string(), &head.display().to_string(), "--period", "2026-03"])
+        .env("REGIE_NOW", "2026-11-23T12:00:00Z")
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Only Tholen changes.
+    assert!(md.contains("### tholen"), "{md}");
+    for other in ["roosendaal", "moerdijk", "etten-leur", "werkplein"] {
+        assert!(!md.contains(&format!("### {other}")), "{other} does not change:\n{md}");
+    }
+    // Its objects: the namespace's level label, the hosted archive's Deployment (gold runs more
+    // replicas), and so on; nothing added or removed for a tier change of a tenant whose
+    // hosted component gains a disruption budget at gold.
+    assert!(md.contains("- changed `Namespace/tenant-tholen`"), "{md}");
+    assert!(md.contains("Deployment/tenant-tholen/document-archive"), "{md}");
+
+    // The price: accounts and both components move to gold rates.
+    let before = march(210, 213_500) + march(1, 3_000_000) + march(1, 1_900_000);
+    let after = march(210, 266_875) + march(1, 4_050_000) + march(1, 2_565_000);
+    assert_eq!(money(before), "42183.91");
+    let row = md.lines().find(|l| l.starts_with("| tholen |")).unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains(&money(before)) && row.contains(&money(after)), "{row}");
+    assert!(row.contains(&format!("+{}", money(after - before))), "{row}");
+    assert!(md.contains(&format!("| account: Workplace accounts standard, bronze, 2135.00 per year | {} | — | -{} |", money(march(210, 213_500)), money(march(210, 213_500)))), "{md}");
+    assert!(md.contains(&format!("| account: Workplace accounts standard, gold, 2668.75 per year | — | {} | +{} |", money(march(210, 266_875)), money(march(210, 266_875)))), "{md}");
+    assert!(md.contains(&format!("| **total** | **{}** | **{}** | **+{}** |", money(before), money(after), money(after - before))), "{md}");
+}
+
+#[test]
+fn identical_trees_change_nothing_and_bad_trees_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
+    tree(&base);
+    tree(&head);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["diff".to_string(), base.display().to_string(), head.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_regie")).args(&args).env("REGIE_NOW", "2026-11-23T12:00:00Z").output().unwrap()
+    };
+    let out = run(&["--period", "2026-03"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No tenant's objects or prices change."));
+    let out = run(&["--period", "2026-Q1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a month"));
+    std::fs::write(head.join("tenants/tholen/broken.yaml"), "apiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: x, namespace: tenant-tholen}\nspec: {profile: standard, accounts: -3}\n").unwrap();
+    let out = run(&["--period", "2026-03"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("head: ") && err.contains("spec.accounts"), "{err}");
+}
