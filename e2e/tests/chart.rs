@@ -483,6 +483,15 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         let sl = c.get(&["servicelevel", level]);
         assert_eq!(sl["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
     }
+    if rules_packaged {
+        // The SLA engine's rules arrive as `regie rules` wrote them: Helm must not read their
+        // {{ $labels }} templates as its own.
+        let file: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("files/prometheusrule.yaml")).expect("rules"))
+            .expect("YAML");
+        let live = c.get(&["prometheusrules.monitoring.coreos.com", RELEASE, "-n", NAMESPACE]);
+        assert_eq!(live["spec"], file["spec"], "the PrometheusRule differs from files/prometheusrule.yaml");
+        assert_eq!(live["metadata"]["labels"]["release"], "prometheus");
+    }
     let np = c.get(&["networkpolicy", RELEASE, "-n", NAMESPACE]);
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(np["spec"]["egress"].as_array().map(Vec::len), Some(2));
