@@ -1,0 +1,343 @@
+//! Benchmark of `regie run` against a real control plane (see docs/performance.md, "Operator"):
+//! cold convergence of N tenants against the floor of a bare client applying the same objects,
+//! tier-change latency on a watch, idle writes, and the operator's memory per tenant.
+//!
+//! Run: `cargo run --release -p regie-e2e --bin bench-operator -- [TENANTS] [CONCURRENCY]`.
+
+use std::collections::BTreeMap;
+use std::process::{Child as Process, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use regie::desired::{self, Settings};
+use regie::tier::Tier;
+use regie_crds::status::{READY, is_true};
+use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
+use regie_e2e::cluster::{TestCluster, repo_root};
+
+const LEVELS: [&str; 3] = ["bronze", "silver", "gold"];
+
+fn tenant(name: &str, level: &str) -> Tenant {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {"displayName": format!("Gemeente {name}"), "serviceLevel": level, "inhabitants": 40000,
+                 "membership": {"joined": "2026-01-01"}, "access": {"groups": [format!("{name}:ict")]}}
+    }))
+    .expect("static tenant")
+}
+
+fn package(ns: &str) -> WorkplacePackage {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "WorkplacePackage", "metadata": {"name": "standard", "namespace": ns},
+        "spec": {"profile": "standard", "accounts": 250}
+    }))
+    .expect("static package")
+}
+
+fn component(ns: &str, name: &str) -> HostingComponent {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "HostingComponent", "metadata": {"name": name, "namespace": ns},
+        "spec": {"class": "applicationHosting", "hosted": {"image": "registry.example/app:1.0", "port": 8080, "healthPath": "/healthz"}}
+    }))
+    .expect("static component")
+}
+
+fn levels() -> Vec<ServiceLevel> {
+    let text = std::fs::read_to_string(repo_root().join("examples/catalogue/service-levels.yaml")).expect("examples");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("levels parse"))
+        .collect()
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(&obj.name_any(), &PatchParams::apply("bench").force(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// Creates the inputs of tenants `range` (namespace pre-created so that inputs can exist before
+/// the operator runs; regie takes the namespace over).
+async fn create_inputs(client: &Client, names: &[String], concurrency: usize) -> Result<()> {
+    stream::iter(names.iter().enumerate())
+        .map(|(i, name)| {
+            let client = client.clone();
+            async move {
+                let ns = format!("tenant-{name}");
+                let nss: Api<Namespace> = Api::all(client.clone());
+                let _ = nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await;
+                apply(&Api::<Tenant>::all(client.clone()), &tenant(name, LEVELS[i % 3])).await?;
+                apply(&Api::<WorkplacePackage>::namespaced(client.clone(), &ns), &package(&ns)).await?;
+                for c in ["portal", "archive"] {
+                    apply(&Api::<HostingComponent>::namespaced(client.clone(), &ns), &component(&ns, c)).await?;
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// The floor: a bare client server-side-applies the objects regie would create for `names`.
+async fn floor(client: &Client, names: &[String], concurrency: usize, pdb_version: &str) -> Result<(Duration, usize)> {
+    let tiers: BTreeMap<String, Tier> = levels().iter().map(|l| (l.name_any(), Tier::from_level(l).expect("valid"))).collect();
+    let mut objects = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let t = tenant(name, LEVELS[i % 3]);
+        let tier = &tiers[LEVELS[i % 3]];
+        objects.extend(desired::tenant_children(&t, tier, &Settings::default()));
+        for c in ["portal", "archive"] {
+            objects.extend(desired::component_children(&t, &component(&format!("tenant-{name}"), c), tier));
+        }
+    }
+    let count = objects.len();
+    let start = Instant::now();
+    // Namespaces first, as regie does, then the rest at the same concurrency.
+    let (namespaces, rest): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.kind == "Namespace");
+    for batch in [namespaces, rest] {
+        stream::iter(batch)
+            .map(|o| {
+                let client = client.clone();
+                let pdb_version = pdb_version.to_string();
+                async move {
+                    let (group, version) = match o.api_version.split_once('/') {
+                        Some((g, _)) if o.kind == "PodDisruptionBudget" => (g.to_string(), pdb_version),
+                        Some((g, v)) => (g.to_string(), v.to_string()),
+                        None => (String::new(), o.api_version.clone()),
+                    };
+                    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, &version, &o.kind));
+                    let mut body = o.body.clone();
+                    body["apiVersion"] = serde_json::Value::String(ar.api_version.clone());
+                    let api: Api<DynamicObject> = match &o.namespace {
+                        Some(ns) => Api::namespaced_with(client, ns, &ar),
+                        None => Api::all_with(client, &ar),
+                    };
+                    api.patch(&o.name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(&body)).await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+    }
+    Ok((start.elapsed(), count))
+}
+
+async fn all_ready(client: &Client, count: usize, timeout: Duration) -> Result<Duration> {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let start = Instant::now();
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|t| t.name_any().starts_with("bench-"))
+            .filter(|t| t.status.as_ref().is_some_and(|s| is_true(&s.conditions, READY) && s.observed_generation == t.metadata.generation))
+            .count();
+        if ready >= count {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("only {ready} of {count} tenants Ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+async fn scrape_writes(port: u16) -> Result<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("regie_api_writes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+fn start_operator(kubeconfig: &std::path::Path, port: u16, concurrency: usize) -> Result<Process> {
+    let bin = repo_root().join("target/release/regie");
+    let mut cmd = if Command::new("taskset").arg("--version").output().is_ok() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    cmd.args(["run", "--leader-elect=false", &format!("--metrics-addr=127.0.0.1:{port}"), &format!("--concurrency={concurrency}")])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    Ok(cmd.spawn()?)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let first = (total / 4).max(1);
+    eprintln!("building regie (release)…");
+    let built = Command::new("cargo").args(["build", "--release", "-q", "-p", "regie-operator", "--bin", "regie"]).current_dir(repo_root()).status()?;
+    if !built.success() {
+        bail!("cargo build failed");
+    }
+    let cluster = TestCluster::start()?;
+    // The API server gets core 0, the operator core 1 (where taskset exists).
+    for pid_file in ["kube-apiserver.pid", "etcd.pid"] {
+        if let Ok(pid) = std::fs::read_to_string(cluster.dir.join("pids").join(pid_file)) {
+            let _ = Command::new("taskset").args(["-a", "-p", "-c", "0", pid.trim()]).output();
+        }
+    }
+    let client = cluster.client().await?;
+    for l in levels() {
+        apply(&Api::<ServiceLevel>::all(client.clone()), &l).await?;
+    }
+    let pdb_version = regie::controller::children::pdb_version(&client).await;
+
+    // 1. The floor, on names of its own.
+    let floor_names: Vec<String> = (0..total).map(|i| format!("floor-{i:04}")).collect();
+    let (floor_time, floor_objects) = floor(&client, &floor_names, concurrency, &pdb_version).await?;
+    eprintln!("floor: {floor_objects} objects in {:.1} s", floor_time.as_secs_f64());
+
+    // 2. Cold convergence of the first quarter, memory at that size, then the rest.
+    let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
+    create_inputs(&client, &names[..first], concurrency).await?;
+    let port = 18090;
+    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_first = rss_kib(op.id())?;
+    eprintln!("{first} tenants Ready in {:.1} s; RSS {rss_first} KiB", t_first.as_secs_f64());
+    let _ = op.kill();
+    let _ = op.wait();
+    create_inputs(&client, &names[first..], concurrency).await?;
+    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_all = rss_kib(op.id())?;
+    eprintln!("{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB", t_all.as_secs_f64(), total - first);
+
+    // Cold convergence proper: a fresh operator over all N tenants' inputs, none converged.
+    let cold_names: Vec<String> = (0..total).map(|i| format!("cold-{i:04}")).collect();
+    let _ = op.kill();
+    let _ = op.wait();
+    create_inputs(&client, &cold_names, concurrency).await?;
+    let start = Instant::now();
+    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let api: Api<Tenant> = Api::all(client.clone());
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|t| t.name_any().starts_with("cold-"))
+            .filter(|t| t.status.as_ref().is_some_and(|s| is_true(&s.conditions, READY)))
+            .count();
+        if ready >= total {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(3600) {
+            bail!("cold convergence timed out at {ready}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cold = start.elapsed();
+    eprintln!("cold convergence of {total} tenants: {:.1} s", cold.as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // 3. Idle: writes per second with nothing changing.
+    let w0 = scrape_writes(port).await?;
+    let idle_window = Duration::from_secs(60);
+    tokio::time::sleep(idle_window).await;
+    let w1 = scrape_writes(port).await?;
+    let idle = (w1 - w0) / idle_window.as_secs_f64();
+
+    // 4. Tier change → updated Deployment, observed on a watch.
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, i32, Instant)>();
+    let watch = tokio::spawn(async move {
+        let stream = watcher::watcher(deployments, watcher::Config::default().labels("regie.dev/component=portal"));
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(ev)) = stream.next().await {
+            if let Event::Apply(d) = ev {
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let _ = tx.send((d.namespace().unwrap_or_default(), replicas, Instant::now()));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while rx.try_recv().is_ok() {}
+    let mut latencies = Vec::new();
+    let samples = 50;
+    for i in 0..samples {
+        // bronze tenants (every third) go to gold: replicas 1 → 3.
+        let name = &cold_names[(i * 3) % total];
+        let sent = Instant::now();
+        let patch = serde_json::json!({"spec": {"serviceLevel": "gold"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let ns = format!("tenant-{name}");
+        let deadline = sent + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
+                    latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                _ => bail!("tier change of {name} not seen within 30 s"),
+            }
+        }
+    }
+    watch.abort();
+    let p50 = percentile(&mut latencies.clone(), 0.5);
+    let p99 = percentile(&mut latencies.clone(), 0.99);
+    let _ = op.kill();
+    let _ = op.wait();
+
+    let ratio = cold.as_secs_f64() / floor_time.as_secs_f64();
+    let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("## Operator benchmark ({total} tenants, concurrency {concurrency}, {cpus} cores)");
+    println!("| measure | result | goal |");
+    println!("|---|---|---|");
+    println!("| floor: bare client SSA of {floor_objects} objects | {:.1} s | — |", floor_time.as_secs_f64());
+    println!("| cold convergence of {total} tenants (all Ready) | {:.1} s | — |", cold.as_secs_f64());
+    println!("| cold convergence / floor | {ratio:.2}× | ≤ 1.2× |");
+    println!("| tier change → Deployment updated (watch), p50 | {p50:.0} ms | ≤ 50 ms |");
+    println!("| tier change → Deployment updated (watch), p99 | {p99:.0} ms | ≤ 250 ms |");
+    println!("| idle writes per second (60 s window) | {idle:.3} | 0 |");
+    println!("| operator RSS at {first} tenants | {rss_first} KiB | — |");
+    println!("| operator RSS at {total} tenants | {rss_all} KiB | — |");
+    println!("| marginal memory per tenant | {per_tenant:.1} KiB | ≤ 6 KiB |");
+    println!("(median tier-change latency over {samples} changes: {:.0} ms)", median(&mut latencies));
+    drop(Arc::new(()));
+    Ok(())
+}
