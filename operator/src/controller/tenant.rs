@@ -394,7 +394,14 @@ fn set_kstatus(
                 generation,
                 now.clone(),
             ),
-            None => status::condition(STALLED, false, "NotStalled", "", generation, now.clone()),
+            None => status::condition(
+                STALLED,
+                false,
+                "NotStalled",
+                "nothing blocks progress",
+                generation,
+                now.clone(),
+            ),
         },
     );
     status::set_condition(
@@ -403,7 +410,14 @@ fn set_kstatus(
             Some(m) => {
                 status::condition(RECONCILING, true, "Progressing", m, generation, now.clone())
             }
-            None => status::condition(RECONCILING, false, "Settled", "", generation, now.clone()),
+            None => status::condition(
+                RECONCILING,
+                false,
+                "Settled",
+                "no work in progress",
+                generation,
+                now.clone(),
+            ),
         },
     );
 }
@@ -513,7 +527,12 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
         action: "Reconcile".into(),
         secondary: None,
     };
-    match ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    let mut regarding = obj.object_ref(&());
+    // Events of cluster-scoped objects live in `default`; v1.20 insists the reference says so.
+    if regarding.namespace.is_none() {
+        regarding.namespace = Some("default".into());
+    }
+    match ctx.recorder.publish(&event, &regarding).await {
         Ok(()) => ctx.metrics.write("create", "Event"),
         Err(e) => tracing::warn!(error = %e, "cannot publish event"),
     }
