@@ -38,7 +38,9 @@ async fn ingest(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Sta
         let mut r = s.lock().unwrap();
         r.requests += 1;
         let n = r.requests;
-        if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/cloudevents+json") {
+        if headers.get("content-type").and_then(|v| v.to_str().ok())
+            != Some("application/cloudevents+json")
+        {
             r.bad_requests.push("content-type".into());
         }
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer s3cret") {
@@ -85,7 +87,12 @@ async fn serve(app: Router) -> String {
 fn event(tenant: &str, n: u32) -> CloudEvent {
     CloudEvent {
         specversion: "1.0".into(),
-        id: event_id(tenant, "accounts-standard-bronze", &format!("2026-{n:02}"), 1),
+        id: event_id(
+            tenant,
+            "accounts-standard-bronze",
+            &format!("2026-{n:02}"),
+            1,
+        ),
         source: "regie/test".into(),
         kind: USAGE_TYPE.into(),
         subject: tenant.into(),
@@ -98,7 +105,12 @@ fn event(tenant: &str, n: u32) -> CloudEvent {
 #[tokio::test]
 async fn outage_stall_and_recovery_deliver_every_event_once_in_order() {
     let state: Shared = Arc::default();
-    let base = serve(Router::new().route("/api/v1/events", post(ingest)).with_state(state.clone())).await;
+    let base = serve(
+        Router::new()
+            .route("/api/v1/events", post(ingest))
+            .with_state(state.clone()),
+    )
+    .await;
     let sender = Sender::new(&base, Some("s3cret".into()), Duration::from_millis(300)).unwrap();
     let backoff = Backoff {
         base_seconds: 5,
@@ -122,10 +134,21 @@ async fn outage_stall_and_recovery_deliver_every_event_once_in_order() {
     let mut rounds = 0;
     while !outbox.is_empty() {
         rounds += 1;
-        assert!(rounds < 50, "delivery did not converge: {:?}", outbox.entries.iter().map(|e| &e.last_error).collect::<Vec<_>>());
+        assert!(
+            rounds < 50,
+            "delivery did not converge: {:?}",
+            outbox
+                .entries
+                .iter()
+                .map(|e| &e.last_error)
+                .collect::<Vec<_>>()
+        );
         let report = deliver_due(&mut outbox, &sender, now, &backoff, &mut rng).await;
         for (_, why) in &report.failed {
-            assert!(why.contains("HTTP 500") || why.contains("did not answer"), "{why}");
+            assert!(
+                why.contains("HTTP 500") || why.contains("did not answer"),
+                "{why}"
+            );
         }
         // The controller saves the outbox after each round; a restart reads it back.
         outbox = Outbox::from_json(&outbox.to_json().unwrap()).unwrap();
@@ -136,12 +159,27 @@ async fn outage_stall_and_recovery_deliver_every_event_once_in_order() {
     assert!(r.bad_requests.is_empty(), "{:?}", r.bad_requests);
     assert_eq!(r.seen.len(), 12, "every event arrived");
     assert_eq!(r.accepted.len(), 12, "each id counted once");
-    assert!(r.duplicates >= 1, "the stalled request was retried and deduplicated by id");
-    assert!(r.requests >= 12 + 6, "the failures were retried: {} requests", r.requests);
+    assert!(
+        r.duplicates >= 1,
+        "the stalled request was retried and deduplicated by id"
+    );
+    assert!(
+        r.requests >= 12 + 6,
+        "the failures were retried: {} requests",
+        r.requests
+    );
     for t in tenants {
-        let order: Vec<&String> = r.accepted.iter().filter(|(s, _)| s == t).map(|(_, id)| id).collect();
+        let order: Vec<&String> = r
+            .accepted
+            .iter()
+            .filter(|(s, _)| s == t)
+            .map(|(_, id)| id)
+            .collect();
         let want: Vec<&String> = made[t].iter().collect();
-        assert_eq!(order, want, "{t}'s events arrived in the order they were made");
+        assert_eq!(
+            order, want,
+            "{t}'s events arrived in the order they were made"
+        );
     }
     assert_eq!(outbox.delivered.len(), 12);
 }
@@ -165,26 +203,42 @@ async fn a_receiver_that_is_down_keeps_events_waiting_with_growing_backoff() {
         assert_eq!(report.failed.len(), 1);
         let next: Timestamp = outbox.entries[0].next_attempt_at.parse().unwrap();
         waits.push(next.as_second() - now.as_second());
-        assert!(deliver_due(&mut outbox, &sender, now, &backoff, &mut rng).await.failed.is_empty(), "not due before its time");
+        assert!(
+            deliver_due(&mut outbox, &sender, now, &backoff, &mut rng)
+                .await
+                .failed
+                .is_empty(),
+            "not due before its time"
+        );
         now = next;
     }
     assert_eq!(outbox.entries[0].attempts, 4);
     // Equal jitter: after n failures the wait lies in [d/2, d] for d = 5 s × 2^(n-1).
     for (i, w) in waits.iter().enumerate() {
         let d = 5i64 << i;
-        assert!(*w >= d / 2 && *w <= d, "wait {i}: {w}s not in [{}, {d}]", d / 2);
+        assert!(
+            *w >= d / 2 && *w <= d,
+            "wait {i}: {w}s not in [{}, {d}]",
+            d / 2
+        );
     }
 }
 
 /// A JSON answer (the workspace's axum has no `json` feature).
 fn js(v: Value) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
 }
 
 async fn accounts_app() -> String {
     let app = Router::new()
         .route("/ok", get(|| async { js(json!({"accounts": 312})) }))
-        .route("/nested", get(|| async { js(json!({"data": {"count": 7}})) }))
+        .route(
+            "/nested",
+            get(|| async { js(json!({"data": {"count": 7}})) }),
+        )
         .route("/float", get(|| async { js(json!({"accounts": 3.5})) }))
         .route("/negative", get(|| async { js(json!({"accounts": -4})) }))
         .route("/text", get(|| async { "not json" }))
@@ -199,7 +253,9 @@ async fn accounts_app() -> String {
         .route(
             "/secured",
             get(|headers: HeaderMap| async move {
-                if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0ken") {
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Bearer t0ken")
+                {
                     Ok(js(json!({"accounts": 99})))
                 } else {
                     Err(StatusCode::UNAUTHORIZED)

@@ -15,7 +15,9 @@ fn copy_dir(from: &Path, to: &Path) {
         let p = e.path();
         if p.is_dir() {
             copy_dir(&p, &to.join(e.file_name()));
-        } else if p.extension().is_some_and(|x| x == "yaml") && e.file_name() != "kustomization.yaml" {
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            && e.file_name() != "kustomization.yaml"
+        {
             std::fs::copy(&p, to.join(e.file_name())).unwrap();
         }
     }
@@ -32,7 +34,12 @@ fn march(qty: i128, rate_cents: i128) -> i128 {
 }
 
 fn money(c: i128) -> String {
-    format!("{}{}.{:02}", if c < 0 { "-" } else { "" }, c.abs() / 100, c.abs() % 100)
+    format!(
+        "{}{}.{:02}",
+        if c < 0 { "-" } else { "" },
+        c.abs() / 100,
+        c.abs() % 100
+    )
 }
 
 #[test]
@@ -42,38 +49,87 @@ fn tholen_asking_for_gold_shows_its_objects_and_its_new_monthly_price() {
     tree(&base);
     tree(&head);
     let t = head.join("tenants/tholen/tenant.yaml");
-    let text = std::fs::read_to_string(&t).unwrap().replace("serviceLevel: bronze", "serviceLevel: gold");
+    let text = std::fs::read_to_string(&t)
+        .unwrap()
+        .replace("serviceLevel: bronze", "serviceLevel: gold");
     std::fs::write(&t, text).unwrap();
 
     let out = Command::new(env!("CARGO_BIN_EXE_regie"))
-        .args(["diff", &base.display().to_string(), &head.display().to_string(), "--period", "2026-03"])
+        .args([
+            "diff",
+            &base.display().to_string(),
+            &head.display().to_string(),
+            "--period",
+            "2026-03",
+        ])
         .env("REGIE_NOW", "2026-11-23T12:00:00Z")
         .output()
         .unwrap();
     let md = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Only Tholen changes.
     assert!(md.contains("### tholen"), "{md}");
     for other in ["roosendaal", "moerdijk", "etten-leur", "werkplein"] {
-        assert!(!md.contains(&format!("### {other}")), "{other} does not change:\n{md}");
+        assert!(
+            !md.contains(&format!("### {other}")),
+            "{other} does not change:\n{md}"
+        );
     }
     // Its objects: the namespace's level label, the hosted archive's Deployment (gold runs more
     // replicas), and so on; nothing added or removed for a tier change of a tenant whose
     // hosted component gains a disruption budget at gold.
     assert!(md.contains("- changed `Namespace/tenant-tholen`"), "{md}");
-    assert!(md.contains("Deployment/tenant-tholen/document-archive"), "{md}");
+    assert!(
+        md.contains("Deployment/tenant-tholen/document-archive"),
+        "{md}"
+    );
 
     // The price: accounts and both components move to gold rates.
     let before = march(210, 213_500) + march(1, 3_000_000) + march(1, 1_900_000);
     let after = march(210, 266_875) + march(1, 4_050_000) + march(1, 2_565_000);
     assert_eq!(money(before), "42183.91");
-    let row = md.lines().find(|l| l.starts_with("| tholen |")).unwrap_or_else(|| panic!("{md}"));
-    assert!(row.contains(&money(before)) && row.contains(&money(after)), "{row}");
-    assert!(row.contains(&format!("+{}", money(after - before))), "{row}");
-    assert!(md.contains(&format!("| account: Workplace accounts standard, bronze, 2135.00 per year | {} | — | -{} |", money(march(210, 213_500)), money(march(210, 213_500)))), "{md}");
-    assert!(md.contains(&format!("| account: Workplace accounts standard, gold, 2668.75 per year | — | {} | +{} |", money(march(210, 266_875)), money(march(210, 266_875)))), "{md}");
-    assert!(md.contains(&format!("| **total** | **{}** | **{}** | **+{}** |", money(before), money(after), money(after - before))), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| tholen |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(
+        row.contains(&money(before)) && row.contains(&money(after)),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("+{}", money(after - before))),
+        "{row}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| account: Workplace accounts standard, bronze, 2135.00 per year | {} | — | -{} |",
+            money(march(210, 213_500)),
+            money(march(210, 213_500))
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| account: Workplace accounts standard, gold, 2668.75 per year | — | {} | +{} |",
+            money(march(210, 266_875)),
+            money(march(210, 266_875))
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "| **total** | **{}** | **{}** | **+{}** |",
+            money(before),
+            money(after),
+            money(after - before)
+        )),
+        "{md}"
+    );
 }
 
 #[test]
@@ -83,9 +139,17 @@ fn identical_trees_change_nothing_and_bad_trees_fail() {
     tree(&base);
     tree(&head);
     let run = |extra: &[&str]| {
-        let mut args = vec!["diff".to_string(), base.display().to_string(), head.display().to_string()];
+        let mut args = vec![
+            "diff".to_string(),
+            base.display().to_string(),
+            head.display().to_string(),
+        ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Command::new(env!("CARGO_BIN_EXE_regie")).args(&args).env("REGIE_NOW", "2026-11-23T12:00:00Z").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_regie"))
+            .args(&args)
+            .env("REGIE_NOW", "2026-11-23T12:00:00Z")
+            .output()
+            .unwrap()
     };
     let out = run(&["--period", "2026-03"]);
     assert!(out.status.success());
@@ -97,5 +161,8 @@ fn identical_trees_change_nothing_and_bad_trees_fail() {
     let out = run(&["--period", "2026-03"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("head: ") && err.contains("spec.accounts"), "{err}");
+    assert!(
+        err.contains("head: ") && err.contains("spec.accounts"),
+        "{err}"
+    );
 }

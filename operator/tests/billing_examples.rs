@@ -13,7 +13,10 @@ fn root() -> PathBuf {
 
 /// The catalogue and the tenants of the examples (the folders that hold regie objects).
 fn example_paths() -> Vec<PathBuf> {
-    vec![root().join("examples/catalogue"), root().join("examples/tenants")]
+    vec![
+        root().join("examples/catalogue"),
+        root().join("examples/tenants"),
+    ]
 }
 
 fn regie(args: &[&str]) -> (i32, String, String) {
@@ -37,11 +40,17 @@ fn bill_args<'a>(paths: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn paths() -> Vec<String> {
-    example_paths().iter().map(|p| p.display().to_string()).collect()
+    example_paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(root().join("operator/tests/fixtures/billing/examples-2026-03.json")).expect("fixture");
+    let text = std::fs::read_to_string(
+        root().join("operator/tests/fixtures/billing/examples-2026-03.json"),
+    )
+    .expect("fixture");
     serde_json::from_str(&text).expect("fixture parses")
 }
 
@@ -63,25 +72,57 @@ fn cents(s: &str) -> i128 {
 fn the_fixture_agrees_with_independent_integer_arithmetic() {
     // (tenant, [(quantity, yearly rate in cents)]) from examples/ and pricelist-2026.yaml.
     let expected: [(&str, &[(i128, i128)]); 5] = [
-        ("etten-leur", &[(380, 213_500), (1, 1_900_000), (1, 3_000_000)]),
-        ("moerdijk", &[(310, 234_850), (1, 3_000_000), (1, 2_185_000), (1, 2_185_000)]),
-        ("roosendaal", &[(45, 176_138), (620, 234_850), (1, 2_835_000), (1, 2_185_000), (1, 2_185_000)]),
+        (
+            "etten-leur",
+            &[(380, 213_500), (1, 1_900_000), (1, 3_000_000)],
+        ),
+        (
+            "moerdijk",
+            &[
+                (310, 234_850),
+                (1, 3_000_000),
+                (1, 2_185_000),
+                (1, 2_185_000),
+            ],
+        ),
+        (
+            "roosendaal",
+            &[
+                (45, 176_138),
+                (620, 234_850),
+                (1, 2_835_000),
+                (1, 2_185_000),
+                (1, 2_185_000),
+            ],
+        ),
         ("tholen", &[(210, 213_500), (1, 3_000_000), (1, 1_900_000)]),
-        ("werkplein", &[(150, 266_875), (1, 2_565_000), (1, 2_415_000)]),
+        (
+            "werkplein",
+            &[(150, 266_875), (1, 2_565_000), (1, 2_415_000)],
+        ),
     ];
     let f = fixture();
     let invoices = f["invoices"].as_array().unwrap();
     assert_eq!(invoices.len(), expected.len());
     for (inv, (tenant, lines)) in invoices.iter().zip(expected) {
         assert_eq!(inv["tenant"], tenant);
-        let got: Vec<i128> = inv["lines"].as_array().unwrap().iter().map(|l| cents(l["amount"].as_str().unwrap())).collect();
+        let got: Vec<i128> = inv["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| cents(l["amount"].as_str().unwrap()))
+            .collect();
         let want: Vec<i128> = lines.iter().map(|(q, r)| march_cents(*q, *r)).collect();
         assert_eq!(got, want, "{tenant}");
         let total: i128 = want.iter().sum();
         assert_eq!(cents(inv["total"].as_str().unwrap()), total, "{tenant}");
         let vat = (2 * total * 21 + 100) / 200;
         assert_eq!(cents(inv["vat"].as_str().unwrap()), vat, "{tenant}");
-        assert_eq!(cents(inv["totalInclVat"].as_str().unwrap()), total + vat, "{tenant}");
+        assert_eq!(
+            cents(inv["totalInclVat"].as_str().unwrap()),
+            total + vat,
+            "{tenant}"
+        );
     }
 }
 
@@ -126,12 +167,25 @@ fn json_output_keeps_the_contract() {
         assert!(inv["tenant"].is_string());
         let mut sum = 0;
         for l in inv["lines"].as_array().unwrap() {
-            for k in ["kind", "description", "quantity", "unit", "unitPrice", "amount", "from", "to"] {
+            for k in [
+                "kind",
+                "description",
+                "quantity",
+                "unit",
+                "unitPrice",
+                "amount",
+                "from",
+                "to",
+            ] {
                 assert!(l[k].is_string(), "line field {k} is a string: {l}");
             }
             sum += cents(l["amount"].as_str().unwrap());
         }
-        assert_eq!(cents(inv["total"].as_str().unwrap()), sum, "total is the sum of the rounded lines");
+        assert_eq!(
+            cents(inv["total"].as_str().unwrap()),
+            sum,
+            "total is the sum of the rounded lines"
+        );
     }
 }
 
@@ -147,7 +201,12 @@ fn csv_has_a_header_and_a_row_per_line() {
     let rows: Vec<_> = r.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 18, "3 + 4 + 5 + 3 + 3 lines");
     let sum: i128 = rows.iter().map(|row| cents(&row[10])).sum();
-    let fixture_sum: i128 = fixture()["invoices"].as_array().unwrap().iter().map(|i| cents(i["total"].as_str().unwrap())).sum();
+    let fixture_sum: i128 = fixture()["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| cents(i["total"].as_str().unwrap()))
+        .sum();
     assert_eq!(sum, fixture_sum);
 }
 
@@ -156,13 +215,26 @@ fn out_dir_gets_one_file_per_invoice() {
     let dir = tempfile::tempdir().unwrap();
     let p = paths();
     let d = dir.path().display().to_string();
-    let (code, _, err) = regie(&bill_args(&p, &["--period", "2026-Q1", "-o", "json", "--out", &d]));
+    let (code, _, err) = regie(&bill_args(
+        &p,
+        &["--period", "2026-Q1", "-o", "json", "--out", &d],
+    ));
     assert_eq!(code, 0, "{err}");
-    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    assert_eq!(names.len(), 15, "five monthly tenants, three months: {names:?}");
+    assert_eq!(
+        names.len(),
+        15,
+        "five monthly tenants, three months: {names:?}"
+    );
     assert!(names.contains(&"tholen-2026-03.json".to_string()));
-    let one: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("tholen-2026-03.json")).unwrap()).unwrap();
+    let one: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("tholen-2026-03.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(one["invoices"][0]["total"], "42183.91");
 }
 
@@ -175,24 +247,48 @@ fn bad_input_gives_clear_errors_and_exit_1() {
 
     // A tier in use with no rate: a platinum level the price lists do not know.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples/catalogue"), &dir.path().join("catalogue"));
-    copy_dir(&root().join("examples/tenants"), &dir.path().join("tenants"));
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &dir.path().join("catalogue"),
+    );
+    copy_dir(
+        &root().join("examples/tenants"),
+        &dir.path().join("tenants"),
+    );
     let levels = dir.path().join("catalogue/service-levels.yaml");
     let text = std::fs::read_to_string(&levels).unwrap();
-    let platinum = text.split("---").last().unwrap().replace("name: gold", "name: platinum").replace("rank: 3", "rank: 4");
+    let platinum = text
+        .split("---")
+        .last()
+        .unwrap()
+        .replace("name: gold", "name: platinum")
+        .replace("rank: 3", "rank: 4");
     std::fs::write(&levels, format!("{text}---{platinum}")).unwrap();
     let tenant = dir.path().join("tenants/tholen/tenant.yaml");
-    let t = std::fs::read_to_string(&tenant).unwrap().replace("serviceLevel: bronze", "serviceLevel: platinum");
+    let t = std::fs::read_to_string(&tenant)
+        .unwrap()
+        .replace("serviceLevel: bronze", "serviceLevel: platinum");
     std::fs::write(&tenant, t).unwrap();
     let d = dir.path().display().to_string();
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
-    assert!(err.contains("PriceList/pricelist-2026") && err.contains("platinum") && err.contains("rate is missing"), "{err}");
+    assert!(
+        err.contains("PriceList/pricelist-2026")
+            && err.contains("platinum")
+            && err.contains("rate is missing"),
+        "{err}"
+    );
 
     // Negative hours.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples/catalogue"), &dir.path().join("catalogue"));
-    copy_dir(&root().join("examples/tenants"), &dir.path().join("tenants"));
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &dir.path().join("catalogue"),
+    );
+    copy_dir(
+        &root().join("examples/tenants"),
+        &dir.path().join("tenants"),
+    );
     std::fs::write(
         dir.path().join("tenants/tholen/orders.yaml"),
         "apiVersion: regie.dev/v1alpha1\nkind: ServiceOrder\nmetadata: {name: migration, namespace: tenant-tholen}\nspec: {date: \"2026-03-10\", hours: \"-4\", description: Migration}\n",
@@ -201,26 +297,48 @@ fn bad_input_gives_clear_errors_and_exit_1() {
     let d = dir.path().display().to_string();
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
-    assert!(err.contains("ServiceOrder/tenant-tholen/migration") && err.contains("spec.hours"), "{err}");
+    assert!(
+        err.contains("ServiceOrder/tenant-tholen/migration") && err.contains("spec.hours"),
+        "{err}"
+    );
 
     // A pool that selects no tenant.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples/catalogue"), &dir.path().join("catalogue"));
-    copy_dir(&root().join("examples/tenants"), &dir.path().join("tenants"));
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &dir.path().join("catalogue"),
+    );
+    copy_dir(
+        &root().join("examples/tenants"),
+        &dir.path().join("tenants"),
+    );
     let pools = dir.path().join("catalogue/cost-pools.yaml");
-    let t = std::fs::read_to_string(&pools).unwrap().replacen("regie.dev/organisation: ict-wbw", "regie.dev/organisation: dimpact", 1);
+    let t = std::fs::read_to_string(&pools).unwrap().replacen(
+        "regie.dev/organisation: ict-wbw",
+        "regie.dev/organisation: dimpact",
+        1,
+    );
     std::fs::write(&pools, t).unwrap();
     let d = dir.path().display().to_string();
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
-    assert!(err.contains("CostPool/i-programme-2024") && err.contains("selects no tenant"), "{err}");
+    assert!(
+        err.contains("CostPool/i-programme-2024") && err.contains("selects no tenant"),
+        "{err}"
+    );
 }
 
 #[test]
 fn flexible_hours_and_service_credits_from_the_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&root().join("examples/catalogue"), &dir.path().join("catalogue"));
-    copy_dir(&root().join("examples/tenants"), &dir.path().join("tenants"));
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &dir.path().join("catalogue"),
+    );
+    copy_dir(
+        &root().join("examples/tenants"),
+        &dir.path().join("tenants"),
+    );
     std::fs::write(
         dir.path().join("tenants/tholen/orders.yaml"),
         "apiVersion: regie.dev/v1alpha1\nkind: ServiceOrder\nmetadata: {name: migration, namespace: tenant-tholen}\nspec: {date: \"2026-03-10\", hours: \"7.5\", description: Mailbox migration}\n---\napiVersion: regie.dev/v1alpha1\nkind: ServiceOrder\nmetadata: {name: advice, namespace: tenant-tholen}\nspec: {date: \"2026-03-11\", hours: \"2.25\", rate: \"120.00\", description: Architecture advice}\n",
@@ -235,7 +353,12 @@ fn flexible_hours_and_service_credits_from_the_inputs() {
     let (code, out, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    let tholen = v["invoices"].as_array().unwrap().iter().find(|i| i["tenant"] == "tholen").unwrap();
+    let tholen = v["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tenant"] == "tholen")
+        .unwrap();
     let lines = tholen["lines"].as_array().unwrap();
     let amount = |kind: &str, needle: &str| -> i128 {
         cents(
@@ -253,7 +376,10 @@ fn flexible_hours_and_service_credits_from_the_inputs() {
     // 5% of the archive's March charge of 2544.52 (30000 × 743/8760 = 2544.5205…): 127.2260… → -127.23.
     assert_eq!(amount("credit", "document-archive"), -12_723);
     // 42183.91 + 750.00 + 270.00 − 127.23
-    assert_eq!(cents(tholen["total"].as_str().unwrap()), 4_218_391 + 75_000 + 27_000 - 12_723);
+    assert_eq!(
+        cents(tholen["total"].as_str().unwrap()),
+        4_218_391 + 75_000 + 27_000 - 12_723
+    );
     let hour_line = lines.iter().find(|l| l["kind"] == "flexibleHour").unwrap();
     assert_eq!(hour_line["unit"], "hour");
 }
@@ -265,7 +391,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         let p = e.path();
         if p.is_dir() {
             copy_dir(&p, &to.join(e.file_name()));
-        } else if p.extension().is_some_and(|x| x == "yaml") && e.file_name() != "kustomization.yaml" {
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            && e.file_name() != "kustomization.yaml"
+        {
             std::fs::copy(&p, to.join(e.file_name())).unwrap();
         }
     }

@@ -58,7 +58,10 @@ spec:
 
 fn catalogue(lists: &[&str], pools: &[&str]) -> Catalogue {
     let cal = Calendar::amsterdam().unwrap();
-    let lists: Vec<PriceList> = lists.iter().map(|y| serde_yaml::from_str(y).unwrap()).collect();
+    let lists: Vec<PriceList> = lists
+        .iter()
+        .map(|y| serde_yaml::from_str(y).unwrap())
+        .collect();
     let book = PriceBook::new(&lists, &cal).unwrap();
     let pools = pools
         .iter()
@@ -128,22 +131,43 @@ fn half_up(num: i128, den: i128) -> i128 {
 }
 
 fn lines_of(inv: &Invoice, kind: LineKind) -> Vec<i128> {
-    inv.lines.iter().filter(|l| l.kind == kind).map(|l| cents(l.amount)).collect()
+    inv.lines
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| cents(l.amount))
+        .collect()
 }
 
 #[test]
 fn an_interim_increase_mid_month_splits_the_line_at_that_instant() {
     let cat = catalogue(&[PRICES_2026, INTERIM], &[]);
-    let t = tenant("a", state("bronze", 100, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    let t = tenant(
+        "a",
+        state(
+            "bronze",
+            100,
+            &[("app", ComponentClass::ApplicationHosting, "bronze")],
+        ),
+    );
     let inv = &run(&cat, &[t], &Credits::new(), "2026-07")[0];
     // July 2026 has 744 h; the new list applies from 15 July 12:00: 14.5 days (348 h) before,
     // 16.5 days (396 h) after. Yearly rates over 8760 h.
     let accounts = lines_of(inv, LineKind::Account);
-    assert_eq!(accounts, [half_up(100 * 213_500 * 348, 8760), half_up(100 * 222_040 * 396, 8760)]);
+    assert_eq!(
+        accounts,
+        [
+            half_up(100 * 213_500 * 348, 8760),
+            half_up(100 * 222_040 * 396, 8760)
+        ]
+    );
     assert_eq!(accounts, [848_151, 1_003_742], "8481.51 and 10037.42");
     // The component rate did not change: one line for the whole month, exactly the monthly rate.
     assert_eq!(lines_of(inv, LineKind::Component), [150_000]);
-    let split = inv.lines.iter().find(|l| l.kind == LineKind::Account).unwrap();
+    let split = inv
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Account)
+        .unwrap();
     assert_eq!(split.to.to_string(), "2026-07-15T10:00:00Z");
     assert_eq!(cents(inv.subtotal()), 848_151 + 1_003_742 + 150_000);
 }
@@ -158,15 +182,27 @@ fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
     t.usage.insert(
         Month::new(2026, 3),
         vec![
-            seg("2026-03-01T00:00:00+01:00", "2026-03-16T00:00:00+01:00", &silver),
-            seg("2026-03-16T00:00:00+01:00", "2026-04-01T00:00:00+02:00", &bronze),
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                "2026-03-16T00:00:00+01:00",
+                &silver,
+            ),
+            seg(
+                "2026-03-16T00:00:00+01:00",
+                "2026-04-01T00:00:00+02:00",
+                &bronze,
+            ),
         ],
     );
     for m in 4..=7 {
         let (from, to) = (Month::new(2026, m), Month::new(2026, m + 1));
         t.usage.insert(
             from,
-            vec![seg(&format!("{from}-01T00:00:00+02:00"), &format!("{to}-01T00:00:00+02:00"), &bronze)],
+            vec![seg(
+                &format!("{from}-01T00:00:00+02:00"),
+                &format!("{to}-01T00:00:00+02:00"),
+                &bronze,
+            )],
         );
     }
     let excess_per_year: i128 = 620 * 234_850 - 500 * 213_500; // 388 570.00 a year, in cents
@@ -177,18 +213,47 @@ fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
     let march = month("2026-03");
     assert_eq!(
         lines_of(march, LineKind::Account),
-        [half_up(500 * 213_500 * 383, 8760), half_up(620 * 234_850 * 360, 8760)],
+        [
+            half_up(500 * 213_500 * 383, 8760),
+            half_up(620 * 234_850 * 360, 8760)
+        ],
         "bronze line sorts before silver"
     );
-    assert_eq!(lines_of(march, LineKind::Notice), [half_up(excess_per_year * 383, 8760)]);
-    let notice = march.lines.iter().find(|l| l.kind == LineKind::Notice).unwrap();
-    assert!(notice.description.contains("silver × 620 instead of bronze × 500"), "{}", notice.description);
+    assert_eq!(
+        lines_of(march, LineKind::Notice),
+        [half_up(excess_per_year * 383, 8760)]
+    );
+    let notice = march
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Notice)
+        .unwrap();
+    assert!(
+        notice
+            .description
+            .contains("silver × 620 instead of bronze × 500"),
+        "{}",
+        notice.description
+    );
     // April and May: the whole month.
-    assert_eq!(lines_of(month("2026-04"), LineKind::Notice), [half_up(excess_per_year * 720, 8760)]);
-    assert_eq!(lines_of(month("2026-05"), LineKind::Notice), [half_up(excess_per_year * 744, 8760)]);
+    assert_eq!(
+        lines_of(month("2026-04"), LineKind::Notice),
+        [half_up(excess_per_year * 720, 8760)]
+    );
+    assert_eq!(
+        lines_of(month("2026-05"), LineKind::Notice),
+        [half_up(excess_per_year * 744, 8760)]
+    );
     // 90 days after 16 March is 14 June 00:00: 13 days of June (312 h), then no more.
-    assert_eq!(lines_of(month("2026-06"), LineKind::Notice), [half_up(excess_per_year * 312, 8760)]);
-    let june_notice = month("2026-06").lines.iter().find(|l| l.kind == LineKind::Notice).unwrap();
+    assert_eq!(
+        lines_of(month("2026-06"), LineKind::Notice),
+        [half_up(excess_per_year * 312, 8760)]
+    );
+    let june_notice = month("2026-06")
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Notice)
+        .unwrap();
     assert_eq!(june_notice.to.to_string(), "2026-06-13T22:00:00Z");
     assert!(lines_of(month("2026-07"), LineKind::Notice).is_empty());
     // No notice before the reduction.
@@ -198,21 +263,40 @@ fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
 #[test]
 fn upgrades_take_effect_at_once_without_notice() {
     let cat = catalogue(&[PRICES_2026], &[]);
-    let bronze = state("bronze", 500, &[("app", ComponentClass::ApplicationHosting, "bronze")]);
-    let gold = state("gold", 520, &[("app", ComponentClass::ApplicationHosting, "gold")]);
+    let bronze = state(
+        "bronze",
+        500,
+        &[("app", ComponentClass::ApplicationHosting, "bronze")],
+    );
+    let gold = state(
+        "gold",
+        520,
+        &[("app", ComponentClass::ApplicationHosting, "gold")],
+    );
     let mut t = tenant("a", bronze.clone());
     t.usage.insert(
         Month::new(2026, 3),
         vec![
-            seg("2026-03-01T00:00:00+01:00", "2026-03-16T00:00:00+01:00", &bronze),
-            seg("2026-03-16T00:00:00+01:00", "2026-04-01T00:00:00+02:00", &gold),
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                "2026-03-16T00:00:00+01:00",
+                &bronze,
+            ),
+            seg(
+                "2026-03-16T00:00:00+01:00",
+                "2026-04-01T00:00:00+02:00",
+                &gold,
+            ),
         ],
     );
     let inv = &run(&cat, &[t], &Credits::new(), "2026-03")[0];
     assert!(lines_of(inv, LineKind::Notice).is_empty());
     assert_eq!(
         lines_of(inv, LineKind::Account),
-        [half_up(500 * 213_500 * 360, 8760), half_up(520 * 266_875 * 383, 8760)]
+        [
+            half_up(500 * 213_500 * 360, 8760),
+            half_up(520 * 266_875 * 383, 8760)
+        ]
     );
     // The component: 360 of 743 h at 1500.00 a month, 383 of 743 h at 2000.00 a month.
     assert_eq!(
@@ -224,14 +308,33 @@ fn upgrades_take_effect_at_once_without_notice() {
 #[test]
 fn a_component_downgrade_gets_notice_but_a_removal_does_not() {
     let cat = catalogue(&[PRICES_2026], &[]);
-    let gold = state("gold", 10, &[("app", ComponentClass::ApplicationHosting, "gold"), ("old", ComponentClass::ApplicationHosting, "gold")]);
-    let after = state("gold", 10, &[("app", ComponentClass::ApplicationHosting, "silver")]);
+    let gold = state(
+        "gold",
+        10,
+        &[
+            ("app", ComponentClass::ApplicationHosting, "gold"),
+            ("old", ComponentClass::ApplicationHosting, "gold"),
+        ],
+    );
+    let after = state(
+        "gold",
+        10,
+        &[("app", ComponentClass::ApplicationHosting, "silver")],
+    );
     let mut t = tenant("a", gold.clone());
     t.usage.insert(
         Month::new(2026, 4),
         vec![
-            seg("2026-04-01T00:00:00+02:00", "2026-04-11T00:00:00+02:00", &gold),
-            seg("2026-04-11T00:00:00+02:00", "2026-05-01T00:00:00+02:00", &after),
+            seg(
+                "2026-04-01T00:00:00+02:00",
+                "2026-04-11T00:00:00+02:00",
+                &gold,
+            ),
+            seg(
+                "2026-04-11T00:00:00+02:00",
+                "2026-05-01T00:00:00+02:00",
+                &after,
+            ),
         ],
     );
     let inv = &run(&cat, &[t], &Credits::new(), "2026-04")[0];
@@ -242,9 +345,19 @@ fn a_component_downgrade_gets_notice_but_a_removal_does_not() {
 #[test]
 fn credits_on_a_quarterly_invoice_are_a_share_of_that_months_charges() {
     let cat = catalogue(&[PRICES_2026], &[]);
-    let mut t = tenant("q", state("bronze", 0, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    let mut t = tenant(
+        "q",
+        state(
+            "bronze",
+            0,
+            &[("app", ComponentClass::ApplicationHosting, "bronze")],
+        ),
+    );
     t.invoicing = InvoicingPeriod::Quarterly;
-    let credits: Credits = BTreeMap::from([(("q".to_string(), "app".to_string(), Month::new(2026, 2)), Decimal::from(10))]);
+    let credits: Credits = BTreeMap::from([(
+        ("q".to_string(), "app".to_string(), Month::new(2026, 2)),
+        Decimal::from(10),
+    )]);
     let invs = run(&cat, &[t], &credits, "2026-Q1");
     assert_eq!(invs.len(), 1, "one quarterly invoice");
     let inv = &invs[0];
@@ -252,7 +365,11 @@ fn credits_on_a_quarterly_invoice_are_a_share_of_that_months_charges() {
     // Three whole months at 1500.00: one line of 4500.00; 10% of February's 1500.00 back.
     assert_eq!(lines_of(inv, LineKind::Component), [450_000]);
     assert_eq!(lines_of(inv, LineKind::Credit), [-15_000]);
-    let credit = inv.lines.iter().find(|l| l.kind == LineKind::Credit).unwrap();
+    let credit = inv
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Credit)
+        .unwrap();
     assert_eq!(credit.from.to_string(), "2026-01-31T23:00:00Z");
     assert_eq!(cents(inv.subtotal()), 435_000);
 }
@@ -280,7 +397,12 @@ spec:
     let pool_lines = |t: &str| -> Vec<(String, i128)> {
         invs.iter()
             .filter(|i| i.tenant == t)
-            .flat_map(|i| i.lines.iter().filter(|l| l.kind == LineKind::Pool).map(move |l| (i.period.clone(), cents(l.amount))))
+            .flat_map(|i| {
+                i.lines
+                    .iter()
+                    .filter(|l| l.kind == LineKind::Pool)
+                    .map(move |l| (i.period.clone(), cents(l.amount)))
+            })
             .collect()
     };
     // Shares by inhabitants 1 : 2 of 100000.01: a 33333.3366… and b 66666.6733… are cut to
@@ -288,10 +410,19 @@ spec:
     // a 33333.34. Quarters: a 33333.34 / 4 = 8333.335 → 8333.34 three times, the last settles
     // 8333.32; b 16666.6675 → 16666.67 three times, then 16666.66.
     let a = pool_lines("a");
-    assert_eq!(a.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["2026-01", "2026-04", "2026-07", "2026-10"]);
-    assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), [833_334, 833_334, 833_334, 833_332]);
+    assert_eq!(
+        a.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+        ["2026-01", "2026-04", "2026-07", "2026-10"]
+    );
+    assert_eq!(
+        a.iter().map(|x| x.1).collect::<Vec<_>>(),
+        [833_334, 833_334, 833_334, 833_332]
+    );
     let b = pool_lines("b");
-    assert_eq!(b.iter().map(|x| x.1).collect::<Vec<_>>(), [1_666_667, 1_666_667, 1_666_667, 1_666_666]);
+    assert_eq!(
+        b.iter().map(|x| x.1).collect::<Vec<_>>(),
+        [1_666_667, 1_666_667, 1_666_667, 1_666_666]
+    );
     let all: i128 = a.iter().chain(b.iter()).map(|x| x.1).sum();
     assert_eq!(all, 10_000_001, "the whole pool, to the cent");
 }
@@ -299,7 +430,14 @@ spec:
 #[test]
 fn half_a_cent_rounds_up() {
     let cat = catalogue(&[PRICES_2026], &[]);
-    let mut t = tenant("a", state("bronze", 0, &[("dwh", ComponentClass::DataManagement, "bronze")]));
+    let mut t = tenant(
+        "a",
+        state(
+            "bronze",
+            0,
+            &[("dwh", ComponentClass::DataManagement, "bronze")],
+        ),
+    );
     t.orders.push(Order {
         id: "ServiceOrder/tenant-a/tiny".into(),
         date: date(2026, 3, 3),
@@ -317,13 +455,26 @@ fn half_a_cent_rounds_up() {
 #[test]
 fn a_tenant_joining_mid_month_is_billed_from_its_first_day() {
     let cat = catalogue(&[PRICES_2026], &[]);
-    let mut t = tenant("new", state("bronze", 0, &[("app", ComponentClass::ApplicationHosting, "bronze")]));
+    let mut t = tenant(
+        "new",
+        state(
+            "bronze",
+            0,
+            &[("app", ComponentClass::ApplicationHosting, "bronze")],
+        ),
+    );
     t.joined = date(2026, 10, 20);
     t.leaves = Some(date(2026, 11, 9));
     let invs = run(&cat, &[t], &Credits::new(), "2026");
-    assert_eq!(invs.iter().map(|i| i.period.as_str()).collect::<Vec<_>>(), ["2026-10", "2026-11"]);
+    assert_eq!(
+        invs.iter().map(|i| i.period.as_str()).collect::<Vec<_>>(),
+        ["2026-10", "2026-11"]
+    );
     // 20 Oct 00:00 to 1 Nov: 12 days plus the winter-time hour = 289 of October's 745 hours.
-    assert_eq!(lines_of(&invs[0], LineKind::Component), [half_up(150_000 * 289, 745)]);
+    assert_eq!(
+        lines_of(&invs[0], LineKind::Component),
+        [half_up(150_000 * 289, 745)]
+    );
     // 1 to 10 November (the last day inclusive): 9 of 30 days.
     assert_eq!(lines_of(&invs[1], LineKind::Component), [45_000]);
 }

@@ -41,11 +41,29 @@ fn einvoice(args: &[&str]) -> (i32, String, String) {
 
 /// Validates one file; panics with the validator's errors unless the XSD layer ran and passed.
 fn assert_xsd_valid(file: &Path) {
-    let (code, out, err) = einvoice(&["validate", "--offline", "--json", &file.display().to_string()]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("eu-einvoice answered no JSON ({e}): {out}\n{err}"));
-    let layers: Vec<&str> = v["layers_run"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    assert!(layers.contains(&"xsd"), "the XSD layer did not run for {}: {v}", file.display());
-    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{}: {v}", file.display());
+    let (code, out, err) = einvoice(&[
+        "validate",
+        "--offline",
+        "--json",
+        &file.display().to_string(),
+    ]);
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("eu-einvoice answered no JSON ({e}): {out}\n{err}"));
+    let layers: Vec<&str> = v["layers_run"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        layers.contains(&"xsd"),
+        "the XSD layer did not run for {}: {v}",
+        file.display()
+    );
+    assert_eq!(
+        v["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{}: {v}",
+        file.display()
+    );
     assert_eq!(v["valid"], true, "{}: {v}", file.display());
     assert_eq!(v["profile"], "peppol", "{}: {v}", file.display());
     assert_eq!(code, 0, "{}: {v}", file.display());
@@ -55,13 +73,24 @@ fn assert_xsd_valid(file: &Path) {
 fn checked_payable(file: &Path, scratch: &Path) -> String {
     let (code, model, err) = einvoice(&["extract", &file.display().to_string()]);
     assert_eq!(code, 0, "extract {}: {err}", file.display());
-    let json = scratch.join(format!("{}.json", file.file_name().unwrap().to_string_lossy()));
+    let json = scratch.join(format!(
+        "{}.json",
+        file.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&json, &model).unwrap();
     let (code, out, err) = einvoice(&["check", &json.display().to_string()]);
     assert_eq!(code, 0, "check {}: {out}{err}", file.display());
-    assert!(out.contains("OK, ready to create."), "check {} found problems:\n{out}{err}", file.display());
+    assert!(
+        out.contains("OK, ready to create."),
+        "check {} found problems:\n{out}{err}",
+        file.display()
+    );
     out.lines()
-        .find_map(|l| l.trim().strip_prefix("payable").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("payable")
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("no payable in {out}"))
 }
 
@@ -85,17 +114,29 @@ fn check_all(inputs: &[String], period: &str) -> usize {
         assert_xsd_valid(&path);
         let payable = checked_payable(&path, json.path());
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let ours: Value = serde_json::from_str(&std::fs::read_to_string(json.path().join(format!("{stem}.json"))).unwrap()).unwrap();
-        assert_eq!(ours["invoices"][0]["totalInclVat"], payable, "{stem}: the validator's payable amount is regie's");
+        let ours: Value = serde_json::from_str(
+            &std::fs::read_to_string(json.path().join(format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            ours["invoices"][0]["totalInclVat"], payable,
+            "{stem}: the validator's payable amount is regie's"
+        );
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("<cbc:EndpointID schemeID=\"0190\">"), "buyer endpoint from electronicAddress");
+        assert!(
+            text.contains("<cbc:EndpointID schemeID=\"0190\">"),
+            "buyer endpoint from electronicAddress"
+        );
         n += 1;
     }
     n
 }
 
 fn example_inputs() -> Vec<String> {
-    vec![root().join("examples/catalogue").display().to_string(), root().join("examples/tenants").display().to_string()]
+    vec![
+        root().join("examples/catalogue").display().to_string(),
+        root().join("examples/tenants").display().to_string(),
+    ]
 }
 
 #[test]
@@ -113,8 +154,21 @@ fn the_validator_does_catch_a_broken_invoice() {
     assert!(text.contains("<cbc:BuyerReference>PO-2026-THO-009</cbc:BuyerReference>"));
     assert!(text.contains("<cbc:InvoicedQuantity unitCode=\"C62\">210</cbc:InvoicedQuantity>"));
     let bad = dir.path().join("bad.xml");
-    std::fs::write(&bad, text.replacen("<cbc:IssueDate>", "<cbc:Bogus>x</cbc:Bogus><cbc:IssueDate>", 1)).unwrap();
-    let (code, out, _) = einvoice(&["validate", "--offline", "--json", &bad.display().to_string()]);
+    std::fs::write(
+        &bad,
+        text.replacen(
+            "<cbc:IssueDate>",
+            "<cbc:Bogus>x</cbc:Bogus><cbc:IssueDate>",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = einvoice(&[
+        "validate",
+        "--offline",
+        "--json",
+        &bad.display().to_string(),
+    ]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["valid"], false, "{v}");
     assert_ne!(code, 0);
@@ -124,7 +178,10 @@ fn the_validator_does_catch_a_broken_invoice() {
 fn credits_hours_notice_and_escaping_pass_the_schema_too() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("in");
-    copy_dir(&root().join("examples/catalogue"), &inputs.join("catalogue"));
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &inputs.join("catalogue"),
+    );
     copy_dir(&root().join("examples/tenants"), &inputs.join("tenants"));
     // Hours with markup in the description, a credit (a negative line) and a ledger with a
     // downgrade (a notice line).
@@ -148,11 +205,20 @@ fn credits_hours_notice_and_escaping_pass_the_schema_too() {
     let out = dir.path().join("xml");
     bill_to(&out, &ins, "2026-03", "ubl");
     let tholen = std::fs::read_to_string(out.join("tholen-2026-03.xml")).unwrap();
-    assert!(tholen.contains("R&amp;D &lt;mail&gt; &apos;migration&apos; &quot;phase 1&quot;"), "{tholen}");
+    assert!(
+        tholen.contains("R&amp;D &lt;mail&gt; &apos;migration&apos; &quot;phase 1&quot;"),
+        "{tholen}"
+    );
     assert!(tholen.contains("unitCode=\"HUR\">7.5<"));
-    assert!(tholen.contains("unitCode=\"P1\">-10<"), "a credit is a negative quantity at a positive price");
+    assert!(
+        tholen.contains("unitCode=\"P1\">-10<"),
+        "a credit is a negative quantity at a positive price"
+    );
     let roosendaal = std::fs::read_to_string(out.join("roosendaal-2026-03.xml")).unwrap();
-    assert!(roosendaal.contains("<cbc:ID>notice</cbc:ID>"), "{roosendaal}");
+    assert!(
+        roosendaal.contains("<cbc:ID>notice</cbc:ID>"),
+        "{roosendaal}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -162,7 +228,9 @@ fn copy_dir(from: &Path, to: &Path) {
         let p = e.path();
         if p.is_dir() {
             copy_dir(&p, &to.join(e.file_name()));
-        } else if p.extension().is_some_and(|x| x == "yaml") && e.file_name() != "kustomization.yaml" {
+        } else if p.extension().is_some_and(|x| x == "yaml")
+            && e.file_name() != "kustomization.yaml"
+        {
             std::fs::copy(&p, to.join(e.file_name())).unwrap();
         }
     }

@@ -17,12 +17,12 @@ use jiff::civil::date;
 use regie::billing::engine::{Catalogue, Credits, TenantInput, bill};
 use regie::billing::events::{Jitter, SplitMix64};
 use regie::billing::invoice::LineKind;
+use regie::billing::ledger::BillableState;
 use regie::billing::local_rfc3339;
 use regie::billing::period::{Month, Period};
 use regie::billing::pools::Pool;
 use regie::billing::pricing::PriceBook;
 use regie::billing::proration::Calendar;
-use regie::billing::ledger::BillableState;
 use regie_crds::generated::{Segment, SegmentComponent};
 use regie_crds::tenancy::{ComponentClass, InvoicingPeriod};
 use regie_crds::{CostPool, PriceList};
@@ -72,7 +72,10 @@ spec:
 fn catalogue(cal: Calendar) -> Result<Catalogue> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut lists = Vec::new();
-    for f in ["examples/catalogue/pricelist-2026.yaml", "examples/catalogue/pricelist-2026-07-interim.yaml"] {
+    for f in [
+        "examples/catalogue/pricelist-2026.yaml",
+        "examples/catalogue/pricelist-2026-07-interim.yaml",
+    ] {
         let text = std::fs::read_to_string(root.join(f)).with_context(|| f.to_string())?;
         lists.push(serde_yaml::from_str::<PriceList>(&text).with_context(|| f.to_string())?);
     }
@@ -89,11 +92,16 @@ const LEVELS: [&str; 3] = ["bronze", "silver", "gold"];
 
 fn random_state(rng: &mut SplitMix64) -> BillableState {
     let level = LEVELS[(rng.next_u64() % 3) as usize];
-    let mut accounts = BTreeMap::from([("standard".to_string(), 100 + (rng.next_u64() % 900) as i64)]);
+    let mut accounts =
+        BTreeMap::from([("standard".to_string(), 100 + (rng.next_u64() % 900) as i64)]);
     if rng.next_u64() % 2 == 0 {
         accounts.insert("flex".into(), (rng.next_u64() % 60) as i64);
     }
-    let classes = [ComponentClass::ApplicationHosting, ComponentClass::SystemIntegration, ComponentClass::DataManagement];
+    let classes = [
+        ComponentClass::ApplicationHosting,
+        ComponentClass::SystemIntegration,
+        ComponentClass::DataManagement,
+    ];
     let components = (0..3)
         .filter(|_| rng.next_u64() % 5 != 0)
         .map(|i| SegmentComponent {
@@ -118,7 +126,9 @@ fn tenants(cal: &Calendar, rng: &mut SplitMix64) -> Result<Vec<TenantInput>> {
             let month = Month::new(2026, m);
             let (ms, me) = cal.month_bounds(month)?;
             let len = me.as_second() - ms.as_second();
-            let mut cuts: Vec<i64> = (1..SEGMENTS_PER_MONTH).map(|_| (rng.next_u64() % len as u64) as i64).collect();
+            let mut cuts: Vec<i64> = (1..SEGMENTS_PER_MONTH)
+                .map(|_| (rng.next_u64() % len as u64) as i64)
+                .collect();
             cuts.sort_unstable();
             cuts.dedup();
             let mut bounds = vec![ms];
@@ -154,8 +164,16 @@ fn tenants(cal: &Calendar, rng: &mut SplitMix64) -> Result<Vec<TenantInput>> {
         out.push(TenantInput {
             name: format!("t{i:04}"),
             labels,
-            joined: if i % 50 == 7 { date(2026, 5, 12) } else { date(2020, 1, 1) },
-            leaves: if i % 50 == 8 { Some(date(2026, 9, 30)) } else { None },
+            joined: if i % 50 == 7 {
+                date(2026, 5, 12)
+            } else {
+                date(2020, 1, 1)
+            },
+            leaves: if i % 50 == 8 {
+                Some(date(2026, 9, 30))
+            } else {
+                None
+            },
             inhabitants: 11_000 + (rng.next_u64() % 290_000) as i64,
             invoicing: InvoicingPeriod::Monthly,
             declared: random_state(rng),
@@ -167,7 +185,11 @@ fn tenants(cal: &Calendar, rng: &mut SplitMix64) -> Result<Vec<TenantInput>> {
 }
 
 fn main() -> Result<()> {
-    let runs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5);
     let cal = Calendar::amsterdam()?;
     let mut rng = SplitMix64(6);
     let setup = Instant::now();
@@ -175,10 +197,17 @@ fn main() -> Result<()> {
     let ts = tenants(&cal, &mut rng)?;
     let mut credits = Credits::new();
     for t in ts.iter().step_by(7) {
-        credits.insert((t.name.clone(), "c0".into(), Month::new(2026, 3)), Decimal::from(5));
+        credits.insert(
+            (t.name.clone(), "c0".into(), Month::new(2026, 3)),
+            Decimal::from(5),
+        );
     }
     let segments: usize = ts.iter().flat_map(|t| t.usage.values()).map(Vec::len).sum();
-    eprintln!("setup: {TENANTS} tenants, {segments} segments, {} pools in {:.2?}", cat.pools.len(), setup.elapsed());
+    eprintln!(
+        "setup: {TENANTS} tenants, {segments} segments, {} pools in {:.2?}",
+        cat.pools.len(),
+        setup.elapsed()
+    );
     let now: Timestamp = "2027-01-15T00:00:00Z".parse()?;
     let mut times = Vec::new();
     let mut invoices = Vec::new();
@@ -193,16 +222,29 @@ fn main() -> Result<()> {
     let median = times[times.len() / 2];
     // Sanity: every tenant-month invoiced, and every pool allocated to the cent.
     let lines: usize = invoices.iter().map(|i| i.lines.len()).sum();
-    let pooled: Decimal = invoices.iter().flat_map(|i| &i.lines).filter(|l| l.kind == LineKind::Pool).map(|l| l.amount).sum();
+    let pooled: Decimal = invoices
+        .iter()
+        .flat_map(|i| &i.lines)
+        .filter(|l| l.kind == LineKind::Pool)
+        .map(|l| l.amount)
+        .sum();
     let pools_total: Decimal = cat.pools.iter().map(|p| p.amount).sum();
-    let notices = invoices.iter().flat_map(|i| &i.lines).filter(|l| l.kind == LineKind::Notice).count();
+    let notices = invoices
+        .iter()
+        .flat_map(|i| &i.lines)
+        .filter(|l| l.kind == LineKind::Notice)
+        .count();
     if pooled != pools_total {
         bail!("pools allocated {pooled}, expected {pools_total}");
     }
     println!(
         "bench-billing: {TENANTS} tenants × 12 months × {SEGMENTS_PER_MONTH} segments ({segments}), {} invoices, {lines} lines ({notices} notice), pools {pooled} of {pools_total}: median {median:.3} s over {runs} runs (goal ≤ {GOAL_SECONDS} s) {}",
         invoices.len(),
-        if median <= GOAL_SECONDS { "OK" } else { "OVER GOAL" }
+        if median <= GOAL_SECONDS {
+            "OK"
+        } else {
+            "OVER GOAL"
+        }
     );
     Ok(())
 }

@@ -15,15 +15,23 @@ pub const DEFAULT_POINTER: &str = "/accounts";
 
 /// The count at `pointer` in an answer: a JSON integer of zero or more, nothing else.
 pub fn read_count(body: &Value, pointer: &str) -> Result<i64, BillingError> {
-    let pointer = if pointer.is_empty() { DEFAULT_POINTER } else { pointer };
-    let v = body
-        .pointer(pointer)
-        .ok_or_else(|| BillingError::Remote(format!("the answer has nothing at JSON pointer {pointer}")))?;
+    let pointer = if pointer.is_empty() {
+        DEFAULT_POINTER
+    } else {
+        pointer
+    };
+    let v = body.pointer(pointer).ok_or_else(|| {
+        BillingError::Remote(format!("the answer has nothing at JSON pointer {pointer}"))
+    })?;
     let n = v.as_i64().ok_or_else(|| {
-        BillingError::Remote(format!("the value at {pointer} is {v}, not a whole number of accounts"))
+        BillingError::Remote(format!(
+            "the value at {pointer} is {v}, not a whole number of accounts"
+        ))
     })?;
     if n < 0 {
-        return Err(BillingError::Remote(format!("the value at {pointer} is {n}: a count of accounts cannot be negative")));
+        return Err(BillingError::Remote(format!(
+            "the value at {pointer} is {n}: a count of accounts cannot be negative"
+        )));
     }
     Ok(n)
 }
@@ -36,27 +44,38 @@ pub async fn fetch_measured(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<i64, BillingError> {
-    let mut req = client.get(url).timeout(timeout).header(reqwest::header::ACCEPT, "application/json");
+    let mut req = client
+        .get(url)
+        .timeout(timeout)
+        .header(reqwest::header::ACCEPT, "application/json");
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
-            BillingError::Remote(format!("{url} did not answer within {}s", timeout.as_secs_f32()))
+            BillingError::Remote(format!(
+                "{url} did not answer within {}s",
+                timeout.as_secs_f32()
+            ))
         } else {
             BillingError::Remote(format!("{url}: {e}"))
         }
     })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(BillingError::Remote(format!("{url} answered HTTP {}", status.as_u16())));
+        return Err(BillingError::Remote(format!(
+            "{url} answered HTTP {}",
+            status.as_u16()
+        )));
     }
     let body = resp
         .bytes()
         .await
         .map_err(|e| BillingError::Remote(format!("{url}: cannot read the answer: {e}")))?;
-    let json: Value = serde_json::from_slice(&body).map_err(|e| BillingError::Remote(format!("{url} answered no JSON: {e}")))?;
-    read_count(&json, pointer.unwrap_or(DEFAULT_POINTER)).map_err(|e| BillingError::Remote(format!("{url}: {e}")))
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|e| BillingError::Remote(format!("{url} answered no JSON: {e}")))?;
+    read_count(&json, pointer.unwrap_or(DEFAULT_POINTER))
+        .map_err(|e| BillingError::Remote(format!("{url}: {e}")))
 }
 
 /// The count billed under a basis. Without a measurement (none yet, or the source is failing)
@@ -76,8 +95,14 @@ mod tests {
 
     #[test]
     fn reads_whole_non_negative_numbers_only() {
-        assert_eq!(read_count(&json!({"accounts": 312}), "/accounts").unwrap(), 312);
-        assert_eq!(read_count(&json!({"data": {"count": 0}}), "/data/count").unwrap(), 0);
+        assert_eq!(
+            read_count(&json!({"accounts": 312}), "/accounts").unwrap(),
+            312
+        );
+        assert_eq!(
+            read_count(&json!({"data": {"count": 0}}), "/data/count").unwrap(),
+            0
+        );
         assert_eq!(read_count(&json!({"accounts": 5}), "").unwrap(), 5);
         for (body, needle) in [
             (json!({"accounts": 3.5}), "not a whole number"),

@@ -23,8 +23,13 @@ pub struct Sender {
 impl Sender {
     /// `base` is the billing system's root, e.g. `https://openmeter.example`; `timeout` bounds
     /// each request, so a receiver that stalls cannot stall the controller.
-    pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Sender, BillingError> {
-        regie_crds::validate::check_http_url(base).map_err(|m| BillingError::input(format!("billing system URL: {m}")))?;
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Sender, BillingError> {
+        regie_crds::validate::check_http_url(base)
+            .map_err(|m| BillingError::input(format!("billing system URL: {m}")))?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -43,14 +48,27 @@ impl Sender {
 
     /// Sends one event; the error says why it was not accepted.
     pub async fn send(&self, event: &CloudEvent) -> Result<(), String> {
-        let body = serde_json::to_vec(event).map_err(|e| format!("cannot encode event {}: {e}", event.id))?;
-        let mut req = self.client.post(&self.url).header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE).body(body);
+        let body = serde_json::to_vec(event)
+            .map_err(|e| format!("cannot encode event {}: {e}", event.id))?;
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         match req.send().await {
-            Ok(resp) if resp.status().is_success() || resp.status() == reqwest::StatusCode::CONFLICT => Ok(()),
-            Ok(resp) => Err(format!("{} answered HTTP {}", self.url, resp.status().as_u16())),
+            Ok(resp)
+                if resp.status().is_success() || resp.status() == reqwest::StatusCode::CONFLICT =>
+            {
+                Ok(())
+            }
+            Ok(resp) => Err(format!(
+                "{} answered HTTP {}",
+                self.url,
+                resp.status().as_u16()
+            )),
             Err(e) if e.is_timeout() => Err(format!("{} did not answer in time", self.url)),
             Err(e) => Err(format!("{}: {e}", self.url)),
         }
@@ -67,7 +85,13 @@ pub struct Report {
 
 /// Sends what is due, tenant by tenant in order: after a success the tenant's next event goes
 /// at once; after a failure the tenant waits for its backoff and nothing of it overtakes.
-pub async fn deliver_due(outbox: &mut Outbox, sender: &Sender, now: Timestamp, backoff: &Backoff, rng: &mut dyn Jitter) -> Report {
+pub async fn deliver_due(
+    outbox: &mut Outbox,
+    sender: &Sender,
+    now: Timestamp,
+    backoff: &Backoff,
+    rng: &mut dyn Jitter,
+) -> Report {
     let mut report = Report::default();
     loop {
         let due = outbox.due(now);

@@ -65,16 +65,26 @@ pub struct Catalogue {
 pub type Credits = BTreeMap<(String, String, Month), Decimal>;
 
 /// Reads the catalogue and tenants from an inventory of valid objects.
-pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<TenantInput>), BillingError> {
+pub fn from_inventory(
+    inv: &Inventory,
+    cal: Calendar,
+) -> Result<(Catalogue, Vec<TenantInput>), BillingError> {
     let lists: Vec<_> = inv.price_lists.iter().map(|p| p.object.clone()).collect();
     let book = PriceBook::new(&lists, &cal)?;
-    let pools = inv.pools.iter().map(|p| Pool::from_object(&p.object)).collect::<Result<Vec<_>, _>>()?;
+    let pools = inv
+        .pools
+        .iter()
+        .map(|p| Pool::from_object(&p.object))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tenants = Vec::new();
     for t in &inv.tenants {
         let tenant = &t.object;
         let name = tenant.name_any();
-        let field = |f: &str, m: String| BillingError::input(format!("{}: Tenant/{name}: {f}: {m}", t.source));
-        let joined = parse_date(&tenant.spec.membership.joined).map_err(|m| field("spec.membership.joined", m))?;
+        let field = |f: &str, m: String| {
+            BillingError::input(format!("{}: Tenant/{name}: {f}: {m}", t.source))
+        };
+        let joined = parse_date(&tenant.spec.membership.joined)
+            .map_err(|m| field("spec.membership.joined", m))?;
         let leaves = match &tenant.spec.membership.leaves {
             Some(l) => Some(parse_date(l).map_err(|m| field("spec.membership.leaves", m))?),
             None => None,
@@ -82,7 +92,11 @@ pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<
         let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
         for p in inv.packages_of(tenant) {
             // A package exported from the cluster carries the count billing uses (after its basis).
-            let billed = p.status.as_ref().and_then(|s| s.billed_accounts).unwrap_or(p.spec.accounts);
+            let billed = p
+                .status
+                .as_ref()
+                .and_then(|s| s.billed_accounts)
+                .unwrap_or(p.spec.accounts);
             *accounts.entry(p.spec.profile.clone()).or_default() += billed;
         }
         let mut components: Vec<SegmentComponent> = inv
@@ -97,13 +111,22 @@ pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<
         components.sort();
         let ns = tenant_namespace(tenant);
         let mut orders = Vec::new();
-        for o in inv.orders.iter().filter(|o| o.object.namespace().as_deref() == Some(ns.as_str())) {
+        for o in inv
+            .orders
+            .iter()
+            .filter(|o| o.object.namespace().as_deref() == Some(ns.as_str()))
+        {
             let id = format!("ServiceOrder/{ns}/{}", o.object.name_any());
-            let f = |fld: &str, m: String| BillingError::input(format!("{}: {id}: {fld}: {m}", o.source));
+            let f = |fld: &str, m: String| {
+                BillingError::input(format!("{}: {id}: {fld}: {m}", o.source))
+            };
             let s = &o.object.spec;
             let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
             if hours < Decimal::ZERO {
-                return Err(f("spec.hours", format!("{:?} is negative: hours worked cannot be negative", s.hours)));
+                return Err(f(
+                    "spec.hours",
+                    format!("{:?} is negative: hours worked cannot be negative", s.hours),
+                ));
             }
             let rate = match &s.rate {
                 Some(r) => {
@@ -126,9 +149,19 @@ pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<
         orders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
         let mut usage = BTreeMap::new();
         for u in inv.usages.iter().filter(|u| u.object.spec.tenant == name) {
-            let (y, m) = regie_crds::validate::parse_month(&u.object.spec.period)
-                .map_err(|m| BillingError::input(format!("{}: Usage/{}: spec.period: {m}", u.source, u.object.name_any())))?;
-            let segs = u.object.status.as_ref().map(|s| s.segments.clone()).unwrap_or_default();
+            let (y, m) = regie_crds::validate::parse_month(&u.object.spec.period).map_err(|m| {
+                BillingError::input(format!(
+                    "{}: Usage/{}: spec.period: {m}",
+                    u.source,
+                    u.object.name_any()
+                ))
+            })?;
+            let segs = u
+                .object
+                .status
+                .as_ref()
+                .map(|s| s.segments.clone())
+                .unwrap_or_default();
             usage.insert(Month::new(y, m), segs);
         }
         tenants.push(TenantInput {
@@ -157,8 +190,14 @@ pub fn from_inventory(inv: &Inventory, cal: Calendar) -> Result<(Catalogue, Vec<
 /// own, as a preview).
 pub fn billing_periods(period: Period, invoicing: InvoicingPeriod) -> Vec<Period> {
     match (invoicing, period) {
-        (InvoicingPeriod::Quarterly, Period::Month(_)) | (InvoicingPeriod::Quarterly, Period::Quarter { .. }) => vec![period],
-        (InvoicingPeriod::Quarterly, Period::Year(y)) => (1..=4).map(|q| Period::Quarter { year: y, quarter: q }).collect(),
+        (InvoicingPeriod::Quarterly, Period::Month(_))
+        | (InvoicingPeriod::Quarterly, Period::Quarter { .. }) => vec![period],
+        (InvoicingPeriod::Quarterly, Period::Year(y)) => (1..=4)
+            .map(|q| Period::Quarter {
+                year: y,
+                quarter: q,
+            })
+            .collect(),
         (InvoicingPeriod::Monthly, p) => p.months().into_iter().map(Period::Month).collect(),
     }
 }
@@ -202,7 +241,10 @@ fn timeline(t: &TenantInput, months: &[Month], cal: &Calendar) -> Result<Vec<Spa
     }
     for w in out.windows(2) {
         if w[0].to.is_some_and(|t0| t0 > w[1].from) {
-            return Err(BillingError::input(format!("Usage of {}: segments overlap at {}", t.name, w[1].from)));
+            return Err(BillingError::input(format!(
+                "Usage of {}: segments overlap at {}",
+                t.name, w[1].from
+            )));
         }
     }
     Ok(out)
@@ -219,7 +261,10 @@ fn months_between(first: Month, last: Month) -> Vec<Month> {
 }
 
 /// Pool instalments per tenant, with the pool they come from.
-fn pool_instalments(cat: &Catalogue, tenants: &[TenantInput]) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
+fn pool_instalments(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
     let members: Vec<Member> = tenants
         .iter()
         .map(|t| Member {
@@ -243,7 +288,13 @@ fn pool_instalments(cat: &Catalogue, tenants: &[TenantInput]) -> Result<BTreeMap
 }
 
 /// Invoices of every tenant for `period`, seen at `now` (draft while a period is open).
-pub fn bill(cat: &Catalogue, tenants: &[TenantInput], credits: &Credits, period: Period, now: Timestamp) -> Result<Vec<Invoice>, BillingError> {
+pub fn bill(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+    credits: &Credits,
+    period: Period,
+    now: Timestamp,
+) -> Result<Vec<Invoice>, BillingError> {
     let cal = &cat.cal;
     let pools = pool_instalments(cat, tenants)?;
     // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
@@ -292,7 +343,12 @@ pub fn bill(cat: &Catalogue, tenants: &[TenantInput], credits: &Credits, period:
             if lines.is_empty() {
                 continue;
             }
-            lines.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.description.cmp(&b.description)).then(a.from.cmp(&b.from)));
+            lines.sort_by(|a, b| {
+                a.kind
+                    .cmp(&b.kind)
+                    .then_with(|| a.description.cmp(&b.description))
+                    .then(a.from.cmp(&b.from))
+            });
             invoices.push(Invoice {
                 tenant: t.name.clone(),
                 period: bp.to_string(),
@@ -319,12 +375,20 @@ fn allocation_text(pool: &Pool) -> &'static str {
 }
 
 /// Flexible hours of the orders dated in `bp`, at the order's rate or the list's.
-fn order_lines(cat: &Catalogue, t: &TenantInput, spans: &[Span], bp: Period) -> Result<Vec<Line>, BillingError> {
+fn order_lines(
+    cat: &Catalogue,
+    t: &TenantInput,
+    spans: &[Span],
+    bp: Period,
+) -> Result<Vec<Line>, BillingError> {
     let cal = &cat.cal;
     let mut out = Vec::new();
     for o in t.orders.iter().filter(|o| bp.contains_date(o.date)) {
         if o.hours < Decimal::ZERO {
-            return Err(BillingError::input(format!("{}: spec.hours: {} is negative: hours worked cannot be negative", o.id, o.hours)));
+            return Err(BillingError::input(format!(
+                "{}: spec.hours: {} is negative: hours worked cannot be negative",
+                o.id, o.hours
+            )));
         }
         let from = midnight(o.date, cal.tz())?;
         let to = midnight(o.date.tomorrow().unwrap_or(o.date), cal.tz())?;
@@ -332,13 +396,18 @@ fn order_lines(cat: &Catalogue, t: &TenantInput, spans: &[Span], bp: Period) -> 
         let level = spans
             .iter()
             .find(|s| s.from <= from && s.to.is_none_or(|e| from < e))
-            .map_or(t.declared.service_level.as_str(), |s| s.state.service_level.as_str());
+            .map_or(t.declared.service_level.as_str(), |s| {
+                s.state.service_level.as_str()
+            });
         let rate = match o.rate {
             Some(r) => r,
-            None => list
-                .rate(RateItem::FlexibleHour, level, None, None)
-                .map_err(|e| BillingError::input(format!("{}: no rate on the order and {e}", o.id)))?
-                .amount,
+            None => {
+                list.rate(RateItem::FlexibleHour, level, None, None)
+                    .map_err(|e| {
+                        BillingError::input(format!("{}: no rate on the order and {e}", o.id))
+                    })?
+                    .amount
+            }
         };
         out.push(Line {
             kind: LineKind::FlexibleHour,

@@ -61,7 +61,14 @@ pub fn event_id(tenant: &str, meter: &str, period: &str, version: u32) -> String
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn event(installation: &str, kind: &str, tenant: &str, id: String, time: Timestamp, data: Value) -> CloudEvent {
+fn event(
+    installation: &str,
+    kind: &str,
+    tenant: &str,
+    id: String,
+    time: Timestamp,
+    data: Value,
+) -> CloudEvent {
     CloudEvent {
         specversion: "1.0".into(),
         id,
@@ -96,11 +103,19 @@ pub fn usage_events(
         }
         let share = Decimal::from(b.as_second() - a.as_second()) / month_secs;
         for (profile, n) in &s.state.accounts {
-            let e = meters.entry(format!("accounts-{profile}-{}", s.state.service_level)).or_insert((Decimal::ZERO, "account-month"));
+            let e = meters
+                .entry(format!("accounts-{profile}-{}", s.state.service_level))
+                .or_insert((Decimal::ZERO, "account-month"));
             e.0 += Decimal::from(*n) * share;
         }
         for c in &s.state.components {
-            let e = meters.entry(format!("component-{}-{}", c.class.as_str(), c.service_level)).or_insert((Decimal::ZERO, "component-month"));
+            let e = meters
+                .entry(format!(
+                    "component-{}-{}",
+                    c.class.as_str(),
+                    c.service_level
+                ))
+                .or_insert((Decimal::ZERO, "component-month"));
             e.0 += share;
         }
     }
@@ -116,14 +131,26 @@ pub fn usage_events(
                 "unit": unit,
                 "version": version,
             });
-            event(installation, USAGE_TYPE, tenant, event_id(tenant, &meter, &period, version), time, data)
+            event(
+                installation,
+                USAGE_TYPE,
+                tenant,
+                event_id(tenant, &meter, &period, version),
+                time,
+                data,
+            )
         })
         .collect())
 }
 
 /// A final invoice as an event. A final invoice never changes (corrections go on the next one),
 /// so its id is that of meter `invoice` for its tenant and period, version 1.
-pub fn invoice_event(installation: &str, inv: &Invoice, time: Timestamp, cal: &Calendar) -> Result<CloudEvent, BillingError> {
+pub fn invoice_event(
+    installation: &str,
+    inv: &Invoice,
+    time: Timestamp,
+    cal: &Calendar,
+) -> Result<CloudEvent, BillingError> {
     if inv.state != State::Final {
         return Err(BillingError::input(format!(
             "the invoice of {} for {} is a draft: only final invoices are sent",
@@ -181,7 +208,11 @@ impl Backoff {
     /// Seconds to wait after `attempts` failures.
     pub fn delay(&self, attempts: u32, rng: &mut dyn Jitter) -> i64 {
         let exp = attempts.saturating_sub(1).min(40);
-        let full = self.base_seconds.max(1).saturating_mul(1i64 << exp).min(self.max_seconds.max(1));
+        let full = self
+            .base_seconds
+            .max(1)
+            .saturating_mul(1i64 << exp)
+            .min(self.max_seconds.max(1));
         let half = full / 2;
         let spread = u64::try_from(full - half + 1).unwrap_or(1);
         half + i64::try_from(rng.next_u64() % spread).unwrap_or(0)
@@ -218,7 +249,9 @@ pub struct Outbox {
 impl Outbox {
     /// Adds an event unless its id is pending or was delivered; returns whether it was added.
     pub fn enqueue(&mut self, event: CloudEvent, now: Timestamp) -> bool {
-        if self.entries.iter().any(|e| e.id == event.id) || self.delivered.iter().any(|d| *d == event.id) {
+        if self.entries.iter().any(|e| e.id == event.id)
+            || self.delivered.iter().any(|d| *d == event.id)
+        {
             return false;
         }
         self.entries.push(OutboxEntry {
@@ -265,11 +298,21 @@ impl Outbox {
     }
 
     /// Sending `id` failed: count the attempt and schedule the next with backoff and jitter.
-    pub fn mark_failed(&mut self, id: &str, error: &str, now: Timestamp, backoff: &Backoff, rng: &mut dyn Jitter) {
+    pub fn mark_failed(
+        &mut self,
+        id: &str,
+        error: &str,
+        now: Timestamp,
+        backoff: &Backoff,
+        rng: &mut dyn Jitter,
+    ) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
             e.attempts = e.attempts.saturating_add(1);
             let wait = backoff.delay(e.attempts, rng);
-            e.next_attempt_at = now.checked_add(SignedDuration::from_secs(wait)).unwrap_or(now).to_string();
+            e.next_attempt_at = now
+                .checked_add(SignedDuration::from_secs(wait))
+                .unwrap_or(now)
+                .to_string();
             e.last_error = Some(error.chars().take(500).collect());
         }
     }
@@ -288,21 +331,29 @@ impl Outbox {
     }
 
     pub fn from_json(s: &str) -> Result<Outbox, BillingError> {
-        serde_json::from_str(s).map_err(|e| BillingError::input(format!("outbox is not valid JSON: {e}")))
+        serde_json::from_str(s)
+            .map_err(|e| BillingError::input(format!("outbox is not valid JSON: {e}")))
     }
 }
 
 /// SHA-256 (FIPS 180-4). Only used to derive event ids; kept here to need no crate for it.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
-        0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
-        0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
-        0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
-        0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
-        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
     ];
-    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
     let mut msg = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -318,13 +369,20 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
         for i in 0..64 {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
             let t2 = s0.wrapping_add(maj);
@@ -360,23 +418,46 @@ mod tests {
 
     #[test]
     fn sha256_matches_the_standard_vectors() {
-        assert_eq!(hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(
-            hex(&sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            hex(&sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&sha256(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
-        assert_eq!(hex(&sha256(&[b'a'; 1000])), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+        assert_eq!(
+            hex(&sha256(&[b'a'; 1000])),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
     }
 
     #[test]
     fn ids_are_deterministic_and_distinct() {
         let a = event_id("tholen", "accounts-standard-bronze", "2026-03", 1);
-        assert_eq!(a, event_id("tholen", "accounts-standard-bronze", "2026-03", 1));
+        assert_eq!(
+            a,
+            event_id("tholen", "accounts-standard-bronze", "2026-03", 1)
+        );
         assert_eq!(a.len(), 64);
-        assert_ne!(a, event_id("tholen", "accounts-standard-bronze", "2026-03", 2));
-        assert_ne!(a, event_id("tholen", "accounts-standard-bronze", "2026-04", 1));
-        assert_ne!(a, event_id("moerdijk", "accounts-standard-bronze", "2026-03", 1));
+        assert_ne!(
+            a,
+            event_id("tholen", "accounts-standard-bronze", "2026-03", 2)
+        );
+        assert_ne!(
+            a,
+            event_id("tholen", "accounts-standard-bronze", "2026-04", 1)
+        );
+        assert_ne!(
+            a,
+            event_id("moerdijk", "accounts-standard-bronze", "2026-03", 1)
+        );
     }
 
     #[test]
@@ -397,20 +478,37 @@ mod tests {
         };
         // 600 accounts for 360 of March's 743 hours, 743 for the other 383.
         let segs = vec![
-            seg("2026-03-01T00:00:00+01:00", "2026-03-16T00:00:00+01:00", 600),
-            seg("2026-03-16T00:00:00+01:00", "2026-04-01T00:00:00+02:00", 743),
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                "2026-03-16T00:00:00+01:00",
+                600,
+            ),
+            seg(
+                "2026-03-16T00:00:00+01:00",
+                "2026-04-01T00:00:00+02:00",
+                743,
+            ),
         ];
         let t: Timestamp = "2026-04-01T01:00:00Z".parse().unwrap();
         let ev = usage_events("wbw", "roosendaal", Month::new(2026, 3), &segs, 1, t, &cal).unwrap();
         assert_eq!(ev.len(), 2);
-        let acc = ev.iter().find(|e| e.data["meter"] == "accounts-standard-silver").unwrap();
+        let acc = ev
+            .iter()
+            .find(|e| e.data["meter"] == "accounts-standard-silver")
+            .unwrap();
         // (600 × 360 + 743 × 383) / 743 = 500 569 / 743 = 673.713324…
         assert_eq!(acc.data["value"], "673.713324");
         assert_eq!(acc.kind, USAGE_TYPE);
         assert_eq!(acc.subject, "roosendaal");
         assert_eq!(acc.source, "regie/wbw");
-        assert_eq!(acc.id, event_id("roosendaal", "accounts-standard-silver", "2026-03", 1));
-        let c = ev.iter().find(|e| e.data["meter"] == "component-applicationHosting-silver").unwrap();
+        assert_eq!(
+            acc.id,
+            event_id("roosendaal", "accounts-standard-silver", "2026-03", 1)
+        );
+        let c = ev
+            .iter()
+            .find(|e| e.data["meter"] == "component-applicationHosting-silver")
+            .unwrap();
         assert_eq!(c.data["value"], "1");
         let json: Value = serde_json::to_value(acc).unwrap();
         assert_eq!(json["specversion"], "1.0");
@@ -418,7 +516,14 @@ mod tests {
     }
 
     fn ev(tenant: &str, n: u32) -> CloudEvent {
-        event("t", USAGE_TYPE, tenant, event_id(tenant, "m", "2026-03", n), Timestamp::UNIX_EPOCH, json!({"n": n}))
+        event(
+            "t",
+            USAGE_TYPE,
+            tenant,
+            event_id(tenant, "m", "2026-03", n),
+            Timestamp::UNIX_EPOCH,
+            json!({"n": n}),
+        )
     }
 
     #[test]
@@ -444,7 +549,10 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].attempts, 1);
         assert_eq!(due[0].last_error.as_deref(), Some("HTTP 500"));
-        assert!(!o.enqueue(ev("b", 1), now), "a delivered id is not sent again");
+        assert!(
+            !o.enqueue(ev("b", 1), now),
+            "a delivered id is not sent again"
+        );
     }
 
     #[test]
@@ -458,11 +566,19 @@ mod tests {
             let full = (10i64 << (attempts - 1).min(40)).min(300);
             for _ in 0..50 {
                 let d = b.delay(attempts, &mut rng);
-                assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d} not in [{}, {full}]", full / 2);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempts}: {d} not in [{}, {full}]",
+                    full / 2
+                );
             }
         }
         let mut r1 = SplitMix64(1);
         let mut r2 = SplitMix64(1);
-        assert_eq!(b.delay(3, &mut r1), b.delay(3, &mut r2), "a seeded RNG gives the same schedule");
+        assert_eq!(
+            b.delay(3, &mut r1),
+            b.delay(3, &mut r2),
+            "a seeded RNG gives the same schedule"
+        );
     }
 }

@@ -135,7 +135,9 @@ pub fn to_csv(invoices: &[Invoice], tz: &TimeZone) -> Result<String, BillingErro
             .map_err(err)?;
         }
     }
-    let bytes = w.into_inner().map_err(|e| BillingError::input(format!("cannot write CSV: {e}")))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| BillingError::input(format!("cannot write CSV: {e}")))?;
     String::from_utf8(bytes).map_err(|e| BillingError::input(format!("cannot write CSV: {e}")))
 }
 

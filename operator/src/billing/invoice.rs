@@ -87,9 +87,15 @@ impl Unit {
     }
 
     pub fn parse(s: &str) -> Option<Unit> {
-        [Unit::Account, Unit::Component, Unit::Hour, Unit::Percent, Unit::Item]
-            .into_iter()
-            .find(|u| u.as_str() == s)
+        [
+            Unit::Account,
+            Unit::Component,
+            Unit::Hour,
+            Unit::Percent,
+            Unit::Item,
+        ]
+        .into_iter()
+        .find(|u| u.as_str() == s)
     }
 }
 
@@ -223,7 +229,11 @@ pub fn line_spec(l: &Line, tz: &TimeZone) -> InvoiceLine {
 
 /// The state of an invoice for a period ending at `to`, seen at `now`.
 pub fn state_at(to: Timestamp, now: Timestamp) -> State {
-    if now >= to { State::Final } else { State::Draft }
+    if now >= to {
+        State::Final
+    } else {
+        State::Draft
+    }
 }
 
 /// Correction lines for a final invoice whose lines, recomputed now, differ: for each line
@@ -234,11 +244,15 @@ pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
     let key = |l: &Line| -> Key { (l.kind, l.description.clone(), l.from, l.to) };
     let mut old: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
     for l in &final_invoice.lines {
-        old.entry(key(l)).and_modify(|e| e.0 += l.amount).or_insert((l.amount, l));
+        old.entry(key(l))
+            .and_modify(|e| e.0 += l.amount)
+            .or_insert((l.amount, l));
     }
     let mut new: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
     for l in &recomputed.lines {
-        new.entry(key(l)).and_modify(|e| e.0 += l.amount).or_insert((l.amount, l));
+        new.entry(key(l))
+            .and_modify(|e| e.0 += l.amount)
+            .or_insert((l.amount, l));
     }
     let reference = final_invoice
         .number
@@ -340,7 +354,10 @@ mod tests {
 
     #[test]
     fn totals_are_sums_of_rounded_lines_and_vat_rounds_half_up() {
-        let inv = invoice(vec![line(LineKind::Account, "a", "10.01"), line(LineKind::Component, "c", "0.04")]);
+        let inv = invoice(vec![
+            line(LineKind::Account, "a", "10.01"),
+            line(LineKind::Component, "c", "0.04"),
+        ]);
         assert_eq!(inv.subtotal(), d("10.05"));
         // 21% of 10.05 = 2.1105 → 2.11
         assert_eq!(inv.vat(), d("2.11"));
@@ -375,21 +392,33 @@ mod tests {
         let mut is = was.clone();
         is.lines[0].amount = d("1012.34");
         is.lines.remove(2);
-        is.lines.push(line(LineKind::FlexibleHour, "migration", "300.00"));
+        is.lines
+            .push(line(LineKind::FlexibleHour, "migration", "300.00"));
         let c = corrections(&was, &is);
         assert_eq!(c.len(), 3);
         assert!(c.iter().all(|l| l.kind == LineKind::Correction));
         let sum: Decimal = c.iter().map(|l| l.amount).sum();
         assert_eq!(sum, is.subtotal() - was.subtotal());
-        assert!(c.iter().any(|l| l.description.contains("RG-2026-000003") && l.amount == d("12.34")));
+        assert!(
+            c.iter()
+                .any(|l| l.description.contains("RG-2026-000003") && l.amount == d("12.34"))
+        );
         assert!(c.iter().any(|l| l.amount == d("-10.00")));
-        assert!(corrections(&was, &was).is_empty(), "no difference, no correction");
+        assert!(
+            corrections(&was, &was).is_empty(),
+            "no difference, no correction"
+        );
     }
 
     #[test]
     fn numbers_are_sequential_per_year() {
         assert_eq!(next_number(&[], 2026).unwrap(), "RG-2026-000001");
-        let existing = vec!["RG-2026-000001".to_string(), "RG-2026-000007".into(), "RG-2025-000100".into(), "junk".into()];
+        let existing = vec![
+            "RG-2026-000001".to_string(),
+            "RG-2026-000007".into(),
+            "RG-2025-000100".into(),
+            "junk".into(),
+        ];
         assert_eq!(next_number(&existing, 2026).unwrap(), "RG-2026-000008");
         assert_eq!(next_number(&existing, 2025).unwrap(), "RG-2025-000101");
         assert_eq!(next_number(&existing, 2027).unwrap(), "RG-2027-000001");

@@ -85,21 +85,34 @@ pub fn spans(segments: &[Segment], what: &str) -> Result<Vec<Span>, BillingError
     for (i, s) in segments.iter().enumerate() {
         let from = parse_instant(&s.from, &format!("{what}: status.segments[{i}].from"))?;
         let to = match &s.to {
-            Some(t) => Some(parse_instant(t, &format!("{what}: status.segments[{i}].to"))?),
+            Some(t) => Some(parse_instant(
+                t,
+                &format!("{what}: status.segments[{i}].to"),
+            )?),
             None => None,
         };
         if let Some(t) = to
             && t < from
         {
-            return Err(BillingError::input(format!("{what}: status.segments[{i}] ends ({}) before it starts ({})", s.to.as_deref().unwrap_or(""), s.from)));
+            return Err(BillingError::input(format!(
+                "{what}: status.segments[{i}] ends ({}) before it starts ({})",
+                s.to.as_deref().unwrap_or(""),
+                s.from
+            )));
         }
         if let Some(prev) = out.last() {
             match prev.to {
                 None => {
-                    return Err(BillingError::input(format!("{what}: status.segments[{}] is open but is not the last segment", i - 1)));
+                    return Err(BillingError::input(format!(
+                        "{what}: status.segments[{}] is open but is not the last segment",
+                        i - 1
+                    )));
                 }
                 Some(pt) if pt > from => {
-                    return Err(BillingError::input(format!("{what}: status.segments[{i}] starts at {} before the previous segment ends", s.from)));
+                    return Err(BillingError::input(format!(
+                        "{what}: status.segments[{i}] starts at {} before the previous segment ends",
+                        s.from
+                    )));
                 }
                 _ => {}
             }
@@ -116,7 +129,12 @@ pub fn spans(segments: &[Segment], what: &str) -> Result<Vec<Span>, BillingError
 /// Records the billable state at `at`. Closes the open segment and opens a new one only when
 /// something billable changed; cuts the open segment at every month boundary it has crossed.
 /// Returns whether the ledger changed (and so must be written).
-pub fn record(segments: &mut Vec<Segment>, state: &BillableState, at: Timestamp, cal: &Calendar) -> Result<bool, BillingError> {
+pub fn record(
+    segments: &mut Vec<Segment>,
+    state: &BillableState,
+    at: Timestamp,
+    cal: &Calendar,
+) -> Result<bool, BillingError> {
     let parsed = spans(segments, "ledger")?;
     let Some(last) = parsed.last() else {
         segments.push(state.segment(at, cal));
@@ -136,7 +154,10 @@ pub fn record(segments: &mut Vec<Segment>, state: &BillableState, at: Timestamp,
     let open_state = BillableState::of_segment(open);
     if open_state.same_billing(state) {
         for (profile, count) in &state.measured_accounts {
-            let entry = open.measured_accounts.entry(profile.clone()).or_insert(*count);
+            let entry = open
+                .measured_accounts
+                .entry(profile.clone())
+                .or_insert(*count);
             if *count > *entry {
                 *entry = *count;
                 changed = true;
@@ -161,7 +182,11 @@ pub fn record(segments: &mut Vec<Segment>, state: &BillableState, at: Timestamp,
 
 /// Closes the open segment at `at` (offboarding); cuts at month boundaries on the way.
 /// Returns whether the ledger changed.
-pub fn close(segments: &mut Vec<Segment>, at: Timestamp, cal: &Calendar) -> Result<bool, BillingError> {
+pub fn close(
+    segments: &mut Vec<Segment>,
+    at: Timestamp,
+    cal: &Calendar,
+) -> Result<bool, BillingError> {
     let parsed = spans(segments, "ledger")?;
     let Some(last) = parsed.last() else {
         return Ok(false);
@@ -183,12 +208,20 @@ pub fn close(segments: &mut Vec<Segment>, at: Timestamp, cal: &Calendar) -> Resu
 
 /// The state of the open segment, if any.
 pub fn open_state(segments: &[Segment]) -> Option<BillableState> {
-    segments.last().filter(|s| s.to.is_none()).map(BillableState::of_segment)
+    segments
+        .last()
+        .filter(|s| s.to.is_none())
+        .map(BillableState::of_segment)
 }
 
 /// Closes the open segment (which began at `from`) at each month start up to `at` and reopens
 /// it there, so no segment spans two months.
-fn cut_months(segments: &mut Vec<Segment>, from: Timestamp, at: Timestamp, cal: &Calendar) -> Result<bool, BillingError> {
+fn cut_months(
+    segments: &mut Vec<Segment>,
+    from: Timestamp,
+    at: Timestamp,
+    cal: &Calendar,
+) -> Result<bool, BillingError> {
     let mut m = cal.month_of(from);
     let target = cal.month_of(at);
     let mut changed = false;
@@ -208,12 +241,17 @@ fn cut_months(segments: &mut Vec<Segment>, from: Timestamp, at: Timestamp, cal: 
 
 /// Cuts segments at month boundaries and groups them by month: one `Usage` object each.
 /// An open segment stays open in the month it started in.
-pub fn split_by_month(segments: &[Segment], cal: &Calendar) -> Result<BTreeMap<Month, Vec<Segment>>, BillingError> {
+pub fn split_by_month(
+    segments: &[Segment],
+    cal: &Calendar,
+) -> Result<BTreeMap<Month, Vec<Segment>>, BillingError> {
     let mut out: BTreeMap<Month, Vec<Segment>> = BTreeMap::new();
     for span in spans(segments, "ledger")? {
         let Some(to) = span.to else {
             let m = cal.month_of(span.from);
-            out.entry(m).or_default().push(span.state.segment(span.from, cal));
+            out.entry(m)
+                .or_default()
+                .push(span.state.segment(span.from, cal));
             continue;
         };
         for (m, a, b) in cal.month_pieces(span.from, to)? {
@@ -255,11 +293,35 @@ mod tests {
     fn recording_the_same_state_twice_changes_nothing() {
         let c = cal();
         let mut l = Vec::new();
-        assert!(record(&mut l, &state("silver", 620), ts("2026-03-02T08:00:00Z"), &c).unwrap());
+        assert!(
+            record(
+                &mut l,
+                &state("silver", 620),
+                ts("2026-03-02T08:00:00Z"),
+                &c
+            )
+            .unwrap()
+        );
         let before = l.clone();
         // A restart re-records the current state: no new segment.
-        assert!(!record(&mut l, &state("silver", 620), ts("2026-03-05T10:00:00Z"), &c).unwrap());
-        assert!(!record(&mut l, &state("silver", 620), ts("2026-03-05T10:00:00Z"), &c).unwrap());
+        assert!(
+            !record(
+                &mut l,
+                &state("silver", 620),
+                ts("2026-03-05T10:00:00Z"),
+                &c
+            )
+            .unwrap()
+        );
+        assert!(
+            !record(
+                &mut l,
+                &state("silver", 620),
+                ts("2026-03-05T10:00:00Z"),
+                &c
+            )
+            .unwrap()
+        );
         assert_eq!(l, before);
         assert_eq!(l[0].from, "2026-03-02T09:00:00+01:00");
     }
@@ -268,7 +330,13 @@ mod tests {
     fn a_billable_change_closes_and_opens() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("silver", 620), ts("2026-03-02T08:00:00Z"), &c).unwrap();
+        record(
+            &mut l,
+            &state("silver", 620),
+            ts("2026-03-02T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
         assert!(record(&mut l, &state("gold", 620), ts("2026-03-10T12:00:00Z"), &c).unwrap());
         assert!(record(&mut l, &state("gold", 600), ts("2026-03-20T12:00:00Z"), &c).unwrap());
         assert_eq!(l.len(), 3);
@@ -316,9 +384,23 @@ mod tests {
     fn segments_are_cut_at_month_boundaries_in_amsterdam() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("silver", 620), ts("2026-02-20T08:00:00Z"), &c).unwrap();
+        record(
+            &mut l,
+            &state("silver", 620),
+            ts("2026-02-20T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
         // Nothing changed, but two month boundaries passed: the ledger is cut at each.
-        assert!(record(&mut l, &state("silver", 620), ts("2026-04-02T08:00:00Z"), &c).unwrap());
+        assert!(
+            record(
+                &mut l,
+                &state("silver", 620),
+                ts("2026-04-02T08:00:00Z"),
+                &c
+            )
+            .unwrap()
+        );
         assert_eq!(l.len(), 3);
         assert_eq!(l[0].to.as_deref(), Some("2026-03-01T00:00:00+01:00"));
         assert_eq!(l[1].from, "2026-03-01T00:00:00+01:00");
@@ -333,21 +415,42 @@ mod tests {
     fn split_by_month_cuts_long_closed_segments() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("silver", 620), ts("2026-01-15T08:00:00Z"), &c).unwrap();
+        record(
+            &mut l,
+            &state("silver", 620),
+            ts("2026-01-15T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
         // Build a long closed segment by hand, as an older ledger might hold.
         l[0].to = Some("2026-03-15T00:00:00+01:00".into());
         let by_month = split_by_month(&l, &c).unwrap();
-        assert_eq!(by_month.keys().map(ToString::to_string).collect::<Vec<_>>(), ["2026-01", "2026-02", "2026-03"]);
-        assert_eq!(by_month[&Month::new(2026, 2)][0].from, "2026-02-01T00:00:00+01:00");
+        assert_eq!(
+            by_month.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            ["2026-01", "2026-02", "2026-03"]
+        );
+        assert_eq!(
+            by_month[&Month::new(2026, 2)][0].from,
+            "2026-02-01T00:00:00+01:00"
+        );
     }
 
     #[test]
     fn close_ends_the_open_segment_once() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("bronze", 210), ts("2026-03-02T08:00:00Z"), &c).unwrap();
+        record(
+            &mut l,
+            &state("bronze", 210),
+            ts("2026-03-02T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
         assert!(close(&mut l, ts("2026-03-31T10:00:00Z"), &c).unwrap());
-        assert!(!close(&mut l, ts("2026-03-31T11:00:00Z"), &c).unwrap(), "closing twice is a no-op");
+        assert!(
+            !close(&mut l, ts("2026-03-31T11:00:00Z"), &c).unwrap(),
+            "closing twice is a no-op"
+        );
         assert_eq!(l[0].to.as_deref(), Some("2026-03-31T12:00:00+02:00"));
         assert!(open_state(&l).is_none());
     }
@@ -356,9 +459,25 @@ mod tests {
     fn a_clock_behind_the_ledger_never_overlaps() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("bronze", 210), ts("2026-03-10T08:00:00Z"), &c).unwrap();
-        record(&mut l, &state("silver", 210), ts("2026-03-09T08:00:00Z"), &c).unwrap();
-        assert_eq!(l.len(), 1, "a change at or before the start replaces the open state");
+        record(
+            &mut l,
+            &state("bronze", 210),
+            ts("2026-03-10T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
+        record(
+            &mut l,
+            &state("silver", 210),
+            ts("2026-03-09T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            l.len(),
+            1,
+            "a change at or before the start replaces the open state"
+        );
         assert_eq!(l[0].service_level, "silver");
         assert!(spans(&l, "t").is_ok());
     }
@@ -367,10 +486,19 @@ mod tests {
     fn broken_ledgers_are_refused_with_the_field() {
         let c = cal();
         let mut l = Vec::new();
-        record(&mut l, &state("bronze", 210), ts("2026-03-10T08:00:00Z"), &c).unwrap();
+        record(
+            &mut l,
+            &state("bronze", 210),
+            ts("2026-03-10T08:00:00Z"),
+            &c,
+        )
+        .unwrap();
         l.push(l[0].clone());
         let e = spans(&l, "Usage/tholen-2026-03").unwrap_err().to_string();
-        assert!(e.contains("Usage/tholen-2026-03: status.segments[0] is open"), "{e}");
+        assert!(
+            e.contains("Usage/tholen-2026-03: status.segments[0] is open"),
+            "{e}"
+        );
         l[0].from = "yesterday".into();
         let e = spans(&l, "Usage/x").unwrap_err().to_string();
         assert!(e.contains("status.segments[0].from"), "{e}");

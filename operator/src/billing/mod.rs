@@ -74,7 +74,9 @@ pub fn money(d: Decimal) -> String {
 
 /// A quantity or unit price: as many decimals as it has, at most `max`, at least `min`.
 pub fn decimal_text(d: Decimal, min: u32, max: u32) -> String {
-    let mut r = d.round_dp_with_strategy(max, RoundingStrategy::MidpointAwayFromZero).normalize();
+    let mut r = d
+        .round_dp_with_strategy(max, RoundingStrategy::MidpointAwayFromZero)
+        .normalize();
     if r.scale() < min {
         r.rescale(min);
     }
@@ -104,7 +106,11 @@ mod tests {
         assert_eq!(money(d("0.005")), "0.01");
         assert_eq!(money(d("0.004999")), "0.00");
         assert_eq!(money(d("2.675")), "2.68");
-        assert_eq!(money(d("-0.005")), "-0.01", "half away from zero for credits too");
+        assert_eq!(
+            money(d("-0.005")),
+            "-0.01",
+            "half away from zero for credits too"
+        );
         assert_eq!(money(d("1234")), "1234.00");
         assert_eq!(money(d("10.125")), "10.13");
     }

@@ -76,9 +76,12 @@ impl fmt::Display for Month {
 
 /// Midnight at the start of a local date.
 pub fn midnight(d: Date, tz: &TimeZone) -> Result<Timestamp, BillingError> {
-    d.to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|e| BillingError::input(format!("{d} has no midnight in {}: {e}", tz.iana_name().unwrap_or("?"))))
+    d.to_zoned(tz.clone()).map(|z| z.timestamp()).map_err(|e| {
+        BillingError::input(format!(
+            "{d} has no midnight in {}: {e}",
+            tz.iana_name().unwrap_or("?")
+        ))
+    })
 }
 
 /// The local date of an instant.
@@ -124,7 +127,10 @@ impl Period {
                         "4" => 4,
                         _ => return Err(bad()),
                     };
-                    Ok(Period::Quarter { year: y, quarter: q })
+                    Ok(Period::Quarter {
+                        year: y,
+                        quarter: q,
+                    })
                 } else {
                     if rest.len() != 2 || !rest.chars().all(|c| c.is_ascii_digit()) {
                         return Err(bad());
@@ -178,7 +184,12 @@ impl Period {
     /// First and last local day (inclusive).
     pub fn days(self) -> (Date, Date) {
         let first = self.first_month().first_day();
-        let last = self.last_month().next().first_day().yesterday().unwrap_or(first);
+        let last = self
+            .last_month()
+            .next()
+            .first_day()
+            .yesterday()
+            .unwrap_or(first);
         (first, last)
     }
 
@@ -213,8 +224,17 @@ mod tests {
 
     #[test]
     fn parses_the_three_forms() {
-        assert_eq!(Period::parse("2026-03").unwrap(), Period::Month(Month::new(2026, 3)));
-        assert_eq!(Period::parse("2026-Q4").unwrap(), Period::Quarter { year: 2026, quarter: 4 });
+        assert_eq!(
+            Period::parse("2026-03").unwrap(),
+            Period::Month(Month::new(2026, 3))
+        );
+        assert_eq!(
+            Period::parse("2026-Q4").unwrap(),
+            Period::Quarter {
+                year: 2026,
+                quarter: 4
+            }
+        );
         assert_eq!(Period::parse("2026").unwrap(), Period::Year(2026));
         for s in ["2026-Q4", "2026-03", "2026", "2026-Q1", "2026-12"] {
             assert_eq!(Period::parse(s).unwrap().to_string(), s);
@@ -223,7 +243,17 @@ mod tests {
 
     #[test]
     fn refuses_unknown_periods_clearly() {
-        for s in ["2026-13", "2026-3", "26-03", "2026-Q5", "2026-H1", "march", "", "2026-03-01", "2026-00"] {
+        for s in [
+            "2026-13",
+            "2026-3",
+            "26-03",
+            "2026-Q5",
+            "2026-H1",
+            "march",
+            "",
+            "2026-03-01",
+            "2026-00",
+        ] {
             let e = Period::parse(s).unwrap_err();
             assert!(matches!(e, BillingError::Period(_)), "{s}");
             assert!(e.to_string().contains("YYYY-MM"), "{e}");
@@ -236,7 +266,11 @@ mod tests {
         let q = Period::parse("2026-Q1").unwrap();
         assert_eq!(q.months().len(), 3);
         assert_eq!(q.start(&tz).unwrap().to_string(), "2025-12-31T23:00:00Z");
-        assert_eq!(q.end(&tz).unwrap().to_string(), "2026-03-31T22:00:00Z", "April starts in summer time");
+        assert_eq!(
+            q.end(&tz).unwrap().to_string(),
+            "2026-03-31T22:00:00Z",
+            "April starts in summer time"
+        );
         assert_eq!(q.days().1, date(2026, 3, 31));
         assert_eq!(Period::parse("2026").unwrap().months().len(), 12);
         assert_eq!(Month::new(2026, 12).next(), Month::new(2027, 1));

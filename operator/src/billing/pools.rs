@@ -21,7 +21,10 @@ use super::BillingError;
 
 /// Whether `labels` satisfy a Kubernetes label selector (matchLabels and matchExpressions with
 /// In, NotIn, Exists, DoesNotExist). No selector selects everything.
-pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> Result<bool, String> {
+pub fn selects(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
     let Some(sel) = selector else { return Ok(true) };
     if let Some(ml) = &sel.match_labels {
         for (k, v) in ml {
@@ -42,7 +45,9 @@ pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
             }
             "NotIn" => {
                 if values.is_empty() {
-                    return Err(format!("matchExpressions[{i}]: operator NotIn needs values"));
+                    return Err(format!(
+                        "matchExpressions[{i}]: operator NotIn needs values"
+                    ));
                 }
                 has.is_none_or(|v| !values.contains(v))
             }
@@ -110,18 +115,27 @@ impl Pool {
         let s = &p.spec;
         let amount = parse_decimal(&s.amount).map_err(|m| field("spec.amount", m))?;
         if amount <= Decimal::ZERO || amount.scale() > 2 {
-            return Err(field("spec.amount", format!("{:?} must be more than 0, in cents", s.amount)));
+            return Err(field(
+                "spec.amount",
+                format!("{:?} must be more than 0, in cents", s.amount),
+            ));
         }
         let from = parse_date(&s.from).map_err(|m| field("spec.from", m))?;
         let until = parse_date(&s.until).map_err(|m| field("spec.until", m))?;
         if until < from {
-            return Err(field("spec.until", format!("{} is before from {}", s.until, s.from)));
+            return Err(field(
+                "spec.until",
+                format!("{} is before from {}", s.until, s.from),
+            ));
         }
         let mut shares = BTreeMap::new();
         for (t, w) in &s.shares {
             let v = parse_decimal(w).map_err(|m| field(&format!("spec.shares.{t}"), m))?;
             if v <= Decimal::ZERO {
-                return Err(field(&format!("spec.shares.{t}"), "must be more than 0".into()));
+                return Err(field(
+                    &format!("spec.shares.{t}"),
+                    "must be more than 0".into(),
+                ));
             }
             shares.insert(t.clone(), v);
         }
@@ -143,7 +157,8 @@ impl Pool {
         let err = |m: String| BillingError::input(format!("CostPool/{}: {m}", self.name));
         let mut parts: Vec<Share> = Vec::new();
         for m in members {
-            let picked = selects(self.selector.as_ref(), &m.labels).map_err(|e| err(format!("spec.tenantSelector.{e}")))?;
+            let picked = selects(self.selector.as_ref(), &m.labels)
+                .map_err(|e| err(format!("spec.tenantSelector.{e}")))?;
             if !picked {
                 continue;
             }
@@ -158,7 +173,10 @@ impl Pool {
                 AllocationKey::PerInhabitant => Decimal::from(m.inhabitants),
                 AllocationKey::PerAccount => Decimal::from(m.accounts),
                 AllocationKey::FixedShares => *self.shares.get(&m.tenant).ok_or_else(|| {
-                    err(format!("spec.shares has no share for Tenant {:?}, which the selector picks", m.tenant))
+                    err(format!(
+                        "spec.shares has no share for Tenant {:?}, which the selector picks",
+                        m.tenant
+                    ))
                 })?,
             };
             parts.push(Share {
@@ -177,7 +195,8 @@ impl Pool {
             )));
         }
         let weights: Vec<Decimal> = parts.iter().map(|p| p.weight).collect();
-        let amounts = largest_remainder(self.amount, &weights).map_err(|m| err(format!("{m} (allocation {:?})", self.allocation)))?;
+        let amounts = largest_remainder(self.amount, &weights)
+            .map_err(|m| err(format!("{m} (allocation {:?})", self.allocation)))?;
         for (p, a) in parts.iter_mut().zip(amounts) {
             p.amount = a;
         }
@@ -233,7 +252,11 @@ pub struct Instalment {
 /// first day of each later quarter it reaches) or monthly likewise. Earlier instalments are an
 /// equal part (rounded to cents) unless `billed_before` says what was actually invoiced for
 /// them; the last settles the difference to the share as it stands now.
-pub fn instalments(schedule: Instalments, share: &Share, billed_before: &[Decimal]) -> Vec<Instalment> {
+pub fn instalments(
+    schedule: Instalments,
+    share: &Share,
+    billed_before: &[Decimal],
+) -> Vec<Instalment> {
     let mut dues = vec![share.first];
     let step_months: i8 = match schedule {
         Instalments::Once => 0,
@@ -264,7 +287,10 @@ pub fn instalments(schedule: Instalments, share: &Share, billed_before: &[Decima
     let mut out = Vec::with_capacity(count);
     let mut so_far = Decimal::ZERO;
     for (i, due) in dues.iter().enumerate() {
-        let until = dues.get(i + 1).copied().unwrap_or_else(|| share.last.tomorrow().unwrap_or(share.last));
+        let until = dues
+            .get(i + 1)
+            .copied()
+            .unwrap_or_else(|| share.last.tomorrow().unwrap_or(share.last));
         let amount = if i + 1 == count {
             share.amount - so_far
         } else {
@@ -295,7 +321,10 @@ mod tests {
     fn member(name: &str, inhabitants: i64, labels: &[(&str, &str)]) -> Member {
         Member {
             tenant: name.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             joined: date(2020, 1, 1),
             leaves: None,
             inhabitants,
@@ -318,10 +347,16 @@ mod tests {
     }
 
     fn wbw() -> Vec<Member> {
-        ["etten-leur", "moerdijk", "roosendaal", "tholen", "werkplein"]
-            .iter()
-            .map(|n| member(n, 0, &[("regie.dev/organisation", "ict-wbw")]))
-            .collect()
+        [
+            "etten-leur",
+            "moerdijk",
+            "roosendaal",
+            "tholen",
+            "werkplein",
+        ]
+        .iter()
+        .map(|n| member(n, 0, &[("regie.dev/organisation", "ict-wbw")]))
+        .collect()
     }
 
     #[test]
@@ -339,16 +374,32 @@ mod tests {
         let p = pool("640000.00", AllocationKey::EqualShares, None);
         let s = p.allocate(&ms).unwrap();
         let total: Decimal = s.iter().map(|x| x.amount).sum();
-        assert_eq!(total, d("640000.00"), "the whole pool is allocated to the cent");
+        assert_eq!(
+            total,
+            d("640000.00"),
+            "the whole pool is allocated to the cent"
+        );
         let tholen = s.iter().find(|x| x.tenant == "tholen").unwrap();
         assert_eq!(tholen.days, 182);
         // Weights: four × 366 days and 182 days = 1646 member-days.
         // Tholen: 640000 × 182 / 1646 = 70765.4921…; the others 640000 × 366 / 1646 = 142308.6269…
         assert_eq!(tholen.amount, d("70765.49"));
-        let others: Vec<_> = s.iter().filter(|x| x.tenant != "tholen").map(|x| x.amount).collect();
+        let others: Vec<_> = s
+            .iter()
+            .filter(|x| x.tenant != "tholen")
+            .map(|x| x.amount)
+            .collect();
         // 4 × 142308.62 + 70765.49 = 639999.97: three cents left, to the largest remainders
         // (0.0069… each, ahead of Tholen's 0.0021…), the first three in order.
-        assert_eq!(others, [d("142308.63"), d("142308.63"), d("142308.63"), d("142308.62")]);
+        assert_eq!(
+            others,
+            [
+                d("142308.63"),
+                d("142308.63"),
+                d("142308.63"),
+                d("142308.62")
+            ]
+        );
     }
 
     #[test]
@@ -359,7 +410,10 @@ mod tests {
             member("c", 20_000, &[("regie.dev/product-e-suite", "true")]),
         ];
         let sel = LabelSelector {
-            match_labels: Some(BTreeMap::from([("regie.dev/product-e-suite".into(), "true".into())])),
+            match_labels: Some(BTreeMap::from([(
+                "regie.dev/product-e-suite".into(),
+                "true".into(),
+            )])),
             match_expressions: None,
         };
         // The e-Suite's 86% of Dimpact's 1.0 M transition costs of 2021.
@@ -373,22 +427,51 @@ mod tests {
 
     #[test]
     fn match_expressions_in_notin_exists_doesnotexist() {
-        let labels: BTreeMap<String, String> = [("tier".to_string(), "gold".to_string()), ("region".into(), "west".into())].into();
+        let labels: BTreeMap<String, String> = [
+            ("tier".to_string(), "gold".to_string()),
+            ("region".into(), "west".into()),
+        ]
+        .into();
         let req = |key: &str, op: &str, values: &[&str]| LabelSelectorRequirement {
             key: key.into(),
             operator: op.into(),
-            values: if values.is_empty() { None } else { Some(values.iter().map(|v| v.to_string()).collect()) },
+            values: if values.is_empty() {
+                None
+            } else {
+                Some(values.iter().map(|v| v.to_string()).collect())
+            },
         };
         let sel = |reqs: Vec<LabelSelectorRequirement>| LabelSelector {
             match_labels: None,
             match_expressions: Some(reqs),
         };
-        assert!(selects(Some(&sel(vec![req("tier", "In", &["gold", "silver"])])), &labels).unwrap());
+        assert!(
+            selects(
+                Some(&sel(vec![req("tier", "In", &["gold", "silver"])])),
+                &labels
+            )
+            .unwrap()
+        );
         assert!(!selects(Some(&sel(vec![req("tier", "NotIn", &["gold"])])), &labels).unwrap());
         assert!(selects(Some(&sel(vec![req("other", "NotIn", &["gold"])])), &labels).unwrap());
         assert!(selects(Some(&sel(vec![req("region", "Exists", &[])])), &labels).unwrap());
-        assert!(!selects(Some(&sel(vec![req("region", "DoesNotExist", &[])])), &labels).unwrap());
-        assert!(selects(Some(&sel(vec![req("x", "DoesNotExist", &[]), req("tier", "In", &["gold"])])), &labels).unwrap());
+        assert!(
+            !selects(
+                Some(&sel(vec![req("region", "DoesNotExist", &[])])),
+                &labels
+            )
+            .unwrap()
+        );
+        assert!(
+            selects(
+                Some(&sel(vec![
+                    req("x", "DoesNotExist", &[]),
+                    req("tier", "In", &["gold"])
+                ])),
+                &labels
+            )
+            .unwrap()
+        );
         let e = selects(Some(&sel(vec![req("tier", "Gt", &["1"])])), &labels).unwrap_err();
         assert!(e.contains("not In, NotIn"), "{e}");
         assert!(selects(None, &labels).unwrap());
@@ -397,11 +480,20 @@ mod tests {
     #[test]
     fn a_pool_selecting_no_tenant_is_an_error() {
         let sel = LabelSelector {
-            match_labels: Some(BTreeMap::from([("regie.dev/organisation".into(), "dimpact".into())])),
+            match_labels: Some(BTreeMap::from([(
+                "regie.dev/organisation".into(),
+                "dimpact".into(),
+            )])),
             match_expressions: None,
         };
-        let e = pool("1.00", AllocationKey::EqualShares, Some(sel)).allocate(&wbw()).unwrap_err().to_string();
-        assert!(e.contains("CostPool/p: spec.tenantSelector selects no tenant"), "{e}");
+        let e = pool("1.00", AllocationKey::EqualShares, Some(sel))
+            .allocate(&wbw())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CostPool/p: spec.tenantSelector selects no tenant"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -416,16 +508,32 @@ mod tests {
         };
         let i = instalments(Instalments::Quarterly, &share, &[]);
         let dues: Vec<_> = i.iter().map(|x| x.due.to_string()).collect();
-        assert_eq!(dues, ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"]);
+        assert_eq!(
+            dues,
+            ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"]
+        );
         let amounts: Vec<_> = i.iter().map(|x| x.amount).collect();
         // 100000.01 / 4 = 25000.0025 → 25000.00 three times, the last settles 25000.01.
-        assert_eq!(amounts, [d("25000.00"), d("25000.00"), d("25000.00"), d("25000.01")]);
+        assert_eq!(
+            amounts,
+            [d("25000.00"), d("25000.00"), d("25000.00"), d("25000.01")]
+        );
         // The inhabitant count changed after the first two quarters were invoiced on the old
         // figure: the last instalment settles the whole difference.
-        let share2 = Share { amount: d("104000.00"), ..share.clone() };
-        let i = instalments(Instalments::Quarterly, &share2, &[d("25000.00"), d("25000.00")]);
+        let share2 = Share {
+            amount: d("104000.00"),
+            ..share.clone()
+        };
+        let i = instalments(
+            Instalments::Quarterly,
+            &share2,
+            &[d("25000.00"), d("25000.00")],
+        );
         let amounts: Vec<_> = i.iter().map(|x| x.amount).collect();
-        assert_eq!(amounts, [d("25000.00"), d("25000.00"), d("26000.00"), d("28000.00")]);
+        assert_eq!(
+            amounts,
+            [d("25000.00"), d("25000.00"), d("26000.00"), d("28000.00")]
+        );
         assert_eq!(amounts.iter().copied().sum::<Decimal>(), d("104000.00"));
     }
 
@@ -440,7 +548,10 @@ mod tests {
             amount: d("300.00"),
         };
         let q = instalments(Instalments::Quarterly, &share, &[]);
-        assert_eq!(q.iter().map(|x| x.due.to_string()).collect::<Vec<_>>(), ["2024-02-15", "2024-04-01", "2024-07-01"]);
+        assert_eq!(
+            q.iter().map(|x| x.due.to_string()).collect::<Vec<_>>(),
+            ["2024-02-15", "2024-04-01", "2024-07-01"]
+        );
         assert_eq!(q[2].until, date(2024, 8, 11));
         let m = instalments(Instalments::Monthly, &share, &[]);
         assert_eq!(m.len(), 7);

@@ -51,7 +51,13 @@ pub struct PricedList {
 impl PricedList {
     /// The most specific rate for an item: a rate naming the level, class or profile beats one
     /// that leaves it open; two equally specific matches are an error, never a silent pick.
-    pub fn rate(&self, item: RateItem, level: &str, class: Option<ComponentClass>, profile: Option<&str>) -> Result<&ParsedRate, BillingError> {
+    pub fn rate(
+        &self,
+        item: RateItem,
+        level: &str,
+        class: Option<ComponentClass>,
+        profile: Option<&str>,
+    ) -> Result<&ParsedRate, BillingError> {
         let mut best: Option<(usize, &ParsedRate)> = None;
         let mut tie = false;
         for r in &self.rates {
@@ -62,7 +68,9 @@ impl PricedList {
             {
                 continue;
             }
-            let score = usize::from(r.service_level.is_some()) + usize::from(r.class.is_some()) + usize::from(r.profile.is_some());
+            let score = usize::from(r.service_level.is_some())
+                + usize::from(r.class.is_some())
+                + usize::from(r.profile.is_some());
             match best {
                 Some((s, _)) if s > score => {}
                 Some((s, _)) if s == score => tie = true,
@@ -87,9 +95,17 @@ impl PricedList {
     }
 }
 
-fn describe_item(item: RateItem, level: &str, class: Option<ComponentClass>, profile: Option<&str>) -> String {
+fn describe_item(
+    item: RateItem,
+    level: &str,
+    class: Option<ComponentClass>,
+    profile: Option<&str>,
+) -> String {
     match item {
-        RateItem::Account => format!("account rate for profile {:?} at serviceLevel {level:?}", profile.unwrap_or("")),
+        RateItem::Account => format!(
+            "account rate for profile {:?} at serviceLevel {level:?}",
+            profile.unwrap_or("")
+        ),
         RateItem::Component => format!(
             "component rate for class {} at serviceLevel {level:?}",
             class.map_or("?", ComponentClass::as_str)
@@ -110,23 +126,39 @@ impl PriceBook {
         for pl in lists {
             let name = pl.name_any();
             let s = &pl.spec;
-            let field = |f: &str, m: String| BillingError::input(format!("PriceList/{name}: {f}: {m}"));
-            let from = parse_date_or_time(&s.effective_from).map_err(|m| field("spec.effectiveFrom", m))?.instant(cal.tz());
+            let field =
+                |f: &str, m: String| BillingError::input(format!("PriceList/{name}: {f}: {m}"));
+            let from = parse_date_or_time(&s.effective_from)
+                .map_err(|m| field("spec.effectiveFrom", m))?
+                .instant(cal.tz());
             let until = match &s.effective_until {
-                Some(u) => Some(parse_date_or_time(u).map_err(|m| field("spec.effectiveUntil", m))?.instant(cal.tz())),
+                Some(u) => Some(
+                    parse_date_or_time(u)
+                        .map_err(|m| field("spec.effectiveUntil", m))?
+                        .instant(cal.tz()),
+                ),
                 None => None,
             };
             let notice_seconds = match &s.notice_period {
-                Some(n) => i64::try_from(parse_duration(n).map_err(|m| field("spec.noticePeriod", m))?.as_secs())
-                    .map_err(|_| field("spec.noticePeriod", format!("{n:?} is too long")))?,
+                Some(n) => i64::try_from(
+                    parse_duration(n)
+                        .map_err(|m| field("spec.noticePeriod", m))?
+                        .as_secs(),
+                )
+                .map_err(|_| field("spec.noticePeriod", format!("{n:?} is too long")))?,
                 None => 0,
             };
-            let percent = parse_decimal(&s.vat.percent).map_err(|m| field("spec.vat.percent", m))?;
+            let percent =
+                parse_decimal(&s.vat.percent).map_err(|m| field("spec.vat.percent", m))?;
             let mut rates = Vec::new();
             for (i, r) in s.rates.iter().enumerate() {
-                let amount = parse_decimal(&r.amount).map_err(|m| field(&format!("spec.rates[{i}].amount"), m))?;
+                let amount = parse_decimal(&r.amount)
+                    .map_err(|m| field(&format!("spec.rates[{i}].amount"), m))?;
                 if amount < Decimal::ZERO {
-                    return Err(field(&format!("spec.rates[{i}].amount"), format!("{:?} must not be negative", r.amount)));
+                    return Err(field(
+                        &format!("spec.rates[{i}].amount"),
+                        format!("{:?} must not be negative", r.amount),
+                    ));
                 }
                 rates.push(ParsedRate {
                     item: r.item,
@@ -185,7 +217,11 @@ impl PriceBook {
     }
 
     /// `[from, to)` cut where one list supersedes another: (list index, start, end).
-    pub fn pieces(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(usize, Timestamp, Timestamp)>, BillingError> {
+    pub fn pieces(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(usize, Timestamp, Timestamp)>, BillingError> {
         let mut out = Vec::new();
         let mut at = from;
         while at < to {
@@ -199,7 +235,11 @@ impl PriceBook {
 
     /// The longest notice period of any list, in seconds: how far back a bill must look.
     pub fn max_notice_seconds(&self) -> i64 {
-        self.lists.iter().map(|l| l.notice_seconds).max().unwrap_or(0)
+        self.lists
+            .iter()
+            .map(|l| l.notice_seconds)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -215,11 +255,19 @@ fn items(state: &super::ledger::BillableState) -> Vec<(ItemKey, String, i64)> {
     let mut out = Vec::with_capacity(state.accounts.len() + state.components.len());
     for (profile, n) in &state.accounts {
         if *n != 0 {
-            out.push((ItemKey::Account(profile.clone()), state.service_level.clone(), *n));
+            out.push((
+                ItemKey::Account(profile.clone()),
+                state.service_level.clone(),
+                *n,
+            ));
         }
     }
     for c in &state.components {
-        out.push((ItemKey::Component(c.name.clone(), c.class), c.service_level.clone(), 1));
+        out.push((
+            ItemKey::Component(c.name.clone(), c.class),
+            c.service_level.clone(),
+            1,
+        ));
     }
     out
 }
@@ -231,14 +279,22 @@ struct RateCache {
 }
 
 impl RateCache {
-    fn get(&mut self, book: &PriceBook, list: usize, key: &ItemKey, level: &str) -> Result<(Decimal, RatePer), BillingError> {
+    fn get(
+        &mut self,
+        book: &PriceBook,
+        list: usize,
+        key: &ItemKey,
+        level: &str,
+    ) -> Result<(Decimal, RatePer), BillingError> {
         if let Some(v) = self.map.get(&(list, key.clone(), level.to_string())) {
             return Ok(*v);
         }
         let l = &book.lists[list];
         let r = match key {
             ItemKey::Account(p) => l.rate(RateItem::Account, level, None, Some(p))?,
-            ItemKey::Component(_, class) => l.rate(RateItem::Component, level, Some(*class), None)?,
+            ItemKey::Component(_, class) => {
+                l.rate(RateItem::Component, level, Some(*class), None)?
+            }
         };
         if r.per == RatePer::Hour {
             return Err(BillingError::input(format!(
@@ -316,7 +372,11 @@ pub fn price_timeline(
                 let year_den = Decimal::from(cal.year_seconds(m.year)?);
                 for (key, level, qty) in &its {
                     let (rate, per) = cache.get(book, list, key, level)?;
-                    let den = if per == RatePer::Month { month_den } else { year_den };
+                    let den = if per == RatePer::Month {
+                        month_den
+                    } else {
+                        year_den
+                    };
                     let unit = rate * secs / den;
                     let amount = rate * Decimal::from(*qty) * secs / den;
                     if let ItemKey::Component(name, _) = key {
@@ -364,7 +424,12 @@ pub fn price_timeline(
         };
         lines.push(Line {
             kind,
-            description: format!("{}, {} per {}", describe(&r.key, &r.level), super::money(r.rate), per_text(r.per)),
+            description: format!(
+                "{}, {} per {}",
+                describe(&r.key, &r.level),
+                super::money(r.rate),
+                per_text(r.per)
+            ),
             quantity: Decimal::from(r.quantity),
             unit,
             unit_price: r.unit_price,
@@ -414,7 +479,11 @@ fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
     } else {
         t.checked_add(jiff::SignedDuration::from_secs(sign * secs))
     };
-    moved.unwrap_or(if forward { Timestamp::MAX } else { Timestamp::MIN })
+    moved.unwrap_or(if forward {
+        Timestamp::MAX
+    } else {
+        Timestamp::MIN
+    })
 }
 
 /// A stretch in which the notice surcharge of one item has one cause.
@@ -432,9 +501,21 @@ struct NoticeRun {
 /// within the notice period before it (valued at today's prices), and the excess over what the
 /// current state costs is its own line. Upgrades raise the current charge at once and never
 /// leave an excess; price changes of the list never count as a reduction.
-fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestamp, to: Timestamp, cache: &mut RateCache) -> Result<Vec<Line>, BillingError> {
+fn notice_lines(
+    book: &PriceBook,
+    cal: &Calendar,
+    spans: &[Span],
+    from: Timestamp,
+    to: Timestamp,
+    cache: &mut RateCache,
+) -> Result<Vec<Line>, BillingError> {
     let notices: Vec<i64> = {
-        let mut v: Vec<i64> = book.lists.iter().map(|l| l.notice_seconds).filter(|n| *n > 0).collect();
+        let mut v: Vec<i64> = book
+            .lists
+            .iter()
+            .map(|l| l.notice_seconds)
+            .filter(|n| *n > 0)
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -476,9 +557,19 @@ fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestam
         let window_start = shift(a, l.notice_seconds, cal, false);
         let f_month = cal.prorate(Decimal::ONE, RatePer::Month, a, b)?;
         let f_year = cal.prorate(Decimal::ONE, RatePer::Year, a, b)?;
-        let value = |cache: &mut RateCache, key: &ItemKey, level: &str, qty: i64| -> Result<Decimal, BillingError> {
+        let value = |cache: &mut RateCache,
+                     key: &ItemKey,
+                     level: &str,
+                     qty: i64|
+         -> Result<Decimal, BillingError> {
             let (rate, per) = cache.get(book, list, key, level)?;
-            Ok(rate * Decimal::from(qty) * if per == RatePer::Month { f_month } else { f_year })
+            Ok(rate
+                * Decimal::from(qty)
+                * if per == RatePer::Month {
+                    f_month
+                } else {
+                    f_year
+                })
         };
         let mut current = items(&cur.state);
         // Accounts of a profile that is gone altogether are a cut to zero.
@@ -494,7 +585,11 @@ fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestam
             }
         }
         for (key, level, qty) in &current {
-            let actual = if *qty == 0 { Decimal::ZERO } else { value(cache, key, level, *qty)? };
+            let actual = if *qty == 0 {
+                Decimal::ZERO
+            } else {
+                value(cache, key, level, *qty)?
+            };
             let mut best: Option<(Decimal, String, i64)> = None;
             for s in spans[..cur_idx].iter().rev() {
                 if s.to.is_some_and(|t| t <= window_start) {
@@ -514,7 +609,13 @@ fn notice_lines(book: &PriceBook, cal: &Calendar, spans: &[Span], from: Timestam
             let excess = v - actual;
             let committed = (bl, bq);
             let now = (level.clone(), *qty);
-            if let Some(r) = runs.iter_mut().rev().find(|r| r.key == *key && r.to == a && r.committed == committed && r.actual == now && r.list == list) {
+            if let Some(r) = runs.iter_mut().rev().find(|r| {
+                r.key == *key
+                    && r.to == a
+                    && r.committed == committed
+                    && r.actual == now
+                    && r.list == list
+            }) {
                 r.to = b;
                 r.amount += excess;
             } else {

@@ -80,7 +80,11 @@ impl Calendar {
     }
 
     /// `[from, to)` cut at month boundaries: (month, piece start, piece end), in order.
-    pub fn month_pieces(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(Month, Timestamp, Timestamp)>, BillingError> {
+    pub fn month_pieces(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(Month, Timestamp, Timestamp)>, BillingError> {
         let mut out = Vec::new();
         if to <= from {
             return Ok(out);
@@ -98,7 +102,13 @@ impl Calendar {
     }
 
     /// The share of its calendar month or year that a piece covers; the piece must lie in `m`.
-    pub fn fraction(&self, per: RatePer, m: Month, from: Timestamp, to: Timestamp) -> Result<Decimal, BillingError> {
+    pub fn fraction(
+        &self,
+        per: RatePer,
+        m: Month,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Decimal, BillingError> {
         let secs = to.as_second() - from.as_second();
         let den = match per {
             RatePer::Month => self.month_seconds(m)?,
@@ -112,7 +122,13 @@ impl Calendar {
     }
 
     /// `rate` per month, year or hour over `[from, to)`, unrounded.
-    pub fn prorate(&self, rate: Decimal, per: RatePer, from: Timestamp, to: Timestamp) -> Result<Decimal, BillingError> {
+    pub fn prorate(
+        &self,
+        rate: Decimal,
+        per: RatePer,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Decimal, BillingError> {
         let mut total = Decimal::ZERO;
         for (m, a, b) in self.month_pieces(from, to)? {
             // Multiply before dividing: a whole month then comes out exactly as the rate.
@@ -159,9 +175,15 @@ mod tests {
     fn a_whole_month_costs_exactly_the_monthly_rate() {
         let c = cal();
         let (a, b) = c.month_bounds(Month::new(2026, 3)).unwrap();
-        assert_eq!(c.prorate(d("1000.00"), RatePer::Month, a, b).unwrap(), d("1000"));
+        assert_eq!(
+            c.prorate(d("1000.00"), RatePer::Month, a, b).unwrap(),
+            d("1000")
+        );
         let (a, b) = c.month_bounds(Month::new(2026, 10)).unwrap();
-        assert_eq!(c.prorate(d("1000.00"), RatePer::Month, a, b).unwrap(), d("1000"));
+        assert_eq!(
+            c.prorate(d("1000.00"), RatePer::Month, a, b).unwrap(),
+            d("1000")
+        );
     }
 
     #[test]
@@ -174,7 +196,10 @@ mod tests {
         let v = c.prorate(d("743.00"), RatePer::Month, from, to).unwrap();
         assert_eq!(v, d("71"), "743 per month over 71 of 743 hours");
         // A yearly rate over the same stretch: 8760 per year is 1 per hour.
-        assert_eq!(c.prorate(d("8760"), RatePer::Year, from, to).unwrap(), d("71"));
+        assert_eq!(
+            c.prorate(d("8760"), RatePer::Year, from, to).unwrap(),
+            d("71")
+        );
     }
 
     #[test]
@@ -187,7 +212,10 @@ mod tests {
         let v = c.prorate(d("1000.00"), RatePer::Month, from, to).unwrap();
         // 1000 × 169 / 745 = 226.8456375838926…
         assert_eq!(round_cents(v), d("226.85"));
-        assert!(v > d("226.845637583892") && v < d("226.845637583893"), "{v}");
+        assert!(
+            v > d("226.845637583892") && v < d("226.845637583893"),
+            "{v}"
+        );
     }
 
     #[test]

@@ -201,9 +201,18 @@ fn exemption_reason(category: &str, given: Option<&str>) -> Option<String> {
 
 /// The invoice as a UBL 2.1 document. Drafts carry a provisional id (`CONCEPT-<tenant>-<period>`)
 /// until they are final and numbered.
-pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, tz: &TimeZone) -> Result<String, BillingError> {
+pub fn invoice_xml(
+    inv: &Invoice,
+    buyer: &Buyer,
+    seller: &Seller,
+    issue: Date,
+    tz: &TimeZone,
+) -> Result<String, BillingError> {
     let cur = inv.currency.as_str();
-    let id = inv.number.clone().unwrap_or_else(|| format!("CONCEPT-{}-{}", inv.tenant, inv.period));
+    let id = inv
+        .number
+        .clone()
+        .unwrap_or_else(|| format!("CONCEPT-{}-{}", inv.tenant, inv.period));
     let due = issue
         .checked_add(jiff::Span::new().days(i64::from(seller.payment_days)))
         .map_err(|e| BillingError::input(format!("due date of {id}: {e}")))?;
@@ -223,8 +232,14 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         "<Invoice xmlns=\"urn:oasis:names:specification:ubl:schema:xsd:Invoice-2\" xmlns:cac=\"urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2\" xmlns:cbc=\"urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2\">\n",
     );
     x.depth = 1;
-    x.leaf("cbc:CustomizationID", "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0");
-    x.leaf("cbc:ProfileID", "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0");
+    x.leaf(
+        "cbc:CustomizationID",
+        "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0",
+    );
+    x.leaf(
+        "cbc:ProfileID",
+        "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0",
+    );
     x.leaf("cbc:ID", &id);
     x.leaf("cbc:IssueDate", &issue.to_string());
     x.leaf("cbc:DueDate", &due.to_string());
@@ -233,7 +248,13 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         State::Draft => "draft",
         State::Final => "final",
     };
-    x.leaf("cbc:Note", &format!("regie invoice of {} for {} ({state})", inv.tenant, inv.period));
+    x.leaf(
+        "cbc:Note",
+        &format!(
+            "regie invoice of {} for {} ({state})",
+            inv.tenant, inv.period
+        ),
+    );
     x.leaf("cbc:DocumentCurrencyCode", cur);
     let buyer_ref = buyer
         .purchase_order
@@ -242,7 +263,10 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         .unwrap_or_else(|| inv.tenant.clone());
     x.leaf("cbc:BuyerReference", &buyer_ref);
     x.open("cac:InvoicePeriod");
-    x.leaf("cbc:StartDate", &super::period::local_date(inv.from, tz).to_string());
+    x.leaf(
+        "cbc:StartDate",
+        &super::period::local_date(inv.from, tz).to_string(),
+    );
     x.leaf("cbc:EndDate", &last_day(inv.to).to_string());
     x.close("cac:InvoicePeriod");
     if let Some(po) = &buyer.purchase_order {
@@ -253,11 +277,21 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
 
     x.open("cac:AccountingSupplierParty");
     x.open("cac:Party");
-    x.leaf_attr("cbc:EndpointID", &[("schemeID", &seller.endpoint_scheme)], &seller.endpoint_id);
+    x.leaf_attr(
+        "cbc:EndpointID",
+        &[("schemeID", &seller.endpoint_scheme)],
+        &seller.endpoint_id,
+    );
     x.open("cac:PartyName");
     x.leaf("cbc:Name", &seller.name);
     x.close("cac:PartyName");
-    address(&mut x, seller.street.as_deref(), seller.city.as_deref(), seller.postal_code.as_deref(), &seller.country);
+    address(
+        &mut x,
+        seller.street.as_deref(),
+        seller.city.as_deref(),
+        seller.postal_code.as_deref(),
+        &seller.country,
+    );
     if let Some(v) = &seller.vat_id {
         x.open("cac:PartyTaxScheme");
         x.leaf("cbc:CompanyID", v);
@@ -282,13 +316,23 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
 
     x.open("cac:AccountingCustomerParty");
     x.open("cac:Party");
-    x.leaf_attr("cbc:EndpointID", &[("schemeID", &buyer.endpoint_scheme)], &buyer.endpoint_id);
+    x.leaf_attr(
+        "cbc:EndpointID",
+        &[("schemeID", &buyer.endpoint_scheme)],
+        &buyer.endpoint_id,
+    );
     if let Some(c) = &buyer.customer_reference {
         x.open("cac:PartyIdentification");
         x.leaf("cbc:ID", c);
         x.close("cac:PartyIdentification");
     }
-    address(&mut x, buyer.street.as_deref(), buyer.city.as_deref(), buyer.postal_code.as_deref(), &buyer.country);
+    address(
+        &mut x,
+        buyer.street.as_deref(),
+        buyer.city.as_deref(),
+        buyer.postal_code.as_deref(),
+        &buyer.country,
+    );
     x.open("cac:PartyLegalEntity");
     x.leaf("cbc:RegistrationName", &buyer.name);
     x.close("cac:PartyLegalEntity");
@@ -306,7 +350,10 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         x.close("cac:PaymentMeans");
     }
     x.open("cac:PaymentTerms");
-    x.leaf("cbc:Note", &format!("Payment within {} days", seller.payment_days));
+    x.leaf(
+        "cbc:Note",
+        &format!("Payment within {} days", seller.payment_days),
+    );
     x.close("cac:PaymentTerms");
 
     let breakdown = inv.vat_breakdown();
@@ -318,7 +365,13 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         x.amount("cbc:TaxableAmount", cur, b.taxable);
         x.amount("cbc:TaxAmount", cur, b.tax);
         let reason = exemption_reason(&b.vat.category, b.vat.exemption_reason.as_deref());
-        tax_category(&mut x, "cac:TaxCategory", &b.vat.category, b.vat.percent, reason.as_deref());
+        tax_category(
+            &mut x,
+            "cac:TaxCategory",
+            &b.vat.category,
+            b.vat.percent,
+            reason.as_deref(),
+        );
         x.close("cac:TaxSubtotal");
     }
     x.close("cac:TaxTotal");
@@ -340,11 +393,23 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         };
         x.open("cac:InvoiceLine");
         x.leaf("cbc:ID", &(i + 1).to_string());
-        x.leaf_attr("cbc:InvoicedQuantity", &[("unitCode", l.unit.ubl_code())], &decimal_text(qty, 0, 6));
+        x.leaf_attr(
+            "cbc:InvoicedQuantity",
+            &[("unitCode", l.unit.ubl_code())],
+            &decimal_text(qty, 0, 6),
+        );
         x.amount("cbc:LineExtensionAmount", cur, l.amount);
         x.open("cac:InvoicePeriod");
-        x.leaf("cbc:StartDate", &super::period::local_date(l.from, tz).to_string());
-        x.leaf("cbc:EndDate", &last_day(l.to).max(super::period::local_date(l.from, tz)).to_string());
+        x.leaf(
+            "cbc:StartDate",
+            &super::period::local_date(l.from, tz).to_string(),
+        );
+        x.leaf(
+            "cbc:EndDate",
+            &last_day(l.to)
+                .max(super::period::local_date(l.from, tz))
+                .to_string(),
+        );
         x.close("cac:InvoicePeriod");
         x.open("cac:Item");
         x.leaf("cbc:Description", &l.description);
@@ -353,7 +418,13 @@ pub fn invoice_xml(inv: &Invoice, buyer: &Buyer, seller: &Seller, issue: Date, t
         x.leaf("cbc:ID", l.kind.as_str());
         x.close("cac:SellersItemIdentification");
         // Exemption reasons belong to the VAT breakdown only; a line names the category and rate.
-        tax_category(&mut x, "cac:ClassifiedTaxCategory", &l.vat.category, l.vat.percent, None);
+        tax_category(
+            &mut x,
+            "cac:ClassifiedTaxCategory",
+            &l.vat.category,
+            l.vat.percent,
+            None,
+        );
         x.close("cac:Item");
         x.open("cac:Price");
         x.amount_unrounded("cbc:PriceAmount", cur, price);
@@ -372,7 +443,13 @@ impl Xml {
     }
 }
 
-fn address(x: &mut Xml, street: Option<&str>, city: Option<&str>, postal: Option<&str>, country: &str) {
+fn address(
+    x: &mut Xml,
+    street: Option<&str>,
+    city: Option<&str>,
+    postal: Option<&str>,
+    country: &str,
+) {
     x.open("cac:PostalAddress");
     if let Some(s) = street {
         x.leaf("cbc:StreetName", s);
@@ -410,7 +487,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(escape(r#"R&D <"x"> 'y'"#), "R&amp;D &lt;&quot;x&quot;&gt; &apos;y&apos;");
+        assert_eq!(
+            escape(r#"R&D <"x"> 'y'"#),
+            "R&amp;D &lt;&quot;x&quot;&gt; &apos;y&apos;"
+        );
         assert_eq!(escape("a\u{1}b"), "a b");
     }
 }

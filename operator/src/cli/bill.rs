@@ -36,7 +36,9 @@ pub struct Bill {
 /// The clock of the offline commands: `REGIE_NOW` when set, else the system clock.
 pub fn now() -> Result<Timestamp, String> {
     match std::env::var("REGIE_NOW") {
-        Ok(s) => s.parse().map_err(|e| format!("REGIE_NOW: {s:?} is not an RFC 3339 time: {e}")),
+        Ok(s) => s
+            .parse()
+            .map_err(|e| format!("REGIE_NOW: {s:?} is not an RFC 3339 time: {e}")),
         Err(_) => Ok(Timestamp::now()),
     }
 }
@@ -52,7 +54,9 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
         match o {
             Object::SlaReport(r) => {
                 // Credits are monthly; weekly and daily reports only inform.
-                let Ok((y, m)) = regie_crds::validate::parse_month(&r.spec.period) else { continue };
+                let Ok((y, m)) = regie_crds::validate::parse_month(&r.spec.period) else {
+                    continue;
+                };
                 for c in r.status.iter().flat_map(|s| s.components.iter()) {
                     if c.credit_percent < 0 || c.credit_percent > 100 {
                         problems.push(format!(
@@ -62,7 +66,10 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
                             c.credit_percent
                         ));
                     } else if c.credit_percent > 0 {
-                        credits.insert((r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)), c.credit_percent.into());
+                        credits.insert(
+                            (r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)),
+                            c.credit_percent.into(),
+                        );
                     }
                 }
             }
@@ -92,8 +99,16 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
             i.number = numbers.get(&(i.tenant.clone(), i.period.clone())).cloned();
         }
     }
-    let tenants = inv.tenants.iter().map(|t| (t.object.name_any(), t.object.clone())).collect();
-    Ok(Bill { period, invoices, tenants })
+    let tenants = inv
+        .tenants
+        .iter()
+        .map(|t| (t.object.name_any(), t.object.clone()))
+        .collect();
+    Ok(Bill {
+        period,
+        invoices,
+        tenants,
+    })
 }
 
 /// The UBL document of one invoice.
@@ -103,10 +118,22 @@ fn ubl(b: &Bill, inv: &Invoice, now: Timestamp) -> Result<String, BillingError> 
         .tenants
         .get(&inv.tenant)
         .ok_or_else(|| BillingError::input(format!("Tenant/{} is not in the input", inv.tenant)))?;
-    invoice_xml(inv, &Buyer::from_tenant(tenant)?, &Seller::default(), local_date(now, &tz), &tz)
+    invoice_xml(
+        inv,
+        &Buyer::from_tenant(tenant)?,
+        &Seller::default(),
+        local_date(now, &tz),
+        &tz,
+    )
 }
 
-fn render(b: &Bill, format: BillFormat, now: Timestamp, invoices: &[Invoice], period: &str) -> Result<String, BillingError> {
+fn render(
+    b: &Bill,
+    format: BillFormat,
+    now: Timestamp,
+    invoices: &[Invoice],
+    period: &str,
+) -> Result<String, BillingError> {
     let tz = amsterdam()?;
     match format {
         BillFormat::Json => to_json(period, invoices, &tz),
@@ -141,7 +168,10 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
     let result = match out {
         None => {
             if format == BillFormat::Ubl && b.invoices.len() > 1 {
-                eprintln!("regie bill: {} UBL documents follow one another; use --out DIR for one file each", b.invoices.len());
+                eprintln!(
+                    "regie bill: {} UBL documents follow one another; use --out DIR for one file each",
+                    b.invoices.len()
+                );
             }
             render(&b, format, now, &b.invoices, &b.period.to_string()).map(|s| super::emit(&s))
         }
@@ -156,8 +186,14 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
     }
 }
 
-fn write_files(b: &Bill, format: BillFormat, now: Timestamp, dir: &Path) -> Result<(), BillingError> {
-    std::fs::create_dir_all(dir).map_err(|e| BillingError::input(format!("--out {}: {e}", dir.display())))?;
+fn write_files(
+    b: &Bill,
+    format: BillFormat,
+    now: Timestamp,
+    dir: &Path,
+) -> Result<(), BillingError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BillingError::input(format!("--out {}: {e}", dir.display())))?;
     let ext = match format {
         BillFormat::Json => "json",
         BillFormat::Csv => "csv",
@@ -166,7 +202,8 @@ fn write_files(b: &Bill, format: BillFormat, now: Timestamp, dir: &Path) -> Resu
     for inv in &b.invoices {
         let text = render(b, format, now, std::slice::from_ref(inv), &inv.period)?;
         let path = dir.join(file_name(inv, ext));
-        std::fs::write(&path, text).map_err(|e| BillingError::input(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(&path, text)
+            .map_err(|e| BillingError::input(format!("cannot write {}: {e}", path.display())))?;
     }
     eprintln!("{} invoices written to {}", b.invoices.len(), dir.display());
     Ok(())

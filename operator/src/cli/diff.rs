@@ -52,16 +52,27 @@ fn load(dir: &Path) -> Result<Inventory, Vec<String>> {
     let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
     let inv = Inventory::new(loaded.objects);
     problems.extend(inv.check().iter().map(ToString::to_string));
-    if problems.is_empty() { Ok(inv) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(inv)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Compares rendered objects per tenant.
-pub fn object_changes(base: &BTreeMap<String, Vec<Child>>, head: &BTreeMap<String, Vec<Child>>) -> BTreeMap<String, ObjectChanges> {
+pub fn object_changes(
+    base: &BTreeMap<String, Vec<Child>>,
+    head: &BTreeMap<String, Vec<Child>>,
+) -> BTreeMap<String, ObjectChanges> {
     let tenants: BTreeSet<&String> = base.keys().chain(head.keys()).collect();
     let mut out = BTreeMap::new();
     for t in tenants {
         let index = |m: &BTreeMap<String, Vec<Child>>| -> BTreeMap<String, serde_json::Value> {
-            m.get(t).into_iter().flatten().map(|c| (c.key(), c.body.clone())).collect()
+            m.get(t)
+                .into_iter()
+                .flatten()
+                .map(|c| (c.key(), c.body.clone()))
+                .collect()
         };
         let (b, h) = (index(base), index(head));
         let mut c = ObjectChanges::default();
@@ -87,7 +98,9 @@ pub fn price_changes(base: &[Invoice], head: &[Invoice]) -> BTreeMap<String, Pri
         for i in invs {
             let lines = m.entry(i.tenant.clone()).or_default();
             for l in &i.lines {
-                *lines.entry(format!("{}: {}", l.kind.as_str(), l.description)).or_default() += l.amount;
+                *lines
+                    .entry(format!("{}: {}", l.kind.as_str(), l.description))
+                    .or_default() += l.amount;
             }
         }
         m
@@ -116,7 +129,11 @@ pub fn price_changes(base: &[Invoice], head: &[Invoice]) -> BTreeMap<String, Pri
 }
 
 fn signed(d: Decimal) -> String {
-    if d > Decimal::ZERO { format!("+{}", money(d)) } else { money(d) }
+    if d > Decimal::ZERO {
+        format!("+{}", money(d))
+    } else {
+        money(d)
+    }
 }
 
 fn cell(d: Option<Decimal>) -> String {
@@ -125,7 +142,10 @@ fn cell(d: Option<Decimal>) -> String {
 
 /// The Markdown comment.
 pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
-    let mut s = format!("## regie diff\n\n`{base}` → `{head}`; prices for {} in EUR, before VAT.\n\n", d.month);
+    let mut s = format!(
+        "## regie diff\n\n`{base}` → `{head}`; prices for {} in EUR, before VAT.\n\n",
+        d.month
+    );
     let tenants: BTreeSet<&String> = d.objects.keys().chain(d.prices.keys()).collect();
     if tenants.is_empty() {
         s.push_str("No tenant's objects or prices change.\n");
@@ -140,10 +160,16 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
                 let pct = if p.before.is_zero() {
                     String::new()
                 } else {
-                    let pct = (delta * Decimal::ONE_HUNDRED / p.before).round_dp(1).normalize();
+                    let pct = (delta * Decimal::ONE_HUNDRED / p.before)
+                        .round_dp(1)
+                        .normalize();
                     format!(" ({}{pct}%)", if pct > Decimal::ZERO { "+" } else { "" })
                 };
-                (money(p.before), money(p.after), format!("{}{pct}", signed(delta)))
+                (
+                    money(p.before),
+                    money(p.after),
+                    format!("{}{pct}", signed(delta)),
+                )
             }
             None => ("".into(), "".into(), "no change".into()),
         };
@@ -158,7 +184,11 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
         s.push_str(&format!("\n### {t}\n"));
         if let Some(o) = d.objects.get(t) {
             s.push('\n');
-            for (what, list) in [("added", &o.added), ("changed", &o.changed), ("removed", &o.removed)] {
+            for (what, list) in [
+                ("added", &o.added),
+                ("changed", &o.changed),
+                ("removed", &o.removed),
+            ] {
                 for k in list {
                     s.push_str(&format!("- {what} `{k}`\n"));
                 }
@@ -168,7 +198,13 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
             s.push_str("\n| line | before | after | change |\n|---|---:|---:|---:|\n");
             for (line, x, y) in &p.lines {
                 let delta = y.unwrap_or_default() - x.unwrap_or_default();
-                s.push_str(&format!("| {} | {} | {} | {} |\n", line.replace('|', "\\|"), cell(*x), cell(*y), signed(delta)));
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    line.replace('|', "\\|"),
+                    cell(*x),
+                    cell(*y),
+                    signed(delta)
+                ));
             }
             s.push_str(&format!(
                 "| **total** | **{}** | **{}** | **{}** |\n",
@@ -182,15 +218,29 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
 }
 
 /// Computes the diff of two trees for a month.
-pub fn diff(base: &Path, head: &Path, month: Month, now: jiff::Timestamp) -> Result<Diff, Vec<String>> {
-    let tag = |side: &str, ps: Vec<String>| ps.into_iter().map(|p| format!("{side}: {p}")).collect::<Vec<_>>();
+pub fn diff(
+    base: &Path,
+    head: &Path,
+    month: Month,
+    now: jiff::Timestamp,
+) -> Result<Diff, Vec<String>> {
+    let tag = |side: &str, ps: Vec<String>| {
+        ps.into_iter()
+            .map(|p| format!("{side}: {p}"))
+            .collect::<Vec<_>>()
+    };
     let bi = load(base).map_err(|p| tag("base", p))?;
     let hi = load(head).map_err(|p| tag("head", p))?;
     let settings = Settings::default();
-    let objects = object_changes(&crate::desired::render(&bi, &settings), &crate::desired::render(&hi, &settings));
+    let objects = object_changes(
+        &crate::desired::render(&bi, &settings),
+        &crate::desired::render(&hi, &settings),
+    );
     let period = month.to_string();
-    let bb = super::bill::bill_paths(&[base.to_path_buf()], &period, now).map_err(|p| tag("base", p))?;
-    let hb = super::bill::bill_paths(&[head.to_path_buf()], &period, now).map_err(|p| tag("head", p))?;
+    let bb =
+        super::bill::bill_paths(&[base.to_path_buf()], &period, now).map_err(|p| tag("base", p))?;
+    let hb =
+        super::bill::bill_paths(&[head.to_path_buf()], &period, now).map_err(|p| tag("head", p))?;
     Ok(Diff {
         month: period,
         objects,
@@ -217,7 +267,9 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>) -> ExitCode {
         Some(p) => match Period::parse(p) {
             Ok(Period::Month(m)) => m,
             Ok(other) => {
-                eprintln!("regie diff: --period {other}: the price change is monthly; give a month (YYYY-MM)");
+                eprintln!(
+                    "regie diff: --period {other}: the price change is monthly; give a month (YYYY-MM)"
+                );
                 return ExitCode::from(1);
             }
             Err(e) => {
@@ -228,7 +280,11 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>) -> ExitCode {
     };
     match diff(base, head, month, now) {
         Ok(d) => {
-            super::emit(&markdown(&d, &base.display().to_string(), &head.display().to_string()));
+            super::emit(&markdown(
+                &d,
+                &base.display().to_string(),
+                &head.display().to_string(),
+            ));
             ExitCode::SUCCESS
         }
         Err(problems) => {
