@@ -117,10 +117,21 @@ async fn operator_end_to_end() {
         .await
         .expect("every example tenant becomes Ready");
     let tenants: Api<Tenant> = Api::all(client.clone());
+    // Packages and components arrive after their tenant; the roll-up follows them.
+    eventually(
+        "Roosendaal's roll-up: 665 accounts, 3/3 components",
+        WAIT,
+        || {
+            let tenants = tenants.clone();
+            async move {
+                let st = tenants.get("roosendaal").await?.status.unwrap_or_default();
+                Ok(st.accounts == Some(665) && st.components_summary.as_deref() == Some("3/3"))
+            }
+        },
+    )
+    .await
+    .expect("620 standard + 45 flex accounts and every component ready in the tenant's status");
     let roosendaal = tenants.get("roosendaal").await.expect("tenant");
-    let st = roosendaal.status.clone().expect("status");
-    assert_eq!(st.accounts, Some(665), "620 standard + 45 flex accounts");
-    assert_eq!(st.components_summary.as_deref(), Some("3/3"));
     assert!(
         roosendaal
             .finalizers()
@@ -251,6 +262,34 @@ async fn operator_end_to_end() {
             );
         }
     }
+
+    // The tier change is metered: Tholen's Usage for this month has a gold segment after bronze.
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Amsterdam").expect("tz"))
+        .strftime("%Y-%m")
+        .to_string();
+    let usages: Api<regie_crds::Usage> = Api::all(client.clone());
+    let usage_name = format!("tholen-{month}");
+    eventually("Tholen's usage to show the tier change", WAIT, || {
+        let usages = usages.clone();
+        let usage_name = usage_name.clone();
+        async move {
+            let Some(u) = usages.get_opt(&usage_name).await? else {
+                return Ok(false);
+            };
+            let segs = u.status.map(|s| s.segments).unwrap_or_default();
+            Ok(segs.len() >= 2
+                && segs[segs.len() - 2].service_level == "bronze"
+                && segs[segs.len() - 2].to.is_some()
+                && segs.last().is_some_and(|s| {
+                    s.service_level == "gold"
+                        && s.to.is_none()
+                        && s.accounts.get("standard") == Some(&210)
+                }))
+        }
+    })
+    .await
+    .expect("the Usage ledger records the tier change as a new segment");
 
     // 3. A component removed: its children go.
     comps_in(&client, "tenant-moerdijk")
@@ -432,6 +471,15 @@ async fn operator_end_to_end() {
     )
     .await
     .expect("offboarding removes the namespace and releases the finalizer");
+    let closed = usages
+        .get(&usage_name)
+        .await
+        .expect("usage outlives its tenant");
+    let st = closed.status.expect("status");
+    assert!(
+        st.closed && st.segments.last().is_some_and(|s| s.to.is_some()),
+        "offboarding closes the usage: {st:?}"
+    );
     op.stop().await.expect("stop");
 }
 

@@ -1,0 +1,172 @@
+//! Metering inside `regie run`: the billable state of each tenant — its tier, accounts per
+//! profile and components — recorded in the `Usage` object of the current month
+//! (`<tenant>-<yyyy-mm>`), with the same ledger code `regie bill` reads.
+//!
+//! The tenant reconcile records before it applies a change, so the ledger is written durably
+//! before the change is reported done; recording the same state again changes nothing, so a
+//! crash or restart neither loses nor duplicates a segment.
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use regie_crds::generated::{Segment, SegmentComponent, UsageSpec, UsageStatus};
+use regie_crds::{Tenant, Usage, WorkplacePackage};
+use serde_json::json;
+
+use super::Context;
+use crate::billing::ledger::{self, BillableState};
+use crate::billing::period::Month;
+use crate::billing::proration::Calendar;
+
+/// The billable state of a tenant now: its level, billed accounts per profile, components.
+pub fn billable_state(
+    tier: &str,
+    packages: &[std::sync::Arc<WorkplacePackage>],
+    components: Vec<SegmentComponent>,
+) -> BillableState {
+    let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut measured: BTreeMap<String, i64> = BTreeMap::new();
+    for p in packages {
+        let billed = p
+            .status
+            .as_ref()
+            .and_then(|s| s.billed_accounts)
+            .unwrap_or(p.spec.accounts);
+        *accounts.entry(p.spec.profile.clone()).or_insert(0) += billed.max(0);
+        if let Some(m) = p.status.as_ref().and_then(|s| s.measured_accounts) {
+            *measured.entry(p.spec.profile.clone()).or_insert(0) += m;
+        }
+    }
+    let mut components = components;
+    components.sort();
+    BillableState {
+        service_level: tier.into(),
+        accounts,
+        measured_accounts: measured,
+        components,
+    }
+}
+
+fn usage_name(tenant: &str, month: Month) -> String {
+    format!("{tenant}-{month}")
+}
+
+async fn write(
+    ctx: &Context,
+    api: &Api<Usage>,
+    tenant: &str,
+    month: Month,
+    existing: Option<&Usage>,
+    segments: Vec<Segment>,
+    closed: bool,
+) -> Result<(), kube::Error> {
+    let name = usage_name(tenant, month);
+    if existing.is_none() {
+        let usage = Usage::new(
+            &name,
+            UsageSpec {
+                tenant: tenant.into(),
+                period: month.to_string(),
+            },
+        );
+        match api.create(&PostParams::default(), &usage).await {
+            Ok(_) => ctx.metrics.write("create", "Usage"),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let status = UsageStatus {
+        segment_count: Some(segments.len() as i32),
+        segments,
+        closed,
+        ..UsageStatus::default()
+    };
+    let body = json!({"apiVersion": Usage::api_version(&()), "kind": "Usage", "status": status});
+    api.patch_status(
+        &name,
+        &PatchParams::apply(super::children::FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write("status", "Usage");
+    Ok(())
+}
+
+/// Records `state` for `tenant` at the context's now. Writes only when the ledger changed.
+pub async fn record(
+    ctx: &Context,
+    tenant: &Tenant,
+    state: &BillableState,
+) -> Result<(), kube::Error> {
+    let Ok(cal) = Calendar::amsterdam() else {
+        tracing::error!("the Europe/Amsterdam time zone is unavailable; usage not recorded");
+        return Ok(());
+    };
+    let name = tenant.name_any();
+    let now = ctx.now();
+    let month = cal.month_of(now);
+    let api: Api<Usage> = Api::all(ctx.client.clone());
+    let current = api.get_opt(&usage_name(&name, month)).await?;
+    let mut segments = current
+        .as_ref()
+        .and_then(|u| u.status.clone())
+        .map(|s| s.segments)
+        .unwrap_or_default();
+    if segments.is_empty() {
+        // A new month: the state that was open at its start carries over from the last month.
+        if let Some(prev) = api.get_opt(&usage_name(&name, month.prev())).await? {
+            let mut prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
+            if let (Some(open), Ok(start)) =
+                (ledger::open_state(&prev_segments), month.start(cal.tz()))
+            {
+                if ledger::close(&mut prev_segments, start, &cal).unwrap_or(false) {
+                    write(
+                        ctx,
+                        &api,
+                        &name,
+                        month.prev(),
+                        Some(&prev),
+                        prev_segments,
+                        true,
+                    )
+                    .await?;
+                }
+                let _ = ledger::record(&mut segments, &open, start, &cal);
+            }
+        }
+    }
+    let changed = match ledger::record(&mut segments, state, now, &cal) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(tenant = %name, error = %e, "usage ledger unreadable; not recording");
+            return Ok(());
+        }
+    };
+    if changed || current.is_none() {
+        write(ctx, &api, &name, month, current.as_ref(), segments, false).await?;
+    }
+    Ok(())
+}
+
+/// Offboarding: the tenant's usage ends now; the ledger is closed before its namespace goes.
+pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
+    let Ok(cal) = Calendar::amsterdam() else {
+        return Ok(());
+    };
+    let name = tenant.name_any();
+    let now = ctx.now();
+    let month = cal.month_of(now);
+    let api: Api<Usage> = Api::all(ctx.client.clone());
+    if let Some(current) = api.get_opt(&usage_name(&name, month)).await? {
+        let status = current.status.clone().unwrap_or_default();
+        if status.closed {
+            return Ok(());
+        }
+        let mut segments = status.segments;
+        if ledger::close(&mut segments, now, &cal).unwrap_or(false) || !status.closed {
+            write(ctx, &api, &name, month, Some(&current), segments, true).await?;
+        }
+    }
+    Ok(())
+}
