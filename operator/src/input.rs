@@ -28,6 +28,8 @@ impl fmt::Display for Source {
 }
 
 /// One regie object as read from a file.
+// Objects are read once per command and moved into the inventory; boxing them would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Object {
     ServiceLevel(ServiceLevel),
