@@ -161,6 +161,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tenant_cluster_role: args.tenant_role.clone(),
             ..Settings::default()
         },
+        ..Options::default()
     };
     let mut stop = stop_rx;
     operate(

@@ -14,6 +14,7 @@
 
 pub mod children;
 pub mod leader;
+pub mod probing;
 pub mod tenant;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Context {
     pub clock: Clock,
     /// How often an unchanged tenant is looked at again.
     pub resync: Duration,
+    /// The SLA prober; None when it could not start.
+    pub probes: Option<probing::Probes>,
 }
 
 impl Context {
@@ -73,6 +76,8 @@ pub struct Options {
     pub identity: String,
     /// Reconcile every tenant this often even when nothing changed (no writes unless drifted).
     pub resync: Duration,
+    /// Which probe targets the SLA prober may contact (tests on loopback allow loopback).
+    pub probe_policy: crate::sla::target::ProbePolicy,
 }
 
 impl Default for Options {
@@ -82,6 +87,7 @@ impl Default for Options {
             settings: Settings::default(),
             identity: "regie".into(),
             resync: Duration::from_secs(1800),
+            probe_policy: crate::sla::target::ProbePolicy::default(),
         }
     }
 }
@@ -116,6 +122,14 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
     let tenants = controller.store();
 
+    let (probes, probe_events) = match probing::Probes::start(options.probe_policy.clone(), &metrics)
+    {
+        Ok((p, events)) => (Some(p), Some(events)),
+        Err(e) => {
+            tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
+            (None, None)
+        }
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
@@ -135,9 +149,14 @@ pub async fn run(
         ),
         clock,
         resync: options.resync,
+        probes,
     });
 
+    let probes = ctx.probes.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(events) = probe_events {
+        tasks.spawn(probing::consume(ctx.clone(), events));
+    }
     for kind in kinds {
         tasks.spawn(children::watch_kind(
             client.clone(),
@@ -248,6 +267,9 @@ pub async fn run(
         .run(tenant::reconcile, tenant::error_policy, ctx)
         .for_each(|_| std::future::ready(()))
         .await;
+    if let Some(p) = &probes {
+        p.shutdown();
+    }
     tasks.abort_all();
 }
 

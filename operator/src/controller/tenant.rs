@@ -199,7 +199,11 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     let now = ctx.now();
     let mut rollup = Rollup::default();
     let mut root_causes = Vec::new();
-    for plan in &plans {
+    for plan in &mut plans {
+        let tier = plan.outcome.as_ref().ok().map(|(t, _)| t);
+        if let Some(stall) = super::probing::sync_component(&ctx, &tenant, &plan.component, tier) {
+            plan.outcome = Err(stall);
+        }
         let ready = write_component_status(&ctx, plan, now).await?;
         rollup.total += 1;
         match ready {
@@ -214,6 +218,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
             }
         }
     }
+    super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
     let mut accounts = 0;
     let mut packages = Rollup::default();
     let mut pkgs: Vec<_> = ctx
@@ -310,6 +315,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
     if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
+    super::probing::retain(ctx, &name, std::iter::empty());
     let ns = tenant_namespace(tenant);
     let ns_key: ChildKey = ("Namespace".into(), None, ns.clone());
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
