@@ -3,6 +3,8 @@
 //! target is never contacted), DNS played by a fake lookup (pinning, rebinding), and the
 //! scheduler keeping a healthy target on time beside a hanging one. Every wait is bounded.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -219,6 +219,7 @@ impl ProbeMetrics {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;

@@ -513,6 +513,7 @@ async fn probe_task(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Mutex;
 

@@ -546,6 +546,7 @@ pub fn component_target(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
