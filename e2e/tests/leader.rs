@@ -1,0 +1,171 @@
+//! High availability and least privilege, against a real control plane: two operators that
+//! run with nothing but the ServiceAccount token and the RBAC `regie rbac` prints; exactly one
+//! leads and writes, and when it dies the other takes over within the lease duration.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use regie::controller::{Options, leader::LeaseConfig};
+use regie_e2e::cluster::{Cluster, TestCluster, regie_files, repo_root};
+use regie_e2e::operator::{RunningOperator, eventually, tenants_ready};
+
+const NS: &str = "regie-system";
+
+/// A client that authenticates as the operator's ServiceAccount, with the RBAC of `regie rbac`.
+async fn service_account_client(cluster: &Cluster, admin: &Client) -> Client {
+    cluster
+        .kubectl_ok(&["create", "namespace", NS])
+        .expect("namespace");
+    cluster
+        .kubectl_ok(&["-n", NS, "create", "serviceaccount", "regie"])
+        .expect("service account");
+    // The very manifests `regie rbac` prints.
+    let rbac: String = regie::rbac::manifests(NS, "regie", "edit")
+        .iter()
+        .map(|m| format!("---\n{}", serde_yaml::to_string(m).expect("serializes")))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("rbac.yaml");
+    std::fs::write(&f, rbac).expect("write");
+    // The admin may grant `bind` on `edit` only because it holds it; that is what the chart does.
+    cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .expect("rbac applies");
+    // v1.20 creates a token Secret for every ServiceAccount.
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);
+    let mut token = None;
+    for _ in 0..300 {
+        for s in secrets
+            .list(&Default::default())
+            .await
+            .expect("list secrets")
+        {
+            let is_sa = s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                && s.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                    .map(String::as_str)
+                    == Some("regie");
+            if let Some(t) = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get("token"))
+                .filter(|_| is_sa)
+            {
+                token = Some(String::from_utf8_lossy(&t.0).into_owned());
+            }
+        }
+        if token.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin_kc = Kubeconfig::read_from(&cluster.kubeconfig).expect("kubeconfig");
+    let server = admin_kc.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}}}]\nusers: [{{name: regie, user: {{token: \"{}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: regie}}}}]\ncurrent-context: c\n",
+        token.expect("token")
+    );
+    let kc: Kubeconfig = serde_yaml::from_str(&kc).expect("kubeconfig parses");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+fn lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        duration: Duration::from_secs(4),
+        renew_every: Duration::from_secs(1),
+        retry_every: Duration::from_millis(500),
+        ..LeaseConfig::new(NS, identity)
+    }
+}
+
+async fn holder(admin: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
+    leases
+        .get_opt("regie-leader")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test]
+async fn one_leader_writes_with_least_privilege_and_fails_over() {
+    let cluster = TestCluster::start().expect("control plane");
+    let admin = cluster.client().await.expect("admin client");
+    let sa = service_account_client(&cluster, &admin).await;
+
+    let a = RunningOperator::start(sa.clone(), Options::default(), Some(lease("regie-a")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = RunningOperator::start(sa.clone(), Options::default(), Some(lease("regie-b")));
+    let examples = repo_root().join("examples");
+    cluster
+        .apply_files(&regie_files(&examples.join("catalogue")), &[])
+        .expect("catalogue");
+    cluster
+        .apply_files(&[examples.join("tenants/tholen/tenant.yaml")], &[])
+        .expect("tenant");
+    tenants_ready(&admin, &["tholen"], Duration::from_secs(60))
+        .await
+        .expect("the leader, with only its RBAC, makes tholen Ready");
+    let (leader, standby, standby_name) = match holder(&admin).await.as_deref() {
+        Some("regie-a") => (a, b, "regie-b"),
+        Some("regie-b") => (b, a, "regie-a"),
+        other => panic!("no leader holds the lease: {other:?}"),
+    };
+    assert!(leader.metrics.total_writes() > 0, "the leader writes");
+    assert_eq!(
+        standby.metrics.total_writes(),
+        0,
+        "the standby writes nothing:\n{}",
+        standby.metrics.render()
+    );
+
+    // The leader dies without a word; the standby takes over within the lease duration.
+    let killed = Instant::now();
+    leader.kill();
+    eventually(
+        "the standby to take the lease",
+        Duration::from_secs(15),
+        || {
+            let admin = admin.clone();
+            async move { Ok(holder(&admin).await.as_deref() == Some(standby_name)) }
+        },
+    )
+    .await
+    .expect("failover");
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(4 + 2),
+        "failover took {took:?}, lease duration is 4 s"
+    );
+    cluster
+        .apply_files(&[examples.join("tenants/werkplein/tenant.yaml")], &[])
+        .expect("tenant");
+    tenants_ready(&admin, &["werkplein"], Duration::from_secs(60))
+        .await
+        .expect("the new leader reconciles");
+    assert!(standby.metrics.total_writes() > 0, "the new leader writes");
+    standby
+        .stop()
+        .await
+        .expect("graceful stop releases the lease");
+    assert_eq!(
+        holder(&admin).await,
+        None,
+        "a clean stop hands the lease back"
+    );
+}
