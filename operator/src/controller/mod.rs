@@ -14,6 +14,7 @@
 
 pub mod children;
 pub mod leader;
+pub mod metering;
 pub mod probing;
 pub mod tenant;
 
