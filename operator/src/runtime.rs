@@ -207,13 +207,14 @@ pub async fn operate(
         }
     }
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    // If this future is dropped (the process is going away), renewal must stop with it.
     let holder = lease.clone().map(|lease| {
         let client = client.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             leader::hold(&client, &lease, &metrics).await;
             let _ = lost_tx.send(());
-        })
+        }))
     });
     let lost = Arc::new(AtomicBool::new(false));
     let controller_shutdown = {
@@ -227,9 +228,7 @@ pub async fn operate(
         }
     };
     controller::run(client.clone(), options, metrics, clock, controller_shutdown).await;
-    if let Some(h) = holder {
-        h.abort();
-    }
+    drop(holder);
     if lost.load(Ordering::Relaxed) {
         anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by");
     }
@@ -237,4 +236,13 @@ pub async fn operate(
         leader::release(&client, lease).await;
     }
     Ok(())
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
