@@ -126,7 +126,7 @@ fn main() -> Result<()> {
     let tz = jiff::tz::TimeZone::get("Europe/Amsterdam")?;
     let month = month_bounds(2026, 4, &tz)?;
     let tiers = tiers()?;
-    let mut rng = Rng(2026_04);
+    let mut rng = Rng(0x2026_0401);
     let components: Vec<(usize, Vec<Interval>)> = (0..COMPONENTS)
         .map(|k| Ok((k % tiers.len(), incidents(&mut rng, month)?)))
         .collect::<Result<_>>()?;
