@@ -5,7 +5,7 @@
 //! A later `effectiveFrom` supersedes a list from that instant, so a stretch that crosses it is
 //! split there (an interim increase from 1 July prices June at the old rate, July at the new).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -250,65 +250,6 @@ enum ItemKey {
     Component(String, ComponentClass),
 }
 
-/// The items a state bills: accounts per profile (non-zero) and components, each with its level.
-fn items(state: &super::ledger::BillableState) -> Vec<(ItemKey, String, i64)> {
-    let mut out = Vec::with_capacity(state.accounts.len() + state.components.len());
-    for (profile, n) in &state.accounts {
-        if *n != 0 {
-            out.push((
-                ItemKey::Account(profile.clone()),
-                state.service_level.clone(),
-                *n,
-            ));
-        }
-    }
-    for c in &state.components {
-        out.push((
-            ItemKey::Component(c.name.clone(), c.class),
-            c.service_level.clone(),
-            1,
-        ));
-    }
-    out
-}
-
-/// Rate lookups repeat for every segment; remember them per list, item and level.
-#[derive(Default)]
-struct RateCache {
-    map: HashMap<(usize, ItemKey, String), (Decimal, RatePer)>,
-}
-
-impl RateCache {
-    fn get(
-        &mut self,
-        book: &PriceBook,
-        list: usize,
-        key: &ItemKey,
-        level: &str,
-    ) -> Result<(Decimal, RatePer), BillingError> {
-        if let Some(v) = self.map.get(&(list, key.clone(), level.to_string())) {
-            return Ok(*v);
-        }
-        let l = &book.lists[list];
-        let r = match key {
-            ItemKey::Account(p) => l.rate(RateItem::Account, level, None, Some(p))?,
-            ItemKey::Component(_, class) => {
-                l.rate(RateItem::Component, level, Some(*class), None)?
-            }
-        };
-        if r.per == RatePer::Hour {
-            return Err(BillingError::input(format!(
-                "PriceList/{}: {} is per hour; account and component rates are per month or per year",
-                l.name,
-                describe(key, level)
-            )));
-        }
-        let v = (r.amount, r.per);
-        self.map.insert((list, key.clone(), level.to_string()), v);
-        Ok(v)
-    }
-}
-
 fn describe(key: &ItemKey, level: &str) -> String {
     match key {
         ItemKey::Account(p) => format!("Workplace accounts {p}, {level}"),
@@ -324,10 +265,183 @@ fn per_text(per: RatePer) -> &'static str {
     }
 }
 
+/// One billed item of a span, with its key and level interned.
+struct Item {
+    key: usize,
+    level: usize,
+    qty: i64,
+    /// Index into [`Table::values`].
+    slot: usize,
+}
+
+/// A span with its items.
+struct TSpan {
+    from: Timestamp,
+    to: Timestamp,
+    /// The tenant's level, for a profile cut to zero.
+    level: usize,
+    items: Vec<Item>,
+}
+
+/// The timeline of one call, with items and levels interned to small integers, rates kept in a
+/// dense table per (list, item, level) and rate × quantity per (item, list): a year of ten
+/// segments a month asks the same questions hundreds of thousands of times.
+struct Table<'a> {
+    book: &'a PriceBook,
+    keys: Vec<ItemKey>,
+    levels: Vec<String>,
+    spans: Vec<TSpan>,
+    rates: Vec<Option<(Decimal, RatePer)>>,
+    /// rate × quantity per item slot and list.
+    values: Vec<Option<(Decimal, RatePer)>>,
+}
+
+/// The index of `want` in `v`, appended when new; a handful of entries, so a scan is fastest.
+fn intern<T, Q: ?Sized>(
+    v: &mut Vec<T>,
+    want: &Q,
+    eq: impl Fn(&T, &Q) -> bool,
+    make: impl FnOnce(&Q) -> T,
+) -> usize {
+    if let Some(i) = v.iter().position(|x| eq(x, want)) {
+        return i;
+    }
+    v.push(make(want));
+    v.len() - 1
+}
+
+impl<'a> Table<'a> {
+    /// The spans that end after `since` (the start of the bill less the longest notice) and
+    /// begin before `to`.
+    fn new(book: &'a PriceBook, spans: &[Span], since: Timestamp, to: Timestamp) -> Table<'a> {
+        let mut t = Table {
+            book,
+            keys: Vec::new(),
+            levels: Vec::new(),
+            spans: Vec::new(),
+            rates: Vec::new(),
+            values: Vec::new(),
+        };
+        let mut slots = 0usize;
+        let level_eq = |x: &String, l: &str| x == l;
+        for s in spans {
+            let end = s.to.unwrap_or(to);
+            if s.from >= to || end <= s.from || end <= since {
+                continue;
+            }
+            let tl = intern(
+                &mut t.levels,
+                s.state.service_level.as_str(),
+                level_eq,
+                str::to_string,
+            );
+            let mut items = Vec::with_capacity(s.state.accounts.len() + s.state.components.len());
+            for (profile, n) in &s.state.accounts {
+                if *n == 0 {
+                    continue;
+                }
+                let key = intern(
+                    &mut t.keys,
+                    profile.as_str(),
+                    |k, p| matches!(k, ItemKey::Account(x) if x == p),
+                    |p| ItemKey::Account(p.to_string()),
+                );
+                items.push(Item {
+                    key,
+                    level: tl,
+                    qty: *n,
+                    slot: slots,
+                });
+                slots += 1;
+            }
+            for c in &s.state.components {
+                let key = intern(
+                    &mut t.keys,
+                    c,
+                    |k, c| matches!(k, ItemKey::Component(n, cl) if *n == c.name && *cl == c.class),
+                    |c| ItemKey::Component(c.name.clone(), c.class),
+                );
+                let level = intern(
+                    &mut t.levels,
+                    c.service_level.as_str(),
+                    level_eq,
+                    str::to_string,
+                );
+                items.push(Item {
+                    key,
+                    level,
+                    qty: 1,
+                    slot: slots,
+                });
+                slots += 1;
+            }
+            t.spans.push(TSpan {
+                from: s.from,
+                to: end,
+                level: tl,
+                items,
+            });
+        }
+        let lists = book.lists.len();
+        t.rates = vec![None; lists * t.keys.len() * t.levels.len()];
+        t.values = vec![None; slots * lists];
+        t
+    }
+
+    fn rate(
+        &mut self,
+        list: usize,
+        key: usize,
+        level: usize,
+    ) -> Result<(Decimal, RatePer), BillingError> {
+        let i = (list * self.keys.len() + key) * self.levels.len() + level;
+        if let Some(v) = self.rates[i] {
+            return Ok(v);
+        }
+        let l = &self.book.lists[list];
+        let lv = &self.levels[level];
+        let r = match &self.keys[key] {
+            ItemKey::Account(p) => l.rate(RateItem::Account, lv, None, Some(p))?,
+            ItemKey::Component(_, class) => l.rate(RateItem::Component, lv, Some(*class), None)?,
+        };
+        if r.per == RatePer::Hour {
+            return Err(BillingError::input(format!(
+                "PriceList/{}: the rate for {} is per hour; account and component rates are per month or per year",
+                l.name,
+                describe(&self.keys[key], lv)
+            )));
+        }
+        let v = (r.amount, r.per);
+        self.rates[i] = Some(v);
+        Ok(v)
+    }
+
+    /// rate × quantity of item `ii` of span `si` under `list`.
+    fn value(
+        &mut self,
+        si: usize,
+        ii: usize,
+        list: usize,
+    ) -> Result<(Decimal, RatePer), BillingError> {
+        let (key, level, qty, slot) = {
+            let it = &self.spans[si].items[ii];
+            (it.key, it.level, it.qty, it.slot)
+        };
+        let i = slot * self.book.lists.len() + list;
+        if let Some(v) = self.values[i] {
+            return Ok(v);
+        }
+        let (rate, per) = self.rate(list, key, level)?;
+        let v = (rate * Decimal::from(qty), per);
+        self.values[i] = Some(v);
+        Ok(v)
+    }
+}
+
 /// A stretch of one item at one quantity, level and rate, growing as segments repeat it.
 struct Run {
-    key: ItemKey,
-    level: String,
+    key: usize,
+    level: usize,
     quantity: i64,
     rate: Decimal,
     per: RatePer,
@@ -354,63 +468,72 @@ pub fn price_timeline(
     to: Timestamp,
     credits: &ComponentCredits,
 ) -> Result<Vec<Line>, BillingError> {
-    let mut cache = RateCache::default();
+    // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
+    let since = from
+        .checked_sub(jiff::SignedDuration::from_secs(
+            book.max_notice_seconds() + 86_400,
+        ))
+        .unwrap_or(Timestamp::MIN);
+    let mut tab = Table::new(book, spans, since, to);
     let mut runs: Vec<Run> = Vec::new();
-    let mut last_run: HashMap<ItemKey, usize> = HashMap::new();
-    let mut component_month: BTreeMap<(String, Month), Decimal> = BTreeMap::new();
-    for span in spans {
-        let end = span.to.unwrap_or(to);
-        let (a, b) = (span.from.max(from), end.min(to));
+    let mut last_run: Vec<Option<usize>> = vec![None; tab.keys.len()];
+    let mut component_month: BTreeMap<(usize, Month), Decimal> = BTreeMap::new();
+    for si in 0..tab.spans.len() {
+        let (a, b) = (tab.spans[si].from.max(from), tab.spans[si].to.min(to));
         if a >= b {
             continue;
         }
-        let its = items(&span.state);
         for (list, pa, pb) in book.pieces(a, b)? {
             for (m, ma, mb) in cal.month_pieces(pa, pb)? {
                 let secs = Decimal::from(mb.as_second() - ma.as_second());
                 let month_den = Decimal::from(cal.month_seconds(m)?);
                 let year_den = Decimal::from(cal.year_seconds(m.year)?);
-                for (key, level, qty) in &its {
-                    let (rate, per) = cache.get(book, list, key, level)?;
+                for ii in 0..tab.spans[si].items.len() {
+                    let (key, level, qty) = {
+                        let it = &tab.spans[si].items[ii];
+                        (it.key, it.level, it.qty)
+                    };
+                    let (rate, per) = tab.rate(list, key, level)?;
                     let den = if per == RatePer::Month {
                         month_den
                     } else {
                         year_den
                     };
                     let unit = rate * secs / den;
-                    let amount = rate * Decimal::from(*qty) * secs / den;
-                    if let ItemKey::Component(name, _) = key {
-                        *component_month.entry((name.clone(), m)).or_default() += amount;
+                    let amount = rate * Decimal::from(qty) * secs / den;
+                    if matches!(tab.keys[key], ItemKey::Component(..)) {
+                        *component_month.entry((key, m)).or_default() += amount;
                     }
-                    let extend = last_run.get(key).map(|&i| &runs[i]).is_some_and(|r| {
+                    let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
                         r.to == ma
-                            && r.level == *level
-                            && r.quantity == *qty
+                            && r.level == level
+                            && r.quantity == qty
                             && r.rate == rate
                             && r.per == per
-                            && book.lists[r.list].vat == book.lists[list].vat
+                            && (r.list == list || book.lists[r.list].vat == book.lists[list].vat)
                     });
-                    if extend {
-                        if let Some(&i) = last_run.get(key) {
+                    match last_run[key] {
+                        Some(i) if extend => {
                             let r = &mut runs[i];
                             r.to = mb;
                             r.amount += amount;
                             r.unit_price += unit;
                         }
-                    } else {
-                        last_run.insert(key.clone(), runs.len());
-                        runs.push(Run {
-                            key: key.clone(),
-                            level: level.clone(),
-                            quantity: *qty,
-                            rate,
-                            per,
-                            list,
-                            from: ma,
-                            to: mb,
-                            amount,
-                            unit_price: unit,
-                        });
+                        _ => {
+                            last_run[key] = Some(runs.len());
+                            runs.push(Run {
+                                key,
+                                level,
+                                quantity: qty,
+                                rate,
+                                per,
+                                list,
+                                from: ma,
+                                to: mb,
+                                amount,
+                                unit_price: unit,
+                            });
+                        }
                     }
                 }
             }
@@ -418,7 +541,8 @@ pub fn price_timeline(
     }
     let mut lines = Vec::with_capacity(runs.len() + 4);
     for r in &runs {
-        let (kind, unit) = match r.key {
+        let key = &tab.keys[r.key];
+        let (kind, unit) = match key {
             ItemKey::Account(_) => (LineKind::Account, Unit::Account),
             ItemKey::Component(..) => (LineKind::Component, Unit::Component),
         };
@@ -426,7 +550,7 @@ pub fn price_timeline(
             kind,
             description: format!(
                 "{}, {} per {}",
-                describe(&r.key, &r.level),
+                describe(key, &tab.levels[r.level]),
                 super::money(r.rate),
                 per_text(r.per)
             ),
@@ -439,9 +563,13 @@ pub fn price_timeline(
             vat: book.lists[r.list].vat.clone(),
         });
     }
-    lines.extend(notice_lines(book, cal, spans, from, to, &mut cache)?);
+    lines.extend(notice_lines(&mut tab, cal, from, to)?);
     for ((component, m), percent) in credits {
-        let Some(charge) = component_month.get(&(component.clone(), *m)) else {
+        let key = tab
+            .keys
+            .iter()
+            .position(|k| matches!(k, ItemKey::Component(n, _) if n == component));
+        let Some(charge) = key.and_then(|k| component_month.get(&(k, *m))) else {
             continue;
         };
         if percent.is_zero() || charge.is_zero() {
@@ -472,12 +600,16 @@ pub fn price_timeline(
 /// after 16 March 00:00 is 14 June 00:00, summer time or not); other periods are exact seconds.
 fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
     let sign = if forward { 1 } else { -1 };
+    let naive = t.checked_add(jiff::SignedDuration::from_secs(sign * secs));
     let moved = if secs % 86_400 == 0 {
-        t.to_zoned(cal.tz().clone())
-            .checked_add(jiff::Span::new().days(sign * secs / 86_400))
-            .map(|z| z.timestamp())
+        // The same local time of day, whole days on: correct by the change of UTC offset.
+        naive.and_then(|n| {
+            let change = i64::from(cal.tz().to_offset(t).seconds())
+                - i64::from(cal.tz().to_offset(n).seconds());
+            n.checked_add(jiff::SignedDuration::from_secs(change))
+        })
     } else {
-        t.checked_add(jiff::SignedDuration::from_secs(sign * secs))
+        naive
     };
     moved.unwrap_or(if forward {
         Timestamp::MAX
@@ -488,13 +620,23 @@ fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
 
 /// A stretch in which the notice surcharge of one item has one cause.
 struct NoticeRun {
-    key: ItemKey,
-    committed: (String, i64),
-    actual: (String, i64),
+    key: usize,
+    /// (level, quantity) billed for, and what the tenant has.
+    committed: (usize, i64),
+    actual: (usize, i64),
     list: usize,
     from: Timestamp,
     to: Timestamp,
     amount: Decimal,
+}
+
+/// The highest rate × quantity of one item in a notice window, kept apart per rate period so the
+/// comparison stays exact (a month and a year differ in length from month to month).
+#[derive(Clone, Copy)]
+struct Best {
+    value: Decimal,
+    level: usize,
+    qty: i64,
 }
 
 /// Notice: at each instant an item is billed at least at the highest charge any state held
@@ -502,13 +644,12 @@ struct NoticeRun {
 /// current state costs is its own line. Upgrades raise the current charge at once and never
 /// leave an excess; price changes of the list never count as a reduction.
 fn notice_lines(
-    book: &PriceBook,
+    tab: &mut Table,
     cal: &Calendar,
-    spans: &[Span],
     from: Timestamp,
     to: Timestamp,
-    cache: &mut RateCache,
 ) -> Result<Vec<Line>, BillingError> {
+    let book = tab.book;
     let notices: Vec<i64> = {
         let mut v: Vec<i64> = book
             .lists
@@ -520,17 +661,19 @@ fn notice_lines(
         v.dedup();
         v
     };
-    if notices.is_empty() || spans.len() < 2 {
+    if notices.is_empty() || tab.spans.len() < 2 {
         return Ok(Vec::new());
     }
     // Breakpoints: where a state begins, where it leaves a notice window, where lists change.
     let mut points: Vec<Timestamp> = vec![from, to];
-    for s in spans {
-        points.push(s.from);
-        if let Some(t) = s.to {
-            points.push(t);
-            for n in &notices {
-                points.push(shift(t, *n, cal, true));
+    for s in &tab.spans {
+        if s.from >= from && s.from <= to {
+            points.push(s.from);
+        }
+        for n in &notices {
+            let p = shift(s.to, *n, cal, true);
+            if p >= from && p <= to {
+                points.push(p);
             }
         }
     }
@@ -540,88 +683,132 @@ fn notice_lines(
     points.retain(|p| *p >= from && *p <= to);
     points.sort_unstable();
     points.dedup();
+    let nkeys = tab.keys.len();
+    let mut best_month: Vec<Option<Best>> = vec![None; nkeys];
+    let mut best_year: Vec<Option<Best>> = vec![None; nkeys];
+    let mut in_window: Vec<bool> = vec![false; nkeys];
     let mut runs: Vec<NoticeRun> = Vec::new();
-    let mut cur_idx = 0usize;
+    let mut cur = 0usize;
     for w in points.windows(2) {
         let (a, b) = (w[0], w[1]);
-        while cur_idx < spans.len() && spans[cur_idx].to.is_some_and(|t| t <= a) {
-            cur_idx += 1;
+        while cur < tab.spans.len() && tab.spans[cur].to <= a {
+            cur += 1;
         }
-        let Some(cur) = spans.get(cur_idx).filter(|s| s.from <= a) else {
+        if cur >= tab.spans.len() || tab.spans[cur].from > a {
             continue;
-        };
+        }
         let (list, l) = book.at(a)?;
         if l.notice_seconds == 0 {
             continue;
         }
         let window_start = shift(a, l.notice_seconds, cal, false);
-        let f_month = cal.prorate(Decimal::ONE, RatePer::Month, a, b)?;
-        let f_year = cal.prorate(Decimal::ONE, RatePer::Year, a, b)?;
-        let value = |cache: &mut RateCache,
-                     key: &ItemKey,
-                     level: &str,
-                     qty: i64|
-         -> Result<Decimal, BillingError> {
-            let (rate, per) = cache.get(book, list, key, level)?;
-            Ok(rate
-                * Decimal::from(qty)
-                * if per == RatePer::Month {
-                    f_month
-                } else {
-                    f_year
-                })
-        };
-        let mut current = items(&cur.state);
-        // Accounts of a profile that is gone altogether are a cut to zero.
-        for s in spans[..cur_idx].iter().rev() {
-            if s.to.is_some_and(|t| t <= window_start) {
+        best_month.iter_mut().for_each(|x| *x = None);
+        best_year.iter_mut().for_each(|x| *x = None);
+        in_window.iter_mut().for_each(|x| *x = false);
+        let mut any = false;
+        for j in (0..cur).rev() {
+            if tab.spans[j].to <= window_start {
                 break;
             }
-            for p in s.state.accounts.keys() {
-                let k = ItemKey::Account(p.clone());
-                if !current.iter().any(|(c, _, _)| *c == k) {
-                    current.push((k, cur.state.service_level.clone(), 0));
+            for ii in 0..tab.spans[j].items.len() {
+                let (key, level, qty) = {
+                    let it = &tab.spans[j].items[ii];
+                    (it.key, it.level, it.qty)
+                };
+                let (value, per) = tab.value(j, ii, list)?;
+                let slot = if per == RatePer::Month {
+                    &mut best_month[key]
+                } else {
+                    &mut best_year[key]
+                };
+                if slot.is_none_or(|b| value > b.value) {
+                    *slot = Some(Best { value, level, qty });
                 }
+                in_window[key] = true;
+                any = true;
             }
         }
-        for (key, level, qty) in &current {
-            let actual = if *qty == 0 {
-                Decimal::ZERO
-            } else {
-                value(cache, key, level, *qty)?
-            };
-            let mut best: Option<(Decimal, String, i64)> = None;
-            for s in spans[..cur_idx].iter().rev() {
-                if s.to.is_some_and(|t| t <= window_start) {
-                    break;
-                }
-                for (k2, l2, q2) in items(&s.state) {
-                    if k2 != *key || (*l2 == **level && q2 <= *qty) {
-                        continue;
-                    }
-                    let v = value(cache, &k2, &l2, q2)?;
-                    if v > actual && best.as_ref().is_none_or(|(bv, _, _)| v > *bv) {
-                        best = Some((v, l2, q2));
-                    }
-                }
+        if !any {
+            continue;
+        }
+        // What the tenant has now, per item; a profile of the window it no longer has is a cut
+        // to zero.
+        let mut current: Vec<(usize, usize, i64, Option<usize>)> = tab.spans[cur]
+            .items
+            .iter()
+            .enumerate()
+            .map(|(ii, i)| (i.key, i.level, i.qty, Some(ii)))
+            .collect();
+        for (k, present) in in_window.iter().enumerate() {
+            if *present
+                && matches!(tab.keys[k], ItemKey::Account(_))
+                && !current.iter().any(|c| c.0 == k)
+            {
+                current.push((k, tab.spans[cur].level, 0, None));
             }
-            let Some((v, bl, bq)) = best else { continue };
-            let excess = v - actual;
-            let committed = (bl, bq);
-            let now = (level.clone(), *qty);
+        }
+        let mut factors: Option<(Decimal, Decimal)> = None;
+        for (key, level, qty, ii) in current {
+            if best_month[key].is_none() && best_year[key].is_none() {
+                continue;
+            }
+            let (actual_value, actual_per) = match ii {
+                Some(ii) if qty != 0 => {
+                    let (v, per) = tab.value(cur, ii, list)?;
+                    (v, Some(per))
+                }
+                _ => (Decimal::ZERO, None),
+            };
+            // Quick exact rejection when the window holds nothing dearer at the same period.
+            let dearer = |b: &Option<Best>, per: RatePer| {
+                b.is_some_and(|b| actual_per != Some(per) || b.value > actual_value)
+            };
+            if !dearer(&best_month[key], RatePer::Month) && !dearer(&best_year[key], RatePer::Year)
+            {
+                continue;
+            }
+            let (f_month, f_year) = match factors {
+                Some(f) => f,
+                None => {
+                    let f = (
+                        cal.prorate(Decimal::ONE, RatePer::Month, a, b)?,
+                        cal.prorate(Decimal::ONE, RatePer::Year, a, b)?,
+                    );
+                    factors = Some(f);
+                    f
+                }
+            };
+            let actual = match actual_per {
+                Some(RatePer::Month) => actual_value * f_month,
+                Some(_) => actual_value * f_year,
+                None => Decimal::ZERO,
+            };
+            let candidates = [
+                best_month[key].map(|b| (b, b.value * f_month)),
+                best_year[key].map(|b| (b, b.value * f_year)),
+            ];
+            let Some((top, committed)) = candidates
+                .into_iter()
+                .flatten()
+                .max_by(|x, y| x.1.cmp(&y.1))
+            else {
+                continue;
+            };
+            if committed <= actual {
+                continue;
+            }
+            let excess = committed - actual;
+            let c = (top.level, top.qty);
+            let now = (level, qty);
             if let Some(r) = runs.iter_mut().rev().find(|r| {
-                r.key == *key
-                    && r.to == a
-                    && r.committed == committed
-                    && r.actual == now
-                    && r.list == list
+                r.key == key && r.to == a && r.committed == c && r.actual == now && r.list == list
             }) {
                 r.to = b;
                 r.amount += excess;
             } else {
                 runs.push(NoticeRun {
-                    key: key.clone(),
-                    committed,
+                    key,
+                    committed: c,
                     actual: now,
                     list,
                     from: a,
@@ -634,25 +821,24 @@ fn notice_lines(
     let mut lines = Vec::with_capacity(runs.len());
     for r in runs {
         let l = &book.lists[r.list];
-        let what = match &r.key {
+        let what = match &tab.keys[r.key] {
             ItemKey::Account(p) => format!("{p} accounts"),
             ItemKey::Component(n, _) => format!("component {n}"),
         };
-        let amount = round_cents(r.amount);
         lines.push(Line {
             kind: LineKind::Notice,
             description: format!(
                 "Notice period {} after a reduction: {what} billed at {} × {} instead of {} × {}",
                 l.notice_text.as_deref().unwrap_or(""),
-                r.committed.0,
+                tab.levels[r.committed.0],
                 r.committed.1,
-                r.actual.0,
+                tab.levels[r.actual.0],
                 r.actual.1
             ),
             quantity: Decimal::ONE,
             unit: Unit::Item,
             unit_price: r.amount,
-            amount,
+            amount: round_cents(r.amount),
             from: r.from,
             to: r.to,
             vat: l.vat.clone(),

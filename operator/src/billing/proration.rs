@@ -6,7 +6,6 @@
 //! Nothing is rounded here: the fractions stay exact decimals (28 significant digits) until an
 //! invoice line is rounded half-up to cents.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use jiff::Timestamp;
@@ -22,7 +21,8 @@ use super::period::Month;
 #[derive(Debug)]
 pub struct Calendar {
     tz: TimeZone,
-    bounds: Mutex<HashMap<Month, (Timestamp, Timestamp)>>,
+    /// Bounds by months since January 1970; filled as asked.
+    bounds: Mutex<Vec<Option<(Timestamp, Timestamp)>>>,
 }
 
 impl Clone for Calendar {
@@ -35,7 +35,7 @@ impl Calendar {
     pub fn new(tz: TimeZone) -> Calendar {
         Calendar {
             tz,
-            bounds: Mutex::new(HashMap::new()),
+            bounds: Mutex::new(Vec::new()),
         }
     }
 
@@ -50,14 +50,19 @@ impl Calendar {
 
     /// First instant of the month and first instant after it.
     pub fn month_bounds(&self, m: Month) -> Result<(Timestamp, Timestamp), BillingError> {
-        if let Ok(cache) = self.bounds.lock()
-            && let Some(b) = cache.get(&m)
+        let index = (i64::from(m.year) - 1970) * 12 + i64::from(m.month) - 1;
+        let slot = usize::try_from(index).ok().filter(|i| *i < 12 * 500);
+        if let (Some(i), Ok(cache)) = (slot, self.bounds.lock())
+            && let Some(Some(b)) = cache.get(i)
         {
             return Ok(*b);
         }
         let b = (m.start(&self.tz)?, m.end(&self.tz)?);
-        if let Ok(mut cache) = self.bounds.lock() {
-            cache.insert(m, b);
+        if let (Some(i), Ok(mut cache)) = (slot, self.bounds.lock()) {
+            if cache.len() <= i {
+                cache.resize(i + 1, None);
+            }
+            cache[i] = Some(b);
         }
         Ok(b)
     }
