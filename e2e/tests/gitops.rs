@@ -395,16 +395,14 @@ fn the_pull_request_script_validates_diffs_and_writes_the_comment() {
     assert_eq!(rc, 0, "{comment}");
     assert!(comment.starts_with("<!-- regie-pull-request -->\n## regie"), "{comment}");
     assert!(comment.contains("**Validation passed:**"), "{comment}");
-    // The comment carries exactly what `regie diff BASE HEAD` says.
-    let base_dir = tempfile::tempdir().expect("temp dir");
-    git(repo.path(), &["worktree", "add", "--detach", &base_dir.path().join("b").display().to_string(), &base]);
+    // The comment carries exactly what `regie diff BASE HEAD` says, run the same way.
+    git(repo.path(), &["worktree", "add", "--detach", ".regie-base", &base]);
     let diff = Command::new(regie_bin())
         .current_dir(repo.path())
-        .arg("diff")
-        .arg(base_dir.path().join("b"))
-        .arg(".")
+        .args(["diff", ".regie-base", "."])
         .output()
         .expect("regie diff");
+    git(repo.path(), &["worktree", "remove", "--force", ".regie-base"]);
     if diff.status.success() {
         let md = String::from_utf8_lossy(&diff.stdout);
         assert!(comment.contains(md.trim()), "the comment lacks regie diff's output:\n{comment}");
