@@ -680,6 +680,18 @@ fn notice_lines(
     for l in &book.lists {
         points.push(l.from);
     }
+    // Month starts too, so that every interval lies in one month and its share is one division.
+    let mut month_bounds = Vec::new();
+    let mut m = cal.month_of(from);
+    loop {
+        let (ms, me) = cal.month_bounds(m)?;
+        points.push(ms);
+        month_bounds.push((m, ms, me));
+        if me >= to {
+            break;
+        }
+        m = m.next();
+    }
     points.retain(|p| *p >= from && *p <= to);
     points.sort_unstable();
     points.dedup();
@@ -770,9 +782,17 @@ fn notice_lines(
             let (f_month, f_year) = match factors {
                 Some(f) => f,
                 None => {
+                    let Some(&(m, ms, me)) =
+                        month_bounds.iter().find(|(_, ms, me)| *ms <= a && b <= *me)
+                    else {
+                        return Err(BillingError::input(format!(
+                            "notice: no month holds {a}..{b}"
+                        )));
+                    };
+                    let secs = Decimal::from(b.as_second() - a.as_second());
                     let f = (
-                        cal.prorate(Decimal::ONE, RatePer::Month, a, b)?,
-                        cal.prorate(Decimal::ONE, RatePer::Year, a, b)?,
+                        secs / Decimal::from(me.as_second() - ms.as_second()),
+                        secs / Decimal::from(cal.year_seconds(m.year)?),
                     );
                     factors = Some(f);
                     f
