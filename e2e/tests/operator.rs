@@ -4,6 +4,8 @@
 //! the other on one cluster, because each step builds on the world the last one left.
 
 use std::collections::BTreeMap;
+
+use prometheus::core::Collector;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -245,10 +247,13 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("tier change reaches the Deployment");
-    pdb_api(&client, "tenant-tholen", &pdb_version)
-        .get("document-archive")
-        .await
-        .expect("gold adds a PDB");
+    let pdbs = pdb_api(&client, "tenant-tholen", &pdb_version);
+    eventually("gold to add a PodDisruptionBudget", WAIT, || {
+        let pdbs = pdbs.clone();
+        async move { Ok(pdbs.get_opt("document-archive").await?.is_some()) }
+    })
+    .await
+    .expect("gold adds a PDB");
     tenants_ready(&client, &["tholen"], WAIT)
         .await
         .expect("tholen Ready at gold");
@@ -444,8 +449,25 @@ async fn operator_end_to_end() {
     .await
     .expect("resync");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // SlaReport writes are the prober recording measurements (time passes, probes fail: the
+    // world is not unchanged for it), and after a restart the prober re-asserts each probed
+    // component's Available once (a known cost, see the closing note of issue 4); everything
+    // else — children, tenants, packages, usage, events — must see zero writes.
+    let reconcile_writes: u64 = op
+        .metrics
+        .api_writes
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            !m.get_label()
+                .iter()
+                .any(|l| l.get_name() == "kind" && l.get_value() == "SlaReport")
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum();
     assert_eq!(
-        op.metrics.total_writes(),
+        reconcile_writes,
         0,
         "a restart over an unchanged world wrote:\n{}",
         op.metrics.render()

@@ -125,9 +125,23 @@ pub fn key_of(child: &Child) -> ChildKey {
 #[derive(Clone, Debug, Default)]
 pub struct ChildIndex {
     inner: Arc<Mutex<HashMap<ChildKey, Known>>>,
+    /// Kinds whose first full list has arrived; until all have, the index is incomplete.
+    listed: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl ChildIndex {
+    /// Waits until every one of `kinds` has been listed once. Reconciling before that would
+    /// re-apply (or prune) children the index simply has not seen yet.
+    pub async fn wait_listed(&self, kinds: usize) {
+        loop {
+            let n = self.listed.lock().map(|l| l.len()).unwrap_or(0);
+            if n >= kinds {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn get(&self, key: &ChildKey) -> Option<Known> {
         self.lock().get(key).cloned()
     }
@@ -328,7 +342,11 @@ async fn drive<K, S, F>(
                         (k, v)
                     })
                     .collect();
-                index.replace_kind(kind, entries)
+                let touched = index.replace_kind(kind, entries);
+                if let Ok(mut listed) = index.listed.lock() {
+                    listed.insert(kind.to_string());
+                }
+                touched
             }
             Err(e) => {
                 tracing::warn!(kind, error = %e, "watch failed; retrying");

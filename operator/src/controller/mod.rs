@@ -123,14 +123,14 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
     let tenants = controller.store();
 
-    let (probes, probe_events) = match probing::Probes::start(options.probe_policy.clone(), &metrics)
-    {
-        Ok((p, events)) => (Some(p), Some(events)),
-        Err(e) => {
-            tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
-            (None, None)
-        }
-    };
+    let (probes, probe_events) =
+        match probing::Probes::start(options.probe_policy.clone(), &metrics) {
+            Ok((p, events)) => (Some(p), Some(events)),
+            Err(e) => {
+                tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
+                (None, None)
+            }
+        };
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
@@ -155,6 +155,7 @@ pub async fn run(
 
     let probes = ctx.probes.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(events) = probe_events {
         tasks.spawn(probing::consume(ctx.clone(), events));
     }
@@ -205,6 +206,7 @@ pub async fn run(
     // are marked Stalled right here.
     {
         let ctx = ctx.clone();
+        let started = started.clone();
         let tx = trigger_tx.clone();
         let stream = reflector::reflector(
             components_writer,
@@ -221,6 +223,12 @@ pub async fn run(
                     Ok(Event::Apply(c) | Event::InitApply(c) | Event::Delete(c)) => c,
                     _ => continue,
                 };
+                // Before the caches are synced the first full reconcile covers everything; after
+                // that, a lookup in a half-filled tenant cache would call a component orphaned.
+                if !started.load(std::sync::atomic::Ordering::Acquire) {
+                    continue;
+                }
+                let _ = ctx.tenants.wait_until_ready().await;
                 let ns = c.namespace().unwrap_or_default();
                 match ctx.tenant_of_namespace(&ns) {
                     Some(t) => {
@@ -233,6 +241,7 @@ pub async fn run(
     }
     {
         let ctx = ctx.clone();
+        let started = started.clone();
         let tx = trigger_tx.clone();
         let stream = reflector::reflector(
             packages_writer,
@@ -249,6 +258,10 @@ pub async fn run(
                     Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => p,
                     _ => continue,
                 };
+                if !started.load(std::sync::atomic::Ordering::Acquire) {
+                    continue;
+                }
+                let _ = ctx.tenants.wait_until_ready().await;
                 let ns = p.namespace().unwrap_or_default();
                 match ctx.tenant_of_namespace(&ns) {
                     Some(t) => {
@@ -260,6 +273,23 @@ pub async fn run(
         });
     }
     drop(trigger_tx);
+
+    // Reconcile only once every cache has seen the whole world: a tenant reconciled against a
+    // half-filled cache would look as if its components were gone, and prune them.
+    let child_kinds = ctx.kinds.len();
+    let synced = async {
+        let _ = levels.wait_until_ready().await;
+        let _ = components.wait_until_ready().await;
+        let _ = packages.wait_until_ready().await;
+        index.wait_listed(child_kinds).await;
+    };
+    tokio::select! {
+        _ = synced => {},
+        _ = tokio::time::sleep(Duration::from_secs(300)) => {
+            tracing::error!("caches not synced after 5 minutes (missing RBAC?); reconciling anyway");
+        }
+    }
+    started.store(true, std::sync::atomic::Ordering::Release);
 
     let triggers = tokio_stream_from(trigger_rx).map(|name| ObjectRef::<Tenant>::new(&name));
     controller
