@@ -161,12 +161,26 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     }
 
     // Meter before applying: the ledger is durable before the change is reported done.
-    let meter_packages: Vec<_> = ctx.packages.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    let meter_packages: Vec<_> = ctx
+        .packages
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
     let meter_components = plans
         .iter()
-        .map(|p| regie_crds::generated::SegmentComponent { name: p.component.name_any(), class: p.component.spec.class, service_level: p.level.clone() })
+        .map(|p| regie_crds::generated::SegmentComponent {
+            name: p.component.name_any(),
+            class: p.component.spec.class,
+            service_level: p.level.clone(),
+        })
         .collect();
-    super::metering::record(&ctx, &tenant, &super::metering::billable_state(&tier.name, &meter_packages, meter_components)).await?;
+    super::metering::record(
+        &ctx,
+        &tenant,
+        &super::metering::billable_state(&tier.name, &meter_packages, meter_components),
+    )
+    .await?;
 
     // Apply: the namespace first, everything in it after.
     let namespace_terminating = ctx
