@@ -9,8 +9,8 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use crate::{
-    CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder, SlaReport, Tenant, Usage,
-    WorkplacePackage,
+    CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder, SlaReport, Tenant,
+    Usage, WorkplacePackage,
 };
 
 /// A CEL rule at a place in a kind's schema.
@@ -207,17 +207,31 @@ mod tests {
                 .expect("rule names a known kind");
             let mut node = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
             for step in rule.path {
-                node = if *step == "items" { &node["items"] } else { &node["properties"][*step] };
+                node = if *step == "items" {
+                    &node["items"]
+                } else {
+                    &node["properties"][*step]
+                };
             }
-            assert!(node.get("type").is_some(), "{}: {:?} is not in the schema", rule.kind, rule.path);
-            let rules = node["x-kubernetes-validations"].as_array().expect("rules added");
+            assert!(
+                node.get("type").is_some(),
+                "{}: {:?} is not in the schema",
+                rule.kind,
+                rule.path
+            );
+            let rules = node["x-kubernetes-validations"]
+                .as_array()
+                .expect("rules added");
             assert!(rules.iter().any(|r| r["rule"] == rule.rule));
         }
     }
 
     #[test]
     fn no_null_in_enums() {
-        assert!(!crds_yaml().contains("- null"), "v1.20 refuses CRDs with null enum values");
+        assert!(
+            !crds_yaml().contains("- null"),
+            "v1.20 refuses CRDs with null enum values"
+        );
     }
 
     #[test]
@@ -227,9 +241,19 @@ mod tests {
         for c in &all {
             assert_eq!(c.spec.group, "regie.dev");
             assert_eq!(c.spec.versions[0].name, "v1alpha1");
-            assert!(c.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+            assert!(
+                c.spec.versions[0]
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some()
+            );
         }
-        let scope = |k: &str| all.iter().find(|c| c.spec.names.kind == k).map(|c| c.spec.scope.clone());
+        let scope = |k: &str| {
+            all.iter()
+                .find(|c| c.spec.names.kind == k)
+                .map(|c| c.spec.scope.clone())
+        };
         assert_eq!(scope("Tenant").as_deref(), Some("Cluster"));
         assert_eq!(scope("HostingComponent").as_deref(), Some("Namespaced"));
     }

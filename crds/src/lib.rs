@@ -20,9 +20,14 @@ pub mod validate;
 pub mod window;
 
 pub use catalogue::{ServiceLevel, ServiceLevelSpec, ServiceLevelStatus};
-pub use commercial::{CostPool, CostPoolSpec, PriceList, PriceListSpec, ServiceOrder, ServiceOrderSpec};
+pub use commercial::{
+    CostPool, CostPoolSpec, PriceList, PriceListSpec, ServiceOrder, ServiceOrderSpec,
+};
 pub use generated::{Invoice, InvoiceSpec, SlaReport, SlaReportSpec, Usage, UsageSpec};
-pub use tenancy::{HostingComponent, HostingComponentSpec, Tenant, TenantSpec, WorkplacePackage, WorkplacePackageSpec};
+pub use tenancy::{
+    HostingComponent, HostingComponentSpec, Tenant, TenantSpec, WorkplacePackage,
+    WorkplacePackageSpec,
+};
 
 /// API group of every regie kind.
 pub const GROUP: &str = "regie.dev";

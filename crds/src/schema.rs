@@ -14,8 +14,7 @@ pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]{1,6})?$";
 /// `YYYY-MM-DD`.
 pub const DATE_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
 /// `YYYY-MM-DD` or an RFC 3339 timestamp.
-pub const DATE_OR_TIME_PATTERN: &str =
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$";
+pub const DATE_OR_TIME_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$";
 
 pub fn window_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

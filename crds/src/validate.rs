@@ -10,8 +10,10 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::commercial::{AllocationKey, CostPoolSpec, PriceListSpec, RateItem, RatePer, ServiceOrderSpec};
 use crate::catalogue::ServiceLevelSpec;
+use crate::commercial::{
+    AllocationKey, CostPoolSpec, PriceListSpec, RateItem, RatePer, ServiceOrderSpec,
+};
 use crate::duration::parse_duration;
 use crate::generated::UsageSpec;
 use crate::tenancy::{HostingComponentSpec, TenantSpec, WorkplacePackageSpec};
@@ -50,7 +52,11 @@ pub fn parse_decimal(s: &str) -> Result<Decimal, String> {
             .unwrap_or(s)
             .split_once('.')
             .map_or_else(
-                || s.trim_start_matches('-').chars().all(|c| c.is_ascii_digit()),
+                || {
+                    s.trim_start_matches('-')
+                        .chars()
+                        .all(|c| c.is_ascii_digit())
+                },
                 |(int, frac)| {
                     !int.is_empty()
                         && !frac.is_empty()
@@ -123,7 +129,8 @@ pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -154,7 +161,10 @@ pub trait Validate {
 fn percent(e: &mut Errors, path: &str, s: &str, allow_zero: bool) -> Option<Decimal> {
     match parse_decimal(s) {
         Ok(d) if d > Decimal::ONE_HUNDRED || d < Decimal::ZERO || (!allow_zero && d.is_zero()) => {
-            e.push(path, format!("{s:?} must be a percentage above 0 and at most 100"));
+            e.push(
+                path,
+                format!("{s:?} must be a percentage above 0 and at most 100"),
+            );
             None
         }
         Ok(d) => Some(d),
@@ -172,7 +182,10 @@ impl Validate for ServiceLevelSpec {
             e.push("spec.rank", format!("must be 0 or more, not {}", self.rank));
         }
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
-            e.push("spec.timeZone", format!("{:?} is not a known IANA time zone", self.time_zone));
+            e.push(
+                "spec.timeZone",
+                format!("{:?} is not a known IANA time zone", self.time_zone),
+            );
         }
         if self.service_hours.is_empty() {
             e.push("spec.serviceHours", "at least one window is required");
@@ -198,7 +211,12 @@ impl Validate for ServiceLevelSpec {
         if let Err(err) = self.monitoring.parse::<Monitoring>() {
             e.push("spec.monitoring", err.0);
         }
-        percent(&mut e, "spec.availability.target", &self.availability.target, false);
+        percent(
+            &mut e,
+            "spec.availability.target",
+            &self.availability.target,
+            false,
+        );
         let interval = parse_duration(&self.probe.interval);
         let timeout = parse_duration(&self.probe.timeout);
         match (&interval, &timeout) {
@@ -211,7 +229,10 @@ impl Validate for ServiceLevelSpec {
                 } else if t > i {
                     e.push(
                         "spec.probe.timeout",
-                        format!("{} must not exceed the interval {}", self.probe.timeout, self.probe.interval),
+                        format!(
+                            "{} must not exceed the interval {}",
+                            self.probe.timeout, self.probe.interval
+                        ),
                     );
                 }
             }
@@ -225,11 +246,19 @@ impl Validate for ServiceLevelSpec {
             }
         }
         if self.workload.min_replicas < 1 {
-            e.push("spec.workload.minReplicas", format!("must be at least 1, not {}", self.workload.min_replicas));
+            e.push(
+                "spec.workload.minReplicas",
+                format!("must be at least 1, not {}", self.workload.min_replicas),
+            );
         }
         if self.workload.min_available < 0 {
-            e.push("spec.workload.minAvailable", format!("must be 0 or more, not {}", self.workload.min_available));
-        } else if self.workload.min_available >= self.workload.min_replicas && self.workload.min_available > 0 {
+            e.push(
+                "spec.workload.minAvailable",
+                format!("must be 0 or more, not {}", self.workload.min_available),
+            );
+        } else if self.workload.min_available >= self.workload.min_replicas
+            && self.workload.min_available > 0
+        {
             e.push(
                 "spec.workload.minAvailable",
                 format!(
@@ -241,7 +270,10 @@ impl Validate for ServiceLevelSpec {
         for (i, c) in self.credits.iter().enumerate() {
             percent(&mut e, &format!("spec.credits[{i}].below"), &c.below, false);
             if !(0..=100).contains(&c.percent) {
-                e.push(format!("spec.credits[{i}].percent"), format!("must be 0 to 100, not {}", c.percent));
+                e.push(
+                    format!("spec.credits[{i}].percent"),
+                    format!("must be 0 to 100, not {}", c.percent),
+                );
             }
         }
         e.0
@@ -255,13 +287,21 @@ impl Validate for TenantSpec {
             e.push("spec.displayName", "must not be empty");
         }
         if let Some(code) = &self.municipality_code {
-            let ok = code.len() == 6 && code.starts_with("GM") && code[2..].chars().all(|c| c.is_ascii_digit());
+            let ok = code.len() == 6
+                && code.starts_with("GM")
+                && code[2..].chars().all(|c| c.is_ascii_digit());
             if !ok {
-                e.push("spec.municipalityCode", format!("{code:?} must be GM followed by four digits, e.g. GM1674"));
+                e.push(
+                    "spec.municipalityCode",
+                    format!("{code:?} must be GM followed by four digits, e.g. GM1674"),
+                );
             }
         }
         if self.inhabitants < 0 {
-            e.push("spec.inhabitants", format!("must be 0 or more, not {}", self.inhabitants));
+            e.push(
+                "spec.inhabitants",
+                format!("must be 0 or more, not {}", self.inhabitants),
+            );
         }
         if self.service_level.is_empty() {
             e.push("spec.serviceLevel", "must name a ServiceLevel");
@@ -269,7 +309,10 @@ impl Validate for TenantSpec {
         if let Some(ns) = &self.namespace
             && !is_dns_label(ns)
         {
-            e.push("spec.namespace", format!("{ns:?} is not a valid namespace name"));
+            e.push(
+                "spec.namespace",
+                format!("{ns:?} is not a valid namespace name"),
+            );
         }
         let joined = parse_date(&self.membership.joined);
         if let Err(m) = &joined {
@@ -278,15 +321,22 @@ impl Validate for TenantSpec {
         if let Some(leaves) = &self.membership.leaves {
             match (parse_date(leaves), &joined) {
                 (Err(m), _) => e.push("spec.membership.leaves", m),
-                (Ok(l), Ok(j)) if l < *j => {
-                    e.push("spec.membership.leaves", format!("{leaves} is before joined {}", self.membership.joined))
-                }
+                (Ok(l), Ok(j)) if l < *j => e.push(
+                    "spec.membership.leaves",
+                    format!("{leaves} is before joined {}", self.membership.joined),
+                ),
                 _ => {}
             }
         }
         if let Some(addr) = &self.billing.electronic_address {
             if addr.scheme.len() != 4 || !addr.scheme.chars().all(|c| c.is_ascii_digit()) {
-                e.push("spec.billing.electronicAddress.scheme", format!("{:?} must be a four-digit Peppol EAS code such as 0190", addr.scheme));
+                e.push(
+                    "spec.billing.electronicAddress.scheme",
+                    format!(
+                        "{:?} must be a four-digit Peppol EAS code such as 0190",
+                        addr.scheme
+                    ),
+                );
             }
             if addr.id.trim().is_empty() {
                 e.push("spec.billing.electronicAddress.id", "must not be empty");
@@ -311,12 +361,24 @@ impl Validate for WorkplacePackageSpec {
         let mut e = Errors::default();
         if self.profile.is_empty()
             || !self.profile.starts_with(|c: char| c.is_ascii_lowercase())
-            || !self.profile.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !self
+                .profile
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            e.push("spec.profile", format!("{:?} must be lower-case letters, digits and dashes, e.g. standard", self.profile));
+            e.push(
+                "spec.profile",
+                format!(
+                    "{:?} must be lower-case letters, digits and dashes, e.g. standard",
+                    self.profile
+                ),
+            );
         }
         if self.accounts < 0 {
-            e.push("spec.accounts", format!("must be 0 or more, not {}", self.accounts));
+            e.push(
+                "spec.accounts",
+                format!("must be 0 or more, not {}", self.accounts),
+            );
         }
         if let Some(src) = &self.account_source {
             if let Err(m) = check_http_url(&src.url) {
@@ -326,9 +388,15 @@ impl Validate for WorkplacePackageSpec {
                 && !p.is_empty()
                 && !p.starts_with('/')
             {
-                e.push("spec.accountSource.jsonPointer", format!("{p:?} must start with / (RFC 6901)"));
+                e.push(
+                    "spec.accountSource.jsonPointer",
+                    format!("{p:?} must start with / (RFC 6901)"),
+                );
             }
-            for (path, d) in [("spec.accountSource.interval", &src.interval), ("spec.accountSource.timeout", &src.timeout)] {
+            for (path, d) in [
+                ("spec.accountSource.interval", &src.interval),
+                ("spec.accountSource.timeout", &src.timeout),
+            ] {
                 if let Some(d) = d {
                     match parse_duration(d) {
                         Ok(v) if v.is_zero() => e.push(path, "must be more than 0s"),
@@ -345,33 +413,54 @@ impl Validate for WorkplacePackageSpec {
 /// Environment variable names that look like they carry secrets.
 fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY", "API_KEY", "PRIVATE_KEY", "CREDENTIAL"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "APIKEY",
+        "API_KEY",
+        "PRIVATE_KEY",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 impl Validate for HostingComponentSpec {
     fn validate(&self) -> Vec<FieldError> {
         let mut e = Errors::default();
         match (&self.hosted, &self.saas) {
-            (Some(_), Some(_)) => e.push("spec", "exactly one of hosted and saas may be set, not both"),
+            (Some(_), Some(_)) => e.push(
+                "spec",
+                "exactly one of hosted and saas may be set, not both",
+            ),
             (None, None) => e.push("spec", "exactly one of hosted and saas must be set"),
             _ => {}
         }
         if let Some(level) = &self.service_level
             && level.is_empty()
         {
-            e.push("spec.serviceLevel", "must name a ServiceLevel or be left out");
+            e.push(
+                "spec.serviceLevel",
+                "must name a ServiceLevel or be left out",
+            );
         }
         if let Some(h) = &self.hosted {
             if h.image.trim().is_empty() {
                 e.push("spec.hosted.image", "must not be empty");
             }
             if !(1..=65535).contains(&h.port) {
-                e.push("spec.hosted.port", format!("must be 1 to 65535, not {}", h.port));
+                e.push(
+                    "spec.hosted.port",
+                    format!("must be 1 to 65535, not {}", h.port),
+                );
             }
             if !h.health_path.starts_with('/') {
-                e.push("spec.hosted.healthPath", format!("{:?} must start with /", h.health_path));
+                e.push(
+                    "spec.hosted.healthPath",
+                    format!("{:?} must start with /", h.health_path),
+                );
             }
             if h.replicas.is_some_and(|r| r < 0) {
                 e.push("spec.hosted.replicas", "must be 0 or more");
@@ -381,7 +470,10 @@ impl Validate for HostingComponentSpec {
                     && !name.starts_with(|c: char| c.is_ascii_digit())
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    e.push(format!("spec.hosted.env.{name}"), "is not a valid environment variable name");
+                    e.push(
+                        format!("spec.hosted.env.{name}"),
+                        "is not a valid environment variable name",
+                    );
                 } else if looks_secret(name) {
                     e.push(
                         format!("spec.hosted.env.{name}"),
@@ -404,7 +496,10 @@ impl Validate for HostingComponentSpec {
             if let Some(s) = p.expect_status
                 && !(100..=599).contains(&s)
             {
-                e.push("spec.probe.expectStatus", format!("{s} is not an HTTP status"));
+                e.push(
+                    "spec.probe.expectStatus",
+                    format!("{s} is not an HTTP status"),
+                );
             }
         }
         e.0
@@ -425,7 +520,13 @@ impl Validate for PriceListSpec {
                     if let Ok(f) = from {
                         let tz = jiff::tz::TimeZone::UTC;
                         if u.instant(&tz) <= f.instant(&tz) {
-                            e.push("spec.effectiveUntil", format!("{until} must be after effectiveFrom {}", self.effective_from));
+                            e.push(
+                                "spec.effectiveUntil",
+                                format!(
+                                    "{until} must be after effectiveFrom {}",
+                                    self.effective_from
+                                ),
+                            );
                         }
                     }
                 }
@@ -437,13 +538,22 @@ impl Validate for PriceListSpec {
             e.push("spec.noticePeriod", m);
         }
         if !["S", "Z", "E", "O", "AE", "K", "G", "L", "M"].contains(&self.vat.category.as_str()) {
-            e.push("spec.vat.category", format!("{:?} is not a UNCL 5305 VAT category (S, Z, E, O, AE, K, G, L, M)", self.vat.category));
+            e.push(
+                "spec.vat.category",
+                format!(
+                    "{:?} is not a UNCL 5305 VAT category (S, Z, E, O, AE, K, G, L, M)",
+                    self.vat.category
+                ),
+            );
         }
         match parse_decimal(&self.vat.percent) {
-            Ok(p) if p < Decimal::ZERO || p > Decimal::ONE_HUNDRED => e.push("spec.vat.percent", "must be 0 to 100"),
-            Ok(p) if self.vat.category != "S" && !p.is_zero() => {
-                e.push("spec.vat.percent", format!("must be 0 for VAT category {}", self.vat.category))
+            Ok(p) if p < Decimal::ZERO || p > Decimal::ONE_HUNDRED => {
+                e.push("spec.vat.percent", "must be 0 to 100")
             }
+            Ok(p) if self.vat.category != "S" && !p.is_zero() => e.push(
+                "spec.vat.percent",
+                format!("must be 0 for VAT category {}", self.vat.category),
+            ),
             Ok(_) => {}
             Err(m) => e.push("spec.vat.percent", m),
         }
@@ -453,8 +563,14 @@ impl Validate for PriceListSpec {
         for (i, r) in self.rates.iter().enumerate() {
             let p = format!("spec.rates[{i}]");
             match parse_decimal(&r.amount) {
-                Ok(a) if a < Decimal::ZERO => e.push(format!("{p}.amount"), format!("{:?} must not be negative", r.amount)),
-                Ok(a) if a.scale() > 4 => e.push(format!("{p}.amount"), format!("{:?} has more than 4 decimals", r.amount)),
+                Ok(a) if a < Decimal::ZERO => e.push(
+                    format!("{p}.amount"),
+                    format!("{:?} must not be negative", r.amount),
+                ),
+                Ok(a) if a.scale() > 4 => e.push(
+                    format!("{p}.amount"),
+                    format!("{:?} has more than 4 decimals", r.amount),
+                ),
                 Ok(_) => {}
                 Err(m) => e.push(format!("{p}.amount"), m),
             }
@@ -466,8 +582,13 @@ impl Validate for PriceListSpec {
             }
             match (r.item, r.per) {
                 (RateItem::FlexibleHour, RatePer::Hour) => {}
-                (RateItem::FlexibleHour, _) => e.push(format!("{p}.per"), "flexibleHour rates are per hour"),
-                (_, RatePer::Hour) => e.push(format!("{p}.per"), "account and component rates are per month or per year"),
+                (RateItem::FlexibleHour, _) => {
+                    e.push(format!("{p}.per"), "flexibleHour rates are per hour")
+                }
+                (_, RatePer::Hour) => e.push(
+                    format!("{p}.per"),
+                    "account and component rates are per month or per year",
+                ),
                 _ => {}
             }
         }
@@ -479,8 +600,14 @@ impl Validate for CostPoolSpec {
     fn validate(&self) -> Vec<FieldError> {
         let mut e = Errors::default();
         match parse_decimal(&self.amount) {
-            Ok(a) if a <= Decimal::ZERO => e.push("spec.amount", format!("{:?} must be more than 0", self.amount)),
-            Ok(a) if a.scale() > 2 => e.push("spec.amount", format!("{:?} has more than 2 decimals (cents)", self.amount)),
+            Ok(a) if a <= Decimal::ZERO => e.push(
+                "spec.amount",
+                format!("{:?} must be more than 0", self.amount),
+            ),
+            Ok(a) if a.scale() > 2 => e.push(
+                "spec.amount",
+                format!("{:?} has more than 2 decimals (cents)", self.amount),
+            ),
             Ok(_) => {}
             Err(m) => e.push("spec.amount", m),
         }
@@ -495,17 +622,25 @@ impl Validate for CostPoolSpec {
         if let (Ok(f), Ok(u)) = (from, until)
             && u < f
         {
-            e.push("spec.until", format!("{} is before from {}", self.until, self.from));
+            e.push(
+                "spec.until",
+                format!("{} is before from {}", self.until, self.from),
+            );
         }
         if self.allocation == AllocationKey::FixedShares && self.shares.is_empty() {
             e.push("spec.shares", "fixedShares needs shares per tenant");
         }
         if self.allocation != AllocationKey::FixedShares && !self.shares.is_empty() {
-            e.push("spec.shares", "shares are only used with allocation fixedShares");
+            e.push(
+                "spec.shares",
+                "shares are only used with allocation fixedShares",
+            );
         }
         for (tenant, w) in &self.shares {
             match parse_decimal(w) {
-                Ok(d) if d <= Decimal::ZERO => e.push(format!("spec.shares.{tenant}"), "must be more than 0"),
+                Ok(d) if d <= Decimal::ZERO => {
+                    e.push(format!("spec.shares.{tenant}"), "must be more than 0")
+                }
                 Ok(_) => {}
                 Err(m) => e.push(format!("spec.shares.{tenant}"), m),
             }
@@ -521,7 +656,10 @@ impl Validate for ServiceOrderSpec {
             e.push("spec.date", m);
         }
         match parse_decimal(&self.hours) {
-            Ok(h) if h < Decimal::ZERO => e.push("spec.hours", format!("{:?} must not be negative", self.hours)),
+            Ok(h) if h < Decimal::ZERO => e.push(
+                "spec.hours",
+                format!("{:?} must not be negative", self.hours),
+            ),
             Ok(_) => {}
             Err(m) => e.push("spec.hours", m),
         }

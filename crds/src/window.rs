@@ -70,7 +70,8 @@ pub struct Window {
 #[error("{0}")]
 pub struct WindowError(pub String);
 
-const SYNTAX: &str = "expected a day or day range and a time range, such as \"Mon-Fri 08:00-17:00\"";
+const SYNTAX: &str =
+    "expected a day or day range and a time range, such as \"Mon-Fri 08:00-17:00\"";
 
 impl Window {
     /// True when `day` lies in this window's day range.
@@ -130,10 +131,13 @@ impl FromStr for Window {
         let (start, end) = times
             .split_once('-')
             .ok_or_else(|| WindowError(format!("{s:?}: {SYNTAX}")))?;
-        let start_minute = parse_clock(start, "start").map_err(|e| WindowError(format!("{s:?}: {e}")))?;
+        let start_minute =
+            parse_clock(start, "start").map_err(|e| WindowError(format!("{s:?}: {e}")))?;
         let end_minute = parse_clock(end, "end").map_err(|e| WindowError(format!("{s:?}: {e}")))?;
         if start_minute == 24 * 60 {
-            return Err(WindowError(format!("{s:?}: start time 24:00 leaves no time in the day")));
+            return Err(WindowError(format!(
+                "{s:?}: start time 24:00 leaves no time in the day"
+            )));
         }
         if end_minute <= start_minute {
             return Err(WindowError(format!(
@@ -275,7 +279,10 @@ mod tests {
         let e = w("Mon-Fri 25:00-17:00").unwrap_err().0;
         assert!(e.contains("start time \"25:00\" is out of range"), "{e}");
         let e = w("Mon-Fri 17:00-08:00").unwrap_err().0;
-        assert!(e.contains("end time 08:00 must be after start time 17:00"), "{e}");
+        assert!(
+            e.contains("end time 08:00 must be after start time 17:00"),
+            "{e}"
+        );
         let e = w("Mon-Fri 08:00-08:00").unwrap_err().0;
         assert!(e.contains("must be after"), "{e}");
         let e = w("Fri-Mon 08:00-17:00").unwrap_err().0;
@@ -311,7 +318,10 @@ mod tests {
     #[test]
     fn serde_roundtrip() {
         let x: Window = serde_json::from_str("\"Mon-Sat 08:00-22:00\"").unwrap();
-        assert_eq!(serde_json::to_string(&x).unwrap(), "\"Mon-Sat 08:00-22:00\"");
+        assert_eq!(
+            serde_json::to_string(&x).unwrap(),
+            "\"Mon-Sat 08:00-22:00\""
+        );
         assert!(serde_json::from_str::<Window>("\"Mon-Sat 22:00-08:00\"").is_err());
     }
 }

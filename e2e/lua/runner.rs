@@ -20,7 +20,11 @@ pub fn lua_literal(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => {
             let f = n.as_f64().expect("JSON numbers are finite");
-            if f.fract() == 0.0 { format!("{f:.1}") } else { format!("{f}") }
+            if f.fract() == 0.0 {
+                format!("{f:.1}")
+            } else {
+                format!("{f}")
+            }
         }
         Value::String(s) => lua_string(s),
         Value::Array(items) => {
@@ -70,7 +74,11 @@ pub fn run_health(lua: &str, script: &Path, obj: &Value) -> (String, String) {
     let out = Command::new(lua)
         .arg(&harness)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {lua} ({e}): install Debian's {lua} package (e2e/install-deps tools)"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {lua} ({e}): install Debian's {lua} package (e2e/install-deps tools)"
+            )
+        });
     assert!(
         out.status.success(),
         "{lua} failed on {}: {}",
@@ -81,4 +89,3 @@ pub fn run_health(lua: &str, script: &Path, obj: &Value) -> (String, String) {
     let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
     (status.to_string(), message.to_string())
 }
-

@@ -128,7 +128,9 @@ impl Cluster {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
                     rt.block_on(async {
                         let client = self.client().await?;
                         install_crds(&client).await

@@ -34,10 +34,22 @@ fn regie_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo_root())
-            .args(["build", "-q", "-p", "regie-operator", "--bin", "regie", "--message-format=json"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "regie-operator",
+                "--bin",
+                "regie",
+                "--message-format=json",
+            ])
             .output()
             .expect("run cargo build");
-        assert!(out.status.success(), "cargo build of regie failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cargo build of regie failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -80,7 +92,10 @@ fn manifest_objects(manifest: &str) -> Vec<Value> {
 }
 
 fn kinds(objects: &[Value]) -> BTreeSet<String> {
-    objects.iter().map(|o| o["kind"].as_str().unwrap_or_default().to_string()).collect()
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,7 +107,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).expect("readable dir") {
             let p = e.expect("dir entry").path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out.sort();
@@ -108,7 +127,11 @@ fn generated_chart_files_are_up_to_date() {
         .env("REGIE", regie_bin())
         .output()
         .expect("run charts/regie/generate");
-    assert!(out.status.success(), "charts/regie/generate failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "charts/regie/generate failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let generated = files_under(tmp.path());
     assert!(generated.len() >= 13, "generate wrote only {generated:?}");
     let mut stale = Vec::new();
@@ -121,7 +144,11 @@ fn generated_chart_files_are_up_to_date() {
     }
     // Nothing generated earlier and no longer produced may linger.
     for dir in ["templates/crds"] {
-        let fresh: BTreeSet<_> = generated.iter().filter_map(|g| g.strip_prefix(tmp.path()).ok()).map(Path::to_path_buf).collect();
+        let fresh: BTreeSet<_> = generated
+            .iter()
+            .filter_map(|g| g.strip_prefix(tmp.path()).ok())
+            .map(Path::to_path_buf)
+            .collect();
         let committed = chart_dir().join(dir);
         if committed.is_dir() {
             for f in files_under(&committed) {
@@ -136,7 +163,10 @@ fn generated_chart_files_are_up_to_date() {
     if rules.exists() && !tmp.path().join("files/prometheusrule.yaml").exists() {
         stale.push("files/prometheusrule.yaml (no longer generated)".into());
     }
-    assert!(stale.is_empty(), "out of date, run charts/regie/generate: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "out of date, run charts/regie/generate: {stale:?}"
+    );
 }
 
 /// The hand-written alerts on the operator pass the real promtool (Debian's `prometheus`).
@@ -163,10 +193,20 @@ fn every_crd_has_a_template_that_is_kept_on_uninstall() {
     for crd in regie_crds::crd::crds() {
         let plural = &crd.spec.names.plural;
         let path = chart_dir().join(format!("templates/crds/{plural}.yaml"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(text.starts_with("{{- if .Values.crds.install }}"), "{plural}: not gated by crds.install");
-        assert!(text.contains("helm.sh/resource-policy: keep"), "{plural}: not kept on uninstall");
-        assert!(text.contains(&format!("  name: {plural}.regie.dev\n")), "{plural}: wrong name");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            text.starts_with("{{- if .Values.crds.install }}"),
+            "{plural}: not gated by crds.install"
+        );
+        assert!(
+            text.contains("helm.sh/resource-policy: keep"),
+            "{plural}: not kept on uninstall"
+        );
+        assert!(
+            text.contains(&format!("  name: {plural}.regie.dev\n")),
+            "{plural}: wrong name"
+        );
     }
 }
 
@@ -175,12 +215,20 @@ fn every_crd_has_a_template_that_is_kept_on_uninstall() {
 
 fn chart_copy_with_values(overrides: &Value) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let status = Command::new("cp").arg("-r").arg(chart_dir()).arg(tmp.path().join("regie")).status().expect("cp");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(chart_dir())
+        .arg(tmp.path().join("regie"))
+        .status()
+        .expect("cp");
     assert!(status.success());
     let values_path = tmp.path().join("regie/values.yaml");
-    let mut values: Value = serde_yaml::from_str(&std::fs::read_to_string(&values_path).expect("values.yaml")).expect("YAML");
+    let mut values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&values_path).expect("values.yaml"))
+            .expect("YAML");
     merge(&mut values, overrides);
-    std::fs::write(&values_path, serde_yaml::to_string(&values).expect("YAML")).expect("write values");
+    std::fs::write(&values_path, serde_yaml::to_string(&values).expect("YAML"))
+        .expect("write values");
     tmp
 }
 
@@ -198,15 +246,27 @@ fn merge(base: &mut Value, over: &Value) {
 #[test]
 fn the_chart_lints_and_lint_refuses_wrong_values() {
     let ok = helm(&["lint", &chart_dir().display().to_string()]).expect("lint runs");
-    assert_eq!(ok["errors"], 0, "helm lint found errors in charts/regie: {ok}");
+    assert_eq!(
+        ok["errors"], 0,
+        "helm lint found errors in charts/regie: {ok}"
+    );
 
-    for bad in [json!({"replicaCount": "two"}), json!({"securityContext": {"readOnlyRootFilesystem": false}}), json!({"imag": {}})] {
+    for bad in [
+        json!({"replicaCount": "two"}),
+        json!({"securityContext": {"readOnlyRootFilesystem": false}}),
+        json!({"imag": {}}),
+    ] {
         let copy = chart_copy_with_values(&bad);
-        let res = helm(&["lint", &copy.path().join("regie").display().to_string()]).expect("lint runs");
+        let res =
+            helm(&["lint", &copy.path().join("regie").display().to_string()]).expect("lint runs");
         let errors = res["errors"].as_u64().unwrap_or(0);
         assert!(errors > 0, "lint accepted {bad}: {res}");
         assert!(
-            res["messages"].as_array().into_iter().flatten().any(|m| m["path"] == "values.yaml" && m["severity"] == 3),
+            res["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["path"] == "values.yaml" && m["severity"] == 3),
             "lint did not blame values.yaml for {bad}: {res}"
         );
     }
@@ -224,7 +284,10 @@ struct BareCluster {
 
 impl BareCluster {
     fn start() -> BareCluster {
-        let dir = tempfile::Builder::new().prefix("regie-chart-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("regie-chart-")
+            .tempdir()
+            .expect("temp dir");
         let state = dir.path().join("cluster");
         let out = Command::new(repo_root().join("e2e/cluster"))
             .arg("up")
@@ -234,11 +297,28 @@ impl BareCluster {
             .arg(std::process::id().to_string())
             .output()
             .expect("run e2e/cluster up");
-        assert!(out.status.success(), "e2e/cluster up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "e2e/cluster up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let kubeconfig = PathBuf::from(stdout.lines().rev().find(|l| !l.trim().is_empty()).expect("a kubeconfig path").trim());
+        let kubeconfig = PathBuf::from(
+            stdout
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .expect("a kubeconfig path")
+                .trim(),
+        );
         assert!(kubeconfig.exists(), "e2e/cluster up printed {kubeconfig:?}");
-        BareCluster { cluster: Cluster { dir: state, kubeconfig }, _dir: dir }
+        BareCluster {
+            cluster: Cluster {
+                dir: state,
+                kubeconfig,
+            },
+            _dir: dir,
+        }
     }
 
     fn kubeconfig(&self) -> String {
@@ -260,7 +340,10 @@ impl BareCluster {
             return true;
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("NotFound") || err.contains("not found"), "kubectl get {args:?}: {err}");
+        assert!(
+            err.contains("NotFound") || err.contains("not found"),
+            "kubectl get {args:?}: {err}"
+        );
         false
     }
 
@@ -269,7 +352,10 @@ impl BareCluster {
     fn wait_gone(&self, args: &[&str]) {
         let start = Instant::now();
         while self.exists(args) {
-            assert!(start.elapsed() < Duration::from_secs(60), "{args:?} still exists after 60 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{args:?} still exists after 60 s"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -305,8 +391,15 @@ fn args_of(deploy: &Value) -> Vec<String> {
 /// exists in this regie and every value is accepted. (`--help` after them makes clap stop after
 /// parsing, with exit code 0 only when everything before it parsed.)
 fn assert_regie_accepts(args: &[String]) {
-    let argv: Vec<String> = args.iter().map(|a| a.replace("$(POD_NAMESPACE)", NAMESPACE)).collect();
-    let out = Command::new(regie_bin()).args(&argv).arg("--help").output().expect("run regie");
+    let argv: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("$(POD_NAMESPACE)", NAMESPACE))
+        .collect();
+    let out = Command::new(regie_bin())
+        .args(&argv)
+        .arg("--help")
+        .output()
+        .expect("run regie");
     assert!(
         out.status.success(),
         "regie does not accept the chart's arguments {argv:?}:\n{}",
@@ -322,7 +415,10 @@ fn assert_hardened(c: &BareCluster) -> Value {
     assert_eq!(pod["serviceAccountName"], RELEASE);
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let sc = &ctr["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
@@ -331,23 +427,40 @@ fn assert_hardened(c: &BareCluster) -> Value {
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
     assert!(sc["capabilities"].get("add").is_none());
     for part in ["requests", "limits"] {
-        assert!(ctr["resources"][part]["memory"].is_string(), "no memory {part}: {}", ctr["resources"]);
+        assert!(
+            ctr["resources"][part]["memory"].is_string(),
+            "no memory {part}: {}",
+            ctr["resources"]
+        );
     }
     assert!(ctr["resources"]["requests"]["cpu"].is_string());
-    assert_eq!(ctr["ports"], json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]));
+    assert_eq!(
+        ctr["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
     assert_eq!(ctr["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(ctr["livenessProbe"]["httpGet"]["port"], "metrics");
     assert_eq!(ctr["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(ctr["readinessProbe"]["httpGet"]["port"], "metrics");
     let env = ctr["env"].as_array().expect("env");
-    for (name, path) in [("POD_NAMESPACE", "metadata.namespace"), ("POD_NAME", "metadata.name")] {
-        let e = env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+    for (name, path) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"));
         assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], path);
     }
     let args = args_of(&deploy);
     assert_eq!(
         args[..3],
-        ["run", "--metrics-addr=0.0.0.0:8080", "--leader-election-namespace=$(POD_NAMESPACE)"],
+        [
+            "run",
+            "--metrics-addr=0.0.0.0:8080",
+            "--leader-election-namespace=$(POD_NAMESPACE)"
+        ],
         "the pinned arguments"
     );
     assert_regie_accepts(&args);
@@ -364,13 +477,18 @@ fn rules_of(c: &BareCluster, kind: &str, name: &str, ns: Option<&str>) -> Value 
 
 /// Normalizes PolicyRules for comparison: the server drops nothing, but may order keys.
 fn normalized(rules: &Value) -> Vec<Value> {
-    let mut v: Vec<Value> = rules.as_array().expect("rules").iter().map(|r| {
-        let mut r = r.clone();
-        if let Some(o) = r.as_object_mut() {
-            o.retain(|_, v| !v.is_null());
-        }
-        r
-    }).collect();
+    let mut v: Vec<Value> = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(o) = r.as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
+            r
+        })
+        .collect();
     v.sort_by_key(|r| r.to_string());
     v
 }
@@ -380,9 +498,17 @@ fn monitoring_crds(c: &BareCluster) {
     c.cluster
         .kubectl_ok(&["apply", "--server-side", "-f", &path.display().to_string()])
         .expect("install the monitoring.coreos.com stand-in CRDs");
-    for crd in ["servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"] {
+    for crd in [
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ] {
         c.cluster
-            .kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{crd}")])
+            .kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}"),
+            ])
             .expect("CRD established");
     }
 }
@@ -392,22 +518,41 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let c = BareCluster::start();
     let chart = chart_dir().display().to_string();
     let tmp = tempfile::tempdir().expect("temp dir");
-    let crd_names: Vec<String> = regie_crds::crd::crds().iter().map(|c| c.metadata.name.clone().unwrap_or_default()).collect();
+    let crd_names: Vec<String> = regie_crds::crd::crds()
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap_or_default())
+        .collect();
 
     // 1. Install with the default values.
-    let rel = c.helm("install", &["--create-namespace", RELEASE, &chart]).unwrap_or_else(|e| panic!("install: {e}"));
+    let rel = c
+        .helm("install", &["--create-namespace", RELEASE, &chart])
+        .unwrap_or_else(|e| panic!("install: {e}"));
     assert_eq!(rel["info"]["status"], "deployed");
     assert_eq!(rel["version"], 1);
     let objects = manifest_objects(rel["manifest"].as_str().expect("manifest"));
     let want: BTreeSet<String> = [
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "NetworkPolicy",
-        "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     assert_eq!(kinds(&objects), want, "objects of a default install");
-    assert_eq!(objects.iter().filter(|o| o["kind"] == "CustomResourceDefinition").count(), crd_names.len());
+    assert_eq!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .count(),
+        crd_names.len()
+    );
 
     let deploy = assert_hardened(&c);
     assert_eq!(deploy["spec"]["replicas"], 2);
@@ -415,10 +560,21 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     assert_eq!(container(&deploy)["resources"]["limits"]["memory"], "512Mi");
 
     // The server is v1.20: the PodDisruptionBudget must use the API it offers.
-    let pdb = c.get(&["poddisruptionbudgets.v1beta1.policy", RELEASE, "-n", NAMESPACE]);
+    let pdb = c.get(&[
+        "poddisruptionbudgets.v1beta1.policy",
+        RELEASE,
+        "-n",
+        NAMESPACE,
+    ]);
     assert_eq!(pdb["spec"]["minAvailable"], 1);
-    assert_eq!(pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], RELEASE);
-    let pdb_doc = objects.iter().find(|o| o["kind"] == "PodDisruptionBudget").expect("a PDB");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        RELEASE
+    );
+    let pdb_doc = objects
+        .iter()
+        .find(|o| o["kind"] == "PodDisruptionBudget")
+        .expect("a PDB");
     assert_eq!(pdb_doc["apiVersion"], "policy/v1beta1");
 
     // Ingress only to the metrics port, only from the monitoring namespace; egress open.
@@ -426,18 +582,36 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
     let ingress = np["spec"]["ingress"].as_array().expect("ingress rules");
     assert_eq!(ingress.len(), 1);
-    assert_eq!(ingress[0]["ports"], json!([{"port": 8080, "protocol": "TCP"}]));
-    assert_eq!(ingress[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"], json!(["monitoring"]));
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"port": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["monitoring"])
+    );
 
     // The least-privilege RBAC, exactly as `regie rbac` prints it.
     let cluster_role = format!("{RELEASE}-operator");
-    assert_eq!(normalized(&rules_of(&c, "clusterrole", &cluster_role, None)), normalized(&regie::rbac::cluster_rules()));
-    assert_eq!(normalized(&rules_of(&c, "role", &cluster_role, Some(NAMESPACE))), normalized(&regie::rbac::namespace_rules()));
+    assert_eq!(
+        normalized(&rules_of(&c, "clusterrole", &cluster_role, None)),
+        normalized(&regie::rbac::cluster_rules())
+    );
+    assert_eq!(
+        normalized(&rules_of(&c, "role", &cluster_role, Some(NAMESPACE))),
+        normalized(&regie::rbac::namespace_rules())
+    );
     let crb = c.get(&["clusterrolebinding", &cluster_role]);
-    assert_eq!(crb["subjects"], json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]));
+    assert_eq!(
+        crb["subjects"],
+        json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}])
+    );
     assert_eq!(crb["roleRef"]["name"], cluster_role);
     let rb = c.get(&["rolebinding", &cluster_role, "-n", NAMESPACE]);
-    assert_eq!(rb["subjects"], json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]));
+    assert_eq!(
+        rb["subjects"],
+        json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}])
+    );
 
     let svc = c.get(&["service", &format!("{RELEASE}-metrics"), "-n", NAMESPACE]);
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
@@ -445,11 +619,21 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
 
     for name in &crd_names {
         let crd = c.get(&["crd", name]);
-        assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "{name}");
-        assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm", "{name}");
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{name}"
+        );
+        assert_eq!(
+            crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm",
+            "{name}"
+        );
     }
     // The regie kinds are served: a Tenant can be created (and read back) right away.
-    assert!(c.cluster.kubectl_ok(&["get", "tenants,servicelevels,hostingcomponents", "-A"]).is_ok());
+    assert!(
+        c.cluster
+            .kubectl_ok(&["get", "tenants,servicelevels,hostingcomponents", "-A"])
+            .is_ok()
+    );
 
     // 2. Upgrade with every option on (the Prometheus operator's CRDs are stand-ins here).
     monitoring_crds(&c);
@@ -470,7 +654,9 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         "podAnnotations": {"example.org/team": "platform"}
     });
     let all_file = values_file(tmp.path(), "all.json", &all);
-    let rel = c.helm("upgrade", &[RELEASE, &chart, "--values", &all_file]).unwrap_or_else(|e| panic!("upgrade to all options: {e}"));
+    let rel = c
+        .helm("upgrade", &[RELEASE, &chart, "--values", &all_file])
+        .unwrap_or_else(|e| panic!("upgrade to all options: {e}"));
     assert_eq!(rel["info"]["status"], "deployed");
     assert_eq!(rel["version"], 2);
     let objects = manifest_objects(rel["manifest"].as_str().expect("manifest"));
@@ -480,42 +666,97 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     }
     assert_eq!(k.contains("PrometheusRule"), rules_packaged);
     let deploy = assert_hardened(&c);
-    assert_eq!(container(&deploy)["resources"]["limits"]["memory"], "1Gi", "the upgrade changed the resources");
+    assert_eq!(
+        container(&deploy)["resources"]["limits"]["memory"],
+        "1Gi",
+        "the upgrade changed the resources"
+    );
     assert_eq!(container(&deploy)["resources"]["requests"]["cpu"], "200m");
     let args = args_of(&deploy);
-    assert!(args.contains(&"--log-json".to_string()) && args.contains(&"--concurrency=8".to_string()), "{args:?}");
-    assert!(args.contains(&format!("--allowed-namespaces={NAMESPACE},monitoring,ingress-nginx,observability")), "{args:?}");
-    let sm = c.get(&["servicemonitors.monitoring.coreos.com", RELEASE, "-n", NAMESPACE]);
+    assert!(
+        args.contains(&"--log-json".to_string()) && args.contains(&"--concurrency=8".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&format!(
+            "--allowed-namespaces={NAMESPACE},monitoring,ingress-nginx,observability"
+        )),
+        "{args:?}"
+    );
+    let sm = c.get(&[
+        "servicemonitors.monitoring.coreos.com",
+        RELEASE,
+        "-n",
+        NAMESPACE,
+    ]);
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["endpoints"][0]["interval"], "15s");
     let dashboards: Vec<PathBuf> = std::fs::read_dir(chart_dir().join("dashboards"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
         .unwrap_or_default();
     let cms = c.get(&["configmaps", "-n", NAMESPACE, "-l", "grafana_dashboard=1"]);
-    assert_eq!(cms["items"].as_array().map(Vec::len), Some(dashboards.len()), "one ConfigMap per dashboard");
+    assert_eq!(
+        cms["items"].as_array().map(Vec::len),
+        Some(dashboards.len()),
+        "one ConfigMap per dashboard"
+    );
     for d in &dashboards {
         let file = d.file_name().expect("name").to_string_lossy().to_string();
-        let cm = cms["items"].as_array().into_iter().flatten().find(|cm| cm["data"].get(&file).is_some());
+        let cm = cms["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|cm| cm["data"].get(&file).is_some());
         let cm = cm.unwrap_or_else(|| panic!("no ConfigMap holds {file}"));
-        assert_eq!(cm["data"][&file].as_str(), Some(std::fs::read_to_string(d).expect("dashboard").trim_end()));
+        assert_eq!(
+            cm["data"][&file].as_str(),
+            Some(std::fs::read_to_string(d).expect("dashboard").trim_end())
+        );
         assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "regie");
     }
     for level in ["bronze", "silver", "gold"] {
         let sl = c.get(&["servicelevel", level]);
-        assert_eq!(sl["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+        assert_eq!(
+            sl["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
     }
     if rules_packaged {
         // The SLA engine's rules arrive as `regie rules` wrote them: Helm must not read their
         // {{ $labels }} templates as its own.
-        let file: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("files/prometheusrule.yaml")).expect("rules"))
-            .expect("YAML");
-        let operator: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("files/operator-alerts.yaml")).expect("alerts"))
-            .expect("YAML");
-        let live = c.get(&["prometheusrules.monitoring.coreos.com", RELEASE, "-n", NAMESPACE]);
+        let file: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(chart_dir().join("files/prometheusrule.yaml")).expect("rules"),
+        )
+        .expect("YAML");
+        let operator: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(chart_dir().join("files/operator-alerts.yaml"))
+                .expect("alerts"),
+        )
+        .expect("YAML");
+        let live = c.get(&[
+            "prometheusrules.monitoring.coreos.com",
+            RELEASE,
+            "-n",
+            NAMESPACE,
+        ]);
         let mut want = file["spec"]["groups"].as_array().expect("groups").clone();
-        want.extend(operator["groups"].as_array().expect("groups").iter().cloned());
-        assert_eq!(live["spec"]["groups"], Value::Array(want), "the PrometheusRule differs from files/prometheusrule.yaml + files/operator-alerts.yaml");
+        want.extend(
+            operator["groups"]
+                .as_array()
+                .expect("groups")
+                .iter()
+                .cloned(),
+        );
+        assert_eq!(
+            live["spec"]["groups"],
+            Value::Array(want),
+            "the PrometheusRule differs from files/prometheusrule.yaml + files/operator-alerts.yaml"
+        );
         assert_eq!(live["metadata"]["labels"]["release"], "prometheus");
     }
     let np = c.get(&["networkpolicy", RELEASE, "-n", NAMESPACE]);
@@ -524,42 +765,84 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
 
     // PrometheusRule without rules in the chart fails with a message saying so, and changes nothing.
     if !rules_packaged {
-        let with_rules = values_file(tmp.path(), "rules.json", &json!({"prometheusRule": {"enabled": true}}));
-        let err = c.helm("upgrade", &[RELEASE, &chart, "--values", &with_rules]).expect_err("no rules to install");
+        let with_rules = values_file(
+            tmp.path(),
+            "rules.json",
+            &json!({"prometheusRule": {"enabled": true}}),
+        );
+        let err = c
+            .helm("upgrade", &[RELEASE, &chart, "--values", &with_rules])
+            .expect_err("no rules to install");
         assert!(err.contains("carries no rules"), "unclear message: {err}");
     }
 
     // 3. Wrong values fail with a message that names the value, and change nothing.
     for (bad, names) in [
         (json!({"replicaCount": "two"}), "replicaCount"),
-        (json!({"securityContext": {"readOnlyRootFilesystem": false}}), "readOnlyRootFilesystem"),
+        (
+            json!({"securityContext": {"readOnlyRootFilesystem": false}}),
+            "readOnlyRootFilesystem",
+        ),
         (json!({"imagee": {"tag": "x"}}), "imagee"),
         (json!({"image": {"digest": "latest"}}), "digest"),
-        (json!({"extraArgs": ["--metrics-addr=0.0.0.0:9090"]}), "extraArgs"),
+        (
+            json!({"extraArgs": ["--metrics-addr=0.0.0.0:9090"]}),
+            "extraArgs",
+        ),
     ] {
         let f = values_file(tmp.path(), "bad.json", &bad);
-        let err = c.helm("upgrade", &[RELEASE, &chart, "--values", &f]).expect_err(&format!("{bad} must be refused"));
-        assert!(err.contains("schema") && err.contains(names), "the message for {bad} does not name {names}: {err}");
+        let err = c
+            .helm("upgrade", &[RELEASE, &chart, "--values", &f])
+            .expect_err(&format!("{bad} must be refused"));
+        assert!(
+            err.contains("schema") && err.contains(names),
+            "the message for {bad} does not name {names}: {err}"
+        );
     }
     let status = c.helm("status", &[RELEASE]).expect("status");
-    assert_eq!(status["version"], 2, "a refused upgrade must not make a revision");
+    assert_eq!(
+        status["version"], 2,
+        "a refused upgrade must not make a revision"
+    );
 
     // 4. Back to the defaults: the optional objects go, the kept ServiceLevels stay.
-    let rel = c.helm("upgrade", &[RELEASE, &chart]).unwrap_or_else(|e| panic!("upgrade to defaults: {e}"));
+    let rel = c
+        .helm("upgrade", &[RELEASE, &chart])
+        .unwrap_or_else(|e| panic!("upgrade to defaults: {e}"));
     assert_eq!(rel["version"], 3);
-    assert!(!c.exists(&["servicemonitors.monitoring.coreos.com", RELEASE, "-n", NAMESPACE]));
-    assert_eq!(c.get(&["configmaps", "-n", NAMESPACE, "-l", "grafana_dashboard=1"])["items"], json!([]));
-    assert!(c.exists(&["servicelevel", "gold"]), "a kept ServiceLevel was deleted by the upgrade");
-    assert_eq!(container(&assert_hardened(&c))["resources"]["limits"]["memory"], "512Mi");
+    assert!(!c.exists(&[
+        "servicemonitors.monitoring.coreos.com",
+        RELEASE,
+        "-n",
+        NAMESPACE
+    ]));
+    assert_eq!(
+        c.get(&["configmaps", "-n", NAMESPACE, "-l", "grafana_dashboard=1"])["items"],
+        json!([])
+    );
+    assert!(
+        c.exists(&["servicelevel", "gold"]),
+        "a kept ServiceLevel was deleted by the upgrade"
+    );
+    assert_eq!(
+        container(&assert_hardened(&c))["resources"]["limits"]["memory"],
+        "512Mi"
+    );
 
     // 5. Uninstall: everything of the release goes, except what is kept.
-    c.helm("uninstall", &[RELEASE]).unwrap_or_else(|e| panic!("uninstall: {e}"));
+    c.helm("uninstall", &[RELEASE])
+        .unwrap_or_else(|e| panic!("uninstall: {e}"));
     for what in [
         vec!["deployment", RELEASE, "-n", NAMESPACE],
         vec!["serviceaccount", RELEASE, "-n", NAMESPACE],
         vec!["service", "regie-metrics", "-n", NAMESPACE],
         vec!["networkpolicy", RELEASE, "-n", NAMESPACE],
-        vec!["poddisruptionbudgets.v1beta1.policy", RELEASE, "-n", NAMESPACE],
+        vec![
+            "poddisruptionbudgets.v1beta1.policy",
+            RELEASE,
+            "-n",
+            NAMESPACE,
+        ],
         vec!["role", "regie-operator", "-n", NAMESPACE],
         vec!["rolebinding", "regie-operator", "-n", NAMESPACE],
         vec!["clusterrole", "regie-operator"],
@@ -568,12 +851,20 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         c.wait_gone(&what);
     }
     for name in &crd_names {
-        assert!(c.exists(&["crd", name]), "CRD {name} was deleted by the uninstall");
+        assert!(
+            c.exists(&["crd", name]),
+            "CRD {name} was deleted by the uninstall"
+        );
     }
-    assert!(c.exists(&["servicelevel", "gold"]), "the catalogue was deleted by the uninstall");
+    assert!(
+        c.exists(&["servicelevel", "gold"]),
+        "the catalogue was deleted by the uninstall"
+    );
 
     // 6. Installing again adopts the kept CRDs.
-    let rel = c.helm("install", &[RELEASE, &chart]).unwrap_or_else(|e| panic!("install over kept CRDs: {e}"));
+    let rel = c
+        .helm("install", &[RELEASE, &chart])
+        .unwrap_or_else(|e| panic!("install over kept CRDs: {e}"));
     assert_eq!(rel["info"]["status"], "deployed");
     assert_hardened(&c);
 }

@@ -16,7 +16,10 @@ use regie_e2e::cluster::repo_root;
 use serde_json::Value;
 
 fn markdown_files() -> Vec<PathBuf> {
-    let mut out = vec![repo_root().join("charts/regie/README.md"), repo_root().join("examples/gitops/README.md")];
+    let mut out = vec![
+        repo_root().join("charts/regie/README.md"),
+        repo_root().join("examples/gitops/README.md"),
+    ];
     let mut stack = vec![repo_root().join("docs")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).expect("docs/") {
@@ -42,13 +45,23 @@ fn the_api_reference_is_generated_from_the_crds() {
         .arg(&fresh)
         .output()
         .expect("python3 is installed");
-    assert!(out.status.success(), "docs/generate-api failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docs/generate-api failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fresh = std::fs::read_to_string(fresh).expect("generated");
     let committed = std::fs::read_to_string(repo_root().join("docs/api.md")).expect("docs/api.md");
-    assert!(fresh == committed, "docs/api.md is out of date: run docs/generate-api");
+    assert!(
+        fresh == committed,
+        "docs/api.md is out of date: run docs/generate-api"
+    );
     for crd in regie_crds::crd::crds() {
         let kind = &crd.spec.names.kind;
-        assert!(committed.contains(&format!("\n## {kind}\n")), "docs/api.md has no section for {kind}");
+        assert!(
+            committed.contains(&format!("\n## {kind}\n")),
+            "docs/api.md has no section for {kind}"
+        );
         for part in ["### spec"] {
             assert!(committed.contains(part));
         }
@@ -124,14 +137,21 @@ fn every_relative_link_resolves() {
     for file in markdown_files() {
         let text = std::fs::read_to_string(&file).expect("readable");
         for link in links(&text) {
-            if link.starts_with("http://") || link.starts_with("https://") || link.starts_with("mailto:") {
+            if link.starts_with("http://")
+                || link.starts_with("https://")
+                || link.starts_with("mailto:")
+            {
                 continue;
             }
             let (path, anchor) = match link.split_once('#') {
                 Some((p, a)) => (p, Some(a)),
                 None => (link.as_str(), None),
             };
-            let target = if path.is_empty() { file.clone() } else { file.parent().expect("dir").join(path) };
+            let target = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().expect("dir").join(path)
+            };
             if !target.exists() {
                 broken.push(format!("{}: {link} (no such file)", file.display()));
                 continue;
@@ -156,10 +176,22 @@ fn regie_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo_root())
-            .args(["build", "-q", "-p", "regie-operator", "--bin", "regie", "--message-format=json"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "regie-operator",
+                "--bin",
+                "regie",
+                "--message-format=json",
+            ])
             .output()
             .expect("run cargo build");
-        assert!(out.status.success(), "cargo build of regie failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cargo build of regie failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -171,7 +203,10 @@ fn regie_bin() -> &'static Path {
 
 #[test]
 fn every_regie_command_in_the_docs_exists() {
-    let help = Command::new(regie_bin()).arg("--help").output().expect("regie --help");
+    let help = Command::new(regie_bin())
+        .arg("--help")
+        .output()
+        .expect("regie --help");
     let help = String::from_utf8_lossy(&help.stdout);
     let commands: BTreeSet<String> = help
         .lines()
@@ -180,7 +215,10 @@ fn every_regie_command_in_the_docs_exists() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next().map(String::from))
         .collect();
-    assert!(commands.contains("validate"), "cannot read regie --help: {help}");
+    assert!(
+        commands.contains("validate"),
+        "cannot read regie --help: {help}"
+    );
     let mut unknown = Vec::new();
     for file in markdown_files() {
         let text = std::fs::read_to_string(&file).expect("readable");
@@ -199,7 +237,9 @@ fn every_regie_command_in_the_docs_exists() {
                 // environment assignment (`REGIE_NOW=… regie bill`).
                 let command_position = i == 0
                     || matches!(words[i - 1], "$" | "|" | "&&" | ";")
-                    || words[i - 1].split_once('=').is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+                    || words[i - 1].split_once('=').is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    });
                 let sub = match *w {
                     "regie" if command_position => words.get(i + 1),
                     "--" if i > 0 && words[i - 1] == "regie-operator" => words.get(i + 1),
@@ -214,5 +254,9 @@ fn every_regie_command_in_the_docs_exists() {
             }
         }
     }
-    assert!(unknown.is_empty(), "regie has no such command:\n{}", unknown.join("\n"));
+    assert!(
+        unknown.is_empty(),
+        "regie has no such command:\n{}",
+        unknown.join("\n")
+    );
 }

@@ -26,7 +26,8 @@ fn lua_dir() -> PathBuf {
 }
 
 fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
@@ -39,7 +40,9 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let spec = read_yaml(&lua_dir().join("health_test.yaml"));
-    let tests = spec["tests"].as_array().expect("health_test.yaml has a tests list");
+    let tests = spec["tests"]
+        .as_array()
+        .expect("health_test.yaml has a tests list");
     assert!(!tests.is_empty());
     tests
         .iter()
@@ -48,8 +51,14 @@ fn cases() -> Vec<Case> {
             Case {
                 object: read_yaml(&input),
                 input,
-                status: t["healthStatus"]["status"].as_str().expect("status").to_string(),
-                message: t["healthStatus"]["message"].as_str().unwrap_or_default().to_string(),
+                status: t["healthStatus"]["status"]
+                    .as_str()
+                    .expect("status")
+                    .to_string(),
+                message: t["healthStatus"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             }
         })
         .collect()
@@ -70,7 +79,12 @@ fn check_cases(script: &Path, label: &str) {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -81,9 +95,16 @@ fn the_health_check_gives_the_expected_status_and_message_in_lua51_and_lua54() {
 #[test]
 fn every_kind_and_every_health_status_has_cases() {
     let cases = cases();
-    let kinds: BTreeSet<String> = cases.iter().map(|c| c.object["kind"].as_str().unwrap_or_default().to_string()).collect();
+    let kinds: BTreeSet<String> = cases
+        .iter()
+        .map(|c| c.object["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
     for crd in regie_crds::crd::crds() {
-        assert!(kinds.contains(&crd.spec.names.kind), "no health case for {}", crd.spec.names.kind);
+        assert!(
+            kinds.contains(&crd.spec.names.kind),
+            "no health case for {}",
+            crd.spec.names.kind
+        );
     }
     let statuses: BTreeSet<&str> = cases.iter().map(|c| c.status.as_str()).collect();
     for s in ["Healthy", "Progressing", "Degraded"] {
@@ -138,10 +159,19 @@ fn the_samples_match_the_crd_schemas() {
             if let Some(v) = case.object.get(part) {
                 let mut found = Vec::new();
                 undeclared_fields(v, &schema["properties"][part], part, &mut found);
-                problems.extend(found.into_iter().map(|f| format!("{}: {f} is not in the {kind} CRD", case.input.display())));
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|f| format!("{}: {f} is not in the {kind} CRD", case.input.display())),
+                );
             }
         }
-        assert_eq!(case.object["apiVersion"], regie_crds::API_VERSION, "{}", case.input.display());
+        assert_eq!(
+            case.object["apiVersion"],
+            regie_crds::API_VERSION,
+            "{}",
+            case.input.display()
+        );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -152,18 +182,28 @@ fn generate_into(dir: &Path) {
         .arg(dir)
         .output()
         .expect("run examples/gitops/argocd/generate");
-    assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn the_argocd_snippets_are_generated_from_the_script() {
     let dir = tempfile::tempdir().expect("temp dir");
     generate_into(dir.path());
-    for (file, home) in [("argocd-cm-health.yaml", "examples/gitops/argocd"), ("argocd-values-health.yaml", "docs/guides")] {
+    for (file, home) in [
+        ("argocd-cm-health.yaml", "examples/gitops/argocd"),
+        ("argocd-values-health.yaml", "docs/guides"),
+    ] {
         let fresh = std::fs::read_to_string(dir.path().join(file)).expect("generated");
         let committed = std::fs::read_to_string(repo_root().join(home).join(file))
             .unwrap_or_else(|e| panic!("{home}/{file}: {e}"));
-        assert!(fresh == committed, "{home}/{file} is out of date: run examples/gitops/argocd/generate");
+        assert!(
+            fresh == committed,
+            "{home}/{file} is out of date: run examples/gitops/argocd/generate"
+        );
     }
 }
 
@@ -179,13 +219,20 @@ fn every_kind_has_a_key_whose_script_passes_every_case() {
         .iter()
         .map(|c| format!("{KEY_PREFIX}{}", c.spec.names.kind))
         .collect();
-    for (label, data) in [("argocd-cm-health.yaml", &cm["data"]), ("argocd-values-health.yaml", &values["configs"]["cm"])] {
-        let map = data.as_object().unwrap_or_else(|| panic!("{label}: no data"));
+    for (label, data) in [
+        ("argocd-cm-health.yaml", &cm["data"]),
+        ("argocd-values-health.yaml", &values["configs"]["cm"]),
+    ] {
+        let map = data
+            .as_object()
+            .unwrap_or_else(|| panic!("{label}: no data"));
         let have: BTreeSet<String> = map.keys().cloned().collect();
         assert_eq!(have, want, "{label}: keys differ from the regie kinds");
         let dir = tempfile::tempdir().expect("temp dir");
         for (key, script) in map {
-            let path = dir.path().join(format!("{}.lua", key.trim_start_matches(KEY_PREFIX)));
+            let path = dir
+                .path()
+                .join(format!("{}.lua", key.trim_start_matches(KEY_PREFIX)));
             std::fs::write(&path, script.as_str().expect("a script")).expect("write");
             check_cases(&path, &format!("{label} {key}"));
         }

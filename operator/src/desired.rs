@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, LimitRange,
-    LimitRangeItem, LimitRangeSpec, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
@@ -19,7 +20,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use regie_crds::{HostingComponent, Tenant};
@@ -53,7 +56,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            allowed_namespaces: vec!["regie-system".into(), "monitoring".into(), "ingress-nginx".into()],
+            allowed_namespaces: vec![
+                "regie-system".into(),
+                "monitoring".into(),
+                "ingress-nginx".into(),
+            ],
             tenant_cluster_role: "edit".into(),
             default_quota_cpu: "8".into(),
             default_quota_memory: "16Gi".into(),
@@ -73,7 +80,11 @@ pub struct Child {
 }
 
 impl Child {
-    fn new<K: Serialize + k8s_openapi::Resource>(obj: &K, namespace: Option<String>, name: String) -> Child {
+    fn new<K: Serialize + k8s_openapi::Resource>(
+        obj: &K,
+        namespace: Option<String>,
+        name: String,
+    ) -> Child {
         let mut body = serde_json::to_value(obj).expect("k8s objects always serialize");
         body["apiVersion"] = Value::String(K::API_VERSION.into());
         body["kind"] = Value::String(K::KIND.into());
@@ -131,21 +142,35 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
 
     let mut ns_labels = l.clone();
     // Pod Security admission enforces the same hardening regie builds into every Deployment.
-    ns_labels.insert("pod-security.kubernetes.io/enforce".into(), "restricted".into());
-    ns_labels.insert("pod-security.kubernetes.io/enforce-version".into(), "latest".into());
+    ns_labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
+    ns_labels.insert(
+        "pod-security.kubernetes.io/enforce-version".into(),
+        "latest".into(),
+    );
     let namespace = Namespace {
         metadata: meta(&ns, None, ns_labels),
         ..Namespace::default()
     };
     out.push(Child::new(&namespace, None, ns.clone()));
 
-    let quota = tenant.spec.quota.clone().unwrap_or(regie_crds::tenancy::Quota {
-        cpu: None,
-        memory: None,
-        pods: None,
-    });
-    let cpu = quota.cpu.unwrap_or_else(|| settings.default_quota_cpu.clone());
-    let memory = quota.memory.unwrap_or_else(|| settings.default_quota_memory.clone());
+    let quota = tenant
+        .spec
+        .quota
+        .clone()
+        .unwrap_or(regie_crds::tenancy::Quota {
+            cpu: None,
+            memory: None,
+            pods: None,
+        });
+    let cpu = quota
+        .cpu
+        .unwrap_or_else(|| settings.default_quota_cpu.clone());
+    let memory = quota
+        .memory
+        .unwrap_or_else(|| settings.default_quota_memory.clone());
     let pods = quota.pods.unwrap_or(settings.default_quota_pods);
     let rq = ResourceQuota {
         metadata: meta("regie-quota", Some(&ns), l.clone()),
@@ -169,8 +194,14 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default: Some(BTreeMap::from([("cpu".into(), q("500m")), ("memory".into(), q("512Mi"))])),
-                default_request: Some(BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))])),
+                default: Some(BTreeMap::from([
+                    ("cpu".into(), q("500m")),
+                    ("memory".into(), q("512Mi")),
+                ])),
+                default_request: Some(BTreeMap::from([
+                    ("cpu".into(), q("100m")),
+                    ("memory".into(), q("128Mi")),
+                ])),
                 ..LimitRangeItem::default()
             }],
         }),
@@ -238,12 +269,21 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
 
 /// Replicas a hosted component runs: its wish, but never fewer than the tier's floor.
 pub fn replicas(component: &HostingComponent, tier: &Tier) -> i32 {
-    let wish = component.spec.hosted.as_ref().and_then(|h| h.replicas).unwrap_or(1);
+    let wish = component
+        .spec
+        .hosted
+        .as_ref()
+        .and_then(|h| h.replicas)
+        .unwrap_or(1);
     wish.max(tier.min_replicas)
 }
 
 /// The workload objects of a hosted component; none for SaaS.
-pub fn component_children(tenant: &Tenant, component: &HostingComponent, tier: &Tier) -> Vec<Child> {
+pub fn component_children(
+    tenant: &Tenant,
+    component: &HostingComponent,
+    tier: &Tier,
+) -> Vec<Child> {
     let Some(hosted) = &component.spec.hosted else {
         return vec![];
     };
@@ -272,7 +312,8 @@ pub fn component_children(tenant: &Tenant, component: &HostingComponent, tier: &
         ..Probe::default()
     };
     let resources = hosted.resources.clone().unwrap_or_default();
-    let mut requests: BTreeMap<String, Quantity> = BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))]);
+    let mut requests: BTreeMap<String, Quantity> =
+        BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))]);
     requests.extend(resources.requests.iter().map(|(k, v)| (k.clone(), q(v))));
     let mut limits: BTreeMap<String, Quantity> = BTreeMap::from([("memory".into(), q("512Mi"))]);
     limits.extend(resources.limits.iter().map(|(k, v)| (k.clone(), q(v))));
@@ -408,7 +449,9 @@ pub fn component_children(tenant: &Tenant, component: &HostingComponent, tier: &
         let pdb = PodDisruptionBudget {
             metadata: meta(&name, Some(&ns), l),
             spec: Some(PodDisruptionBudgetSpec {
-                min_available: Some(IntOrString::Int(tier.min_available.min(replicas - 1).max(0))),
+                min_available: Some(IntOrString::Int(
+                    tier.min_available.min(replicas - 1).max(0),
+                )),
                 selector: Some(LabelSelector {
                     match_labels: Some(selector),
                     ..LabelSelector::default()

@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use regie_crds::{
-    API_VERSION, CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder, SlaReport,
-    Tenant, Usage, WorkplacePackage,
+    API_VERSION, CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder,
+    SlaReport, Tenant, Usage, WorkplacePackage,
 };
 use serde::de::DeserializeOwned;
 
@@ -100,7 +100,10 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
         for entry in entries {
             let entry = entry.map_err(|e| problem(format!("cannot list: {e}")))?;
             let p = entry.path();
-            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if hidden {
                 continue;
             }
@@ -163,11 +166,23 @@ pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
         if value.is_null() {
             continue;
         }
-        let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
-        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let kind = value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         let meta = value.get("metadata");
-        let obj_name = meta.and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("");
-        let ns = meta.and_then(|m| m.get("namespace")).and_then(|v| v.as_str());
+        let obj_name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let ns = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(|v| v.as_str());
         let ident = match ns {
             Some(ns) => format!("{kind}/{ns}/{obj_name}"),
             None => format!("{kind}/{obj_name}"),
@@ -198,7 +213,10 @@ pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
             })
         };
         if api_version != API_VERSION {
-            problem("apiVersion".into(), format!("{api_version} is not served; use {API_VERSION}"));
+            problem(
+                "apiVersion".into(),
+                format!("{api_version} is not served; use {API_VERSION}"),
+            );
             continue;
         }
         if obj_name.is_empty() {
@@ -235,7 +253,11 @@ fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<T, (String, St
         let path = if path == "." { String::new() } else { path };
         let inner = e.into_inner().to_string();
         // serde_yaml appends a position that refers to the re-serialized value, not the file.
-        let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+        let message = inner
+            .split(" at line ")
+            .next()
+            .unwrap_or(&inner)
+            .to_string();
         (path, message)
     })
 }
@@ -271,12 +293,20 @@ mod tests {
         assert_eq!(p.object, "WorkplacePackage/tenant-a/p");
         assert_eq!(p.field, "spec.accounts");
         assert!(p.message.contains("invalid type"), "{}", p.message);
-        assert_eq!(p.to_string(), format!("t.yaml: WorkplacePackage/tenant-a/p: spec.accounts: {}", p.message));
+        assert_eq!(
+            p.to_string(),
+            format!(
+                "t.yaml: WorkplacePackage/tenant-a/p: spec.accounts: {}",
+                p.message
+            )
+        );
     }
 
     #[test]
     fn unknown_kinds_and_versions_are_problems() {
-        let l = parse("apiVersion: regie.dev/v1alpha1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: regie.dev/v2\nkind: Tenant\nmetadata: {name: x}\n");
+        let l = parse(
+            "apiVersion: regie.dev/v1alpha1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: regie.dev/v2\nkind: Tenant\nmetadata: {name: x}\n",
+        );
         assert_eq!(l.problems.len(), 2);
         assert!(l.problems[0].message.contains("not a regie.dev kind"));
         assert!(l.problems[1].message.contains("not served"));

@@ -10,7 +10,8 @@ use kube::ResourceExt;
 use regie_crds::tenancy::NAMESPACE_PREFIX;
 use regie_crds::validate::{FieldError, Validate};
 use regie_crds::{
-    CostPool, HostingComponent, PriceList, ServiceLevel, ServiceOrder, Tenant, Usage, WorkplacePackage,
+    CostPool, HostingComponent, PriceList, ServiceLevel, ServiceOrder, Tenant, Usage,
+    WorkplacePackage,
 };
 
 use crate::input::{Object, Problem, Source};
@@ -31,7 +32,10 @@ pub fn unknown_level(name: &str, known: impl IntoIterator<Item = impl AsRef<str>
     if known.is_empty() {
         format!("unknown ServiceLevel {name:?} (none is defined)")
     } else {
-        format!("unknown ServiceLevel {name:?} (known: {})", known.join(", "))
+        format!(
+            "unknown ServiceLevel {name:?} (known: {})",
+            known.join(", ")
+        )
     }
 }
 
@@ -86,7 +90,11 @@ impl Inventory {
     pub fn tiers(&self) -> BTreeMap<String, Tier> {
         self.levels
             .iter()
-            .filter_map(|l| Tier::from_level(&l.object).ok().map(|t| (l.object.name_any(), t)))
+            .filter_map(|l| {
+                Tier::from_level(&l.object)
+                    .ok()
+                    .map(|t| (l.object.name_any(), t))
+            })
             .collect()
     }
 
@@ -138,31 +146,63 @@ impl Inventory {
             }
         };
         for l in &self.levels {
-            push(&l.source, ident("ServiceLevel", None, &l.object.name_any()), l.object.spec.validate());
+            push(
+                &l.source,
+                ident("ServiceLevel", None, &l.object.name_any()),
+                l.object.spec.validate(),
+            );
         }
         for t in &self.tenants {
-            push(&t.source, ident("Tenant", None, &t.object.name_any()), t.object.spec.validate());
+            push(
+                &t.source,
+                ident("Tenant", None, &t.object.name_any()),
+                t.object.spec.validate(),
+            );
         }
         for p in &self.packages {
             let o = &p.object;
-            push(&p.source, ident("WorkplacePackage", o.namespace().as_deref(), &o.name_any()), o.spec.validate());
+            push(
+                &p.source,
+                ident("WorkplacePackage", o.namespace().as_deref(), &o.name_any()),
+                o.spec.validate(),
+            );
         }
         for c in &self.components {
             let o = &c.object;
-            push(&c.source, ident("HostingComponent", o.namespace().as_deref(), &o.name_any()), o.spec.validate());
+            push(
+                &c.source,
+                ident("HostingComponent", o.namespace().as_deref(), &o.name_any()),
+                o.spec.validate(),
+            );
         }
         for p in &self.price_lists {
-            push(&p.source, ident("PriceList", None, &p.object.name_any()), p.object.spec.validate());
+            push(
+                &p.source,
+                ident("PriceList", None, &p.object.name_any()),
+                p.object.spec.validate(),
+            );
         }
         for p in &self.pools {
-            push(&p.source, ident("CostPool", None, &p.object.name_any()), p.object.spec.validate());
+            push(
+                &p.source,
+                ident("CostPool", None, &p.object.name_any()),
+                p.object.spec.validate(),
+            );
         }
         for o in &self.orders {
             let x = &o.object;
-            push(&o.source, ident("ServiceOrder", x.namespace().as_deref(), &x.name_any()), x.spec.validate());
+            push(
+                &o.source,
+                ident("ServiceOrder", x.namespace().as_deref(), &x.name_any()),
+                x.spec.validate(),
+            );
         }
         for u in &self.usages {
-            push(&u.source, ident("Usage", None, &u.object.name_any()), u.object.spec.validate());
+            push(
+                &u.source,
+                ident("Usage", None, &u.object.name_any()),
+                u.object.spec.validate(),
+            );
         }
         out.extend(self.cross_checks());
         out
@@ -176,29 +216,57 @@ impl Inventory {
             field: field.into(),
             message,
         };
-        let level_names: BTreeSet<String> = self.levels.iter().map(|l| l.object.name_any()).collect();
+        let level_names: BTreeSet<String> =
+            self.levels.iter().map(|l| l.object.name_any()).collect();
 
         // Duplicate names, per kind and namespace.
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        let mut dup = |kind: &str, ns: Option<String>, name: String, source: &Source, out: &mut Vec<Problem>| {
+        let mut dup = |kind: &str,
+                       ns: Option<String>,
+                       name: String,
+                       source: &Source,
+                       out: &mut Vec<Problem>| {
             let id = ident(kind, ns.as_deref(), &name);
             if let Some(first) = seen.get(&id) {
-                out.push(problem(source, id.clone(), "metadata.name", format!("duplicate: also defined in {first}")));
+                out.push(problem(
+                    source,
+                    id.clone(),
+                    "metadata.name",
+                    format!("duplicate: also defined in {first}"),
+                ));
             } else {
                 seen.insert(id, source.to_string());
             }
         };
         for l in &self.levels {
-            dup("ServiceLevel", None, l.object.name_any(), &l.source, &mut out);
+            dup(
+                "ServiceLevel",
+                None,
+                l.object.name_any(),
+                &l.source,
+                &mut out,
+            );
         }
         for t in &self.tenants {
             dup("Tenant", None, t.object.name_any(), &t.source, &mut out);
         }
         for p in &self.packages {
-            dup("WorkplacePackage", p.object.namespace(), p.object.name_any(), &p.source, &mut out);
+            dup(
+                "WorkplacePackage",
+                p.object.namespace(),
+                p.object.name_any(),
+                &p.source,
+                &mut out,
+            );
         }
         for c in &self.components {
-            dup("HostingComponent", c.object.namespace(), c.object.name_any(), &c.source, &mut out);
+            dup(
+                "HostingComponent",
+                c.object.namespace(),
+                c.object.name_any(),
+                &c.source,
+                &mut out,
+            );
         }
         for p in &self.price_lists {
             dup("PriceList", None, p.object.name_any(), &p.source, &mut out);
@@ -207,7 +275,13 @@ impl Inventory {
             dup("CostPool", None, p.object.name_any(), &p.source, &mut out);
         }
         for o in &self.orders {
-            dup("ServiceOrder", o.object.namespace(), o.object.name_any(), &o.source, &mut out);
+            dup(
+                "ServiceOrder",
+                o.object.namespace(),
+                o.object.name_any(),
+                &o.source,
+                &mut out,
+            );
         }
         for u in &self.usages {
             dup("Usage", None, u.object.name_any(), &u.source, &mut out);
@@ -219,12 +293,22 @@ impl Inventory {
             let id = ident("Tenant", None, &t.object.name_any());
             let level = &t.object.spec.service_level;
             if !level.is_empty() && !level_names.contains(level) {
-                out.push(problem(&t.source, id.clone(), "spec.serviceLevel", unknown_level(level, &level_names)));
+                out.push(problem(
+                    &t.source,
+                    id.clone(),
+                    "spec.serviceLevel",
+                    unknown_level(level, &level_names),
+                ));
             }
             let ns = tenant_namespace(&t.object);
             if let Some(other) = namespaces.get(&ns) {
                 if *other != t.object.name_any() {
-                    out.push(problem(&t.source, id, "spec.namespace", format!("namespace {ns} is already Tenant {other}'s")));
+                    out.push(problem(
+                        &t.source,
+                        id,
+                        "spec.namespace",
+                        format!("namespace {ns} is already Tenant {other}'s"),
+                    ));
                 }
             } else {
                 namespaces.insert(ns, t.object.name_any());
@@ -232,7 +316,11 @@ impl Inventory {
         }
 
         // Namespaced objects live in a tenant's namespace.
-        let in_tenant_ns = |kind: &str, ns: Option<String>, name: String, source: &Source, out: &mut Vec<Problem>| {
+        let in_tenant_ns = |kind: &str,
+                            ns: Option<String>,
+                            name: String,
+                            source: &Source,
+                            out: &mut Vec<Problem>| {
             let id = ident(kind, ns.as_deref(), &name);
             match ns {
                 None => out.push(problem(source, id, "metadata.namespace", format!("is required: a {kind} lives in its tenant's namespace"))),
@@ -246,20 +334,47 @@ impl Inventory {
             }
         };
         for p in &self.packages {
-            in_tenant_ns("WorkplacePackage", p.object.namespace(), p.object.name_any(), &p.source, &mut out);
+            in_tenant_ns(
+                "WorkplacePackage",
+                p.object.namespace(),
+                p.object.name_any(),
+                &p.source,
+                &mut out,
+            );
         }
         for c in &self.components {
-            in_tenant_ns("HostingComponent", c.object.namespace(), c.object.name_any(), &c.source, &mut out);
+            in_tenant_ns(
+                "HostingComponent",
+                c.object.namespace(),
+                c.object.name_any(),
+                &c.source,
+                &mut out,
+            );
             if let Some(level) = &c.object.spec.service_level
                 && !level.is_empty()
                 && !level_names.contains(level)
             {
-                let id = ident("HostingComponent", c.object.namespace().as_deref(), &c.object.name_any());
-                out.push(problem(&c.source, id, "spec.serviceLevel", unknown_level(level, &level_names)));
+                let id = ident(
+                    "HostingComponent",
+                    c.object.namespace().as_deref(),
+                    &c.object.name_any(),
+                );
+                out.push(problem(
+                    &c.source,
+                    id,
+                    "spec.serviceLevel",
+                    unknown_level(level, &level_names),
+                ));
             }
         }
         for o in &self.orders {
-            in_tenant_ns("ServiceOrder", o.object.namespace(), o.object.name_any(), &o.source, &mut out);
+            in_tenant_ns(
+                "ServiceOrder",
+                o.object.namespace(),
+                o.object.name_any(),
+                &o.source,
+                &mut out,
+            );
         }
 
         // Price lists name known levels.
@@ -279,7 +394,8 @@ impl Inventory {
         }
 
         // Fixed shares name known tenants; usages are named after their tenant and period.
-        let tenant_names: BTreeSet<String> = self.tenants.iter().map(|t| t.object.name_any()).collect();
+        let tenant_names: BTreeSet<String> =
+            self.tenants.iter().map(|t| t.object.name_any()).collect();
         for p in &self.pools {
             for tenant in p.object.spec.shares.keys() {
                 if !tenant_names.contains(tenant) {

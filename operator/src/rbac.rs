@@ -11,7 +11,9 @@ pub const CLUSTER_ROLE: &str = "regie-operator";
 
 /// Rules of the ClusterRole, as Kubernetes PolicyRules.
 pub fn cluster_rules() -> Value {
-    let rw = json!(["get", "list", "watch", "create", "update", "patch", "delete"]);
+    let rw = json!([
+        "get", "list", "watch", "create", "update", "patch", "delete"
+    ]);
     json!([
         {"apiGroups": ["regie.dev"],
          "resources": ["servicelevels", "tenants", "workplacepackages", "hostingcomponents",
@@ -54,7 +56,8 @@ pub fn manifests(namespace: &str, service_account: &str, tenant_role: &str) -> V
             }
         }
     }
-    let labels = json!({"app.kubernetes.io/name": "regie", "app.kubernetes.io/component": "operator"});
+    let labels =
+        json!({"app.kubernetes.io/name": "regie", "app.kubernetes.io/component": "operator"});
     vec![
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                "metadata": {"name": CLUSTER_ROLE, "labels": labels}, "rules": cluster_rules}),

@@ -43,12 +43,21 @@ impl Tier {
         }
         let s = &level.spec;
         // Validation above guarantees every parse below succeeds; map defensively all the same.
-        let fail = |path: &str, m: String| vec![FieldError { path: path.into(), message: m }];
-        let monitoring: Monitoring = s.monitoring.parse().map_err(|e: regie_crds::window::WindowError| fail("spec.monitoring", e.0))?;
+        let fail = |path: &str, m: String| {
+            vec![FieldError {
+                path: path.into(),
+                message: m,
+            }]
+        };
+        let monitoring: Monitoring = s
+            .monitoring
+            .parse()
+            .map_err(|e: regie_crds::window::WindowError| fail("spec.monitoring", e.0))?;
         Ok(Tier {
             name: level.metadata.name.clone().unwrap_or_default(),
             rank: s.rank,
-            time_zone: jiff::tz::TimeZone::get(&s.time_zone).map_err(|e| fail("spec.timeZone", e.to_string()))?,
+            time_zone: jiff::tz::TimeZone::get(&s.time_zone)
+                .map_err(|e| fail("spec.timeZone", e.to_string()))?,
             service_hours: s
                 .service_hours
                 .iter()
@@ -63,9 +72,12 @@ impl Tier {
                 .map_err(|m| fail("spec.holidays", m))?,
             monitoring_label: monitoring.to_string(),
             monitoring: monitoring.windows(),
-            target: parse_decimal(&s.availability.target).map_err(|m| fail("spec.availability.target", m))?,
-            probe_interval: parse_duration(&s.probe.interval).map_err(|m| fail("spec.probe.interval", m))?,
-            probe_timeout: parse_duration(&s.probe.timeout).map_err(|m| fail("spec.probe.timeout", m))?,
+            target: parse_decimal(&s.availability.target)
+                .map_err(|m| fail("spec.availability.target", m))?,
+            probe_interval: parse_duration(&s.probe.interval)
+                .map_err(|m| fail("spec.probe.interval", m))?,
+            probe_timeout: parse_duration(&s.probe.timeout)
+                .map_err(|m| fail("spec.probe.timeout", m))?,
             min_replicas: s.workload.min_replicas,
             min_available: s.workload.min_available,
             spread: s.workload.spread,
@@ -96,7 +108,9 @@ pub(crate) mod tests {
 
     /// A ServiceLevel as the examples define it, for tests across the crate.
     pub(crate) fn level(name: &str, yaml_spec: &str) -> ServiceLevel {
-        let doc = format!("apiVersion: regie.dev/v1alpha1\nkind: ServiceLevel\nmetadata: {{name: {name}}}\nspec:\n{yaml_spec}");
+        let doc = format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: ServiceLevel\nmetadata: {{name: {name}}}\nspec:\n{yaml_spec}"
+        );
         serde_yaml::from_str(&doc).expect("test level parses")
     }
 
@@ -121,7 +135,11 @@ pub(crate) mod tests {
     fn largest_matching_credit_applies() {
         let t = Tier::from_level(&gold()).unwrap();
         assert_eq!(t.credit_percent(Decimal::new(9995, 2)), 0);
-        assert_eq!(t.credit_percent(Decimal::new(999, 1)), 0, "at the target is no breach");
+        assert_eq!(
+            t.credit_percent(Decimal::new(999, 1)),
+            0,
+            "at the target is no breach"
+        );
         assert_eq!(t.credit_percent(Decimal::new(9985, 2)), 5);
         assert_eq!(t.credit_percent(Decimal::new(992, 1)), 10);
         assert_eq!(t.credit_percent(Decimal::new(90, 0)), 25);
@@ -137,7 +155,12 @@ pub(crate) mod tests {
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["spec.serviceHours[0]", "spec.serviceHours[1]", "spec.availability.target", "spec.probe.timeout"]
+            [
+                "spec.serviceHours[0]",
+                "spec.serviceHours[1]",
+                "spec.availability.target",
+                "spec.probe.timeout"
+            ]
         );
     }
 }

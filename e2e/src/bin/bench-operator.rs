@@ -51,7 +51,8 @@ fn component(ns: &str, name: &str) -> HostingComponent {
 }
 
 fn levels() -> Vec<ServiceLevel> {
-    let text = std::fs::read_to_string(repo_root().join("examples/catalogue/service-levels.yaml")).expect("examples");
+    let text = std::fs::read_to_string(repo_root().join("examples/catalogue/service-levels.yaml"))
+        .expect("examples");
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).expect("levels parse"))
         .collect()
@@ -61,7 +62,12 @@ async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch(&obj.name_any(), &PatchParams::apply("bench").force(), &Patch::Apply(obj)).await?;
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
     Ok(())
 }
 
@@ -74,11 +80,28 @@ async fn create_inputs(client: &Client, names: &[String], concurrency: usize) ->
             async move {
                 let ns = format!("tenant-{name}");
                 let nss: Api<Namespace> = Api::all(client.clone());
-                let _ = nss.create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?).await;
-                apply(&Api::<Tenant>::all(client.clone()), &tenant(name, LEVELS[i % 3])).await?;
-                apply(&Api::<WorkplacePackage>::namespaced(client.clone(), &ns), &package(&ns)).await?;
+                let _ = nss
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
+                    )
+                    .await;
+                apply(
+                    &Api::<Tenant>::all(client.clone()),
+                    &tenant(name, LEVELS[i % 3]),
+                )
+                .await?;
+                apply(
+                    &Api::<WorkplacePackage>::namespaced(client.clone(), &ns),
+                    &package(&ns),
+                )
+                .await?;
                 for c in ["portal", "archive"] {
-                    apply(&Api::<HostingComponent>::namespaced(client.clone(), &ns), &component(&ns, c)).await?;
+                    apply(
+                        &Api::<HostingComponent>::namespaced(client.clone(), &ns),
+                        &component(&ns, c),
+                    )
+                    .await?;
                 }
                 anyhow::Ok(())
             }
@@ -90,21 +113,34 @@ async fn create_inputs(client: &Client, names: &[String], concurrency: usize) ->
 }
 
 /// The floor: a bare client server-side-applies the objects regie would create for `names`.
-async fn floor(client: &Client, names: &[String], concurrency: usize, pdb_version: &str) -> Result<(Duration, usize)> {
-    let tiers: BTreeMap<String, Tier> = levels().iter().map(|l| (l.name_any(), Tier::from_level(l).expect("valid"))).collect();
+async fn floor(
+    client: &Client,
+    names: &[String],
+    concurrency: usize,
+    pdb_version: &str,
+) -> Result<(Duration, usize)> {
+    let tiers: BTreeMap<String, Tier> = levels()
+        .iter()
+        .map(|l| (l.name_any(), Tier::from_level(l).expect("valid")))
+        .collect();
     let mut objects = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let t = tenant(name, LEVELS[i % 3]);
         let tier = &tiers[LEVELS[i % 3]];
         objects.extend(desired::tenant_children(&t, tier, &Settings::default()));
         for c in ["portal", "archive"] {
-            objects.extend(desired::component_children(&t, &component(&format!("tenant-{name}"), c), tier));
+            objects.extend(desired::component_children(
+                &t,
+                &component(&format!("tenant-{name}"), c),
+                tier,
+            ));
         }
     }
     let count = objects.len();
     let start = Instant::now();
     // Namespaces first, as regie does, then the rest at the same concurrency.
-    let (namespaces, rest): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.kind == "Namespace");
+    let (namespaces, rest): (Vec<_>, Vec<_>) =
+        objects.into_iter().partition(|o| o.kind == "Namespace");
     for batch in [namespaces, rest] {
         stream::iter(batch)
             .map(|o| {
@@ -112,18 +148,26 @@ async fn floor(client: &Client, names: &[String], concurrency: usize, pdb_versio
                 let pdb_version = pdb_version.to_string();
                 async move {
                     let (group, version) = match o.api_version.split_once('/') {
-                        Some((g, _)) if o.kind == "PodDisruptionBudget" => (g.to_string(), pdb_version),
+                        Some((g, _)) if o.kind == "PodDisruptionBudget" => {
+                            (g.to_string(), pdb_version)
+                        }
                         Some((g, v)) => (g.to_string(), v.to_string()),
                         None => (String::new(), o.api_version.clone()),
                     };
-                    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, &version, &o.kind));
+                    let ar =
+                        ApiResource::from_gvk(&GroupVersionKind::gvk(&group, &version, &o.kind));
                     let mut body = o.body.clone();
                     body["apiVersion"] = serde_json::Value::String(ar.api_version.clone());
                     let api: Api<DynamicObject> = match &o.namespace {
                         Some(ns) => Api::namespaced_with(client, ns, &ar),
                         None => Api::all_with(client, &ar),
                     };
-                    api.patch(&o.name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(&body)).await?;
+                    api.patch(
+                        &o.name,
+                        &PatchParams::apply("bench-floor").force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await?;
                     anyhow::Ok(())
                 }
             })
@@ -143,7 +187,11 @@ async fn all_ready(client: &Client, count: usize, timeout: Duration) -> Result<D
             .items
             .iter()
             .filter(|t| t.name_any().starts_with("bench-"))
-            .filter(|t| t.status.as_ref().is_some_and(|s| is_true(&s.conditions, READY) && s.observed_generation == t.metadata.generation))
+            .filter(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    is_true(&s.conditions, READY) && s.observed_generation == t.metadata.generation
+                })
+            })
             .count();
         if ready >= count {
             return Ok(start.elapsed());
@@ -157,12 +205,22 @@ async fn all_ready(client: &Client, count: usize, timeout: Duration) -> Result<D
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
 }
 
 async fn scrape_writes(port: u16) -> Result<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with("regie_api_writes_total"))
@@ -179,11 +237,16 @@ fn start_operator(kubeconfig: &std::path::Path, port: u16, concurrency: usize) -
     } else {
         Command::new(&bin)
     };
-    cmd.args(["run", "--leader-elect=false", &format!("--metrics-addr=127.0.0.1:{port}"), &format!("--concurrency={concurrency}")])
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "run",
+        "--leader-elect=false",
+        &format!("--metrics-addr=127.0.0.1:{port}"),
+        &format!("--concurrency={concurrency}"),
+    ])
+    .env("KUBECONFIG", kubeconfig)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
     Ok(cmd.spawn()?)
 }
 
@@ -204,7 +267,18 @@ async fn main() -> Result<()> {
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let first = (total / 4).max(1);
     eprintln!("building regie (release)…");
-    let built = Command::new("cargo").args(["build", "--release", "-q", "-p", "regie-operator", "--bin", "regie"]).current_dir(repo_root()).status()?;
+    let built = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "regie-operator",
+            "--bin",
+            "regie",
+        ])
+        .current_dir(repo_root())
+        .status()?;
     if !built.success() {
         bail!("cargo build failed");
     }
@@ -212,7 +286,9 @@ async fn main() -> Result<()> {
     // The API server gets core 0, the operator core 1 (where taskset exists).
     for pid_file in ["kube-apiserver.pid", "etcd.pid"] {
         if let Ok(pid) = std::fs::read_to_string(cluster.dir.join("pids").join(pid_file)) {
-            let _ = Command::new("taskset").args(["-a", "-p", "-c", "0", pid.trim()]).output();
+            let _ = Command::new("taskset")
+                .args(["-a", "-p", "-c", "0", pid.trim()])
+                .output();
         }
     }
     let client = cluster.client().await?;
@@ -223,8 +299,12 @@ async fn main() -> Result<()> {
 
     // 1. The floor, on names of its own.
     let floor_names: Vec<String> = (0..total).map(|i| format!("floor-{i:04}")).collect();
-    let (floor_time, floor_objects) = floor(&client, &floor_names, concurrency, &pdb_version).await?;
-    eprintln!("floor: {floor_objects} objects in {:.1} s", floor_time.as_secs_f64());
+    let (floor_time, floor_objects) =
+        floor(&client, &floor_names, concurrency, &pdb_version).await?;
+    eprintln!(
+        "floor: {floor_objects} objects in {:.1} s",
+        floor_time.as_secs_f64()
+    );
 
     // 2. Cold convergence of the first quarter, memory at that size, then the rest.
     let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
@@ -234,7 +314,10 @@ async fn main() -> Result<()> {
     let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_first = rss_kib(op.id())?;
-    eprintln!("{first} tenants Ready in {:.1} s; RSS {rss_first} KiB", t_first.as_secs_f64());
+    eprintln!(
+        "{first} tenants Ready in {:.1} s; RSS {rss_first} KiB",
+        t_first.as_secs_f64()
+    );
     let _ = op.kill();
     let _ = op.wait();
     create_inputs(&client, &names[first..], concurrency).await?;
@@ -242,7 +325,11 @@ async fn main() -> Result<()> {
     let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_all = rss_kib(op.id())?;
-    eprintln!("{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB", t_all.as_secs_f64(), total - first);
+    eprintln!(
+        "{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB",
+        t_all.as_secs_f64(),
+        total - first
+    );
 
     // Cold convergence proper: a fresh operator over all N tenants' inputs, none converged.
     let cold_names: Vec<String> = (0..total).map(|i| format!("cold-{i:04}")).collect();
@@ -258,7 +345,11 @@ async fn main() -> Result<()> {
             .items
             .iter()
             .filter(|t| t.name_any().starts_with("cold-"))
-            .filter(|t| t.status.as_ref().is_some_and(|s| is_true(&s.conditions, READY)))
+            .filter(|t| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|s| is_true(&s.conditions, READY))
+            })
             .count();
         if ready >= total {
             break;
@@ -269,7 +360,10 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let cold = start.elapsed();
-    eprintln!("cold convergence of {total} tenants: {:.1} s", cold.as_secs_f64());
+    eprintln!(
+        "cold convergence of {total} tenants: {:.1} s",
+        cold.as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // 3. Idle: writes per second with nothing changing.
@@ -283,7 +377,10 @@ async fn main() -> Result<()> {
     let deployments: Api<Deployment> = Api::all(client.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, i32, Instant)>();
     let watch = tokio::spawn(async move {
-        let stream = watcher::watcher(deployments, watcher::Config::default().labels("regie.dev/component=portal"));
+        let stream = watcher::watcher(
+            deployments,
+            watcher::Config::default().labels("regie.dev/component=portal"),
+        );
         let mut stream = std::pin::pin!(stream);
         while let Some(Ok(ev)) = stream.next().await {
             if let Event::Apply(d) = ev {
@@ -301,7 +398,8 @@ async fn main() -> Result<()> {
         let name = &cold_names[(i * 3) % total];
         let sent = Instant::now();
         let patch = serde_json::json!({"spec": {"serviceLevel": "gold"}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let ns = format!("tenant-{name}");
         let deadline = sent + Duration::from_secs(30);
         loop {
@@ -324,12 +422,20 @@ async fn main() -> Result<()> {
 
     let ratio = cold.as_secs_f64() / floor_time.as_secs_f64();
     let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!("## Operator benchmark ({total} tenants, concurrency {concurrency}, {cpus} cores)");
     println!("| measure | result | goal |");
     println!("|---|---|---|");
-    println!("| floor: bare client SSA of {floor_objects} objects | {:.1} s | — |", floor_time.as_secs_f64());
-    println!("| cold convergence of {total} tenants (all Ready) | {:.1} s | — |", cold.as_secs_f64());
+    println!(
+        "| floor: bare client SSA of {floor_objects} objects | {:.1} s | — |",
+        floor_time.as_secs_f64()
+    );
+    println!(
+        "| cold convergence of {total} tenants (all Ready) | {:.1} s | — |",
+        cold.as_secs_f64()
+    );
     println!("| cold convergence / floor | {ratio:.2}× | ≤ 1.2× |");
     println!("| tier change → Deployment updated (watch), p50 | {p50:.0} ms | ≤ 50 ms |");
     println!("| tier change → Deployment updated (watch), p99 | {p99:.0} ms | ≤ 250 ms |");
@@ -337,7 +443,10 @@ async fn main() -> Result<()> {
     println!("| operator RSS at {first} tenants | {rss_first} KiB | — |");
     println!("| operator RSS at {total} tenants | {rss_all} KiB | — |");
     println!("| marginal memory per tenant | {per_tenant:.1} KiB | ≤ 6 KiB |");
-    println!("(median tier-change latency over {samples} changes: {:.0} ms)", median(&mut latencies));
+    println!(
+        "(median tier-change latency over {samples} changes: {:.0} ms)",
+        median(&mut latencies)
+    );
     drop(Arc::new(()));
     Ok(())
 }

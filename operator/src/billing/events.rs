@@ -249,9 +249,7 @@ pub struct Outbox {
 impl Outbox {
     /// Adds an event unless its id is pending or was delivered; returns whether it was added.
     pub fn enqueue(&mut self, event: CloudEvent, now: Timestamp) -> bool {
-        if self.entries.iter().any(|e| e.id == event.id)
-            || self.delivered.contains(&event.id)
-        {
+        if self.entries.iter().any(|e| e.id == event.id) || self.delivered.contains(&event.id) {
             return false;
         }
         self.entries.push(OutboxEntry {

@@ -44,10 +44,10 @@ pub const METRICS: [&str; 8] = [
 
 pub mod calendar;
 pub mod compliance;
+pub mod metrics;
 pub mod offline;
+pub mod prober;
 pub mod report;
 pub mod rules;
-pub mod metrics;
-pub mod prober;
 pub mod scheduler;
 pub mod target;
