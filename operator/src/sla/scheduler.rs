@@ -50,6 +50,9 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Commands taken per batch of due probes, so an overloaded loop still applies them.
+const COMMAND_BATCH: usize = 256;
+
 /// The shortest interval the scheduler accepts; shorter would be a denial of service.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -300,25 +303,62 @@ impl Loop {
                 sleep.as_mut().reset(top.at);
             }
             tokio::select! {
-                // Starting due probes comes first: it is what the schedule promises.
+                // Starting due probes comes first: it is what the schedule promises. When the
+                // loop is overloaded that branch is always ready, so it also reaps finished
+                // probes and takes a bounded batch of commands, lest both starve.
                 biased;
                 () = &mut sleep, if !self.heap.is_empty() => {
+                    self.reap();
                     self.start_due();
                     if self.heap.is_empty() {
                         sleep.as_mut().reset(far());
                     }
+                    for _ in 0..COMMAND_BATCH {
+                        match commands.try_recv() {
+                            Ok(command) => {
+                                if !self.apply(command) {
+                                    return self.stop();
+                                }
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => return self.stop(),
+                        }
+                    }
                 }
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        if !self.apply(command) {
+                            return self.stop();
+                        }
+                    }
+                    None => return self.stop(),
+                },
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finish(joined);
                 }
-                command = commands.recv() => match command {
-                    Some(Command::Upsert(key, target)) => self.upsert(key, target),
-                    Some(Command::Remove(key)) => self.remove(&key),
-                    Some(Command::Stop) | None => break,
-                },
             }
         }
+    }
+
+    /// Applies a command; false when the loop must stop.
+    fn apply(&mut self, command: Command) -> bool {
+        match command {
+            Command::Upsert(key, target) => self.upsert(key, target),
+            Command::Remove(key) => self.remove(&key),
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    fn stop(&mut self) {
         self.tasks.abort_all();
+    }
+
+    /// Takes in every probe that has finished, without waiting.
+    fn reap(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            self.finish(joined);
+        }
     }
 
     fn wall_now_ns(&self) -> i128 {
@@ -835,6 +875,61 @@ mod tests {
         );
         let st = s.stats();
         assert!(st.skipped_busy >= 2 && st.skipped_saturated >= 1, "{st:?}");
+    }
+
+    /// A runner that holds the thread for a while on every probe, as a starved CPU would.
+    struct Hog(Duration);
+
+    impl ProbeRunner for Hog {
+        fn check(&self, _: &ProbeTarget) -> Result<(), Refused> {
+            Ok(())
+        }
+
+        fn run(&self, _: Arc<ProbeTarget>) -> BoxFuture<'static, ProbeResult> {
+            std::thread::sleep(self.0);
+            Box::pin(async { ProbeResult::Skipped(SkipReason::Busy) })
+        }
+
+        fn now(&self) -> Timestamp {
+            Timestamp::now()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_loop_still_takes_commands_and_sheds_ticks() {
+        // 300 targets every 100 ms, each probe holding the thread 0.5 ms: 1.5 s of work per
+        // second. The loop must keep applying commands and skip ticks rather than pile up.
+        let (s, _rx) = Scheduler::spawn(
+            Arc::new(Hog(Duration::from_micros(500))),
+            SchedulerConfig::default(),
+        );
+        for n in 0..300 {
+            s.upsert(
+                format!("t{n}"),
+                target(&format!("http://t{n}.example/"), 100),
+            )
+            .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.upsert("late", target("http://late.example/", 100))
+            .unwrap();
+        s.remove("t0").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while s.stats().targets != 300 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            s.stats().targets,
+            300,
+            "the upsert and the removal were applied under load"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let st = s.stats();
+        assert!(
+            st.missed_ticks > 0 || st.skipped_busy > 0,
+            "overload sheds ticks: {st:?}"
+        );
+        s.shutdown();
     }
 
     #[tokio::test(start_paused = true)]
