@@ -1,0 +1,130 @@
+//! `regie validate` on bad input: every rule of the foundation issue gives one precise line,
+//! `FILE: KIND/NAME: field.path: message`, and never a panic.
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo")
+        .to_path_buf()
+}
+
+/// The examples plus one extra file; the problems `check` finds.
+fn problems_with(extra: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("extra.yaml"), extra).expect("write");
+    let (problems, _) =
+        regie::cli::validate::check(&[repo().join("examples"), dir.path().to_path_buf()]);
+    problems
+        .iter()
+        .map(|p| {
+            p.to_string()
+                .replace(&dir.path().display().to_string(), "TMP")
+        })
+        .collect()
+}
+
+fn one(extra: &str) -> String {
+    let p = problems_with(extra);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    p[0].clone()
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let (problems, count) = regie::cli::validate::check(&[repo().join("examples")]);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(count >= 30, "{count}");
+}
+
+#[test]
+fn unknown_service_level() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: platinum, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: Tenant/bergen: spec.serviceLevel: unknown ServiceLevel \"platinum\" (known: bronze, gold, silver)"
+    );
+}
+
+#[test]
+fn bad_windows() {
+    let level = |hours: &str| {
+        format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: ServiceLevel\nmetadata: {{name: tin}}\nspec: {{rank: 0, serviceHours: [\"{hours}\"], responseTimes: {{urgent: 1h, other: 2d}}, kpiReport: monthly, availability: {{target: \"98\"}}, probe: {{interval: 60s, timeout: 10s}}}}\n"
+        )
+    };
+    let p = one(&level("Mon-Fri 25:00-17:00"));
+    assert!(
+        p.starts_with("TMP/extra.yaml: ServiceLevel/tin: spec.serviceHours[0]: ")
+            && p.contains("start time \"25:00\" is out of range"),
+        "{p}"
+    );
+    let p = one(&level("Mon-Fri 17:00-08:00"));
+    assert!(
+        p.contains("spec.serviceHours[0]")
+            && p.contains("end time 08:00 must be after start time 17:00"),
+        "{p}"
+    );
+}
+
+#[test]
+fn negative_accounts() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: extra, namespace: tenant-tholen}\nspec: {profile: standard, accounts: -5}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: WorkplacePackage/tenant-tholen/extra: spec.accounts: must be 0 or more, not -5"
+    );
+}
+
+#[test]
+fn malformed_amounts() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: bad}\nspec: {amount: \"12,50\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: equalShares}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: CostPool/bad: spec.amount: ")
+            && p.contains("is not a decimal amount"),
+        "{p}"
+    );
+}
+
+#[test]
+fn both_hosted_and_saas() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: both, namespace: tenant-tholen}\nspec: {class: applicationHosting, saas: {url: \"https://x.example/\"}, hosted: {image: x, port: 8080, healthPath: /}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: HostingComponent/tenant-tholen/both: spec: exactly one of hosted and saas may be set, not both"
+    );
+}
+
+#[test]
+fn component_in_a_namespace_of_no_tenant() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, namespace: tenant-bergen}\nspec: {class: applicationHosting, saas: {url: \"https://x.example/\"}}\n",
+    );
+    assert!(p.starts_with("TMP/extra.yaml: HostingComponent/tenant-bergen/lost: metadata.namespace: namespace tenant-bergen belongs to no Tenant"), "{p}");
+}
+
+#[test]
+fn duplicates_and_type_errors_never_panic() {
+    let p = problems_with(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: tholen}\nspec: {displayName: Tholen again, serviceLevel: gold, membership: {joined: \"2026-01-01\"}}\n---\napiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: x, namespace: tenant-tholen}\nspec: {profile: standard, accounts: lots}\n",
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("Tenant/tholen: metadata.name: duplicate: also defined in")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("WorkplacePackage/tenant-tholen/x: spec.accounts: invalid type")),
+        "{p:#?}"
+    );
+}
