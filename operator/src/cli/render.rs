@@ -9,7 +9,10 @@ use crate::input;
 use crate::inventory::Inventory;
 
 /// Loads, validates and renders; the problems when the input is not valid.
-pub fn render_paths(paths: &[PathBuf], settings: &Settings) -> Result<Vec<Child>, Vec<input::Problem>> {
+pub fn render_paths(
+    paths: &[PathBuf],
+    settings: &Settings,
+) -> Result<Vec<Child>, Vec<input::Problem>> {
     let loaded = input::load(paths);
     let mut problems = loaded.problems;
     let inv = Inventory::new(loaded.objects);
@@ -18,7 +21,10 @@ pub fn render_paths(paths: &[PathBuf], settings: &Settings) -> Result<Vec<Child>
         problems.sort();
         return Err(problems);
     }
-    Ok(desired::render(&inv, settings).into_values().flatten().collect())
+    Ok(desired::render(&inv, settings)
+        .into_values()
+        .flatten()
+        .collect())
 }
 
 pub fn run(paths: &[PathBuf], format: RenderFormat) -> ExitCode {
@@ -29,7 +35,10 @@ pub fn run(paths: &[PathBuf], format: RenderFormat) -> ExitCode {
     match format {
         RenderFormat::Yaml => {
             for c in &children {
-                super::emit(&format!("---\n{}", serde_yaml::to_string(&c.body).expect("objects serialize")));
+                super::emit(&format!(
+                    "---\n{}",
+                    serde_yaml::to_string(&c.body).expect("objects serialize")
+                ));
             }
         }
         RenderFormat::Json => {
@@ -38,7 +47,10 @@ pub fn run(paths: &[PathBuf], format: RenderFormat) -> ExitCode {
                 "kind": "List",
                 "items": children.iter().map(|c| &c.body).collect::<Vec<_>>(),
             });
-            super::emit(&format!("{}\n", serde_json::to_string_pretty(&list).expect("objects serialize")));
+            super::emit(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&list).expect("objects serialize")
+            ));
         }
     }
     ExitCode::SUCCESS
