@@ -460,9 +460,9 @@ async fn operator_end_to_end() {
         .iter()
         .flat_map(|f| f.get_metric())
         .filter(|m| {
-            !m.get_label()
-                .iter()
-                .any(|l| l.get_name() == "kind" && l.get_value() == "SlaReport")
+            !m.get_label().iter().any(|l| {
+                l.name() == "kind" && (l.value() == "SlaReport" || l.value() == "HostingComponent")
+            })
         })
         .map(|m| m.get_counter().get_value() as u64)
         .sum();
