@@ -94,7 +94,7 @@ fn random_state(rng: &mut SplitMix64) -> BillableState {
     let level = LEVELS[(rng.next_u64() % 3) as usize];
     let mut accounts =
         BTreeMap::from([("standard".to_string(), 100 + (rng.next_u64() % 900) as i64)]);
-    if rng.next_u64() % 2 == 0 {
+    if rng.next_u64().is_multiple_of(2) {
         accounts.insert("flex".into(), (rng.next_u64() % 60) as i64);
     }
     let classes = [
@@ -104,7 +104,7 @@ fn random_state(rng: &mut SplitMix64) -> BillableState {
     ];
     let mut components = Vec::new();
     for (i, class) in classes.into_iter().enumerate() {
-        if rng.next_u64() % 5 != 0 {
+        if !rng.next_u64().is_multiple_of(5) {
             components.push(SegmentComponent {
                 name: format!("c{i}"),
                 class,
