@@ -217,10 +217,7 @@ async fn kubectl_shows_columns_and_documentation() {
     let explain = cluster
         .kubectl_ok(&["explain", "hostingcomponent.spec.saas"])
         .expect("explain");
-    assert!(
-        explain.contains("SaaS application"),
-        "{explain}"
-    );
+    assert!(explain.contains("SaaS application"), "{explain}");
 }
 
 /// Applies one YAML document with kubectl and returns its stderr, expecting a refusal.
