@@ -489,9 +489,9 @@ async fn a_hanging_target_never_delays_a_healthy_one() {
         assert!(o.success, "{o:?}");
         // Generous: the machine is shared; the benchmark measures lateness properly.
         assert!(
-            r.start_lag < Duration::from_millis(100),
-            "started {:?} late",
-            r.start_lag
+            r.start_error.unsigned_abs() < Duration::from_millis(100),
+            "started {:?} off its slot",
+            r.start_error
         );
     }
     // No drift: over ten intervals the starts keep to the 200 ms grid on average.

@@ -1,7 +1,8 @@
 //! bench-prober: the probe scheduler benchmark of issue 5. Many targets (10,000 by default),
 //! each probed every interval (5 s), against the loopback target server, for a bounded time;
-//! it reports how late probes start (p50, p99, max, share more than 50 ms late), the probes
-//! per second achieved, and the CPU time the scheduler thread used.
+//! it reports how far from their slots probes start (the absolute start error: p50, p99, max,
+//! share more than 50 ms late), the probes per second achieved, and the CPU time the scheduler
+//! thread used.
 //!
 //! The scheduler, the prober and the event consumer share one current-thread tokio runtime on
 //! the main thread (one core); the stub server runs on its own thread and runtime. CPU time is
@@ -205,8 +206,11 @@ impl ProbeRunner for NullRunner {
 
 #[derive(Default)]
 struct Measured {
-    /// Start lateness of each probe started inside the window, in microseconds.
+    /// Start error (|actual - scheduled|) of each probe started inside the window, in µs.
     lags_us: Vec<u64>,
+    /// Probes started before their slot (the scheduler wakes up to 1 ms early), and the most.
+    early: u64,
+    max_early_us: u64,
     durations_us: Vec<u64>,
     success: u64,
     failure: u64,
@@ -287,7 +291,12 @@ async fn measure(args: &Args, addrs: &[SocketAddr], server_tid: u32) -> anyhow::
                         if o.at < wall0 || o.at >= wall_end {
                             continue;
                         }
-                        m.lags_us.push(report.start_lag.as_micros() as u64);
+                        let error = report.start_error;
+                        if error.is_negative() {
+                            m.early += 1;
+                            m.max_early_us = m.max_early_us.max(error.unsigned_abs().as_micros() as u64);
+                        }
+                        m.lags_us.push(error.unsigned_abs().as_micros() as u64);
                         m.durations_us.push(o.duration.as_micros() as u64);
                         if o.success {
                             m.success += 1;
@@ -385,15 +394,25 @@ fn report(args: &Args, run: usize, mut m: Measured) -> Summary {
     );
     println!("  skipped (busy or saturated)     {}", m.skipped);
     println!(
-        "  start lateness p50 / p90 / p99  {} / {} / {}",
+        "  start error p50 / p90 / p99     {} / {} / {}",
         ms(s.p50_us),
         ms(percentile(&m.lags_us, 90.0)),
         ms(s.p99_us)
     );
     println!(
-        "  start lateness p99.9 / max      {} / {}",
+        "  start error p99.9 / max         {} / {}",
         ms(s.p999_us),
         ms(s.max_us)
+    );
+    println!(
+        "  started early (<= 1 ms)         {} ({:.1}%), at most {}",
+        m.early,
+        if probes == 0 {
+            0.0
+        } else {
+            100.0 * m.early as f64 / probes as f64
+        },
+        ms(m.max_early_us)
     );
     println!("  probes more than 50 ms late     {late} ({late_share:.4}%)");
     println!(
@@ -489,7 +508,7 @@ fn main() -> anyhow::Result<()> {
     let p99 = med(|s| s.p99_us as f64);
     let late = med(|s| s.late_share);
     println!(
-        "median of {} run(s): {:.0} probes/s, start lateness p50 {} p99 {} p99.9 {} max {}, >50 ms late {late:.4}%, scheduler CPU {:.1}% of a core ({:.1} µs/probe), stub CPU {:.1}%, run-queue wait {:.1} ms/s",
+        "median of {} run(s): {:.0} probes/s, start error p50 {} p99 {} p99.9 {} max {}, >50 ms late {late:.4}%, scheduler CPU {:.1}% of a core ({:.1} µs/probe), stub CPU {:.1}%, run-queue wait {:.1} ms/s",
         summaries.len(),
         med(|s| s.probes_per_s),
         ms(med(|s| s.p50_us as f64) as u64),

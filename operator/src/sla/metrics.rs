@@ -18,8 +18,9 @@ use super::{
     SLA_IN_SERVICE_WINDOW, SLA_TARGET_PERCENT,
 };
 
-/// How late the scheduler starts probes (no per-target labels: one histogram for the process).
-pub const PROBE_START_DELAY_SECONDS: &str = "regie_probe_start_delay_seconds";
+/// How far from their slots the scheduler starts probes, early or late (no per-target labels:
+/// one histogram for the process).
+pub const PROBE_START_ERROR_SECONDS: &str = "regie_probe_start_error_seconds";
 /// Probes not run, by reason (`busy`: the previous one still ran; `saturated`: no free slot).
 pub const PROBE_SKIPPED_TOTAL: &str = "regie_probe_skipped_total";
 /// Probes refused by the probe policy (see the component's `Stalled` condition).
@@ -29,7 +30,7 @@ pub const PROBE_REFUSED_TOTAL: &str = "regie_probe_refused_total";
 const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const DELAY_BUCKETS: [f64; 10] = [
+const START_ERROR_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
@@ -56,7 +57,7 @@ pub struct ProbeMetrics {
     availability: GaugeVec,
     target: GaugeVec,
     budget: GaugeVec,
-    start_delay: Histogram,
+    start_error: Histogram,
     skipped: IntCounterVec,
     refused: IntCounterVec,
 }
@@ -108,12 +109,12 @@ impl ProbeMetrics {
                 SLA_ERROR_BUDGET_REMAINING_RATIO,
                 "Share of the month's error budget left: 1 untouched, 0 spent, negative overspent",
             )?,
-            start_delay: Histogram::with_opts(
+            start_error: Histogram::with_opts(
                 HistogramOpts::new(
-                    PROBE_START_DELAY_SECONDS,
-                    "How late the scheduler started probes",
+                    PROBE_START_ERROR_SECONDS,
+                    "How far from their scheduled time probes started, early or late",
                 )
-                .buckets(DELAY_BUCKETS.to_vec()),
+                .buckets(START_ERROR_BUCKETS.to_vec()),
             )?,
             skipped: IntCounterVec::new(
                 Opts::new(PROBE_SKIPPED_TOTAL, "Due probes not run, by reason"),
@@ -133,7 +134,7 @@ impl ProbeMetrics {
             Box::new(m.availability.clone()),
             Box::new(m.target.clone()),
             Box::new(m.budget.clone()),
-            Box::new(m.start_delay.clone()),
+            Box::new(m.start_error.clone()),
             Box::new(m.skipped.clone()),
             Box::new(m.refused.clone()),
         ];
@@ -151,7 +152,8 @@ impl ProbeMetrics {
                 let labels = &report.target.labels;
                 match &report.result {
                     ProbeResult::Probed(outcome) => {
-                        self.start_delay.observe(report.start_lag.as_secs_f64());
+                        self.start_error
+                            .observe(report.start_error.unsigned_abs().as_secs_f64());
                         self.record(labels, outcome.success, outcome.duration.as_secs_f64());
                     }
                     ProbeResult::Refused(_) => {
@@ -250,7 +252,7 @@ mod tests {
         ProbeEvent::Probed(ProbeReport {
             key: "ns/a".into(),
             target: Arc::new(target),
-            start_lag: Duration::from_micros(700),
+            start_error: jiff::SignedDuration::from_micros(-700),
             result,
         })
     }
@@ -294,7 +296,7 @@ mod tests {
             format!("regie_sla_availability_percent{{{labels}}} 99.95"),
             format!("regie_sla_target_percent{{{labels}}} 99.9"),
             format!("regie_sla_error_budget_remaining_ratio{{{labels}}} 0.5"),
-            "regie_probe_start_delay_seconds_count 2".to_string(),
+            "regie_probe_start_error_seconds_count 2".to_string(),
         ] {
             assert!(t.contains(&line), "missing {line} in\n{t}");
         }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use jiff::SignedDuration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
@@ -50,6 +51,12 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// How early the loop wakes and starts probes. Tokio's timer counts whole milliseconds and
+/// rounds every deadline up, so waking on time would make every probe 0 to 1 ms late; waking a
+/// millisecond early centres the start error on zero instead. Nothing in an SLA hangs on a
+/// probe starting one millisecond before its slot.
+pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Commands taken per batch of due probes, so an overloaded loop still applies them.
 const COMMAND_BATCH: usize = 256;
 
@@ -71,8 +78,9 @@ pub enum ProbeEvent {
 pub struct ProbeReport {
     pub key: Arc<str>,
     pub target: Arc<ProbeTarget>,
-    /// Actual start minus scheduled start: the scheduler's own lateness.
-    pub start_lag: Duration,
+    /// Actual start minus scheduled start: how far from its slot the scheduler started the
+    /// probe. Negative when it started early, by at most [`TIMER_SLACK`].
+    pub start_error: SignedDuration,
     pub result: ProbeResult,
 }
 
@@ -273,7 +281,7 @@ struct Done {
     key: Arc<str>,
     generation: u64,
     target: Arc<ProbeTarget>,
-    start_lag: Duration,
+    start_error: SignedDuration,
     result: ProbeResult,
 }
 
@@ -297,10 +305,11 @@ impl Loop {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         loop {
-            if let Some(Reverse(top)) = self.heap.peek()
-                && sleep.deadline() != top.at
-            {
-                sleep.as_mut().reset(top.at);
+            if let Some(Reverse(top)) = self.heap.peek() {
+                let wake = top.at.checked_sub(TIMER_SLACK).unwrap_or(top.at);
+                if sleep.deadline() != wake {
+                    sleep.as_mut().reset(wake);
+                }
             }
             tokio::select! {
                 // Starting due probes comes first: it is what the schedule promises. When the
@@ -417,8 +426,9 @@ impl Loop {
 
     fn start_due(&mut self) {
         let now = Instant::now();
+        let horizon = now + TIMER_SLACK;
         while let Some(Reverse(top)) = self.heap.peek() {
-            if top.at > now {
+            if top.at > horizon {
                 break;
             }
             let Some(Reverse(due)) = self.heap.pop() else {
@@ -450,7 +460,7 @@ impl Loop {
                 let report = ProbeReport {
                     key: due.key,
                     target: entry.target.clone(),
-                    start_lag: Duration::ZERO,
+                    start_error: SignedDuration::ZERO,
                     result: ProbeResult::Skipped(SkipReason::Busy),
                 };
                 bump(&self.counters.reported, 1);
@@ -500,7 +510,7 @@ impl Loop {
         let _ = self.events.send(ProbeEvent::Probed(ProbeReport {
             key: done.key,
             target: done.target,
-            start_lag: done.start_lag,
+            start_error: done.start_error,
             result: done.result,
         }));
     }
@@ -515,11 +525,11 @@ async fn probe_task(
     target: Arc<ProbeTarget>,
     due: Instant,
 ) -> Done {
-    let done = |start_lag, result| Done {
+    let done = |start_error, result| Done {
         key: key.clone(),
         generation,
         target: target.clone(),
-        start_lag,
+        start_error,
         result,
     };
     let permit = match semaphore.clone().try_acquire_owned() {
@@ -528,13 +538,15 @@ async fn probe_task(
             match tokio::time::timeout_at(due + target.timeout, semaphore.acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 _ => {
-                    return done(target.timeout, ProbeResult::Skipped(SkipReason::Saturated));
+                    let waited =
+                        SignedDuration::try_from(target.timeout).unwrap_or(SignedDuration::MAX);
+                    return done(waited, ProbeResult::Skipped(SkipReason::Saturated));
                 }
             }
         }
     };
     let started = Instant::now();
-    let start_lag = started.saturating_duration_since(due);
+    let start_error = signed_between(due, started);
     let at = runner.now();
     // The runner bounds itself by the timeout; this is the backstop for one that does not.
     let backstop = target.timeout + Duration::from_secs(1);
@@ -549,7 +561,17 @@ async fn probe_task(
         }),
     };
     drop(permit);
-    done(start_lag, result)
+    done(start_error, result)
+}
+
+/// `to - from`, negative when `to` is earlier.
+fn signed_between(from: Instant, to: Instant) -> SignedDuration {
+    let (d, negative) = match to.checked_duration_since(from) {
+        Some(d) => (d, false),
+        None => (from.duration_since(to), true),
+    };
+    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+    if negative { -d } else { d }
 }
 
 #[cfg(test)]
@@ -686,12 +708,10 @@ mod tests {
             assert_eq!(w[1] - w[0], Duration::from_secs(1), "{calls:?}");
         }
         let events = drain(&mut rx).await;
-        // Tokio's timer ticks in whole milliseconds, so a start is at most that late.
-        assert!(
-            events.iter().all(
-                |e| matches!(e, ProbeEvent::Probed(r) if r.start_lag < Duration::from_millis(1))
-            )
-        );
+        // Tokio's timer ticks in whole milliseconds; waking one early keeps starts within it.
+        assert!(events.iter().all(
+            |e| matches!(e, ProbeEvent::Probed(r) if r.start_error.unsigned_abs() <= TIMER_SLACK)
+        ));
     }
 
     #[tokio::test(start_paused = true)]
