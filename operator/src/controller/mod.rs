@@ -18,6 +18,7 @@ pub mod metering;
 pub mod probing;
 pub mod tenant;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -273,6 +274,7 @@ pub async fn run(
         });
     }
     drop(trigger_tx);
+    tasks.spawn(refresh_gauges(ctx.clone()));
 
     // Reconcile only once every cache has seen the whole world: a tenant reconciled against a
     // half-filled cache would look as if its components were gone, and prune them.
@@ -302,6 +304,35 @@ pub async fn run(
         p.shutdown();
     }
     tasks.abort_all();
+}
+
+/// How often the inventory gauges are recomputed from the caches.
+const GAUGE_REFRESH: Duration = Duration::from_secs(10);
+
+/// Keeps `regie_tenants` (by service level) and `regie_managed_objects` (by kind) current. They
+/// are recomputed from the caches on a timer rather than in every reconcile, where counting the
+/// whole index would make a cold start quadratic in the number of tenants.
+async fn refresh_gauges(ctx: Arc<Context>) {
+    let mut tick = tokio::time::interval(GAUGE_REFRESH);
+    loop {
+        tick.tick().await;
+        let mut by_level = BTreeMap::<String, i64>::new();
+        for t in ctx.tenants.state() {
+            *by_level.entry(t.spec.service_level.clone()).or_default() += 1;
+        }
+        // Reset first so a level nobody uses any more drops to nothing instead of a stale count.
+        ctx.metrics.tenants.reset();
+        for (level, n) in by_level {
+            ctx.metrics.tenants.with_label_values(&[&level]).set(n);
+        }
+        ctx.metrics.managed_objects.reset();
+        for (kind, n) in ctx.index.counts() {
+            ctx.metrics
+                .managed_objects
+                .with_label_values(&[&kind])
+                .set(n);
+        }
+    }
 }
 
 /// An mpsc receiver as a stream.

@@ -282,12 +282,6 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .reconciles
         .with_label_values(&["Tenant", "ok"])
         .inc();
-    for (kind, n) in ctx.index.counts() {
-        ctx.metrics
-            .managed_objects
-            .with_label_values(&[&kind])
-            .set(n);
-    }
     if namespace_terminating {
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
