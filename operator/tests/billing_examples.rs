@@ -241,9 +241,17 @@ fn out_dir_gets_one_file_per_invoice() {
 #[test]
 fn bad_input_gives_clear_errors_and_exit_1() {
     let p = paths();
-    let (code, _, err) = regie(&bill_args(&p, &["--period", "2026-13"]));
-    assert_eq!(code, 1);
-    assert!(err.contains("--period") && err.contains("YYYY-MM"), "{err}");
+    for bad in ["2026-13", "2026-Q5", "26", "2026-3", "march"] {
+        let (code, out, err) = regie(&bill_args(&p, &["--period", bad]));
+        assert_eq!(code, 1, "{bad}");
+        assert!(out.is_empty(), "{bad}: no partial output");
+        assert!(
+            err.contains(&format!("--period: period {bad:?} is not"))
+                && err.contains("YYYY-MM")
+                && err.contains("YYYY-Qn"),
+            "{err}"
+        );
+    }
 
     // A tier in use with no rate: a platinum level the price lists do not know.
     let dir = tempfile::tempdir().unwrap();
@@ -272,12 +280,16 @@ fn bad_input_gives_clear_errors_and_exit_1() {
     let d = dir.path().display().to_string();
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
+    // The price list, its file and field, the tier, and the tenant that needs it.
     assert!(
-        err.contains("PriceList/pricelist-2026")
-            && err.contains("platinum")
+        err.contains("PriceList/pricelist-2026 (")
+            && err.contains("catalogue/pricelist-2026.yaml): spec.rates")
+            && err.contains("serviceLevel \"platinum\"")
+            && err.contains("Tenant/tholen")
             && err.contains("rate is missing"),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
 
     // Negative hours.
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +310,9 @@ fn bad_input_gives_clear_errors_and_exit_1() {
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("ServiceOrder/tenant-tholen/migration") && err.contains("spec.hours"),
+        err.contains(
+            "tenants/tholen/orders.yaml: ServiceOrder/tenant-tholen/migration: spec.hours"
+        ) && err.contains("\"-4\""),
         "{err}"
     );
 
@@ -323,7 +337,8 @@ fn bad_input_gives_clear_errors_and_exit_1() {
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("CostPool/i-programme-2024") && err.contains("selects no tenant"),
+        err.contains("CostPool/i-programme-2024 (")
+            && err.contains("catalogue/cost-pools.yaml): spec.tenantSelector selects no tenant"),
         "{err}"
     );
 }

@@ -1,7 +1,9 @@
 //! The arithmetic of the billing run, pinned with expected amounts computed independently here
-//! in integer cents: an interim price increase mid-month, notice after a downgrade and a cut,
-//! upgrades at once, service credits on a quarterly invoice, pool instalments, and half-up
-//! rounding at exactly half a cent.
+//! in integer cents: proration over the 743 and 745 hours of the daylight-saving months, an
+//! interim price increase mid-month, notice after a downgrade and a cut, upgrades at once,
+//! service credits on monthly and quarterly invoices, equal shares with a member leaving
+//! mid-year and per-inhabitant shares of the product's takers adding up exactly to the pool,
+//! pool instalments (the last settles), and half-up rounding at exactly half a cent.
 
 use std::collections::BTreeMap;
 
@@ -477,4 +479,213 @@ fn a_tenant_joining_mid_month_is_billed_from_its_first_day() {
     );
     // 1 to 10 November (the last day inclusive): 9 of 30 days.
     assert_eq!(lines_of(&invs[1], LineKind::Component), [45_000]);
+}
+
+#[test]
+fn daylight_saving_months_are_prorated_over_743_and_745_hours() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let bronze = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "bronze")],
+    );
+    let gold = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "gold")],
+    );
+    let mut t = tenant("a", bronze.clone());
+    // March 2026 has 743 h (29 March 02:00 jumps to 03:00). From 1 March 00:00 to 29 March
+    // 12:00 summer time: 28 days (672 h) and 11 h of the short Sunday = 683 h at bronze
+    // (1500.00 a month); the remaining 60 h at gold (2000.00 a month).
+    t.usage.insert(
+        Month::new(2026, 3),
+        vec![
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                "2026-03-29T12:00:00+02:00",
+                &bronze,
+            ),
+            seg(
+                "2026-03-29T12:00:00+02:00",
+                "2026-04-01T00:00:00+02:00",
+                &gold,
+            ),
+        ],
+    );
+    // October 2026 has 745 h (25 October 03:00 falls back to 02:00). To 25 October 12:00 winter
+    // time: 24 days (576 h) and 13 h of the long Sunday = 589 h at bronze, then 156 h at gold.
+    t.usage.insert(
+        Month::new(2026, 10),
+        vec![
+            seg(
+                "2026-10-01T00:00:00+02:00",
+                "2026-10-25T12:00:00+01:00",
+                &bronze,
+            ),
+            seg(
+                "2026-10-25T12:00:00+01:00",
+                "2026-11-01T00:00:00+01:00",
+                &gold,
+            ),
+        ],
+    );
+    // A 10% service credit in March is 10% of the component's unrounded March charges.
+    let credits: Credits = BTreeMap::from([(
+        ("a".to_string(), "app".to_string(), Month::new(2026, 3)),
+        Decimal::from(10),
+    )]);
+    let invs = run(&cat, &[t], &credits, "2026");
+    let month = |m: &str| invs.iter().find(|i| i.period == m).unwrap();
+    let march = month("2026-03");
+    // 1500 × 683 / 743 = 1378.8694… → 1378.87; 2000 × 60 / 743 = 161.5074… → 161.51.
+    assert_eq!(
+        lines_of(march, LineKind::Component),
+        [half_up(150_000 * 683, 743), half_up(200_000 * 60, 743)]
+    );
+    assert_eq!(lines_of(march, LineKind::Component), [137_887, 16_151]);
+    // (1 024 500 + 120 000) / 743 = 1540.3768…; 10% = 154.0376… → −154.04.
+    assert_eq!(lines_of(march, LineKind::Credit), [-15_404]);
+    assert!(lines_of(march, LineKind::Notice).is_empty(), "an upgrade");
+    assert_eq!(cents(march.subtotal()), 137_887 + 16_151 - 15_404);
+    // 1500 × 589 / 745 = 1185.9060… → 1185.91; 2000 × 156 / 745 = 418.7919… → 418.79.
+    let october = month("2026-10");
+    assert_eq!(
+        lines_of(october, LineKind::Component),
+        [half_up(150_000 * 589, 745), half_up(200_000 * 156, 745)]
+    );
+    assert_eq!(lines_of(october, LineKind::Component), [118_591, 41_879]);
+    // A month without a Usage is billed from the files: exactly the monthly rate, whatever
+    // its length.
+    assert_eq!(lines_of(month("2026-04"), LineKind::Component), [150_000]);
+    assert!(lines_of(october, LineKind::Credit).is_empty());
+}
+
+const EQUAL_SHARES: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: CostPool
+metadata: {name: i-programme-2026}
+spec:
+  description: Joint i-programme
+  amount: "650000.00"
+  from: "2026-01-01"
+  until: "2026-12-31"
+  allocation: equalShares
+  instalments: quarterly
+"#;
+
+/// Pool lines per tenant as (period, cents), in invoice order.
+fn pool_lines(invs: &[Invoice], t: &str) -> Vec<(String, i128)> {
+    invs.iter()
+        .filter(|i| i.tenant == t)
+        .flat_map(|i| {
+            i.lines
+                .iter()
+                .filter(|l| l.kind == LineKind::Pool)
+                .map(move |l| (i.period.clone(), cents(l.amount)))
+        })
+        .collect()
+}
+
+#[test]
+fn equal_shares_with_a_member_leaving_mid_year_add_up_to_the_pool() {
+    let cat = catalogue(&[PRICES_2026], &[EQUAL_SHARES]);
+    let mut tenants: Vec<TenantInput> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|n| tenant(n, state("bronze", 1, &[])))
+        .collect();
+    tenants[4].leaves = Some(date(2026, 6, 30));
+    let invs = run(&cat, &tenants, &Credits::new(), "2026");
+    // Member-days: four × 365 and e's 181 (1 January to 30 June) = 1641.
+    // a–d: 650000 × 365 / 1641 = 144576.4777… → 144576.47, remainder 0.0078 each;
+    // e: 650000 × 181 / 1641 = 71694.0890… → 71694.08, remainder 0.0090.
+    // The floors add up to 649999.96; the four cents go to the largest remainders: e first,
+    // then a, b and c (equal remainders: the earlier tenant first).
+    // Quarterly: 144576.48 / 4 = 36144.12 exactly; d's 144576.47 / 4 = 36144.1175 → 36144.12
+    // three times and the last settles 36144.11; e has two instalments (January, April):
+    // 71694.09 / 2 = 35847.045 → 35847.05, the last settles 35847.04.
+    for t in ["a", "b", "c"] {
+        assert_eq!(
+            pool_lines(&invs, t),
+            [
+                ("2026-01".to_string(), 3_614_412),
+                ("2026-04".into(), 3_614_412),
+                ("2026-07".into(), 3_614_412),
+                ("2026-10".into(), 3_614_412)
+            ],
+            "{t}"
+        );
+    }
+    assert_eq!(
+        pool_lines(&invs, "d")
+            .iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>(),
+        [3_614_412, 3_614_412, 3_614_412, 3_614_411]
+    );
+    assert_eq!(
+        pool_lines(&invs, "e"),
+        [
+            ("2026-01".to_string(), 3_584_705),
+            ("2026-04".into(), 3_584_704)
+        ]
+    );
+    assert!(
+        !invs
+            .iter()
+            .any(|i| i.tenant == "e" && i.period.as_str() > "2026-06"),
+        "no invoice after e left"
+    );
+    let all: i128 = invs
+        .iter()
+        .flat_map(|i| &i.lines)
+        .filter(|l| l.kind == LineKind::Pool)
+        .map(|l| cents(l.amount))
+        .sum();
+    assert_eq!(all, 65_000_000, "exactly the pool, to the cent");
+}
+
+#[test]
+fn per_inhabitant_pools_are_shared_only_by_the_tenants_that_take_the_product() {
+    let pool = r#"
+apiVersion: regie.dev/v1alpha1
+kind: CostPool
+metadata: {name: e-suite-2026}
+spec:
+  description: e-Suite
+  amount: "860000.00"
+  from: "2026-01-01"
+  until: "2026-12-31"
+  allocation: perInhabitant
+  instalments: once
+  tenantSelector: {matchLabels: {regie.dev/product-e-suite: "true"}}
+"#;
+    let cat = catalogue(&[PRICES_2026], &[pool]);
+    let mut tenants = Vec::new();
+    for (name, inhabitants, takes) in [
+        ("a", 50_000, true),
+        ("b", 30_000, false),
+        ("c", 20_000, true),
+    ] {
+        let mut t = tenant(name, state("bronze", 1, &[]));
+        t.inhabitants = inhabitants;
+        if takes {
+            t.labels
+                .insert("regie.dev/product-e-suite".into(), "true".into());
+        }
+        tenants.push(t);
+    }
+    let invs = run(&cat, &tenants, &Credits::new(), "2026");
+    // Only a and c (70 000 inhabitants) share: a 860000 × 5/7 = 614285.7142… → 614285.71
+    // (remainder 0.0043), c 860000 × 2/7 = 245714.2857… → 245714.28 (remainder 0.0057) gets
+    // the cent left: 245714.29. b's 30 000 inhabitants count for nothing.
+    assert_eq!(
+        pool_lines(&invs, "a"),
+        [("2026-01".to_string(), 61_428_571)]
+    );
+    assert_eq!(
+        pool_lines(&invs, "c"),
+        [("2026-01".to_string(), 24_571_429)]
+    );
+    assert!(pool_lines(&invs, "b").is_empty());
 }

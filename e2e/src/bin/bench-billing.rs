@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use jiff::civil::date;
 use regie::billing::engine::{Catalogue, Credits, TenantInput, bill};
 use regie::billing::events::{Jitter, SplitMix64};
-use regie::billing::invoice::LineKind;
+use regie::billing::export::to_csv;
+use regie::billing::invoice::{Invoice, LineKind};
 use regie::billing::ledger::BillableState;
 use regie::billing::local_rfc3339;
 use regie::billing::period::{Month, Period};
@@ -186,6 +187,25 @@ fn tenants(cal: &Calendar, rng: &mut SplitMix64) -> Result<Vec<TenantInput>> {
     Ok(out)
 }
 
+/// FNV-1a over the CSV export of every invoice (every printed field of every line) and the exact,
+/// unrounded values: a speed-up must leave this unchanged.
+fn fingerprint(invoices: &[Invoice], tz: &jiff::tz::TimeZone) -> Result<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    feed(to_csv(invoices, tz)?.as_bytes());
+    for i in invoices {
+        for l in &i.lines {
+            feed(format!("{} {} {}\n", l.quantity, l.unit_price, l.amount).as_bytes());
+        }
+    }
+    Ok(h)
+}
+
 fn main() -> Result<()> {
     let runs: usize = std::env::args()
         .nth(1)
@@ -244,8 +264,9 @@ fn main() -> Result<()> {
     if pooled != pools_total {
         bail!("pools allocated {pooled}, expected {pools_total}");
     }
+    let fingerprint = fingerprint(&invoices, cal.tz())?;
     println!(
-        "bench-billing: {TENANTS} tenants × 12 months × {SEGMENTS_PER_MONTH} segments ({segments}), {} invoices, {lines} lines ({notices} notice), pools {pooled} of {pools_total}: median {median:.3} s over {runs} runs (goal ≤ {GOAL_SECONDS} s) {}",
+        "bench-billing: {TENANTS} tenants × 12 months × {SEGMENTS_PER_MONTH} segments ({segments}), {} invoices, {lines} lines ({notices} notice), pools {pooled} of {pools_total}, fingerprint {fingerprint:016x}: median {median:.3} s over {runs} runs (goal ≤ {GOAL_SECONDS} s) {}",
         invoices.len(),
         if median <= GOAL_SECONDS {
             "OK"

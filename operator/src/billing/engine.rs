@@ -17,10 +17,10 @@ use regie_crds::validate::{parse_date, parse_decimal};
 use rust_decimal::Decimal;
 
 use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
-use super::ledger::{BillableState, Span, spans};
+use super::ledger::{BillableState, bounds};
 use super::period::{Month, Period, midnight};
 use super::pools::{Instalment, Member, Pool, instalments};
-use super::pricing::{ComponentCredits, PriceBook, price_timeline};
+use super::pricing::{ComponentCredits, PriceBook, SpanRef, price_periods};
 use super::proration::Calendar;
 use super::{BillingError, round_cents};
 use crate::desired::component_level;
@@ -203,42 +203,78 @@ pub fn billing_periods(period: Period, invoicing: InvoicingPeriod) -> Vec<Period
 }
 
 /// The tenant's timeline over `months`: Usage segments where there are some, else its files.
-/// Open segments run to the end of their month (a forecast, on a draft).
-fn timeline(t: &TenantInput, months: &[Month], cal: &Calendar) -> Result<Vec<Span>, BillingError> {
+/// Open segments run to the end of their month (a forecast, on a draft). The states are
+/// borrowed from the tenant; `sorted` keeps the copies of segments whose components the ledger
+/// did not keep in order.
+fn timeline<'a>(
+    t: &'a TenantInput,
+    months: &[Month],
+    cal: &Calendar,
+    sorted: &'a mut Vec<Vec<SegmentComponent>>,
+) -> Result<Vec<SpanRef<'a>>, BillingError> {
     let joined = midnight(t.joined, cal.tz())?;
     let left = match t.leaves {
         Some(l) => Some(midnight(l.tomorrow().unwrap_or(l), cal.tz())?),
         None => None,
     };
-    let mut out: Vec<Span> = Vec::new();
+    // Pass one: the bounds, checked; copies of unsorted component lists.
+    // (from, to, the segment and the index of its sorted copy, or none for the files' state)
+    type Part<'s> = (Timestamp, Timestamp, Option<(&'s Segment, Option<usize>)>);
+    let mut parts: Vec<Part<'a>> = Vec::new();
     for m in months {
         let (ms, me) = cal.month_bounds(*m)?;
         match t.usage.get(m) {
             Some(segs) => {
                 let what = format!("Usage/{}-{m}", t.name);
-                for mut s in spans(segs, &what)? {
-                    let to = s.to.unwrap_or(me).min(me);
-                    s.from = s.from.max(ms);
-                    if s.from >= to {
+                for ((from, to), s) in bounds(segs, &what)?.into_iter().zip(segs) {
+                    let to = to.unwrap_or(me).min(me);
+                    let from = from.max(ms);
+                    if from >= to {
                         continue;
                     }
-                    s.to = Some(to);
-                    out.push(s);
+                    let copy = if s.components.is_sorted() {
+                        None
+                    } else {
+                        let mut c = s.components.clone();
+                        c.sort();
+                        sorted.push(c);
+                        Some(sorted.len() - 1)
+                    };
+                    parts.push((from, to, Some((s, copy))));
                 }
             }
             None => {
                 let from = ms.max(joined);
                 let to = left.map_or(me, |l| l.min(me));
                 if from < to {
-                    out.push(Span {
-                        from,
-                        to: Some(to),
-                        state: t.declared.clone(),
-                    });
+                    parts.push((from, to, None));
                 }
             }
         }
     }
+    let sorted: &'a Vec<Vec<SegmentComponent>> = sorted;
+    let out: Vec<SpanRef<'a>> = parts
+        .into_iter()
+        .map(|(from, to, seg)| match seg {
+            Some((s, copy)) => SpanRef {
+                from,
+                to: Some(to),
+                service_level: &s.service_level,
+                accounts: &s.accounts,
+                components: match copy {
+                    Some(i) => &sorted[i],
+                    None => &s.components,
+                },
+            },
+            None => SpanRef {
+                from,
+                to: Some(to),
+                service_level: &t.declared.service_level,
+                accounts: &t.declared.accounts,
+                components: &t.declared.components,
+            },
+        })
+        .collect();
     for w in out.windows(2) {
         if w[0].to.is_some_and(|t0| t0 > w[1].from) {
             return Err(BillingError::input(format!(
@@ -364,15 +400,28 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, Bill
     let cal = &cat.cal;
     let mut invoices = Vec::new();
     for t in tenants {
-        let spans = timeline(t, months, cal)?;
+        let mut sorted = Vec::new();
+        let spans = timeline(t, months, cal, &mut sorted)?;
         let tenant_credits: ComponentCredits = credits
             .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
             .take_while(|((tn, _, _), _)| *tn == t.name)
             .map(|((_, c, m), p)| ((c.clone(), *m), *p))
             .collect();
-        for bp in billing_periods(period, t.invoicing) {
-            let (from, to) = (bp.start(cal.tz())?, bp.end(cal.tz())?);
-            let mut lines = price_timeline(&cat.book, cal, &spans, from, to, &tenant_credits)?;
+        let periods = billing_periods(period, t.invoicing);
+        let bounds = periods
+            .iter()
+            .map(|bp| Ok((bp.start(cal.tz())?, bp.end(cal.tz())?)))
+            .collect::<Result<Vec<_>, BillingError>>()?;
+        // All of the tenant's periods in one pass over its timeline.
+        let priced = price_periods(&cat.book, cal, &spans, &bounds, &tenant_credits).map_err(
+            |e| match e {
+                BillingError::Input(m) => {
+                    BillingError::Input(format!("billing Tenant/{}: {m}", t.name))
+                }
+                other => other,
+            },
+        )?;
+        for ((bp, (from, to)), mut lines) in periods.into_iter().zip(bounds).zip(priced) {
             lines.extend(order_lines(cat, t, &spans, bp)?);
             for (pi, inst) in pools.get(&t.name).into_iter().flatten() {
                 if !bp.contains_date(inst.due) {
@@ -438,7 +487,7 @@ fn allocation_text(pool: &Pool) -> &'static str {
 fn order_lines(
     cat: &Catalogue,
     t: &TenantInput,
-    spans: &[Span],
+    spans: &[SpanRef],
     bp: Period,
 ) -> Result<Vec<Line>, BillingError> {
     let cal = &cat.cal;
@@ -456,9 +505,7 @@ fn order_lines(
         let level = spans
             .iter()
             .find(|s| s.from <= from && s.to.is_none_or(|e| from < e))
-            .map_or(t.declared.service_level.as_str(), |s| {
-                s.state.service_level.as_str()
-            });
+            .map_or(t.declared.service_level.as_str(), |s| s.service_level);
         let rate = match o.rate {
             Some(r) => r,
             None => {

@@ -5,13 +5,14 @@
 //! A later `effectiveFrom` supersedes a list from that instant, so a stretch that crosses it is
 //! split there (an interim increase from 1 July prices June at the old rate, July at the new).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use jiff::Timestamp;
 use kube::ResourceExt;
 use regie_crds::PriceList;
 use regie_crds::commercial::{RateItem, RatePer};
 use regie_crds::duration::parse_duration;
+use regie_crds::generated::SegmentComponent;
 use regie_crds::tenancy::ComponentClass;
 use regie_crds::validate::{parse_date_or_time, parse_decimal};
 use rust_decimal::Decimal;
@@ -265,6 +266,30 @@ fn per_text(per: RatePer) -> &'static str {
     }
 }
 
+/// What pricing reads of a stretch of the timeline: its bounds and its billable state, borrowed
+/// from the ledger or the tenant's files rather than copied. `components` in the ledger's order
+/// (sorted, as [`crate::billing::ledger::BillableState::of_segment`] keeps them).
+#[derive(Clone, Copy, Debug)]
+pub struct SpanRef<'a> {
+    pub from: Timestamp,
+    pub to: Option<Timestamp>,
+    pub service_level: &'a str,
+    pub accounts: &'a BTreeMap<String, i64>,
+    pub components: &'a [SegmentComponent],
+}
+
+impl<'a> SpanRef<'a> {
+    pub fn of(span: &'a Span) -> SpanRef<'a> {
+        SpanRef {
+            from: span.from,
+            to: span.to,
+            service_level: &span.state.service_level,
+            accounts: &span.state.accounts,
+            components: &span.state.components,
+        }
+    }
+}
+
 /// One billed item of a span, with its key and level interned.
 struct Item {
     key: usize,
@@ -294,6 +319,9 @@ struct Table<'a> {
     rates: Vec<Option<(Decimal, RatePer)>>,
     /// rate × quantity per item slot and list.
     values: Vec<Option<(Decimal, RatePer)>>,
+    /// Line descriptions per (list, item, level), like `rates`: a year has hundreds of lines of
+    /// the same few descriptions.
+    descriptions: Vec<Option<String>>,
 }
 
 /// The index of `want` in `v`, appended when new; a handful of entries, so a scan is fastest.
@@ -313,7 +341,7 @@ fn intern<T, Q: ?Sized>(
 impl<'a> Table<'a> {
     /// The spans that end after `since` (the start of the bill less the longest notice) and
     /// begin before `to`.
-    fn new(book: &'a PriceBook, spans: &[Span], since: Timestamp, to: Timestamp) -> Table<'a> {
+    fn new(book: &'a PriceBook, spans: &[SpanRef], since: Timestamp, to: Timestamp) -> Table<'a> {
         let mut t = Table {
             book,
             keys: Vec::new(),
@@ -321,6 +349,7 @@ impl<'a> Table<'a> {
             spans: Vec::new(),
             rates: Vec::new(),
             values: Vec::new(),
+            descriptions: Vec::new(),
         };
         let mut slots = 0usize;
         let level_eq = |x: &String, l: &str| x == l;
@@ -329,14 +358,9 @@ impl<'a> Table<'a> {
             if s.from >= to || end <= s.from || end <= since {
                 continue;
             }
-            let tl = intern(
-                &mut t.levels,
-                s.state.service_level.as_str(),
-                level_eq,
-                str::to_string,
-            );
-            let mut items = Vec::with_capacity(s.state.accounts.len() + s.state.components.len());
-            for (profile, n) in &s.state.accounts {
+            let tl = intern(&mut t.levels, s.service_level, level_eq, str::to_string);
+            let mut items = Vec::with_capacity(s.accounts.len() + s.components.len());
+            for (profile, n) in s.accounts {
                 if *n == 0 {
                     continue;
                 }
@@ -354,7 +378,7 @@ impl<'a> Table<'a> {
                 });
                 slots += 1;
             }
-            for c in &s.state.components {
+            for c in s.components {
                 let key = intern(
                     &mut t.keys,
                     c,
@@ -384,6 +408,7 @@ impl<'a> Table<'a> {
         }
         let lists = book.lists.len();
         t.rates = vec![None; lists * t.keys.len() * t.levels.len()];
+        t.descriptions = vec![None; t.rates.len()];
         t.values = vec![None; slots * lists];
         t
     }
@@ -416,6 +441,29 @@ impl<'a> Table<'a> {
         Ok(v)
     }
 
+    /// The description of a line of `key` at `level` priced by `list` at `rate` per `per`.
+    fn description(
+        &mut self,
+        list: usize,
+        key: usize,
+        level: usize,
+        rate: Decimal,
+        per: RatePer,
+    ) -> String {
+        let i = (list * self.keys.len() + key) * self.levels.len() + level;
+        if let Some(d) = &self.descriptions[i] {
+            return d.clone();
+        }
+        let d = format!(
+            "{}, {} per {}",
+            describe(&self.keys[key], &self.levels[level]),
+            super::money(rate),
+            per_text(per)
+        );
+        self.descriptions[i] = Some(d.clone());
+        d
+    }
+
     /// rate × quantity of item `ii` of span `si` under `list`.
     fn value(
         &mut self,
@@ -438,8 +486,11 @@ impl<'a> Table<'a> {
     }
 }
 
-/// A stretch of one item at one quantity, level and rate, growing as segments repeat it.
+/// A stretch of one item at one quantity, level and rate within one billing period, growing as
+/// segments repeat it.
 struct Run {
+    /// Index of the billing period it is billed in.
+    period: usize,
     key: usize,
     level: usize,
     quantity: i64,
@@ -468,6 +519,41 @@ pub fn price_timeline(
     to: Timestamp,
     credits: &ComponentCredits,
 ) -> Result<Vec<Line>, BillingError> {
+    let spans: Vec<SpanRef> = spans.iter().map(SpanRef::of).collect();
+    Ok(price_periods(book, cal, &spans, &[(from, to)], credits)?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// The priced lines of a timeline for several billing periods at once, in one pass over the
+/// timeline: exactly the lines of one [`price_timeline`] call per period (no run of a line and
+/// no notice stretch crosses a period's bounds), without re-reading the timeline for every
+/// period. `periods` must be in order and must not overlap.
+pub fn price_periods(
+    book: &PriceBook,
+    cal: &Calendar,
+    spans: &[SpanRef],
+    periods: &[(Timestamp, Timestamp)],
+    credits: &ComponentCredits,
+) -> Result<Vec<Vec<Line>>, BillingError> {
+    let mut out: Vec<Vec<Line>> = periods.iter().map(|_| Vec::new()).collect();
+    for w in periods.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(BillingError::input(format!(
+                "billing periods {}..{} and {}..{} overlap",
+                w[0].0, w[0].1, w[1].0, w[1].1
+            )));
+        }
+    }
+    // Empty periods have no lines; the others are priced together.
+    let live: Vec<usize> = (0..periods.len())
+        .filter(|p| periods[*p].0 < periods[*p].1)
+        .collect();
+    let (Some(&first), Some(&last)) = (live.first(), live.last()) else {
+        return Ok(out);
+    };
+    let bounds: Vec<(Timestamp, Timestamp)> = live.iter().map(|p| periods[*p]).collect();
+    let (from, to) = (periods[first].0, periods[last].1);
     // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
     let since = from
         .checked_sub(jiff::SignedDuration::from_secs(
@@ -477,83 +563,96 @@ pub fn price_timeline(
     let mut tab = Table::new(book, spans, since, to);
     let mut runs: Vec<Run> = Vec::new();
     let mut last_run: Vec<Option<usize>> = vec![None; tab.keys.len()];
-    let mut component_month: BTreeMap<(usize, Month), Decimal> = BTreeMap::new();
+    // (period, item, month) → that item's charges in the month within the period.
+    let mut component_month: BTreeMap<(usize, usize, Month), Decimal> = BTreeMap::new();
     for si in 0..tab.spans.len() {
-        let (a, b) = (tab.spans[si].from.max(from), tab.spans[si].to.min(to));
-        if a >= b {
-            continue;
-        }
-        for (list, pa, pb) in book.pieces(a, b)? {
-            for (m, ma, mb) in cal.month_pieces(pa, pb)? {
-                let secs = Decimal::from(mb.as_second() - ma.as_second());
-                let month_den = Decimal::from(cal.month_seconds(m)?);
-                let year_den = Decimal::from(cal.year_seconds(m.year)?);
-                for ii in 0..tab.spans[si].items.len() {
-                    let (key, level, qty) = {
-                        let it = &tab.spans[si].items[ii];
-                        (it.key, it.level, it.qty)
-                    };
-                    let (rate, per) = tab.rate(list, key, level)?;
-                    let den = if per == RatePer::Month {
-                        month_den
-                    } else {
-                        year_den
-                    };
-                    let unit = rate * secs / den;
-                    let amount = rate * Decimal::from(qty) * secs / den;
-                    if matches!(tab.keys[key], ItemKey::Component(..)) {
-                        *component_month.entry((key, m)).or_default() += amount;
-                    }
-                    let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
-                        r.to == ma
-                            && r.level == level
-                            && r.quantity == qty
-                            && r.rate == rate
-                            && r.per == per
-                            && (r.list == list || book.lists[r.list].vat == book.lists[list].vat)
-                    });
-                    match last_run[key] {
-                        Some(i) if extend => {
-                            let r = &mut runs[i];
-                            r.to = mb;
-                            r.amount += amount;
-                            r.unit_price += unit;
+        let (span_from, span_to) = (tab.spans[si].from, tab.spans[si].to);
+        for (p, &(pf, pt)) in bounds.iter().enumerate() {
+            let (a, b) = (span_from.max(pf), span_to.min(pt));
+            if a >= b {
+                continue;
+            }
+            for (list, pa, pb) in book.pieces(a, b)? {
+                for (m, ma, mb) in cal.month_pieces(pa, pb)? {
+                    let secs = Decimal::from(mb.as_second() - ma.as_second());
+                    let month_den = Decimal::from(cal.month_seconds(m)?);
+                    let year_den = Decimal::from(cal.year_seconds(m.year)?);
+                    for ii in 0..tab.spans[si].items.len() {
+                        let (key, level, qty) = {
+                            let it = &tab.spans[si].items[ii];
+                            (it.key, it.level, it.qty)
+                        };
+                        let (rate, per) = tab.rate(list, key, level)?;
+                        let den = if per == RatePer::Month {
+                            month_den
+                        } else {
+                            year_den
+                        };
+                        let unit = rate * secs / den;
+                        let amount = rate * Decimal::from(qty) * secs / den;
+                        if matches!(tab.keys[key], ItemKey::Component(..)) {
+                            *component_month.entry((p, key, m)).or_default() += amount;
                         }
-                        _ => {
-                            last_run[key] = Some(runs.len());
-                            runs.push(Run {
-                                key,
-                                level,
-                                quantity: qty,
-                                rate,
-                                per,
-                                list,
-                                from: ma,
-                                to: mb,
-                                amount,
-                                unit_price: unit,
-                            });
+                        let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
+                            r.period == p
+                                && r.to == ma
+                                && r.level == level
+                                && r.quantity == qty
+                                && r.rate == rate
+                                && r.per == per
+                                && (r.list == list
+                                    || book.lists[r.list].vat == book.lists[list].vat)
+                        });
+                        match last_run[key] {
+                            Some(i) if extend => {
+                                let r = &mut runs[i];
+                                r.to = mb;
+                                r.amount += amount;
+                                r.unit_price += unit;
+                            }
+                            _ => {
+                                last_run[key] = Some(runs.len());
+                                runs.push(Run {
+                                    period: p,
+                                    key,
+                                    level,
+                                    quantity: qty,
+                                    rate,
+                                    per,
+                                    list,
+                                    from: ma,
+                                    to: mb,
+                                    amount,
+                                    unit_price: unit,
+                                });
+                            }
                         }
                     }
                 }
             }
         }
     }
-    let mut lines = Vec::with_capacity(runs.len() + 4);
+    let notices = notice_runs(&mut tab, cal, &bounds)?;
+    // Every line of a period lands in a vector of the right size at once: a year of lines is
+    // hundreds of megabytes to move otherwise.
+    let mut sizes = vec![credits.len(); bounds.len()];
+    for p in runs
+        .iter()
+        .map(|r| r.period)
+        .chain(notices.iter().map(|r| r.period))
+    {
+        sizes[p] += 1;
+    }
+    let mut lines: Vec<Vec<Line>> = sizes.into_iter().map(Vec::with_capacity).collect();
     for r in &runs {
-        let key = &tab.keys[r.key];
-        let (kind, unit) = match key {
+        let (kind, unit) = match &tab.keys[r.key] {
             ItemKey::Account(_) => (LineKind::Account, Unit::Account),
             ItemKey::Component(..) => (LineKind::Component, Unit::Component),
         };
-        lines.push(Line {
+        let description = tab.description(r.list, r.key, r.level, r.rate, r.per);
+        lines[r.period].push(Line {
             kind,
-            description: format!(
-                "{}, {} per {}",
-                describe(key, &tab.levels[r.level]),
-                super::money(r.rate),
-                per_text(r.per)
-            ),
+            description,
             quantity: Decimal::from(r.quantity),
             unit,
             unit_price: r.unit_price,
@@ -563,37 +662,42 @@ pub fn price_timeline(
             vat: book.lists[r.list].vat.clone(),
         });
     }
-    lines.extend(notice_lines(&mut tab, cal, from, to)?);
-    for ((component, m), percent) in credits {
-        let key = tab
-            .keys
-            .iter()
-            .position(|k| matches!(k, ItemKey::Component(n, _) if n == component));
-        let Some(charge) = key.and_then(|k| component_month.get(&(k, *m))) else {
-            continue;
-        };
-        if percent.is_zero() || charge.is_zero() {
-            continue;
+    notice_lines(&tab, notices, &mut lines);
+    for (p, &(pf, pt)) in bounds.iter().enumerate() {
+        for ((component, m), percent) in credits {
+            let key = tab
+                .keys
+                .iter()
+                .position(|k| matches!(k, ItemKey::Component(n, _) if n == component));
+            let Some(charge) = key.and_then(|k| component_month.get(&(p, k, *m))) else {
+                continue;
+            };
+            if percent.is_zero() || charge.is_zero() {
+                continue;
+            }
+            let (ma, mb) = cal.month_bounds(*m)?;
+            let (a, b) = (ma.max(pf), mb.min(pt));
+            let (_, list) = book.at(a)?;
+            lines[p].push(Line {
+                kind: LineKind::Credit,
+                description: format!(
+                    "Service credit {m}: component {component} below its availability target, {percent}% of its charges for the month ({})",
+                    super::money(*charge)
+                ),
+                quantity: -*percent,
+                unit: Unit::Percent,
+                unit_price: *charge / Decimal::ONE_HUNDRED,
+                amount: -round_cents(*charge * *percent / Decimal::ONE_HUNDRED),
+                from: a,
+                to: b,
+                vat: list.vat.clone(),
+            });
         }
-        let (ma, mb) = cal.month_bounds(*m)?;
-        let (a, b) = (ma.max(from), mb.min(to));
-        let (_, list) = book.at(a)?;
-        lines.push(Line {
-            kind: LineKind::Credit,
-            description: format!(
-                "Service credit {m}: component {component} below its availability target, {percent}% of its charges for the month ({})",
-                super::money(*charge)
-            ),
-            quantity: -*percent,
-            unit: Unit::Percent,
-            unit_price: *charge / Decimal::ONE_HUNDRED,
-            amount: -round_cents(*charge * *percent / Decimal::ONE_HUNDRED),
-            from: a,
-            to: b,
-            vat: list.vat.clone(),
-        });
     }
-    Ok(lines)
+    for (p, l) in live.into_iter().zip(lines) {
+        out[p] = l;
+    }
+    Ok(out)
 }
 
 /// `t` moved by a notice period: whole days are calendar days in Europe/Amsterdam (90 days
@@ -620,6 +724,7 @@ fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
 
 /// A stretch in which the notice surcharge of one item has one cause.
 struct NoticeRun {
+    period: usize,
     key: usize,
     /// (level, quantity) billed for, and what the tenant has.
     committed: (usize, i64),
@@ -639,16 +744,109 @@ struct Best {
     qty: i64,
 }
 
+/// One item of a span in the notice window.
+#[derive(Clone, Copy)]
+struct Candidate {
+    span: usize,
+    best: Best,
+}
+
+/// The notice window of every item as it slides along the timeline: per item and rate period, a
+/// deque of the spans that could still be the window's maximum (values strictly falling from
+/// front to back), so each span enters and leaves once instead of the whole window being
+/// rescanned at every breakpoint. Ties go to the latest span, and within a span to its first
+/// item, as a scan from the newest span back would pick them.
+struct Window {
+    /// Spans `lo..hi` are in the window.
+    lo: usize,
+    hi: usize,
+    /// The list the values are priced with; another list rebuilds the window.
+    list: Option<usize>,
+    month: Vec<VecDeque<Candidate>>,
+    year: Vec<VecDeque<Candidate>>,
+}
+
+impl Window {
+    fn new(keys: usize) -> Window {
+        Window {
+            lo: 0,
+            hi: 0,
+            list: None,
+            month: vec![VecDeque::new(); keys],
+            year: vec![VecDeque::new(); keys],
+        }
+    }
+
+    /// Moves the window to spans `lo..hi` priced with `list`.
+    fn slide(
+        &mut self,
+        tab: &mut Table,
+        lo: usize,
+        hi: usize,
+        list: usize,
+    ) -> Result<(), BillingError> {
+        if self.list != Some(list) || lo < self.lo || hi < self.hi {
+            // A new list prices every span anew; a window that moved back (its start is a local
+            // time of day, which summer time can pull back an hour) is rebuilt. Both are rare.
+            self.month.iter_mut().for_each(VecDeque::clear);
+            self.year.iter_mut().for_each(VecDeque::clear);
+            self.list = Some(list);
+            self.lo = lo;
+            self.hi = lo;
+        }
+        for j in self.hi.max(lo)..hi {
+            for ii in (0..tab.spans[j].items.len()).rev() {
+                let (key, level, qty) = {
+                    let it = &tab.spans[j].items[ii];
+                    (it.key, it.level, it.qty)
+                };
+                let (value, per) = tab.value(j, ii, list)?;
+                let deque = if per == RatePer::Month {
+                    &mut self.month[key]
+                } else {
+                    &mut self.year[key]
+                };
+                while deque.back().is_some_and(|c| c.best.value <= value) {
+                    deque.pop_back();
+                }
+                deque.push_back(Candidate {
+                    span: j,
+                    best: Best { value, level, qty },
+                });
+            }
+        }
+        self.hi = hi;
+        for deque in self.month.iter_mut().chain(self.year.iter_mut()) {
+            while deque.front().is_some_and(|c| c.span < lo) {
+                deque.pop_front();
+            }
+        }
+        self.lo = lo;
+        Ok(())
+    }
+
+    fn best(&self, key: usize) -> (Option<Best>, Option<Best>) {
+        (
+            self.month[key].front().map(|c| c.best),
+            self.year[key].front().map(|c| c.best),
+        )
+    }
+
+    fn holds(&self, key: usize) -> bool {
+        !self.month[key].is_empty() || !self.year[key].is_empty()
+    }
+}
+
 /// Notice: at each instant an item is billed at least at the highest charge any state held
 /// within the notice period before it (valued at today's prices), and the excess over what the
 /// current state costs is its own line. Upgrades raise the current charge at once and never
-/// leave an excess; price changes of the list never count as a reduction.
-fn notice_lines(
+/// leave an excess; price changes of the list never count as a reduction. The stretches of
+/// surcharge, each within one billing period of `periods` (ordered, not overlapping, not empty).
+fn notice_runs(
     tab: &mut Table,
     cal: &Calendar,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<Line>, BillingError> {
+    periods: &[(Timestamp, Timestamp)],
+) -> Result<Vec<NoticeRun>, BillingError> {
     let book = tab.book;
     let notices: Vec<i64> = {
         let mut v: Vec<i64> = book
@@ -661,11 +859,20 @@ fn notice_lines(
         v.dedup();
         v
     };
+    let (Some(&(from, _)), Some(&(_, to))) = (periods.first(), periods.last()) else {
+        return Ok(Vec::new());
+    };
     if notices.is_empty() || tab.spans.len() < 2 {
         return Ok(Vec::new());
     }
-    // Breakpoints: where a state begins, where it leaves a notice window, where lists change.
-    let mut points: Vec<Timestamp> = vec![from, to];
+    let inside = |p: Timestamp| periods.iter().any(|(a, b)| *a <= p && p <= *b);
+    // Breakpoints: where a state begins, where it leaves a notice window, where lists change,
+    // and every period's bounds.
+    let mut points: Vec<Timestamp> = Vec::new();
+    for (a, b) in periods {
+        points.push(*a);
+        points.push(*b);
+    }
     for s in &tab.spans {
         if s.from >= from && s.from <= to {
             points.push(s.from);
@@ -692,17 +899,36 @@ fn notice_lines(
         }
         m = m.next();
     }
-    points.retain(|p| *p >= from && *p <= to);
+    points.retain(|p| inside(*p));
     points.sort_unstable();
     points.dedup();
+    // Items in spans before each index: whether a window holds anything at all.
+    let mut items_before: Vec<usize> = Vec::with_capacity(tab.spans.len() + 1);
+    items_before.push(0);
+    for s in &tab.spans {
+        items_before.push(items_before[items_before.len() - 1] + s.items.len());
+    }
     let nkeys = tab.keys.len();
-    let mut best_month: Vec<Option<Best>> = vec![None; nkeys];
-    let mut best_year: Vec<Option<Best>> = vec![None; nkeys];
-    let mut in_window: Vec<bool> = vec![false; nkeys];
+    let mut window = Window::new(nkeys);
     let mut runs: Vec<NoticeRun> = Vec::new();
+    // Runs of each item in the current period, newest last.
+    let mut key_runs: Vec<Vec<usize>> = vec![Vec::new(); nkeys];
+    let mut period = 0usize;
     let mut cur = 0usize;
+    let mut current: Vec<(usize, usize, i64, Option<usize>)> = Vec::new();
     for w in points.windows(2) {
         let (a, b) = (w[0], w[1]);
+        while period < periods.len() && periods[period].1 <= a {
+            period += 1;
+            key_runs.iter_mut().for_each(Vec::clear);
+        }
+        if period >= periods.len() {
+            break;
+        }
+        if a < periods[period].0 {
+            // Between two periods.
+            continue;
+        }
         while cur < tab.spans.len() && tab.spans[cur].to <= a {
             cur += 1;
         }
@@ -714,45 +940,24 @@ fn notice_lines(
             continue;
         }
         let window_start = shift(a, l.notice_seconds, cal, false);
-        best_month.iter_mut().for_each(|x| *x = None);
-        best_year.iter_mut().for_each(|x| *x = None);
-        in_window.iter_mut().for_each(|x| *x = false);
-        let mut any = false;
-        for j in (0..cur).rev() {
-            if tab.spans[j].to <= window_start {
-                break;
-            }
-            for ii in 0..tab.spans[j].items.len() {
-                let (key, level, qty) = {
-                    let it = &tab.spans[j].items[ii];
-                    (it.key, it.level, it.qty)
-                };
-                let (value, per) = tab.value(j, ii, list)?;
-                let slot = if per == RatePer::Month {
-                    &mut best_month[key]
-                } else {
-                    &mut best_year[key]
-                };
-                if slot.is_none_or(|b| value > b.value) {
-                    *slot = Some(Best { value, level, qty });
-                }
-                in_window[key] = true;
-                any = true;
-            }
-        }
-        if !any {
+        // The window: the spans before the current one that end after its start.
+        let lo = tab.spans[..cur].partition_point(|s| s.to <= window_start);
+        if items_before[cur] == items_before[lo] {
             continue;
         }
+        window.slide(tab, lo, cur, list)?;
         // What the tenant has now, per item; a profile of the window it no longer has is a cut
         // to zero.
-        let mut current: Vec<(usize, usize, i64, Option<usize>)> = tab.spans[cur]
-            .items
-            .iter()
-            .enumerate()
-            .map(|(ii, i)| (i.key, i.level, i.qty, Some(ii)))
-            .collect();
-        for (k, present) in in_window.iter().enumerate() {
-            if *present
+        current.clear();
+        current.extend(
+            tab.spans[cur]
+                .items
+                .iter()
+                .enumerate()
+                .map(|(ii, i)| (i.key, i.level, i.qty, Some(ii))),
+        );
+        for k in 0..nkeys {
+            if window.holds(k)
                 && matches!(tab.keys[k], ItemKey::Account(_))
                 && !current.iter().any(|c| c.0 == k)
             {
@@ -760,8 +965,9 @@ fn notice_lines(
             }
         }
         let mut factors: Option<(Decimal, Decimal)> = None;
-        for (key, level, qty, ii) in current {
-            if best_month[key].is_none() && best_year[key].is_none() {
+        for &(key, level, qty, ii) in &current {
+            let (best_month, best_year) = window.best(key);
+            if best_month.is_none() && best_year.is_none() {
                 continue;
             }
             let (actual_value, actual_per) = match ii {
@@ -775,8 +981,7 @@ fn notice_lines(
             let dearer = |b: &Option<Best>, per: RatePer| {
                 b.is_some_and(|b| actual_per != Some(per) || b.value > actual_value)
             };
-            if !dearer(&best_month[key], RatePer::Month) && !dearer(&best_year[key], RatePer::Year)
-            {
+            if !dearer(&best_month, RatePer::Month) && !dearer(&best_year, RatePer::Year) {
                 continue;
             }
             let (f_month, f_year) = match factors {
@@ -804,8 +1009,8 @@ fn notice_lines(
                 None => Decimal::ZERO,
             };
             let candidates = [
-                best_month[key].map(|b| (b, b.value * f_month)),
-                best_year[key].map(|b| (b, b.value * f_year)),
+                best_month.map(|b| (b, b.value * f_month)),
+                best_year.map(|b| (b, b.value * f_year)),
             ];
             let Some((top, committed)) = candidates
                 .into_iter()
@@ -820,13 +1025,18 @@ fn notice_lines(
             let excess = committed - actual;
             let c = (top.level, top.qty);
             let now = (level, qty);
-            if let Some(r) = runs.iter_mut().rev().find(|r| {
-                r.key == key && r.to == a && r.committed == c && r.actual == now && r.list == list
-            }) {
+            let open = key_runs[key].iter().rev().copied().find(|i| {
+                let r = &runs[*i];
+                r.to == a && r.committed == c && r.actual == now && r.list == list
+            });
+            if let Some(i) = open {
+                let r = &mut runs[i];
                 r.to = b;
                 r.amount += excess;
             } else {
+                key_runs[key].push(runs.len());
                 runs.push(NoticeRun {
+                    period,
                     key,
                     committed: c,
                     actual: now,
@@ -838,23 +1048,37 @@ fn notice_lines(
             }
         }
     }
-    let mut lines = Vec::with_capacity(runs.len());
+    Ok(runs)
+}
+
+/// The lines of notice runs, appended to their periods' lines.
+fn notice_lines(tab: &Table, runs: Vec<NoticeRun>, lines: &mut [Vec<Line>]) {
+    use std::fmt::Write;
+    // "Notice period 90d after a reduction: standard accounts billed at " per list and item.
+    let mut heads: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for r in runs {
-        let l = &book.lists[r.list];
-        let what = match &tab.keys[r.key] {
-            ItemKey::Account(p) => format!("{p} accounts"),
-            ItemKey::Component(n, _) => format!("component {n}"),
-        };
-        lines.push(Line {
+        let l = &tab.book.lists[r.list];
+        let head = heads.entry((r.list, r.key)).or_insert_with(|| {
+            let what = match &tab.keys[r.key] {
+                ItemKey::Account(p) => format!("{p} accounts"),
+                ItemKey::Component(n, _) => format!("component {n}"),
+            };
+            format!(
+                "Notice period {} after a reduction: {what} billed at ",
+                l.notice_text.as_deref().unwrap_or("")
+            )
+        });
+        let mut description = String::with_capacity(head.len() + 40);
+        description.push_str(head);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            description,
+            "{} × {} instead of {} × {}",
+            tab.levels[r.committed.0], r.committed.1, tab.levels[r.actual.0], r.actual.1
+        );
+        lines[r.period].push(Line {
             kind: LineKind::Notice,
-            description: format!(
-                "Notice period {} after a reduction: {what} billed at {} × {} instead of {} × {}",
-                l.notice_text.as_deref().unwrap_or(""),
-                tab.levels[r.committed.0],
-                r.committed.1,
-                tab.levels[r.actual.0],
-                r.actual.1
-            ),
+            description,
             quantity: Decimal::ONE,
             unit: Unit::Item,
             unit_price: r.amount,
@@ -864,5 +1088,4 @@ fn notice_lines(
             vat: l.vat.clone(),
         });
     }
-    Ok(lines)
 }

@@ -93,7 +93,7 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
         let (cat, tenants) = from_inventory(&inv, cal)?;
         bill(&cat, &tenants, &credits, period, now)
     })();
-    let mut invoices = priced.map_err(|e| vec![e.to_string()])?;
+    let mut invoices = priced.map_err(|e| vec![with_files(&e.to_string(), &inv)])?;
     for i in &mut invoices {
         if i.state == State::Final {
             i.number = numbers.get(&(i.tenant.clone(), i.period.clone())).cloned();
@@ -109,6 +109,25 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
         invoices,
         tenants,
     })
+}
+
+/// A pricing error names the PriceList or CostPool at fault; this adds the file it came from.
+fn with_files(message: &str, inv: &Inventory) -> String {
+    let mut out = message.to_string();
+    let named = inv
+        .price_lists
+        .iter()
+        .map(|p| ("PriceList", p.object.name_any(), &p.source))
+        .chain(
+            inv.pools
+                .iter()
+                .map(|p| ("CostPool", p.object.name_any(), &p.source)),
+        );
+    for (kind, name, source) in named {
+        let at = format!("{kind}/{name}:");
+        out = out.replacen(&at, &format!("{kind}/{name} ({source}):"), 1);
+    }
+    out
 }
 
 /// The UBL document of one invoice.
