@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use regie::controller::Options;
+use regie::controller::children::FIELD_MANAGER;
 use regie_crds::status::{AVAILABLE, READY, STALLED, find};
 use regie_crds::{HostingComponent, Tenant};
 use regie_e2e::cluster::{Cluster, TestCluster, regie_files, repo_root};
@@ -86,6 +87,9 @@ fn pdb_api(client: &Client, ns: &str, version: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
+/// What regie's writes would change on each Deployment: its generation (bumped by any spec
+/// change) and the time of regie's own managed-fields entry. The resourceVersion would not do:
+/// kube-controller-manager keeps updating Deployment statuses after regie is done.
 async fn deployment_versions(client: &Client) -> BTreeMap<String, String> {
     let api: Api<Deployment> = Api::all(client.clone());
     api.list(&ListParams::default().labels("app.kubernetes.io/managed-by=regie"))
@@ -93,9 +97,21 @@ async fn deployment_versions(client: &Client) -> BTreeMap<String, String> {
         .expect("list")
         .into_iter()
         .map(|d| {
+            let regie_write = d
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter(|f| f.manager.as_deref() == Some(FIELD_MANAGER))
+                .map(|f| format!("{:?}/{:?}", f.operation, f.time.as_ref().map(|t| t.0)))
+                .collect::<Vec<_>>()
+                .join(",");
             (
                 format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any()),
-                d.resource_version().unwrap_or_default(),
+                format!(
+                    "generation {:?}, regie {regie_write}",
+                    d.metadata.generation
+                ),
             )
         })
         .collect()

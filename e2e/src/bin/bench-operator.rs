@@ -2,9 +2,11 @@
 //! cold convergence of N tenants against the floor of a bare client applying the same objects,
 //! tier-change latency on a watch, idle writes, and the operator's memory per tenant.
 //!
-//! Run: `cargo run --release -p regie-e2e --bin bench-operator -- [TENANTS] [CONCURRENCY]`.
+//! Run: `cargo run --release -p regie-e2e --bin bench-operator -- [TENANTS] [CONCURRENCY]`
+//! (`REGIE_BIN=path` measures a `regie` binary built beforehand).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child as Process, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -263,14 +265,39 @@ fn write_rates(
     (reconcile, measured, detail.join(", "))
 }
 
-fn start_operator(kubeconfig: &std::path::Path, port: u16, concurrency: usize) -> Result<Process> {
-    let bin = repo_root().join("target/release/regie");
+/// The `regie` binary to measure: `$REGIE_BIN` when set (a binary built beforehand, so that a
+/// busy shared target directory cannot hold the benchmark up or swap the binary mid-run),
+/// otherwise this checkout's release build, built now.
+fn regie_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("REGIE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    eprintln!("building regie (release)…");
+    let built = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "regie-operator",
+            "--bin",
+            "regie",
+        ])
+        .current_dir(repo_root())
+        .status()?;
+    if !built.success() {
+        bail!("cargo build failed");
+    }
+    Ok(repo_root().join("target/release/regie"))
+}
+
+fn start_operator(bin: &Path, kubeconfig: &Path, port: u16, concurrency: usize) -> Result<Process> {
     let mut cmd = if Command::new("taskset").arg("--version").output().is_ok() {
         let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(&bin);
+        c.args(["-c", "1"]).arg(bin);
         c
     } else {
-        Command::new(&bin)
+        Command::new(bin)
     };
     cmd.args([
         "run",
@@ -301,22 +328,7 @@ async fn main() -> Result<()> {
     let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let first = (total / 4).max(1);
-    eprintln!("building regie (release)…");
-    let built = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "regie-operator",
-            "--bin",
-            "regie",
-        ])
-        .current_dir(repo_root())
-        .status()?;
-    if !built.success() {
-        bail!("cargo build failed");
-    }
+    let bin = regie_binary()?;
     let cluster = TestCluster::start()?;
     // The API server gets core 0, the operator core 1 (where taskset exists).
     for pid_file in ["kube-apiserver.pid", "etcd.pid"] {
@@ -345,7 +357,7 @@ async fn main() -> Result<()> {
     let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
     create_inputs(&client, &names[..first], concurrency).await?;
     let port = 18090;
-    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
     let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_first = rss_kib(op.id())?;
@@ -356,7 +368,7 @@ async fn main() -> Result<()> {
     let _ = op.kill();
     let _ = op.wait();
     create_inputs(&client, &names[first..], concurrency).await?;
-    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
     let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_all = rss_kib(op.id())?;
@@ -372,7 +384,7 @@ async fn main() -> Result<()> {
     let _ = op.wait();
     create_inputs(&client, &cold_names, concurrency).await?;
     let start = Instant::now();
-    let mut op = start_operator(&cluster.kubeconfig, port, concurrency)?;
+    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
     let api: Api<Tenant> = Api::all(client.clone());
     loop {
         let list = api.list(&ListParams::default()).await?;
@@ -460,7 +472,9 @@ async fn main() -> Result<()> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("## Operator benchmark ({total} tenants, concurrency {concurrency}, {cpus} cores)");
+    println!("(load average at the end: {})", load.trim());
     println!("| measure | result | goal |");
     println!("|---|---|---|");
     println!(

@@ -120,9 +120,18 @@ pub async fn run(
     let (components, components_writer) = reflector::store();
     let (packages, packages_writer) = reflector::store();
 
-    let controller = Controller::new(tenants_api, watcher::Config::default())
+    // Every cache holds objects without managed fields: the reflector stores what its input
+    // stream yields, so they are slimmed before it, not after.
+    let (tenants, tenants_writer) = reflector::store();
+    let tenant_events = reflector::reflector(
+        tenants_writer,
+        watcher::watcher(tenants_api, watcher::Config::default())
+            .default_backoff()
+            .modify(slim),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(tenant_events, tenants.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
-    let tenants = controller.store();
 
     let (probes, probe_events) =
         match probing::Probes::start(options.probe_policy.clone(), &metrics) {
@@ -179,9 +188,10 @@ pub async fn run(
             watcher::watcher(
                 Api::<ServiceLevel>::all(client.clone()),
                 watcher::Config::default(),
-            ),
-        )
-        .modify(slim);
+            )
+            .default_backoff()
+            .modify(slim),
+        );
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
@@ -214,9 +224,10 @@ pub async fn run(
             watcher::watcher(
                 Api::<HostingComponent>::all(client.clone()),
                 watcher::Config::default(),
-            ),
-        )
-        .modify(slim);
+            )
+            .default_backoff()
+            .modify(slim),
+        );
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
@@ -249,9 +260,10 @@ pub async fn run(
             watcher::watcher(
                 Api::<WorkplacePackage>::all(client.clone()),
                 watcher::Config::default(),
-            ),
-        )
-        .modify(slim);
+            )
+            .default_backoff()
+            .modify(slim),
+        );
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
