@@ -1,13 +1,15 @@
 //! The SLA prober inside `regie run`, end to end: a control plane of its own, a ServiceLevel
-//! probing every second around the clock, one tenant with SaaS components on a loopback target
-//! server (healthy, failing, flapping, hanging) and one whose URL is a cloud-metadata address.
-//! The outcomes must reach the components' conditions, `/metrics` and the tenant's month-to-date
-//! `SlaReport`; a restarted operator goes on from the stored report.
+//! probing every second around the clock with daily KPI reports, one tenant with SaaS components
+//! on a loopback target server (healthy, failing, two flapping, hanging) and one whose URL is a
+//! cloud-metadata address. The outcomes must reach the components' conditions, `/metrics`, the
+//! tenant's month-to-date `SlaReport` and its day's `SlaReport`; flapping targets must not write
+//! on every probe; a restarted operator goes on from the stored reports.
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use regie::controller::Options;
 use regie::sla::target::ProbePolicy;
 use regie_crds::generated::ComponentCompliance;
@@ -31,7 +33,7 @@ spec:
   timeZone: Europe/Amsterdam
   serviceHours: ["Mon-Sun 00:00-24:00"]
   responseTimes: {urgent: 60m, other: 48h}
-  kpiReport: monthly
+  kpiReport: daily
   localSupport: digital
   securityManagement: basic
   supplierManagement: none
@@ -89,14 +91,43 @@ async fn condition(
     Ok(find(&conds, type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())))
 }
 
-async fn report(client: &Client) -> anyhow::Result<Option<SlaReport>> {
+/// The tenant's report whose period has `len` characters: 7 for the month, 10 for a day.
+async fn report_of(client: &Client, len: usize) -> anyhow::Result<Option<SlaReport>> {
     let api: Api<SlaReport> = Api::all(client.clone());
     Ok(api
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .find(|r| r.spec.tenant == TENANT))
+        .find(|r| r.spec.tenant == TENANT && r.spec.period.len() == len))
+}
+
+async fn report(client: &Client) -> anyhow::Result<Option<SlaReport>> {
+    report_of(client, 7).await
+}
+
+fn final_condition(r: &SlaReport) -> Option<(String, String, String)> {
+    let conds = &r.status.as_ref()?.conditions;
+    find(conds, "Final").map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// How many times the object `name` is modified during `window`, by anyone.
+async fn modifications<K>(api: &Api<K>, name: &str, window: Duration) -> anyhow::Result<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+    let current = api.get(name).await?;
+    let from = current.meta().resource_version.clone().unwrap_or_default();
+    let mut stream = api.watch(&params, &from).await?.boxed();
+    let deadline = tokio::time::Instant::now() + window;
+    let mut n = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if matches!(ev?, WatchEvent::Modified(_)) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn figures(r: &SlaReport, component: &str) -> Option<ComponentCompliance> {
@@ -135,6 +166,7 @@ async fn sla_prober_live() {
         component("healthy", &targets.url("/healthy")),
         component("failing", &targets.url("/failing")),
         component("flapping", &targets.url("/flapping?pattern=10")),
+        component("flapping-too", &targets.url("/flapping?pattern=10&too")),
         component("hanging", &targets.url("/hanging")),
         component("refused", "http://169.254.169.254/latest/meta-data"),
     ]
@@ -252,6 +284,73 @@ async fn sla_prober_live() {
     assert!(failing.last_sample.as_ref().is_some_and(|s| !s.success));
     assert!(figures(&r, "refused").is_none(), "refused is not measured");
 
+    let (status, reason, message) = final_condition(&r).expect("Final condition");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "PeriodOpen"));
+    assert!(message.contains("measured up to"), "{message}");
+
+    // The day's report, besides the month's: the same components, measured since local
+    // midnight, without credits (those are monthly).
+    eventually("the day's SlaReport", WAIT, || {
+        let client = client.clone();
+        async move {
+            let Some(d) = report_of(&client, 10).await? else {
+                anyhow::bail!("no daily SlaReport yet")
+            };
+            Ok(figures(&d, "failing").is_some_and(|f| f.down_seconds > 0))
+        }
+    })
+    .await
+    .expect("daily report");
+    let d = report_of(&client, 10).await.expect("read").expect("day");
+    let day_name = d.metadata.name.clone().unwrap_or_default();
+    assert_eq!(
+        day_name,
+        format!("{TENANT}-{}", d.spec.period),
+        "named <tenant>-<yyyy-mm-dd>"
+    );
+    assert!(
+        d.spec.period.starts_with(&r.spec.period),
+        "the day {} lies in the month {}",
+        d.spec.period,
+        r.spec.period
+    );
+    for c in ["healthy", "failing", "flapping", "flapping-too", "hanging"] {
+        let f = figures(&d, c).unwrap_or_else(|| panic!("{c} in the day's report"));
+        assert_eq!(f.credit_percent, 0, "{f:?}");
+    }
+    assert_eq!(
+        final_condition(&d).map(|c| c.1).as_deref(),
+        Some("PeriodOpen")
+    );
+
+    // Write storms: two targets flapping on every probe (one probe a second each) write the
+    // tenant's reports at most once a second, and a flapping Available at most once per 30 s.
+    let window = Duration::from_secs(12);
+    let reports: Api<SlaReport> = Api::all(client.clone());
+    let month_name = r.metadata.name.clone().unwrap_or_default();
+    let (report_writes, available_writes) = tokio::join!(
+        modifications(&reports, &month_name, window),
+        modifications(&api, "flapping", window)
+    );
+    let report_writes = report_writes.expect("watch report");
+    let available_writes = available_writes.expect("watch component");
+    let flips = figures(
+        &report(&client).await.expect("read").expect("report"),
+        "flapping",
+    )
+    .expect("flapping")
+    .incidents
+    .len();
+    assert!(flips >= 5, "the target does flap: {flips} incidents");
+    assert!(
+        (1..=15).contains(&report_writes),
+        "{report_writes} writes of {month_name} in {window:?}"
+    );
+    assert!(
+        available_writes <= 2,
+        "{available_writes} writes of the flapping component in {window:?}"
+    );
+
     // A restart goes on from the stored report: the failing component's incident stays one
     // incident with the same start, not a new one.
     let started = failing.incidents[0].start.clone();
@@ -279,6 +378,18 @@ async fn sla_prober_live() {
     })
     .await
     .expect("report after restart");
+    // Stop only once the restarted operator reconciles (its caches have synced): a stop while
+    // they sync waits for them.
+    eventually("the restarted operator reconciling", WAIT, || {
+        let rendered = op.metrics.render();
+        async move {
+            Ok(rendered
+                .lines()
+                .any(|l| l.starts_with("regie_tenants{") && !l.ends_with(" 0")))
+        }
+    })
+    .await
+    .expect("reconciling after the restart");
     let r = report(&client).await.expect("read").expect("report");
     let failing = figures(&r, "failing").expect("failing");
     assert_eq!(failing.incidents.len(), 1, "{failing:?}");

@@ -212,3 +212,158 @@ fn invalid_yaml_prints_the_problems_and_exits_1() {
         stderr(&out)
     );
 }
+
+/// An `SlaReport` as `kubectl get slareport NAME -o yaml` prints it (the fields regie reads).
+fn stored_report(name: &str, period: &str, from: &str, to: &str, final_: bool) -> String {
+    let condition = if final_ {
+        "{type: Final, status: \"True\", reason: PeriodClosed, message: final, lastTransitionTime: \"2026-03-31T22:00:00Z\"}"
+    } else {
+        "{type: Final, status: \"False\", reason: PeriodOpen, message: open, lastTransitionTime: \"2026-03-01T23:00:00Z\"}"
+    };
+    format!(
+        r#"apiVersion: regie.dev/v1alpha1
+kind: SlaReport
+metadata:
+  name: {name}
+  resourceVersion: "42"
+spec:
+  tenant: tholen
+  period: "{period}"
+  from: "{from}"
+  to: "{to}"
+status:
+  conditions: [{condition}]
+  measuredUntil: "2026-03-02T10:00:00Z"
+  met: false
+  worstAvailability: "98.5"
+  components:
+    - component: website
+      serviceLevel: bronze
+      windowSeconds: 712800
+      downSeconds: 10692
+      availability: "98.5"
+      target: "99.0"
+      met: false
+      creditPercent: 5
+      incidents:
+        - {{start: "2026-03-02T07:00:00Z", end: "2026-03-02T09:58:12Z", durationSeconds: 10692, inServiceHoursSeconds: 10692, inServiceHours: true}}
+      lastSample: {{time: "2026-03-02T09:59:00Z", success: true}}
+"#
+    )
+}
+
+#[test]
+fn stored_reports_render_as_the_same_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let month = dir.path().join("month.yaml");
+    std::fs::write(
+        &month,
+        stored_report(
+            "tholen-2026-03",
+            "2026-03",
+            "2026-02-28T23:00:00Z",
+            "2026-03-31T22:00:00Z",
+            true,
+        ),
+    )
+    .unwrap();
+    let out = regie(&["sla", month.to_str().unwrap(), "-o", "markdown"]);
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(md.starts_with("# SLA report 2026-03\n"), "{md}");
+    assert!(md.contains("these figures are final"), "{md}");
+    assert!(
+        md.contains("| website | bronze | 98.5% | 99.0% | **no** | 5% | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| 2026-03-02 08:00:00 CET | 2026-03-02 10:58:12 CET | 2h 58m 12s | 2h 58m 12s |"
+        ),
+        "{md}"
+    );
+    let out = regie(&["sla", month.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["period"], "2026-03");
+    assert_eq!(json["results"][0]["creditPercent"], 5);
+
+    // A day's report still open: measured so far, and no credits.
+    let day = dir.path().join("day.yaml");
+    std::fs::write(
+        &day,
+        stored_report(
+            "tholen-2026-03-02",
+            "2026-03-02",
+            "2026-03-01T23:00:00Z",
+            "2026-03-02T23:00:00Z",
+            false,
+        )
+        .replace("creditPercent: 5", "creditPercent: 0"),
+    )
+    .unwrap();
+    let both = dir.path().to_str().unwrap();
+    let out = regie(&["sla", both, "-o", "markdown"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("several periods (2026-03, 2026-03-02); choose one with --period"),
+        "{}",
+        stderr(&out)
+    );
+    let out = regie(&["sla", both, "--period", "2026-03-02", "-o", "markdown"]);
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        md.contains("Measured up to 2026-03-02 11:00:00 CET; the figures are not final"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Service credits are settled per calendar month"),
+        "{md}"
+    );
+}
+
+#[test]
+fn bad_stored_reports_and_missing_arguments_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        stored_report(
+            "tholen-2026-03",
+            "2026-03",
+            "last march",
+            "2026-03-31T22:00:00Z",
+            true,
+        ),
+    )
+    .unwrap();
+    let out = regie(&["sla", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "bad.yaml: SlaReport/tholen-2026-03: spec.from: \"last march\" is not an RFC 3339 time"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = regie(&["sla", "examples/catalogue"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no --samples given and no SlaReport in the inputs"),
+        "{}",
+        stderr(&out)
+    );
+    let samples = fixture("samples-2026-03.csv");
+    let out = regie(&[
+        "sla",
+        "examples/catalogue",
+        "--samples",
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--period is required with --samples"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -55,16 +55,17 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderFormat::Yaml)]
         output: RenderFormat,
     },
-    /// Compute SLA compliance from recorded probe samples, as the operator does.
+    /// Compute SLA compliance from recorded probe samples, as the operator does; without
+    /// --samples, print the SlaReports found in the inputs (e.g. exported with kubectl).
     Sla {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// CSV with header time,tenant,component,success.
         #[arg(long)]
-        samples: PathBuf,
-        /// Calendar month, YYYY-MM.
+        samples: Option<PathBuf>,
+        /// YYYY-MM, YYYY-Www or YYYY-MM-DD; required with --samples.
         #[arg(long)]
-        period: String,
+        period: Option<String>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = SlaFormat::Json)]
         output: SlaFormat,
     },
@@ -156,7 +157,7 @@ pub fn run(cli: Cli) -> ExitCode {
             samples,
             period,
             output,
-        } => sla::run(&paths, &samples, &period, output),
+        } => sla::run(&paths, samples.as_deref(), period.as_deref(), output),
         Command::Rules { paths, output } => rules::run(&paths, output),
         Command::Bill {
             paths,

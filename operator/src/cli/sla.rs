@@ -1,14 +1,17 @@
 //! `regie sla`: SLA compliance from recorded probe samples, computed by the same functions as the
-//! operator, printed as the JSON contract or as a Markdown KPI report.
+//! operator, printed as the JSON contract or as a Markdown KPI report. Without `--samples` it
+//! prints the operator's stored `SlaReport`s found in the inputs the same way, so the live
+//! figures reach a participant as the same Markdown.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::SlaFormat;
-use crate::input;
+use crate::input::{self, Object};
 use crate::inventory::Inventory;
 use crate::sla::calendar::Period;
 use crate::sla::{offline, report};
+use regie_crds::SlaReport;
 
 fn fail(lines: &[String]) -> ExitCode {
     for l in lines {
@@ -17,7 +20,18 @@ fn fail(lines: &[String]) -> ExitCode {
     ExitCode::from(1)
 }
 
-pub fn run(paths: &[PathBuf], samples: &Path, period: &str, format: SlaFormat) -> ExitCode {
+pub fn run(
+    paths: &[PathBuf],
+    samples: Option<&Path>,
+    period: Option<&str>,
+    format: SlaFormat,
+) -> ExitCode {
+    let Some(samples) = samples else {
+        return stored(paths, period, format);
+    };
+    let Some(period) = period else {
+        return fail(&["regie sla: --period is required with --samples".to_string()]);
+    };
     let period: Period = match period.parse() {
         Ok(p) => p,
         Err(e) => return fail(&[format!("regie sla: --period: {e}")]),
@@ -44,12 +58,46 @@ pub fn run(paths: &[PathBuf], samples: &Path, period: &str, format: SlaFormat) -
         Ok(r) => r,
         Err(e) => return fail(&[format!("regie sla: {e}")]),
     };
+    print(&report, format)
+}
+
+/// Prints the SlaReports of one period found in `paths`.
+fn stored(paths: &[PathBuf], period: Option<&str>, format: SlaFormat) -> ExitCode {
+    let loaded = input::load(paths);
+    if !loaded.problems.is_empty() {
+        return super::fail_with(&loaded.problems);
+    }
+    let reports: Vec<(String, &SlaReport)> = loaded
+        .objects
+        .iter()
+        .filter_map(|(source, o)| match o {
+            Object::SlaReport(r) => Some((source.to_string(), r)),
+            _ => None,
+        })
+        .collect();
+    // Times in the zone of the reports' service levels when the inputs hold them.
+    let inv_tz = Inventory::new(loaded.objects.clone())
+        .tiers()
+        .into_values()
+        .map(|t| t.time_zone)
+        .next();
+    let tz = match inv_tz.map_or_else(|| jiff::tz::TimeZone::get("Europe/Amsterdam"), Ok) {
+        Ok(tz) => tz,
+        Err(e) => return fail(&[format!("regie sla: no time zone: {e}")]),
+    };
+    match report::from_stored(&reports, period, tz) {
+        Ok(r) => print(&r, format),
+        Err(errors) => fail(&errors),
+    }
+}
+
+fn print(report: &report::Report, format: SlaFormat) -> ExitCode {
     match format {
-        SlaFormat::Json => match serde_json::to_string_pretty(&report::to_json(&report)) {
+        SlaFormat::Json => match serde_json::to_string_pretty(&report::to_json(report)) {
             Ok(j) => super::emit(&format!("{j}\n")),
             Err(e) => return fail(&[format!("regie sla: cannot write JSON: {e}")]),
         },
-        SlaFormat::Markdown => super::emit(&report::render_markdown(&report)),
+        SlaFormat::Markdown => super::emit(&report::render_markdown(report)),
     }
     ExitCode::SUCCESS
 }

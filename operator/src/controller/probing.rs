@@ -1,35 +1,47 @@
 //! The SLA prober inside `regie run`: the tenant reconcile keeps one probe target per component
 //! in the [`Scheduler`]; one consumer task turns the outcomes into `/metrics`, the per-component
-//! compliance state ([`RunState`] → down intervals), the SaaS component's `Available` condition
-//! and the tenant's month-to-date `SlaReport`.
+//! [`History`] (run state, incidents, report periods), the SaaS component's `Available`
+//! condition and the tenant's `SlaReport`s: always the calendar month's `<tenant>-<yyyy-mm>`
+//! (credits are monthly), and besides it `<tenant>-<yyyy>-w<ww>` or `<tenant>-<yyyy-mm-dd>` for
+//! components whose tier reports weekly or daily.
 //!
 //! ```text
 //!  tenant::reconcile ──sync_component/retain──► Scheduler ──ProbeEvent──► consume()
 //!                                                                    ├─► ProbeMetrics (/metrics)
-//!                                                                    ├─► RunState, closed incidents
-//!                                                                    ├─► Available (SaaS, on flips only)
-//!                                                                    └─► SlaReport <tenant>-<yyyy-mm>
+//!                                                                    ├─► History (per component)
+//!                                                                    ├─► Available (SaaS, held)
+//!                                                                    └─► SlaReport per period
 //! ```
 //!
+//! **Closing a period.** The first sample after a period's end closes it: its report gets one
+//! more write with the figures up to its end and the condition `Final=True` (`PeriodClosed`);
+//! open reports carry `Final=False` (`PeriodOpen`).
+//!
 //! **Persistence bound.** The `SlaReport` status carries, per component, the closed incidents, the
-//! open one and the last sample. It is written at once whenever an incident opens or closes (a
-//! run-state transition), and besides every [`Probes::flush_every`] for the figures. Between two
-//! transitions every sample has the same outcome, and a persisted sample covers the time until
-//! the next one; so after a restart — which seeds the run state from the report — the history
-//! is exact except for a transition whose write was still in flight: at most one probe interval
-//! is lost.
+//! open one and the last sample. A run-state transition (an incident opens or closes) is written
+//! at once, unless the tenant's reports were written less than one probe interval ago (its
+//! components' shortest); then it goes with the first sample after that interval — one probe
+//! interval after the transition at the latest. Besides, the figures are written every
+//! [`Probes::flush_every`]. Between two transitions every sample has the same outcome, and a
+//! persisted sample covers the time until the next one; so after a restart — which resumes the
+//! history from the reports — what is lost is at most one probe interval (plus a write still in
+//! flight).
+//!
+//! **Write storms.** A flapping target therefore costs at most one report write per tenant per
+//! probe interval however many components flap, and its `Available` condition is written at most
+//! once per [`AVAILABLE_HOLD`] (or probe interval, if longer); a held value is written by the
+//! first probe after the hold, so the condition always converges to the latest outcome.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use regie_crds::catalogue::KpiCadence;
-use regie_crds::generated::LastSample;
+use regie_crds::generated::{LastSample, SlaReportStatus};
 use regie_crds::status::{self, AVAILABLE};
 use regie_crds::{HostingComponent, SlaReport, SlaReportSpec, Tenant};
 use rust_decimal::prelude::ToPrimitive;
@@ -40,12 +52,13 @@ use super::Context;
 use super::tenant::Stall;
 use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
-use crate::sla::compliance::{RunState, Sample, compliance_live};
+use crate::sla::compliance::Sample;
+use crate::sla::history::{History, periods_at};
 use crate::sla::metrics::{ProbeMetrics, SlaGauges};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig};
 use crate::sla::report::{ComponentReport, TenantReport};
 use crate::sla::scheduler::{ProbeEvent, ScheduleError, Scheduler, SchedulerConfig};
-use crate::sla::target::{ProbePolicy, component_key, component_target};
+use crate::sla::target::{ProbePolicy, TargetLabels, component_key, component_target};
 use crate::tier::Tier;
 
 /// The reason of the `Stalled` condition of a component whose probe target is refused.
@@ -53,9 +66,18 @@ pub const REFUSED: &str = "ProbeTargetRefused";
 /// Reasons of the SaaS component's `Available` condition once the prober owns it.
 pub const SUCCEEDED: &str = "ProbeSucceeded";
 pub const FAILED: &str = "ProbeFailed";
+/// The `SlaReport` condition that says whether its figures are final (the period has ended).
+pub const FINAL: &str = "Final";
+pub const PERIOD_OPEN: &str = "PeriodOpen";
+pub const PERIOD_CLOSED: &str = "PeriodClosed";
 
-/// How often the month-to-date figures are written even without an incident opening or closing.
+/// How often the figures are written even without an incident opening or closing.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
+/// The least time between two writes of one component's `Available` condition (the probe
+/// interval when that is longer): a flapping target must not write on every probe.
+pub const AVAILABLE_HOLD: Duration = Duration::from_secs(30);
+/// How long report statuses read to resume a history are kept for the tenant's other components.
+const STORED_KEPT: Duration = Duration::from_secs(600);
 
 /// A component the prober follows.
 struct Tracked {
@@ -65,24 +87,65 @@ struct Tracked {
     level: String,
     saas: bool,
     tier: Tier,
-    run: RunState,
-    /// Incidents closed in `period`.
-    closed: Vec<Interval>,
-    period: Option<Period>,
+    history: History,
+    /// Whether `history` was resumed from the stored reports (done before its first sample).
+    resumed: bool,
     /// The Available value this process last wrote, and when.
-    written: Option<(bool, std::time::Instant)>,
+    written: Option<(bool, Instant)>,
 }
 
 #[derive(Default)]
 struct State {
     /// By scheduler key (`namespace/name`).
     tracked: HashMap<String, Tracked>,
-    /// Tenants with samples not yet written to their report.
+    /// Tenants with samples not yet written to their reports.
     dirty: BTreeSet<String>,
-    /// Report names already seeded from the cluster (or found absent).
-    seeded: BTreeSet<String>,
+    /// Tenants with a transition or an ended period not yet written: written as soon as the
+    /// tenant's hold allows.
+    urgent: BTreeSet<String>,
+    /// When each tenant's reports were last written.
+    last_write: HashMap<String, Instant>,
+    /// Report statuses read to resume histories (None: no such report), by report name.
+    stored: HashMap<String, (Option<SlaReportStatus>, Instant)>,
     /// Report names whose spec this process has applied.
     created: BTreeSet<String>,
+}
+
+impl State {
+    /// The least time between two writes of the tenant's reports: its shortest probe interval.
+    fn hold(&self, tenant: &str) -> Duration {
+        self.tracked
+            .values()
+            .filter(|t| t.tenant == tenant)
+            .map(|t| t.tier.probe_interval)
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Urgent tenants whose hold has passed, taken out of `urgent` and `dirty`.
+    fn due(&mut self) -> Vec<String> {
+        let due: Vec<String> = self
+            .urgent
+            .iter()
+            .filter(|t| {
+                self.last_write
+                    .get(*t)
+                    .is_none_or(|at| at.elapsed() >= self.hold(t))
+            })
+            .cloned()
+            .collect();
+        for t in &due {
+            self.urgent.remove(t);
+            self.dirty.remove(t);
+        }
+        due
+    }
+}
+
+/// The name of the tenant's report for `period`: `<tenant>-2026-03`, `<tenant>-2026-w14`,
+/// `<tenant>-2026-03-31` (object names are lower case).
+pub fn report_name(tenant: &str, period: &Period) -> String {
+    format!("{tenant}-{}", period.to_string().to_lowercase())
 }
 
 /// The prober's handle, shared by the reconciles and the consumer.
@@ -184,9 +247,8 @@ pub fn sync_component(
         level: level.clone(),
         saas: false,
         tier: tier.clone(),
-        run: RunState::new(),
-        closed: Vec::new(),
-        period: None,
+        history: History::new(),
+        resumed: false,
         written: None,
     });
     t.tenant = tenant.name_any();
@@ -236,17 +298,21 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
                 None => break,
             },
             _ = flush.tick() => {
-                let dirty = std::mem::take(&mut probes.lock().dirty);
+                let dirty = {
+                    let mut state = probes.lock();
+                    state.stored.retain(|_, (_, at)| at.elapsed() < STORED_KEPT);
+                    let dirty = std::mem::take(&mut state.dirty);
+                    for t in &dirty {
+                        state.urgent.remove(t);
+                    }
+                    dirty
+                };
                 for tenant in dirty {
                     write_report(&ctx, &probes, &tenant).await;
                 }
             }
         }
     }
-}
-
-fn report_name(tenant: &str, period: &Period) -> String {
-    format!("{tenant}-{period}")
 }
 
 async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
@@ -263,24 +329,27 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
         ProbeResult::Skipped(_) => return,
     };
     let key: &str = &report.key;
-    // Seed the run state from the report of this period before the first sample counts.
-    let (tenant, name) = {
+    // Before its first sample counts, a component's history is resumed from its stored reports.
+    let to_resume = {
         let state = probes.lock();
         let Some(t) = state.tracked.get(key) else {
             return;
         };
-        let period = Period::containing(KpiCadence::Monthly, outcome.at, &t.tier.time_zone);
-        let name = report_name(&t.tenant, &period);
-        if state.seeded.contains(&name) {
-            (t.tenant.clone(), None)
-        } else {
-            (t.tenant.clone(), Some(name))
-        }
+        (!t.resumed).then(|| {
+            let names: Vec<String> = periods_at(&t.tier, outcome.at)
+                .iter()
+                .map(|p| report_name(&t.tenant, p))
+                .collect();
+            names
+        })
     };
-    if let Some(name) = name {
-        seed(ctx, probes, &tenant, &name).await;
+    if let Some(names) = to_resume
+        && !resume(ctx, probes, key, &names).await
+    {
+        // The reports could not be read: this sample waits, the next one tries again.
+        return;
     }
-    let (transition, available) = {
+    let available = {
         let mut state = probes.lock();
         let Some(t) = state.tracked.get_mut(key) else {
             return;
@@ -291,37 +360,56 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
             // A result of the target as it was before an upsert; the next one counts.
             return;
         }
-        let period = Period::containing(KpiCadence::Monthly, outcome.at, &t.tier.time_zone);
-        if t.period != Some(period) {
-            // A new month: its incidents start afresh (one still going counts on from the start).
-            t.closed.clear();
-            t.period = Some(period);
-        }
-        let was_down = t.run.down_since().is_some();
-        if let Some(closed) = t.run.observe(outcome.at, outcome.success) {
-            t.closed.push(closed);
-        }
-        let transition = was_down != t.run.down_since().is_some();
-        let available = t.saas.then(|| (t.namespace.clone(), t.component.clone()));
+        let seen = t.history.observe(
+            &t.tier,
+            Sample {
+                at: outcome.at,
+                success: outcome.success,
+            },
+        );
+        let tenant = t.tenant.clone();
+        let available = t.saas.then(|| {
+            (
+                t.namespace.clone(),
+                t.component.clone(),
+                t.tier.probe_interval,
+            )
+        });
         state.dirty.insert(tenant.clone());
-        (transition, available)
+        if seen.transition || seen.closed_period {
+            state.urgent.insert(tenant);
+        }
+        available
     };
-    if let Some((ns, component)) = available {
+    if let Some((ns, component, interval)) = available {
         let message = match (&outcome.error, outcome.status) {
             (Some(e), _) => e.clone(),
             (None, Some(s)) => format!("HTTP {s} from {}", report.target.url),
             (None, None) => "probe succeeded".into(),
         };
-        set_available(ctx, probes, key, &ns, &component, outcome.success, message).await;
+        let hold = AVAILABLE_HOLD.max(interval);
+        set_available(
+            ctx,
+            probes,
+            key,
+            &ns,
+            &component,
+            outcome.success,
+            message,
+            hold,
+        )
+        .await;
     }
-    if transition {
-        probes.lock().dirty.remove(&tenant);
+    let due = probes.lock().due();
+    for tenant in due {
         write_report(ctx, probes, &tenant).await;
     }
 }
 
 /// Writes the SaaS component's `Available` condition when the outcome differs from what the
-/// cluster shows; an unchanged outcome writes nothing.
+/// cluster shows, at most once per `hold`; a held change is written by the first probe after the
+/// hold, with the outcome of that probe.
+#[allow(clippy::too_many_arguments)]
 async fn set_available(
     ctx: &Context,
     probes: &Probes,
@@ -330,6 +418,7 @@ async fn set_available(
     name: &str,
     up: bool,
     message: String,
+    hold: Duration,
 ) {
     let Some(c) = ctx.components.get(&ObjectRef::new(name).within(ns)) else {
         return;
@@ -342,17 +431,15 @@ async fn set_available(
         return;
     }
     {
-        // The cache lags our own write for a moment; don't write the same flip twice.
+        // Also covers the moment the cache still lags our own last write.
         let mut state = probes.lock();
         let Some(t) = state.tracked.get_mut(key) else {
             return;
         };
-        if t.written
-            .is_some_and(|(v, at)| v == up && at.elapsed() < Duration::from_secs(10))
-        {
+        if t.written.is_some_and(|(_, at)| at.elapsed() < hold) {
             return;
         }
-        t.written = Some((up, std::time::Instant::now()));
+        t.written = Some((up, Instant::now()));
     }
     let mut conditions = conditions;
     status::set_condition(
@@ -385,104 +472,147 @@ async fn set_available(
     }
 }
 
-/// Seeds the run state of the tenant's components from the stored report `name`, once.
-async fn seed(ctx: &Context, probes: &Probes, tenant: &str, name: &str) {
+/// Resumes the history of component `key` from the tenant's stored reports `names` (its periods
+/// now), once. False when a report could not be read.
+async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> bool {
     let api: Api<SlaReport> = Api::all(ctx.client.clone());
-    let stored = match api.get_opt(name).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(report = name, error = %e, "SlaReport not read; retrying later");
-            return;
+    for name in names {
+        if probes.lock().stored.contains_key(name) {
+            continue;
         }
-    };
+        match api.get_opt(name).await {
+            Ok(r) => {
+                let status = r.and_then(|r| r.status);
+                probes
+                    .lock()
+                    .stored
+                    .insert(name.clone(), (status, Instant::now()));
+            }
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not read; retrying at the next probe");
+                return false;
+            }
+        }
+    }
     let mut state = probes.lock();
-    state.seeded.insert(name.to_string());
-    let Some(status) = stored.and_then(|r| r.status) else {
-        return;
+    let statuses: Vec<SlaReportStatus> = names
+        .iter()
+        .filter_map(|n| state.stored.get(n).and_then(|(s, _)| s.clone()))
+        .collect();
+    let Some(t) = state.tracked.get_mut(key) else {
+        return true;
     };
+    if t.resumed {
+        return true;
+    }
+    t.resumed = true;
     let time = |s: &str| s.parse::<Timestamp>().ok();
-    for c in &status.components {
-        let Some(t) = state
-            .tracked
-            .values_mut()
-            .find(|t| t.tenant == tenant && t.component == c.component)
-        else {
-            continue;
-        };
-        if t.run.last().is_some() {
-            continue;
-        }
-        let mut ongoing = None;
-        t.closed.clear();
+    let mut closed = Vec::new();
+    let mut ongoing: Option<Timestamp> = None;
+    let mut last: Option<Sample> = None;
+    // A month's report and a week's or day's report hold the same run cut at different bounds:
+    // their union is the history.
+    for c in statuses
+        .iter()
+        .flat_map(|s| &s.components)
+        .filter(|c| c.component == t.component)
+    {
         for i in &c.incidents {
             let Some(start) = time(&i.start) else {
                 continue;
             };
             match i.end.as_deref().and_then(time) {
-                Some(end) => t.closed.push(Interval::new(start, end)),
-                None => ongoing = Some(start),
+                Some(end) => closed.push(Interval::new(start, end)),
+                None => ongoing = Some(ongoing.map_or(start, |o| o.min(start))),
             }
         }
-        let last = c.last_sample.as_ref().and_then(|s| {
+        let sample = c.last_sample.as_ref().and_then(|s| {
             Some(Sample {
                 at: time(&s.time)?,
                 success: s.success,
             })
         });
-        t.run = RunState::resume(last, ongoing);
-        t.period = last.map(|s| Period::containing(KpiCadence::Monthly, s.at, &t.tier.time_zone));
+        if sample.is_some_and(|s| last.is_none_or(|l| s.at > l.at)) {
+            last = sample;
+        }
     }
+    if last.is_some() {
+        t.history = History::resume(last, closed, ongoing);
+    }
+    true
 }
 
-/// One report to write: its period, bounds, component figures and their last samples.
-type Draft = (Period, Interval, Vec<ComponentReport>, Vec<Option<Sample>>);
+/// One report to write: its period and bounds, whether every component in it has ended the
+/// period, the component figures and their last samples.
+struct Draft {
+    period: Period,
+    bounds: Interval,
+    closing: bool,
+    components: Vec<ComponentReport>,
+    lasts: Vec<Option<Sample>>,
+    /// Scheduler keys of its components, to mark the final write done.
+    keys: Vec<String>,
+}
 
-/// Writes the tenant's month-to-date `SlaReport`(s) from the run state, and the SLA gauges.
+/// Writes the tenant's `SlaReport`s (every open period, and the final write of ended ones) from
+/// the histories, and the SLA gauges.
 async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let now = ctx.now();
-    // Per report period: its bounds and the components' figures.
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
     {
-        let state = probes.lock();
-        let mut mine: Vec<&Tracked> = state
+        let mut state = probes.lock();
+        state.last_write.insert(tenant.to_string(), Instant::now());
+        let mut mine: Vec<(&String, &Tracked)> = state
             .tracked
-            .values()
-            .filter(|t| t.tenant == tenant && t.period.is_some())
+            .iter()
+            .filter(|(_, t)| t.tenant == tenant)
             .collect();
-        mine.sort_by(|a, b| a.component.cmp(&b.component));
-        for t in mine {
-            let Some(period) = t.period else { continue };
-            let Ok(bounds) = period.bounds(&t.tier.time_zone) else {
-                continue;
-            };
-            let result = compliance_live(&t.tier, bounds, &t.closed, &t.run, now);
-            let labels = crate::sla::target::TargetLabels::new(&t.tenant, &t.component, &t.level);
-            probes.metrics.set_sla(
-                &labels,
-                &SlaGauges {
-                    in_service_window: calendar::in_service_hours(&t.tier, now),
-                    in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
-                    availability_percent: result.availability.to_f64().unwrap_or(100.0),
-                    target_percent: result.target.to_f64().unwrap_or(100.0),
-                    error_budget_remaining_ratio: result
-                        .error_budget_remaining()
-                        .to_f64()
-                        .unwrap_or(1.0),
-                },
-            );
-            let entry = reports
-                .entry(report_name(tenant, &period))
-                .or_insert_with(|| (period, bounds, Vec::new(), Vec::new()));
-            entry.2.push(ComponentReport {
-                component: t.component.clone(),
-                service_level: t.level.clone(),
-                result,
-            });
-            entry.3.push(t.run.last());
+        mine.sort_by(|a, b| a.1.component.cmp(&b.1.component));
+        for (key, t) in mine {
+            let h = &t.history;
+            let periods = h
+                .closing_periods()
+                .iter()
+                .map(|p| (*p, true))
+                .chain(h.open_periods().iter().map(|p| (*p, false)));
+            for (period, closing) in periods {
+                let Ok((bounds, result)) = h.figures(&t.tier, period, now) else {
+                    continue;
+                };
+                if !closing && matches!(period, Period::Month { .. }) {
+                    set_gauges(probes, t, &result, now);
+                }
+                let entry = reports
+                    .entry(report_name(tenant, &period))
+                    .or_insert_with(|| Draft {
+                        period,
+                        bounds,
+                        closing: true,
+                        components: Vec::new(),
+                        lasts: Vec::new(),
+                        keys: Vec::new(),
+                    });
+                entry.closing &= closing;
+                entry.components.push(ComponentReport {
+                    component: t.component.clone(),
+                    service_level: t.level.clone(),
+                    result,
+                });
+                entry.lasts.push(h.run().last());
+                entry.keys.push(key.clone());
+            }
         }
     }
     let api: Api<SlaReport> = Api::all(ctx.client.clone());
-    for (name, (period, bounds, components, lasts)) in reports {
+    for (name, draft) in reports {
+        let Draft {
+            period,
+            bounds,
+            closing,
+            components,
+            lasts,
+            keys,
+        } = draft;
         let report = TenantReport {
             tenant: tenant.to_string(),
             display_name: None,
@@ -496,6 +626,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 success: s.success,
             });
         }
+        status.conditions = vec![final_condition(closing, bounds, now)];
         let object = SlaReport::new(
             &name,
             SlaReportSpec {
@@ -523,9 +654,78 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
             Ok::<(), kube::Error>(())
         }
         .await;
-        if let Err(e) = written {
-            tracing::warn!(report = %name, error = %e, "SlaReport not written; retrying at the next flush");
-            probes.lock().dirty.insert(tenant.to_string());
+        if written.is_ok() {
+            // A history resumed later must read what was just written, not an older copy.
+            probes.lock().stored.remove(&name);
+        }
+        match written {
+            Ok(()) if closing => {
+                let mut state = probes.lock();
+                state.created.remove(&name);
+                for key in keys {
+                    if let Some(t) = state.tracked.get_mut(&key) {
+                        t.history.finished(&t.tier, period);
+                    }
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not written; retrying at the next flush");
+                probes.lock().dirty.insert(tenant.to_string());
+            }
         }
     }
+}
+
+/// `Final=True` once the period has ended and these are its complete figures.
+fn final_condition(
+    closing: bool,
+    bounds: Interval,
+    now: Timestamp,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    if closing {
+        status::condition(
+            FINAL,
+            true,
+            PERIOD_CLOSED,
+            format!(
+                "the period ended at {}; these figures are final",
+                bounds.end
+            ),
+            None,
+            Time(bounds.end),
+        )
+    } else {
+        status::condition(
+            FINAL,
+            false,
+            PERIOD_OPEN,
+            format!(
+                "measured up to {}; the period ends at {}",
+                now.min(bounds.end),
+                bounds.end
+            ),
+            None,
+            Time(bounds.start),
+        )
+    }
+}
+
+fn set_gauges(
+    probes: &Probes,
+    t: &Tracked,
+    result: &crate::sla::compliance::ComponentResult,
+    now: Timestamp,
+) {
+    let labels = TargetLabels::new(&t.tenant, &t.component, &t.level);
+    probes.metrics.set_sla(
+        &labels,
+        &SlaGauges {
+            in_service_window: calendar::in_service_hours(&t.tier, now),
+            in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
+            availability_percent: result.availability.to_f64().unwrap_or(100.0),
+            target_percent: result.target.to_f64().unwrap_or(100.0),
+            error_budget_remaining_ratio: result.error_budget_remaining().to_f64().unwrap_or(1.0),
+        },
+    );
 }

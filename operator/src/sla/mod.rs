@@ -44,6 +44,7 @@ pub const METRICS: [&str; 8] = [
 
 pub mod calendar;
 pub mod compliance;
+pub mod history;
 pub mod metrics;
 pub mod offline;
 pub mod prober;

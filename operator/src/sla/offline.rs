@@ -163,9 +163,11 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
 
 /// The report for `period` over every component of every tenant of a valid inventory. Samples
 /// of other periods are used where they cover this one (a failure late on the last day of the
-/// previous month covers into this one). Components without samples are 100% available.
+/// previous month covers into this one). Components without samples are 100% available. Weekly
+/// and daily periods show no credit: credits are monthly.
 pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Result<Report, String> {
     let tiers = inv.tiers();
+    let monthly = matches!(period, Period::Month { .. });
     // Service windows once per tier and period, shared by all its components.
     let mut windows: BTreeMap<String, (Interval, Vec<Interval>)> = BTreeMap::new();
     let mut window_of = |name: &str, tier: &Tier| -> Result<(Interval, Vec<Interval>), String> {
@@ -200,10 +202,15 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
                 .get(&key)
                 .map(|s| down_intervals(s, tier.probe_interval, range.end))
                 .unwrap_or_default();
+            let mut result = compliance_in(tier, &w, range, &down, None);
+            if !monthly {
+                // Credits are settled per calendar month, as in the operator's reports.
+                result.credit_percent = 0;
+            }
             components.push(ComponentReport {
                 component: c.name_any(),
                 service_level: level.to_string(),
-                result: compliance_in(tier, &w, range, &down, None),
+                result,
             });
         }
         out.push(TenantReport {
@@ -223,6 +230,7 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
         range,
         time_zone,
         tenants: out,
+        measured: None,
     })
 }
 

@@ -2,10 +2,13 @@
 //! `regie sla` JSON contract, as Markdown a participant can read, and as the status of an
 //! `SlaReport` object — one shape for the offline CLI and the operator, so both print the same.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use kube::ResourceExt;
+use regie_crds::SlaReport;
 use regie_crds::generated::{ComponentCompliance, Incident as IncidentStatus, SlaReportStatus};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -24,6 +27,18 @@ pub struct Report {
     pub time_zone: TimeZone,
     /// In tenant name order.
     pub tenants: Vec<TenantReport>,
+    /// How complete the figures are, for a report read back from the cluster; None for one
+    /// computed from a samples file.
+    pub measured: Option<Measured>,
+}
+
+/// How far a stored report's figures go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measured {
+    /// The period has ended and its final figures were written.
+    Final,
+    /// The period is still open (or its final write is missing): figures up to this instant.
+    Until(Timestamp),
 }
 
 /// One tenant's part of a report: what one `SlaReport` object holds.
@@ -142,6 +157,99 @@ impl TenantReport {
     }
 }
 
+/// The `Final` condition of a stored `SlaReport` (see the operator's prober).
+const FINAL: &str = "Final";
+
+/// A report read back from `SlaReport` objects (e.g. `kubectl get slareport NAME -o yaml`), so a
+/// participant gets the same Markdown from the live figures as from `regie sla --samples`. Each
+/// object comes with where it was read from; all must be of one period (`period` picks one).
+/// Times are shown in `tz`.
+pub fn from_stored(
+    reports: &[(String, &SlaReport)],
+    period: Option<&str>,
+    tz: TimeZone,
+) -> Result<Report, Vec<String>> {
+    let chosen: Vec<&(String, &SlaReport)> = reports
+        .iter()
+        .filter(|(_, r)| period.is_none_or(|p| r.spec.period == p))
+        .collect();
+    let periods: BTreeSet<&str> = chosen.iter().map(|(_, r)| r.spec.period.as_str()).collect();
+    let Some(first) = periods.first().copied() else {
+        return Err(vec![match period {
+            Some(p) => format!("regie sla: no SlaReport of period {p} in the inputs"),
+            None => "regie sla: no --samples given and no SlaReport in the inputs".to_string(),
+        }]);
+    };
+    if periods.len() > 1 {
+        let list: Vec<&str> = periods.into_iter().collect();
+        return Err(vec![format!(
+            "regie sla: the SlaReports cover several periods ({}); choose one with --period",
+            list.join(", ")
+        )]);
+    }
+    let mut errors = Vec::new();
+    let mut tenants = Vec::new();
+    let mut range = None;
+    let mut measured = Some(Measured::Final);
+    for (source, r) in chosen {
+        let at = |field: &str, v: &str| {
+            v.parse::<Timestamp>().map_err(|e| {
+                format!(
+                    "{source}: SlaReport/{}: {field}: {v:?} is not an RFC 3339 time: {e}",
+                    r.name_any()
+                )
+            })
+        };
+        let bounds = match (at("spec.from", &r.spec.from), at("spec.to", &r.spec.to)) {
+            (Ok(a), Ok(b)) => Interval::new(a, b),
+            (a, b) => {
+                errors.extend(a.err());
+                errors.extend(b.err());
+                continue;
+            }
+        };
+        range.get_or_insert(bounds);
+        let status = r.status.clone().unwrap_or_default();
+        let is_final = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == FINAL && c.status == "True");
+        if !is_final {
+            let until = match status
+                .measured_until
+                .as_deref()
+                .map(|v| at("status.measuredUntil", v))
+            {
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    errors.push(e);
+                    continue;
+                }
+                None => bounds.start,
+            };
+            measured = match measured {
+                Some(Measured::Until(u)) => Some(Measured::Until(u.min(until))),
+                _ => Some(Measured::Until(until)),
+            };
+        }
+        match TenantReport::from_status(&r.spec.tenant, bounds, &status) {
+            Ok(t) => tenants.push(t),
+            Err(e) => errors.push(format!("{source}: SlaReport/{}: {e}", r.name_any())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    Ok(Report {
+        period: first.to_string(),
+        range: range.unwrap_or_else(|| Interval::new(Timestamp::UNIX_EPOCH, Timestamp::UNIX_EPOCH)),
+        time_zone: tz,
+        tenants,
+        measured,
+    })
+}
+
 fn incident_status(i: &Incident) -> IncidentStatus {
     IncidentStatus {
         start: i.start.to_string(),
@@ -229,6 +337,10 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "**no**" }
 }
 
+fn is_month(period: &str) -> bool {
+    period.len() == 7 && period.as_bytes()[4] == b'-'
+}
+
 /// The Markdown KPI report: per tenant a summary, and per component its figures and incidents.
 pub fn render_markdown(report: &Report) -> String {
     let tz = &report.time_zone;
@@ -241,12 +353,29 @@ pub fn render_markdown(report: &Report) -> String {
         local(report.range.end, tz),
         tz.iana_name().unwrap_or("UTC")
     );
+    match report.measured {
+        Some(Measured::Final) => out.push_str("The period has ended; these figures are final.\n\n"),
+        Some(Measured::Until(at)) => {
+            let _ = writeln!(
+                out,
+                "Measured up to {}; the figures are not final until the period has ended.\n",
+                local(at, tz)
+            );
+        }
+        None => {}
+    }
     out.push_str(
         "Availability is measured inside each service level's service hours, public holidays \
          excluded: 100% × (service-window time − down time) ÷ service-window time. A component \
          is down from a failed probe until the next successful one. Figures are truncated to \
          three decimals, never rounded up; a period without service hours counts as 100%.\n",
     );
+    if !is_month(&report.period) {
+        out.push_str(
+            "Service credits are settled per calendar month: see the month's report; this \
+             report shows none.\n",
+        );
+    }
     for t in &report.tenants {
         out.push('\n');
         out.push_str(&render_tenant(t, tz));
@@ -414,6 +543,7 @@ mod tests {
                     },
                 ],
             }],
+            measured: None,
         }
     }
 
