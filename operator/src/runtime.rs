@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Seconds between resyncs of an unchanged tenant (they write nothing).
     #[arg(long, default_value_t = 1800)]
     pub resync_seconds: u64,
+    /// Seconds between invoice passes over an unchanged world (they write nothing); a change
+    /// to usage, credits, prices or orders starts one at once.
+    #[arg(long, default_value_t = 120)]
+    pub invoice_interval_seconds: u64,
     /// Log as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -156,6 +160,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         identity: identity.clone(),
         resync: Duration::from_secs(args.resync_seconds),
+        namespace: args.leader_election_namespace.clone(),
+        invoice_interval: Duration::from_secs(args.invoice_interval_seconds.max(1)),
         settings: Settings {
             allowed_namespaces: args.allowed_namespaces.clone(),
             tenant_cluster_role: args.tenant_role.clone(),

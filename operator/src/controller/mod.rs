@@ -13,6 +13,7 @@
 //! its status can roll them up and name the root cause of anything not ready.
 
 pub mod children;
+pub mod invoicing;
 pub mod leader;
 pub mod metering;
 pub mod probing;
@@ -57,6 +58,8 @@ pub struct Context {
     pub resync: Duration,
     /// The SLA prober; None when it could not start.
     pub probes: Option<probing::Probes>,
+    /// Invoicing's caches and loop (Invoices from the Usage ledgers).
+    pub invoicing: Arc<invoicing::Invoicing>,
 }
 
 impl Context {
@@ -80,6 +83,11 @@ pub struct Options {
     pub resync: Duration,
     /// Which probe targets the SLA prober may contact (tests on loopback allow loopback).
     pub probe_policy: crate::sla::target::ProbePolicy,
+    /// regie's own namespace: where the invoice number counter lives.
+    pub namespace: String,
+    /// Price every tenant's invoices this often even when nothing changed (no writes unless
+    /// they differ); changes to usage, credits, prices or orders trigger a pass at once.
+    pub invoice_interval: Duration,
 }
 
 impl Default for Options {
@@ -90,6 +98,10 @@ impl Default for Options {
             identity: "regie".into(),
             resync: Duration::from_secs(1800),
             probe_policy: crate::sla::target::ProbePolicy::default(),
+            // In-process (tests, benchmarks) a namespace that always exists; `regie run` passes
+            // its own.
+            namespace: "default".into(),
+            invoice_interval: Duration::from_secs(120),
         }
     }
 }
@@ -141,6 +153,8 @@ pub async fn run(
                 (None, None)
             }
         };
+    let (invoicing, invoicing_writers) =
+        invoicing::Invoicing::new(options.namespace.clone(), options.invoice_interval);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
@@ -161,6 +175,7 @@ pub async fn run(
         clock,
         resync: options.resync,
         probes,
+        invoicing,
     });
 
     let probes = ctx.probes.clone();
@@ -304,6 +319,7 @@ pub async fn run(
         }
     }
     started.store(true, std::sync::atomic::Ordering::Release);
+    invoicing::spawn(ctx.clone(), invoicing_writers, &mut tasks);
 
     let triggers = tokio_stream_from(trigger_rx).map(|name| ObjectRef::<Tenant>::new(&name));
     controller

@@ -373,6 +373,10 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     super::metering::close(ctx, tenant).await?;
+    // Invoicing: the final invoice, up to this instant, is written before the namespace goes.
+    if !super::invoicing::offboard(ctx, tenant).await? {
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     super::probing::retain(ctx, &name, std::iter::empty());
     let ns = tenant_namespace(tenant);
     let ns_key: ChildKey = ("Namespace".into(), None, ns.clone());

@@ -1,0 +1,548 @@
+//! Invoices inside `regie run`, end to end against a real control plane of its own, with the
+//! operator's clock moved by the test: a tier change and an account change recorded in March
+//! give a draft correct to the cent (by hand and by `regie::billing::engine` on the objects in
+//! the cluster); an unchanged world writes nothing; March closes → final number 1; a late
+//! correction of March's ledger goes on April as a correction line, March untouched; a restart
+//! and May → April final number 2, carrying the correction once; another restart writes
+//! nothing; deleting the tenant makes May final (up to the deletion instant) before its
+//! namespace goes; two claimants of numbers never get the same one.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use regie::billing::engine::{Credits, bill, from_inventory};
+use regie::billing::period::Period;
+use regie::billing::proration::Calendar;
+use regie::controller::invoicing::{COUNTER, claim_number};
+use regie::controller::{Clock, Options};
+use regie::input::{Object, Source};
+use regie::inventory::Inventory;
+use regie::metrics::Metrics;
+use regie_crds::generated::InvoiceState;
+use regie_crds::{Invoice, PriceList, ServiceLevel, Tenant, Usage, WorkplacePackage};
+use regie_e2e::cluster::{Cluster, TestCluster};
+use regie_e2e::operator::eventually;
+
+const TENANT: &str = "facturen";
+const NS: &str = "tenant-facturen";
+const WAIT: Duration = Duration::from_secs(90);
+
+const CATALOGUE: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: ServiceLevel
+metadata:
+  name: bronze
+spec:
+  rank: 1
+  timeZone: Europe/Amsterdam
+  serviceHours: ["Mon-Fri 08:00-17:00"]
+  responseTimes: {urgent: 60m, other: 48h}
+  kpiReport: monthly
+  localSupport: digital
+  securityManagement: basic
+  supplierManagement: none
+  monitoring: none
+  availability: {target: "99.0"}
+  probe: {interval: 60s, timeout: 10s}
+  workload: {minReplicas: 1, minAvailable: 0}
+  credits:
+    - {below: "99.0", percent: 5}
+---
+apiVersion: regie.dev/v1alpha1
+kind: ServiceLevel
+metadata:
+  name: silver
+spec:
+  rank: 2
+  timeZone: Europe/Amsterdam
+  serviceHours: ["Mon-Fri 08:00-22:00"]
+  responseTimes: {urgent: 30m, other: 24h}
+  kpiReport: monthly
+  localSupport: digital
+  securityManagement: basic
+  supplierManagement: none
+  monitoring: none
+  availability: {target: "99.5"}
+  probe: {interval: 30s, timeout: 5s}
+  workload: {minReplicas: 1, minAvailable: 0}
+  credits:
+    - {below: "99.5", percent: 5}
+---
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata:
+  name: prices-2026
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: month, amount: "30.00"}
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+---
+apiVersion: regie.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: facturen
+spec:
+  displayName: Gemeente Facturen
+  inhabitants: 20000
+  serviceLevel: bronze
+  membership:
+    joined: "2024-01-01"
+  billing:
+    invoicing: monthly
+"#;
+
+fn package(accounts: i64) -> String {
+    format!(
+        r#"apiVersion: regie.dev/v1alpha1
+kind: WorkplacePackage
+metadata:
+  name: standard
+  namespace: {NS}
+spec:
+  profile: standard
+  accounts: {accounts}
+"#
+    )
+}
+
+fn apply(cluster: &Cluster, dir: &std::path::Path, file: &str, yaml: &str) {
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).expect("write manifest");
+    cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &path.to_string_lossy()])
+        .expect("manifest applies");
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+/// An operator in this process on the test's clock.
+struct Op {
+    metrics: Metrics,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start(client: &Client, now: &Arc<Mutex<Timestamp>>) -> Op {
+    let metrics = Metrics::new();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || *now.lock().expect("clock"))
+    };
+    // Tenants are looked at every second too, so each month's ledger starts at its first
+    // instant (metering carries the state over when a tenant is reconciled in a new month).
+    let options = Options {
+        invoice_interval: Duration::from_secs(1),
+        resync: Duration::from_secs(1),
+        ..Options::default()
+    };
+    let handle = tokio::spawn(regie::runtime::operate(
+        client.clone(),
+        options,
+        None,
+        metrics.clone(),
+        clock,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Op {
+        metrics,
+        stop,
+        handle,
+    }
+}
+
+impl Op {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("stops within 30 s")
+            .expect("joins")
+            .expect("runs cleanly");
+    }
+
+    fn invoice_writes(&self) -> u64 {
+        ["create", "update"]
+            .iter()
+            .map(|v| {
+                self.metrics
+                    .api_writes
+                    .with_label_values(&[v, "Invoice"])
+                    .get()
+            })
+            .sum()
+    }
+}
+
+async fn segments(client: &Client, month: &str) -> Vec<regie_crds::generated::Segment> {
+    let api: Api<Usage> = Api::all(client.clone());
+    api.get_opt(&format!("{TENANT}-{month}"))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|u| u.status)
+        .map(|s| s.segments)
+        .unwrap_or_default()
+}
+
+async fn wait_segments(
+    client: &Client,
+    what: &str,
+    check: impl Fn(&[regie_crds::generated::Segment]) -> bool,
+) {
+    let check = &check;
+    eventually(what, WAIT, || async move {
+        Ok(check(&segments(client, "2026-03").await))
+    })
+    .await
+    .expect(what);
+}
+
+async fn invoice(client: &Client, name: &str) -> Option<Invoice> {
+    let api: Api<Invoice> = Api::all(client.clone());
+    api.get_opt(name).await.expect("get invoice")
+}
+
+async fn wait_invoice(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Invoice) -> bool,
+) -> Invoice {
+    let check = &check;
+    eventually(what, WAIT, || async move {
+        Ok(invoice(client, name).await.is_some_and(|i| check(&i)))
+    })
+    .await
+    .expect(what);
+    invoice(client, name).await.expect("invoice")
+}
+
+async fn versions(client: &Client) -> BTreeMap<String, String> {
+    let api: Api<Invoice> = Api::all(client.clone());
+    api.list(&Default::default())
+        .await
+        .expect("list invoices")
+        .into_iter()
+        .map(|i| (i.name_any(), i.resource_version().unwrap_or_default()))
+        .collect()
+}
+
+/// The March invoice as `regie::billing::engine` prices the objects the cluster holds now.
+async fn engine_march(client: &Client, now: Timestamp) -> regie_crds::generated::InvoiceSpec {
+    let src = || Source {
+        file: PathBuf::from("cluster"),
+        document: 0,
+    };
+    let mut objects: Vec<(Source, Object)> = Vec::new();
+    for l in Api::<ServiceLevel>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("levels")
+    {
+        objects.push((src(), Object::ServiceLevel(l)));
+    }
+    for x in Api::<Tenant>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("tenants")
+    {
+        objects.push((src(), Object::Tenant(x)));
+    }
+    for x in Api::<WorkplacePackage>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("packages")
+    {
+        objects.push((src(), Object::WorkplacePackage(x)));
+    }
+    for x in Api::<PriceList>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("prices")
+    {
+        objects.push((src(), Object::PriceList(x)));
+    }
+    for x in Api::<Usage>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("usages")
+    {
+        objects.push((src(), Object::Usage(x)));
+    }
+    let inv = Inventory::new(objects);
+    let cal = Calendar::amsterdam().expect("calendar");
+    let tz = cal.tz().clone();
+    let (cat, tenants) = from_inventory(&inv, cal).expect("inputs");
+    let period = Period::parse("2026-03").expect("period");
+    let invoices = bill(&cat, &tenants, &Credits::new(), period, now).expect("bill");
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    invoices[0].to_spec(&tz)
+}
+
+#[tokio::test]
+async fn invoices_end_to_end() {
+    let cluster = TestCluster::start().expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path();
+    let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00+01:00")));
+    let set = |s: &str| *now.lock().expect("clock") = t(s);
+
+    // 1. March opens at bronze with 100 accounts.
+    apply(&cluster, dir, "catalogue.yaml", CATALOGUE);
+    let op = start(&client, &now);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    eventually("the tenant namespace", WAIT, || {
+        let namespaces = namespaces.clone();
+        async move { Ok(namespaces.get_opt(NS).await?.is_some()) }
+    })
+    .await
+    .expect("namespace");
+    apply(&cluster, dir, "package.yaml", &package(100));
+    wait_segments(&client, "March's ledger at bronze, 100 accounts", |s| {
+        s.len() == 1 && s[0].accounts.get("standard") == Some(&100)
+    })
+    .await;
+
+    // 2. Silver from 11 March, 3. 120 accounts from 21 March.
+    set("2026-03-11T00:00:00+01:00");
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
+        .patch(
+            TENANT,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"serviceLevel": "silver"}})),
+        )
+        .await
+        .expect("tier change");
+    wait_segments(&client, "the tier change in the ledger", |s| {
+        s.len() == 2 && s[1].service_level == "silver"
+    })
+    .await;
+    set("2026-03-21T00:00:00+01:00");
+    apply(&cluster, dir, "package.yaml", &package(120));
+    wait_segments(&client, "the account change in the ledger", |s| {
+        s.len() == 3 && s[2].accounts.get("standard") == Some(&120)
+    })
+    .await;
+
+    // 4. The draft: by hand, March 2026 has 743 hours (summer time from the 29th):
+    //    100 × 30.00 × 240/743 = 969.04; 100 × 36.00 × 240/743 = 1162.85;
+    //    120 × 36.00 × 263/743 = 1529.15; subtotal 3661.04, VAT 21% 768.82, total 4429.86.
+    let march = wait_invoice(&client, "facturen-2026-03", "the March draft", |i| {
+        i.spec.subtotal == "3661.04"
+    })
+    .await;
+    assert_eq!(march.spec.state, InvoiceState::Draft);
+    assert_eq!(march.spec.number, None);
+    assert_eq!(
+        (march.spec.vat.as_str(), march.spec.total.as_str()),
+        ("768.82", "4429.86")
+    );
+    let amounts: Vec<&str> = march.spec.lines.iter().map(|l| l.amount.as_str()).collect();
+    assert_eq!(
+        amounts,
+        ["969.04", "1162.85", "1529.15"],
+        "{:#?}",
+        march.spec.lines
+    );
+    assert_eq!(
+        march.spec,
+        engine_march(&client, t("2026-03-21T00:00:00+01:00")).await,
+        "the operator's draft is what the engine makes of the cluster's objects"
+    );
+
+    // 5. An unchanged world writes nothing (the loop runs every second).
+    let before = (versions(&client).await, op.invoice_writes());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        (versions(&client).await, op.invoice_writes()),
+        before,
+        "passes over an unchanged world write nothing"
+    );
+
+    // 6. March closes: final, number 1; April opens as a draft.
+    set("2026-04-01T00:00:05+02:00");
+    let march = wait_invoice(&client, "facturen-2026-03", "March final", |i| {
+        i.spec.state == InvoiceState::Final
+    })
+    .await;
+    assert_eq!(march.spec.number.as_deref(), Some("RG-2026-000001"));
+    assert_eq!(march.spec.subtotal, "3661.04", "final as drafted");
+    wait_invoice(&client, "facturen-2026-04", "the April draft", |i| {
+        i.spec.state == InvoiceState::Draft
+    })
+    .await;
+
+    // 7. A late correction of March's ledger: 101 accounts in its first ten days. It goes on
+    //    April (1 × 30.00 × 240/743 = 9.69); March is never rewritten.
+    let usages: Api<Usage> = Api::all(client.clone());
+    let mut segs = segments(&client, "2026-03").await;
+    segs[0].accounts.insert("standard".into(), 101);
+    usages
+        .patch_status(
+            &format!("{TENANT}-2026-03"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"segments": segs}})),
+        )
+        .await
+        .expect("correct the ledger");
+    let april = wait_invoice(
+        &client,
+        "facturen-2026-04",
+        "the correction on April",
+        |i| i.spec.lines.iter().any(|l| l.kind == "correction"),
+    )
+    .await;
+    let corrections: Vec<_> = april
+        .spec
+        .lines
+        .iter()
+        .filter(|l| l.kind == "correction")
+        .collect();
+    assert_eq!(corrections.len(), 1, "{corrections:#?}");
+    assert_eq!(corrections[0].amount, "9.69");
+    assert!(corrections[0].description.contains("RG-2026-000001"));
+    let march_again = invoice(&client, "facturen-2026-03").await.expect("march");
+    assert_eq!(
+        march_again.resource_version(),
+        march.resource_version(),
+        "a final invoice is never rewritten"
+    );
+
+    // 8. Restart in May: April final with number 2, carrying the correction; May without it.
+    op.stop().await;
+    set("2026-05-01T00:00:05+02:00");
+    let op = start(&client, &now);
+    let april = wait_invoice(&client, "facturen-2026-04", "April final", |i| {
+        i.spec.state == InvoiceState::Final
+    })
+    .await;
+    assert_eq!(april.spec.number.as_deref(), Some("RG-2026-000002"));
+    assert!(
+        april
+            .spec
+            .lines
+            .iter()
+            .any(|l| l.kind == "correction" && l.amount == "9.69")
+    );
+    let may = wait_invoice(&client, "facturen-2026-05", "the May draft", |i| {
+        i.spec.state == InvoiceState::Draft
+    })
+    .await;
+    assert!(
+        may.spec.lines.iter().all(|l| l.kind != "correction"),
+        "a correction is carried once: {:#?}",
+        may.spec.lines
+    );
+
+    // 9. Another restart at the same moment writes nothing and hands out no number.
+    op.stop().await;
+    let counters: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let counter_before = counters.get(COUNTER).await.expect("counter");
+    let before = versions(&client).await;
+    let op = start(&client, &now);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        versions(&client).await,
+        before,
+        "a restart rewrites nothing"
+    );
+    assert_eq!(op.invoice_writes(), 0);
+    let counter = counters.get(COUNTER).await.expect("counter");
+    assert_eq!(
+        counter.resource_version(),
+        counter_before.resource_version()
+    );
+    let data = counter.data.clone().unwrap_or_default();
+    assert_eq!(data.get("RG-2026").map(String::as_str), Some("2"));
+    assert!(
+        !data.keys().any(|k| k.starts_with("claim.")),
+        "claims are released once used: {data:?}"
+    );
+
+    // 10. Offboarding mid-May: the final invoice exists before the namespace goes.
+    set("2026-05-15T12:00:00+02:00");
+    tenants
+        .delete(TENANT, &DeleteParams::default())
+        .await
+        .expect("delete tenant");
+    let invoices: Api<Invoice> = Api::all(client.clone());
+    eventually(
+        "the namespace to go, never before May is final",
+        Duration::from_secs(120),
+        || {
+            let namespaces = namespaces.clone();
+            let invoices = invoices.clone();
+            async move {
+                let ns = namespaces.get_opt(NS).await?;
+                let going = ns
+                    .as_ref()
+                    .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+                if going {
+                    let may = invoices.get_opt("facturen-2026-05").await?;
+                    assert!(
+                        may.is_some_and(|m| m.spec.state == InvoiceState::Final),
+                        "the namespace goes only after the final invoice is written"
+                    );
+                }
+                Ok(ns.is_none())
+            }
+        },
+    )
+    .await
+    .expect("offboarding");
+    let may = invoice(&client, "facturen-2026-05").await.expect("may");
+    assert_eq!(may.spec.number.as_deref(), Some("RG-2026-000003"));
+    let end = t("2026-05-15T12:00:00+02:00");
+    let ends: Vec<Timestamp> = may.spec.lines.iter().map(|l| t(&l.to)).collect();
+    assert!(
+        !ends.is_empty() && ends.iter().all(|e| *e <= end) && ends.contains(&end),
+        "May is billed up to the deletion instant: {:#?}",
+        may.spec.lines
+    );
+    // 14.5 days of 744 h (348 h) at 120 silver accounts: 120 × 36.00 × 348/744 = 2020.65.
+    assert_eq!(may.spec.subtotal, "2020.65", "{:#?}", may.spec.lines);
+    let after = versions(&client).await;
+    assert_eq!(
+        after.get("facturen-2026-03"),
+        before.get("facturen-2026-03")
+    );
+    assert_eq!(
+        after.get("facturen-2026-04"),
+        before.get("facturen-2026-04")
+    );
+    op.stop().await;
+
+    // 11. Two replicas claiming at once never share a number; a claim is found again.
+    let known: Vec<String> = Vec::new();
+    let (a, b, a_again) = tokio::join!(
+        claim_number(&counters, "x-2026-06", 2026, &known),
+        claim_number(&counters, "y-2026-06", 2026, &known),
+        claim_number(&counters, "x-2026-06", 2026, &known),
+    );
+    let (a, b, a_again) = (
+        a.expect("a").0,
+        b.expect("b").0,
+        a_again.expect("a again").0,
+    );
+    assert_ne!(a, b);
+    assert_eq!(a, a_again, "one invoice, one number");
+    let mut got = [a, b];
+    got.sort();
+    assert_eq!(got, ["RG-2026-000004", "RG-2026-000005"]);
+}

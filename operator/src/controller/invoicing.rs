@@ -1,0 +1,1045 @@
+//! Invoicing inside `regie run`: one `Invoice` per tenant per billing period (monthly, or
+//! quarterly where the Tenant's `spec.billing.invoicing` says so), named `<tenant>-<period>`
+//! (e.g. `tholen-2026-03`, `werkplein-2026-q1`), priced by [`crate::billing::engine::bill`] — the
+//! same code as `regie bill` — from the cluster's Usage ledgers, Tenants, packages, components,
+//! PriceLists, CostPools, ServiceOrders and the monthly SlaReports' credits.
+//!
+//! - While its period is open an invoice is a `draft`, recomputed whenever a Usage, SlaReport,
+//!   PriceList, CostPool or ServiceOrder changes and at least every `invoice_interval`. It is
+//!   written only when its spec differs from what the cluster holds, so an unchanged world
+//!   causes zero writes.
+//! - When the period has closed (Europe/Amsterdam; the injected clock decides) the invoice is
+//!   written once as `final`, complete, with a number, and never written again. What changes
+//!   afterwards (a corrected Usage, a late SLA credit) is recomputed for the final invoices of
+//!   the current and the previous quarter and appears as `correction` lines on the tenant's next
+//!   invoice that is not yet final; corrections already carried by a later final invoice count
+//!   as billed, so nothing is corrected twice.
+//! - A tenant is invoiced from the first period in which it has a Usage (metering started), so
+//!   installing regie does not issue invoices for months before it ran.
+//! - Offboarding ([`offboard`], from the Tenant finalizer, after its usage is closed): the
+//!   tenant's invoices up to the deletion instant become final before its namespace goes.
+//!
+//! **Numbers** (`RG-<year>-<seq>`, sequential per year of issue, no gaps) come from a counter,
+//! the ConfigMap `regie-invoice-numbers` in regie's own namespace, changed only by `replace`
+//! with its resourceVersion as precondition (optimistic concurrency: of two replicas or an old
+//! and a new leader, one wins and the other re-reads). Handing out a number records a claim
+//! `claim.<invoice>` in the same write; the claim is dropped only after the invoice is written
+//! final with that number. An operator that dies between the two finds its claim again and
+//! uses the same number, so a number is neither lost nor given twice. Final invoices are
+//! created or replaced with a resourceVersion precondition too, so a draft write can never
+//! overwrite a final invoice written by another replica. When the counter is missing it is
+//! seeded from the highest number among the final invoices in the cluster.
+//!
+//! `status.deliveredAt` belongs to the delivery of final invoices; this module writes only
+//! the spec (and labels) of Invoices.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event as KEvent, EventType};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource, ResourceExt};
+use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
+use regie_crds::{
+    CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
+    Tenant, Usage, WorkplacePackage,
+};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+
+use super::Context;
+use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
+use crate::billing::invoice::{
+    Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
+};
+use crate::billing::period::{Month, Period};
+use crate::billing::proration::Calendar;
+use crate::billing::{BillingError, parse_instant};
+use crate::input::Source;
+use crate::inventory::{Inventory, Sourced};
+
+/// The ConfigMap (in regie's namespace) that holds the last number of each year and the
+/// claims not yet written.
+pub const COUNTER: &str = "regie-invoice-numbers";
+const CLAIM: &str = "claim.";
+/// Label on every Invoice: the tenant it bills.
+pub const TENANT_LABEL: &str = "regie.dev/tenant";
+
+/// The caches invoicing bills from (beside the controller's tenants, packages and components),
+/// and what wakes it.
+pub struct Invoicing {
+    pub price_lists: Store<PriceList>,
+    pub pools: Store<CostPool>,
+    pub orders: Store<ServiceOrder>,
+    pub usages: Store<Usage>,
+    pub reports: Store<SlaReport>,
+    pub invoices: Store<InvoiceObject>,
+    /// Namespace of the number counter.
+    pub namespace: String,
+    /// How often an unchanged world is priced again (writing nothing).
+    pub interval: Duration,
+    wake: tokio::sync::Notify,
+    /// One pass at a time per process; holds the last error reported, to report each once.
+    pass: tokio::sync::Mutex<Option<String>>,
+}
+
+/// The writers of [`Invoicing`]'s caches, consumed by [`spawn`].
+pub struct Writers {
+    price_lists: Writer<PriceList>,
+    pools: Writer<CostPool>,
+    orders: Writer<ServiceOrder>,
+    usages: Writer<Usage>,
+    reports: Writer<SlaReport>,
+    invoices: Writer<InvoiceObject>,
+}
+
+impl Invoicing {
+    pub fn new(namespace: String, interval: Duration) -> (Arc<Invoicing>, Writers) {
+        let (price_lists, w1) = reflector::store();
+        let (pools, w2) = reflector::store();
+        let (orders, w3) = reflector::store();
+        let (usages, w4) = reflector::store();
+        let (reports, w5) = reflector::store();
+        let (invoices, w6) = reflector::store();
+        (
+            Arc::new(Invoicing {
+                price_lists,
+                pools,
+                orders,
+                usages,
+                reports,
+                invoices,
+                namespace,
+                interval,
+                wake: tokio::sync::Notify::new(),
+                pass: tokio::sync::Mutex::new(None),
+            }),
+            Writers {
+                price_lists: w1,
+                pools: w2,
+                orders: w3,
+                usages: w4,
+                reports: w5,
+                invoices: w6,
+            },
+        )
+    }
+
+    async fn ready(&self) {
+        let _ = self.price_lists.wait_until_ready().await;
+        let _ = self.pools.wait_until_ready().await;
+        let _ = self.orders.wait_until_ready().await;
+        let _ = self.usages.wait_until_ready().await;
+        let _ = self.reports.wait_until_ready().await;
+        let _ = self.invoices.wait_until_ready().await;
+    }
+}
+
+/// Keeps one cache filled; a change wakes the invoicing loop when `wakes`.
+async fn watch<K>(client: Client, writer: Writer<K>, inv: Arc<Invoicing>, wakes: bool)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+{
+    let stream = reflector::reflector(
+        writer,
+        // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin.
+        watcher::watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff(),
+    )
+    .modify(|o: &mut K| {
+        o.meta_mut().managed_fields = None;
+    });
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        if wakes && matches!(ev, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone)) {
+            inv.wake.notify_one();
+        }
+    }
+}
+
+/// Starts the caches' watches and the invoicing loop.
+pub fn spawn(ctx: Arc<Context>, writers: Writers, tasks: &mut tokio::task::JoinSet<()>) {
+    let inv = ctx.invoicing.clone();
+    let c = ctx.client.clone();
+    tasks.spawn(watch(c.clone(), writers.price_lists, inv.clone(), true));
+    tasks.spawn(watch(c.clone(), writers.pools, inv.clone(), true));
+    tasks.spawn(watch(c.clone(), writers.orders, inv.clone(), true));
+    tasks.spawn(watch(c.clone(), writers.usages, inv.clone(), true));
+    tasks.spawn(watch(c.clone(), writers.reports, inv.clone(), true));
+    tasks.spawn(watch(c, writers.invoices, inv, false));
+    tasks.spawn(run(ctx));
+}
+
+/// The loop: a pass after every change (gathered for a moment) and every `interval`.
+async fn run(ctx: Arc<Context>) {
+    let inv = ctx.invoicing.clone();
+    inv.ready().await;
+    let _ = ctx.tenants.wait_until_ready().await;
+    let _ = ctx.packages.wait_until_ready().await;
+    let _ = ctx.components.wait_until_ready().await;
+    loop {
+        if let Err(e) = pass(&ctx, Scope::All).await {
+            tracing::warn!(error = %e, "invoicing pass failed; retrying");
+        }
+        tokio::select! {
+            _ = inv.wake.notified() => tokio::time::sleep(Duration::from_millis(500)).await,
+            _ = tokio::time::sleep(inv.interval) => {},
+        }
+    }
+}
+
+/// Offboarding: makes the tenant's invoices up to now final (its usage must be closed first).
+/// `Ok(false)` when they cannot be priced: a Warning event names why, and the caller keeps the
+/// namespace until they can.
+pub async fn offboard(ctx: &Context, tenant: &Tenant) -> Result<bool, kube::Error> {
+    ctx.invoicing.ready().await;
+    match pass(ctx, Scope::Leaving(tenant.name_any())).await {
+        Ok(()) => Ok(true),
+        Err(PassError::Kube(e)) => Err(e),
+        Err(PassError::Billing(_)) => Ok(false),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Billing(#[from] BillingError),
+}
+
+/// Which invoices a pass writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant's, except tenants being deleted (their finalizer does theirs).
+    All,
+    /// Only this tenant's, which is leaving now: its current period becomes final too.
+    Leaving(String),
+}
+
+fn cluster_source() -> Source {
+    Source {
+        file: PathBuf::from("cluster"),
+        document: 0,
+    }
+}
+
+fn sourced<T: Clone>(items: impl IntoIterator<Item = Arc<T>>) -> Vec<Sourced<T>> {
+    items
+        .into_iter()
+        .map(|o| Sourced {
+            source: cluster_source(),
+            object: (*o).clone(),
+        })
+        .collect()
+}
+
+/// Service credits of the monthly SlaReports, as `regie bill` reads them.
+pub fn credits_of(reports: &[SlaReport]) -> Credits {
+    let mut credits = Credits::new();
+    for r in reports {
+        let Ok((y, m)) = regie_crds::validate::parse_month(&r.spec.period) else {
+            continue;
+        };
+        for c in r.status.iter().flat_map(|s| s.components.iter()) {
+            if (1..=100).contains(&c.credit_percent) {
+                credits.insert(
+                    (r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)),
+                    c.credit_percent.into(),
+                );
+            }
+        }
+    }
+    credits
+}
+
+/// The Invoice's name: `<tenant>-<period>`, lower case (`2026-Q1` → `2026-q1`).
+pub fn invoice_name(tenant: &str, period: &str) -> String {
+    format!("{tenant}-{}", period.to_ascii_lowercase())
+}
+
+/// What a pass wants written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Intent {
+    /// The invoice of an open period, as it stands.
+    Draft { name: String, invoice: Invoice },
+    /// A closed period's (or a leaving tenant's) invoice, complete, still without a number.
+    Final { name: String, invoice: Invoice },
+}
+
+fn dec(s: &str, what: &str) -> Result<Decimal, BillingError> {
+    Decimal::from_str_exact(s)
+        .map_err(|e| BillingError::Input(format!("{what}: {s:?} is not a decimal: {e}")))
+}
+
+/// A stored invoice's line, back in billing's terms. VAT is not stored on lines; the default
+/// treatment stands in (it matters only for a correction of a line that has since vanished).
+fn line_of(l: &InvoiceLine, what: &str) -> Result<Line, BillingError> {
+    Ok(Line {
+        kind: LineKind::parse(&l.kind)
+            .ok_or_else(|| BillingError::Input(format!("{what}: unknown kind {:?}", l.kind)))?,
+        description: l.description.clone(),
+        quantity: dec(&l.quantity, what)?,
+        unit: Unit::parse(&l.unit).unwrap_or(Unit::Item),
+        unit_price: dec(&l.unit_price, what)?,
+        amount: dec(&l.amount, what)?,
+        from: parse_instant(&l.from, what)?,
+        to: parse_instant(&l.to, what)?,
+        vat: VatTreatment::default(),
+    })
+}
+
+fn correction_prefix(number: &str, period: &str) -> String {
+    format!("Correction of invoice {number} ({period}): ")
+}
+
+/// What has been billed for the period of final invoice `name`: its lines, plus the correction
+/// lines that later final invoices carried for it, folded into the lines they correct.
+/// `recomputed` supplies the kind of a line the final invoice did not have.
+fn billed_so_far(
+    name: &str,
+    spec: &InvoiceSpec,
+    others: &[(&String, &InvoiceSpec)],
+    recomputed: &Invoice,
+    cal: &Calendar,
+) -> Result<Invoice, BillingError> {
+    let period = Period::parse(&spec.period)?;
+    // Its own correction lines settle other invoices; they are not part of its period.
+    let mut lines = spec
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.kind != LineKind::Correction.as_str())
+        .map(|(i, l)| line_of(l, &format!("Invoice/{name}: spec.lines[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(number) = &spec.number {
+        let prefix = correction_prefix(number, &spec.period);
+        for (other, o) in others {
+            if o.state != InvoiceState::Final {
+                continue;
+            }
+            for (i, l) in o.lines.iter().enumerate() {
+                let Some(rest) = l.description.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let Some((description, _)) = rest.rsplit_once(": was ") else {
+                    continue;
+                };
+                let c = line_of(l, &format!("Invoice/{other}: spec.lines[{i}]"))?;
+                let same =
+                    |x: &Line| x.description == description && x.from == c.from && x.to == c.to;
+                if let Some(target) = lines.iter_mut().find(|x| same(x)) {
+                    target.amount += c.amount;
+                } else if let Some(kind) = recomputed.lines.iter().find(|x| same(x)).map(|x| x.kind)
+                {
+                    lines.push(Line {
+                        kind,
+                        description: description.to_string(),
+                        ..c
+                    });
+                }
+            }
+        }
+    }
+    Ok(Invoice {
+        tenant: spec.tenant.clone(),
+        period: spec.period.clone(),
+        from: period.start(cal.tz())?,
+        to: period.end(cal.tz())?,
+        state: State::Final,
+        number: spec.number.clone(),
+        currency: spec.currency.clone(),
+        lines,
+    })
+}
+
+/// The pure heart of a pass: prices the tenants' recent billing periods at `now` and says
+/// which invoices should be drafts, which should become final, with any corrections of final
+/// invoices moved onto the next open one. `existing` holds the cluster's Invoices by name;
+/// final ones are never proposed again.
+pub fn plan(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+    credits: &Credits,
+    existing: &BTreeMap<String, InvoiceSpec>,
+    deleting: &BTreeSet<String>,
+    scope: &Scope,
+    now: Timestamp,
+) -> Result<Vec<Intent>, BillingError> {
+    let cal = &cat.cal;
+    let current = cal.month_of(now);
+    let mut quarters: BTreeSet<Period> = BTreeSet::new();
+    quarters.insert(Period::quarter_of(current));
+    quarters.insert(Period::quarter_of(
+        Period::quarter_of(current).first_month().prev(),
+    ));
+    for spec in existing.values() {
+        if spec.state == InvoiceState::Draft
+            && let Ok(p) = Period::parse(&spec.period)
+        {
+            quarters.insert(Period::quarter_of(p.first_month()));
+        }
+    }
+    // Metering started in the first month with a Usage: nothing is invoiced before it.
+    let metered_from: BTreeMap<&str, Month> = tenants
+        .iter()
+        .filter_map(|t| t.usage.keys().next().map(|m| (t.name.as_str(), *m)))
+        .collect();
+    let Some(earliest) = metered_from.values().min() else {
+        return Ok(Vec::new());
+    };
+    let earliest = Period::quarter_of(*earliest);
+    quarters.retain(|q| *q >= earliest);
+    let mut computed: BTreeMap<String, Vec<Invoice>> = BTreeMap::new();
+    for q in quarters {
+        for inv in bill(cat, tenants, credits, q, now)? {
+            let Some(first) = metered_from.get(inv.tenant.as_str()) else {
+                continue;
+            };
+            if inv.to <= first.start(cal.tz())? || inv.from > now {
+                continue;
+            }
+            computed.entry(inv.tenant.clone()).or_default().push(inv);
+        }
+    }
+    let mut intents = Vec::new();
+    for (tenant, mut invoices) in computed {
+        let leaving = match scope {
+            Scope::All if deleting.contains(&tenant) => continue,
+            Scope::All => false,
+            Scope::Leaving(t) if *t != tenant => continue,
+            Scope::Leaving(_) => true,
+        };
+        invoices.sort_by_key(|i| i.from);
+        let mine: Vec<(&String, &InvoiceSpec)> = existing
+            .iter()
+            .filter(|(_, s)| s.tenant == tenant)
+            .collect();
+        let mut pending: Vec<Line> = Vec::new();
+        for mut inv in invoices {
+            let name = invoice_name(&tenant, &inv.period);
+            if let Some(spec) = existing.get(&name)
+                && spec.state == InvoiceState::Final
+            {
+                let billed = billed_so_far(&name, spec, &mine, &inv, cal)?;
+                pending.extend(corrections(&billed, &inv));
+                continue;
+            }
+            inv.lines.append(&mut pending);
+            inv.lines.sort_by(|a, b| {
+                a.kind
+                    .cmp(&b.kind)
+                    .then_with(|| a.description.cmp(&b.description))
+                    .then(a.from.cmp(&b.from))
+            });
+            if inv.state == State::Final || leaving {
+                inv.state = State::Final;
+                intents.push(Intent::Final { name, invoice: inv });
+            } else {
+                intents.push(Intent::Draft { name, invoice: inv });
+            }
+        }
+    }
+    // Numbers follow the periods, then the tenants.
+    intents.sort_by(|a, b| {
+        let key = |i: &Intent| match i {
+            Intent::Draft { invoice, .. } | Intent::Final { invoice, .. } => {
+                (invoice.from, invoice.tenant.clone())
+            }
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(intents)
+}
+
+/// One pass: read the caches, plan, write what differs.
+async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
+    let inv = &ctx.invoicing;
+    let mut last_error = inv.pass.lock().await;
+    let now = ctx.now();
+    let cal = Calendar::amsterdam()?;
+    let tz = cal.tz().clone();
+    let mut usages: Vec<Arc<Usage>> = inv.usages.state();
+    if let Scope::Leaving(tenant) = &scope {
+        // The ledger was closed a moment ago; the cache may not have seen it yet.
+        let api: Api<Usage> = Api::all(ctx.client.clone());
+        let month = cal.month_of(now);
+        let mut last: Option<Usage> = None;
+        for m in [month.prev().prev(), month.prev(), month] {
+            let name = format!("{tenant}-{m}");
+            if let Some(u) = api.get_opt(&name).await? {
+                usages.retain(|x| x.name_any() != name);
+                usages.push(Arc::new(u.clone()));
+                last = Some(u);
+            } else if m == month
+                && let Some(prev) = &last
+                && let Some(u) = carried_over(prev, tenant, month, now, &cal)?
+            {
+                usages.push(Arc::new(u));
+            }
+        }
+    }
+    let tenants = ctx.tenants.state();
+    let deleting: BTreeSet<String> = tenants
+        .iter()
+        .filter(|t| t.meta().deletion_timestamp.is_some())
+        .map(|t| t.name_any())
+        .collect();
+    let inventory = Inventory {
+        levels: sourced(ctx.levels.state()),
+        tenants: sourced(tenants.clone()),
+        packages: sourced::<WorkplacePackage>(ctx.packages.state()),
+        components: sourced::<HostingComponent>(ctx.components.state()),
+        price_lists: sourced(inv.price_lists.state()),
+        pools: sourced(inv.pools.state()),
+        orders: sourced(inv.orders.state()),
+        usages: sourced(usages),
+    };
+    let reports: Vec<SlaReport> = inv.reports.state().iter().map(|r| (**r).clone()).collect();
+    let stored: BTreeMap<String, Arc<InvoiceObject>> = inv
+        .invoices
+        .state()
+        .into_iter()
+        .map(|i| (i.name_any(), i))
+        .collect();
+    let existing: BTreeMap<String, InvoiceSpec> = stored
+        .iter()
+        .map(|(n, i)| (n.clone(), i.spec.clone()))
+        .collect();
+    let planned = {
+        let scope = scope.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Intent>, BillingError> {
+            let (cat, inputs) = from_inventory(&inventory, cal)?;
+            plan(
+                &cat,
+                &inputs,
+                &credits_of(&reports),
+                &existing,
+                &deleting,
+                &scope,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| BillingError::Input(format!("invoicing stopped: {e}")))?
+    };
+    let intents = match planned {
+        Ok(i) => {
+            *last_error = None;
+            i
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if last_error.as_deref() != Some(message.as_str()) {
+                tracing::error!(error = %message, "invoices cannot be priced");
+                let regarding: Vec<Arc<Tenant>> = match &scope {
+                    Scope::All => tenants.clone(),
+                    Scope::Leaving(t) => tenants
+                        .iter()
+                        .filter(|x| x.name_any() == *t)
+                        .cloned()
+                        .collect(),
+                };
+                for t in regarding {
+                    warn(ctx, t.as_ref(), &message).await;
+                }
+                *last_error = Some(message);
+            }
+            return Err(e.into());
+        }
+    };
+    let api: Api<InvoiceObject> = Api::all(ctx.client.clone());
+    let known: Vec<String> = stored
+        .values()
+        .filter_map(|i| i.spec.number.clone())
+        .collect();
+    for intent in intents {
+        match intent {
+            Intent::Draft { name, invoice } => {
+                let spec = invoice.to_spec(&tz);
+                write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
+            }
+            Intent::Final { name, invoice } => {
+                finalize(ctx, &api, &name, invoice, &known, &tz, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The current month's ledger of a tenant that leaves before it was reconciled in this month:
+/// the state open at the end of `prev` carried from the month's start to `now`, as metering
+/// would have recorded it. Only priced, never written (the Usage belongs to metering).
+fn carried_over(
+    prev: &Usage,
+    tenant: &str,
+    month: Month,
+    now: Timestamp,
+    cal: &Calendar,
+) -> Result<Option<Usage>, BillingError> {
+    let segments = prev.status.clone().unwrap_or_default().segments;
+    let Some(open) = crate::billing::ledger::open_state(&segments) else {
+        return Ok(None);
+    };
+    let mut carried = Vec::new();
+    crate::billing::ledger::record(&mut carried, &open, month.start(cal.tz())?, cal)?;
+    crate::billing::ledger::close(&mut carried, now, cal)?;
+    let mut u = Usage::new(
+        &format!("{tenant}-{month}"),
+        regie_crds::generated::UsageSpec {
+            tenant: tenant.into(),
+            period: month.to_string(),
+        },
+    );
+    u.status = Some(regie_crds::generated::UsageStatus {
+        segments: carried,
+        closed: true,
+        ..Default::default()
+    });
+    Ok(Some(u))
+}
+
+async fn warn(ctx: &Context, tenant: &Tenant, message: &str) {
+    let event = KEvent {
+        type_: EventType::Warning,
+        reason: "InvoicingFailed".into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Invoice".into(),
+        secondary: None,
+    };
+    let mut regarding = tenant.object_ref(&());
+    if regarding.namespace.is_none() {
+        regarding.namespace = Some("default".into());
+    }
+    match ctx.recorder.publish(&event, &regarding).await {
+        Ok(()) => ctx.metrics.write("create", "Event"),
+        Err(e) => tracing::warn!(error = %e, "cannot publish event"),
+    }
+}
+
+fn new_object(name: &str, spec: InvoiceSpec) -> InvoiceObject {
+    let mut o = InvoiceObject::new(name, spec);
+    o.metadata.labels = Some(BTreeMap::from([(
+        TENANT_LABEL.to_string(),
+        o.spec.tenant.clone(),
+    )]));
+    o
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Writes a draft when the cluster's differs, never over a final one (resourceVersion
+/// precondition; a conflict waits for the next pass).
+async fn write_draft(
+    ctx: &Context,
+    api: &Api<InvoiceObject>,
+    name: &str,
+    stored: Option<&Arc<InvoiceObject>>,
+    spec: InvoiceSpec,
+) -> Result<(), kube::Error> {
+    match stored {
+        None => match api
+            .create(&PostParams::default(), &new_object(name, spec))
+            .await
+        {
+            Ok(_) => ctx.metrics.write("create", "Invoice"),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(e),
+        },
+        Some(s) if s.spec.state == InvoiceState::Final || s.spec == spec => {}
+        Some(s) => {
+            let mut o = (**s).clone();
+            o.spec = spec;
+            match api.replace(name, &PostParams::default(), &o).await {
+                Ok(_) => ctx.metrics.write("update", "Invoice"),
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Numbers and writes a final invoice once. Re-reads it first: a final one is left alone.
+async fn finalize(
+    ctx: &Context,
+    api: &Api<InvoiceObject>,
+    name: &str,
+    mut invoice: Invoice,
+    known: &[String],
+    tz: &jiff::tz::TimeZone,
+    now: Timestamp,
+) -> Result<(), kube::Error> {
+    let counter: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.invoicing.namespace);
+    let fresh = api.get_opt(name).await?;
+    if let Some(f) = &fresh
+        && f.spec.state == InvoiceState::Final
+    {
+        release(ctx, &counter, name, f.spec.number.as_deref()).await?;
+        return Ok(());
+    }
+    let year = now.to_zoned(tz.clone()).year();
+    let (number, wrote) = claim_number(&counter, name, year, known).await?;
+    if wrote {
+        ctx.metrics.write("update", "ConfigMap");
+    }
+    invoice.number = Some(number.clone());
+    let spec = invoice.to_spec(tz);
+    let written = match fresh {
+        None => api
+            .create(&PostParams::default(), &new_object(name, spec))
+            .await
+            .map(|_| "create"),
+        Some(mut o) => {
+            o.spec = spec;
+            api.replace(name, &PostParams::default(), &o)
+                .await
+                .map(|_| "update")
+        }
+    };
+    match written {
+        Ok(verb) => {
+            ctx.metrics.write(verb, "Invoice");
+            tracing::info!(invoice = %name, number = %number, total = %invoice.payable(), "invoice final");
+        }
+        // Another replica got there first; the next pass sees its final invoice.
+        Err(e) if is_conflict(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    release(ctx, &counter, name, Some(&number)).await
+}
+
+/// The number for invoice `name`: its claim when it has one, else the next of `year`, claimed
+/// in the same optimistic write that advances the counter. `known` are numbers already on
+/// invoices (the floor when the counter is new or behind). True when it wrote the counter.
+pub async fn claim_number(
+    counter: &Api<ConfigMap>,
+    name: &str,
+    year: i16,
+    known: &[String],
+) -> Result<(String, bool), kube::Error> {
+    let key = format!("{CLAIM}{name}");
+    let year_key = format!("{NUMBER_PREFIX}-{year:04}");
+    loop {
+        let Some(cm) = counter.get_opt(COUNTER).await? else {
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(COUNTER.into()),
+                    labels: Some(BTreeMap::from([(
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "regie".to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                ..ConfigMap::default()
+            };
+            match counter.create(&PostParams::default(), &cm).await {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        };
+        let mut data = cm.data.clone().unwrap_or_default();
+        if let Some(n) = data.get(&key) {
+            return Ok((n.clone(), false));
+        }
+        let last: u64 = data
+            .get(&year_key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let floor = next_seq(known, year).saturating_sub(1);
+        let seq = last.max(floor) + 1;
+        let number = format!("{year_key}-{seq:06}");
+        data.insert(year_key.clone(), seq.to_string());
+        data.insert(key.clone(), number.clone());
+        let mut updated = cm.clone();
+        updated.data = Some(data);
+        match counter
+            .replace(COUNTER, &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => return Ok((number, true)),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The sequence number that follows the `known` numbers of `year`.
+fn next_seq(known: &[String], year: i16) -> u64 {
+    crate::billing::invoice::next_number(known, year)
+        .ok()
+        .and_then(|n| n.rsplit('-').next().and_then(|s| s.parse().ok()))
+        .unwrap_or(1)
+}
+
+/// Drops the claim of `name` once the invoice carries its number.
+async fn release(
+    ctx: &Context,
+    counter: &Api<ConfigMap>,
+    name: &str,
+    number: Option<&str>,
+) -> Result<(), kube::Error> {
+    let key = format!("{CLAIM}{name}");
+    for _ in 0..5 {
+        let Some(mut cm) = counter.get_opt(COUNTER).await? else {
+            return Ok(());
+        };
+        let Some(data) = cm.data.as_mut() else {
+            return Ok(());
+        };
+        if data.get(&key).map(String::as_str) != number || number.is_none() {
+            return Ok(());
+        }
+        data.remove(&key);
+        match counter.replace(COUNTER, &PostParams::default(), &cm).await {
+            Ok(_) => {
+                ctx.metrics.write("update", "ConfigMap");
+                return Ok(());
+            }
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::ledger::BillableState;
+    use crate::billing::pricing::PriceBook;
+    use jiff::civil::date;
+    use regie_crds::PriceList;
+    use regie_crds::generated::Segment;
+
+    fn catalogue() -> Catalogue {
+        let list: PriceList = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: p}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: month, amount: "30.00"}
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+"#,
+        )
+        .unwrap();
+        let cal = Calendar::amsterdam().unwrap();
+        let book = PriceBook::new(&[list], &cal).unwrap();
+        Catalogue {
+            cal,
+            book,
+            pools: vec![],
+        }
+    }
+
+    fn seg(from: &str, to: Option<&str>, level: &str, accounts: i64) -> Segment {
+        Segment {
+            from: from.into(),
+            to: to.map(Into::into),
+            service_level: level.into(),
+            accounts: BTreeMap::from([("standard".to_string(), accounts)]),
+            measured_accounts: BTreeMap::new(),
+            components: vec![],
+        }
+    }
+
+    fn tenant(usage: Vec<(Month, Vec<Segment>)>) -> TenantInput {
+        TenantInput {
+            name: "tholen".into(),
+            labels: BTreeMap::new(),
+            joined: date(2024, 1, 1),
+            leaves: None,
+            inhabitants: 1000,
+            invoicing: Default::default(),
+            declared: BillableState {
+                service_level: "silver".into(),
+                accounts: BTreeMap::from([("standard".to_string(), 120)]),
+                measured_accounts: BTreeMap::new(),
+                components: vec![],
+            },
+            usage: usage.into_iter().collect(),
+            orders: vec![],
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn march() -> Vec<Segment> {
+        vec![
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                Some("2026-03-11T00:00:00+01:00"),
+                "bronze",
+                100,
+            ),
+            seg(
+                "2026-03-11T00:00:00+01:00",
+                Some("2026-03-21T00:00:00+01:00"),
+                "silver",
+                100,
+            ),
+            seg("2026-03-21T00:00:00+01:00", None, "silver", 120),
+        ]
+    }
+
+    fn run(
+        tenants: &[TenantInput],
+        existing: &BTreeMap<String, InvoiceSpec>,
+        scope: Scope,
+        now: &str,
+    ) -> Vec<Intent> {
+        let cat = catalogue();
+        plan(
+            &cat,
+            tenants,
+            &Credits::new(),
+            existing,
+            &BTreeSet::new(),
+            &scope,
+            t(now),
+        )
+        .unwrap()
+    }
+
+    fn spec_of(i: &Intent, number: Option<&str>) -> (String, InvoiceSpec) {
+        let tz = crate::billing::amsterdam().unwrap();
+        match i {
+            Intent::Draft { name, invoice } | Intent::Final { name, invoice } => {
+                let mut inv = invoice.clone();
+                inv.number = number.map(Into::into);
+                (name.clone(), inv.to_spec(&tz))
+            }
+        }
+    }
+
+    #[test]
+    fn an_open_month_is_a_draft_priced_to_the_cent() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-03-25T10:00:00Z",
+        );
+        assert_eq!(intents.len(), 1, "{intents:?}");
+        let (name, spec) = spec_of(&intents[0], None);
+        assert_eq!(name, "tholen-2026-03");
+        assert!(matches!(intents[0], Intent::Draft { .. }));
+        // March 2026 has 743 hours; 240 h bronze 100, 240 h silver 100, 263 h silver 120:
+        // 969.04 + 1162.85 + 1529.15 = 3661.04
+        assert_eq!(spec.subtotal, "3661.04", "{spec:#?}");
+    }
+
+    #[test]
+    fn nothing_before_metering_started_and_a_closed_month_becomes_final() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-04-01T00:00:05+02:00",
+        );
+        let names: Vec<_> = intents.iter().map(|i| spec_of(i, None).0).collect();
+        assert_eq!(
+            names,
+            ["tholen-2026-03", "tholen-2026-04"],
+            "no January, February"
+        );
+        assert!(matches!(intents[0], Intent::Final { .. }));
+        assert!(matches!(intents[1], Intent::Draft { .. }));
+    }
+
+    #[test]
+    fn a_late_change_is_corrected_once_on_the_next_invoice() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let mut existing = BTreeMap::new();
+        let intents = run(&tenants, &existing, Scope::All, "2026-04-02T00:00:00Z");
+        let (n, s) = spec_of(&intents[0], Some("RG-2026-000001"));
+        existing.insert(n, s);
+        // The ledger of March is corrected afterwards: 101 accounts in the first stretch.
+        let mut late = march();
+        late[0].accounts.insert("standard".into(), 101);
+        let tenants = [tenant(vec![(Month::new(2026, 3), late)])];
+        let intents = run(&tenants, &existing, Scope::All, "2026-04-02T00:00:00Z");
+        assert_eq!(intents.len(), 1, "the final March is not proposed again");
+        let (n, april) = spec_of(&intents[0], None);
+        assert_eq!(n, "tholen-2026-04");
+        let corr: Vec<_> = april
+            .lines
+            .iter()
+            .filter(|l| l.kind == "correction")
+            .collect();
+        // One account at 30.00 a month for 240 of 743 hours: 9.69.
+        assert_eq!(corr.len(), 1, "{corr:#?}");
+        assert_eq!(corr[0].amount, "9.69");
+        assert!(corr[0].description.contains("RG-2026-000001"));
+        // April becomes final with the correction; May carries none.
+        let intents = run(&tenants, &existing, Scope::All, "2026-05-01T00:00:05+02:00");
+        let (n, s) = spec_of(&intents[0], Some("RG-2026-000002"));
+        assert_eq!(n, "tholen-2026-04");
+        assert!(s.lines.iter().any(|l| l.kind == "correction"));
+        existing.insert(n, s);
+        let intents = run(&tenants, &existing, Scope::All, "2026-05-01T00:00:05+02:00");
+        let (n, may) = spec_of(&intents[0], None);
+        assert_eq!(n, "tholen-2026-05");
+        assert!(
+            may.lines.iter().all(|l| l.kind != "correction"),
+            "corrected once: {may:#?}"
+        );
+    }
+
+    #[test]
+    fn a_leaving_tenant_gets_its_current_period_final() {
+        let mut segs = march();
+        segs[2].to = Some("2026-03-25T12:00:00+01:00".into());
+        let tenants = [tenant(vec![(Month::new(2026, 3), segs)])];
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::Leaving("tholen".into()),
+            "2026-03-25T11:00:00Z",
+        );
+        assert_eq!(intents.len(), 1);
+        assert!(matches!(intents[0], Intent::Final { .. }));
+        let (_, s) = spec_of(&intents[0], None);
+        assert!(
+            s.lines
+                .iter()
+                .all(|l| t(&l.to) <= t("2026-03-25T12:00:00+01:00")),
+            "{s:#?}"
+        );
+        let others = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::Leaving("other".into()),
+            "2026-03-25T11:00:00Z",
+        );
+        assert!(others.is_empty());
+    }
+
+    #[test]
+    fn names_are_lower_case() {
+        assert_eq!(invoice_name("werkplein", "2026-Q1"), "werkplein-2026-q1");
+        assert_eq!(next_seq(&["RG-2026-000007".into()], 2026), 8);
+        assert_eq!(next_seq(&[], 2026), 1);
+    }
+}
