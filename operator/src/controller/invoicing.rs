@@ -149,14 +149,16 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
+    // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin. Managed fields
+    // are dropped before the reflector, which stores what its input yields.
     let stream = reflector::reflector(
         writer,
-        // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin.
-        watcher::watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff(),
-    )
-    .modify(|o: &mut K| {
-        o.meta_mut().managed_fields = None;
-    });
+        watcher::watcher(Api::<K>::all(client), watcher::Config::default())
+            .default_backoff()
+            .modify(|o: &mut K| {
+                o.meta_mut().managed_fields = None;
+            }),
+    );
     let mut stream = std::pin::pin!(stream);
     while let Some(ev) = stream.next().await {
         if wakes && matches!(ev, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone)) {
