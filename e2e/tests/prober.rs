@@ -1,7 +1,8 @@
 //! The prober and its scheduler against real HTTP servers on loopback: healthy, failing,
 //! flapping, hanging and redirecting targets, the safety rules on real requests (a refused
 //! target is never contacted), DNS played by a fake lookup (pinning, rebinding), and the
-//! scheduler keeping a healthy target on time beside a hanging one. Every wait is bounded.
+//! scheduler keeping a healthy target on time beside a hanging one, and `regie sla` agreeing with
+//! the live computation on the samples of real probes. Every wait is bounded.
 
 #![allow(clippy::unwrap_used)]
 
@@ -553,4 +554,150 @@ async fn removal_stops_probing() {
     assert!(events.try_recv().is_err(), "no event after Retired");
     assert_eq!(scheduler.stats().targets, 0);
     scheduler.shutdown();
+}
+
+const AGREE_INVENTORY: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: ServiceLevel
+metadata: {name: live}
+spec:
+  rank: 1
+  timeZone: Europe/Amsterdam
+  serviceHours: ["Mon-Sun 00:00-24:00"]
+  responseTimes: {urgent: 60m, other: 48h}
+  kpiReport: daily
+  monitoring: 24x7
+  availability: {target: "99.9"}
+  probe: {interval: 1s, timeout: 1s}
+  workload: {minReplicas: 1, minAvailable: 0}
+  credits: [{below: "99.9", percent: 5}]
+---
+apiVersion: regie.dev/v1alpha1
+kind: Tenant
+metadata: {name: agree}
+spec:
+  displayName: Agree
+  serviceLevel: live
+  membership: {joined: "2024-01-01"}
+"#;
+
+/// The issue's "`regie sla` agrees with the live computation on the same samples", on real
+/// probes: the four kinds of loopback target probed by the scheduler every second; the outcomes
+/// go through the operator's live path (`History`) and, as a samples CSV, through `regie sla`'s
+/// path (inventory, `read_samples`, `build_report`); the month's and the day's figures must be
+/// identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regie_sla_agrees_with_the_live_figures_on_the_same_samples() {
+    use regie::sla::calendar::Period;
+    use regie::sla::compliance::Sample;
+    use regie::sla::history::{History, periods_at};
+    use regie::sla::{offline, report};
+
+    let server = TargetServer::start_with(TargetOptions {
+        hang_for: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let components = [
+        ("healthy", "/healthy"),
+        ("failing", "/failing"),
+        ("flapping", "/flapping?pattern=1100"),
+        ("hanging", "/hanging"),
+    ];
+    let (scheduler, mut events) = Scheduler::spawn(Arc::new(prober()), SchedulerConfig::default());
+    for (name, path) in components {
+        let target = ProbeTarget::new(
+            &server.url(path),
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+        )
+        .unwrap()
+        .with_labels(TargetLabels::new("agree", name, "live"));
+        scheduler
+            .upsert(format!("tenant-agree/{name}"), target)
+            .unwrap();
+    }
+    let events = collect(&mut events, Duration::from_secs(30), |seen| {
+        components
+            .iter()
+            .all(|(c, _)| reports(seen, &format!("tenant-agree/{c}")).len() >= 6)
+    })
+    .await;
+    scheduler.shutdown();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = AGREE_INVENTORY.to_string();
+    for (name, path) in components {
+        yaml.push_str(&format!(
+            "---\napiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: {name}, namespace: tenant-agree}}\nspec:\n  class: applicationHosting\n  saas: {{url: \"{}\"}}\n  probe: {{expectStatus: 200}}\n",
+            server.url(path)
+        ));
+    }
+    std::fs::write(dir.path().join("inventory.yaml"), yaml).unwrap();
+    let loaded = regie::input::load(&[dir.path().to_path_buf()]);
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let inv = regie::inventory::Inventory::new(loaded.objects);
+    assert!(inv.check().is_empty(), "{:?}", inv.check());
+    let tier = inv.tiers().remove("live").expect("tier");
+
+    let mut csv = String::from("time,tenant,component,success\n");
+    let mut histories: HashMap<&str, History> = HashMap::new();
+    let mut first = None;
+    for (name, _) in components {
+        let mine = reports(&events, &format!("tenant-agree/{name}"));
+        assert!(mine.len() >= 6, "{name}: {} probes", mine.len());
+        let h = histories.entry(name).or_default();
+        for r in mine {
+            let o = r.result.outcome().expect("probed");
+            first = first.min(Some(o.at)).or(Some(o.at));
+            csv.push_str(&format!("{},agree,{name},{}\n", o.at, o.success));
+            h.observe(
+                &tier,
+                Sample {
+                    at: o.at,
+                    success: o.success,
+                },
+            );
+        }
+    }
+    let samples = offline::read_samples("samples.csv", csv.as_bytes(), &inv).expect("samples");
+    for period in periods_at(&tier, first.expect("a sample")) {
+        let offline = report::to_json(&offline::build_report(&inv, period, &samples).unwrap());
+        assert_eq!(offline.period, period.to_string());
+        for row in &offline.results {
+            let h = &histories[row.component.as_str()];
+            let end = period.bounds(&tier.time_zone).unwrap().end;
+            let (_, live) = h.figures(&tier, period, end).unwrap();
+            assert_eq!(
+                (
+                    live.window_seconds,
+                    live.down_seconds,
+                    regie::sla::compliance::present(live.availability).to_string(),
+                    live.met,
+                    live.credit_percent
+                ),
+                (
+                    row.window_seconds,
+                    row.down_seconds,
+                    row.availability.clone(),
+                    row.met,
+                    row.credit_percent
+                ),
+                "{period} {}",
+                row.component
+            );
+        }
+        let row = |c: &str| offline.results.iter().find(|r| r.component == c).unwrap();
+        assert_eq!(row("healthy").down_seconds, 0);
+        assert!(row("failing").down_seconds >= 6, "{:?}", row("failing"));
+        assert!(row("hanging").down_seconds >= 6, "{:?}", row("hanging"));
+        let flapping = row("flapping").down_seconds;
+        assert!(
+            (2..=row("failing").down_seconds).contains(&flapping),
+            "{flapping}"
+        );
+        if matches!(period, Period::Month { .. }) {
+            assert_eq!(row("failing").credit_percent, 0, "a few seconds in a month");
+        }
+    }
 }
