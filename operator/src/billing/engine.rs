@@ -371,9 +371,10 @@ pub fn bill(
             })
             .collect()
     });
-    let mut invoices = Vec::new();
+    let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut invoices = Vec::with_capacity(results.iter().map(Vec::len).sum());
     for r in results {
-        invoices.extend(r?);
+        invoices.extend(r);
     }
     Ok(invoices)
 }
@@ -398,7 +399,8 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, Bill
         ctx.now,
     );
     let cal = &cat.cal;
-    let mut invoices = Vec::new();
+    // At most one invoice per tenant per month.
+    let mut invoices = Vec::with_capacity(tenants.len() * period.months().len());
     for t in tenants {
         let mut sorted = Vec::new();
         let spans = timeline(t, months, cal, &mut sorted)?;

@@ -290,6 +290,34 @@ impl<'a> SpanRef<'a> {
     }
 }
 
+/// Bounds and lengths of the few months one call touches, kept here rather than asked of the
+/// calendar for every piece: its cache is behind a lock that the billing threads share.
+struct Months<'c> {
+    cal: &'c Calendar,
+    /// (month, start, end, seconds of the month, seconds of its year)
+    known: Vec<(Month, Timestamp, Timestamp, Decimal, Decimal)>,
+}
+
+impl<'c> Months<'c> {
+    fn new(cal: &'c Calendar) -> Months<'c> {
+        Months {
+            cal,
+            known: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, m: Month) -> Result<(Timestamp, Timestamp, Decimal, Decimal), BillingError> {
+        if let Some(&(_, a, b, ms, ys)) = self.known.iter().rev().find(|k| k.0 == m) {
+            return Ok((a, b, ms, ys));
+        }
+        let (a, b) = self.cal.month_bounds(m)?;
+        let ms = Decimal::from(self.cal.month_seconds(m)?);
+        let ys = Decimal::from(self.cal.year_seconds(m.year)?);
+        self.known.push((m, a, b, ms, ys));
+        Ok((a, b, ms, ys))
+    }
+}
+
 /// One billed item of a span, with its key and level interned.
 struct Item {
     key: usize,
@@ -565,6 +593,8 @@ pub fn price_periods(
     let mut last_run: Vec<Option<usize>> = vec![None; tab.keys.len()];
     // (period, item, month) → that item's charges in the month within the period.
     let mut component_month: BTreeMap<(usize, usize, Month), Decimal> = BTreeMap::new();
+    let mut pieces: Vec<(usize, Month, Timestamp, Timestamp)> = Vec::new();
+    let mut months = Months::new(cal);
     for si in 0..tab.spans.len() {
         let (span_from, span_to) = (tab.spans[si].from, tab.spans[si].to);
         for (p, &(pf, pt)) in bounds.iter().enumerate() {
@@ -572,60 +602,71 @@ pub fn price_periods(
             if a >= b {
                 continue;
             }
-            for (list, pa, pb) in book.pieces(a, b)? {
-                for (m, ma, mb) in cal.month_pieces(pa, pb)? {
-                    let secs = Decimal::from(mb.as_second() - ma.as_second());
-                    let month_den = Decimal::from(cal.month_seconds(m)?);
-                    let year_den = Decimal::from(cal.year_seconds(m.year)?);
-                    for ii in 0..tab.spans[si].items.len() {
-                        let (key, level, qty) = {
-                            let it = &tab.spans[si].items[ii];
-                            (it.key, it.level, it.qty)
-                        };
-                        let (rate, per) = tab.rate(list, key, level)?;
-                        let den = if per == RatePer::Month {
-                            month_den
-                        } else {
-                            year_den
-                        };
-                        let unit = rate * secs / den;
-                        let amount = rate * Decimal::from(qty) * secs / den;
-                        if matches!(tab.keys[key], ItemKey::Component(..)) {
-                            *component_month.entry((p, key, m)).or_default() += amount;
+            // The stretch cut where a list supersedes another and at month ends, as
+            // PriceBook::pieces and Calendar::month_pieces cut it, without allocating.
+            pieces.clear();
+            let mut pa = a;
+            while pa < b {
+                let (list, l) = book.at(pa)?;
+                let pb = l.until.map_or(b, |u| u.min(b));
+                let (mut m, mut ma) = (cal.month_of(pa), pa);
+                while ma < pb {
+                    let mb = months.get(m)?.1.min(pb);
+                    pieces.push((list, m, ma, mb));
+                    (m, ma) = (m.next(), mb);
+                }
+                pa = pb;
+            }
+            for &(list, m, ma, mb) in &pieces {
+                let secs = Decimal::from(mb.as_second() - ma.as_second());
+                let (_, _, month_den, year_den) = months.get(m)?;
+                for ii in 0..tab.spans[si].items.len() {
+                    let (key, level, qty) = {
+                        let it = &tab.spans[si].items[ii];
+                        (it.key, it.level, it.qty)
+                    };
+                    let (rate, per) = tab.rate(list, key, level)?;
+                    let den = if per == RatePer::Month {
+                        month_den
+                    } else {
+                        year_den
+                    };
+                    let unit = rate * secs / den;
+                    let amount = rate * Decimal::from(qty) * secs / den;
+                    if matches!(tab.keys[key], ItemKey::Component(..)) {
+                        *component_month.entry((p, key, m)).or_default() += amount;
+                    }
+                    let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
+                        r.period == p
+                            && r.to == ma
+                            && r.level == level
+                            && r.quantity == qty
+                            && r.rate == rate
+                            && r.per == per
+                            && (r.list == list || book.lists[r.list].vat == book.lists[list].vat)
+                    });
+                    match last_run[key] {
+                        Some(i) if extend => {
+                            let r = &mut runs[i];
+                            r.to = mb;
+                            r.amount += amount;
+                            r.unit_price += unit;
                         }
-                        let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
-                            r.period == p
-                                && r.to == ma
-                                && r.level == level
-                                && r.quantity == qty
-                                && r.rate == rate
-                                && r.per == per
-                                && (r.list == list
-                                    || book.lists[r.list].vat == book.lists[list].vat)
-                        });
-                        match last_run[key] {
-                            Some(i) if extend => {
-                                let r = &mut runs[i];
-                                r.to = mb;
-                                r.amount += amount;
-                                r.unit_price += unit;
-                            }
-                            _ => {
-                                last_run[key] = Some(runs.len());
-                                runs.push(Run {
-                                    period: p,
-                                    key,
-                                    level,
-                                    quantity: qty,
-                                    rate,
-                                    per,
-                                    list,
-                                    from: ma,
-                                    to: mb,
-                                    amount,
-                                    unit_price: unit,
-                                });
-                            }
+                        _ => {
+                            last_run[key] = Some(runs.len());
+                            runs.push(Run {
+                                period: p,
+                                key,
+                                level,
+                                quantity: qty,
+                                rate,
+                                per,
+                                list,
+                                from: ma,
+                                to: mb,
+                                amount,
+                                unit_price: unit,
+                            });
                         }
                     }
                 }
@@ -899,6 +940,13 @@ fn notice_runs(
         }
         m = m.next();
     }
+    // Seconds of the years those months lie in, by year (a bill spans two or three at most).
+    let mut year_seconds: Vec<(i16, Decimal)> = Vec::new();
+    for (m, _, _) in &month_bounds {
+        if !year_seconds.iter().any(|(y, _)| *y == m.year) {
+            year_seconds.push((m.year, Decimal::from(cal.year_seconds(m.year)?)));
+        }
+    }
     points.retain(|p| inside(*p));
     points.sort_unstable();
     points.dedup();
@@ -995,9 +1043,13 @@ fn notice_runs(
                         )));
                     };
                     let secs = Decimal::from(b.as_second() - a.as_second());
+                    let year = match year_seconds.iter().find(|(y, _)| *y == m.year) {
+                        Some((_, s)) => *s,
+                        None => Decimal::from(cal.year_seconds(m.year)?),
+                    };
                     let f = (
                         secs / Decimal::from(me.as_second() - ms.as_second()),
-                        secs / Decimal::from(cal.year_seconds(m.year)?),
+                        secs / year,
                     );
                     factors = Some(f);
                     f
