@@ -37,11 +37,15 @@ pub fn cluster_rules() -> Value {
     ])
 }
 
+/// The one Secret regie may read: the billing system's token, in regie's own namespace.
+pub const BILLING_TOKEN_SECRET: &str = "regie-billing";
+
 /// Rules of the Role in regie's own namespace: the leader lease and the billing token.
 pub fn namespace_rules() -> Value {
     json!([
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        // Only the billing token (`regie run --billing-token-secret <namespace>/regie-billing`).
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [BILLING_TOKEN_SECRET]},
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch"]}
     ])
 }

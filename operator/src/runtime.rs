@@ -59,6 +59,30 @@ pub struct RunArgs {
     /// Log as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// Delivery of usage and final invoices to a billing system.
+    #[command(flatten)]
+    pub billing: Box<BillingArgs>,
+}
+
+/// Where usage and final invoices go (`regie run --billing-*`).
+#[derive(Args, Debug, Clone)]
+pub struct BillingArgs {
+    /// Billing system (OpenMeter-style) that receives usage and final invoices as CloudEvents
+    /// at `{URL}/api/v1/events`; without it nothing is delivered.
+    #[arg(long, value_name = "URL")]
+    pub billing_endpoint: Option<String>,
+    /// Secret with the billing system's bearer token under the key `token`.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub billing_token_secret: Option<controller::delivery::SecretRef>,
+    /// Names this installation in each event's source (`regie/<NAME>`).
+    #[arg(long, value_name = "NAME", default_value = "regie")]
+    pub billing_installation: String,
+    /// Seconds one delivery request may take before it is retried later.
+    #[arg(long, default_value_t = 10)]
+    pub billing_timeout_seconds: u64,
+    /// Seconds between looks for newly finished usage and final invoices.
+    #[arg(long, default_value_t = 30)]
+    pub billing_scan_seconds: u64,
 }
 
 #[derive(Clone)]
@@ -156,7 +180,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         renew_every: Duration::from_secs((args.lease_duration / 3).max(1)),
         ..leader::LeaseConfig::new(&args.leader_election_namespace, &identity)
     });
+    let billing = match &args.billing.billing_endpoint {
+        None => None,
+        Some(url) => {
+            regie_crds::validate::check_http_url(url)
+                .map_err(|m| anyhow::anyhow!("--billing-endpoint {url:?}: {m}"))?;
+            Some(controller::delivery::Config {
+                token_secret: args.billing.billing_token_secret.clone(),
+                installation: args.billing.billing_installation.clone(),
+                timeout: Duration::from_secs(args.billing.billing_timeout_seconds.max(1)),
+                scan_every: Duration::from_secs(args.billing.billing_scan_seconds.max(1)),
+                ..controller::delivery::Config::new(url)
+            })
+        }
+    };
+    if billing.is_none() && args.billing.billing_token_secret.is_some() {
+        anyhow::bail!("--billing-token-secret needs --billing-endpoint");
+    }
     let options = Options {
+        billing,
         concurrency: args.concurrency,
         identity: identity.clone(),
         resync: Duration::from_secs(args.resync_seconds),

@@ -13,6 +13,9 @@ use super::BillingError;
 /// The default JSON pointer of the count.
 pub const DEFAULT_POINTER: &str = "/accounts";
 
+/// The largest answer read from an account source.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// The count at `pointer` in an answer: a JSON integer of zero or more, nothing else.
 pub fn read_count(body: &Value, pointer: &str) -> Result<i64, BillingError> {
     let pointer = if pointer.is_empty() {
@@ -58,7 +61,14 @@ pub async fn fetch_measured(
                 timeout.as_secs_f32()
             ))
         } else {
-            BillingError::Remote(format!("{url}: {e}"))
+            // reqwest's own message hides the cause (refused, reset, no route): name it.
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                why = format!("{why}: {c}");
+                cause = c.source();
+            }
+            BillingError::Remote(format!("{url}: {why}"))
         }
     })?;
     let status = resp.status();
@@ -68,10 +78,22 @@ pub async fn fetch_measured(
             status.as_u16()
         )));
     }
-    let body = resp
-        .bytes()
+    // The source is not trusted: an endless or huge answer must not exhaust the operator.
+    let mut resp = resp;
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| BillingError::Remote(format!("{url}: cannot read the answer: {e}")))?;
+        .map_err(|e| BillingError::Remote(format!("{url}: cannot read the answer: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(BillingError::Remote(format!(
+                "{url} answered more than {} KiB; a count of accounts is far smaller",
+                MAX_ANSWER_BYTES / 1024
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
     let json: Value = serde_json::from_slice(&body)
         .map_err(|e| BillingError::Remote(format!("{url} answered no JSON: {e}")))?;
     read_count(&json, pointer.unwrap_or(DEFAULT_POINTER))

@@ -167,6 +167,32 @@ pub fn invoice_event(
     ))
 }
 
+/// A final `Invoice` object as regie writes it in the cluster, as an event. Its id is the one
+/// [`invoice_event`] gives the same tenant and period, so the controller and the offline path
+/// can never send one invoice under two ids.
+pub fn invoice_object_event(
+    installation: &str,
+    spec: &regie_crds::generated::InvoiceSpec,
+    time: Timestamp,
+) -> Result<CloudEvent, BillingError> {
+    if spec.state != regie_crds::generated::InvoiceState::Final {
+        return Err(BillingError::input(format!(
+            "the invoice of {} for {} is a draft: only final invoices are sent",
+            spec.tenant, spec.period
+        )));
+    }
+    let data = serde_json::to_value(spec)
+        .map_err(|e| BillingError::input(format!("cannot encode the invoice: {e}")))?;
+    Ok(event(
+        installation,
+        INVOICE_FINAL_TYPE,
+        &spec.tenant,
+        event_id(&spec.tenant, "invoice", &spec.period, 1),
+        time,
+        data,
+    ))
+}
+
 /// A source of randomness for backoff jitter, injected so tests are deterministic.
 pub trait Jitter {
     fn next_u64(&mut self) -> u64;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use regie_crds::generated::{Segment, SegmentComponent, UsageSpec, UsageStatus};
-use regie_crds::{Tenant, Usage, WorkplacePackage};
+use regie_crds::{Tenant, Usage};
 use serde_json::json;
 
 use super::Context;
@@ -19,23 +19,20 @@ use crate::billing::ledger::{self, BillableState};
 use crate::billing::period::Month;
 use crate::billing::proration::Calendar;
 
-/// The billable state of a tenant now: its level, billed accounts per profile, components.
+/// The billable state of a tenant now: its level, billed accounts per profile (after each
+/// package's basis, from [`super::accounts::package_accounts`], as the package status will show
+/// them) and the measured counts, and its components.
 pub fn billable_state(
     tier: &str,
-    packages: &[std::sync::Arc<WorkplacePackage>],
+    packages: &[(String, super::accounts::PackageAccounts)],
     components: Vec<SegmentComponent>,
 ) -> BillableState {
     let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
     let mut measured: BTreeMap<String, i64> = BTreeMap::new();
-    for p in packages {
-        let billed = p
-            .status
-            .as_ref()
-            .and_then(|s| s.billed_accounts)
-            .unwrap_or(p.spec.accounts);
-        *accounts.entry(p.spec.profile.clone()).or_insert(0) += billed.max(0);
-        if let Some(m) = p.status.as_ref().and_then(|s| s.measured_accounts) {
-            *measured.entry(p.spec.profile.clone()).or_insert(0) += m;
+    for (profile, a) in packages {
+        *accounts.entry(profile.clone()).or_insert(0) += a.billed.max(0);
+        if let Some(m) = a.measured {
+            *measured.entry(profile.clone()).or_insert(0) += m;
         }
     }
     let mut components = components;

@@ -12,7 +12,9 @@
 //! The Tenant is the unit of work: its reconcile handles its components and packages too, so
 //! its status can roll them up and name the root cause of anything not ready.
 
+pub mod accounts;
 pub mod children;
+pub mod delivery;
 pub mod invoicing;
 pub mod leader;
 pub mod metering;
@@ -60,6 +62,8 @@ pub struct Context {
     pub probes: Option<probing::Probes>,
     /// Invoicing's caches and loop (Invoices from the Usage ledgers).
     pub invoicing: Arc<invoicing::Invoicing>,
+    /// What the measured-accounts monitor last read, per package.
+    pub measurements: accounts::Measurements,
 }
 
 impl Context {
@@ -81,13 +85,16 @@ pub struct Options {
     pub identity: String,
     /// Reconcile every tenant this often even when nothing changed (no writes unless drifted).
     pub resync: Duration,
-    /// Which probe targets the SLA prober may contact (tests on loopback allow loopback).
+    /// Which probe targets the SLA prober may contact (tests on loopback allow loopback); the
+    /// same policy guards the packages' account sources.
     pub probe_policy: crate::sla::target::ProbePolicy,
     /// regie's own namespace: where the invoice number counter lives.
     pub namespace: String,
     /// Price every tenant's invoices this often even when nothing changed (no writes unless
     /// they differ); changes to usage, credits, prices or orders trigger a pass at once.
     pub invoice_interval: Duration,
+    /// Where usage and final invoices go; none delivers nothing.
+    pub billing: Option<delivery::Config>,
 }
 
 impl Default for Options {
@@ -102,6 +109,7 @@ impl Default for Options {
             // its own.
             namespace: "default".into(),
             invoice_interval: Duration::from_secs(120),
+            billing: None,
         }
     }
 }
@@ -176,6 +184,7 @@ pub async fn run(
         resync: options.resync,
         probes,
         invoicing,
+        measurements: accounts::Measurements::default(),
     });
 
     let probes = ctx.probes.clone();
@@ -299,6 +308,14 @@ pub async fn run(
                 }
             }
         });
+    }
+    tasks.spawn(accounts::run(
+        ctx.clone(),
+        options.probe_policy.clone(),
+        trigger_tx.clone(),
+    ));
+    if let Some(billing) = options.billing.clone() {
+        tasks.spawn(delivery::run(ctx.clone(), billing));
     }
     drop(trigger_tx);
     tasks.spawn(refresh_gauges(ctx.clone()));

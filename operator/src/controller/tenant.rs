@@ -177,7 +177,11 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
             service_level: p.level.clone(),
         })
         .collect();
-    let billable = super::metering::billable_state(&tier.name, &meter_packages, meter_components);
+    let meter_accounts: Vec<_> = meter_packages
+        .iter()
+        .map(|p| (p.spec.profile.clone(), super::accounts::of_package(&ctx, p)))
+        .collect();
+    let billable = super::metering::billable_state(&tier.name, &meter_accounts, meter_components);
     let namespace_terminating = ctx
         .index
         .get(&("Namespace".into(), None, ns.clone()))
@@ -760,18 +764,39 @@ async fn write_package_status(
     let generation = p.meta().generation;
     let now = to_time(now);
     let errors = p.spec.validate();
+    let accounts = super::accounts::of_package(ctx, p);
     let mut new = WorkplacePackageStatus {
         conditions: old.conditions.clone(),
         observed_generation: generation,
-        measured_accounts: old.measured_accounts,
-        measured_at: old.measured_at.clone(),
+        measured_accounts: accounts.measured,
+        measured_at: accounts.measured_at.clone(),
         ..WorkplacePackageStatus::default()
     };
+    match &accounts.condition {
+        super::accounts::ConditionUpdate::Keep => {}
+        super::accounts::ConditionUpdate::Remove => new
+            .conditions
+            .retain(|c| c.type_ != super::accounts::CONDITION),
+        super::accounts::ConditionUpdate::Set {
+            ok,
+            reason,
+            message,
+        } => {
+            status::set_condition(
+                &mut new.conditions,
+                status::condition(
+                    super::accounts::CONDITION,
+                    *ok,
+                    reason,
+                    message.clone(),
+                    generation,
+                    now.clone(),
+                ),
+            );
+        }
+    }
     let billed = if errors.is_empty() {
-        let billed = match (&p.spec.account_source, old.measured_accounts) {
-            (Some(src), Some(m)) => billed_accounts(src.basis, p.spec.accounts, m),
-            _ => p.spec.accounts,
-        };
+        let billed = accounts.billed;
         new.billed_accounts = Some(billed);
         set_kstatus(
             &mut new.conditions,
@@ -799,6 +824,7 @@ async fn write_package_status(
     };
     if new != old {
         warn_on_new_stall(ctx, p, &old.conditions, &new.conditions).await;
+        super::accounts::warn_on_failure(ctx, p, &old.conditions, &new.conditions).await;
         patch_status(ctx, p, &new).await?;
     }
     Ok(billed)
@@ -868,15 +894,5 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
-    }
-}
-
-/// The accounts billed for a package with an account source: declared, measured, or the larger.
-fn billed_accounts(basis: regie_crds::tenancy::AccountBasis, declared: i64, measured: i64) -> i64 {
-    use regie_crds::tenancy::AccountBasis;
-    match basis {
-        AccountBasis::Declared => declared,
-        AccountBasis::Measured => measured,
-        AccountBasis::Max => declared.max(measured),
     }
 }
