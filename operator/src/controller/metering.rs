@@ -6,7 +6,9 @@
 //! before the change is reported done; recording the same state again changes nothing, so a
 //! crash or restart neither loses nor duplicates a segment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
@@ -43,6 +45,47 @@ pub fn billable_state(
         measured_accounts: measured,
         components,
     }
+}
+
+/// The billable state this process last found durable in each tenant's ledger, by tenant: the
+/// month and a fingerprint of the state. A reconcile of a tenant whose state has not changed
+/// then costs no read of its Usage — without it, every reconcile (thousands after a restart,
+/// several per tenant while a change converges) would GET the ledger. regie is the ledger's
+/// only writer, and a new process (or a new leader) starts empty, so a hit is never stale.
+#[derive(Debug, Default)]
+pub struct Recorded(Mutex<HashMap<String, (Month, u64)>>);
+
+impl Recorded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Month, u64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_current(&self, tenant: &str, month: Month, fingerprint: u64) -> bool {
+        self.lock().get(tenant) == Some(&(month, fingerprint))
+    }
+
+    fn remember(&self, tenant: &str, month: Month, fingerprint: u64) {
+        self.lock().insert(tenant.to_string(), (month, fingerprint));
+    }
+
+    fn forget(&self, tenant: &str) {
+        self.lock().remove(tenant);
+    }
+}
+
+fn fingerprint(state: &BillableState) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    state.service_level.hash(&mut hasher);
+    state.accounts.hash(&mut hasher);
+    state.measured_accounts.hash(&mut hasher);
+    for c in &state.components {
+        c.name.hash(&mut hasher);
+        c.service_level.hash(&mut hasher);
+        format!("{:?}", c.class).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn usage_name(tenant: &str, month: Month) -> String {
@@ -103,6 +146,10 @@ pub async fn record(
     let name = tenant.name_any();
     let now = ctx.now();
     let month = cal.month_of(now);
+    let fingerprint = fingerprint(state);
+    if ctx.metered.is_current(&name, month, fingerprint) {
+        return Ok(());
+    }
     let api: Api<Usage> = Api::all(ctx.client.clone());
     let current = api.get_opt(&usage_name(&name, month)).await?;
     let mut segments = current
@@ -143,6 +190,7 @@ pub async fn record(
     if changed || current.is_none() {
         write(ctx, &api, &name, month, current.as_ref(), segments, false).await?;
     }
+    ctx.metered.remember(&name, month, fingerprint);
     Ok(())
 }
 
@@ -152,6 +200,7 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
         return Ok(());
     };
     let name = tenant.name_any();
+    ctx.metered.forget(&name);
     let now = ctx.now();
     let month = cal.month_of(now);
     let api: Api<Usage> = Api::all(ctx.client.clone());

@@ -64,6 +64,8 @@ pub struct Context {
     pub invoicing: Arc<invoicing::Invoicing>,
     /// What the measured-accounts monitor last read, per package.
     pub measurements: accounts::Measurements,
+    /// The billable state this process last found durable in each tenant's ledger.
+    pub metered: metering::Recorded,
 }
 
 impl Context {
@@ -185,6 +187,7 @@ pub async fn run(
         probes,
         invoicing,
         measurements: accounts::Measurements::default(),
+        metered: metering::Recorded::default(),
     });
 
     let probes = ctx.probes.clone();
@@ -329,8 +332,17 @@ pub async fn run(
         let _ = packages.wait_until_ready().await;
         index.wait_listed(child_kinds).await;
     };
+    // A stop while the caches fill must not wait for them (nor reconcile half-synced).
+    let shutdown = futures::FutureExt::shared(shutdown);
     tokio::select! {
         _ = synced => {},
+        _ = shutdown.clone() => {
+            if let Some(p) = &probes {
+                p.shutdown();
+            }
+            tasks.abort_all();
+            return;
+        }
         _ = tokio::time::sleep(Duration::from_secs(300)) => {
             tracing::error!("caches not synced after 5 minutes (missing RBAC?); reconciling anyway");
         }
