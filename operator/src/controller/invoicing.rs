@@ -14,6 +14,8 @@
 //!   the current and the previous quarter and appears as `correction` lines on the tenant's next
 //!   invoice that is not yet final; corrections already carried by a later final invoice count
 //!   as billed, so nothing is corrected twice.
+//! - A draft that is no longer produced (the tenant's invoicing period changed, nothing is
+//!   billed) is deleted, with its resourceVersion as precondition so a final invoice never is.
 //! - A tenant is invoiced from the first period in which it has a Usage (metering started), so
 //!   installing regie does not issue invoices for months before it ran.
 //! - Offboarding ([`offboard`], from the Tenant finalizer, after its usage is closed): the
@@ -41,7 +43,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KEvent, EventType};
 use kube::runtime::reflector::{self, Store, store::Writer};
@@ -275,6 +277,8 @@ pub enum Intent {
     Draft { name: String, invoice: Invoice },
     /// A closed period's (or a leaving tenant's) invoice, complete, still without a number.
     Final { name: String, invoice: Invoice },
+    /// A draft the tenant no longer gets (its invoicing period changed, nothing is billed).
+    Obsolete { name: String },
 }
 
 fn dec(s: &str, what: &str) -> Result<Decimal, BillingError> {
@@ -413,6 +417,7 @@ pub fn plan(
         }
     }
     let mut intents = Vec::new();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
     for (tenant, mut invoices) in computed {
         let leaving = match scope {
             Scope::All if deleting.contains(&tenant) => continue,
@@ -428,6 +433,7 @@ pub fn plan(
         let mut pending: Vec<Line> = Vec::new();
         for mut inv in invoices {
             let name = invoice_name(&tenant, &inv.period);
+            wanted.insert(name.clone());
             if let Some(spec) = existing.get(&name)
                 && spec.state == InvoiceState::Final
             {
@@ -456,9 +462,19 @@ pub fn plan(
             Intent::Draft { invoice, .. } | Intent::Final { invoice, .. } => {
                 (invoice.from, invoice.tenant.clone())
             }
+            Intent::Obsolete { name } => (Timestamp::MAX, name.clone()),
         };
         key(a).cmp(&key(b))
     });
+    let in_scope = |tenant: &str| match scope {
+        Scope::All => !deleting.contains(tenant) && tenants.iter().any(|t| t.name == tenant),
+        Scope::Leaving(t) => t == tenant,
+    };
+    for (name, spec) in existing {
+        if spec.state == InvoiceState::Draft && in_scope(&spec.tenant) && !wanted.contains(name) {
+            intents.push(Intent::Obsolete { name: name.clone() });
+        }
+    }
     Ok(intents)
 }
 
@@ -572,6 +588,11 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             Intent::Final { name, invoice } => {
                 finalize(ctx, &api, &name, invoice, &known, &tz, now).await?;
             }
+            Intent::Obsolete { name } => {
+                if let Some(s) = stored.get(&name) {
+                    remove_draft(ctx, &api, s).await?;
+                }
+            }
         }
     }
     Ok(())
@@ -670,6 +691,34 @@ async fn write_draft(
         }
     }
     Ok(())
+}
+
+/// Deletes a draft nobody is invoiced for any more; only that version of it (a precondition),
+/// so an invoice made final meanwhile stays.
+async fn remove_draft(
+    ctx: &Context,
+    api: &Api<InvoiceObject>,
+    stored: &InvoiceObject,
+) -> Result<(), kube::Error> {
+    if stored.spec.state != InvoiceState::Draft {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: stored.resource_version(),
+            uid: stored.uid(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&stored.name_any(), &params).await {
+        Ok(_) => {
+            ctx.metrics.write("delete", "Invoice");
+            tracing::info!(invoice = %stored.name_any(), "draft no longer wanted; deleted");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Numbers and writes a final invoice once. Re-reads it first: a final one is left alone.
@@ -930,6 +979,7 @@ spec:
                 inv.number = number.map(Into::into);
                 (name.clone(), inv.to_spec(&tz))
             }
+            Intent::Obsolete { name } => panic!("{name} is obsolete"),
         }
     }
 
@@ -1036,6 +1086,31 @@ spec:
             "2026-03-25T11:00:00Z",
         );
         assert!(others.is_empty());
+    }
+
+    #[test]
+    fn a_draft_no_longer_billed_is_dropped() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-03-25T10:00:00Z",
+        );
+        let (name, spec) = spec_of(&intents[0], None);
+        let existing = BTreeMap::from([(name, spec)]);
+        // The tenant is now invoiced quarterly: the monthly draft goes, the quarter's comes.
+        let mut quarterly = tenant(vec![(Month::new(2026, 3), march())]);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(&[quarterly], &existing, Scope::All, "2026-03-25T10:00:00Z");
+        assert!(intents.contains(&Intent::Obsolete {
+            name: "tholen-2026-03".into()
+        }));
+        assert!(
+            intents
+                .iter()
+                .any(|i| matches!(i, Intent::Draft { name, .. } if name == "tholen-2026-q1"))
+        );
     }
 
     #[test]
