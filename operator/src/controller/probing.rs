@@ -561,6 +561,29 @@ struct Draft {
 /// the histories, and the SLA gauges.
 async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let now = ctx.now();
+    // A component whose history is not resumed yet (no sample of it handled since the start)
+    // would be written with an empty history over what its stored report holds: resume it first.
+    let pending: Vec<(String, Vec<String>)> = {
+        let state = probes.lock();
+        state
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.tenant == tenant && !t.resumed)
+            .map(|(key, t)| {
+                let names = periods_at(&t.tier, now)
+                    .iter()
+                    .map(|p| report_name(&t.tenant, p))
+                    .collect();
+                (key.clone(), names)
+            })
+            .collect()
+    };
+    for (key, names) in pending {
+        if !resume(ctx, probes, &key, &names).await {
+            probes.lock().dirty.insert(tenant.to_string());
+            return;
+        }
+    }
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
     {
         let mut state = probes.lock();
