@@ -186,7 +186,7 @@ pub fn spawn(ctx: Arc<Context>, writers: Writers, tasks: &mut tokio::task::JoinS
 async fn run(ctx: Arc<Context>) {
     let inv = ctx.invoicing.clone();
     inv.ready().await;
-    let _ = ctx.tenants.wait_until_ready().await;
+    ctx.tenants_synced.clone().await;
     let _ = ctx.packages.wait_until_ready().await;
     let _ = ctx.components.wait_until_ready().await;
     loop {

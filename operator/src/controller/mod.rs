@@ -66,6 +66,10 @@ pub struct Context {
     pub measurements: accounts::Measurements,
     /// The billable state this process last found durable in each tenant's ledger.
     pub metered: metering::Recorded,
+    /// Resolves once the tenant cache holds the whole list. Await this, never
+    /// `tenants.wait_until_ready()` from several tasks: kube-runtime's store keeps only the
+    /// last waiter's waker, so of several tasks waiting at once all but one would hang.
+    pub tenants_synced: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl Context {
@@ -188,6 +192,12 @@ pub async fn run(
         invoicing,
         measurements: accounts::Measurements::default(),
         metered: metering::Recorded::default(),
+        tenants_synced: {
+            let tenants = tenants.clone();
+            futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+                let _ = tenants.wait_until_ready().await;
+            }))
+        },
     });
 
     let probes = ctx.probes.clone();
@@ -267,7 +277,7 @@ pub async fn run(
                 if !started.load(std::sync::atomic::Ordering::Acquire) {
                     continue;
                 }
-                let _ = ctx.tenants.wait_until_ready().await;
+                ctx.tenants_synced.clone().await;
                 let ns = c.namespace().unwrap_or_default();
                 match ctx.tenant_of_namespace(&ns) {
                     Some(t) => {
@@ -301,7 +311,7 @@ pub async fn run(
                 if !started.load(std::sync::atomic::Ordering::Acquire) {
                     continue;
                 }
-                let _ = ctx.tenants.wait_until_ready().await;
+                ctx.tenants_synced.clone().await;
                 let ns = p.namespace().unwrap_or_default();
                 match ctx.tenant_of_namespace(&ns) {
                     Some(t) => {
