@@ -189,16 +189,32 @@ async fn run(ctx: Arc<Context>) {
     ctx.tenants_synced.clone().await;
     let _ = ctx.packages.wait_until_ready().await;
     let _ = ctx.components.wait_until_ready().await;
+    let mut backoff = Duration::ZERO;
     loop {
-        if let Err(e) = pass(&ctx, Scope::All).await {
-            tracing::warn!(error = %e, "invoicing pass failed; retrying");
+        let started = std::time::Instant::now();
+        let result = pass(&ctx, Scope::All).await;
+        let took = started.elapsed();
+        if let Err(e) = result {
+            // Bad input stays bad until someone fixes it: retry ever more slowly (5 s doubling
+            // up to the interval), not on every change of a busy cluster.
+            backoff = (backoff * 2).max(FAILED_PASS_BACKOFF).min(inv.interval);
+            tracing::warn!(error = %e, retry_in = ?backoff, "invoicing pass failed");
+            tokio::time::sleep(backoff).await;
+            continue;
         }
+        backoff = Duration::ZERO;
+        // A pass prices every tenant: gather changes for at least ten times what one costs, so
+        // that pricing takes at most about a tenth of a core however fast the cluster changes.
+        let gather = Duration::from_millis(500).max(took * 10);
         tokio::select! {
-            _ = inv.wake.notified() => tokio::time::sleep(Duration::from_millis(500)).await,
+            _ = inv.wake.notified() => tokio::time::sleep(gather).await,
             _ = tokio::time::sleep(inv.interval) => {},
         }
     }
 }
+
+/// The first wait after a failed pass; it doubles with every further failure.
+const FAILED_PASS_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Offboarding: makes the tenant's invoices up to now final (its usage must be closed first).
 /// `Ok(false)` when they cannot be priced: a Warning event names why, and the caller keeps the
