@@ -106,7 +106,9 @@ build_control_plane() (
   local pkgdir=$gopath/src/k8s.io/kubernetes
   mkdir -p "$gopath/src/k8s.io"
   ln -s "$tmp/src" "$pkgdir"
-  export GOPATH=$gopath GO111MODULE=off CGO_ENABLED=0 GOFLAGS='' GOCACHE=$tmp/gocache GOTOOLCHAIN=local
+  # The Go build cache outlives an interrupted build (a test's watchdog, a timeout), so the next
+  # try resumes instead of starting over; it is removed once the binaries are in place.
+  export GOPATH=$gopath GO111MODULE=off CGO_ENABLED=0 GOFLAGS='' GOCACHE=$CONTROL_PLANE_CACHE/gocache GOTOOLCHAIN=local
   export GOTMPDIR=$tmp/gotmp
   mkdir -p "$GOTMPDIR"
 
@@ -157,6 +159,7 @@ build_control_plane() (
   # Atomic: the cache directory appears complete or not at all.
   rm -rf "$dest"
   mv -T "$tmp/out" "$dest"
+  rm -rf "$CONTROL_PLANE_CACHE/gocache"
   log "build [+$(elapsed "$build_t0")]: done, cached in $dest"
 )
 

@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 use regie::controller::Options;
 use regie::controller::children::FIELD_MANAGER;
 use regie_crds::status::{AVAILABLE, READY, STALLED, find};
-use regie_crds::{HostingComponent, Tenant};
+use regie_crds::{HostingComponent, Invoice, InvoiceSpec, Tenant};
 use regie_e2e::cluster::{Cluster, TestCluster, regie_files, repo_root};
 use regie_e2e::operator::{RunningOperator, eventually, tenants_ready};
 
@@ -445,6 +445,17 @@ async fn operator_end_to_end() {
     tenants_ready(&client, &ALL, WAIT)
         .await
         .expect("all ready before restart");
+    let invoices_api: Api<Invoice> = Api::all(client.clone());
+    // Invoicing gathers changes for a moment: take the invoices once they have settled.
+    let mut invoices_before = invoice_specs(&invoices_api).await;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = invoice_specs(&invoices_api).await;
+        if now == invoices_before {
+            break;
+        }
+        invoices_before = now;
+    }
     op.stop().await.expect("graceful stop");
     let op = RunningOperator::start(client.clone(), Options::default(), None);
     let metrics = op.metrics.clone();
@@ -467,21 +478,54 @@ async fn operator_end_to_end() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // SlaReport writes are the prober recording measurements (time passes, probes fail: the
     // world is not unchanged for it), and after a restart the prober re-asserts each probed
-    // component's Available once (a known cost, see the closing note of issue 4); everything
-    // else — children, tenants, packages, usage, events — must see zero writes.
-    let reconcile_writes: u64 = op
+    // component's Available once (a known cost, see the closing note of issue 4). A draft
+    // Invoice follows the SLA credits of those measurements, so it may change too — but only in
+    // its credit lines and totals. Everything else — children, tenants, packages, usage,
+    // events — must see zero writes.
+    let invoices_after = invoice_specs(&invoices_api).await;
+    let mut invoices_changed = 0;
+    for (name, after) in &invoices_after {
+        let Some(before) = invoices_before.get(name) else {
+            panic!("the restarted operator created Invoice {name} in an unchanged world");
+        };
+        if before != after {
+            invoices_changed += 1;
+            assert_eq!(
+                without_credits(before),
+                without_credits(after),
+                "Invoice {name} changed in more than its SLA credits"
+            );
+        }
+    }
+    let writes = |kind: &str| -> u64 {
+        op.metrics
+            .api_writes
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "kind" && l.value() == kind)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
+    assert!(
+        writes("Invoice") <= invoices_changed,
+        "Invoices were rewritten unchanged:\n{}",
+        op.metrics.render()
+    );
+    let all_writes: u64 = op
         .metrics
         .api_writes
         .collect()
         .iter()
         .flat_map(|f| f.get_metric())
-        .filter(|m| {
-            !m.get_label().iter().any(|l| {
-                l.name() == "kind" && (l.value() == "SlaReport" || l.value() == "HostingComponent")
-            })
-        })
         .map(|m| m.get_counter().get_value() as u64)
         .sum();
+    let reconcile_writes =
+        all_writes - writes("SlaReport") - writes("HostingComponent") - writes("Invoice");
     assert_eq!(
         reconcile_writes,
         0,
@@ -536,4 +580,24 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), target).expect("copy");
         }
     }
+}
+
+/// Every Invoice's spec by name.
+async fn invoice_specs(api: &Api<Invoice>) -> BTreeMap<String, InvoiceSpec> {
+    api.list(&ListParams::default())
+        .await
+        .expect("list invoices")
+        .into_iter()
+        .map(|i| (i.name_any(), i.spec))
+        .collect()
+}
+
+/// An invoice's lines other than SLA credits; the totals follow the credits, so they go too.
+fn without_credits(spec: &InvoiceSpec) -> InvoiceSpec {
+    let mut s = spec.clone();
+    s.lines.retain(|l| l.kind != "credit");
+    s.subtotal.clear();
+    s.vat.clear();
+    s.total.clear();
+    s
 }

@@ -145,40 +145,141 @@ impl Invoicing {
     }
 }
 
-/// Keeps one cache filled; a change wakes the invoicing loop when `wakes`.
-async fn watch<K>(client: Client, writer: Writer<K>, inv: Arc<Invoicing>, wakes: bool)
-where
+/// Which changes of a cache wake the invoicing loop.
+enum Wakes<K> {
+    /// None: invoicing's own output.
+    Never,
+    /// Every change.
+    Always,
+    /// A change of what this function sums up: the rest of the object does not affect prices.
+    OnChangeOf(fn(&K) -> u64),
+}
+
+// Not derived: that would ask `K: Copy`.
+impl<K> Clone for Wakes<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K> Copy for Wakes<K> {}
+
+/// Keeps one cache filled; its changes wake the invoicing loop as `wakes` says. `slim` drops
+/// what invoicing never reads before the reflector, which stores what its input yields.
+async fn watch<K>(
+    client: Client,
+    writer: Writer<K>,
+    inv: Arc<Invoicing>,
+    slim: fn(&mut K),
+    wakes: Wakes<K>,
+) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
-    // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin. Managed fields
-    // are dropped before the reflector, which stores what its input yields.
+    // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin.
     let stream = reflector::reflector(
         writer,
         watcher::watcher(Api::<K>::all(client), watcher::Config::default())
             .default_backoff()
-            .modify(|o: &mut K| {
+            .modify(move |o: &mut K| {
                 o.meta_mut().managed_fields = None;
+                slim(o);
             }),
     );
     let mut stream = std::pin::pin!(stream);
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(ev) = stream.next().await {
-        if wakes && matches!(ev, Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone)) {
+        let wake = match (wakes, &ev) {
+            (Wakes::Never, _) | (_, Err(_) | Ok(Event::Init)) => false,
+            (Wakes::Always, Ok(ev)) => !matches!(ev, Event::InitApply(_)),
+            (Wakes::OnChangeOf(sum), Ok(Event::Apply(o) | Event::InitApply(o))) => {
+                let changed = seen.insert(o.name_any(), sum(o)) != Some(sum(o));
+                changed && matches!(ev, Ok(Event::Apply(_)))
+            }
+            (Wakes::OnChangeOf(_), Ok(Event::Delete(o))) => seen.remove(&o.name_any()).is_some(),
+            (Wakes::OnChangeOf(_), Ok(Event::InitDone)) => true,
+        };
+        if wake {
             inv.wake.notify_one();
         }
     }
+}
+
+/// Keeps nothing extra.
+fn keep_all<K>(_: &mut K) {}
+
+/// Of an SlaReport, invoicing reads only the credits (see [`credits_of`]): the figures and
+/// incidents behind them are dropped from its cache.
+fn slim_report(r: &mut SlaReport) {
+    r.metadata.annotations = None;
+    r.metadata.labels = None;
+    if let Some(s) = r.status.as_mut() {
+        s.conditions.clear();
+        s.worst_availability = None;
+        s.measured_until = None;
+        s.components.retain(|c| c.credit_percent != 0);
+        for c in &mut s.components {
+            c.service_level.clear();
+            c.availability.clear();
+            c.target.clear();
+            c.incidents.clear();
+            c.window_seconds = 0;
+            c.down_seconds = 0;
+        }
+    }
+}
+
+/// What of an SlaReport changes invoices: its credits.
+fn report_credits(r: &SlaReport) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.spec.period.hash(&mut h);
+    r.spec.tenant.hash(&mut h);
+    for c in r.status.iter().flat_map(|s| s.components.iter()) {
+        (&c.component, c.credit_percent).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Starts the caches' watches and the invoicing loop.
 pub fn spawn(ctx: Arc<Context>, writers: Writers, tasks: &mut tokio::task::JoinSet<()>) {
     let inv = ctx.invoicing.clone();
     let c = ctx.client.clone();
-    tasks.spawn(watch(c.clone(), writers.price_lists, inv.clone(), true));
-    tasks.spawn(watch(c.clone(), writers.pools, inv.clone(), true));
-    tasks.spawn(watch(c.clone(), writers.orders, inv.clone(), true));
-    tasks.spawn(watch(c.clone(), writers.usages, inv.clone(), true));
-    tasks.spawn(watch(c.clone(), writers.reports, inv.clone(), true));
-    tasks.spawn(watch(c, writers.invoices, inv, false));
+    tasks.spawn(watch(
+        c.clone(),
+        writers.price_lists,
+        inv.clone(),
+        keep_all,
+        Wakes::Always,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        writers.pools,
+        inv.clone(),
+        keep_all,
+        Wakes::Always,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        writers.orders,
+        inv.clone(),
+        keep_all,
+        Wakes::Always,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        writers.usages,
+        inv.clone(),
+        keep_all,
+        Wakes::Always,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        writers.reports,
+        inv.clone(),
+        slim_report,
+        Wakes::OnChangeOf(report_credits),
+    ));
+    tasks.spawn(watch(c, writers.invoices, inv, keep_all, Wakes::Never));
     tasks.spawn(run(ctx));
 }
 

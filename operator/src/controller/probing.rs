@@ -22,7 +22,8 @@
 //! at once, unless the tenant's reports were written less than one probe interval ago (its
 //! components' shortest); then it goes with the first sample after that interval — one probe
 //! interval after the transition at the latest. Besides, the figures are written every
-//! [`Probes::flush_every`]. Between two transitions every sample has the same outcome, and a
+//! [`Probes::flush_every`], spread over it: each tenant has a fixed one of [`FLUSH_SLOTS`] slots
+//! of the period, so the steady load is even instead of a burst of every tenant at once. Between two transitions every sample has the same outcome, and a
 //! persisted sample covers the time until the next one; so after a restart — which resumes the
 //! history from the reports — what is lost is at most one probe interval (plus a write still in
 //! flight).
@@ -76,6 +77,17 @@ pub const PERIOD_CLOSED: &str = "PeriodClosed";
 /// see above), and it is the operator's one steady write load: every tenant's report once per
 /// period, so ten minutes keeps 3,000 tenants at 5 writes per second (a minute made it 50).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(600);
+/// Into how many slots a flush period is cut; a tenant's slot follows from its name.
+pub const FLUSH_SLOTS: u64 = 60;
+
+/// The flush slot of a tenant: stable across restarts and processes (a fixed hash).
+fn flush_slot(tenant: &str) -> u64 {
+    // FNV-1a: std's hasher makes no promise of stability across releases.
+    let hash = tenant.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % FLUSH_SLOTS
+}
 /// The least time between two writes of one component's `Available` condition (the probe
 /// interval when that is longer): a flapping target must not write on every probe.
 pub const AVAILABLE_HOLD: Duration = Duration::from_secs(30);
@@ -89,7 +101,8 @@ struct Tracked {
     component: String,
     level: String,
     saas: bool,
-    tier: Tier,
+    /// Shared with every component at the same level (see [`State::shared_tier`]).
+    tier: Arc<Tier>,
     history: History,
     /// Whether `history` was resumed from the stored reports (done before its first sample).
     resumed: bool,
@@ -101,6 +114,10 @@ struct Tracked {
 struct State {
     /// By scheduler key (`namespace/name`).
     tracked: HashMap<String, Tracked>,
+    /// The keys in `tracked` by tenant: a tenant's work never scans every component.
+    by_tenant: HashMap<String, BTreeSet<String>>,
+    /// The parsed tier of each level, one copy shared by all components at it.
+    tiers: HashMap<String, Arc<Tier>>,
     /// Tenants with samples not yet written to their reports.
     dirty: BTreeSet<String>,
     /// Tenants with a transition or an ended period not yet written: written as soon as the
@@ -117,12 +134,59 @@ struct State {
 impl State {
     /// The least time between two writes of the tenant's reports: its shortest probe interval.
     fn hold(&self, tenant: &str) -> Duration {
-        self.tracked
-            .values()
-            .filter(|t| t.tenant == tenant)
-            .map(|t| t.tier.probe_interval)
+        self.of_tenant(tenant)
+            .map(|(_, t)| t.tier.probe_interval)
             .min()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// The tenant's tracked components, by key.
+    fn of_tenant<'a>(&'a self, tenant: &str) -> impl Iterator<Item = (&'a String, &'a Tracked)> {
+        self.by_tenant
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.tracked.get_key_value(k))
+    }
+
+    /// Starts or keeps following `key` for `tenant`.
+    fn track(&mut self, key: &str, tenant: &str, new: impl FnOnce() -> Tracked) -> &mut Tracked {
+        if let Some(old) = self.tracked.get(key).map(|t| t.tenant.clone())
+            && old != tenant
+        {
+            self.untrack(key);
+        }
+        self.by_tenant
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(key.to_string());
+        self.tracked.entry(key.to_string()).or_insert_with(new)
+    }
+
+    /// Stops following `key`; whether it was followed.
+    fn untrack(&mut self, key: &str) -> bool {
+        let Some(t) = self.tracked.remove(key) else {
+            return false;
+        };
+        if let Some(keys) = self.by_tenant.get_mut(&t.tenant) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_tenant.remove(&t.tenant);
+            }
+        }
+        true
+    }
+
+    /// `tier` as the one shared copy of its level's tier.
+    fn shared_tier(&mut self, tier: &Tier) -> Arc<Tier> {
+        match self.tiers.get(&tier.name) {
+            Some(shared) if **shared == *tier => shared.clone(),
+            _ => {
+                let shared = Arc::new(tier.clone());
+                self.tiers.insert(tier.name.clone(), shared.clone());
+                shared
+            }
+        }
     }
 
     /// Urgent tenants whose hold has passed, taken out of `urgent` and `dirty`.
@@ -200,7 +264,7 @@ impl Probes {
     }
 
     fn forget(&self, key: &str) {
-        if self.lock().tracked.remove(key).is_some() {
+        if self.lock().untrack(key) {
             let _ = self.scheduler.remove(key);
         }
     }
@@ -243,8 +307,10 @@ pub fn sync_component(
         }
     }
     let mut state = probes.lock();
-    let t = state.tracked.entry(key).or_insert_with(|| Tracked {
-        tenant: tenant.name_any(),
+    let tier = state.shared_tier(tier);
+    let tenant_name = tenant.name_any();
+    let t = state.track(&key, &tenant_name, || Tracked {
+        tenant: tenant_name.clone(),
         namespace: component.namespace().unwrap_or_default(),
         component: component.name_any(),
         level: level.clone(),
@@ -254,10 +320,9 @@ pub fn sync_component(
         resumed: false,
         written: None,
     });
-    t.tenant = tenant.name_any();
     t.level = level;
     t.saas = component.spec.saas.is_some();
-    t.tier = tier.clone();
+    t.tier = tier;
     None
 }
 
@@ -274,9 +339,8 @@ pub fn retain<'a>(
     let keep: BTreeSet<String> = keep.into_iter().map(component_key).collect();
     let gone: Vec<String> = probes
         .lock()
-        .tracked
-        .iter()
-        .filter(|(k, t)| t.tenant == tenant && !keep.contains(*k))
+        .of_tenant(tenant)
+        .filter(|(k, _)| !keep.contains(*k))
         .map(|(k, _)| k.clone())
         .collect();
     for k in gone {
@@ -289,11 +353,11 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
     let Some(probes) = ctx.probes.clone() else {
         return;
     };
-    let mut flush = tokio::time::interval_at(
-        tokio::time::Instant::now() + probes.flush_every,
-        probes.flush_every,
-    );
+    let slot_length = probes.flush_every / FLUSH_SLOTS as u32;
+    let mut flush =
+        tokio::time::interval_at(tokio::time::Instant::now() + slot_length, slot_length);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slot: u64 = 0;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -301,14 +365,21 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
                 None => break,
             },
             _ = flush.tick() => {
-                let dirty = {
+                slot = (slot + 1) % FLUSH_SLOTS;
+                let dirty: Vec<String> = {
                     let mut state = probes.lock();
                     state.stored.retain(|_, (_, at)| at.elapsed() < STORED_KEPT);
-                    let dirty = std::mem::take(&mut state.dirty);
-                    for t in &dirty {
+                    let due: Vec<String> = state
+                        .dirty
+                        .iter()
+                        .filter(|t| flush_slot(t) == slot)
+                        .cloned()
+                        .collect();
+                    for t in &due {
+                        state.dirty.remove(t);
                         state.urgent.remove(t);
                     }
-                    dirty
+                    due
                 };
                 for tenant in dirty {
                     write_report(&ctx, &probes, &tenant).await;
@@ -566,9 +637,8 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let pending: Vec<(String, Vec<String>)> = {
         let state = probes.lock();
         state
-            .tracked
-            .iter()
-            .filter(|(_, t)| t.tenant == tenant && !t.resumed)
+            .of_tenant(tenant)
+            .filter(|(_, t)| !t.resumed)
             .map(|(key, t)| {
                 let names = periods_at(&t.tier, now)
                     .iter()
@@ -588,11 +658,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     {
         let mut state = probes.lock();
         state.last_write.insert(tenant.to_string(), Instant::now());
-        let mut mine: Vec<(&String, &Tracked)> = state
-            .tracked
-            .iter()
-            .filter(|(_, t)| t.tenant == tenant)
-            .collect();
+        let mut mine: Vec<(&String, &Tracked)> = state.of_tenant(tenant).collect();
         mine.sort_by(|a, b| a.1.component.cmp(&b.1.component));
         for (key, t) in mine {
             let h = &t.history;
@@ -754,4 +820,23 @@ fn set_gauges(
             error_budget_remaining_ratio: result.error_budget_remaining().to_f64().unwrap_or(1.0),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_slots_spread_tenants_evenly_and_stay_put() {
+        let mut per_slot = [0u32; FLUSH_SLOTS as usize];
+        for i in 0..3000 {
+            per_slot[flush_slot(&format!("bench-{i:04}")) as usize] += 1;
+        }
+        // 50 a slot on average; none empty, none carrying twice its share.
+        assert!(
+            per_slot.iter().all(|&n| (1..100).contains(&n)),
+            "{per_slot:?}"
+        );
+        assert_eq!(flush_slot("tholen"), flush_slot("tholen"));
+    }
 }

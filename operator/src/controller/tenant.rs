@@ -301,7 +301,7 @@ fn resolve_tier(ctx: &Context, level: &str) -> Result<Tier, Stall> {
     }
 }
 
-/// Applies the desired children — the namespace before everything that lives in it, the rest
+/// Applies the desired children — a new namespace before everything that lives in it, the rest
 /// concurrently — then deletes what carries this tenant's label but is no longer desired.
 /// Components that are stalled keep their children: bad input must not take a running service
 /// down.
@@ -311,8 +311,11 @@ async fn apply_and_prune(
     desired: &[(Child, Option<serde_json::Value>)],
     stalled_components: &BTreeSet<String>,
 ) -> Result<(), Error> {
-    let (namespaces, contents): (Vec<_>, Vec<_>) =
-        desired.iter().partition(|(c, _)| c.kind == "Namespace");
+    // A namespace that exists already is applied with the rest: a tier change then costs one
+    // round trip to the API server, not two.
+    let (namespaces, contents): (Vec<_>, Vec<_>) = desired
+        .iter()
+        .partition(|(c, _)| c.kind == "Namespace" && ctx.index.get(&key_of(c)).is_none());
     for entry in namespaces {
         apply_child(ctx, tenant, entry).await?;
     }

@@ -3,11 +3,18 @@
 //! the scheduler's own health. This module owns registering them on the operator's registry,
 //! recording each probe event, and removing a component's series when it goes away, so the
 //! number of series follows the number of components instead of growing forever.
+//!
+//! The per-component series are plain numbers in one map, rendered at scrape time: a labelled
+//! child of the prometheus crate keeps its own copy of its family's description and labels,
+//! about 9 KiB for the nine series of one component, which at thousands of components was the
+//! operator's largest memory cost. Here a component costs its labels once and a few numbers.
 
-use prometheus::core::Collector;
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
 use super::prober::ProbeResult;
 use super::scheduler::ProbeEvent;
@@ -49,17 +56,9 @@ pub struct SlaGauges {
 /// The probe and SLA series, registered on one registry.
 #[derive(Clone)]
 pub struct ProbeMetrics {
-    total: IntCounterVec,
-    success: IntGaugeVec,
-    duration: HistogramVec,
-    in_service_window: IntGaugeVec,
-    in_monitoring_window: IntGaugeVec,
-    availability: GaugeVec,
-    target: GaugeVec,
-    budget: GaugeVec,
+    components: ComponentSeries,
     start_error: Histogram,
     skipped: IntCounterVec,
-    refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for ProbeMetrics {
@@ -71,44 +70,8 @@ impl std::fmt::Debug for ProbeMetrics {
 impl ProbeMetrics {
     /// Creates the series and registers them; fails if the registry already holds these names.
     pub fn register(registry: &Registry) -> Result<ProbeMetrics, prometheus::Error> {
-        let mut with_result = LABELS.to_vec();
-        with_result.push("result");
-        let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &LABELS);
-        let fgauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &LABELS);
         let m = ProbeMetrics {
-            total: IntCounterVec::new(
-                Opts::new(PROBE_TOTAL, "Probes run, by result"),
-                &with_result,
-            )?,
-            success: gauge(PROBE_SUCCESS, "1 when the last probe succeeded, else 0")?,
-            duration: HistogramVec::new(
-                HistogramOpts::new(
-                    PROBE_DURATION_SECONDS,
-                    "How long probes took, redirects included",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &LABELS,
-            )?,
-            in_service_window: gauge(
-                SLA_IN_SERVICE_WINDOW,
-                "1 while the component's service window is open",
-            )?,
-            in_monitoring_window: gauge(
-                SLA_IN_MONITORING_WINDOW,
-                "1 while the component's monitoring window (when alerts may page) is open",
-            )?,
-            availability: fgauge(
-                SLA_AVAILABILITY_PERCENT,
-                "Month-to-date availability inside service windows, percent",
-            )?,
-            target: fgauge(
-                SLA_TARGET_PERCENT,
-                "The service level's availability target, percent",
-            )?,
-            budget: fgauge(
-                SLA_ERROR_BUDGET_REMAINING_RATIO,
-                "Share of the month's error budget left: 1 untouched, 0 spent, negative overspent",
-            )?,
+            components: ComponentSeries::new()?,
             start_error: Histogram::with_opts(
                 HistogramOpts::new(
                     PROBE_START_ERROR_SECONDS,
@@ -120,27 +83,10 @@ impl ProbeMetrics {
                 Opts::new(PROBE_SKIPPED_TOTAL, "Due probes not run, by reason"),
                 &["reason"],
             )?,
-            refused: IntCounterVec::new(
-                Opts::new(PROBE_REFUSED_TOTAL, "Probes refused by the probe policy"),
-                &LABELS,
-            )?,
         };
-        let collectors: [Box<dyn Collector>; 11] = [
-            Box::new(m.total.clone()),
-            Box::new(m.success.clone()),
-            Box::new(m.duration.clone()),
-            Box::new(m.in_service_window.clone()),
-            Box::new(m.in_monitoring_window.clone()),
-            Box::new(m.availability.clone()),
-            Box::new(m.target.clone()),
-            Box::new(m.budget.clone()),
-            Box::new(m.start_error.clone()),
-            Box::new(m.skipped.clone()),
-            Box::new(m.refused.clone()),
-        ];
-        for c in collectors {
-            registry.register(c)?;
-        }
+        registry.register(Box::new(m.components.clone()))?;
+        registry.register(Box::new(m.start_error.clone()))?;
+        registry.register(Box::new(m.skipped.clone()))?;
         Ok(m)
     }
 
@@ -156,9 +102,7 @@ impl ProbeMetrics {
                             .observe(report.start_error.unsigned_abs().as_secs_f64());
                         self.record(labels, outcome.success, outcome.duration.as_secs_f64());
                     }
-                    ProbeResult::Refused(_) => {
-                        self.refused.with_label_values(&labels.values()).inc()
-                    }
+                    ProbeResult::Refused(_) => self.components.with(labels, |s| s.refused += 1),
                     ProbeResult::Skipped(why) => {
                         self.skipped.with_label_values(&[why.as_str()]).inc()
                     }
@@ -169,54 +113,243 @@ impl ProbeMetrics {
 
     /// Records one probe of a target.
     pub fn record(&self, labels: &TargetLabels, success: bool, duration_seconds: f64) {
-        let v = labels.values();
-        let result = if success {
-            RESULT_SUCCESS
-        } else {
-            RESULT_FAILURE
-        };
-        self.total
-            .with_label_values(&[v[0], v[1], v[2], result])
-            .inc();
-        self.success.with_label_values(&v).set(i64::from(success));
-        self.duration
-            .with_label_values(&v)
-            .observe(duration_seconds);
+        self.components.with(labels, |s| {
+            let p = s.probes.get_or_insert_with(ProbeCounts::default);
+            if success {
+                p.successes += 1;
+            } else {
+                p.failures += 1;
+            }
+            p.last_success = success;
+            for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets.iter_mut()) {
+                if duration_seconds <= *bound {
+                    *count += 1;
+                }
+            }
+            p.duration_sum += duration_seconds;
+        });
     }
 
     /// Sets the SLA gauges of a component.
     pub fn set_sla(&self, labels: &TargetLabels, sla: &SlaGauges) {
-        let v = labels.values();
-        self.in_service_window
-            .with_label_values(&v)
-            .set(i64::from(sla.in_service_window));
-        self.in_monitoring_window
-            .with_label_values(&v)
-            .set(i64::from(sla.in_monitoring_window));
-        self.availability
-            .with_label_values(&v)
-            .set(sla.availability_percent);
-        self.target.with_label_values(&v).set(sla.target_percent);
-        self.budget
-            .with_label_values(&v)
-            .set(sla.error_budget_remaining_ratio);
+        self.components.with(labels, |s| s.sla = Some(*sla));
     }
 
     /// Drops every series of a target (a deleted component, or its old service level).
     pub fn remove(&self, labels: &TargetLabels) {
-        let v = labels.values();
         // A series that was never written is absent; removing it is not an error here.
-        for result in [RESULT_SUCCESS, RESULT_FAILURE] {
-            let _ = self.total.remove_label_values(&[v[0], v[1], v[2], result]);
+        self.components.lock().remove(labels);
+    }
+}
+
+/// What one component's series hold.
+#[derive(Clone, Debug, Default)]
+struct Series {
+    /// None until the first probe result.
+    probes: Option<ProbeCounts>,
+    /// None until the first SLA figures.
+    sla: Option<SlaGauges>,
+    refused: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ProbeCounts {
+    successes: u64,
+    failures: u64,
+    last_success: bool,
+    /// Cumulative, as Prometheus exposes them: probes at most as long as each bound.
+    buckets: [u64; DURATION_BUCKETS.len()],
+    duration_sum: f64,
+}
+
+/// The per-component families as one collector over one map.
+#[derive(Clone)]
+struct ComponentSeries {
+    descs: Arc<Vec<Desc>>,
+    series: Arc<Mutex<HashMap<TargetLabels, Series>>>,
+}
+
+/// The per-component families: name, help, type.
+const FAMILIES: [(&str, &str, MetricType); 9] = [
+    (PROBE_TOTAL, "Probes run, by result", MetricType::COUNTER),
+    (
+        PROBE_SUCCESS,
+        "1 when the last probe succeeded, else 0",
+        MetricType::GAUGE,
+    ),
+    (
+        PROBE_DURATION_SECONDS,
+        "How long probes took, redirects included",
+        MetricType::HISTOGRAM,
+    ),
+    (
+        SLA_IN_SERVICE_WINDOW,
+        "1 while the component's service window is open",
+        MetricType::GAUGE,
+    ),
+    (
+        SLA_IN_MONITORING_WINDOW,
+        "1 while the component's monitoring window (when alerts may page) is open",
+        MetricType::GAUGE,
+    ),
+    (
+        SLA_AVAILABILITY_PERCENT,
+        "Month-to-date availability inside service windows, percent",
+        MetricType::GAUGE,
+    ),
+    (
+        SLA_TARGET_PERCENT,
+        "The service level's availability target, percent",
+        MetricType::GAUGE,
+    ),
+    (
+        SLA_ERROR_BUDGET_REMAINING_RATIO,
+        "Share of the month's error budget left: 1 untouched, 0 spent, negative overspent",
+        MetricType::GAUGE,
+    ),
+    (
+        PROBE_REFUSED_TOTAL,
+        "Probes refused by the probe policy",
+        MetricType::COUNTER,
+    ),
+];
+
+impl ComponentSeries {
+    fn new() -> Result<ComponentSeries, prometheus::Error> {
+        let descs = FAMILIES
+            .iter()
+            .map(|(name, help, _)| {
+                let mut labels: Vec<String> = LABELS.iter().map(|l| l.to_string()).collect();
+                if *name == PROBE_TOTAL {
+                    labels.push("result".into());
+                }
+                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ComponentSeries {
+            descs: Arc::new(descs),
+            series: Arc::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetLabels, Series>> {
+        // A poisoned lock only means a panic elsewhere mid-update; the numbers are still usable.
+        self.series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn with(&self, labels: &TargetLabels, update: impl FnOnce(&mut Series)) {
+        let mut map = self.lock();
+        match map.get_mut(labels) {
+            Some(s) => update(s),
+            None => update(map.entry(labels.clone()).or_default()),
         }
-        let _ = self.success.remove_label_values(&v);
-        let _ = self.duration.remove_label_values(&v);
-        let _ = self.in_service_window.remove_label_values(&v);
-        let _ = self.in_monitoring_window.remove_label_values(&v);
-        let _ = self.availability.remove_label_values(&v);
-        let _ = self.target.remove_label_values(&v);
-        let _ = self.budget.remove_label_values(&v);
-        let _ = self.refused.remove_label_values(&v);
+    }
+}
+
+/// Label pairs sorted by name, as the text format expects them.
+fn label_pairs(l: &TargetLabels, result: Option<&str>) -> Vec<LabelPair> {
+    let pair = |name: &str, value: &str| {
+        let mut p = LabelPair::default();
+        p.set_name(name.to_string());
+        p.set_value(value.to_string());
+        p
+    };
+    let mut pairs = vec![pair("component", &l.component)];
+    if let Some(r) = result {
+        pairs.push(pair("result", r));
+    }
+    pairs.push(pair("service_level", &l.service_level));
+    pairs.push(pair("tenant", &l.tenant));
+    pairs
+}
+
+fn gauge_metric(l: &TargetLabels, value: f64) -> proto::Metric {
+    let mut g = proto::Gauge::default();
+    g.set_value(value);
+    let mut m = proto::Metric::from_gauge(g);
+    m.set_label(label_pairs(l, None));
+    m
+}
+
+fn counter_metric(l: &TargetLabels, result: Option<&str>, value: u64) -> proto::Metric {
+    let mut c = proto::Counter::default();
+    c.set_value(value as f64);
+    let mut m = proto::Metric::from_label(label_pairs(l, result));
+    m.set_counter(c);
+    m
+}
+
+fn histogram_metric(l: &TargetLabels, p: &ProbeCounts) -> proto::Metric {
+    let mut h = proto::Histogram::default();
+    h.set_sample_count(p.successes + p.failures);
+    h.set_sample_sum(p.duration_sum);
+    h.set_bucket(
+        DURATION_BUCKETS
+            .iter()
+            .zip(p.buckets)
+            .map(|(bound, count)| {
+                let mut b = proto::Bucket::default();
+                b.set_upper_bound(*bound);
+                b.set_cumulative_count(count);
+                b
+            })
+            .collect(),
+    );
+    let mut m = proto::Metric::from_label(label_pairs(l, None));
+    m.set_histogram(h);
+    m
+}
+
+impl Collector for ComponentSeries {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families: Vec<MetricFamily> = FAMILIES
+            .iter()
+            .map(|(name, help, kind)| {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(*kind);
+                f
+            })
+            .collect();
+        let map = self.lock();
+        for (l, s) in map.iter() {
+            if let Some(p) = &s.probes {
+                let totals = families[0].mut_metric();
+                for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)] {
+                    if n > 0 {
+                        totals.push(counter_metric(l, Some(result), n));
+                    }
+                }
+                let success = f64::from(u8::from(p.last_success));
+                families[1].mut_metric().push(gauge_metric(l, success));
+                families[2].mut_metric().push(histogram_metric(l, p));
+            }
+            if let Some(sla) = &s.sla {
+                let flag = |b: bool| f64::from(u8::from(b));
+                for (i, v) in [
+                    (3, flag(sla.in_service_window)),
+                    (4, flag(sla.in_monitoring_window)),
+                    (5, sla.availability_percent),
+                    (6, sla.target_percent),
+                    (7, sla.error_budget_remaining_ratio),
+                ] {
+                    families[i].mut_metric().push(gauge_metric(l, v));
+                }
+            }
+            if s.refused > 0 {
+                families[8]
+                    .mut_metric()
+                    .push(counter_metric(l, None, s.refused));
+            }
+        }
+        families
     }
 }
 
@@ -291,6 +424,11 @@ mod tests {
             r#"regie_probe_total{component="zaaksysteem",result="failure",service_level="gold",tenant="roosendaal"} 1"#.to_string(),
             format!("regie_probe_success{{{labels}}} 0"),
             format!("regie_probe_duration_seconds_count{{{labels}}} 2"),
+            format!("regie_probe_duration_seconds_sum{{{labels}}} 0.04"),
+            format!("regie_probe_duration_seconds_bucket{{{labels},le=\"0.01\"}} 0"),
+            format!("regie_probe_duration_seconds_bucket{{{labels},le=\"0.025\"}} 2"),
+            format!("regie_probe_duration_seconds_bucket{{{labels},le=\"30\"}} 2"),
+            format!("regie_probe_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2"),
             format!("regie_sla_in_service_window{{{labels}}} 1"),
             format!("regie_sla_in_monitoring_window{{{labels}}} 0"),
             format!("regie_sla_availability_percent{{{labels}}} 99.95"),
