@@ -134,6 +134,10 @@ struct Op {
 }
 
 fn start(client: &Client, now: &Arc<Mutex<Timestamp>>) -> Op {
+    // The operator's own logs, when asked for (RUST_LOG=info cargo test ...).
+    if std::env::var_os("RUST_LOG").is_some() {
+        regie::runtime::init_logging(false);
+    }
     let metrics = Metrics::new();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let clock: Clock = {

@@ -22,7 +22,7 @@ use kube::{Client, ResourceExt};
 use regie::desired::{self, Settings};
 use regie::tier::Tier;
 use regie_crds::status::{READY, is_true};
-use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
+use regie_crds::{HostingComponent, PriceList, ServiceLevel, Tenant, WorkplacePackage};
 use regie_e2e::cluster::{TestCluster, repo_root};
 
 const LEVELS: [&str; 3] = ["bronze", "silver", "gold"];
@@ -53,10 +53,22 @@ fn component(ns: &str, name: &str) -> HostingComponent {
 }
 
 fn levels() -> Vec<ServiceLevel> {
-    let text = std::fs::read_to_string(repo_root().join("examples/catalogue/service-levels.yaml"))
-        .expect("examples");
+    examples("examples/catalogue/service-levels.yaml")
+}
+
+/// The example price lists, so that invoicing prices every tenant as it would in production.
+fn price_lists() -> Vec<PriceList> {
+    let mut lists = examples("examples/catalogue/pricelist-2026.yaml");
+    lists.extend(examples(
+        "examples/catalogue/pricelist-2026-07-interim.yaml",
+    ));
+    lists
+}
+
+fn examples<K: serde::de::DeserializeOwned>(path: &str) -> Vec<K> {
+    let text = std::fs::read_to_string(repo_root().join(path)).expect("examples");
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("levels parse"))
+        .map(|d| serde::Deserialize::deserialize(d).expect("examples parse"))
         .collect()
 }
 
@@ -341,6 +353,9 @@ async fn main() -> Result<()> {
     let client = cluster.client().await?;
     for l in levels() {
         apply(&Api::<ServiceLevel>::all(client.clone()), &l).await?;
+    }
+    for p in price_lists() {
+        apply(&Api::<PriceList>::all(client.clone()), &p).await?;
     }
     let pdb_version = regie::controller::children::pdb_version(&client).await;
 

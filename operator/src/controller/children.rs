@@ -16,7 +16,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::desired::{Child, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER};
 use crate::metrics::Metrics;
@@ -92,8 +92,10 @@ pub async fn pdb_version(client: &Client) -> String {
 /// What regie knows of one existing child.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Known {
-    pub tenant: Option<String>,
-    pub hash: Option<String>,
+    /// One shared copy per tenant (interned by the index): a tenant has a dozen children.
+    pub tenant: Option<Arc<str>>,
+    /// The applied-hash annotation, decoded; None when absent or not regie's format.
+    pub hash: Option<AppliedHash>,
     pub generation: Option<i64>,
     /// The generation regie's own last apply produced; None after a restart.
     pub applied_generation: Option<i64>,
@@ -121,10 +123,52 @@ pub fn key_of(child: &Child) -> ChildKey {
     )
 }
 
+/// SHA-256 of an applied body.
+pub type AppliedHash = [u8; 32];
+
+/// The children and the tenant names they share.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<ChildKey, Known>,
+    tenants: std::collections::HashSet<Arc<str>>,
+}
+
+impl Entries {
+    /// `known` with its tenant name replaced by the shared copy.
+    fn interned(&mut self, mut known: Known) -> Known {
+        if let Some(t) = known.tenant.take() {
+            known.tenant = Some(self.tenant(&t));
+        }
+        known
+    }
+
+    fn tenant(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.tenants.get(name) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(name);
+        self.tenants.insert(t.clone());
+        t
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = HashMap<ChildKey, Known>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Entries {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
 /// Every child regie manages, as the watches report them.
 #[derive(Clone, Debug, Default)]
 pub struct ChildIndex {
-    inner: Arc<Mutex<HashMap<ChildKey, Known>>>,
+    inner: Arc<Mutex<Entries>>,
     /// Kinds whose first full list has arrived; until all have, the index is incomplete.
     listed: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
@@ -146,7 +190,7 @@ impl ChildIndex {
         self.lock().get(key).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, Known>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A poisoned lock only means a panic elsewhere mid-update; the map is still usable.
         self.inner
             .lock()
@@ -164,8 +208,9 @@ impl ChildIndex {
 
     /// Records a watch event; returns the tenant to reconcile when it changed something regie
     /// did not itself just write.
-    fn observe(&self, key: ChildKey, mut known: Known) -> Option<String> {
+    fn observe(&self, key: ChildKey, known: Known) -> Option<String> {
         let mut map = self.lock();
+        let mut known = map.interned(known);
         let previous = map.get(&key).cloned();
         known.applied_generation = previous.as_ref().and_then(|p| p.applied_generation);
         let interesting = match &previous {
@@ -178,13 +223,15 @@ impl ChildIndex {
                         && known.generation != known.applied_generation)
             }
         };
-        let tenant = known.tenant.clone();
+        let tenant = known.tenant.as_deref().map(String::from);
         map.insert(key, known);
         if interesting { tenant } else { None }
     }
 
     fn remove(&self, key: &ChildKey) -> Option<String> {
-        self.lock().remove(key).and_then(|k| k.tenant)
+        self.lock()
+            .remove(key)
+            .and_then(|k| k.tenant.as_deref().map(String::from))
     }
 
     /// Replaces every entry of one kind after a re-list.
@@ -193,13 +240,14 @@ impl ChildIndex {
         let mut touched: Vec<String> = map
             .iter()
             .filter(|(k, _)| k.0 == kind)
-            .filter_map(|(_, v)| v.tenant.clone())
+            .filter_map(|(_, v)| v.tenant.as_deref().map(String::from))
             .collect();
         map.retain(|k, _| k.0 != kind);
         for (k, v) in entries {
             if let Some(t) = &v.tenant {
-                touched.push(t.clone());
+                touched.push(t.to_string());
             }
+            let v = map.interned(v);
             map.insert(k, v);
         }
         touched.sort();
@@ -208,11 +256,12 @@ impl ChildIndex {
     }
 
     /// Records what regie's own apply produced, so its echo on the watch triggers nothing.
-    pub fn applied(&self, key: ChildKey, tenant: &str, hash: &str, generation: Option<i64>) {
+    pub fn applied(&self, key: ChildKey, tenant: &str, hash: AppliedHash, generation: Option<i64>) {
         let mut map = self.lock();
+        let tenant = map.tenant(tenant);
         let entry = map.entry(key).or_default();
-        entry.tenant = Some(tenant.into());
-        entry.hash = Some(hash.into());
+        entry.tenant = Some(tenant);
+        entry.hash = Some(hash);
         entry.generation = generation;
         entry.applied_generation = generation;
     }
@@ -236,11 +285,13 @@ fn known_from_meta(meta: &kube::api::ObjectMeta) -> Known {
         tenant: meta
             .labels
             .as_ref()
-            .and_then(|l| l.get(LABEL_TENANT).cloned()),
+            .and_then(|l| l.get(LABEL_TENANT))
+            .map(|t| Arc::from(t.as_str())),
         hash: meta
             .annotations
             .as_ref()
-            .and_then(|a| a.get(ANNOTATION_HASH).cloned()),
+            .and_then(|a| a.get(ANNOTATION_HASH))
+            .and_then(|h| parse_hex(h)),
         generation: meta.generation,
         applied_generation: None,
         terminating: meta.deletion_timestamp.is_some(),
@@ -364,11 +415,28 @@ async fn drive<K, S, F>(
     }
 }
 
-/// SHA-256 of a JSON body, hex encoded.
-pub fn hash(body: &Value) -> String {
+/// SHA-256 of a JSON body.
+pub fn hash(body: &Value) -> AppliedHash {
     let bytes = serde_json::to_vec(body).expect("JSON values serialize");
-    let digest = Sha256::digest(bytes);
+    Sha256::digest(bytes).into()
+}
+
+/// A digest as the annotation carries it: lower-case hex.
+pub fn hex(digest: &AppliedHash) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest an annotation value encodes; None for anything else (edited by hand, say), which
+/// then simply differs from every desired body.
+pub fn parse_hex(text: &str) -> Option<AppliedHash> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(digest)
 }
 
 /// The API for one child.
@@ -402,7 +470,7 @@ pub async fn apply(
     if let Some(known) = index.get(&key) {
         let drifted =
             known.applied_generation.is_some() && known.generation != known.applied_generation;
-        if known.hash.as_deref() == Some(digest.as_str()) && !drifted && !known.terminating {
+        if known.hash == Some(digest) && !drifted && !known.terminating {
             return Ok(false);
         }
         if known.terminating {
@@ -410,7 +478,7 @@ pub async fn apply(
             return Ok(false);
         }
     }
-    body["metadata"]["annotations"][ANNOTATION_HASH] = Value::String(digest.clone());
+    body["metadata"]["annotations"][ANNOTATION_HASH] = Value::String(hex(&digest));
     let api = api_for(client, kind, child.namespace.as_deref());
     let result = api
         .patch(
@@ -420,7 +488,7 @@ pub async fn apply(
         )
         .await?;
     metrics.write("apply", &child.kind);
-    index.applied(key, tenant, &digest, result.metadata.generation);
+    index.applied(key, tenant, digest, result.metadata.generation);
     Ok(true)
 }
 
@@ -460,4 +528,42 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> Option<Value> {
         "controller": true,
         "blockOwnerDeletion": false,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applied_hashes_round_trip_through_the_annotation() {
+        let digest = hash(&serde_json::json!({"kind": "Namespace"}));
+        assert_eq!(parse_hex(&hex(&digest)), Some(digest));
+        assert_eq!(parse_hex("edited by hand"), None);
+        assert_eq!(parse_hex(&"zz".repeat(32)), None);
+        assert_eq!(parse_hex(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn children_of_one_tenant_share_its_name() {
+        let index = ChildIndex::default();
+        let key = |name: &str| {
+            (
+                "Service".to_string(),
+                Some("tenant-a".to_string()),
+                name.to_string(),
+            )
+        };
+        index.applied(key("one"), "a", [0; 32], Some(1));
+        index.observe(
+            key("two"),
+            Known {
+                tenant: Some(Arc::from("a")),
+                ..Known::default()
+            },
+        );
+        let mine = index.of_tenant("a");
+        assert_eq!(mine.len(), 2);
+        let names: Vec<&Arc<str>> = mine.iter().filter_map(|(_, k)| k.tenant.as_ref()).collect();
+        assert!(Arc::ptr_eq(names[0], names[1]));
+    }
 }
