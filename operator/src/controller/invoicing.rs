@@ -68,6 +68,9 @@ use crate::billing::{BillingError, parse_instant};
 use crate::input::Source;
 use crate::inventory::{Inventory, Sourced};
 
+/// The caches of [`Invoicing`].
+const CACHES: usize = 6;
+
 /// The ConfigMap (in regie's namespace) that holds the last number of each year and the
 /// claims not yet written.
 pub const COUNTER: &str = "regie-invoice-numbers";
@@ -89,6 +92,10 @@ pub struct Invoicing {
     /// How often an unchanged world is priced again (writing nothing).
     pub interval: Duration,
     wake: tokio::sync::Notify,
+    /// How many of the caches have their first full list. Waited on through this, never through
+    /// `Store::wait_until_ready`, which wakes only the last of several waiters (the loop and an
+    /// offboarding tenant wait at once).
+    listed: tokio::sync::watch::Sender<usize>,
     /// One pass at a time per process; holds the last error reported, to report each once.
     pass: tokio::sync::Mutex<Option<String>>,
 }
@@ -122,6 +129,7 @@ impl Invoicing {
                 namespace,
                 interval,
                 wake: tokio::sync::Notify::new(),
+                listed: tokio::sync::watch::Sender::new(0),
                 pass: tokio::sync::Mutex::new(None),
             }),
             Writers {
@@ -135,13 +143,9 @@ impl Invoicing {
         )
     }
 
+    /// Resolves once every cache holds its first full list; any number of tasks may wait.
     async fn ready(&self) {
-        let _ = self.price_lists.wait_until_ready().await;
-        let _ = self.pools.wait_until_ready().await;
-        let _ = self.orders.wait_until_ready().await;
-        let _ = self.usages.wait_until_ready().await;
-        let _ = self.reports.wait_until_ready().await;
-        let _ = self.invoices.wait_until_ready().await;
+        let _ = self.listed.subscribe().wait_for(|n| *n >= CACHES).await;
     }
 }
 
@@ -187,7 +191,12 @@ async fn watch<K>(
     );
     let mut stream = std::pin::pin!(stream);
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut listed = false;
     while let Some(ev) = stream.next().await {
+        if !listed && matches!(ev, Ok(Event::InitDone)) {
+            listed = true;
+            inv.listed.send_modify(|n| *n += 1);
+        }
         let wake = match (wakes, &ev) {
             (Wakes::Never, _) | (_, Err(_) | Ok(Event::Init)) => false,
             (Wakes::Always, Ok(ev)) => !matches!(ev, Event::InitApply(_)),

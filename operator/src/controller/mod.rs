@@ -67,8 +67,9 @@ pub struct Context {
     /// The billable state this process last found durable in each tenant's ledger.
     pub metered: metering::Recorded,
     /// Resolves once the tenant cache holds the whole list. Await this, never
-    /// `tenants.wait_until_ready()` from several tasks: kube-runtime's store keeps only the
-    /// last waiter's waker, so of several tasks waiting at once all but one would hang.
+    /// `tenants.wait_until_ready()`: kube-runtime's store keeps only the last waiter's waker,
+    /// and the controller's runner waits on it too, so of several tasks waiting at once all but
+    /// one would hang.
     pub tenants_synced: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 }
 
@@ -149,12 +150,21 @@ pub async fn run(
     // Every cache holds objects without managed fields: the reflector stores what its input
     // stream yields, so they are slimmed before it, not after.
     let (tenants, tenants_writer) = reflector::store();
+    // Whether the tenant cache holds the whole list: told by the stream itself, because
+    // `Store::wait_until_ready` wakes only the last of several waiters, and the controller's
+    // own runner is one of them.
+    let (tenants_listed, mut tenants_listed_rx) = tokio::sync::watch::channel(false);
     let tenant_events = reflector::reflector(
         tenants_writer,
         watcher::watcher(tenants_api, watcher::Config::default())
             .default_backoff()
             .modify(slim),
     )
+    .inspect(move |ev| {
+        if matches!(ev, Ok(Event::InitDone)) {
+            tenants_listed.send_replace(true);
+        }
+    })
     .applied_objects();
     let controller = Controller::for_stream(tenant_events, tenants.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
@@ -192,12 +202,9 @@ pub async fn run(
         invoicing,
         measurements: accounts::Measurements::default(),
         metered: metering::Recorded::default(),
-        tenants_synced: {
-            let tenants = tenants.clone();
-            futures::FutureExt::shared(futures::FutureExt::boxed(async move {
-                let _ = tenants.wait_until_ready().await;
-            }))
-        },
+        tenants_synced: futures::FutureExt::shared(futures::FutureExt::boxed(async move {
+            let _ = tenants_listed_rx.wait_for(|listed| *listed).await;
+        })),
     });
 
     let probes = ctx.probes.clone();
