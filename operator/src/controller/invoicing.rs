@@ -50,6 +50,7 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
+use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::{
     CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
     Tenant, Usage, WorkplacePackage,
@@ -493,6 +494,147 @@ fn billed_so_far(
     })
 }
 
+/// What a change of invoicing period (monthly to quarterly or back) leaves to settle: the
+/// tenant's final invoices of another period than the recomputed ones, each with its recomputation
+/// under the period it was invoiced by, so that nothing is billed twice and a late change to it is
+/// still corrected. Only finals that lie inside a recomputed invoice or contain one: of older
+/// ones nothing is recomputed.
+struct OtherPeriods {
+    finals: Vec<OtherFinal>,
+}
+
+struct OtherFinal {
+    from: Timestamp,
+    to: Timestamp,
+    /// What it billed (its lines, with the corrections made to it since).
+    billed: Invoice,
+    /// The same period priced again now, under the invoicing it was billed by.
+    recomputed: Invoice,
+}
+
+impl OtherPeriods {
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        tenant: &str,
+        invoices: &[Invoice],
+        mine: &[(&String, &InvoiceSpec)],
+        cat: &Catalogue,
+        tenants: &[TenantInput],
+        credits: &Credits,
+        now: Timestamp,
+    ) -> Result<OtherPeriods, BillingError> {
+        let cal = &cat.cal;
+        let recomputed: BTreeSet<&str> = invoices.iter().map(|i| i.period.as_str()).collect();
+        let mut finals = Vec::new();
+        for (name, spec) in mine {
+            if spec.state != InvoiceState::Final || recomputed.contains(spec.period.as_str()) {
+                continue;
+            }
+            let period = Period::parse(&spec.period)?;
+            let (from, to) = (period.start(cal.tz())?, period.end(cal.tz())?);
+            let related = invoices
+                .iter()
+                .any(|i| (from >= i.from && to <= i.to) || (i.from >= from && i.to <= to));
+            if !related {
+                continue;
+            }
+            let invoicing = match period {
+                Period::Quarter { .. } => InvoicingPeriod::Quarterly,
+                _ => InvoicingPeriod::Monthly,
+            };
+            // Pools are shared out over every tenant: price them all, this one as it was.
+            let as_it_was: Vec<TenantInput> = tenants
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    if t.name == tenant {
+                        t.invoicing = invoicing;
+                    }
+                    t
+                })
+                .collect();
+            let again = bill(cat, &as_it_was, credits, period, now)?
+                .into_iter()
+                .find(|i| i.tenant == tenant && i.period == spec.period);
+            let recomputed = again.unwrap_or_else(|| Invoice {
+                tenant: tenant.to_string(),
+                period: spec.period.clone(),
+                from,
+                to,
+                state: State::Final,
+                number: None,
+                currency: spec.currency.clone(),
+                lines: Vec::new(),
+            });
+            let billed = billed_so_far(name, spec, mine, &recomputed, cal)?;
+            finals.push(OtherFinal {
+                from,
+                to,
+                billed,
+                recomputed,
+            });
+        }
+        Ok(OtherPeriods { finals })
+    }
+
+    /// The corrections of every such final (a late change since it was billed), once each.
+    fn corrections(&self) -> Vec<Line> {
+        self.finals
+            .iter()
+            .flat_map(|f| corrections(&f.billed, &f.recomputed))
+            .collect()
+    }
+
+    /// Settles `inv` against them: false when it is billed already in whole (it lies inside a
+    /// final, or finals cover it); otherwise what finals inside it billed is taken off it.
+    fn settle(&self, inv: &mut Invoice) -> bool {
+        if self
+            .finals
+            .iter()
+            .any(|f| inv.from >= f.from && inv.to <= f.to)
+        {
+            return false;
+        }
+        let inside: Vec<&OtherFinal> = self
+            .finals
+            .iter()
+            .filter(|f| f.from >= inv.from && f.to <= inv.to)
+            .collect();
+        let mut at = inv.from;
+        let mut spans: Vec<(Timestamp, Timestamp)> =
+            inside.iter().map(|f| (f.from, f.to)).collect();
+        spans.sort();
+        for (from, to) in spans {
+            if from <= at && to > at {
+                at = to;
+            }
+        }
+        if !inside.is_empty() && at >= inv.to {
+            return false;
+        }
+        for f in inside {
+            let reference = f.billed.number.clone().unwrap_or_default();
+            for l in &f.recomputed.lines {
+                inv.lines.push(Line {
+                    kind: LineKind::Correction,
+                    description: format!(
+                        "Invoiced on {reference} ({}): {}",
+                        f.billed.period, l.description
+                    ),
+                    quantity: Decimal::ONE,
+                    unit: Unit::Item,
+                    unit_price: -l.amount,
+                    amount: -l.amount,
+                    from: l.from,
+                    to: l.to,
+                    vat: l.vat.clone(),
+                });
+            }
+        }
+        true
+    }
+}
+
 /// The pure heart of a pass: prices the tenants' recent billing periods at `now` and says
 /// which invoices should be drafts, which should become final, with any corrections of final
 /// invoices moved onto the next open one. `existing` holds the cluster's Invoices by name;
@@ -556,17 +698,24 @@ pub fn plan(
             .iter()
             .filter(|(_, s)| s.tenant == tenant)
             .collect();
-        let mut pending: Vec<Line> = Vec::new();
+        let others = OtherPeriods::of(&tenant, &invoices, &mine, cat, tenants, credits, now)?;
+        let mut pending: Vec<Line> = others.corrections();
         for mut inv in invoices {
             let name = invoice_name(&tenant, &inv.period);
-            wanted.insert(name.clone());
             if let Some(spec) = existing.get(&name)
                 && spec.state == InvoiceState::Final
             {
+                wanted.insert(name.clone());
                 let billed = billed_so_far(&name, spec, &mine, &inv, cal)?;
                 pending.extend(corrections(&billed, &inv));
                 continue;
             }
+            if !others.settle(&mut inv) {
+                // Billed in whole under another period already: no invoice, and a draft of it
+                // goes.
+                continue;
+            }
+            wanted.insert(name.clone());
             inv.lines.append(&mut pending);
             inv.lines.sort_by(|a, b| {
                 a.kind
@@ -1236,6 +1385,131 @@ spec:
             intents
                 .iter()
                 .any(|i| matches!(i, Intent::Draft { name, .. } if name == "tholen-2026-q1"))
+        );
+    }
+
+    #[test]
+    fn a_change_of_invoicing_period_never_bills_twice() {
+        // Monthly until April is final; then quarterly from mid-May.
+        let april = vec![seg(
+            "2026-04-01T00:00:00+02:00",
+            Some("2026-05-01T00:00:00+02:00"),
+            "silver",
+            120,
+        )];
+        let tenants = [tenant(vec![(Month::new(2026, 4), april.clone())])];
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, s) = spec_of(&intents[0], Some("RG-2026-000001"));
+        assert_eq!(n, "tholen-2026-04");
+        let april_total = s.subtotal.clone();
+        let existing = BTreeMap::from([(n, s)]);
+        let mut quarterly = tenant(vec![
+            (Month::new(2026, 4), april.clone()),
+            (
+                Month::new(2026, 5),
+                vec![seg("2026-05-01T00:00:00+02:00", None, "silver", 120)],
+            ),
+        ]);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(
+            &[quarterly.clone()],
+            &existing,
+            Scope::All,
+            "2026-05-15T10:00:00Z",
+        );
+        let q2: Vec<_> = intents
+            .iter()
+            .filter(|i| matches!(i, Intent::Draft { name, .. } if name == "tholen-2026-q2"))
+            .collect();
+        assert_eq!(q2.len(), 1, "{intents:#?}");
+        let (_, spec) = spec_of(q2[0], None);
+        // The quarter at 120 silver accounts, less what April's invoice billed.
+        let invoiced: Vec<_> = spec
+            .lines
+            .iter()
+            .filter(|l| l.kind == "correction")
+            .collect();
+        assert_eq!(invoiced.len(), 1, "{spec:#?}");
+        assert_eq!(invoiced[0].amount, "-4320.00");
+        assert!(
+            invoiced[0]
+                .description
+                .starts_with("Invoiced on RG-2026-000001 (2026-04)")
+        );
+        assert_eq!(spec.subtotal, "8640.00");
+        assert_eq!(april_total, "4320.00");
+        // A late change to April is corrected on the quarter, once.
+        let mut late = april;
+        late[0].accounts.insert("standard".into(), 121);
+        quarterly.usage.insert(Month::new(2026, 4), late);
+        let intents = run(&[quarterly], &existing, Scope::All, "2026-05-15T10:00:00Z");
+        let (_, spec) = spec_of(
+            intents
+                .iter()
+                .find(|i| matches!(i, Intent::Draft { name, .. } if name == "tholen-2026-q2"))
+                .unwrap(),
+            None,
+        );
+        let corr: Vec<_> = spec
+            .lines
+            .iter()
+            .filter(|l| {
+                l.description
+                    .starts_with("Correction of invoice RG-2026-000001")
+            })
+            .collect();
+        assert_eq!(corr.len(), 1, "{spec:#?}");
+        assert_eq!(corr[0].amount, "36.00");
+        // 8640.00 for May and June plus one account more in April.
+        assert_eq!(spec.subtotal, "8676.00");
+    }
+
+    #[test]
+    fn a_quarter_invoiced_monthly_is_not_invoiced_again_as_a_quarter() {
+        // January to March final monthly; the tenant is invoiced quarterly from April.
+        let month = |m: i8| {
+            let from = format!("2026-{m:02}-01T00:00:00+01:00");
+            let to = match m {
+                3 => "2026-04-01T00:00:00+02:00".to_string(),
+                _ => format!("2026-{:02}-01T00:00:00+01:00", m + 1),
+            };
+            (
+                Month::new(2026, m),
+                vec![seg(&from, Some(&to), "silver", 120)],
+            )
+        };
+        let monthly = tenant(vec![month(1), month(2), month(3)]);
+        let mut existing = BTreeMap::new();
+        for (i, now) in [
+            "2026-02-01T00:00:05+01:00",
+            "2026-03-01T00:00:05+01:00",
+            "2026-04-01T00:00:05+02:00",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let intents = run(std::slice::from_ref(&monthly), &existing, Scope::All, now);
+            for intent in &intents {
+                if let Intent::Final { .. } = intent {
+                    let (n, s) = spec_of(intent, Some(&format!("RG-2026-{:06}", i + 1)));
+                    existing.insert(n, s);
+                }
+            }
+        }
+        assert_eq!(existing.len(), 3, "{:?}", existing.keys());
+        let mut quarterly = monthly;
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(&[quarterly], &existing, Scope::All, "2026-04-10T10:00:00Z");
+        assert!(
+            intents
+                .iter()
+                .all(|i| !matches!(i, Intent::Final { name, .. } | Intent::Draft { name, .. } if name == "tholen-2026-q1")),
+            "{intents:#?}"
         );
     }
 
