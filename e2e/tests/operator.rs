@@ -446,15 +446,21 @@ async fn operator_end_to_end() {
         .await
         .expect("all ready before restart");
     let invoices_api: Api<Invoice> = Api::all(client.clone());
-    // Invoicing gathers changes for a moment: take the invoices once they have settled.
+    // Invoicing gathers changes for up to ten times what a pass costs: take the invoices once
+    // they have not changed for 10 s, so that the world really is unchanged before the restart.
     let mut invoices_before = invoice_specs(&invoices_api).await;
-    for _ in 0..30 {
+    let mut stable_for = Duration::ZERO;
+    let mut waited = Duration::ZERO;
+    while stable_for < Duration::from_secs(10) && waited < WAIT {
         tokio::time::sleep(Duration::from_secs(2)).await;
+        waited += Duration::from_secs(2);
         let now = invoice_specs(&invoices_api).await;
         if now == invoices_before {
-            break;
+            stable_for += Duration::from_secs(2);
+        } else {
+            stable_for = Duration::ZERO;
+            invoices_before = now;
         }
-        invoices_before = now;
     }
     op.stop().await.expect("graceful stop");
     let op = RunningOperator::start(client.clone(), Options::default(), None);
