@@ -5,7 +5,9 @@
 //! the tenant's files describe it, for the part of the month it is a member. The timeline
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
@@ -441,23 +443,32 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, Bill
                         allocation_text(pool),
                         inst.index,
                         inst.count
-                    ),
+                    )
+                    .into(),
                     quantity: Decimal::ONE,
                     unit: Unit::Item,
                     unit_price: inst.amount,
                     amount: inst.amount,
                     from: due,
                     to: midnight(inst.until, cal.tz())?,
-                    vat: list.vat.clone(),
+                    vat: Arc::new(list.vat.clone()),
                 });
             }
             if lines.is_empty() {
                 continue;
             }
+            // Lines of one item and level share their description: the same string is equal
+            // without reading it.
             lines.sort_by(|a, b| {
                 a.kind
                     .cmp(&b.kind)
-                    .then_with(|| a.description.cmp(&b.description))
+                    .then_with(|| {
+                        if Arc::ptr_eq(&a.description, &b.description) {
+                            Ordering::Equal
+                        } else {
+                            a.description.cmp(&b.description)
+                        }
+                    })
                     .then(a.from.cmp(&b.from))
             });
             invoices.push(Invoice {
@@ -520,14 +531,15 @@ fn order_lines(
         };
         out.push(Line {
             kind: LineKind::FlexibleHour,
-            description: format!("Flexible services {}: {} ({})", o.date, o.description, o.id),
+            description: format!("Flexible services {}: {} ({})", o.date, o.description, o.id)
+                .into(),
             quantity: o.hours,
             unit: Unit::Hour,
             unit_price: rate,
             amount: round_cents(o.hours * rate),
             from,
             to,
-            vat: list.vat.clone(),
+            vat: Arc::new(list.vat.clone()),
         });
     }
     Ok(out)

@@ -5,6 +5,7 @@
 //! ([`next_number`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -119,17 +120,21 @@ impl Default for VatTreatment {
 }
 
 /// One invoice line. `amount` is already rounded to cents; `unit_price` is exact.
+///
+/// The description and the VAT treatment are shared (`Arc`): a year of a thousand tenants has
+/// hundreds of thousands of lines but only a few descriptions per tenant and one treatment per
+/// list, and a string of each on every line was a large part of what billing cost.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
     pub kind: LineKind,
-    pub description: String,
+    pub description: Arc<str>,
     pub quantity: Decimal,
     pub unit: Unit,
     pub unit_price: Decimal,
     pub amount: Decimal,
     pub from: Timestamp,
     pub to: Timestamp,
-    pub vat: VatTreatment,
+    pub vat: Arc<VatTreatment>,
 }
 
 /// VAT of one treatment: the base (sum of its rounded lines) and the tax on it, rounded.
@@ -169,18 +174,23 @@ impl Invoice {
 
     /// VAT per treatment, each rounded half-up on the sum of its lines.
     pub fn vat_breakdown(&self) -> Vec<VatBreakdown> {
-        let mut groups: BTreeMap<VatTreatment, Decimal> = BTreeMap::new();
+        let none = VatTreatment::default();
+        let mut groups: BTreeMap<&VatTreatment, Decimal> = BTreeMap::new();
         for l in &self.lines {
-            *groups.entry(l.vat.clone()).or_default() += l.amount;
+            *groups.entry(&*l.vat).or_default() += l.amount;
         }
         if groups.is_empty() {
-            groups.insert(VatTreatment::default(), Decimal::ZERO);
+            groups.insert(&none, Decimal::ZERO);
         }
         groups
             .into_iter()
             .map(|(vat, taxable)| {
                 let tax = round_cents(taxable * vat.percent / Decimal::ONE_HUNDRED);
-                VatBreakdown { vat, taxable, tax }
+                VatBreakdown {
+                    vat: vat.clone(),
+                    taxable,
+                    tax,
+                }
             })
             .collect()
     }
@@ -217,7 +227,7 @@ impl Invoice {
 pub fn line_spec(l: &Line, tz: &TimeZone) -> InvoiceLine {
     InvoiceLine {
         kind: l.kind.as_str().into(),
-        description: l.description.clone(),
+        description: l.description.to_string(),
         quantity: decimal_text(l.quantity, 0, 6),
         unit: l.unit.as_str().into(),
         unit_price: decimal_text(l.unit_price, 2, 6),
@@ -240,7 +250,7 @@ pub fn state_at(to: Timestamp, now: Timestamp) -> State {
 /// (matched on kind, description and stretch) the difference, so that the corrections add up
 /// exactly to `recomputed.subtotal() - final_invoice.subtotal()`. They go on the next invoice.
 pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
-    type Key = (LineKind, String, Timestamp, Timestamp);
+    type Key = (LineKind, Arc<str>, Timestamp, Timestamp);
     let key = |l: &Line| -> Key { (l.kind, l.description.clone(), l.from, l.to) };
     let mut old: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
     for l in &final_invoice.lines {
@@ -280,7 +290,8 @@ pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
                 template.description,
                 money(was),
                 money(is)
-            ),
+            )
+            .into(),
             quantity: Decimal::ONE,
             unit: Unit::Item,
             unit_price: diff,
@@ -335,7 +346,7 @@ mod tests {
             amount: d(amount),
             from: "2026-02-28T23:00:00Z".parse().unwrap(),
             to: "2026-03-31T22:00:00Z".parse().unwrap(),
-            vat: VatTreatment::default(),
+            vat: Arc::default(),
         }
     }
 
@@ -370,11 +381,11 @@ mod tests {
     #[test]
     fn vat_is_computed_per_treatment() {
         let mut exempt = line(LineKind::Pool, "p", "100.00");
-        exempt.vat = VatTreatment {
+        exempt.vat = Arc::new(VatTreatment {
             category: "E".into(),
             percent: Decimal::ZERO,
             exemption_reason: Some("cost sharing".into()),
-        };
+        });
         let inv = invoice(vec![line(LineKind::Account, "a", "100.00"), exempt]);
         let b = inv.vat_breakdown();
         assert_eq!(b.len(), 2);

@@ -92,6 +92,65 @@ pub fn spans(segments: &[Segment], what: &str) -> Result<Vec<Span>, BillingError
         .collect())
 }
 
+/// An instant in the one form the ledger writes ([`local_rfc3339`]: `YYYY-MM-DDTHH:MM:SS±HH:MM`),
+/// read without the general parser, about 5% of billing's time: a year of ledgers has
+/// 240,000 of them. Anything else, valid or not, is `None` and left to that parser, so the result
+/// is always the one it gives.
+fn ledger_instant(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() != 25
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[22] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let (off_hours, off_minutes) = (num(20, 22)?, num(23, 25)?);
+    let sign = match b[19] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if year < 1
+        || !(1..=month_days).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+        || off_hours > 23
+        || off_minutes > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date, counted in 400-year eras that
+    // begin on 1 March (H. Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let local = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Timestamp::from_second(local - sign * (off_hours * 3_600 + off_minutes * 60)).ok()
+}
+
 /// The bounds of a ledger's segments, parsed and checked as [`spans`] does, without copying
 /// their states: billing reads a year of ledgers and needs only to borrow them.
 pub fn bounds(
@@ -101,15 +160,19 @@ pub fn bounds(
     let mut out: Vec<(Timestamp, Option<Timestamp>)> = Vec::with_capacity(segments.len());
     for (i, s) in segments.iter().enumerate() {
         // The field's name is only spelled out for an error: a year of ledgers has 120,000 times.
-        let from = s
-            .from
-            .parse::<Timestamp>()
-            .or_else(|_| parse_instant(&s.from, &format!("{what}: status.segments[{i}].from")))?;
+        let from = match ledger_instant(&s.from) {
+            Some(t) => t,
+            None => s.from.parse::<Timestamp>().or_else(|_| {
+                parse_instant(&s.from, &format!("{what}: status.segments[{i}].from"))
+            })?,
+        };
         let to = match &s.to {
-            Some(t) => Some(
-                t.parse::<Timestamp>()
+            Some(t) => Some(match ledger_instant(t) {
+                Some(t) => t,
+                None => t
+                    .parse::<Timestamp>()
                     .or_else(|_| parse_instant(t, &format!("{what}: status.segments[{i}].to")))?,
-            ),
+            }),
             None => None,
         };
         if let Some(t) = to
@@ -291,6 +354,45 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ledger_instants_read_as_the_general_parser_reads_them() {
+        let offsets = [
+            jiff::tz::Offset::from_seconds(3_600).unwrap(),
+            jiff::tz::Offset::from_seconds(7_200).unwrap(),
+            jiff::tz::Offset::from_seconds(-(5 * 3_600 + 30 * 60)).unwrap(),
+            jiff::tz::Offset::UTC,
+        ];
+        let tz = cal();
+        // Every 7 h 13 min 17 s from 1899 to 2101, in fixed offsets and in Amsterdam's.
+        let mut t = ts("1899-02-27T21:13:07Z");
+        let end = ts("2101-03-01T00:00:00Z");
+        while t < end {
+            for text in offsets
+                .iter()
+                .map(|o| t.display_with_offset(*o).to_string())
+                .chain([local_rfc3339(t, tz.tz())])
+            {
+                assert_eq!(ledger_instant(&text), Some(text.parse().unwrap()), "{text}");
+            }
+            t = t
+                .checked_add(jiff::SignedDuration::from_secs(26_017))
+                .unwrap();
+        }
+        for other in [
+            "2026-02-29T00:00:00+01:00",
+            "2026-13-01T00:00:00+01:00",
+            "2026-03-01T24:00:00+01:00",
+            "2026-03-01T00:00:60+01:00",
+            "2026-03-01T00:00:00Z",
+            "2026-03-01T00:00:00.5+01:00",
+            "2026-03-01 00:00:00+01:00",
+            "2026-03-01T00:00:00+1:000",
+            "+026-03-01T00:00:00+01:00",
+        ] {
+            assert_eq!(ledger_instant(other), None, "{other}");
+        }
     }
 
     fn state(level: &str, standard: i64) -> BillableState {

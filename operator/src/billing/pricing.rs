@@ -6,6 +6,8 @@
 //! split there (an interim increase from 1 July prices June at the old rate, July at the new).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -348,8 +350,12 @@ struct Table<'a> {
     /// rate × quantity per item slot and list.
     values: Vec<Option<(Decimal, RatePer)>>,
     /// Line descriptions per (list, item, level), like `rates`: a year has hundreds of lines of
-    /// the same few descriptions.
-    descriptions: Vec<Option<String>>,
+    /// the same few descriptions, and they share one string.
+    descriptions: Vec<Option<Arc<str>>>,
+    /// The VAT treatment of each list, shared by the lines of this call. One per call rather
+    /// than one for the whole book: the billing threads would otherwise contend for a single
+    /// reference count hundreds of thousands of times.
+    vats: Vec<Arc<VatTreatment>>,
 }
 
 /// The index of `want` in `v`, appended when new; a handful of entries, so a scan is fastest.
@@ -378,6 +384,7 @@ impl<'a> Table<'a> {
             rates: Vec::new(),
             values: Vec::new(),
             descriptions: Vec::new(),
+            vats: book.lists.iter().map(|l| Arc::new(l.vat.clone())).collect(),
         };
         let mut slots = 0usize;
         let level_eq = |x: &String, l: &str| x == l;
@@ -469,6 +476,28 @@ impl<'a> Table<'a> {
         Ok(v)
     }
 
+    /// The index of (list, item, level) in `rates` and `descriptions`.
+    fn slot(&self, list: usize, key: usize, level: usize) -> usize {
+        (list * self.keys.len() + key) * self.levels.len() + level
+    }
+
+    /// The rank of each description made so far among them in text order, equal texts equal
+    /// ranks: comparing ranks orders lines as comparing their descriptions would.
+    fn description_ranks(&self) -> Vec<u32> {
+        let d = &self.descriptions;
+        let mut made: Vec<usize> = (0..d.len()).filter(|i| d[*i].is_some()).collect();
+        made.sort_by(|a, b| d[*a].cmp(&d[*b]));
+        let mut ranks = vec![u32::MAX; d.len()];
+        let mut rank = 0u32;
+        for (n, &i) in made.iter().enumerate() {
+            if n > 0 && d[made[n - 1]] != d[i] {
+                rank += 1;
+            }
+            ranks[i] = rank;
+        }
+        ranks
+    }
+
     /// The description of a line of `key` at `level` priced by `list` at `rate` per `per`.
     fn description(
         &mut self,
@@ -477,17 +506,18 @@ impl<'a> Table<'a> {
         level: usize,
         rate: Decimal,
         per: RatePer,
-    ) -> String {
-        let i = (list * self.keys.len() + key) * self.levels.len() + level;
+    ) -> Arc<str> {
+        let i = self.slot(list, key, level);
         if let Some(d) = &self.descriptions[i] {
             return d.clone();
         }
-        let d = format!(
+        let d: Arc<str> = format!(
             "{}, {} per {}",
             describe(&self.keys[key], &self.levels[level]),
             super::money(rate),
             per_text(per)
-        );
+        )
+        .into();
         self.descriptions[i] = Some(d.clone());
         d
     }
@@ -632,7 +662,8 @@ pub fn price_periods(
                         year_den
                     };
                     let unit = rate * secs / den;
-                    let amount = rate * Decimal::from(qty) * secs / den;
+                    // rate × quantity, kept per item and list: the same product, made once.
+                    let amount = tab.value(si, ii, list)?.0 * secs / den;
                     if matches!(tab.keys[key], ItemKey::Component(..)) {
                         *component_month.entry((p, key, m)).or_default() += amount;
                     }
@@ -685,12 +716,36 @@ pub fn price_periods(
         sizes[p] += 1;
     }
     let mut lines: Vec<Vec<Line>> = sizes.into_iter().map(Vec::with_capacity).collect();
-    for r in &runs {
-        let (kind, unit) = match &tab.keys[r.key] {
+    // Each period's lines come out in the order the invoice prints them (kind, description,
+    // start; see the engine), so that its sort finds them in order and compares each line
+    // once: runs, then credits, then notices. Runs are ordered by the rank of their shared
+    // description rather than by the text, ties by their order here, as a stable sort would.
+    let kinds: Vec<(LineKind, Unit)> = tab
+        .keys
+        .iter()
+        .map(|k| match k {
             ItemKey::Account(_) => (LineKind::Account, Unit::Account),
             ItemKey::Component(..) => (LineKind::Component, Unit::Component),
-        };
-        let description = tab.description(r.list, r.key, r.level, r.rate, r.per);
+        })
+        .collect();
+    let descriptions: Vec<Arc<str>> = runs
+        .iter()
+        .map(|r| tab.description(r.list, r.key, r.level, r.rate, r.per))
+        .collect();
+    let ranks = tab.description_ranks();
+    let mut order: Vec<(usize, LineKind, u32, Timestamp, usize)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let rank = ranks[tab.slot(r.list, r.key, r.level)];
+            (r.period, kinds[r.key].0, rank, r.from, i)
+        })
+        .collect();
+    order.sort_unstable();
+    for (_, _, _, _, i) in order {
+        let r = &runs[i];
+        let (kind, unit) = kinds[r.key];
+        let description = descriptions[i].clone();
         lines[r.period].push(Line {
             kind,
             description,
@@ -700,10 +755,9 @@ pub fn price_periods(
             amount: round_cents(r.amount),
             from: r.from,
             to: r.to,
-            vat: book.lists[r.list].vat.clone(),
+            vat: tab.vats[r.list].clone(),
         });
     }
-    notice_lines(&tab, notices, &mut lines);
     for (p, &(pf, pt)) in bounds.iter().enumerate() {
         for ((component, m), percent) in credits {
             let key = tab
@@ -718,23 +772,25 @@ pub fn price_periods(
             }
             let (ma, mb) = cal.month_bounds(*m)?;
             let (a, b) = (ma.max(pf), mb.min(pt));
-            let (_, list) = book.at(a)?;
+            let (list, _) = book.at(a)?;
             lines[p].push(Line {
                 kind: LineKind::Credit,
                 description: format!(
                     "Service credit {m}: component {component} below its availability target, {percent}% of its charges for the month ({})",
                     super::money(*charge)
-                ),
+                )
+                .into(),
                 quantity: -*percent,
                 unit: Unit::Percent,
                 unit_price: *charge / Decimal::ONE_HUNDRED,
                 amount: -round_cents(*charge * *percent / Decimal::ONE_HUNDRED),
                 from: a,
                 to: b,
-                vat: list.vat.clone(),
+                vat: tab.vats[list].clone(),
             });
         }
     }
+    notice_lines(&tab, notices, &mut lines);
     for (p, l) in live.into_iter().zip(lines) {
         out[p] = l;
     }
@@ -1103,11 +1159,16 @@ fn notice_runs(
     Ok(runs)
 }
 
-/// The lines of notice runs, appended to their periods' lines.
+/// The lines of notice runs, appended to their periods' lines in the order the invoice prints
+/// them (description, then start; ties in the order of the runs).
 fn notice_lines(tab: &Table, runs: Vec<NoticeRun>, lines: &mut [Vec<Line>]) {
-    use std::fmt::Write;
     // "Notice period 90d after a reduction: standard accounts billed at " per list and item.
     let mut heads: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    // Each description is written here and copied once into its line's shared string.
+    let mut description = String::new();
+    // (the line, its period, the list and item of its description's head, the head's length)
+    type Made = (Line, usize, (usize, usize), usize);
+    let mut made: Vec<Made> = Vec::with_capacity(runs.len());
     for r in runs {
         let l = &tab.book.lists[r.list];
         let head = heads.entry((r.list, r.key)).or_insert_with(|| {
@@ -1120,7 +1181,7 @@ fn notice_lines(tab: &Table, runs: Vec<NoticeRun>, lines: &mut [Vec<Line>]) {
                 l.notice_text.as_deref().unwrap_or("")
             )
         });
-        let mut description = String::with_capacity(head.len() + 40);
+        description.clear();
         description.push_str(head);
         // Writing to a String cannot fail.
         let _ = write!(
@@ -1128,16 +1189,32 @@ fn notice_lines(tab: &Table, runs: Vec<NoticeRun>, lines: &mut [Vec<Line>]) {
             "{} × {} instead of {} × {}",
             tab.levels[r.committed.0], r.committed.1, tab.levels[r.actual.0], r.actual.1
         );
-        lines[r.period].push(Line {
+        let line = Line {
             kind: LineKind::Notice,
-            description,
+            description: Arc::from(description.as_str()),
             quantity: Decimal::ONE,
             unit: Unit::Item,
             unit_price: r.amount,
             amount: round_cents(r.amount),
             from: r.from,
             to: r.to,
-            vat: l.vat.clone(),
-        });
+            vat: tab.vats[r.list].clone(),
+        };
+        made.push((line, r.period, (r.list, r.key), head.len()));
+    }
+    // Lines of the same list and item share the head and differ only after it.
+    made.sort_by(|a, b| {
+        a.1.cmp(&b.1)
+            .then_with(|| {
+                if a.2 == b.2 {
+                    a.0.description[a.3..].cmp(&b.0.description[b.3..])
+                } else {
+                    a.0.description.cmp(&b.0.description)
+                }
+            })
+            .then(a.0.from.cmp(&b.0.from))
+    });
+    for (line, period, _, _) in made {
+        lines[period].push(line);
     }
 }

@@ -60,9 +60,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
-use crate::billing::invoice::{
-    Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
-};
+use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
 use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
@@ -419,14 +417,14 @@ fn line_of(l: &InvoiceLine, what: &str) -> Result<Line, BillingError> {
     Ok(Line {
         kind: LineKind::parse(&l.kind)
             .ok_or_else(|| BillingError::Input(format!("{what}: unknown kind {:?}", l.kind)))?,
-        description: l.description.clone(),
+        description: l.description.as_str().into(),
         quantity: dec(&l.quantity, what)?,
         unit: Unit::parse(&l.unit).unwrap_or(Unit::Item),
         unit_price: dec(&l.unit_price, what)?,
         amount: dec(&l.amount, what)?,
         from: parse_instant(&l.from, what)?,
         to: parse_instant(&l.to, what)?,
-        vat: VatTreatment::default(),
+        vat: Arc::default(),
     })
 }
 
@@ -468,14 +466,14 @@ fn billed_so_far(
                 };
                 let c = line_of(l, &format!("Invoice/{other}: spec.lines[{i}]"))?;
                 let same =
-                    |x: &Line| x.description == description && x.from == c.from && x.to == c.to;
+                    |x: &Line| &*x.description == description && x.from == c.from && x.to == c.to;
                 if let Some(target) = lines.iter_mut().find(|x| same(x)) {
                     target.amount += c.amount;
                 } else if let Some(kind) = recomputed.lines.iter().find(|x| same(x)).map(|x| x.kind)
                 {
                     lines.push(Line {
                         kind,
-                        description: description.to_string(),
+                        description: description.into(),
                         ..c
                     });
                 }
