@@ -618,7 +618,8 @@ impl OtherPeriods {
                     description: format!(
                         "Invoiced on {reference} ({}): {}",
                         f.billed.period, l.description
-                    ),
+                    )
+                    .into(),
                     quantity: Decimal::ONE,
                     unit: Unit::Item,
                     unit_price: -l.amount,
