@@ -18,6 +18,17 @@ use crate::input::{Object, Problem, Source};
 use crate::tier::Tier;
 
 /// The namespace a tenant's objects live in.
+/// Whether `ns` is the tenant's namespace, without building its name (this is asked once per
+/// tenant for every component and package: it must not allocate).
+pub fn has_namespace(tenant: &Tenant, ns: &str) -> bool {
+    match &tenant.spec.namespace {
+        Some(own) => own == ns,
+        None => ns
+            .strip_prefix(NAMESPACE_PREFIX)
+            .is_some_and(|rest| Some(rest) == tenant.metadata.name.as_deref()),
+    }
+}
+
 pub fn tenant_namespace(tenant: &Tenant) -> String {
     tenant
         .spec
@@ -103,7 +114,7 @@ impl Inventory {
         self.tenants
             .iter()
             .map(|t| &t.object)
-            .find(|t| tenant_namespace(t) == ns)
+            .find(|t| has_namespace(t, ns))
     }
 
     /// Components of one tenant, in name order.
@@ -113,7 +124,7 @@ impl Inventory {
             .components
             .iter()
             .map(|c| &c.object)
-            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|c| c.metadata.namespace.as_deref() == Some(ns.as_str()))
             .collect();
         v.sort_by_key(|c| c.name_any());
         v
@@ -126,7 +137,7 @@ impl Inventory {
             .packages
             .iter()
             .map(|c| &c.object)
-            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|c| c.metadata.namespace.as_deref() == Some(ns.as_str()))
             .collect();
         v.sort_by_key(|c| c.name_any());
         v
@@ -420,5 +431,33 @@ impl Inventory {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str, namespace: Option<&str>) -> Tenant {
+        let mut t: Tenant = serde_yaml::from_str(&format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name}}}\nspec: {{displayName: X, serviceLevel: gold, membership: {{joined: \"2026-01-01\"}}, access: {{groups: [g]}}}}\n"
+        ))
+        .expect("tenant");
+        t.spec.namespace = namespace.map(Into::into);
+        t
+    }
+
+    #[test]
+    fn a_tenants_namespace_is_recognised_without_building_it() {
+        for (t, ns, expected) in [
+            (tenant("tholen", None), "tenant-tholen", true),
+            (tenant("tholen", None), "tenant-tholenx", false),
+            (tenant("tholen", None), "tholen", false),
+            (tenant("tholen", Some("gem-tholen")), "gem-tholen", true),
+            (tenant("tholen", Some("gem-tholen")), "tenant-tholen", false),
+        ] {
+            assert_eq!(has_namespace(&t, ns), expected, "{ns}");
+            assert_eq!(tenant_namespace(&t) == ns, expected, "{ns}");
+        }
     }
 }

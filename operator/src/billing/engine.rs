@@ -116,7 +116,7 @@ pub fn from_inventory(
         for o in inv
             .orders
             .iter()
-            .filter(|o| o.object.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|o| o.object.metadata.namespace.as_deref() == Some(ns.as_str()))
         {
             let id = format!("ServiceOrder/{ns}/{}", o.object.name_any());
             let f = |fld: &str, m: String| {

@@ -80,7 +80,8 @@ impl Context {
 
     /// The tenant that owns namespace `ns`, if any.
     pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
-        self.tenants.find(|t| tenant_namespace(t) == ns)
+        self.tenants
+            .find(|t| crate::inventory::has_namespace(t, ns))
     }
 }
 

@@ -131,7 +131,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .components
         .state()
         .into_iter()
-        .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|c| c.metadata.namespace.as_deref() == Some(ns.as_str()))
         .collect();
     components.sort_by_key(|c| c.name_any());
     let mut plans = Vec::new();
@@ -167,7 +167,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .packages
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
         .collect();
     let meter_components = plans
         .iter()
@@ -216,7 +216,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .packages
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
         .collect();
     pkgs.sort_by_key(|p| p.name_any());
     // The children's statuses are independent of each other: write them together.
