@@ -200,7 +200,8 @@ async fn watch<K>(
             (Wakes::Never, _) | (_, Err(_) | Ok(Event::Init)) => false,
             (Wakes::Always, Ok(ev)) => !matches!(ev, Event::InitApply(_)),
             (Wakes::OnChangeOf(sum), Ok(Event::Apply(o) | Event::InitApply(o))) => {
-                let changed = seen.insert(o.name_any(), sum(o)) != Some(sum(o));
+                let now = sum(o);
+                let changed = seen.insert(o.name_any(), now) != Some(now);
                 changed && matches!(ev, Ok(Event::Apply(_)))
             }
             (Wakes::OnChangeOf(_), Ok(Event::Delete(o))) => seen.remove(&o.name_any()).is_some(),

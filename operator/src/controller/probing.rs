@@ -151,15 +151,15 @@ impl State {
 
     /// Starts or keeps following `key` for `tenant`.
     fn track(&mut self, key: &str, tenant: &str, new: impl FnOnce() -> Tracked) -> &mut Tracked {
-        if let Some(old) = self.tracked.get(key).map(|t| t.tenant.clone())
-            && old != tenant
-        {
+        if self.tracked.get(key).is_some_and(|t| t.tenant != tenant) {
             self.untrack(key);
         }
-        self.by_tenant
-            .entry(tenant.to_string())
-            .or_default()
-            .insert(key.to_string());
+        if !self.tracked.contains_key(key) {
+            self.by_tenant
+                .entry(tenant.to_string())
+                .or_default()
+                .insert(key.to_string());
+        }
         self.tracked.entry(key.to_string()).or_insert_with(new)
     }
 
