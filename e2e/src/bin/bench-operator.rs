@@ -318,7 +318,10 @@ fn start_operator(bin: &Path, kubeconfig: &Path, port: u16, concurrency: usize) 
         &format!("--concurrency={concurrency}"),
     ])
     .env("KUBECONFIG", kubeconfig)
-    .env("RUST_LOG", "warn")
+    .env(
+        "RUST_LOG",
+        std::env::var("REGIE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+    )
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
     Ok(cmd.spawn()?)
@@ -332,6 +335,46 @@ fn median(v: &mut [f64]) -> f64 {
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Moves each of `names` (bronze) to gold and times the patch until the watch shows its
+/// Deployment at three replicas; waits `settle` after each before the next.
+async fn tier_changes(
+    api: &Api<Tenant>,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, i32, Instant)>,
+    names: &[String],
+    settle: Duration,
+) -> Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for name in names {
+        while rx.try_recv().is_ok() {}
+        let sent = Instant::now();
+        let sent_wall = jiff::Timestamp::now();
+        let patch = serde_json::json!({"spec": {"serviceLevel": "gold"}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let ns = format!("tenant-{name}");
+        let deadline = sent + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
+                    let ms = at.duration_since(sent).as_secs_f64() * 1000.0;
+                    latencies.push(ms);
+                    if std::env::var_os("REGIE_BENCH_LOG").is_some() {
+                        eprintln!(
+                            "tier change of {name}: patched at {sent_wall}, seen after {ms:.0} ms"
+                        );
+                    }
+                    break;
+                }
+                Ok(Some(_)) => {}
+                _ => bail!("tier change of {name} not seen within 30 s"),
+            }
+        }
+        tokio::time::sleep(settle).await;
+    }
+    Ok(latencies)
 }
 
 #[tokio::main]
@@ -359,44 +402,60 @@ async fn main() -> Result<()> {
     }
     let pdb_version = regie::controller::children::pdb_version(&client).await;
 
+    // `--quick` measures cold convergence, idle writes and tier changes only: no floor, no
+    // memory phase (for trying a change; the write-up needs the full run). `--skip-floor` keeps
+    // the memory phase.
+    let quick = args.iter().any(|a| a == "--quick");
+    let skip_floor = quick || args.iter().any(|a| a == "--skip-floor");
+    let port = 18090;
+
     // 1. The floor, on names of its own.
-    let floor_names: Vec<String> = (0..total).map(|i| format!("floor-{i:04}")).collect();
-    let (floor_time, floor_objects) =
-        floor(&client, &floor_names, concurrency, &pdb_version).await?;
-    eprintln!(
-        "floor: {floor_objects} objects in {:.1} s",
-        floor_time.as_secs_f64()
-    );
+    let (floor_time, floor_objects) = if skip_floor {
+        (Duration::ZERO, 0)
+    } else {
+        let floor_names: Vec<String> = (0..total).map(|i| format!("floor-{i:04}")).collect();
+        let (floor_time, floor_objects) =
+            floor(&client, &floor_names, concurrency, &pdb_version).await?;
+        eprintln!(
+            "floor: {floor_objects} objects in {:.1} s",
+            floor_time.as_secs_f64()
+        );
+        (floor_time, floor_objects)
+    };
 
     // 2. Cold convergence of the first quarter, memory at that size, then the rest.
-    let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
-    create_inputs(&client, &names[..first], concurrency).await?;
-    let port = 18090;
-    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
-    let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss_first = rss_kib(op.id())?;
-    eprintln!(
-        "{first} tenants Ready in {:.1} s; RSS {rss_first} KiB",
-        t_first.as_secs_f64()
-    );
-    let _ = op.kill();
-    let _ = op.wait();
-    create_inputs(&client, &names[first..], concurrency).await?;
-    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
-    let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss_all = rss_kib(op.id())?;
-    eprintln!(
-        "{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB",
-        t_all.as_secs_f64(),
-        total - first
-    );
+    let (rss_first, rss_all) = if quick {
+        (0, 0)
+    } else {
+        let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
+        create_inputs(&client, &names[..first], concurrency).await?;
+        let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
+        let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss_first = rss_kib(op.id())?;
+        eprintln!(
+            "{first} tenants Ready in {:.1} s; RSS {rss_first} KiB",
+            t_first.as_secs_f64()
+        );
+        let _ = op.kill();
+        let _ = op.wait();
+        create_inputs(&client, &names[first..], concurrency).await?;
+        let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
+        let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let rss_all = rss_kib(op.id())?;
+        eprintln!(
+            "{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB",
+            t_all.as_secs_f64(),
+            total - first
+        );
+        let _ = op.kill();
+        let _ = op.wait();
+        (rss_first, rss_all)
+    };
 
     // Cold convergence proper: a fresh operator over all N tenants' inputs, none converged.
     let cold_names: Vec<String> = (0..total).map(|i| format!("cold-{i:04}")).collect();
-    let _ = op.kill();
-    let _ = op.wait();
     create_inputs(&client, &cold_names, concurrency).await?;
     let start = Instant::now();
     let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
@@ -426,6 +485,13 @@ async fn main() -> Result<()> {
         "cold convergence of {total} tenants: {:.1} s",
         cold.as_secs_f64()
     );
+    // Everything the operator wrote since it started, per tenant converged.
+    let cold_writes = scrape_writes(port).await?;
+    let cold_detail: Vec<String> = cold_writes
+        .iter()
+        .map(|(kind, n)| format!("{kind} {:.2}", n / total as f64))
+        .collect();
+    let cold_per_tenant = cold_writes.values().sum::<f64>() / total as f64;
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // 3. Idle: writes per second with nothing changing.
@@ -453,32 +519,21 @@ async fn main() -> Result<()> {
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     while rx.try_recv().is_ok() {}
-    let mut latencies = Vec::new();
+    // Spaced: each change lands on a settled system (the previous one's statuses, ledger,
+    // invoice and the controller-manager's reaction done) — the latency a member's pull request
+    // sees. Back to back: the next change is sent the moment the previous one is seen, so each
+    // also waits for the tail of the one before (a burst of changes).
     let samples = 50;
-    for i in 0..samples {
-        // bronze tenants (every third) go to gold: replicas 1 → 3.
-        let name = &cold_names[(i * 3) % total];
-        let sent = Instant::now();
-        let patch = serde_json::json!({"spec": {"serviceLevel": "gold"}});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        let ns = format!("tenant-{name}");
-        let deadline = sent + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, rx.recv()).await {
-                Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
-                    latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
-                    break;
-                }
-                Ok(Some(_)) => {}
-                _ => bail!("tier change of {name} not seen within 30 s"),
-            }
-        }
-    }
+    let bronze = |i: usize| cold_names[(i * 3) % total].clone();
+    let spaced: Vec<String> = (0..samples).map(bronze).collect();
+    let burst: Vec<String> = (samples..2 * samples).map(bronze).collect();
+    let mut latencies = tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2)).await?;
+    let mut burst_latencies = tier_changes(&api, &mut rx, &burst, Duration::ZERO).await?;
     watch.abort();
     let p50 = percentile(&mut latencies.clone(), 0.5);
     let p99 = percentile(&mut latencies.clone(), 0.99);
+    let burst_p50 = percentile(&mut burst_latencies.clone(), 0.5);
+    let burst_p99 = percentile(&mut burst_latencies, 0.99);
     let _ = op.kill();
     let _ = op.wait();
 
@@ -501,8 +556,15 @@ async fn main() -> Result<()> {
         cold.as_secs_f64()
     );
     println!("| cold convergence / floor | {ratio:.2}× | ≤ 1.2× |");
+    println!(
+        "(writes per tenant until all were Ready: {cold_per_tenant:.1} — {})",
+        cold_detail.join(", ")
+    );
     println!("| tier change → Deployment updated (watch), p50 | {p50:.0} ms | ≤ 50 ms |");
     println!("| tier change → Deployment updated (watch), p99 | {p99:.0} ms | ≤ 250 ms |");
+    println!(
+        "| tier changes back to back (burst of {samples}), p50 / p99 | {burst_p50:.0} / {burst_p99:.0} ms | — |"
+    );
     println!("| idle writes per second (60 s window), reconcile | {idle:.3} | 0 |");
     println!(
         "| idle writes per second (60 s window), SLA month-to-date figures | {idle_measured:.3} | — |"

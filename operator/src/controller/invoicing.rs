@@ -809,7 +809,7 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         .collect();
     let planned = {
         let scope = scope.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<Intent>, BillingError> {
+        in_background(move || -> Result<Vec<Intent>, BillingError> {
             let (cat, inputs) = from_inventory(&inventory, cal)?;
             plan(
                 &cat,
@@ -822,7 +822,7 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             )
         })
         .await
-        .map_err(|e| BillingError::Input(format!("invoicing stopped: {e}")))?
+        .ok_or_else(|| BillingError::Input("invoicing stopped: the pricing thread failed".into()))?
     };
     let intents = match planned {
         Ok(i) => {
@@ -871,6 +871,31 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         }
     }
     Ok(())
+}
+
+/// How much less CPU a pricing pass gets than the reconciles when both want it (a nice value).
+const PRICING_NICENESS: i32 = 10;
+
+/// Runs `work` on a thread of its own at a lower priority: a pass prices every tenant, and a
+/// reconcile (a tier change someone waits for) must not queue behind it for a share of the core.
+/// A thread per pass, not the blocking pool: a pool thread would keep the priority for whatever
+/// it runs next, and an unprivileged process cannot raise it again. None when the thread failed.
+async fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("regie-pricing".into())
+        .spawn(move || {
+            // Best effort: without it the pass merely competes as an equal.
+            let _ = rustix::process::setpriority_process(
+                Some(rustix::thread::gettid()),
+                PRICING_NICENESS,
+            );
+            let _ = tx.send(work());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    rx.await.ok()
 }
 
 /// The current month's ledger of a tenant that leaves before it was reconciled in this month:
@@ -1511,6 +1536,24 @@ spec:
                 .all(|i| !matches!(i, Intent::Final { name, .. } | Intent::Draft { name, .. } if name == "tholen-2026-q1")),
             "{intents:#?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pass_prices_on_a_thread_of_lower_priority() {
+        let own = || {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                .expect("own priority")
+        };
+        let before = own();
+        let nice = in_background(|| {
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                .expect("own priority")
+        })
+        .await
+        .expect("the thread ran");
+        assert!(nice >= PRICING_NICENESS, "nice {nice}");
+        // The caller's thread keeps its own.
+        assert_eq!(own(), before);
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Context {
     pub measurements: accounts::Measurements,
     /// The billable state this process last found durable in each tenant's ledger.
     pub metered: metering::Recorded,
+    /// The statuses this process has just written, ahead of the cache.
+    pub status_memo: tenant::StatusMemo,
     /// Resolves once the tenant cache holds the whole list. Await this, never
     /// `tenants.wait_until_ready()`: kube-runtime's store keeps only the last waiter's waker,
     /// and the controller's runner waits on it too, so of several tasks waiting at once all but
@@ -203,6 +205,7 @@ pub async fn run(
         invoicing,
         measurements: accounts::Measurements::default(),
         metered: metering::Recorded::default(),
+        status_memo: tenant::StatusMemo::default(),
         tenants_synced: futures::FutureExt::shared(futures::FutureExt::boxed(async move {
             let _ = tenants_listed_rx.wait_for(|listed| *listed).await;
         })),

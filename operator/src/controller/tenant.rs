@@ -89,13 +89,18 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .reconcile_duration
         .with_label_values(&["Tenant"])
         .start_timer();
+    // The span follows the future, not the thread: a guard held across an await would leak into
+    // whatever else that worker thread polls meanwhile.
+    let span = tracing::info_span!("reconcile", tenant = %tenant.name_any());
+    tracing::Instrument::instrument(reconcile_tenant(tenant, ctx), span).await
+}
+
+async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = tenant.name_any();
     if tenant.meta().deletion_timestamp.is_some() {
         return cleanup(&tenant, &ctx).await;
     }
     ensure_finalizer(&tenant, &ctx).await?;
-    let span = tracing::info_span!("reconcile", tenant = %name);
-    let _enter = span.enter();
 
     // Validate the tenant and dereference its level.
     let errors = tenant.spec.validate();
@@ -191,6 +196,14 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         .filter(|p| p.outcome.is_err())
         .map(|p| p.component.name_any())
         .collect();
+    // The workloads go first, alone: a tier change is felt through them (replicas, budgets,
+    // spread), and on an API server with one core a dozen concurrent writes would each wait for
+    // all the others. The ledger and the rest of the children follow together.
+    tracing::debug!("plan built");
+    if !namespace_terminating {
+        apply_workloads(&ctx, &name, &desired).await?;
+    }
+    tracing::debug!("workloads applied");
     let (metered, applied) =
         tokio::join!(super::metering::record(&ctx, &tenant, &billable), async {
             if namespace_terminating {
@@ -273,6 +286,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
         packages,
     };
     write_tenant_status(&ctx, &tenant, outcome, Some(summary)).await?;
+    tracing::debug!("reconciled");
     ctx.metrics
         .reconciles
         .with_label_values(&["Tenant", "ok"])
@@ -301,10 +315,39 @@ fn resolve_tier(ctx: &Context, level: &str) -> Result<Tier, Stall> {
     }
 }
 
+/// Whether a child runs or protects a workload: applied before the rest of a change.
+fn is_workload(child: &Child) -> bool {
+    matches!(child.kind.as_str(), "Deployment" | "PodDisruptionBudget")
+}
+
+/// Applies the workload children of a tenant whose namespace exists, concurrently. In a new
+/// namespace they wait for it, in `apply_and_prune`.
+async fn apply_workloads(
+    ctx: &Context,
+    tenant: &str,
+    desired: &[(Child, Option<serde_json::Value>)],
+) -> Result<(), Error> {
+    let namespace_known = |c: &Child| {
+        c.namespace.as_ref().is_some_and(|ns| {
+            ctx.index
+                .get(&("Namespace".into(), None, ns.clone()))
+                .is_some()
+        })
+    };
+    futures::future::try_join_all(
+        desired
+            .iter()
+            .filter(|(c, _)| is_workload(c) && namespace_known(c))
+            .map(|e| apply_child(ctx, tenant, e)),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Applies the desired children — a new namespace before everything that lives in it, the rest
-/// concurrently — then deletes what carries this tenant's label but is no longer desired.
-/// Components that are stalled keep their children: bad input must not take a running service
-/// down.
+/// concurrently (a workload `apply_workloads` has applied is unchanged by then, so no write) —
+/// then deletes what carries this tenant's label but is no longer desired. Components that are
+/// stalled keep their children: bad input must not take a running service down.
 async fn apply_and_prune(
     ctx: &Context,
     tenant: &str,
@@ -613,23 +656,99 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// The statuses this process wrote a moment ago, so that a reconcile which runs before the
+/// cache has seen its predecessor's write does not write the same status again.
+///
+/// A tenant is reconciled again right after its first reconcile (its finalizer and its status
+/// are both changes to it), usually before the watch has delivered the status just written; the
+/// cached object then still shows the old status and the same new one would be written twice.
+/// An entry counts only while the cache shows a version other than the one the write produced,
+/// and only for [`STATUS_MEMO_WINDOW`]: longer than a watch lags, short enough that someone
+/// else's status write is corrected by the next reconcile after it.
+#[derive(Default)]
+pub struct StatusMemo {
+    written: std::sync::Mutex<std::collections::HashMap<String, WrittenStatus>>,
+}
+
+struct WrittenStatus {
+    digest: u64,
+    resource_version: Option<String>,
+    at: std::time::Instant,
+}
+
+/// How long a written status may be ahead of the cache.
+const STATUS_MEMO_WINDOW: Duration = Duration::from_secs(5);
+
+impl StatusMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, WrittenStatus>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `digest` is what this process just wrote for `uid`, and the cache, at
+    /// `cached_version`, has not caught up with that write yet.
+    fn just_wrote(&self, uid: &str, cached_version: Option<&str>, digest: u64) -> bool {
+        self.lock().get(uid).is_some_and(|w| {
+            w.digest == digest
+                && w.resource_version.as_deref() != cached_version
+                && w.at.elapsed() < STATUS_MEMO_WINDOW
+        })
+    }
+
+    fn record(&self, uid: String, digest: u64, resource_version: Option<String>) {
+        let mut written = self.lock();
+        if written.len() >= 1024 {
+            written.retain(|_, w| w.at.elapsed() < STATUS_MEMO_WINDOW);
+        }
+        written.insert(
+            uid,
+            WrittenStatus {
+                digest,
+                resource_version,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+}
+
+fn status_digest(status: &impl Serialize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(status).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let digest = status_digest(status);
+    if ctx
+        .status_memo
+        .just_wrote(&uid, obj.meta().resource_version.as_deref(), digest)
+    {
+        return Ok(());
+    }
     let resource = kube::core::ApiResource::erase::<K>(&());
     let api: Api<kube::api::DynamicObject> = match obj.meta().namespace.as_deref() {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
         None => Api::all_with(ctx.client.clone(), &resource),
     };
     let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(children::FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(children::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
     ctx.metrics.write("status", &K::kind(&()));
+    if !uid.is_empty() {
+        ctx.status_memo
+            .record(uid, digest, written.metadata.resource_version);
+    }
     Ok(())
 }
 
@@ -897,5 +1016,28 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_just_written_is_not_written_again_until_the_cache_shows_it() {
+        let memo = StatusMemo::default();
+        let digest = status_digest(&json!({"phase": "Ready"}));
+        assert!(!memo.just_wrote("uid-1", Some("10"), digest));
+        memo.record("uid-1".into(), digest, Some("12".into()));
+        // The cache still shows version 10 (or 11, the finalizer): the write is ahead of it.
+        assert!(memo.just_wrote("uid-1", Some("10"), digest));
+        assert!(memo.just_wrote("uid-1", Some("11"), digest));
+        // Another status is another write.
+        let other = status_digest(&json!({"phase": "Stalled"}));
+        assert!(!memo.just_wrote("uid-1", Some("11"), other));
+        // Once the cache holds the written version, the cache decides alone.
+        assert!(!memo.just_wrote("uid-1", Some("12"), digest));
+        // Other objects are unaffected.
+        assert!(!memo.just_wrote("uid-2", Some("10"), digest));
     }
 }
