@@ -17,7 +17,6 @@ use regie_crds::{
 use crate::input::{Object, Problem, Source};
 use crate::tier::Tier;
 
-/// The namespace a tenant's objects live in.
 /// Whether `ns` is the tenant's namespace, without building its name (this is asked once per
 /// tenant for every component and package: it must not allocate).
 pub fn has_namespace(tenant: &Tenant, ns: &str) -> bool {
@@ -29,6 +28,7 @@ pub fn has_namespace(tenant: &Tenant, ns: &str) -> bool {
     }
 }
 
+/// The namespace a tenant's objects live in.
 pub fn tenant_namespace(tenant: &Tenant) -> String {
     tenant
         .spec

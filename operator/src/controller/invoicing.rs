@@ -1271,6 +1271,14 @@ spec:
         .unwrap()
     }
 
+    /// The correction lines of an invoice.
+    fn corrections_on(spec: &InvoiceSpec) -> Vec<&InvoiceLine> {
+        spec.lines
+            .iter()
+            .filter(|l| l.kind == "correction")
+            .collect()
+    }
+
     fn spec_of(i: &Intent, number: Option<&str>) -> (String, InvoiceSpec) {
         let tz = crate::billing::amsterdam().unwrap();
         match i {
@@ -1335,11 +1343,7 @@ spec:
         assert_eq!(intents.len(), 1, "the final March is not proposed again");
         let (n, april) = spec_of(&intents[0], None);
         assert_eq!(n, "tholen-2026-04");
-        let corr: Vec<_> = april
-            .lines
-            .iter()
-            .filter(|l| l.kind == "correction")
-            .collect();
+        let corr = corrections_on(&april);
         // One account at 30.00 a month for 240 of 743 hours: 9.69.
         assert_eq!(corr.len(), 1, "{corr:#?}");
         assert_eq!(corr[0].amount, "9.69");
@@ -1454,11 +1458,7 @@ spec:
         assert_eq!(q2.len(), 1, "{intents:#?}");
         let (_, spec) = spec_of(q2[0], None);
         // The quarter at 120 silver accounts, less what April's invoice billed.
-        let invoiced: Vec<_> = spec
-            .lines
-            .iter()
-            .filter(|l| l.kind == "correction")
-            .collect();
+        let invoiced = corrections_on(&spec);
         assert_eq!(invoiced.len(), 1, "{spec:#?}");
         assert_eq!(invoiced[0].amount, "-4320.00");
         assert!(

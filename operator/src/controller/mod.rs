@@ -36,7 +36,7 @@ use kube::{Client, ResourceExt};
 use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
 
 use crate::desired::Settings;
-use crate::inventory::tenant_namespace;
+use crate::inventory::has_namespace;
 use crate::metrics::Metrics;
 use children::{ChildIndex, ChildKind};
 
@@ -82,8 +82,7 @@ impl Context {
 
     /// The tenant that owns namespace `ns`, if any.
     pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
-        self.tenants
-            .find(|t| crate::inventory::has_namespace(t, ns))
+        self.tenants.find(|t| has_namespace(t, ns))
     }
 }
 
@@ -247,11 +246,15 @@ pub async fn run(
                     Ok(Event::Apply(l) | Event::Delete(l)) => l.name_any(),
                     _ => continue,
                 };
+                let components = ctx.components.state();
                 for t in ctx.tenants.state() {
                     let uses = t.spec.service_level == name
-                        || ctx.components.state().iter().any(|c| {
+                        || components.iter().any(|c| {
                             c.spec.service_level.as_deref() == Some(name.as_str())
-                                && c.namespace().as_deref() == Some(tenant_namespace(&t).as_str())
+                                && c.metadata
+                                    .namespace
+                                    .as_deref()
+                                    .is_some_and(|ns| has_namespace(&t, ns))
                         });
                     if uses {
                         let _ = tx.send(t.name_any());

@@ -23,10 +23,10 @@
 //! components' shortest); then it goes with the first sample after that interval — one probe
 //! interval after the transition at the latest. Besides, the figures are written every
 //! [`Probes::flush_every`], spread over it: each tenant has a fixed one of [`FLUSH_SLOTS`] slots
-//! of the period, so the steady load is even instead of a burst of every tenant at once. Between two transitions every sample has the same outcome, and a
-//! persisted sample covers the time until the next one; so after a restart — which resumes the
-//! history from the reports — what is lost is at most one probe interval (plus a write still in
-//! flight).
+//! of the period, so the steady load is even instead of a burst of every tenant at once. Between
+//! two transitions every sample has the same outcome, and a persisted sample covers the time
+//! until the next one; so after a restart — which resumes the history from the reports — what
+//! is lost is at most one probe interval (plus a write still in flight).
 //!
 //! **Write storms.** A flapping target therefore costs at most one report write per tenant per
 //! probe interval however many components flap, and its `Available` condition is written at most

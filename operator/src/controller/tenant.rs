@@ -187,10 +187,8 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
         .map(|p| (p.spec.profile.clone(), super::accounts::of_package(&ctx, p)))
         .collect();
     let billable = super::metering::billable_state(&tier.name, &meter_accounts, meter_components);
-    let namespace_terminating = ctx
-        .index
-        .get(&("Namespace".into(), None, ns.clone()))
-        .is_some_and(|k| k.terminating);
+    let namespace = ctx.index.get(&("Namespace".into(), None, ns.clone()));
+    let namespace_terminating = namespace.as_ref().is_some_and(|k| k.terminating);
     let stalled_components: BTreeSet<String> = plans
         .iter()
         .filter(|p| p.outcome.is_err())
@@ -199,9 +197,14 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     // The workloads go first, alone: a tier change is felt through them (replicas, budgets,
     // spread), and on an API server with one core a dozen concurrent writes would each wait for
     // all the others. The ledger and the rest of the children follow together.
+    // In a new namespace they wait for it, with the rest.
+    let (workloads, rest): (Vec<_>, Vec<_>) = desired
+        .iter()
+        .partition(|(c, _)| namespace.is_some() && is_workload(c));
     tracing::debug!("plan built");
     if !namespace_terminating {
-        apply_workloads(&ctx, &name, &desired).await?;
+        futures::future::try_join_all(workloads.into_iter().map(|e| apply_child(&ctx, &name, e)))
+            .await?;
     }
     tracing::debug!("workloads applied");
     let (metered, applied) =
@@ -209,7 +212,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
             if namespace_terminating {
                 return Ok(());
             }
-            apply_and_prune(&ctx, &name, &desired, &stalled_components).await
+            apply_and_prune(&ctx, &name, &rest, &desired, &stalled_components).await
         });
     metered?;
     applied?;
@@ -320,43 +323,20 @@ fn is_workload(child: &Child) -> bool {
     matches!(child.kind.as_str(), "Deployment" | "PodDisruptionBudget")
 }
 
-/// Applies the workload children of a tenant whose namespace exists, concurrently. In a new
-/// namespace they wait for it, in `apply_and_prune`.
-async fn apply_workloads(
-    ctx: &Context,
-    tenant: &str,
-    desired: &[(Child, Option<serde_json::Value>)],
-) -> Result<(), Error> {
-    let namespace_known = |c: &Child| {
-        c.namespace.as_ref().is_some_and(|ns| {
-            ctx.index
-                .get(&("Namespace".into(), None, ns.clone()))
-                .is_some()
-        })
-    };
-    futures::future::try_join_all(
-        desired
-            .iter()
-            .filter(|(c, _)| is_workload(c) && namespace_known(c))
-            .map(|e| apply_child(ctx, tenant, e)),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Applies the desired children — a new namespace before everything that lives in it, the rest
-/// concurrently (a workload `apply_workloads` has applied is unchanged by then, so no write) —
-/// then deletes what carries this tenant's label but is no longer desired. Components that are
-/// stalled keep their children: bad input must not take a running service down.
+/// Applies `to_apply` — a new namespace before everything that lives in it, the rest
+/// concurrently — then deletes what carries this tenant's label but is not in `desired`.
+/// Components that are stalled keep their children: bad input must not take a running service
+/// down.
 async fn apply_and_prune(
     ctx: &Context,
     tenant: &str,
+    to_apply: &[&(Child, Option<serde_json::Value>)],
     desired: &[(Child, Option<serde_json::Value>)],
     stalled_components: &BTreeSet<String>,
 ) -> Result<(), Error> {
     // A namespace that exists already is applied with the rest: a tier change then costs one
     // round trip to the API server, not two.
-    let (namespaces, contents): (Vec<_>, Vec<_>) = desired
+    let (namespaces, contents): (Vec<_>, Vec<_>) = to_apply
         .iter()
         .partition(|(c, _)| c.kind == "Namespace" && ctx.index.get(&key_of(c)).is_none());
     for entry in namespaces {
