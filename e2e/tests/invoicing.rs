@@ -189,6 +189,27 @@ impl Op {
             })
             .sum()
     }
+
+    /// Waits until this operator has written no invoice for a few seconds: the month's ledger
+    /// is opened in two writes (the Usage, then its segments), and each may redraft.
+    async fn settled(&self) {
+        let quiet_for = Duration::from_secs(3);
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seen = self.invoice_writes();
+        let mut since = std::time::Instant::now();
+        while since.elapsed() < quiet_for {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "invoicing never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = self.invoice_writes();
+            if now != seen {
+                seen = now;
+                since = std::time::Instant::now();
+            }
+        }
+    }
 }
 
 async fn segments(client: &Client, month: &str) -> Vec<regie_crds::generated::Segment> {
@@ -454,7 +475,14 @@ async fn invoices_end_to_end() {
         may.spec.lines
     );
 
-    // 9. Another restart at the same moment writes nothing and hands out no number.
+    // 9. Another restart at the same moment writes nothing and hands out no number. The first
+    //    operator is stopped once May's ledger is open and its drafts follow it.
+    eventually("the May ledger to open", WAIT, || async {
+        Ok(!segments(&client, "2026-05").await.is_empty())
+    })
+    .await
+    .expect("the May ledger");
+    op.settled().await;
     op.stop().await;
     let counters: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let counter_before = counters.get(COUNTER).await.expect("counter");

@@ -780,6 +780,13 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             }
         }
     }
+    // Metering opens a ledger in two writes, the Usage and then its segments: priced in between,
+    // the tenant's month would look empty and its draft be written twice.
+    let opening: BTreeSet<String> = usages
+        .iter()
+        .filter(|u| u.status.is_none())
+        .map(|u| u.spec.tenant.clone())
+        .collect();
     let tenants = ctx.tenants.state();
     let deleting: BTreeSet<String> = tenants
         .iter()
@@ -856,6 +863,11 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         .collect();
     for intent in intents {
         match intent {
+            Intent::Draft { invoice, .. } if opening.contains(&invoice.tenant) => {}
+            Intent::Obsolete { name }
+                if stored
+                    .get(&name)
+                    .is_some_and(|s| opening.contains(&s.spec.tenant)) => {}
             Intent::Draft { name, invoice } => {
                 let spec = invoice.to_spec(&tz);
                 write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
@@ -975,7 +987,10 @@ async fn write_draft(
             .create(&PostParams::default(), &new_object(name, spec))
             .await
         {
-            Ok(_) => ctx.metrics.write("create", "Invoice"),
+            Ok(_) => {
+                ctx.metrics.write("create", "Invoice");
+                tracing::debug!(invoice = name, "draft created");
+            }
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e),
         },
@@ -984,7 +999,10 @@ async fn write_draft(
             let mut o = (**s).clone();
             o.spec = spec;
             match api.replace(name, &PostParams::default(), &o).await {
-                Ok(_) => ctx.metrics.write("update", "Invoice"),
+                Ok(_) => {
+                    ctx.metrics.write("update", "Invoice");
+                    tracing::debug!(invoice = name, subtotal = %o.spec.subtotal, "draft updated");
+                }
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e),
             }
