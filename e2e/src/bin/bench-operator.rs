@@ -406,7 +406,9 @@ async fn main() -> Result<()> {
     // memory phase (for trying a change; the write-up needs the full run). `--skip-floor` keeps
     // the memory phase.
     let quick = args.iter().any(|a| a == "--quick");
-    let skip_floor = quick || args.iter().any(|a| a == "--skip-floor");
+    // `--memory-only` measures memory and nothing else (for trying a change of allocation).
+    let memory_only = args.iter().any(|a| a == "--memory-only");
+    let skip_floor = quick || memory_only || args.iter().any(|a| a == "--skip-floor");
     let port = 18090;
 
     // 1. The floor, on names of its own.
@@ -453,6 +455,12 @@ async fn main() -> Result<()> {
         let _ = op.wait();
         (rss_first, rss_all)
     };
+    if memory_only {
+        let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
+        println!("| operator RSS at {first} / {total} tenants | {rss_first} / {rss_all} KiB | — |");
+        println!("| memory per tenant (marginal) | {per_tenant:.1} KiB | ≤ 6 KiB |");
+        return Ok(());
+    }
 
     // Cold convergence proper: a fresh operator over all N tenants' inputs, none converged.
     let cold_names: Vec<String> = (0..total).map(|i| format!("cold-{i:04}")).collect();

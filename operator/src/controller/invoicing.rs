@@ -59,6 +59,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use super::activity::DEFER_AT_MOST;
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -301,6 +302,11 @@ async fn run(ctx: Arc<Context>) {
     let _ = ctx.components.wait_until_ready().await;
     let mut backoff = Duration::ZERO;
     loop {
+        // Drafts can wait for a pause in the reconciles (see `activity`). Waited for here, not
+        // inside the pass: an offboarding reconcile takes the pass's lock.
+        ctx.activity
+            .quiet_or(tokio::time::Instant::now() + DEFER_AT_MOST)
+            .await;
         let started = std::time::Instant::now();
         let result = pass(&ctx, Scope::All).await;
         let took = started.elapsed();

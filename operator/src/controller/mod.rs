@@ -13,6 +13,7 @@
 //! its status can roll them up and name the root cause of anything not ready.
 
 pub mod accounts;
+pub mod activity;
 pub mod children;
 pub mod delivery;
 pub mod invoicing;
@@ -68,6 +69,8 @@ pub struct Context {
     pub metered: metering::Recorded,
     /// The statuses this process has just written, ahead of the cache.
     pub status_memo: tenant::StatusMemo,
+    /// The reconciles in progress: SLA reports and invoice drafts are written between them.
+    pub activity: activity::Activity,
     /// Resolves once the tenant cache holds the whole list. Await this, never
     /// `tenants.wait_until_ready()`: kube-runtime's store keeps only the last waiter's waker,
     /// and the controller's runner waits on it too, so of several tasks waiting at once all but
@@ -205,6 +208,7 @@ pub async fn run(
         measurements: accounts::Measurements::default(),
         metered: metering::Recorded::default(),
         status_memo: tenant::StatusMemo::default(),
+        activity: activity::Activity::default(),
         tenants_synced: futures::FutureExt::shared(futures::FutureExt::boxed(async move {
             let _ = tenants_listed_rx.wait_for(|listed| *listed).await;
         })),

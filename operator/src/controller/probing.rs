@@ -28,6 +28,11 @@
 //! until the next one; so after a restart — which resumes the history from the reports — what
 //! is lost is at most one probe interval (plus a write still in flight).
 //!
+//! **Reconciles first.** Report writes wait while a reconcile is in progress (see
+//! [`super::activity`]): a cold start's wave of first reports, each opening an incident, must not
+//! slow the tenants' convergence or a tier change. The wait ends when the reconciles pause, or
+//! after [`DEFER_AT_MOST`]; during such a wait the persistence bound above is that much longer.
+//!
 //! **Write storms.** A flapping target therefore costs at most one report write per tenant per
 //! probe interval however many components flap, and its `Available` condition is written at most
 //! once per [`AVAILABLE_HOLD`] (or probe interval, if longer); a held value is written by the
@@ -50,6 +55,7 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Context;
+use super::activity::DEFER_AT_MOST;
 use super::tenant::Stall;
 use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
@@ -129,6 +135,8 @@ struct State {
     stored: HashMap<String, (Option<SlaReportStatus>, Instant)>,
     /// Report names whose spec this process has applied.
     created: BTreeSet<String>,
+    /// Since when report writes have waited for the reconciles to pause (None: not waiting).
+    deferring_since: Option<Instant>,
 }
 
 impl State {
@@ -187,6 +195,26 @@ impl State {
                 shared
             }
         }
+    }
+
+    /// Whether reports may be written now (`quiet`: no reconcile in progress). While reconciles
+    /// are in progress they wait — a tier change must not queue behind a wave of reports — but
+    /// never longer than [`DEFER_AT_MOST`] in a row.
+    fn may_write(&mut self, quiet: bool) -> bool {
+        if quiet {
+            self.deferring_since = None;
+            return true;
+        }
+        let since = *self.deferring_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= DEFER_AT_MOST
+    }
+
+    /// [`State::due`] when reports may be written now, else nothing.
+    fn due_now(&mut self, quiet: bool) -> Vec<String> {
+        if !self.may_write(quiet) || self.urgent.is_empty() {
+            return Vec::new();
+        }
+        self.due()
     }
 
     /// Urgent tenants whose hold has passed, taken out of `urgent` and `dirty`.
@@ -359,15 +387,36 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut slot: u64 = 0;
     loop {
+        // Past the bound, reports are written with the events again: no wait to select.
+        let deferring = probes
+            .lock()
+            .deferring_since
+            .filter(|since| since.elapsed() < DEFER_AT_MOST);
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => handle(&ctx, &probes, ev).await,
                 None => break,
             },
+            // Reports held back by reconciles go as soon as those pause.
+            _ = async {
+                if let Some(since) = deferring {
+                    let deadline = tokio::time::Instant::from_std(since + DEFER_AT_MOST);
+                    ctx.activity.quiet_or(deadline).await;
+                }
+            }, if deferring.is_some() => {
+                let due = probes.lock().due_now(ctx.activity.is_quiet());
+                for tenant in due {
+                    write_report(&ctx, &probes, &tenant).await;
+                }
+            }
             _ = flush.tick() => {
                 slot = (slot + 1) % FLUSH_SLOTS;
                 let dirty: Vec<String> = {
                     let mut state = probes.lock();
+                    if !state.may_write(ctx.activity.is_quiet()) {
+                        // This slot's tenants keep their figures until their next turn.
+                        continue;
+                    }
                     state.stored.retain(|_, (_, at)| at.elapsed() < STORED_KEPT);
                     let due: Vec<String> = state
                         .dirty
@@ -474,7 +523,7 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
         )
         .await;
     }
-    let due = probes.lock().due();
+    let due = probes.lock().due_now(ctx.activity.is_quiet());
     for tenant in due {
         write_report(ctx, probes, &tenant).await;
     }
@@ -838,5 +887,29 @@ mod tests {
             "{per_slot:?}"
         );
         assert_eq!(flush_slot("tholen"), flush_slot("tholen"));
+    }
+
+    #[test]
+    fn reports_wait_while_reconciles_are_in_progress_but_not_past_the_bound() {
+        let mut state = State::default();
+        state.urgent.insert("tholen".into());
+        state.dirty.insert("tholen".into());
+        assert!(state.due_now(false).is_empty(), "busy: held back");
+        assert!(state.urgent.contains("tholen"), "and kept");
+        assert!(state.deferring_since.is_some());
+        assert_eq!(state.due_now(true), vec!["tholen".to_string()]);
+        assert!(state.deferring_since.is_none(), "quiet ends the wait");
+
+        // Reconciles without pause: once the bound has passed, reports are written anyway.
+        state.urgent.insert("tholen".into());
+        state.deferring_since = Instant::now().checked_sub(DEFER_AT_MOST);
+        if state.deferring_since.is_some() {
+            assert_eq!(state.due_now(false), vec!["tholen".to_string()]);
+        }
+
+        // Nothing urgent while quiet: no wait is left behind for the loop to select.
+        state.deferring_since = Some(Instant::now());
+        assert!(state.due_now(true).is_empty());
+        assert!(state.deferring_since.is_none());
     }
 }

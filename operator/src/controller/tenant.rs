@@ -92,7 +92,8 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     // The span follows the future, not the thread: a guard held across an await would leak into
     // whatever else that worker thread polls meanwhile.
     let span = tracing::info_span!("reconcile", tenant = %tenant.name_any());
-    tracing::Instrument::instrument(reconcile_tenant(tenant, ctx), span).await
+    let _reconciling = ctx.activity.reconciling();
+    tracing::Instrument::instrument(reconcile_tenant(tenant, ctx.clone()), span).await
 }
 
 async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -643,7 +644,7 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
 /// are both changes to it), usually before the watch has delivered the status just written; the
 /// cached object then still shows the old status and the same new one would be written twice.
 /// An entry counts only while the cache shows a version other than the one the write produced,
-/// and only for [`STATUS_MEMO_WINDOW`]: longer than a watch lags, short enough that someone
+/// and only for `STATUS_MEMO_WINDOW`: longer than a watch lags, short enough that someone
 /// else's status write is corrected by the next reconcile after it.
 #[derive(Default)]
 pub struct StatusMemo {
