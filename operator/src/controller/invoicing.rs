@@ -867,7 +867,21 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         .values()
         .filter_map(|i| i.spec.number.clone())
         .collect();
+    // A pass over the whole cluster gives way to reconciles between its draft writes (see
+    // `activity`): once it has written one, it stops while a reconcile is in progress and the
+    // loop runs it again when they pause. Finals (closed periods, first in the order) are not
+    // interrupted; a leaving tenant's pass runs inside its own reconcile and never gives way.
+    let gives_way = matches!(scope, Scope::All);
+    let mut written = false;
     for intent in intents {
+        if gives_way
+            && written
+            && !matches!(intent, Intent::Final { .. })
+            && !ctx.activity.is_quiet()
+        {
+            inv.wake.notify_one();
+            break;
+        }
         match intent {
             Intent::Draft { invoice, .. } if opening.contains(&invoice.tenant) => {}
             Intent::Obsolete { name }
@@ -876,13 +890,17 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                     .is_some_and(|s| opening.contains(&s.spec.tenant)) => {}
             Intent::Draft { name, invoice } => {
                 let spec = invoice.to_spec(&tz);
-                write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
+                let current = stored.get(&name);
+                written |=
+                    current.is_none_or(|s| s.spec.state != InvoiceState::Final && s.spec != spec);
+                write_draft(ctx, &api, &name, current, spec).await?;
             }
             Intent::Final { name, invoice } => {
                 finalize(ctx, &api, &name, invoice, &known, &tz, now).await?;
             }
             Intent::Obsolete { name } => {
                 if let Some(s) = stored.get(&name) {
+                    written |= s.spec.state == InvoiceState::Draft;
                     remove_draft(ctx, &api, s).await?;
                 }
             }
