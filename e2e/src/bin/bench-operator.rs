@@ -254,6 +254,27 @@ async fn scrape_writes(port: u16) -> Result<BTreeMap<String, f64>> {
     Ok(by_kind)
 }
 
+/// Scrapes the write counters every 10 s until `done(reconcile, sla)` holds for the writes per
+/// second of the last 10 s, or `limit` has passed: how long that took, and that last SLA rate.
+async fn wait_for_writes(
+    port: u16,
+    limit: Duration,
+    done: impl Fn(f64, f64) -> bool,
+) -> Result<(Duration, f64)> {
+    let window = Duration::from_secs(10);
+    let start = Instant::now();
+    let mut before = scrape_writes(port).await?;
+    loop {
+        tokio::time::sleep(window).await;
+        let after = scrape_writes(port).await?;
+        let (reconcile, sla, _) = write_rates(&before, &after, window);
+        if done(reconcile, sla) || start.elapsed() > limit {
+            return Ok((start.elapsed(), sla));
+        }
+        before = after;
+    }
+}
+
 /// Writes per second between two scrapes: (reconcile writes, SLA measurement writes, by kind).
 fn write_rates(
     before: &BTreeMap<String, f64>,
@@ -455,8 +476,8 @@ async fn main() -> Result<()> {
         let _ = op.wait();
         (rss_first, rss_all)
     };
+    let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
     if memory_only {
-        let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
         println!("| operator RSS at {first} / {total} tenants | {rss_first} / {rss_all} KiB | — |");
         println!("| memory per tenant (marginal) | {per_tenant:.1} KiB | ≤ 6 KiB |");
         return Ok(());
@@ -503,18 +524,10 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     // The operator defers invoice drafts while reconciles are in progress; the idle window
     // starts once it has caught up (10 s without a reconcile write), not in the middle of that.
-    let catching_up = Instant::now();
-    let mut before = scrape_writes(port).await?;
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let after = scrape_writes(port).await?;
-        let (reconcile, _, _) = write_rates(&before, &after, Duration::from_secs(10));
-        if reconcile == 0.0 || catching_up.elapsed() > Duration::from_secs(600) {
-            break;
-        }
-        before = after;
-    }
-    let caught_up = catching_up.elapsed();
+    let (caught_up, _) = wait_for_writes(port, Duration::from_secs(600), |reconcile, _| {
+        reconcile == 0.0
+    })
+    .await?;
     eprintln!(
         "caught up {:.0} s after all were Ready",
         caught_up.as_secs_f64() + 5.0
@@ -531,21 +544,13 @@ async fn main() -> Result<()> {
     // just started (each opens an incident: they never run here) have passed, so that they
     // measure a settled API server rather than that wave.
     let settled_after = if args.iter().any(|a| a == "--settle") {
-        let waiting = Instant::now();
-        let mut before = scrape_writes(port).await?;
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            let after = scrape_writes(port).await?;
-            let (_, sla, _) = write_rates(&before, &after, Duration::from_secs(10));
-            if sla < 2.0 || waiting.elapsed() > Duration::from_secs(900) {
-                eprintln!(
-                    "SLA report writes at {sla:.1}/s after {:.0} s",
-                    waiting.elapsed().as_secs_f64()
-                );
-                break Some(waiting.elapsed());
-            }
-            before = after;
-        }
+        let (waited, sla) =
+            wait_for_writes(port, Duration::from_secs(900), |_, sla| sla < 2.0).await?;
+        eprintln!(
+            "SLA report writes at {sla:.1}/s after {:.0} s",
+            waited.as_secs_f64()
+        );
+        Some(waited)
     } else {
         None
     };
@@ -587,7 +592,6 @@ async fn main() -> Result<()> {
     let _ = op.wait();
 
     let ratio = cold.as_secs_f64() / floor_time.as_secs_f64();
-    let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);

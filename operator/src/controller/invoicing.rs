@@ -890,18 +890,14 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                     .is_some_and(|s| opening.contains(&s.spec.tenant)) => {}
             Intent::Draft { name, invoice } => {
                 let spec = invoice.to_spec(&tz);
-                let current = stored.get(&name);
-                written |=
-                    current.is_none_or(|s| s.spec.state != InvoiceState::Final && s.spec != spec);
-                write_draft(ctx, &api, &name, current, spec).await?;
+                written |= write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
             }
             Intent::Final { name, invoice } => {
                 finalize(ctx, &api, &name, invoice, &known, &tz, now).await?;
             }
             Intent::Obsolete { name } => {
                 if let Some(s) = stored.get(&name) {
-                    written |= s.spec.state == InvoiceState::Draft;
-                    remove_draft(ctx, &api, s).await?;
+                    written |= remove_draft(ctx, &api, s).await?;
                 }
             }
         }
@@ -998,14 +994,14 @@ fn is_conflict(e: &kube::Error) -> bool {
 }
 
 /// Writes a draft when the cluster's differs, never over a final one (resourceVersion
-/// precondition; a conflict waits for the next pass).
+/// precondition; a conflict waits for the next pass). Whether a write was sent.
 async fn write_draft(
     ctx: &Context,
     api: &Api<InvoiceObject>,
     name: &str,
     stored: Option<&Arc<InvoiceObject>>,
     spec: InvoiceSpec,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     match stored {
         None => match api
             .create(&PostParams::default(), &new_object(name, spec))
@@ -1018,7 +1014,7 @@ async fn write_draft(
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e),
         },
-        Some(s) if s.spec.state == InvoiceState::Final || s.spec == spec => {}
+        Some(s) if s.spec.state == InvoiceState::Final || s.spec == spec => return Ok(false),
         Some(s) => {
             let mut o = (**s).clone();
             o.spec = spec;
@@ -1032,18 +1028,18 @@ async fn write_draft(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes a draft nobody is invoiced for any more; only that version of it (a precondition),
-/// so an invoice made final meanwhile stays.
+/// so an invoice made final meanwhile stays. Whether a delete was sent.
 async fn remove_draft(
     ctx: &Context,
     api: &Api<InvoiceObject>,
     stored: &InvoiceObject,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     if stored.spec.state != InvoiceState::Draft {
-        return Ok(());
+        return Ok(false);
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
@@ -1056,9 +1052,9 @@ async fn remove_draft(
         Ok(_) => {
             ctx.metrics.write("delete", "Invoice");
             tracing::info!(invoice = %stored.name_any(), "draft no longer wanted; deleted");
-            Ok(())
+            Ok(true)
         }
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(true),
         Err(e) => Err(e),
     }
 }

@@ -388,22 +388,19 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
     let mut slot: u64 = 0;
     loop {
         // Past the bound, reports are written with the events again: no wait to select.
-        let deferring = probes
+        let deferred_until = probes
             .lock()
             .deferring_since
-            .filter(|since| since.elapsed() < DEFER_AT_MOST);
+            .map(|since| since + DEFER_AT_MOST)
+            .filter(|until| *until > Instant::now());
+        let until = tokio::time::Instant::from_std(deferred_until.unwrap_or_else(Instant::now));
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => handle(&ctx, &probes, ev).await,
                 None => break,
             },
             // Reports held back by reconciles go as soon as those pause.
-            _ = async {
-                if let Some(since) = deferring {
-                    let deadline = tokio::time::Instant::from_std(since + DEFER_AT_MOST);
-                    ctx.activity.quiet_or(deadline).await;
-                }
-            }, if deferring.is_some() => {
+            _ = ctx.activity.quiet_or(until), if deferred_until.is_some() => {
                 let due = probes.lock().due_now(ctx.activity.is_quiet());
                 for tenant in due {
                     write_report(&ctx, &probes, &tenant).await;
