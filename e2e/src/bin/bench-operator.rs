@@ -217,17 +217,35 @@ async fn all_ready(client: &Client, count: usize, timeout: Duration) -> Result<D
     }
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+/// A number from `/proc/<pid>/status`, such as `VmRSS` (KiB) or `Threads`.
+fn proc_status(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
+        .find(|l| l.split(':').next() == Some(field))
+        .with_context(|| format!("no {field}"))?;
     Ok(line
         .split_whitespace()
         .nth(1)
-        .context("VmRSS value")?
+        .with_context(|| format!("{field} value"))?
         .parse()?)
+}
+
+/// The operator's RSS once it has caught up (10 s without a reconcile write: deferred drafts
+/// and reports are written by then), so that both sizes are measured in the same state.
+async fn settled_rss(op: &Process, port: u16, tenants: usize, ready: Duration) -> Result<u64> {
+    let (caught_up, _) = wait_for_writes(port, Duration::from_secs(600), |reconcile, _| {
+        reconcile == 0.0
+    })
+    .await?;
+    let rss = proc_status(op.id(), "VmRSS")?;
+    eprintln!(
+        "{tenants} tenants Ready in {:.1} s, caught up {:.0} s later; RSS {rss} KiB, {} threads",
+        ready.as_secs_f64(),
+        caught_up.as_secs_f64(),
+        proc_status(op.id(), "Threads")?
+    );
+    Ok(rss)
 }
 
 /// `regie_api_writes_total` by its `kind` label.
@@ -454,24 +472,17 @@ async fn main() -> Result<()> {
         create_inputs(&client, &names[..first], concurrency).await?;
         let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
         let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let rss_first = rss_kib(op.id())?;
-        eprintln!(
-            "{first} tenants Ready in {:.1} s; RSS {rss_first} KiB",
-            t_first.as_secs_f64()
-        );
+        let rss_first = settled_rss(&op, port, first, t_first).await?;
         let _ = op.kill();
         let _ = op.wait();
         create_inputs(&client, &names[first..], concurrency).await?;
         let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
         let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let rss_all = rss_kib(op.id())?;
         eprintln!(
-            "{total} tenants Ready in {:.1} s (restart over {first} converged + {} new); RSS {rss_all} KiB",
-            t_all.as_secs_f64(),
+            "(a restart over {first} converged tenants and {} new)",
             total - first
         );
+        let rss_all = settled_rss(&op, port, total, t_all).await?;
         let _ = op.kill();
         let _ = op.wait();
         (rss_first, rss_all)
