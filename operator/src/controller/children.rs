@@ -32,46 +32,59 @@ pub struct ChildKind {
     pub namespaced: bool,
 }
 
+/// One kind regie creates: API group, version (None: the PodDisruptionBudget version the server
+/// offers), kind, plural, namespaced.
+type KindEntry = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    bool,
+);
+
+/// The kinds regie creates. The child index's keys point at these kind names too.
+const KINDS: [KindEntry; 8] = [
+    ("", Some("v1"), "Namespace", "namespaces", false),
+    ("", Some("v1"), "ResourceQuota", "resourcequotas", true),
+    ("", Some("v1"), "LimitRange", "limitranges", true),
+    (
+        "networking.k8s.io",
+        Some("v1"),
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        Some("v1"),
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    ("apps", Some("v1"), "Deployment", "deployments", true),
+    ("", Some("v1"), "Service", "services", true),
+    (
+        "policy",
+        None,
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+];
+
 /// The kinds regie creates, with the PodDisruptionBudget version this server offers.
 pub fn child_kinds(pdb_version: &str) -> Vec<ChildKind> {
-    let k = |group: &str, version: &str, kind: &'static str, plural: &str, namespaced: bool| {
-        ChildKind {
+    KINDS
+        .iter()
+        .map(|&(group, version, kind, plural, namespaced)| ChildKind {
             kind,
             resource: ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk(group, version, kind),
+                &GroupVersionKind::gvk(group, version.unwrap_or(pdb_version), kind),
                 plural,
             ),
             namespaced,
-        }
-    };
-    vec![
-        k("", "v1", "Namespace", "namespaces", false),
-        k("", "v1", "ResourceQuota", "resourcequotas", true),
-        k("", "v1", "LimitRange", "limitranges", true),
-        k(
-            "networking.k8s.io",
-            "v1",
-            "NetworkPolicy",
-            "networkpolicies",
-            true,
-        ),
-        k(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-        ),
-        k("apps", "v1", "Deployment", "deployments", true),
-        k("", "v1", "Service", "services", true),
-        k(
-            "policy",
-            pdb_version,
-            "PodDisruptionBudget",
-            "poddisruptionbudgets",
-            true,
-        ),
-    ]
+        })
+        .collect()
 }
 
 /// Asks the server which PodDisruptionBudget version it serves (`v1` from 1.21, else `v1beta1`).
@@ -126,27 +139,15 @@ pub fn key_of(child: &Child) -> ChildKey {
 /// SHA-256 of an applied body.
 pub type AppliedHash = [u8; 32];
 
-/// The kinds regie creates, by name: an index entry points at one of these instead of
-/// carrying its own copy.
-const KIND_NAMES: [&str; 8] = [
-    "Namespace",
-    "ResourceQuota",
-    "LimitRange",
-    "NetworkPolicy",
-    "RoleBinding",
-    "Deployment",
-    "Service",
-    "PodDisruptionBudget",
-];
-
+/// The name of one of [`KINDS`], which an index entry points at instead of carrying its own copy.
 fn kind_name(kind: &str) -> Option<&'static str> {
-    KIND_NAMES.iter().copied().find(|k| *k == kind)
+    KINDS.iter().map(|k| k.2).find(|k| *k == kind)
 }
 
 /// Where the index keeps a child: a [`ChildKey`] in a third of its size, with one allocation
-/// (the name) instead of three — the kind points into [`KIND_NAMES`] and the namespace is the
+/// (the name) instead of three — the kind points into [`KINDS`] and the namespace is the
 /// copy every child in that namespace shares.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct Slot {
     kind: &'static str,
     namespace: Option<Arc<str>>,
@@ -283,9 +284,8 @@ impl ChildIndex {
 
     /// Records a watch event; returns the tenant to reconcile when it changed something regie
     /// did not itself just write.
-    fn observe(&self, key: ChildKey, known: Known) -> Option<String> {
+    fn observe(&self, key: ChildKey, mut known: Known) -> Option<String> {
         let mut map = self.lock();
-        let mut known = known;
         let previous = map.get(&key).cloned();
         known.applied_generation = previous.as_ref().and_then(|p| p.applied_generation);
         let interesting = match &previous {
@@ -336,7 +336,7 @@ impl ChildIndex {
     pub fn applied(&self, key: ChildKey, tenant: &str, hash: AppliedHash, generation: Option<i64>) {
         let mut map = self.lock();
         let mut known = map.get(&key).cloned().unwrap_or_default();
-        known.tenant = Some(Arc::from(tenant));
+        known.tenant = Some(map.name(tenant));
         known.hash = Some(hash);
         known.generation = generation;
         known.applied_generation = generation;
@@ -672,7 +672,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(index.counts().len(), KIND_NAMES.len());
+        assert_eq!(index.counts().len(), KINDS.len());
     }
 
     #[test]
