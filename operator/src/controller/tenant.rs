@@ -298,7 +298,9 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     if namespace_terminating {
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    Ok(Action::requeue(ctx.resync))
+    // The periodic resync comes from one walk over all tenants (`controller::resync`), not from
+    // an entry per tenant in the controller's queue.
+    Ok(Action::await_change())
 }
 
 fn resolve_tier(ctx: &Context, level: &str) -> Result<Tier, Stall> {
@@ -806,7 +808,7 @@ async fn write_component_status(
                 let counts = ctx
                     .index
                     .get(&("Deployment".into(), c.namespace(), c.name_any()))
-                    .and_then(|k| k.replicas);
+                    .and_then(|k| k.replicas.map(|r| *r));
                 let wanted = new.replicas.unwrap_or(1);
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);
