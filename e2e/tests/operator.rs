@@ -125,7 +125,13 @@ async fn operator_end_to_end() {
     let examples = work.path().join("examples");
     copy_dir(&repo_root().join("examples"), &examples);
 
-    let op = RunningOperator::start(client.clone(), Options::default(), None);
+    // Passes over an unchanged world every 5 s instead of 2 minutes, so that step 5 can wait for
+    // two of them (they write nothing unless an invoice differs).
+    let first = Options {
+        invoice_interval: Duration::from_secs(5),
+        ..Options::default()
+    };
+    let op = RunningOperator::start(client.clone(), first, None);
     apply_examples(&cluster, &examples);
     wait_namespaces(&client).await;
     apply_namespaced(&cluster, &examples);
@@ -446,8 +452,26 @@ async fn operator_end_to_end() {
         .await
         .expect("all ready before restart");
     let invoices_api: Api<Invoice> = Api::all(client.clone());
-    // Invoicing gathers changes for up to ten times what a pass costs: take the invoices once
-    // they have not changed for 10 s, so that the world really is unchanged before the restart.
+    // Invoicing gathers changes for up to ten times what a pass costs (seconds in a debug
+    // build), and defers drafts while reconciles run: wait until two passes have completed
+    // since every tenant was Ready — the second began after it — and then for the invoices not
+    // to have changed for 10 s, so that the world really is unchanged before the restart.
+    let complete_passes = || {
+        op.metrics
+            .invoicing_passes
+            .with_label_values(&["complete"])
+            .get()
+    };
+    let passes_when_ready = complete_passes();
+    let mut waited_for_passes = Duration::ZERO;
+    while complete_passes() < passes_when_ready + 2 && waited_for_passes < WAIT {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        waited_for_passes += Duration::from_millis(250);
+    }
+    assert!(
+        complete_passes() >= passes_when_ready + 2,
+        "invoicing completed no pass within {WAIT:?} of all tenants being Ready"
+    );
     let mut invoices_before = invoice_specs(&invoices_api).await;
     let mut stable_for = Duration::ZERO;
     let mut waited = Duration::ZERO;

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub managed_objects: IntGaugeVec,
     pub tenants: IntGaugeVec,
     pub leader: IntGaugeVec,
+    pub invoicing_passes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -81,6 +82,15 @@ impl Metrics {
             &["identity"],
         )
         .expect("valid metric");
+        let invoicing_passes = IntCounterVec::new(
+            Opts::new(
+                "regie_invoicing_passes_total",
+                "Invoicing passes by result (complete, interrupted: gave way to reconciles and \
+                 runs again, failed)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -89,6 +99,7 @@ impl Metrics {
             Box::new(managed_objects.clone()),
             Box::new(tenants.clone()),
             Box::new(leader.clone()),
+            Box::new(invoicing_passes.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -101,12 +112,18 @@ impl Metrics {
             managed_objects,
             tenants,
             leader,
+            invoicing_passes,
         }
     }
 
     /// Counts one write to the API server.
     pub fn write(&self, verb: &str, kind: &str) {
         self.api_writes.with_label_values(&[verb, kind]).inc();
+    }
+
+    /// Counts one invoicing pass by how it ended.
+    pub fn invoicing_pass(&self, result: &str) {
+        self.invoicing_passes.with_label_values(&[result]).inc();
     }
 
     /// Sum of all API writes so far.

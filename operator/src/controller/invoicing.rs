@@ -759,8 +759,17 @@ pub fn plan(
     Ok(intents)
 }
 
-/// One pass: read the caches, plan, write what differs.
+/// One pass: read the caches, plan, write what differs; counted in
+/// `regie_invoicing_passes_total` by how it ended.
 async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
+    let result = pass_once(ctx, scope).await;
+    if result.is_err() {
+        ctx.metrics.invoicing_pass("failed");
+    }
+    result
+}
+
+async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let inv = &ctx.invoicing;
     let mut last_error = inv.pass.lock().await;
     let now = ctx.now();
@@ -880,7 +889,8 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             && !ctx.activity.is_quiet()
         {
             inv.wake.notify_one();
-            break;
+            ctx.metrics.invoicing_pass("interrupted");
+            return Ok(());
         }
         match intent {
             Intent::Draft { invoice, .. } if opening.contains(&invoice.tenant) => {}
@@ -902,6 +912,7 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             }
         }
     }
+    ctx.metrics.invoicing_pass("complete");
     Ok(())
 }
 
