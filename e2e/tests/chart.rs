@@ -187,6 +187,61 @@ fn the_operator_alerts_pass_promtool() {
     );
 }
 
+/// `RegieInvoicingFailing` fires when every invoicing pass of an hour failed — also when none
+/// ever completed, so that the `complete` series does not exist — and not while some complete.
+#[test]
+fn the_invoicing_alert_fires_only_when_no_pass_completes() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = chart_dir().join("files/operator-alerts.yaml");
+    let tests = tmp.path().join("invoicing-test.yaml");
+    let body = format!(
+        r#"rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'regie_invoicing_passes_total{{result="failed", pod="never"}}'
+        values: '0+1x180'
+      - series: 'regie_leader{{identity="a"}}'
+        values: '1x180'
+    alert_rule_test:
+      - eval_time: 90m
+        alertname: RegieInvoicingFailing
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+            exp_annotations:
+              summary: "regie's invoicing has failed every pass for an hour; draft invoices are not kept up to date (see the InvoicingFailed Warning events on the Tenants)."
+  - interval: 1m
+    input_series:
+      - series: 'regie_invoicing_passes_total{{result="failed"}}'
+        values: '0+1x180'
+      - series: 'regie_invoicing_passes_total{{result="complete"}}'
+        values: '0+0x60 1+0x120'
+      - series: 'regie_leader{{identity="a"}}'
+        values: '1x180'
+    alert_rule_test:
+      - eval_time: 90m
+        alertname: RegieInvoicingFailing
+        exp_alerts: []
+"#,
+        rules = rules.display()
+    );
+    std::fs::write(&tests, body).expect("write the promtool test");
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .expect("promtool is installed (Debian package prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The CRD templates are exactly `regie crds`, one CRD per file, plus the chart's metadata.
 #[test]
 fn every_crd_has_a_template_that_is_kept_on_uninstall() {

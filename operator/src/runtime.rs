@@ -49,7 +49,8 @@ pub struct RunArgs {
     /// ClusterRole bound to each tenant's groups in its namespace.
     #[arg(long, default_value = "edit")]
     pub tenant_role: String,
-    /// Seconds between resyncs of an unchanged tenant (they write nothing).
+    /// Seconds in which every tenant is reconciled once even when nothing changed, spread
+    /// evenly over the period (they write nothing unless something drifted).
     #[arg(long, default_value_t = 1800)]
     pub resync_seconds: u64,
     /// Seconds between invoice passes over an unchanged world (they write nothing); a change
