@@ -172,15 +172,23 @@ fn generated_chart_files_are_up_to_date() {
 /// The hand-written alerts on the operator pass the real promtool (Debian's `prometheus`).
 #[test]
 fn the_operator_alerts_pass_promtool() {
-    let file = chart_dir().join("files/operator-alerts.yaml");
+    promtool(
+        &["check", "rules", "--lint-fatal"],
+        &chart_dir().join("files/operator-alerts.yaml"),
+    );
+}
+
+/// Runs the real promtool on `file`; fails the test with its output unless it succeeds.
+fn promtool(args: &[&str], file: &Path) {
     let out = Command::new("promtool")
-        .args(["check", "rules", "--lint-fatal"])
-        .arg(&file)
+        .args(args)
+        .arg(file)
         .output()
         .expect("promtool is installed (Debian package prometheus)");
     assert!(
         out.status.success(),
-        "promtool check rules {}:\n{}{}",
+        "promtool {} {}:\n{}{}",
+        args.join(" "),
         file.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -229,17 +237,7 @@ tests:
         rules = rules.display()
     );
     std::fs::write(&tests, body).expect("write the promtool test");
-    let out = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(&tests)
-        .output()
-        .expect("promtool is installed (Debian package prometheus)");
-    assert!(
-        out.status.success(),
-        "promtool test rules:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool(&["test", "rules"], &tests);
 }
 
 /// The CRD templates are exactly `regie crds`, one CRD per file, plus the chart's metadata.

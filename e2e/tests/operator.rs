@@ -463,15 +463,16 @@ async fn operator_end_to_end() {
             .get()
     };
     let passes_when_ready = complete_passes();
-    let mut waited_for_passes = Duration::ZERO;
-    while complete_passes() < passes_when_ready + 2 && waited_for_passes < WAIT {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        waited_for_passes += Duration::from_millis(250);
-    }
-    assert!(
-        complete_passes() >= passes_when_ready + 2,
-        "invoicing completed no pass within {WAIT:?} of all tenants being Ready"
-    );
+    eventually(
+        "two complete invoicing passes after all tenants were Ready",
+        WAIT,
+        || {
+            let done = complete_passes() >= passes_when_ready + 2;
+            async move { Ok(done) }
+        },
+    )
+    .await
+    .expect("invoicing passes");
     let mut invoices_before = invoice_specs(&invoices_api).await;
     let mut stable_for = Duration::ZERO;
     let mut waited = Duration::ZERO;

@@ -167,6 +167,10 @@ struct Entry {
 }
 
 impl Entry {
+    fn is(&self, kind: u8, name: &str) -> bool {
+        self.kind == kind && *self.name == *name
+    }
+
     fn key(&self, group: &str) -> ChildKey {
         let (_, _, kind, _, namespaced) = KINDS[self.kind as usize];
         (
@@ -192,7 +196,7 @@ impl Entries {
         self.groups
             .get(group)?
             .iter()
-            .find(|e| e.kind == kind && *e.name == *key.2)
+            .find(|e| e.is(kind, &key.2))
             .map(|e| &e.known)
     }
 
@@ -218,10 +222,7 @@ impl Entries {
         let Some(entries) = self.groups.get_mut(group) else {
             return;
         };
-        let replaced = match entries
-            .iter_mut()
-            .find(|e| e.kind == kind && *e.name == *key.2)
-        {
+        let replaced = match entries.iter_mut().find(|e| e.is(kind, &key.2)) {
             Some(e) => std::mem::replace(&mut e.known, known).tenant,
             None => {
                 // Grown one at a time: a group holds about a dozen children for good, and the
@@ -243,9 +244,7 @@ impl Entries {
     fn remove(&mut self, key: &ChildKey) -> Option<Known> {
         let (group, kind) = locate(key)?;
         let entries = self.groups.get_mut(group)?;
-        let at = entries
-            .iter()
-            .position(|e| e.kind == kind && *e.name == *key.2)?;
+        let at = entries.iter().position(|e| e.is(kind, &key.2))?;
         let entry = entries.swap_remove(at);
         if entries.is_empty() {
             self.groups.remove(group);
