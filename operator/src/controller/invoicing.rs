@@ -46,8 +46,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KEvent, EventType};
-use kube::runtime::reflector::{self, Store, store::Writer};
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
 use regie_crds::tenancy::InvoicingPeriod;
@@ -60,6 +59,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::activity::DEFER_AT_MOST;
+use super::cache::{Cache, Filler, differ, digest, name_only};
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -67,9 +67,6 @@ use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
 use crate::input::Source;
 use crate::inventory::{Inventory, Sourced};
-
-/// The caches of [`Invoicing`].
-const CACHES: usize = 6;
 
 /// The ConfigMap (in regie's namespace) that holds the last number of each year and the
 /// claims not yet written.
@@ -79,155 +76,214 @@ const CLAIM: &str = "claim.";
 pub const TENANT_LABEL: &str = "regie.dev/tenant";
 
 /// The caches invoicing bills from (beside the controller's tenants, packages and components),
-/// and what wakes it.
+/// and what wakes it. Each keeps only what a pass reads (see [`super::cache`]).
 pub struct Invoicing {
-    pub price_lists: Store<PriceList>,
-    pub pools: Store<CostPool>,
-    pub orders: Store<ServiceOrder>,
-    pub usages: Store<Usage>,
-    pub reports: Store<SlaReport>,
-    pub invoices: Store<InvoiceObject>,
+    pub price_lists: Arc<Cache<PriceList>>,
+    pub pools: Arc<Cache<CostPool>>,
+    pub orders: Arc<Cache<ServiceOrder>>,
+    pub usages: Arc<Cache<Usage>>,
+    pub reports: Arc<Cache<SlaReport>>,
+    pub invoices: Arc<Cache<StoredInvoice>>,
     /// Namespace of the number counter.
     pub namespace: String,
     /// How often an unchanged world is priced again (writing nothing).
     pub interval: Duration,
     wake: tokio::sync::Notify,
-    /// How many of the caches have their first full list. Waited on through this, never through
-    /// `Store::wait_until_ready`, which wakes only the last of several waiters (the loop and an
-    /// offboarding tenant wait at once).
-    listed: tokio::sync::watch::Sender<usize>,
     /// One pass at a time per process; holds the last error reported, to report each once.
     pass: tokio::sync::Mutex<Option<String>>,
 }
 
-/// The writers of [`Invoicing`]'s caches, consumed by [`spawn`].
-pub struct Writers {
-    price_lists: Writer<PriceList>,
-    pools: Writer<CostPool>,
-    orders: Writer<ServiceOrder>,
-    usages: Writer<Usage>,
-    reports: Writer<SlaReport>,
-    invoices: Writer<InvoiceObject>,
-}
-
 impl Invoicing {
-    pub fn new(namespace: String, interval: Duration) -> (Arc<Invoicing>, Writers) {
-        let (price_lists, w1) = reflector::store();
-        let (pools, w2) = reflector::store();
-        let (orders, w3) = reflector::store();
-        let (usages, w4) = reflector::store();
-        let (reports, w5) = reflector::store();
-        let (invoices, w6) = reflector::store();
-        (
-            Arc::new(Invoicing {
-                price_lists,
-                pools,
-                orders,
-                usages,
-                reports,
-                invoices,
-                namespace,
-                interval,
-                wake: tokio::sync::Notify::new(),
-                listed: tokio::sync::watch::Sender::new(0),
-                pass: tokio::sync::Mutex::new(None),
-            }),
-            Writers {
-                price_lists: w1,
-                pools: w2,
-                orders: w3,
-                usages: w4,
-                reports: w5,
-                invoices: w6,
-            },
-        )
+    pub fn new(namespace: String, interval: Duration) -> Arc<Invoicing> {
+        Arc::new(Invoicing {
+            price_lists: Arc::default(),
+            pools: Arc::default(),
+            orders: Arc::default(),
+            usages: Arc::default(),
+            reports: Arc::default(),
+            invoices: Arc::default(),
+            namespace,
+            interval,
+            wake: tokio::sync::Notify::new(),
+            pass: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// Resolves once every cache holds its first full list; any number of tasks may wait.
     async fn ready(&self) {
-        let _ = self.listed.subscribe().wait_for(|n| *n >= CACHES).await;
+        self.price_lists.wait_listed().await;
+        self.pools.wait_listed().await;
+        self.orders.wait_listed().await;
+        self.usages.wait_listed().await;
+        self.reports.wait_listed().await;
+        self.invoices.wait_listed().await;
     }
 }
 
-/// Which changes of a cache wake the invoicing loop.
-enum Wakes<K> {
-    /// None: invoicing's own output.
-    Never,
-    /// Every change.
-    Always,
-    /// A change of what this function sums up: the rest of the object does not affect prices.
-    OnChangeOf(fn(&K) -> u64),
+/// An Invoice as invoicing's cache keeps it. A draft's lines are kept only as a digest: a pass
+/// only ever compares a draft with the one it computes, and lines are most of an invoice. A
+/// final invoice is kept whole, because corrections are computed from its lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredInvoice {
+    pub name: String,
+    resource_version: Option<String>,
+    uid: Option<String>,
+    /// The labels, annotations, finalizers and owners, only when they are not just the tenant
+    /// label regie gives every invoice: a draft written again keeps them.
+    extra: Option<Box<ObjectMeta>>,
+    /// The spec; a draft's without its lines.
+    pub spec: InvoiceSpec,
+    /// The digest of the lines.
+    lines: u64,
 }
 
-// Not derived: that would ask `K: Copy`.
-impl<K> Clone for Wakes<K> {
-    fn clone(&self) -> Self {
-        *self
+impl StoredInvoice {
+    fn of(o: InvoiceObject) -> StoredInvoice {
+        let InvoiceObject {
+            metadata, mut spec, ..
+        } = o;
+        let lines = digest(&spec.lines);
+        if spec.state == InvoiceState::Draft {
+            spec.lines = Vec::new();
+        }
+        let own_labels = metadata
+            .labels
+            .as_ref()
+            .is_none_or(|l| l.len() == 1 && l.get(TENANT_LABEL).is_some_and(|t| *t == spec.tenant));
+        let foreign = !own_labels
+            || metadata.annotations.as_ref().is_some_and(|a| !a.is_empty())
+            || metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+            || metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| !o.is_empty());
+        let extra = foreign.then(|| {
+            Box::new(ObjectMeta {
+                labels: metadata.labels,
+                annotations: metadata.annotations,
+                finalizers: metadata.finalizers,
+                owner_references: metadata.owner_references,
+                ..ObjectMeta::default()
+            })
+        });
+        StoredInvoice {
+            name: metadata.name.unwrap_or_default(),
+            resource_version: metadata.resource_version,
+            uid: metadata.uid,
+            extra,
+            spec,
+            lines,
+        }
+    }
+
+    /// Whether the cluster holds `spec`.
+    fn holds(&self, spec: &InvoiceSpec) -> bool {
+        // Destructured, so that a field added to the spec cannot be forgotten here.
+        let InvoiceSpec {
+            tenant,
+            period,
+            number,
+            state,
+            currency,
+            lines,
+            subtotal,
+            vat,
+            total,
+        } = spec;
+        let held = &self.spec;
+        *tenant == held.tenant
+            && *period == held.period
+            && *number == held.number
+            && *state == held.state
+            && *currency == held.currency
+            && *subtotal == held.subtotal
+            && *vat == held.vat
+            && *total == held.total
+            && digest(lines) == self.lines
+    }
+
+    /// The object that replaces it with `spec`, only in the version cached (a precondition).
+    fn replaced_by(&self, spec: InvoiceSpec) -> InvoiceObject {
+        let mut o = new_object(&self.name, spec);
+        if let Some(extra) = &self.extra {
+            let extra = (**extra).clone();
+            o.metadata.labels = extra.labels;
+            o.metadata.annotations = extra.annotations;
+            o.metadata.finalizers = extra.finalizers;
+            o.metadata.owner_references = extra.owner_references;
+        }
+        o.metadata.resource_version = self.resource_version.clone();
+        o
     }
 }
-impl<K> Copy for Wakes<K> {}
 
-/// Keeps one cache filled; its changes wake the invoicing loop as `wakes` says. `slim` drops
-/// what invoicing never reads before the reflector, which stores what its input yields.
-async fn watch<K>(
+/// Keeps one cache filled; when what it keeps changes (`same` tells), and at the end of a list,
+/// it wakes the invoicing loop if `wakes`.
+async fn watch<K, V>(
     client: Client,
-    writer: Writer<K>,
+    cache: Arc<Cache<V>>,
     inv: Arc<Invoicing>,
-    slim: fn(&mut K),
-    wakes: Wakes<K>,
+    slim: fn(K) -> V,
+    same: fn(&V, &V) -> bool,
+    wakes: bool,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
     // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin.
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(Api::<K>::all(client), watcher::Config::default())
-            .default_backoff()
-            .modify(move |o: &mut K| {
-                o.meta_mut().managed_fields = None;
-                slim(o);
-            }),
-    );
+    let stream =
+        watcher::watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let mut listed = false;
+    let mut filler = Filler::new(cache, same);
     while let Some(ev) = stream.next().await {
-        if !listed && matches!(ev, Ok(Event::InitDone)) {
-            listed = true;
-            inv.listed.send_modify(|n| *n += 1);
-        }
-        let wake = match (wakes, &ev) {
-            (Wakes::Never, _) | (_, Err(_) | Ok(Event::Init)) => false,
-            (Wakes::Always, Ok(ev)) => !matches!(ev, Event::InitApply(_)),
-            (Wakes::OnChangeOf(sum), Ok(Event::Apply(o) | Event::InitApply(o))) => {
-                let now = sum(o);
-                let changed = seen.insert(o.name_any(), now) != Some(now);
-                changed && matches!(ev, Ok(Event::Apply(_)))
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                continue;
             }
-            (Wakes::OnChangeOf(_), Ok(Event::Delete(o))) => seen.remove(&o.name_any()).is_some(),
-            (Wakes::OnChangeOf(_), Ok(Event::InitDone)) => true,
         };
-        if wake {
+        if filler.handle(ev, slim) && wakes {
             inv.wake.notify_one();
         }
     }
 }
 
-/// Keeps nothing extra.
-fn keep_all<K>(_: &mut K) {}
+/// Keeps everything but the managed fields.
+fn whole<K: Resource>(mut o: K) -> K {
+    o.meta_mut().managed_fields = None;
+    o
+}
+
+/// Of a Usage, billing reads the spec, the ledger and the name.
+fn slim_usage(u: Usage) -> Usage {
+    Usage {
+        metadata: name_only(&u.metadata),
+        ..u
+    }
+}
+
+fn same_usage(a: &Usage, b: &Usage) -> bool {
+    a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
+}
 
 /// Of an SlaReport, invoicing reads only the credits (see [`credits_of`]): the figures and
-/// incidents behind them are dropped from its cache.
-fn slim_report(r: &mut SlaReport) {
-    r.metadata.annotations = None;
-    r.metadata.labels = None;
+/// incidents behind them are dropped from its cache, so that only a change of credits wakes it.
+fn slim_report(r: SlaReport) -> SlaReport {
+    let mut r = SlaReport {
+        metadata: name_only(&r.metadata),
+        ..r
+    };
     if let Some(s) = r.status.as_mut() {
+        s.observed_generation = None;
         s.conditions.clear();
+        s.met = None;
         s.worst_availability = None;
         s.measured_until = None;
         s.components.retain(|c| c.credit_percent != 0);
         for c in &mut s.components {
+            c.met = false;
+            c.last_sample = None;
             c.service_level.clear();
             c.availability.clear();
             c.target.clear();
@@ -236,60 +292,52 @@ fn slim_report(r: &mut SlaReport) {
             c.down_seconds = 0;
         }
     }
+    r
 }
 
-/// What of an SlaReport changes invoices: its credits.
-fn report_credits(r: &SlaReport) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    r.spec.period.hash(&mut h);
-    r.spec.tenant.hash(&mut h);
-    for c in r.status.iter().flat_map(|s| s.components.iter()) {
-        (&c.component, c.credit_percent).hash(&mut h);
-    }
-    h.finish()
+fn same_report(a: &SlaReport, b: &SlaReport) -> bool {
+    a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
 }
 
 /// Starts the caches' watches and the invoicing loop.
-pub fn spawn(ctx: Arc<Context>, writers: Writers, tasks: &mut tokio::task::JoinSet<()>) {
+pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
     let inv = ctx.invoicing.clone();
     let c = ctx.client.clone();
+    let (lists, pools, orders) = (
+        inv.price_lists.clone(),
+        inv.pools.clone(),
+        inv.orders.clone(),
+    );
+    tasks.spawn(watch(c.clone(), lists, inv.clone(), whole, differ, true));
+    tasks.spawn(watch(c.clone(), pools, inv.clone(), whole, differ, true));
+    tasks.spawn(watch(c.clone(), orders, inv.clone(), whole, differ, true));
+    let (usages, reports) = (inv.usages.clone(), inv.reports.clone());
     tasks.spawn(watch(
         c.clone(),
-        writers.price_lists,
+        usages,
         inv.clone(),
-        keep_all,
-        Wakes::Always,
+        slim_usage,
+        same_usage,
+        true,
     ));
     tasks.spawn(watch(
         c.clone(),
-        writers.pools,
-        inv.clone(),
-        keep_all,
-        Wakes::Always,
-    ));
-    tasks.spawn(watch(
-        c.clone(),
-        writers.orders,
-        inv.clone(),
-        keep_all,
-        Wakes::Always,
-    ));
-    tasks.spawn(watch(
-        c.clone(),
-        writers.usages,
-        inv.clone(),
-        keep_all,
-        Wakes::Always,
-    ));
-    tasks.spawn(watch(
-        c.clone(),
-        writers.reports,
+        reports,
         inv.clone(),
         slim_report,
-        Wakes::OnChangeOf(report_credits),
+        same_report,
+        true,
     ));
-    tasks.spawn(watch(c, writers.invoices, inv, keep_all, Wakes::Never));
+    // Its own output: nothing to price again.
+    let invoices = inv.invoices.clone();
+    tasks.spawn(watch(
+        c,
+        invoices,
+        inv,
+        StoredInvoice::of,
+        StoredInvoice::eq,
+        false,
+    ));
     tasks.spawn(run(ctx));
 }
 
@@ -298,8 +346,8 @@ async fn run(ctx: Arc<Context>) {
     let inv = ctx.invoicing.clone();
     inv.ready().await;
     ctx.tenants_synced.clone().await;
-    let _ = ctx.packages.wait_until_ready().await;
-    let _ = ctx.components.wait_until_ready().await;
+    ctx.packages.wait_listed().await;
+    ctx.components.wait_listed().await;
     let mut backoff = Duration::ZERO;
     loop {
         // Drafts can wait for a pause in the reconciles (see `activity`). Waited for here, not
@@ -819,11 +867,11 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         usages: sourced(usages),
     };
     let reports: Vec<SlaReport> = inv.reports.state().iter().map(|r| (**r).clone()).collect();
-    let stored: BTreeMap<String, Arc<InvoiceObject>> = inv
+    let stored: BTreeMap<String, Arc<StoredInvoice>> = inv
         .invoices
         .state()
         .into_iter()
-        .map(|i| (i.name_any(), i))
+        .map(|i| (i.name.clone(), i))
         .collect();
     let existing: BTreeMap<String, InvoiceSpec> = stored
         .iter()
@@ -1010,7 +1058,7 @@ async fn write_draft(
     ctx: &Context,
     api: &Api<InvoiceObject>,
     name: &str,
-    stored: Option<&Arc<InvoiceObject>>,
+    stored: Option<&Arc<StoredInvoice>>,
     spec: InvoiceSpec,
 ) -> Result<bool, kube::Error> {
     match stored {
@@ -1025,10 +1073,9 @@ async fn write_draft(
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e),
         },
-        Some(s) if s.spec.state == InvoiceState::Final || s.spec == spec => return Ok(false),
+        Some(s) if s.spec.state == InvoiceState::Final || s.holds(&spec) => return Ok(false),
         Some(s) => {
-            let mut o = (**s).clone();
-            o.spec = spec;
+            let o = s.replaced_by(spec);
             match api.replace(name, &PostParams::default(), &o).await {
                 Ok(_) => {
                     ctx.metrics.write("update", "Invoice");
@@ -1047,22 +1094,22 @@ async fn write_draft(
 async fn remove_draft(
     ctx: &Context,
     api: &Api<InvoiceObject>,
-    stored: &InvoiceObject,
+    stored: &StoredInvoice,
 ) -> Result<bool, kube::Error> {
     if stored.spec.state != InvoiceState::Draft {
         return Ok(false);
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            resource_version: stored.resource_version(),
-            uid: stored.uid(),
+            resource_version: stored.resource_version.clone(),
+            uid: stored.uid.clone(),
         }),
         ..DeleteParams::default()
     };
-    match api.delete(&stored.name_any(), &params).await {
+    match api.delete(&stored.name, &params).await {
         Ok(_) => {
             ctx.metrics.write("delete", "Invoice");
-            tracing::info!(invoice = %stored.name_any(), "draft no longer wanted; deleted");
+            tracing::info!(invoice = %stored.name, "draft no longer wanted; deleted");
             Ok(true)
         }
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(true),
@@ -1610,5 +1657,133 @@ spec:
         assert_eq!(invoice_name("werkplein", "2026-Q1"), "werkplein-2026-q1");
         assert_eq!(next_seq(&["RG-2026-000007".into()], 2026), 8);
         assert_eq!(next_seq(&[], 2026), 1);
+    }
+
+    fn stored_spec(state: InvoiceState, amount: &str) -> InvoiceSpec {
+        InvoiceSpec {
+            tenant: "tholen".into(),
+            period: "2026-03".into(),
+            number: (state == InvoiceState::Final).then(|| "RG-2026-000001".into()),
+            state,
+            currency: "EUR".into(),
+            lines: vec![InvoiceLine {
+                kind: "account".into(),
+                description: "Werkplek standard (bronze)".into(),
+                quantity: "10".into(),
+                unit: "account-month".into(),
+                unit_price: "30.00".into(),
+                amount: amount.into(),
+                from: "2026-03-01T00:00:00+01:00".into(),
+                to: "2026-04-01T00:00:00+02:00".into(),
+            }],
+            subtotal: amount.into(),
+            vat: "0.00".into(),
+            total: amount.into(),
+        }
+    }
+
+    fn in_cluster(spec: InvoiceSpec) -> InvoiceObject {
+        let mut o = new_object("tholen-2026-03", spec);
+        o.metadata.resource_version = Some("41".into());
+        o.metadata.uid = Some("u-1".into());
+        o
+    }
+
+    #[test]
+    fn a_cached_draft_keeps_its_lines_only_as_a_digest_and_still_tells_a_change() {
+        let spec = stored_spec(InvoiceState::Draft, "300.00");
+        let stored = StoredInvoice::of(in_cluster(spec.clone()));
+        assert!(stored.spec.lines.is_empty());
+        assert!(stored.extra.is_none(), "regie's own label is not kept");
+        assert!(stored.holds(&spec));
+        let mut other_line = spec.clone();
+        other_line.lines[0].quantity = "11".into();
+        assert!(!stored.holds(&other_line));
+        let mut other_total = spec.clone();
+        other_total.total = "363.00".into();
+        assert!(!stored.holds(&other_total));
+        // Written again: the cached version as precondition, regie's label, the whole new spec.
+        let o = stored.replaced_by(other_line.clone());
+        assert_eq!(o.metadata.resource_version.as_deref(), Some("41"));
+        assert_eq!(
+            o.metadata
+                .labels
+                .unwrap()
+                .get(TENANT_LABEL)
+                .map(String::as_str),
+            Some("tholen")
+        );
+        assert_eq!(o.spec, other_line);
+    }
+
+    #[test]
+    fn a_cached_final_invoice_keeps_its_lines_and_a_draft_rewritten_keeps_what_others_set() {
+        let final_spec = stored_spec(InvoiceState::Final, "300.00");
+        let stored = StoredInvoice::of(in_cluster(final_spec.clone()));
+        assert_eq!(
+            stored.spec, final_spec,
+            "corrections are computed from its lines"
+        );
+
+        let mut o = in_cluster(stored_spec(InvoiceState::Draft, "300.00"));
+        o.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("team".into(), "finance".into());
+        o.metadata.annotations = Some(BTreeMap::from([("note".into(), "checked".into())]));
+        let stored = StoredInvoice::of(o);
+        let again = stored.replaced_by(stored_spec(InvoiceState::Draft, "330.00"));
+        let labels = again.metadata.labels.unwrap();
+        assert_eq!(labels.get("team").map(String::as_str), Some("finance"));
+        assert_eq!(labels.get(TENANT_LABEL).map(String::as_str), Some("tholen"));
+        assert_eq!(
+            again
+                .metadata
+                .annotations
+                .unwrap()
+                .get("note")
+                .map(String::as_str),
+            Some("checked")
+        );
+    }
+
+    #[test]
+    fn a_cached_report_changes_only_when_its_credits_do() {
+        use regie_crds::generated::{ComponentCompliance, SlaReportSpec, SlaReportStatus};
+        let report = |availability: &str, credit: i32| {
+            let mut r = SlaReport::new(
+                "tholen-2026-03",
+                SlaReportSpec {
+                    tenant: "tholen".into(),
+                    period: "2026-03".into(),
+                    from: "2026-03-01T00:00:00+01:00".into(),
+                    to: "2026-04-01T00:00:00+02:00".into(),
+                },
+            );
+            r.metadata.resource_version = Some(availability.into());
+            r.status = Some(SlaReportStatus {
+                components: vec![ComponentCompliance {
+                    component: "zaaksysteem".into(),
+                    service_level: "gold".into(),
+                    window_seconds: 1000,
+                    down_seconds: 10,
+                    availability: availability.into(),
+                    target: "99.9".into(),
+                    met: credit == 0,
+                    credit_percent: credit,
+                    incidents: vec![],
+                    last_sample: None,
+                }],
+                met: Some(credit == 0),
+                worst_availability: Some(availability.into()),
+                ..SlaReportStatus::default()
+            });
+            slim_report(r)
+        };
+        assert!(same_report(&report("99.0", 5), &report("98.0", 5)));
+        assert!(!same_report(&report("98.0", 5), &report("97.0", 10)));
+        assert!(same_report(&report("99.95", 0), &report("99.99", 0)));
+        let credits = credits_of(&[report("98.0", 5)]);
+        assert_eq!(credits.len(), 1);
     }
 }

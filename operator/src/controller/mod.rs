@@ -14,6 +14,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod cache;
 pub mod children;
 pub mod delivery;
 pub mod invoicing;
@@ -39,6 +40,7 @@ use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
 use crate::desired::Settings;
 use crate::inventory::has_namespace;
 use crate::metrics::Metrics;
+use cache::Cache;
 use children::{ChildIndex, ChildKind};
 
 /// The clock, injectable so tests and benchmarks decide what "now" is.
@@ -53,8 +55,8 @@ pub struct Context {
     pub index: ChildIndex,
     pub tenants: Store<Tenant>,
     pub levels: Store<ServiceLevel>,
-    pub components: Store<HostingComponent>,
-    pub packages: Store<WorkplacePackage>,
+    pub components: Arc<Cache<HostingComponent>>,
+    pub packages: Arc<Cache<WorkplacePackage>>,
     pub recorder: Recorder,
     pub clock: Clock,
     /// How often an unchanged tenant is looked at again.
@@ -139,6 +141,84 @@ fn slim<K: kube::Resource>(o: &mut K) {
     }
 }
 
+/// `slim` for a [`Cache`]: the object without what no cache needs.
+fn slimmed<K: kube::Resource>(mut o: K) -> K {
+    slim(&mut o);
+    o
+}
+
+/// A namespaced kind whose objects belong to the tenant of their namespace.
+trait TenantKind:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Marks an object in a namespace of no tenant Stalled.
+    fn mark_orphan<'a>(ctx: &'a Context, o: &'a Self) -> futures::future::BoxFuture<'a, ()>;
+}
+
+impl TenantKind for HostingComponent {
+    fn mark_orphan<'a>(ctx: &'a Context, o: &'a Self) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(tenant::mark_orphan_component(ctx, o))
+    }
+}
+
+impl TenantKind for WorkplacePackage {
+    fn mark_orphan<'a>(ctx: &'a Context, o: &'a Self) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(tenant::mark_orphan_package(ctx, o))
+    }
+}
+
+/// Keeps the cache of a tenant's kind filled, and sends each change to the tenant of the
+/// object's namespace (after the cache holds it: the reconcile reads it there).
+async fn follow<K: TenantKind>(
+    ctx: Arc<Context>,
+    cache: Arc<Cache<K>>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+    trigger: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let stream = watcher::watcher(
+        Api::<K>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut filler = cache::Filler::new(cache, cache::differ);
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                continue;
+            }
+        };
+        // Before the caches are synced the first full reconcile covers everything; after
+        // that, a lookup in a half-filled tenant cache would call an object orphaned.
+        let touched = match &ev {
+            _ if !started.load(std::sync::atomic::Ordering::Acquire) => None,
+            Event::Apply(o) | Event::InitApply(o) => Some((o.clone(), false)),
+            Event::Delete(o) => Some((o.clone(), true)),
+            Event::Init | Event::InitDone => None,
+        };
+        filler.handle(ev, slimmed);
+        let Some((o, deleted)) = touched else {
+            continue;
+        };
+        ctx.tenants_synced.clone().await;
+        match ctx.tenant_of_namespace(&o.namespace().unwrap_or_default()) {
+            Some(t) => {
+                let _ = trigger.send(t.name_any());
+            }
+            None if !deleted => K::mark_orphan(&ctx, &o).await,
+            None => {}
+        }
+    }
+}
+
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -154,8 +234,8 @@ pub async fn run(
 
     let tenants_api: Api<Tenant> = Api::all(client.clone());
     let (levels, levels_writer) = reflector::store();
-    let (components, components_writer) = reflector::store();
-    let (packages, packages_writer) = reflector::store();
+    let components = Arc::new(Cache::default());
+    let packages = Arc::new(Cache::default());
 
     // Every cache holds objects without managed fields: the reflector stores what its input
     // stream yields, so they are slimmed before it, not after.
@@ -187,8 +267,7 @@ pub async fn run(
                 (None, None)
             }
         };
-    let (invoicing, invoicing_writers) =
-        invoicing::Invoicing::new(options.namespace.clone(), options.invoice_interval);
+    let invoicing = invoicing::Invoicing::new(options.namespace.clone(), options.invoice_interval);
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
@@ -275,76 +354,18 @@ pub async fn run(
 
     // Components and packages reach the tenant of their namespace; with no tenant there, they
     // are marked Stalled right here.
-    {
-        let ctx = ctx.clone();
-        let started = started.clone();
-        let tx = trigger_tx.clone();
-        let stream = reflector::reflector(
-            components_writer,
-            watcher::watcher(
-                Api::<HostingComponent>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(slim),
-        );
-        tasks.spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(ev) = stream.next().await {
-                let c = match ev {
-                    Ok(Event::Apply(c) | Event::InitApply(c) | Event::Delete(c)) => c,
-                    _ => continue,
-                };
-                // Before the caches are synced the first full reconcile covers everything; after
-                // that, a lookup in a half-filled tenant cache would call a component orphaned.
-                if !started.load(std::sync::atomic::Ordering::Acquire) {
-                    continue;
-                }
-                ctx.tenants_synced.clone().await;
-                let ns = c.namespace().unwrap_or_default();
-                match ctx.tenant_of_namespace(&ns) {
-                    Some(t) => {
-                        let _ = tx.send(t.name_any());
-                    }
-                    None => tenant::mark_orphan_component(&ctx, &c).await,
-                }
-            }
-        });
-    }
-    {
-        let ctx = ctx.clone();
-        let started = started.clone();
-        let tx = trigger_tx.clone();
-        let stream = reflector::reflector(
-            packages_writer,
-            watcher::watcher(
-                Api::<WorkplacePackage>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(slim),
-        );
-        tasks.spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(ev) = stream.next().await {
-                let p = match ev {
-                    Ok(Event::Apply(p) | Event::InitApply(p) | Event::Delete(p)) => p,
-                    _ => continue,
-                };
-                if !started.load(std::sync::atomic::Ordering::Acquire) {
-                    continue;
-                }
-                ctx.tenants_synced.clone().await;
-                let ns = p.namespace().unwrap_or_default();
-                match ctx.tenant_of_namespace(&ns) {
-                    Some(t) => {
-                        let _ = tx.send(t.name_any());
-                    }
-                    None => tenant::mark_orphan_package(&ctx, &p).await,
-                }
-            }
-        });
-    }
+    tasks.spawn(follow(
+        ctx.clone(),
+        ctx.components.clone(),
+        started.clone(),
+        trigger_tx.clone(),
+    ));
+    tasks.spawn(follow(
+        ctx.clone(),
+        ctx.packages.clone(),
+        started.clone(),
+        trigger_tx.clone(),
+    ));
     tasks.spawn(accounts::run(
         ctx.clone(),
         options.probe_policy.clone(),
@@ -362,8 +383,8 @@ pub async fn run(
     let child_kinds = ctx.kinds.len();
     let synced = async {
         let _ = levels.wait_until_ready().await;
-        let _ = components.wait_until_ready().await;
-        let _ = packages.wait_until_ready().await;
+        components.wait_listed().await;
+        packages.wait_listed().await;
         index.wait_listed(child_kinds).await;
     };
     // A stop while the caches fill must not wait for them (nor reconcile half-synced).
@@ -382,7 +403,7 @@ pub async fn run(
         }
     }
     started.store(true, std::sync::atomic::Ordering::Release);
-    invoicing::spawn(ctx.clone(), invoicing_writers, &mut tasks);
+    invoicing::spawn(ctx.clone(), &mut tasks);
 
     let triggers = tokio_stream_from(trigger_rx).map(|name| ObjectRef::<Tenant>::new(&name));
     controller

@@ -45,7 +45,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use regie_crds::generated::{LastSample, SlaReportStatus};
 use regie_crds::status::{self, AVAILABLE};
@@ -540,7 +539,7 @@ async fn set_available(
     message: String,
     hold: Duration,
 ) {
-    let Some(c) = ctx.components.get(&ObjectRef::new(name).within(ns)) else {
+    let Some(c) = ctx.components.get(ns, name) else {
         return;
     };
     let reason = if up { SUCCEEDED } else { FAILED };

@@ -22,8 +22,8 @@ use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 use serde::Serialize;
 use serde_json::json;
 
-use super::Context;
 use super::children::{self, ChildKey, key_of};
+use super::{Context, cache};
 use crate::desired::{self, Child};
 use crate::inventory::{tenant_namespace, unknown_level};
 use crate::tier::Tier;
@@ -133,13 +133,8 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
             .into_iter()
             .map(|c| (c, tenant_owner.clone()))
             .collect();
-    let mut components: Vec<Arc<HostingComponent>> = ctx
-        .components
-        .state()
-        .into_iter()
-        .filter(|c| c.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
-    components.sort_by_key(|c| c.name_any());
+    // By name.
+    let components = ctx.components.in_namespace(&ns);
     let mut plans = Vec::new();
     for c in components {
         let level = desired::component_level(&tenant, &c).to_string();
@@ -169,12 +164,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     // Meter and apply at once: the ledger only has to be durable before the change is reported
     // done (the statuses below), and doing both together takes a write off every change's
     // latency.
-    let meter_packages: Vec<_> = ctx
-        .packages
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
+    let meter_packages = ctx.packages.in_namespace(&ns);
     let meter_components = plans
         .iter()
         .map(|p| regie_crds::generated::SegmentComponent {
@@ -229,13 +219,8 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
         }
     }
     super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
-    let mut pkgs: Vec<_> = ctx
-        .packages
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .collect();
-    pkgs.sort_by_key(|p| p.name_any());
+    // By name.
+    let pkgs = ctx.packages.in_namespace(&ns);
     // The children's statuses are independent of each other: write them together.
     let ctx_ref = ctx.as_ref();
     let (component_results, package_results) = tokio::join!(
@@ -695,19 +680,12 @@ impl StatusMemo {
     }
 }
 
-fn status_digest(status: &impl Serialize) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_vec(status).unwrap_or_default().hash(&mut h);
-    h.finish()
-}
-
 async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    let digest = status_digest(status);
+    let digest = cache::digest(status);
     if ctx
         .status_memo
         .just_wrote(&uid, obj.meta().resource_version.as_deref(), digest)
@@ -1009,14 +987,14 @@ mod tests {
     #[test]
     fn a_status_just_written_is_not_written_again_until_the_cache_shows_it() {
         let memo = StatusMemo::default();
-        let digest = status_digest(&json!({"phase": "Ready"}));
+        let digest = cache::digest(&json!({"phase": "Ready"}));
         assert!(!memo.just_wrote("uid-1", Some("10"), digest));
         memo.record("uid-1".into(), digest, Some("12".into()));
         // The cache still shows version 10 (or 11, the finalizer): the write is ahead of it.
         assert!(memo.just_wrote("uid-1", Some("10"), digest));
         assert!(memo.just_wrote("uid-1", Some("11"), digest));
         // Another status is another write.
-        let other = status_digest(&json!({"phase": "Stalled"}));
+        let other = cache::digest(&json!({"phase": "Stalled"}));
         assert!(!memo.just_wrote("uid-1", Some("11"), other));
         // Once the cache holds the written version, the cache decides alone.
         assert!(!memo.just_wrote("uid-1", Some("12"), digest));
