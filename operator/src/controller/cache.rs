@@ -174,15 +174,6 @@ pub fn digest(value: &impl serde::Serialize) -> u64 {
     h.finish()
 }
 
-/// Metadata reduced to the name: for values whose reader needs nothing else of it.
-pub fn name_only(meta: &ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        ..ObjectMeta::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,9 +297,5 @@ mod tests {
         let m = map(Some("ns"), "a", "1").metadata;
         assert_eq!(&*key_of(&m), "ns/a");
         assert_eq!(&*key_of(&map(None, "a", "1").metadata), "a");
-        let slim = name_only(&m);
-        assert_eq!(slim.name.as_deref(), Some("a"));
-        assert_eq!(slim.namespace.as_deref(), Some("ns"));
-        assert!(slim.resource_version.is_none());
     }
 }

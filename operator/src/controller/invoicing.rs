@@ -59,7 +59,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::activity::DEFER_AT_MOST;
-use super::cache::{Cache, Filler, differ, digest, name_only};
+use super::cache::{Cache, Filler, differ, digest};
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -81,8 +81,8 @@ pub struct Invoicing {
     pub price_lists: Arc<Cache<PriceList>>,
     pub pools: Arc<Cache<CostPool>>,
     pub orders: Arc<Cache<ServiceOrder>>,
-    pub usages: Arc<Cache<Usage>>,
-    pub reports: Arc<Cache<SlaReport>>,
+    pub usages: Arc<Cache<Ledger>>,
+    pub reports: Arc<Cache<ReportCredits>>,
     pub invoices: Arc<Cache<StoredInvoice>>,
     /// Namespace of the number counter.
     pub namespace: String,
@@ -255,48 +255,55 @@ fn whole<K: Resource>(mut o: K) -> K {
     o
 }
 
-/// Of a Usage, billing reads the spec, the ledger and the name.
-fn slim_usage(u: Usage) -> Usage {
-    Usage {
-        metadata: name_only(&u.metadata),
-        ..u
-    }
+/// A Usage as invoicing's cache keeps it: what billing reads, the name, spec and ledger, without
+/// the object's metadata (a k8s-openapi `ObjectMeta` is 360 bytes before any of its strings).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ledger {
+    name: String,
+    spec: regie_crds::generated::UsageSpec,
+    status: Option<regie_crds::generated::UsageStatus>,
 }
 
-fn same_usage(a: &Usage, b: &Usage) -> bool {
-    a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
-}
-
-/// Of an SlaReport, invoicing reads only the credits (see [`credits_of`]): the figures and
-/// incidents behind them are dropped from its cache, so that only a change of credits wakes it.
-fn slim_report(r: SlaReport) -> SlaReport {
-    let mut r = SlaReport {
-        metadata: name_only(&r.metadata),
-        ..r
-    };
-    if let Some(s) = r.status.as_mut() {
-        s.observed_generation = None;
-        s.conditions.clear();
-        s.met = None;
-        s.worst_availability = None;
-        s.measured_until = None;
-        s.components.retain(|c| c.credit_percent != 0);
-        for c in &mut s.components {
-            c.met = false;
-            c.last_sample = None;
-            c.service_level.clear();
-            c.availability.clear();
-            c.target.clear();
-            c.incidents.clear();
-            c.window_seconds = 0;
-            c.down_seconds = 0;
+impl Ledger {
+    fn of(u: Usage) -> Ledger {
+        Ledger {
+            name: u.metadata.name.unwrap_or_default(),
+            spec: u.spec,
+            status: u.status,
         }
     }
-    r
+
+    fn to_usage(&self) -> Usage {
+        let mut u = Usage::new(&self.name, self.spec.clone());
+        u.status = self.status.clone();
+        u
+    }
 }
 
-fn same_report(a: &SlaReport, b: &SlaReport) -> bool {
-    a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
+/// An SlaReport as invoicing's cache keeps it: the credits it grants (see [`credits_of`]), none
+/// of the figures and incidents behind them, so that only a change of credits wakes invoicing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportCredits {
+    tenant: String,
+    period: String,
+    /// Component and credit percentage, for the components that earned a credit.
+    credits: Vec<(String, i32)>,
+}
+
+impl ReportCredits {
+    pub fn of(r: SlaReport) -> ReportCredits {
+        ReportCredits {
+            tenant: r.spec.tenant,
+            period: r.spec.period,
+            credits: r
+                .status
+                .into_iter()
+                .flat_map(|s| s.components)
+                .filter(|c| c.credit_percent != 0)
+                .map(|c| (c.component, c.credit_percent))
+                .collect(),
+        }
+    }
 }
 
 /// Starts the caches' watches and the invoicing loop.
@@ -316,16 +323,16 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         c.clone(),
         usages,
         inv.clone(),
-        slim_usage,
-        same_usage,
+        Ledger::of,
+        Ledger::eq,
         true,
     ));
     tasks.spawn(watch(
         c.clone(),
         reports,
         inv.clone(),
-        slim_report,
-        same_report,
+        ReportCredits::of,
+        ReportCredits::eq,
         true,
     ));
     // Its own output: nothing to price again.
@@ -427,17 +434,17 @@ fn sourced<T: Clone>(items: impl IntoIterator<Item = Arc<T>>) -> Vec<Sourced<T>>
 }
 
 /// Service credits of the monthly SlaReports, as `regie bill` reads them.
-pub fn credits_of(reports: &[SlaReport]) -> Credits {
+pub fn credits_of<'a>(reports: impl IntoIterator<Item = &'a ReportCredits>) -> Credits {
     let mut credits = Credits::new();
     for r in reports {
-        let Ok((y, m)) = regie_crds::validate::parse_month(&r.spec.period) else {
+        let Ok((y, m)) = regie_crds::validate::parse_month(&r.period) else {
             continue;
         };
-        for c in r.status.iter().flat_map(|s| s.components.iter()) {
-            if (1..=100).contains(&c.credit_percent) {
+        for (component, percent) in &r.credits {
+            if (1..=100).contains(percent) {
                 credits.insert(
-                    (r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)),
-                    c.credit_percent.into(),
+                    (r.tenant.clone(), component.clone(), Month::new(y, m)),
+                    (*percent).into(),
                 );
             }
         }
@@ -823,7 +830,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let now = ctx.now();
     let cal = Calendar::amsterdam()?;
     let tz = cal.tz().clone();
-    let mut usages: Vec<Arc<Usage>> = inv.usages.state();
+    let mut usages: Vec<Usage> = inv.usages.state().iter().map(|l| l.to_usage()).collect();
     if let Scope::Leaving(tenant) = &scope {
         // The ledger was closed a moment ago; the cache may not have seen it yet.
         let api: Api<Usage> = Api::all(ctx.client.clone());
@@ -833,13 +840,13 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             let name = format!("{tenant}-{m}");
             if let Some(u) = api.get_opt(&name).await? {
                 usages.retain(|x| x.name_any() != name);
-                usages.push(Arc::new(u.clone()));
+                usages.push(u.clone());
                 last = Some(u);
             } else if m == month
                 && let Some(prev) = &last
                 && let Some(u) = carried_over(prev, tenant, month, now, &cal)?
             {
-                usages.push(Arc::new(u));
+                usages.push(u);
             }
         }
     }
@@ -864,9 +871,15 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         price_lists: sourced(inv.price_lists.state()),
         pools: sourced(inv.pools.state()),
         orders: sourced(inv.orders.state()),
-        usages: sourced(usages),
+        usages: usages
+            .into_iter()
+            .map(|object| Sourced {
+                source: cluster_source(),
+                object,
+            })
+            .collect(),
     };
-    let reports: Vec<SlaReport> = inv.reports.state().iter().map(|r| (**r).clone()).collect();
+    let reports = inv.reports.state();
     let stored: BTreeMap<String, Arc<StoredInvoice>> = inv
         .invoices
         .state()
@@ -884,7 +897,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             plan(
                 &cat,
                 &inputs,
-                &credits_of(&reports),
+                &credits_of(reports.iter().map(|r| &**r)),
                 &existing,
                 &deleting,
                 &scope,
@@ -1778,11 +1791,11 @@ spec:
                 worst_availability: Some(availability.into()),
                 ..SlaReportStatus::default()
             });
-            slim_report(r)
+            ReportCredits::of(r)
         };
-        assert!(same_report(&report("99.0", 5), &report("98.0", 5)));
-        assert!(!same_report(&report("98.0", 5), &report("97.0", 10)));
-        assert!(same_report(&report("99.95", 0), &report("99.99", 0)));
+        assert_eq!(report("99.0", 5), report("98.0", 5));
+        assert_ne!(report("98.0", 5), report("97.0", 10));
+        assert_eq!(report("99.95", 0), report("99.99", 0));
         let credits = credits_of(&[report("98.0", 5)]);
         assert_eq!(credits.len(), 1);
     }
