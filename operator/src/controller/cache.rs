@@ -12,8 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use kube::api::ObjectMeta;
-use kube::runtime::watcher::Event;
+use futures::{Stream, StreamExt};
+use kube::api::{Api, ObjectMeta};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 
 /// What one kind's watch has delivered, slimmed; shared by its filler and its readers.
 pub struct Cache<V> {
@@ -72,6 +74,27 @@ impl<V> Cache<V> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The events of a watch over every object of kind `K`. It backs off, so a watch that keeps
+/// failing (RBAC, a missing CRD) does not spin; its errors are logged and the watcher retries.
+pub fn watch_all<K>(client: kube::Client) -> impl Stream<Item = Event<K>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher::watcher(Api::<K>::all(client), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|ev| async move {
+            ev.map_err(
+                |e| tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+            )
+            .ok()
+        })
 }
 
 /// The key of an object: `namespace/name`, or its name when it has no namespace.

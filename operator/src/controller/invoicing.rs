@@ -44,9 +44,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KEvent, EventType};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
 use regie_crds::tenancy::InvoicingPeriod;
@@ -59,7 +57,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::activity::DEFER_AT_MOST;
-use super::cache::{Cache, Filler, differ, digest};
+use super::cache::{Cache, Filler, differ, digest, watch_all};
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -230,19 +228,9 @@ async fn watch<K, V>(
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
 {
-    // Backoff: a watch that keeps failing (RBAC, a missing CRD) must not spin.
-    let stream =
-        watcher::watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut events = std::pin::pin!(watch_all::<K>(client));
     let mut filler = Filler::new(cache, same);
-    while let Some(ev) = stream.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
-                continue;
-            }
-        };
+    while let Some(ev) = events.next().await {
         if filler.handle(ev, slim) && wakes {
             inv.wake.notify_one();
         }

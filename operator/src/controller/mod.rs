@@ -181,21 +181,9 @@ async fn follow<K: TenantKind>(
     started: Arc<std::sync::atomic::AtomicBool>,
     trigger: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
-    let stream = watcher::watcher(
-        Api::<K>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    let mut stream = std::pin::pin!(stream);
+    let mut events = std::pin::pin!(cache::watch_all::<K>(ctx.client.clone()));
     let mut filler = cache::Filler::new(cache, cache::differ);
-    while let Some(ev) = stream.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
-                continue;
-            }
-        };
+    while let Some(ev) = events.next().await {
         // Before the caches are synced the first full reconcile covers everything; after
         // that, a lookup in a half-filled tenant cache would call an object orphaned.
         let touched = match &ev {
