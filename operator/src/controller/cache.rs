@@ -63,17 +63,6 @@ impl<V> Cache<V> {
     pub async fn wait_listed(&self) {
         let _ = self.listed.subscribe().wait_for(|l| *l).await;
     }
-
-    pub fn len(&self) -> usize {
-        self.live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The events of a watch over every object of kind `K`. It backs off, so a watch that keeps
@@ -256,7 +245,7 @@ mod tests {
         assert!(filler.handle(Event::Delete(map(Some("ns"), "a", "2")), value));
         assert!(!filler.handle(Event::Delete(map(Some("ns"), "a", "2")), value));
         assert_eq!(sorted(&cache), ["3"]);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.state().len(), 1);
     }
 
     #[test]

@@ -55,9 +55,9 @@ use regie_crds::{
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
-use super::Context;
 use super::activity::DEFER_AT_MOST;
 use super::cache::{Cache, Filler, differ, digest, watch_all};
+use super::{Context, slimmed};
 use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -237,12 +237,6 @@ async fn watch<K, V>(
     }
 }
 
-/// Keeps everything but the managed fields.
-fn whole<K: Resource>(mut o: K) -> K {
-    o.meta_mut().managed_fields = None;
-    o
-}
-
 /// A Usage as invoicing's cache keeps it: what billing reads, the name, spec and ledger, without
 /// the object's metadata (a k8s-openapi `ObjectMeta` is 360 bytes before any of its strings).
 #[derive(Clone, Debug, PartialEq)]
@@ -303,9 +297,9 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         inv.pools.clone(),
         inv.orders.clone(),
     );
-    tasks.spawn(watch(c.clone(), lists, inv.clone(), whole, differ, true));
-    tasks.spawn(watch(c.clone(), pools, inv.clone(), whole, differ, true));
-    tasks.spawn(watch(c.clone(), orders, inv.clone(), whole, differ, true));
+    tasks.spawn(watch(c.clone(), lists, inv.clone(), slimmed, differ, true));
+    tasks.spawn(watch(c.clone(), pools, inv.clone(), slimmed, differ, true));
+    tasks.spawn(watch(c.clone(), orders, inv.clone(), slimmed, differ, true));
     let (usages, reports) = (inv.usages.clone(), inv.reports.clone());
     tasks.spawn(watch(
         c.clone(),
@@ -412,11 +406,15 @@ fn cluster_source() -> Source {
 }
 
 fn sourced<T: Clone>(items: impl IntoIterator<Item = Arc<T>>) -> Vec<Sourced<T>> {
+    owned_sourced(items.into_iter().map(|o| (*o).clone()))
+}
+
+fn owned_sourced<T>(items: impl IntoIterator<Item = T>) -> Vec<Sourced<T>> {
     items
         .into_iter()
-        .map(|o| Sourced {
+        .map(|object| Sourced {
             source: cluster_source(),
-            object: (*o).clone(),
+            object,
         })
         .collect()
 }
@@ -859,13 +857,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         price_lists: sourced(inv.price_lists.state()),
         pools: sourced(inv.pools.state()),
         orders: sourced(inv.orders.state()),
-        usages: usages
-            .into_iter()
-            .map(|object| Sourced {
-                source: cluster_source(),
-                object,
-            })
-            .collect(),
+        usages: owned_sourced(usages),
     };
     let reports = inv.reports.state();
     let stored: BTreeMap<String, Arc<StoredInvoice>> = inv

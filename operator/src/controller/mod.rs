@@ -38,7 +38,7 @@ use kube::{Client, ResourceExt};
 use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
 
 use crate::desired::Settings;
-use crate::inventory::has_namespace;
+use crate::inventory::{has_namespace, tenant_namespace};
 use crate::metrics::Metrics;
 use cache::Cache;
 use children::{ChildIndex, ChildKind};
@@ -322,16 +322,13 @@ pub async fn run(
                     Ok(Event::Apply(l) | Event::Delete(l)) => l.name_any(),
                     _ => continue,
                 };
-                let components = ctx.components.state();
                 for t in ctx.tenants.state() {
                     let uses = t.spec.service_level == name
-                        || components.iter().any(|c| {
-                            c.spec.service_level.as_deref() == Some(name.as_str())
-                                && c.metadata
-                                    .namespace
-                                    .as_deref()
-                                    .is_some_and(|ns| has_namespace(&t, ns))
-                        });
+                        || ctx
+                            .components
+                            .in_namespace(&tenant_namespace(&t))
+                            .iter()
+                            .any(|c| c.spec.service_level.as_deref() == Some(name.as_str()));
                     if uses {
                         let _ = tx.send(t.name_any());
                     }
