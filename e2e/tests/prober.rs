@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use regie::sla::prober::{
-    ProbeOutcome, ProbeResult, Prober, ProberConfig, SystemClock, USER_AGENT,
+    NO_ENDPOINTS, ProbeOutcome, ProbeResult, Prober, ProberConfig, SystemClock, USER_AGENT,
 };
 use regie::sla::scheduler::{ProbeEvent, ProbeReport, ScheduleError, Scheduler, SchedulerConfig};
 use regie::sla::target::{Lookup, ProbePolicy, ProbeTarget, TargetLabels};
@@ -310,6 +310,28 @@ async fn refused_targets_are_never_contacted() {
         "a refused target produces no probe events"
     );
     scheduler.shutdown();
+}
+
+#[tokio::test]
+async fn a_target_without_endpoints_fails_without_a_lookup_or_a_request() {
+    let server = TargetServer::start().await.unwrap();
+    let port = server.addr().port();
+    let dns = FakeDns::new(&[("app.test", "127.0.0.1")]);
+    let p = prober_with_dns(dns.clone(), 8);
+    let url = format!("http://app.test:{port}/healthy");
+    let o = probed(&p, &target(&url, 2000).with_endpoints(false)).await;
+    assert!(!o.success);
+    assert_eq!(o.status, None);
+    assert_eq!(o.error.as_deref(), Some(NO_ENDPOINTS));
+    assert_eq!(dns.calls.load(Ordering::SeqCst), 0, "no name was looked up");
+    assert_eq!(server.hits("/healthy"), 0, "nothing was requested");
+    // Once replicas are available the same target is probed for real.
+    let o = probed(&p, &target(&url, 2000).with_endpoints(true)).await;
+    assert!(o.success, "{o:?}");
+    assert_eq!(server.hits("/healthy"), 1);
+    // The policy still comes first: a refused target stays refused, endpoints or not.
+    let refused = target("http://169.254.169.254/", 2000).with_endpoints(false);
+    assert!(matches!(p.probe(&refused).await, ProbeResult::Refused(_)));
 }
 
 #[tokio::test]

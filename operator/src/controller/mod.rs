@@ -89,6 +89,13 @@ impl Context {
     pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
         self.tenants.find(|t| has_namespace(t, ns))
     }
+
+    /// The replica counts of a hosted component's Deployment, as last seen on the watch.
+    pub fn deployment_replicas(&self, c: &HostingComponent) -> Option<children::ReplicaCounts> {
+        self.index
+            .get(&("Deployment".into(), c.namespace(), c.name_any()))
+            .and_then(|k| k.replicas.map(|r| *r))
+    }
 }
 
 /// How `regie run` tunes the controller.

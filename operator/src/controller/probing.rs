@@ -319,10 +319,17 @@ pub fn sync_component(
             message: r,
         })
     };
-    let target = match component_target(tenant, component, tier) {
+    let mut target = match component_target(tenant, component, tier) {
         Ok(t) => t,
         Err(r) => return refused(r.to_string()),
     };
+    if component.spec.hosted.is_some() {
+        // A Deployment's availability change reconciles its tenant, which lands here again.
+        let available = ctx
+            .deployment_replicas(component)
+            .map_or(0, |r| r.available);
+        target = target.with_endpoints(available > 0);
+    }
     let level = target.labels.service_level.clone();
     match probes.scheduler.upsert(key.clone(), target) {
         Ok(()) => {}

@@ -783,10 +783,7 @@ async fn write_component_status(
                         .unwrap_or_else(|| placeholder_tenant(c)),
                     c,
                 );
-                let counts = ctx
-                    .index
-                    .get(&("Deployment".into(), c.namespace(), c.name_any()))
-                    .and_then(|k| k.replicas.map(|r| *r));
+                let counts = ctx.deployment_replicas(c);
                 let wanted = new.replicas.unwrap_or(1);
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);

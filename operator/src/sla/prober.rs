@@ -71,6 +71,10 @@ pub struct ProbeOutcome {
     pub error: Option<String>,
 }
 
+/// Why a target known to have nothing behind it is down (see [`ProbeTarget::without_endpoints`]).
+pub const NO_ENDPOINTS: &str =
+    "no replica is available, so the Service has no endpoint to answer (not requested)";
+
 /// The result of one scheduled probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeResult {
@@ -226,6 +230,15 @@ impl Prober {
         let at = self.inner.clock.now();
         if let Err(refused) = self.check(target) {
             return ProbeResult::Refused(refused);
+        }
+        if target.without_endpoints {
+            return ProbeResult::Probed(ProbeOutcome {
+                at,
+                success: false,
+                duration: Duration::ZERO,
+                status: None,
+                error: Some(NO_ENDPOINTS.to_string()),
+            });
         }
         let started = Instant::now();
         let walked = tokio::time::timeout(target.timeout, self.walk(target)).await;

@@ -492,6 +492,10 @@ pub struct ProbeTarget {
     /// The status that counts as up; any 2xx when absent.
     pub expect_status: Option<u16>,
     pub labels: TargetLabels,
+    /// Known to have nothing behind it: a hosted component's Service while its Deployment has
+    /// no available replica has no endpoint, so the probe fails without a request — no name
+    /// lookup, no connection attempt — and says why.
+    pub without_endpoints: bool,
 }
 
 impl ProbeTarget {
@@ -503,6 +507,7 @@ impl ProbeTarget {
             timeout,
             expect_status: None,
             labels: TargetLabels::default(),
+            without_endpoints: false,
         })
     }
 
@@ -513,6 +518,11 @@ impl ProbeTarget {
 
     pub fn with_expect_status(mut self, status: Option<u16>) -> ProbeTarget {
         self.expect_status = status;
+        self
+    }
+
+    pub fn with_endpoints(mut self, endpoints: bool) -> ProbeTarget {
+        self.without_endpoints = !endpoints;
         self
     }
 
@@ -577,6 +587,7 @@ pub fn component_target(
             component.name_any(),
             component_level(tenant, component),
         ),
+        without_endpoints: false,
     })
 }
 
