@@ -4,7 +4,7 @@
 //! descriptive support lines of the source table, and the technical defaults regie enforces
 //! (availability target, probe timing, replicas, disruption budget, service credits).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crate::condition::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@
 
 pub mod catalogue;
 pub mod commercial;
+pub mod condition;
 pub mod crd;
 pub mod duration;
 pub mod generated;

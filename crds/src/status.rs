@@ -4,12 +4,28 @@
 //! people read health the same way. Conditions are merged so that `lastTransitionTime` only moves
 //! when a condition's status flips.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+pub use crate::condition::{Condition, Text};
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const AVAILABLE: &str = "Available";
+
+/// `Stalled=False`: the message.
+pub const NOTHING_BLOCKS: &str = "nothing blocks progress";
+/// `Reconciling=False`: the message.
+pub const NO_WORK_IN_PROGRESS: &str = "no work in progress";
+/// A Tenant's `Ready=True`.
+pub const TENANT_IN_SYNC: &str =
+    "namespace, quota, isolation, access and every component are applied and in sync";
+/// A HostingComponent's `Ready=True`.
+pub const WORKLOAD_IN_SYNC: &str = "workload applied and in sync";
+/// A WorkplacePackage's `Ready=True`.
+pub const ACCOUNTS_RECORDED: &str = "accounts recorded for billing";
+/// A SaaS component's `Available` before its first probe.
+pub const NOT_PROBED_YET: &str = "no probe result yet";
 
 /// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status is unchanged.
 /// Returns true when anything but the transition time changed.
@@ -39,7 +55,7 @@ pub fn condition(
     type_: &str,
     status: bool,
     reason: &str,
-    message: impl Into<String>,
+    message: impl Into<Text>,
     generation: Option<i64>,
     now: Time,
 ) -> Condition {

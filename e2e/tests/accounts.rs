@@ -152,8 +152,13 @@ async fn shown(api: &Api<WorkplacePackage>, name: &str) -> anyhow::Result<Shown>
     let p = api.get(name).await?;
     let rv = p.metadata.resource_version.clone().unwrap_or_default();
     let st = p.status.unwrap_or_default();
-    let c = find(&st.conditions, "AccountsMeasured")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let c = find(&st.conditions, "AccountsMeasured").map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    });
     Ok((
         st.measured_accounts,
         st.measured_at,

@@ -202,7 +202,7 @@ fn invoice_id(tenant: &str, period: &str) -> String {
 async fn delivered_usage(client: &Client, name: &str) -> anyhow::Result<Option<(String, String)>> {
     let u = Api::<Usage>::all(client.clone()).get(name).await?;
     Ok(find(&u.status.unwrap_or_default().conditions, "Delivered")
-        .map(|c| (c.status.clone(), format!("{}: {}", c.reason, c.message))))
+        .map(|c| (c.status.to_string(), format!("{}: {}", c.reason, c.message))))
 }
 
 async fn delivered_at(client: &Client, name: &str) -> anyhow::Result<Option<String>> {

@@ -88,7 +88,13 @@ async fn condition(
 ) -> anyhow::Result<Option<(String, String, String)>> {
     let c = api.get(name).await?;
     let conds = c.status.unwrap_or_default().conditions;
-    Ok(find(&conds, type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())))
+    Ok(find(&conds, type_).map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    }))
 }
 
 /// The tenant's report whose period has `len` characters: 7 for the month, 10 for a day.
@@ -108,7 +114,13 @@ async fn report(client: &Client) -> anyhow::Result<Option<SlaReport>> {
 
 fn final_condition(r: &SlaReport) -> Option<(String, String, String)> {
     let conds = &r.status.as_ref()?.conditions;
-    find(conds, "Final").map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    find(conds, "Final").map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 /// How many times the object `name` is modified during `window`, by anyone.

@@ -189,15 +189,15 @@ pub fn of_package(ctx: &Context, p: &regie_crds::WorkplacePackage) -> PackageAcc
 pub async fn warn_on_failure(
     ctx: &Context,
     p: &regie_crds::WorkplacePackage,
-    old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    old: &[regie_crds::status::Condition],
+    new: &[regie_crds::status::Condition],
 ) {
     use kube::Resource;
     use regie_crds::status::find;
-    let failing = |c: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+    let failing = |c: &[regie_crds::status::Condition]| {
         find(c, CONDITION)
             .filter(|c| c.status == "False")
-            .map(|c| (c.reason.clone(), c.message.clone()))
+            .map(|c| (c.reason.to_string(), c.message.clone()))
     };
     let Some((reason, message)) = failing(new) else {
         return;

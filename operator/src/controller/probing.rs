@@ -822,11 +822,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
 }
 
 /// `Final=True` once the period has ended and these are its complete figures.
-fn final_condition(
-    closing: bool,
-    bounds: Interval,
-    now: Timestamp,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+fn final_condition(closing: bool, bounds: Interval, now: Timestamp) -> status::Condition {
     if closing {
         status::condition(
             FINAL,

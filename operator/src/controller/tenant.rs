@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use regie_crds::status::Condition;
 use regie_crds::status::{self, AVAILABLE, READY, RECONCILING, STALLED};
 use regie_crds::tenancy::{HostingComponentStatus, Rollup, TenantStatus, WorkplacePackageStatus};
 use regie_crds::validate::{FieldError, Validate};
@@ -455,8 +456,8 @@ fn set_kstatus(
     reconciling: Option<&str>,
 ) {
     let (ready_ok, ready_reason, ready_msg) = match ready {
-        Ok(msg) => (true, "Ready", msg.to_string()),
-        Err((reason, msg)) => (false, reason, msg.to_string()),
+        Ok(msg) => (true, "Ready", msg),
+        Err((reason, msg)) => (false, reason, msg),
     };
     status::set_condition(
         conditions,
@@ -484,7 +485,7 @@ fn set_kstatus(
                 STALLED,
                 false,
                 "NotStalled",
-                "nothing blocks progress",
+                status::NOTHING_BLOCKS,
                 generation,
                 now.clone(),
             ),
@@ -500,7 +501,7 @@ fn set_kstatus(
                 RECONCILING,
                 false,
                 "Settled",
-                "no work in progress",
+                status::NO_WORK_IN_PROGRESS,
                 generation,
                 now.clone(),
             ),
@@ -539,7 +540,7 @@ async fn write_tenant_status(
             &mut new.conditions,
             generation,
             &now,
-            Ok("namespace, quota, isolation, access and every component are applied and in sync"),
+            Ok(status::TENANT_IN_SYNC),
             None,
             None,
         ),
@@ -608,7 +609,7 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     }
     let event = KEvent {
         type_: EventType::Warning,
-        reason: now.reason.clone(),
+        reason: now.reason.to_string(),
         note: Some(now.message.chars().take(1000).collect()),
         action: "Reconcile".into(),
         secondary: None,
@@ -755,7 +756,7 @@ async fn write_component_status(
                 &mut new.conditions,
                 generation,
                 &now,
-                Ok("workload applied and in sync"),
+                Ok(status::WORKLOAD_IN_SYNC),
                 None,
                 None,
             );
@@ -769,7 +770,7 @@ async fn write_component_status(
                             AVAILABLE,
                             false,
                             "NotProbedYet",
-                            "no probe result yet",
+                            status::NOT_PROBED_YET,
                             generation,
                             now.clone(),
                         ),
@@ -882,7 +883,7 @@ async fn write_package_status(
             &mut new.conditions,
             generation,
             &now,
-            Ok("accounts recorded for billing"),
+            Ok(status::ACCOUNTS_RECORDED),
             None,
             None,
         );

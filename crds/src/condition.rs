@@ -1,0 +1,320 @@
+//! A status condition as regie holds it in memory: the JSON and schema of Kubernetes'
+//! `metav1.Condition`, but its words — type, status, reason — and the messages regie writes
+//! verbatim are shared static text instead of four heap strings per condition.
+//!
+//! Every cached Tenant, component and package carries three or four conditions, and the
+//! watches deserialise each of them into fresh strings: most of what a cached status costs. The
+//! words are a small vocabulary (CamelCase identifiers by API convention), so they are interned
+//! once per process; the interner is bounded, so hostile or unusual input only ever costs what
+//! it cost before. Messages are shared only when they are one of [`MESSAGES`], regie's fixed
+//! ones: a message may name objects or counts, and interning those would grow without end.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The messages regie writes verbatim (see `status`), shared when read back.
+pub const MESSAGES: &[&str] = &[
+    crate::status::NOTHING_BLOCKS,
+    crate::status::NO_WORK_IN_PROGRESS,
+    crate::status::TENANT_IN_SYNC,
+    crate::status::WORKLOAD_IN_SYNC,
+    crate::status::ACCOUNTS_RECORDED,
+    crate::status::NOT_PROBED_YET,
+];
+
+/// The longest word the interner takes (Kubernetes reasons are CamelCase identifiers).
+const WORD_MAX: usize = 64;
+/// How many distinct words are interned at most; later ones are owned as before.
+const WORDS_MAX: usize = 1024;
+
+fn words() -> std::sync::MutexGuard<'static, HashSet<&'static str>> {
+    static WORDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    WORDS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The shared copy of `s`, when it is one of regie's messages or an internable word.
+fn shared(s: &str) -> Option<&'static str> {
+    if let Some(m) = MESSAGES.iter().find(|m| **m == s) {
+        return Some(m);
+    }
+    let word = !s.is_empty()
+        && s.len() <= WORD_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/' || b == b'-');
+    if !word {
+        return None;
+    }
+    let mut words = words();
+    if let Some(w) = words.get(s) {
+        return Some(w);
+    }
+    if words.len() >= WORDS_MAX {
+        return None;
+    }
+    // Bounded by WORDS_MAX × WORD_MAX bytes for the life of the process.
+    let w: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    words.insert(w);
+    Some(w)
+}
+
+/// Text of a condition: shared when it can be, owned otherwise; compares, hashes and
+/// serialises as the string it is.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Shared(&'static str),
+    Owned(Box<str>),
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Shared(s) => s,
+            Repr::Owned(s) => s,
+        }
+    }
+
+    /// Whether this text takes no heap of its own.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Repr::Shared(_))
+    }
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text(Repr::Shared(""))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(match shared(s) {
+            Some(w) => Repr::Shared(w),
+            None => Repr::Owned(s.into()),
+        })
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(match shared(&s) {
+            Some(w) => Repr::Shared(w),
+            None => Repr::Owned(s.into_boxed_str()),
+        })
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Text {
+        Text::from(s.as_str())
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        t.as_str().to_owned()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(Text::from(s))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Text, E> {
+                Ok(Text::from(s))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// One condition of an object's status; `metav1.Condition` on the wire and in the schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    pub last_transition_time: Time,
+    #[serde(default)]
+    pub message: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub reason: Text,
+    #[serde(default)]
+    pub status: Text,
+    #[serde(rename = "type", default)]
+    pub type_: Text,
+}
+
+type Upstream = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+impl JsonSchema for Condition {
+    fn schema_name() -> Cow<'static, str> {
+        <Upstream as JsonSchema>::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        <Upstream as JsonSchema>::schema_id()
+    }
+
+    fn inline_schema() -> bool {
+        <Upstream as JsonSchema>::inline_schema()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <Upstream as JsonSchema>::json_schema(generator)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn condition_json(reason: &str, message: &str) -> String {
+        format!(
+            r#"{{"lastTransitionTime":"2026-12-02T10:00:00Z","message":"{message}","observedGeneration":3,"reason":"{reason}","status":"True","type":"Ready"}}"#
+        )
+    }
+
+    #[test]
+    fn reads_and_writes_the_kubernetes_shape() {
+        let json = condition_json("Ready", crate::status::WORKLOAD_IN_SYNC);
+        let c: Condition = serde_json::from_str(&json).unwrap();
+        assert_eq!(c.type_, "Ready");
+        assert_eq!(c.status, "True");
+        assert_eq!(c.observed_generation, Some(3));
+        assert_eq!(serde_json::to_string(&c).unwrap(), json);
+        // The same bytes as the upstream type, both ways.
+        let upstream: Upstream = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&upstream).unwrap(), json);
+        let no_generation = r#"{"lastTransitionTime":"2026-12-02T10:00:00Z","message":"","reason":"","status":"","type":""}"#;
+        let c: Condition = serde_json::from_str(no_generation).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), no_generation);
+        assert!(serde_json::from_str::<Condition>(r#"{"type":"Ready"}"#).is_err());
+    }
+
+    #[test]
+    fn words_and_regie_messages_are_shared_other_messages_owned() {
+        let c: Condition = serde_json::from_str(&condition_json(
+            "MinimumReplicasAvailable",
+            crate::status::NOTHING_BLOCKS,
+        ))
+        .unwrap();
+        assert!(c.type_.is_shared() && c.status.is_shared() && c.reason.is_shared());
+        assert!(c.message.is_shared());
+        let c: Condition =
+            serde_json::from_str(&condition_json("Ready", "2 of 3 replicas available")).unwrap();
+        assert!(!c.message.is_shared());
+        assert_eq!(c.message, "2 of 3 replicas available");
+        // Interned once: the same word read twice is the same static text.
+        let (a, b) = (
+            Text::from("SomeReason"),
+            Text::from(String::from("SomeReason")),
+        );
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+    }
+
+    #[test]
+    fn what_is_not_a_word_is_never_interned() {
+        for s in ["has spaces", "ünïcode", "", &"Long".repeat(20)] {
+            assert!(!Text::from(s).is_shared() || s.is_empty(), "{s:?}");
+        }
+        assert!(Text::default().is_shared());
+    }
+
+    #[test]
+    fn the_schema_is_the_upstream_one() {
+        let ours = schemars::SchemaGenerator::default().into_root_schema_for::<Condition>();
+        let upstream = schemars::SchemaGenerator::default().into_root_schema_for::<Upstream>();
+        assert_eq!(
+            serde_json::to_value(ours).unwrap(),
+            serde_json::to_value(upstream).unwrap()
+        );
+    }
+}
