@@ -96,7 +96,8 @@ fn flush_slot(tenant: &str) -> u64 {
 /// The least time between two writes of one component's `Available` condition (the probe
 /// interval when that is longer): a flapping target must not write on every probe.
 pub const AVAILABLE_HOLD: Duration = Duration::from_secs(30);
-/// How long report statuses read to resume a history are kept for the tenant's other components.
+/// How long report statuses read to resume a history are kept at most for the tenant's other
+/// components (a component that is never probed, say, must not keep them forever).
 const STORED_KEPT: Duration = Duration::from_secs(600);
 
 /// A component the prober follows.
@@ -664,6 +665,14 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
     }
     if last.is_some() {
         t.history = History::resume(last, closed, ongoing);
+    }
+    // Kept only for the tenant's components still to resume: once none is left, a component
+    // added later reads the reports afresh.
+    let tenant = t.tenant.clone();
+    if state.of_tenant(&tenant).all(|(_, t)| t.resumed) {
+        for name in names {
+            state.stored.remove(name);
+        }
     }
     true
 }
