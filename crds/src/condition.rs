@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -32,12 +32,11 @@ const WORD_MAX: usize = 64;
 /// How many distinct words are interned at most; later ones are owned as before.
 const WORDS_MAX: usize = 1024;
 
-fn words() -> std::sync::MutexGuard<'static, HashSet<&'static str>> {
-    static WORDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    WORDS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+/// The interned words. Read on every condition a watch delivers, written only for a word not
+/// seen before: readers share the lock.
+fn words() -> &'static RwLock<HashSet<&'static str>> {
+    static WORDS: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    WORDS.get_or_init(RwLock::default)
 }
 
 /// The shared copy of `s`, when it is one of regie's messages or an internable word.
@@ -52,7 +51,15 @@ fn shared(s: &str) -> Option<&'static str> {
     if !word {
         return None;
     }
-    let mut words = words();
+    if let Some(w) = words()
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(s)
+    {
+        return Some(w);
+    }
+    let mut words = words().write().unwrap_or_else(PoisonError::into_inner);
+    // Another thread may have added it between the two locks.
     if let Some(w) = words.get(s) {
         return Some(w);
     }
