@@ -450,7 +450,22 @@ async fn invoices_end_to_end() {
     );
 
     // 8. Restart in May: April final with number 2, carrying the correction; May without it.
+    //    The stopped operator is left as one that died opening May: April's ledger closed at
+    //    May's first instant, May's not written. April's state still carries into May.
     op.stop().await;
+    let mut april_segments = segments(&client, "2026-04").await;
+    april_segments.last_mut().expect("April has a segment").to =
+        Some("2026-05-01T00:00:00+02:00".into());
+    usages
+        .patch_status(
+            &format!("{TENANT}-2026-04"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": {"segments": april_segments, "closed": true}
+            })),
+        )
+        .await
+        .expect("close April at the boundary");
     set("2026-05-01T00:00:05+02:00");
     let op = start(&client, &now);
     let april = wait_invoice(&client, "facturen-2026-04", "April final", |i| {
@@ -482,6 +497,11 @@ async fn invoices_end_to_end() {
     })
     .await
     .expect("the May ledger");
+    assert_eq!(
+        segments(&client, "2026-05").await[0].from,
+        "2026-05-01T00:00:00+02:00",
+        "May begins at its first instant, with April's state"
+    );
     op.settled().await;
     op.stop().await;
     let counters: Api<ConfigMap> = Api::namespaced(client.clone(), "default");

@@ -286,12 +286,22 @@ pub fn close(
     Ok(true)
 }
 
-/// The state of the open segment, if any.
-pub fn open_state(segments: &[Segment]) -> Option<BillableState> {
-    segments
-        .last()
-        .filter(|s| s.to.is_none())
-        .map(BillableState::of_segment)
+/// The state a month starts with, read from the previous month's ledger: its open segment, or
+/// its last segment when that was closed exactly at `month_start`.
+///
+/// A month is opened in two writes: the previous month closed at the boundary, then the new
+/// month with the carried state. When the second does not land (an API error, a stop, another
+/// replica in between), the next attempt finds the previous month already closed; without the
+/// second case it would start the month at its own clock and the month's first moments would go
+/// unbilled. (A tenant that leaves exactly at a month's first instant and comes back with the
+/// same name in that month would be carried too: it is billed from the month's start.)
+pub fn carried_state(segments: &[Segment], month_start: Timestamp) -> Option<BillableState> {
+    let last = segments.last()?;
+    let carried = match &last.to {
+        None => true,
+        Some(to) => parse_instant(to, "ledger: last segment").ok() == Some(month_start),
+    };
+    carried.then(|| BillableState::of_segment(last))
 }
 
 /// Closes the open segment (which began at `from`) at each month start up to `at` and reopens
@@ -571,7 +581,38 @@ mod tests {
             "closing twice is a no-op"
         );
         assert_eq!(l[0].to.as_deref(), Some("2026-03-31T12:00:00+02:00"));
-        assert!(open_state(&l).is_none());
+        assert!(l.iter().all(|s| s.to.is_some()));
+    }
+
+    #[test]
+    fn a_month_carries_the_state_open_or_closed_at_its_start() {
+        let c = cal();
+        let may = ts("2026-04-30T22:00:00Z");
+        let mut april = Vec::new();
+        record(
+            &mut april,
+            &state("silver", 120),
+            ts("2026-04-01T00:00:05Z"),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(carried_state(&april, may), Some(state("silver", 120)));
+        // The boundary close landed, the new month did not: the next attempt still carries.
+        assert!(close(&mut april, may, &c).unwrap());
+        assert_eq!(april[0].to.as_deref(), Some("2026-05-01T00:00:00+02:00"));
+        assert_eq!(carried_state(&april, may), Some(state("silver", 120)));
+        // A tenant that left before the month began carries nothing.
+        let mut left = Vec::new();
+        record(
+            &mut left,
+            &state("silver", 120),
+            ts("2026-04-01T00:00:05Z"),
+            &c,
+        )
+        .unwrap();
+        close(&mut left, ts("2026-04-20T10:00:00Z"), &c).unwrap();
+        assert_eq!(carried_state(&left, may), None);
+        assert_eq!(carried_state(&[], may), None);
     }
 
     #[test]

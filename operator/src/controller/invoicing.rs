@@ -993,7 +993,8 @@ fn carried_over(
     cal: &Calendar,
 ) -> Result<Option<Usage>, BillingError> {
     let segments = prev.status.clone().unwrap_or_default().segments;
-    let Some(open) = crate::billing::ledger::open_state(&segments) else {
+    let Some(open) = crate::billing::ledger::carried_state(&segments, month.start(cal.tz())?)
+    else {
         return Ok(None);
     };
     let mut carried = Vec::new();

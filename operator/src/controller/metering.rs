@@ -159,10 +159,12 @@ pub async fn record(
         .unwrap_or_default();
     if segments.is_empty() {
         // A new month: the state that was open at its start carries over from the last month.
+        // Idempotent: if the last month was closed at this one's start but this month's write
+        // did not land, the state still carries (see `ledger::carried_state`).
         if let Some(prev) = api.get_opt(&usage_name(&name, month.prev())).await? {
             let mut prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
-            if let (Some(open), Ok(start)) =
-                (ledger::open_state(&prev_segments), month.start(cal.tz()))
+            if let Ok(start) = month.start(cal.tz())
+                && let Some(open) = ledger::carried_state(&prev_segments, start)
             {
                 if ledger::close(&mut prev_segments, start, &cal).unwrap_or(false) {
                     write(
