@@ -449,6 +449,55 @@ async fn tier_changes(
     Ok(latencies)
 }
 
+/// `--pause-controller-manager`: the controller-manager is stopped (SIGSTOP) while the floor and
+/// the cold convergence are timed, and continued (SIGCONT) when each ends or this value is
+/// dropped. Both then measure the API server serving one client alone: what the operator costs
+/// beyond a bare client, without the controller-manager's reaction to either (pods, endpoints,
+/// quota and budget statuses, events), which a bare client's clock mostly stops before and the
+/// operator's does not. Nothing regie waits for comes from the controller-manager: a quota
+/// without status restricts nothing, and Ready does not wait for a Deployment's status.
+struct ControllerManagerPause {
+    pid: Option<String>,
+}
+
+impl ControllerManagerPause {
+    fn new(cluster: &TestCluster, wanted: bool) -> ControllerManagerPause {
+        let pid = wanted
+            .then(|| {
+                std::fs::read_to_string(
+                    cluster.dir.join("pids").join("kube-controller-manager.pid"),
+                )
+                .ok()
+            })
+            .flatten()
+            .map(|p| p.trim().to_string());
+        if wanted && pid.is_none() {
+            eprintln!("no controller-manager pid file: nothing to pause");
+        }
+        ControllerManagerPause { pid }
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = &self.pid {
+            let _ = Command::new("kill").args([signal, pid]).output();
+        }
+    }
+
+    fn stop(&self) {
+        self.signal("-STOP");
+    }
+
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for ControllerManagerPause {
+    fn drop(&mut self) {
+        self.resume();
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -481,6 +530,10 @@ async fn main() -> Result<()> {
     // `--memory-only` measures memory and nothing else (for trying a change of allocation).
     let memory_only = args.iter().any(|a| a == "--memory-only");
     let skip_floor = quick || memory_only || args.iter().any(|a| a == "--skip-floor");
+    let pause = ControllerManagerPause::new(
+        &cluster,
+        args.iter().any(|a| a == "--pause-controller-manager"),
+    );
     let port = 18090;
 
     // 1. The floor, on names of its own.
@@ -488,8 +541,10 @@ async fn main() -> Result<()> {
         (Duration::ZERO, 0)
     } else {
         let floor_names: Vec<String> = (0..total).map(|i| format!("floor-{i:04}")).collect();
-        let (floor_time, floor_objects) =
-            floor(&client, &floor_names, concurrency, &pdb_version).await?;
+        pause.stop();
+        let floored = floor(&client, &floor_names, concurrency, &pdb_version).await;
+        pause.resume();
+        let (floor_time, floor_objects) = floored?;
         eprintln!(
             "floor: {floor_objects} objects in {:.1} s",
             floor_time.as_secs_f64()
@@ -530,11 +585,14 @@ async fn main() -> Result<()> {
     // Cold convergence proper: a fresh operator over all N tenants' inputs, none converged.
     let cold_names: Vec<String> = (0..total).map(|i| format!("cold-{i:04}")).collect();
     create_inputs(&client, &cold_names, concurrency).await?;
+    pause.stop();
     let start = Instant::now();
     let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
     let api: Api<Tenant> = Api::all(client.clone());
-    ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await?;
+    let ready = ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await;
     let cold = start.elapsed();
+    pause.resume();
+    ready?;
     eprintln!(
         "cold convergence of {total} tenants: {:.1} s",
         cold.as_secs_f64()
