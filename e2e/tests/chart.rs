@@ -308,6 +308,7 @@ fn the_chart_lints_and_lint_refuses_wrong_values() {
         json!({"replicaCount": "two"}),
         json!({"securityContext": {"readOnlyRootFilesystem": false}}),
         json!({"imag": {}}),
+        json!({"operator": {"mallocTunables": "arena_max=1"}}),
     ] {
         let copy = chart_copy_with_values(&bad);
         let res =
@@ -458,6 +459,47 @@ fn assert_regie_accepts(args: &[String]) {
         "regie does not accept the chart's arguments {argv:?}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn env_value<'a>(deploy: &'a Value, name: &str) -> Option<&'a str> {
+    container(deploy)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+}
+
+/// The chart's allocator settings are names and values this machine's glibc (the distroless
+/// image's Debian 12 release) knows: glibc ignores a misspelt tunable silently, so only its
+/// dynamic loader's own listing shows that each one took.
+fn assert_glibc_applies(tunables: &str) {
+    let loader = Path::new("/lib64/ld-linux-x86-64.so.2");
+    let listed = Command::new(loader)
+        .arg("--list-tunables")
+        .env("GLIBC_TUNABLES", tunables)
+        .output();
+    let out = match listed {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => {
+            eprintln!(
+                "{} cannot list tunables here (glibc before 2.33): not checked",
+                loader.display()
+            );
+            return;
+        }
+    };
+    for setting in tunables.split(':') {
+        let (name, value) = setting.split_once('=').expect("name=value");
+        let value: u64 = value.parse().expect("a number");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("glibc knows no tunable {name}"));
+        assert!(
+            line.contains(&format!(": {value:#x} ")),
+            "glibc did not take {setting}: {line}"
+        );
+    }
 }
 
 /// What every install of the chart must have, whatever the values.
@@ -611,6 +653,9 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     assert_eq!(deploy["spec"]["replicas"], 2);
     assert_eq!(container(&deploy)["image"], "ghcr.io/regie-dev/regie:0.1.0");
     assert_eq!(container(&deploy)["resources"]["limits"]["memory"], "512Mi");
+    let tunables = env_value(&deploy, "GLIBC_TUNABLES").expect("GLIBC_TUNABLES by default");
+    assert!(tunables.contains("glibc.malloc.arena_max=1"), "{tunables}");
+    assert_glibc_applies(tunables);
 
     // The server is v1.20: the PodDisruptionBudget must use the API it offers.
     let pdb = c.get(&[
@@ -694,7 +739,7 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let all = json!({
         "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "extraArgs": ["--concurrency=8"],
-        "operator": {"logFormat": "json", "logLevel": "debug", "allowedNamespaces": ["monitoring", "ingress-nginx", "observability"]},
+        "operator": {"logFormat": "json", "logLevel": "debug", "allowedNamespaces": ["monitoring", "ingress-nginx", "observability"], "mallocTunables": ""},
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}, "interval": "15s"}},
         "prometheusRule": {"enabled": rules_packaged, "labels": {"release": "prometheus"}},
         "dashboards": {"enabled": true, "annotations": {"grafana_folder": "regie"}},
@@ -725,6 +770,11 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         "the upgrade changed the resources"
     );
     assert_eq!(container(&deploy)["resources"]["requests"]["cpu"], "200m");
+    assert_eq!(
+        env_value(&deploy, "GLIBC_TUNABLES"),
+        None,
+        "an empty mallocTunables leaves glibc's defaults"
+    );
     let args = args_of(&deploy);
     assert!(
         args.contains(&"--log-json".to_string()) && args.contains(&"--concurrency=8".to_string()),

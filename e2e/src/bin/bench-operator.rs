@@ -3,7 +3,8 @@
 //! tier-change latency on a watch, idle writes, and the operator's memory per tenant.
 //!
 //! Run: `cargo run --release -p regie-e2e --bin bench-operator -- [TENANTS] [CONCURRENCY]`
-//! (`REGIE_BIN=path` measures a `regie` binary built beforehand).
+//! (`REGIE_BIN=path` measures a `regie` binary built beforehand). The operator runs with the
+//! allocator settings the chart deploys (`operator.mallocTunables`) unless `--malloc-defaults`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -375,7 +376,26 @@ fn regie_binary() -> Result<PathBuf> {
     Ok(repo_root().join("target/release/regie"))
 }
 
-fn start_operator(bin: &Path, kubeconfig: &Path, port: u16, concurrency: usize) -> Result<Process> {
+/// The allocator settings the chart gives the operator (`operator.mallocTunables` in
+/// charts/regie/values.yaml), so that the benchmark measures what is deployed; empty there, or
+/// `--malloc-defaults` here, measures glibc's defaults.
+fn chart_malloc_tunables() -> Result<String> {
+    let path = repo_root().join("charts/regie/values.yaml");
+    let values: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(values["operator"]["mallocTunables"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn start_operator(
+    bin: &Path,
+    kubeconfig: &Path,
+    port: u16,
+    concurrency: usize,
+    malloc_tunables: &str,
+) -> Result<Process> {
     let mut cmd = if Command::new("taskset").arg("--version").output().is_ok() {
         let mut c = Command::new("taskset");
         c.args(["-c", "1"]).arg(bin);
@@ -394,8 +414,12 @@ fn start_operator(bin: &Path, kubeconfig: &Path, port: u16, concurrency: usize) 
         "RUST_LOG",
         std::env::var("REGIE_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
     )
+    .env_remove("GLIBC_TUNABLES")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
+    if !malloc_tunables.is_empty() {
+        cmd.env("GLIBC_TUNABLES", malloc_tunables);
+    }
     Ok(cmd.spawn()?)
 }
 
@@ -535,6 +559,19 @@ async fn main() -> Result<()> {
         args.iter().any(|a| a == "--pause-controller-manager"),
     );
     let port = 18090;
+    let malloc_tunables = if args.iter().any(|a| a == "--malloc-defaults") {
+        String::new()
+    } else {
+        chart_malloc_tunables()?
+    };
+    eprintln!(
+        "operator allocator: {}",
+        if malloc_tunables.is_empty() {
+            "glibc's defaults"
+        } else {
+            &malloc_tunables
+        }
+    );
 
     // 1. The floor, on names of its own.
     let (floor_time, floor_objects) = if skip_floor {
@@ -558,13 +595,25 @@ async fn main() -> Result<()> {
     } else {
         let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
         create_inputs(&client, &names[..first], concurrency).await?;
-        let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
+        let mut op = start_operator(
+            &bin,
+            &cluster.kubeconfig,
+            port,
+            concurrency,
+            &malloc_tunables,
+        )?;
         let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
         let rss_first = settled_rss(&op, port, first, t_first).await?;
         let _ = op.kill();
         let _ = op.wait();
         create_inputs(&client, &names[first..], concurrency).await?;
-        let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
+        let mut op = start_operator(
+            &bin,
+            &cluster.kubeconfig,
+            port,
+            concurrency,
+            &malloc_tunables,
+        )?;
         let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
         eprintln!(
             "(a restart over {first} converged tenants and {} new)",
@@ -587,7 +636,13 @@ async fn main() -> Result<()> {
     create_inputs(&client, &cold_names, concurrency).await?;
     pause.stop();
     let start = Instant::now();
-    let mut op = start_operator(&bin, &cluster.kubeconfig, port, concurrency)?;
+    let mut op = start_operator(
+        &bin,
+        &cluster.kubeconfig,
+        port,
+        concurrency,
+        &malloc_tunables,
+    )?;
     let api: Api<Tenant> = Api::all(client.clone());
     let ready = ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await;
     let cold = start.elapsed();
