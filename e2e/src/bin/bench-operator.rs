@@ -564,6 +564,15 @@ async fn main() -> Result<()> {
     } else {
         chart_malloc_tunables()?
     };
+    let launch = || {
+        start_operator(
+            &bin,
+            &cluster.kubeconfig,
+            port,
+            concurrency,
+            &malloc_tunables,
+        )
+    };
     eprintln!(
         "operator allocator: {}",
         if malloc_tunables.is_empty() {
@@ -595,25 +604,13 @@ async fn main() -> Result<()> {
     } else {
         let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
         create_inputs(&client, &names[..first], concurrency).await?;
-        let mut op = start_operator(
-            &bin,
-            &cluster.kubeconfig,
-            port,
-            concurrency,
-            &malloc_tunables,
-        )?;
+        let mut op = launch()?;
         let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
         let rss_first = settled_rss(&op, port, first, t_first).await?;
         let _ = op.kill();
         let _ = op.wait();
         create_inputs(&client, &names[first..], concurrency).await?;
-        let mut op = start_operator(
-            &bin,
-            &cluster.kubeconfig,
-            port,
-            concurrency,
-            &malloc_tunables,
-        )?;
+        let mut op = launch()?;
         let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
         eprintln!(
             "(a restart over {first} converged tenants and {} new)",
@@ -636,13 +633,7 @@ async fn main() -> Result<()> {
     create_inputs(&client, &cold_names, concurrency).await?;
     pause.stop();
     let start = Instant::now();
-    let mut op = start_operator(
-        &bin,
-        &cluster.kubeconfig,
-        port,
-        concurrency,
-        &malloc_tunables,
-    )?;
+    let mut op = launch()?;
     let api: Api<Tenant> = Api::all(client.clone());
     let ready = ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await;
     let cold = start.elapsed();
