@@ -461,12 +461,16 @@ fn assert_regie_accepts(args: &[String]) {
     );
 }
 
-fn env_value<'a>(deploy: &'a Value, name: &str) -> Option<&'a str> {
+/// The container's environment variable `name`, as written in the Deployment.
+fn env_var<'a>(deploy: &'a Value, name: &str) -> Option<&'a Value> {
     container(deploy)["env"]
         .as_array()?
         .iter()
         .find(|e| e["name"] == name)
-        .and_then(|e| e["value"].as_str())
+}
+
+fn env_value<'a>(deploy: &'a Value, name: &str) -> Option<&'a str> {
+    env_var(deploy, name).and_then(|e| e["value"].as_str())
 }
 
 /// The chart's allocator settings are names and values this machine's glibc (the distroless
@@ -537,15 +541,11 @@ fn assert_hardened(c: &BareCluster) -> Value {
     assert_eq!(ctr["livenessProbe"]["httpGet"]["port"], "metrics");
     assert_eq!(ctr["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(ctr["readinessProbe"]["httpGet"]["port"], "metrics");
-    let env = ctr["env"].as_array().expect("env");
     for (name, path) in [
         ("POD_NAMESPACE", "metadata.namespace"),
         ("POD_NAME", "metadata.name"),
     ] {
-        let e = env
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}"));
+        let e = env_var(&deploy, name).unwrap_or_else(|| panic!("no {name}"));
         assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], path);
     }
     let args = args_of(&deploy);
