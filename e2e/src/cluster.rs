@@ -85,7 +85,8 @@ impl Cluster {
         let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
         // Benchmarks apply thousands of objects; the default timeout is fine, throttling is not.
         config.read_timeout = Some(Duration::from_secs(60));
-        Ok(Client::try_from(config)?)
+        // The client `regie run` uses, so that every test and benchmark goes over it.
+        Ok(regie::api_client::build(config, 32)?)
     }
 
     /// Runs the real kubectl against this cluster.

@@ -79,7 +79,7 @@ async fn service_account_client(cluster: &Cluster, admin: &Client) -> Client {
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .expect("config");
-    Client::try_from(config).expect("client")
+    regie::api_client::build(config, 16).expect("client")
 }
 
 fn lease(identity: &str) -> LeaseConfig {

@@ -7,6 +7,7 @@
 //!   [`tier`] (parsed service levels), [`sla`] (compliance) and [`billing`] (money);
 //! - the bottom: [`input`] (reading YAML) and the API types of `regie-crds`.
 
+pub mod api_client;
 pub mod billing;
 pub mod cli;
 pub mod controller;

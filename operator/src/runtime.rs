@@ -146,7 +146,12 @@ async fn shutdown_signal() {
 /// Runs the operator until SIGTERM or SIGINT; an error when it cannot start or lost the lease.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
-    let client = Client::try_default().await?;
+    // Two idle connections for each reconcile that may run at once: the next request of a busy
+    // operator finds one open; what a burst opened beyond that is closed when it ends.
+    let client = crate::api_client::build(
+        kube::Config::infer().await?,
+        2 * usize::from(args.concurrency.max(1)),
+    )?;
     let metrics = Metrics::new();
     let identity = args
         .identity

@@ -265,6 +265,19 @@ fn proc_status(pid: u32, field: &str) -> Result<u64> {
         .parse()?)
 }
 
+/// How many sockets process `pid` holds open: its connections to the API server, each with
+/// its own buffers and TLS state, and its listeners.
+fn open_sockets(pid: u32) -> Result<usize> {
+    let mut sockets = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // A descriptor closed between the listing and the read is simply not counted.
+        if let Ok(target) = std::fs::read_link(fd?.path()) {
+            sockets += usize::from(target.to_string_lossy().starts_with("socket:"));
+        }
+    }
+    Ok(sockets)
+}
+
 /// The operator's RSS once it has caught up (10 s without a reconcile write: deferred drafts
 /// and reports are written by then), so that both sizes are measured in the same state.
 async fn settled_rss(op: &Process, port: u16, tenants: usize, ready: Duration) -> Result<u64> {
@@ -274,10 +287,11 @@ async fn settled_rss(op: &Process, port: u16, tenants: usize, ready: Duration) -
     .await?;
     let rss = proc_status(op.id(), "VmRSS")?;
     eprintln!(
-        "{tenants} tenants Ready in {:.1} s, caught up {:.0} s later; RSS {rss} KiB, {} threads",
+        "{tenants} tenants Ready in {:.1} s, caught up {:.0} s later; RSS {rss} KiB, {} threads, {} sockets",
         ready.as_secs_f64(),
         caught_up.as_secs_f64(),
-        proc_status(op.id(), "Threads")?
+        proc_status(op.id(), "Threads")?,
+        open_sockets(op.id())?
     );
     Ok(rss)
 }
