@@ -133,19 +133,6 @@ async fn examples_apply_through_kube_client_and_read_back_unchanged() {
     }
 }
 
-/// regie's client (`regie::api_client`, which `cluster.client()` returns) negotiates HTTP/2,
-/// so that its requests and watches share one connection instead of one connection each.
-#[tokio::test]
-async fn regie_client_speaks_http2_to_the_api_server() {
-    let client = shared().client().await.expect("client");
-    let request = http::Request::get("/version")
-        .body(kube::client::Body::from(Vec::new()))
-        .expect("request");
-    let response = client.send(request).await.expect("GET /version");
-    assert!(response.status().is_success(), "{}", response.status());
-    assert_eq!(response.version(), http::Version::HTTP_2);
-}
-
 #[tokio::test]
 async fn kubectl_shows_columns_and_documentation() {
     let cluster = shared();

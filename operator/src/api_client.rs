@@ -27,6 +27,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// regie's requests share it, so a dead one must be noticed (client-go: 30 s and 15 s).
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP/2 flow control, as Go's transport (client-go's) sets it. What a stream has received
+/// but its reader has not yet taken counts against both windows; a watch whose reader is
+/// busy — the controller's, while every reconcile slot is taken and each reconcile waits for
+/// a response on the same connection — must hold back only itself. With the connection's
+/// window 256 times a stream's, it would take that many stalled streams (regie has about 20
+/// watches) to stall the responses; a window that grew with the measured bandwidth (hyper's
+/// adaptive window) keeps both sizes equal, so one busy watch could stop everything.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// A client for `config`: HTTP/2 when the server agrees; otherwise HTTP/1 keeping at most
 /// `idle` unused connections open. A configured proxy gets kube's own client (HTTP/1,
@@ -60,9 +69,8 @@ pub fn build(config: Config, idle: usize) -> kube::Result<Client> {
         .http2_keep_alive_interval(PING_INTERVAL)
         .http2_keep_alive_timeout(PING_TIMEOUT)
         .http2_keep_alive_while_idle(true)
-        // Lists of thousands of objects come down one stream; a fixed 64 KiB window would
-        // make each a series of round trips.
-        .http2_adaptive_window(true)
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
