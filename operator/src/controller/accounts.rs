@@ -394,7 +394,7 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
                 .packages
                 .state()
                 .iter()
-                .any(|p| p.namespace().as_deref() == Some(ns)),
+                .any(|p| p.namespace() == Some(ns.as_str())),
         });
         let now = tokio::time::Instant::now();
         let mut live: HashSet<Key> = HashSet::new();
@@ -402,10 +402,13 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
             let Some(src) = &p.spec.account_source else {
                 continue;
             };
-            if p.metadata.deletion_timestamp.is_some() {
+            if p.deleting() {
                 continue;
             }
-            let key = (p.namespace().unwrap_or_default(), p.name_any());
+            let key = (
+                p.namespace().unwrap_or_default().to_owned(),
+                p.name().to_owned(),
+            );
             live.insert(key.clone());
             let due = match next_due.get(&key) {
                 Some((known, at)) => known != src || *at <= now,

@@ -49,8 +49,7 @@ use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
 use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::{
-    CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
-    Tenant, Usage, WorkplacePackage,
+    CostPool, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport, Tenant, Usage,
 };
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
@@ -852,8 +851,8 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let inventory = Inventory {
         levels: sourced(ctx.levels.state()),
         tenants: sourced(tenants.clone()),
-        packages: sourced::<WorkplacePackage>(ctx.packages.state()),
-        components: sourced::<HostingComponent>(ctx.components.state()),
+        packages: owned_sourced(ctx.packages.state().iter().map(|p| p.object())),
+        components: owned_sourced(ctx.components.state().iter().map(|c| c.object())),
         price_lists: sourced(inv.price_lists.state()),
         pools: sourced(inv.pools.state()),
         orders: sourced(inv.orders.state()),

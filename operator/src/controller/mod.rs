@@ -18,6 +18,7 @@ pub mod cache;
 pub mod children;
 pub mod delivery;
 pub mod invoicing;
+pub mod kept;
 pub mod leader;
 pub mod metering;
 pub mod probing;
@@ -42,6 +43,7 @@ use crate::inventory::{has_namespace, tenant_namespace};
 use crate::metrics::Metrics;
 use cache::Cache;
 use children::{ChildIndex, ChildKind};
+use kept::{Kept, Split};
 
 /// The clock, injectable so tests and benchmarks decide what "now" is.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -55,8 +57,8 @@ pub struct Context {
     pub index: ChildIndex,
     pub tenants: Store<Tenant>,
     pub levels: Store<ServiceLevel>,
-    pub components: Arc<Cache<HostingComponent>>,
-    pub packages: Arc<Cache<WorkplacePackage>>,
+    pub components: Arc<Cache<Kept<HostingComponent>>>,
+    pub packages: Arc<Cache<Kept<WorkplacePackage>>>,
     pub recorder: Recorder,
     pub clock: Clock,
     /// How often an unchanged tenant is looked at again.
@@ -182,9 +184,9 @@ impl TenantKind for WorkplacePackage {
 
 /// Keeps the cache of a tenant's kind filled, and sends each change to the tenant of the
 /// object's namespace (after the cache holds it: the reconcile reads it there).
-async fn follow<K: TenantKind>(
+async fn follow<K: TenantKind + Split>(
     ctx: Arc<Context>,
-    cache: Arc<Cache<K>>,
+    cache: Arc<Cache<Kept<K>>>,
     started: Arc<std::sync::atomic::AtomicBool>,
     trigger: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
@@ -199,7 +201,7 @@ async fn follow<K: TenantKind>(
             Event::Delete(o) => Some((o.clone(), true)),
             Event::Init | Event::InitDone => None,
         };
-        filler.handle(ev, slimmed);
+        filler.handle(ev, |o| Kept::new(slimmed(o)));
         let Some((o, deleted)) = touched else {
             continue;
         };

@@ -547,7 +547,7 @@ async fn set_available(
     message: String,
     hold: Duration,
 ) {
-    let Some(c) = ctx.components.get(ns, name) else {
+    let Some(c) = ctx.components.object(ns, name) else {
         return;
     };
     let reason = if up { SUCCEEDED } else { FAILED };

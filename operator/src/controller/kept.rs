@@ -1,0 +1,297 @@
+//! How a [`Cache`](super::cache::Cache) keeps a component or a package: spec and status as they
+//! are, metadata without the 360-byte `ObjectMeta` and its heap strings for uid and
+//! resourceVersion. Readers get the whole object back, equal to what the watch delivered
+//! (managed fields aside), built when they ask.
+//!
+//! A tenant's two components and its package were over a KiB of metadata, most of it fields
+//! that are always empty on these kinds. Anything set beyond the fields kept here (labels,
+//! annotations, finalizers, a deletion timestamp, a uid that is not a canonical UUID) stays in
+//! a boxed `ObjectMeta` of its own, so nothing is ever lost, only the common case made small.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use regie_crds::{HostingComponent, WorkplacePackage};
+
+use super::cache::Cache;
+
+/// A custom kind whose objects are metadata, a spec and an optional status.
+pub trait Split: Sized {
+    type Spec: Clone;
+    type Status: Clone;
+    fn split(self) -> (ObjectMeta, Self::Spec, Option<Self::Status>);
+    fn join(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
+}
+
+macro_rules! split {
+    ($kind:ty, $spec:ty, $status:ty) => {
+        impl Split for $kind {
+            type Spec = $spec;
+            type Status = $status;
+            fn split(self) -> (ObjectMeta, $spec, Option<$status>) {
+                (self.metadata, self.spec, self.status)
+            }
+            fn join(metadata: ObjectMeta, spec: $spec, status: Option<$status>) -> Self {
+                Self {
+                    metadata,
+                    spec,
+                    status,
+                }
+            }
+        }
+    };
+}
+
+split!(
+    HostingComponent,
+    regie_crds::tenancy::HostingComponentSpec,
+    regie_crds::tenancy::HostingComponentStatus
+);
+split!(
+    WorkplacePackage,
+    regie_crds::tenancy::WorkplacePackageSpec,
+    regie_crds::tenancy::WorkplacePackageStatus
+);
+
+/// One object as a cache keeps it.
+pub struct Kept<K: Split> {
+    meta: KeptMeta,
+    pub spec: K::Spec,
+    pub status: Option<K::Status>,
+}
+
+impl<K: Split> Kept<K> {
+    pub fn new(object: K) -> Self {
+        let (meta, spec, status) = object.split();
+        Kept {
+            meta: KeptMeta::new(meta),
+            spec,
+            status,
+        }
+    }
+
+    /// The object, whole.
+    pub fn object(&self) -> K {
+        K::join(
+            self.meta.object_meta(),
+            self.spec.clone(),
+            self.status.clone(),
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.meta.namespace.as_deref()
+    }
+
+    /// Whether the object is being deleted.
+    pub fn deleting(&self) -> bool {
+        self.meta
+            .rest
+            .as_ref()
+            .is_some_and(|m| m.deletion_timestamp.is_some())
+    }
+}
+
+/// Reads that give whole objects back.
+impl<K: Split> Cache<Kept<K>> {
+    /// The objects of namespace `ns`, by name.
+    pub fn objects_in(&self, ns: &str) -> Vec<Arc<K>> {
+        self.in_namespace(ns)
+            .iter()
+            .map(|k| Arc::new(k.object()))
+            .collect()
+    }
+
+    /// The object `name` of namespace `ns`.
+    pub fn object(&self, ns: &str, name: &str) -> Option<Arc<K>> {
+        self.get(ns, name).map(|k| Arc::new(k.object()))
+    }
+}
+
+/// The metadata fields every cached object has, in fixed-size form, and the rest as it came.
+struct KeptMeta {
+    name: Box<str>,
+    namespace: Option<Box<str>>,
+    /// The uid's 128 bits, when it is a UUID written the canonical way.
+    uid: Option<u128>,
+    /// The resourceVersion, when it is a decimal number written the canonical way (etcd's).
+    resource_version: Option<u64>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    /// Every other field that is set, and a uid or resourceVersion of another form.
+    rest: Option<Box<ObjectMeta>>,
+}
+
+impl KeptMeta {
+    fn new(mut meta: ObjectMeta) -> Self {
+        let uid = meta.uid.as_deref().and_then(uuid_bits);
+        if uid.is_some() {
+            meta.uid = None;
+        }
+        let resource_version = meta
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok().filter(|n| n.to_string() == v));
+        if resource_version.is_some() {
+            meta.resource_version = None;
+        }
+        let name = meta.name.take().unwrap_or_default().into_boxed_str();
+        let namespace = meta.namespace.take().map(String::into_boxed_str);
+        let generation = meta.generation.take();
+        let creation_timestamp = meta.creation_timestamp.take();
+        KeptMeta {
+            name,
+            namespace,
+            uid,
+            resource_version,
+            generation,
+            creation_timestamp,
+            rest: (meta != ObjectMeta::default()).then(|| Box::new(meta)),
+        }
+    }
+
+    fn object_meta(&self) -> ObjectMeta {
+        let mut meta = self.rest.as_deref().cloned().unwrap_or_default();
+        // An object without a name has none after the round trip either.
+        meta.name = (!self.name.is_empty()).then(|| self.name.to_string());
+        meta.namespace = self.namespace.as_deref().map(str::to_owned);
+        if let Some(uid) = self.uid {
+            meta.uid = Some(uuid_text(uid));
+        }
+        if let Some(v) = self.resource_version {
+            meta.resource_version = Some(v.to_string());
+        }
+        meta.generation = self.generation;
+        meta.creation_timestamp = self.creation_timestamp.clone();
+        meta
+    }
+}
+
+/// The bits of a UUID in canonical form (`8-4-4-4-12` lowercase hex digits); None for any
+/// other text, which is then kept as text.
+fn uuid_bits(text: &str) -> Option<u128> {
+    let groups: Vec<&str> = text.split('-').collect();
+    let canonical = groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    if !canonical {
+        return None;
+    }
+    u128::from_str_radix(&groups.concat(), 16).ok()
+}
+
+fn uuid_text(bits: u128) -> String {
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn component(meta: serde_json::Value) -> HostingComponent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "HostingComponent",
+            "metadata": meta,
+            "spec": {"class": "applicationHosting", "serviceLevel": "gold",
+                     "hosted": {"image": "registry.example/app:1.0", "port": 8080,
+                                "healthPath": "/healthz", "env": {"A": "1"}}},
+            "status": {"observedGeneration": 2, "serviceLevel": "gold", "mode": "hosted",
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "InSync",
+                                       "message": "m", "lastTransitionTime": "2026-05-01T00:00:00Z",
+                                       "observedGeneration": 2}]}
+        }))
+        .expect("a valid component")
+    }
+
+    /// The derived kinds have no `PartialEq`; their JSON (what the API sees) and their debug
+    /// form (every field, set or not) are compared instead.
+    fn assert_same<K: serde::Serialize + std::fmt::Debug>(a: &K, b: &K) {
+        assert_eq!(
+            serde_json::to_value(a).expect("json"),
+            serde_json::to_value(b).expect("json")
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn a_typical_object_comes_back_equal_and_keeps_no_object_meta() {
+        let c = component(serde_json::json!({
+            "name": "zaaksysteem", "namespace": "tenant-utrecht",
+            "uid": "0f8e6f3c-6d1a-4c8e-9b3e-2a7d5c4b3a21", "resourceVersion": "123456",
+            "generation": 2, "creationTimestamp": "2026-04-30T10:00:00Z"
+        }));
+        let kept = Kept::new(c.clone());
+        assert!(kept.meta.rest.is_none(), "nothing unusual to keep whole");
+        assert_same(&kept.object(), &c);
+        assert_eq!(kept.name(), "zaaksysteem");
+        assert_eq!(kept.namespace(), Some("tenant-utrecht"));
+        assert!(!kept.deleting());
+    }
+
+    #[test]
+    fn unusual_metadata_is_kept_as_it_came() {
+        let c = component(serde_json::json!({
+            "name": "zaaksysteem", "namespace": "tenant-utrecht",
+            // Not canonical: upper case; a resourceVersion with a leading zero.
+            "uid": "0F8E6F3C-6D1A-4C8E-9B3E-2A7D5C4B3A21", "resourceVersion": "0123",
+            "labels": {"team": "zaken"}, "annotations": {"note": "x"},
+            "finalizers": ["example.org/hold"],
+            "deletionTimestamp": "2026-05-02T00:00:00Z"
+        }));
+        let kept = Kept::new(c.clone());
+        assert_same(&kept.object(), &c);
+        assert!(kept.deleting());
+        let rest = kept.meta.rest.as_deref().expect("kept whole");
+        assert_eq!(
+            rest.uid.as_deref(),
+            Some("0F8E6F3C-6D1A-4C8E-9B3E-2A7D5C4B3A21")
+        );
+        assert_eq!(
+            rest.labels,
+            Some(BTreeMap::from([("team".to_string(), "zaken".to_string())]))
+        );
+    }
+
+    #[test]
+    fn a_package_and_an_empty_object_come_back_equal() {
+        let p: WorkplacePackage = serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "WorkplacePackage",
+            "metadata": {"name": "standard", "namespace": "tenant-utrecht", "resourceVersion": "7"},
+            "spec": {"profile": "standard", "accounts": 450}
+        }))
+        .expect("a valid package");
+        assert_same(&Kept::new(p.clone()).object(), &p);
+        let bare = component(serde_json::json!({}));
+        assert_same(&Kept::new(bare.clone()).object(), &bare);
+    }
+
+    #[test]
+    fn uuids_round_trip_only_in_canonical_form() {
+        let u = "00000000-0000-0000-0000-00000000000a";
+        assert_eq!(uuid_bits(u), Some(10));
+        assert_eq!(uuid_text(10), u);
+        for not in [
+            "",
+            "0000000000000000000000000000000a",
+            "00000000-0000-0000-0000-00000000000A",
+            "00000000-0000-0000-0000-00000000000g",
+            "+0000000-0000-0000-0000-00000000000a",
+        ] {
+            assert_eq!(uuid_bits(not), None, "{not}");
+        }
+    }
+}
