@@ -1,6 +1,6 @@
 //! A status condition as regie holds it in memory: the JSON and schema of Kubernetes'
 //! `metav1.Condition`, but its words — type, status, reason — and the messages regie writes
-//! verbatim are shared static text instead of four heap strings per condition.
+//! verbatim are shared text instead of four heap strings per condition, each one pointer wide.
 //!
 //! Every cached Tenant, component and package carries three or four conditions, and the
 //! watches deserialise each of them into fresh strings: most of what a cached status costs. The
@@ -10,8 +10,8 @@
 //! ones: a message may name objects or counts, and interning those would grow without end.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -32,92 +32,91 @@ const WORD_MAX: usize = 64;
 /// How many distinct words are interned at most; later ones are owned as before.
 const WORDS_MAX: usize = 1024;
 
-/// The interned words. Read on every condition a watch delivers, written only for a word not
-/// seen before: readers share the lock.
-fn words() -> &'static RwLock<HashSet<&'static str>> {
-    static WORDS: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
-    WORDS.get_or_init(RwLock::default)
+/// The interned texts: regie's messages and the words seen so far. Read on every condition a
+/// watch delivers, written only for a word not seen before: readers share the lock.
+fn interned() -> &'static RwLock<HashMap<Box<str>, Text>> {
+    static INTERNED: OnceLock<RwLock<HashMap<Box<str>, Text>>> = OnceLock::new();
+    INTERNED.get_or_init(RwLock::default)
+}
+
+/// Whether `s` is one of regie's messages or a word (bounded in length and alphabet).
+fn internable(s: &str) -> bool {
+    MESSAGES.contains(&s)
+        || (s.len() <= WORD_MAX
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/' || b == b'-'))
 }
 
 /// The shared copy of `s`, when it is one of regie's messages or an internable word.
-fn shared(s: &str) -> Option<&'static str> {
-    if let Some(m) = MESSAGES.iter().find(|m| **m == s) {
-        return Some(m);
-    }
-    let word = !s.is_empty()
-        && s.len() <= WORD_MAX
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/' || b == b'-');
-    if !word {
+fn shared(s: &str) -> Option<Text> {
+    if !internable(s) {
         return None;
     }
-    if let Some(w) = words()
+    if let Some(t) = interned()
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .get(s)
     {
-        return Some(w);
+        return Some(t.clone());
     }
-    let mut words = words().write().unwrap_or_else(PoisonError::into_inner);
+    let mut interned = interned().write().unwrap_or_else(PoisonError::into_inner);
     // Another thread may have added it between the two locks.
-    if let Some(w) = words.get(s) {
-        return Some(w);
+    if let Some(t) = interned.get(s) {
+        return Some(t.clone());
     }
-    if words.len() >= WORDS_MAX {
+    // Bounded by WORDS_MAX × WORD_MAX bytes, and regie's messages, for the life of the
+    // process.
+    if interned.len() >= WORDS_MAX + MESSAGES.len() {
         return None;
     }
-    // Bounded by WORDS_MAX × WORD_MAX bytes for the life of the process.
-    let w: &'static str = Box::leak(s.to_owned().into_boxed_str());
-    words.insert(w);
-    Some(w)
+    let t = Text::owned(s.into());
+    interned.insert(s.into(), t.clone());
+    Some(t)
 }
 
 /// Text of a condition: shared when it can be, owned otherwise; compares, hashes and
 /// serialises as the string it is.
+///
+/// One pointer wide: a condition holds four of them, and a cached object three or four
+/// conditions. A shared text is a reference-counted copy of the interned one; an owned text
+/// pays for that thinness with a second small allocation (an `Arc<str>` would be two words).
 #[derive(Clone)]
-pub struct Text(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Shared(&'static str),
-    Owned(Box<str>),
-}
+pub struct Text(Arc<Box<str>>);
 
 impl Text {
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Shared(s) => s,
-            Repr::Owned(s) => s,
-        }
+    fn owned(s: Box<str>) -> Text {
+        Text(Arc::new(s))
     }
 
-    /// Whether this text takes no heap of its own.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this text is the interned copy, shared by every condition that holds it.
     pub fn is_shared(&self) -> bool {
-        matches!(self.0, Repr::Shared(_))
+        interned()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(self.as_str())
+            .is_some_and(|t| Arc::ptr_eq(&t.0, &self.0))
     }
 }
 
 impl Default for Text {
     fn default() -> Text {
-        Text(Repr::Shared(""))
+        Text::from("")
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
-        Text(match shared(s) {
-            Some(w) => Repr::Shared(w),
-            None => Repr::Owned(s.into()),
-        })
+        shared(s).unwrap_or_else(|| Text::owned(s.into()))
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Text {
-        Text(match shared(&s) {
-            Some(w) => Repr::Shared(w),
-            None => Repr::Owned(s.into_boxed_str()),
-        })
+        shared(&s).unwrap_or_else(|| Text::owned(s.into_boxed_str()))
     }
 }
 
@@ -299,20 +298,28 @@ mod tests {
             serde_json::from_str(&condition_json("Ready", "2 of 3 replicas available")).unwrap();
         assert!(!c.message.is_shared());
         assert_eq!(c.message, "2 of 3 replicas available");
-        // Interned once: the same word read twice is the same static text.
+        // Interned once: the same word read twice is the same text.
         let (a, b) = (
             Text::from("SomeReason"),
             Text::from(String::from("SomeReason")),
         );
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        // A clone of an owned text is not thereby shared.
+        assert!(!c.message.clone().is_shared());
     }
 
     #[test]
     fn what_is_not_a_word_is_never_interned() {
-        for s in ["has spaces", "ünïcode", "", &"Long".repeat(20)] {
-            assert!(!Text::from(s).is_shared() || s.is_empty(), "{s:?}");
+        for s in ["has spaces", "ünïcode", &"Long".repeat(20)] {
+            assert!(!Text::from(s).is_shared(), "{s:?}");
         }
         assert!(Text::default().is_shared());
+    }
+
+    #[test]
+    fn a_condition_is_eight_words() {
+        assert_eq!(std::mem::size_of::<Text>(), std::mem::size_of::<usize>());
+        assert_eq!(std::mem::size_of::<Condition>(), 64);
     }
 
     #[test]
