@@ -19,6 +19,8 @@ use super::cache::Cache;
 pub trait Split: Sized {
     type Spec: Clone;
     type Status: Clone;
+    /// The parts, the status's conditions without spare room (deserialising grows a vector
+    /// to four slots for its first element; a package has three conditions).
     fn split(self) -> (ObjectMeta, Self::Spec, Option<Self::Status>);
     fn join(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
 }
@@ -28,7 +30,10 @@ macro_rules! split {
         impl Split for $kind {
             type Spec = $spec;
             type Status = $status;
-            fn split(self) -> (ObjectMeta, $spec, Option<$status>) {
+            fn split(mut self) -> (ObjectMeta, $spec, Option<$status>) {
+                if let Some(s) = self.status.as_mut() {
+                    s.conditions.shrink_to_fit();
+                }
                 (self.metadata, self.spec, self.status)
             }
             fn join(metadata: ObjectMeta, spec: $spec, status: Option<$status>) -> Self {

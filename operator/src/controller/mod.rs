@@ -150,6 +150,21 @@ fn slim<K: kube::Resource>(o: &mut K) {
     }
 }
 
+/// A cached Tenant's lists without spare room: deserialising grows a vector to four slots
+/// for its first element, and a Tenant has three conditions, one group, a few names.
+fn fit_tenant(t: &mut Tenant) {
+    t.spec.access.groups.shrink_to_fit();
+    if let Some(s) = t.status.as_mut() {
+        s.conditions.shrink_to_fit();
+        for rollup in [s.components.as_mut(), s.packages.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            rollup.not_ready.shrink_to_fit();
+        }
+    }
+}
+
 /// `slim` for a [`Cache`]: the object without what no cache needs.
 fn slimmed<K: kube::Resource>(mut o: K) -> K {
     slim(&mut o);
@@ -245,7 +260,10 @@ pub async fn run(
         tenants_writer,
         watcher::watcher(tenants_api, watcher::Config::default())
             .default_backoff()
-            .modify(slim),
+            .modify(|t: &mut Tenant| {
+                slim(t);
+                fit_tenant(t);
+            }),
     )
     .inspect(move |ev| {
         if matches!(ev, Ok(Event::InitDone)) {
