@@ -22,7 +22,7 @@ use tower::ServiceBuilder;
 use tower::retry::RetryLayer;
 
 /// How long an HTTP/1 connection may sit unused before it is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a quiet HTTP/2 connection is pinged, and how long the answer may take: all of
 /// regie's requests share it, so a dead one must be noticed (client-go: 30 s and 15 s).
 const PING_INTERVAL: Duration = Duration::from_secs(30);
