@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
 use regie_crds::generated::{LastSample, SlaReportStatus};
 use regie_crds::status::{self, AVAILABLE};
 use regie_crds::{HostingComponent, SlaReport, SlaReportSpec, Tenant};
@@ -100,12 +100,11 @@ pub const AVAILABLE_HOLD: Duration = Duration::from_secs(30);
 /// components (a component that is never probed, say, must not keep them forever).
 const STORED_KEPT: Duration = Duration::from_secs(600);
 
-/// A component the prober follows.
+/// A component the prober follows. Its namespace is the part of its key before the `/`.
 struct Tracked {
-    tenant: String,
-    namespace: String,
-    component: String,
-    level: String,
+    /// Tenant, component name and service level: the same strings as the scheduler's target and
+    /// the metric series (see [`State::share_labels`]).
+    labels: TargetLabels,
     saas: bool,
     /// Shared with every component at the same level (see [`State::shared_tier`]).
     tier: Arc<Tier>,
@@ -118,21 +117,22 @@ struct Tracked {
 
 #[derive(Default)]
 struct State {
-    /// By scheduler key (`namespace/name`).
-    tracked: HashMap<String, Tracked>,
+    /// By scheduler key (`namespace/name`), the scheduler's own copy of it.
+    tracked: HashMap<Arc<str>, Tracked>,
     /// The keys in `tracked` by tenant, sorted: a tenant's work never scans every component.
     /// A short vector, not a set: a B-tree's first node is about 280 bytes for a tenant's two
-    /// or three keys.
-    by_tenant: HashMap<String, Vec<Box<str>>>,
-    /// The parsed tier of each level, one copy shared by all components at it.
-    tiers: HashMap<String, Arc<Tier>>,
+    /// or three keys. Its key is the one copy of the tenant's name the prober keeps.
+    by_tenant: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// The parsed tier of each level, one copy shared by all components at it; the key is the
+    /// one copy of the level's name.
+    tiers: HashMap<Arc<str>, Arc<Tier>>,
     /// Tenants with samples not yet written to their reports.
     dirty: BTreeSet<String>,
     /// Tenants with a transition or an ended period not yet written: written as soon as the
     /// tenant's hold allows.
     urgent: BTreeSet<String>,
     /// When each tenant's reports were last written.
-    last_write: HashMap<String, Instant>,
+    last_write: HashMap<Arc<str>, Instant>,
     /// Report statuses read to resume histories (None: no such report), by report name.
     stored: HashMap<String, (Option<SlaReportStatus>, Instant)>,
     /// Report names whose spec this process has applied.
@@ -151,7 +151,7 @@ impl State {
     }
 
     /// The tenant's tracked components, by key.
-    fn of_tenant<'a>(&'a self, tenant: &str) -> impl Iterator<Item = (&'a String, &'a Tracked)> {
+    fn of_tenant<'a>(&'a self, tenant: &str) -> impl Iterator<Item = (&'a Arc<str>, &'a Tracked)> {
         self.by_tenant
             .get(tenant)
             .into_iter()
@@ -159,19 +159,29 @@ impl State {
             .filter_map(|k| self.tracked.get_key_value(&**k))
     }
 
-    /// Starts or keeps following `key` for `tenant`.
-    fn track(&mut self, key: &str, tenant: &str, new: impl FnOnce() -> Tracked) -> &mut Tracked {
-        if self.tracked.get(key).is_some_and(|t| t.tenant != tenant) {
+    /// Starts or keeps following `key` for the tenant of `labels` (as shared by
+    /// [`State::share_labels`]).
+    fn track(
+        &mut self,
+        key: &Arc<str>,
+        labels: &TargetLabels,
+        new: impl FnOnce() -> Tracked,
+    ) -> &mut Tracked {
+        if self
+            .tracked
+            .get(&**key)
+            .is_some_and(|t| t.labels.tenant != labels.tenant)
+        {
             self.untrack(key);
         }
-        if !self.tracked.contains_key(key) {
-            let keys = self.by_tenant.entry(tenant.to_string()).or_default();
-            if let Err(at) = keys.binary_search_by(|k| (**k).cmp(key)) {
+        if !self.tracked.contains_key(&**key) {
+            let keys = self.by_tenant.entry(labels.tenant.clone()).or_default();
+            if let Err(at) = keys.binary_search_by(|k| (**k).cmp(&**key)) {
                 keys.reserve_exact(1);
-                keys.insert(at, key.into());
+                keys.insert(at, key.clone());
             }
         }
-        self.tracked.entry(key.to_string()).or_insert_with(new)
+        self.tracked.entry(key.clone()).or_insert_with(new)
     }
 
     /// Stops following `key`; whether it was followed.
@@ -179,22 +189,47 @@ impl State {
         let Some(t) = self.tracked.remove(key) else {
             return false;
         };
-        if let Some(keys) = self.by_tenant.get_mut(&t.tenant) {
+        let tenant = &*t.labels.tenant;
+        if let Some(keys) = self.by_tenant.get_mut(tenant) {
             keys.retain(|k| &**k != key);
             if keys.is_empty() {
-                self.by_tenant.remove(&t.tenant);
+                self.by_tenant.remove(tenant);
+                self.last_write.remove(tenant);
             }
         }
         true
     }
 
+    /// The scheduler key `key` and `labels` made of the strings the prober already holds, so
+    /// that a component's key and labels exist once however many places keep them: the key and
+    /// labels of the component as tracked, else the tenant's name as kept in `by_tenant` and
+    /// the level's name from `tiers`. Unknown strings are kept as they are.
+    fn share_labels(&self, key: String, labels: &mut TargetLabels) -> Arc<str> {
+        let tracked = self.tracked.get_key_value(key.as_str());
+        if let Some((_, t)) = tracked
+            && t.labels.component == labels.component
+        {
+            labels.component = t.labels.component.clone();
+        }
+        if let Some((tenant, _)) = self.by_tenant.get_key_value(&*labels.tenant) {
+            labels.tenant = tenant.clone();
+        }
+        if let Some((level, _)) = self.tiers.get_key_value(&*labels.service_level) {
+            labels.service_level = level.clone();
+        }
+        match tracked {
+            Some((shared, _)) => shared.clone(),
+            None => key.into(),
+        }
+    }
+
     /// `tier` as the one shared copy of its level's tier.
     fn shared_tier(&mut self, tier: &Tier) -> Arc<Tier> {
-        match self.tiers.get(&tier.name) {
+        match self.tiers.get(tier.name.as_str()) {
             Some(shared) if **shared == *tier => shared.clone(),
             _ => {
                 let shared = Arc::new(tier.clone());
-                self.tiers.insert(tier.name.clone(), shared.clone());
+                self.tiers.insert(tier.name.as_str().into(), shared.clone());
                 shared
             }
         }
@@ -227,7 +262,7 @@ impl State {
             .iter()
             .filter(|t| {
                 self.last_write
-                    .get(*t)
+                    .get(t.as_str())
                     .is_none_or(|at| at.elapsed() >= self.hold(t))
             })
             .cloned()
@@ -238,6 +273,11 @@ impl State {
         }
         due
     }
+}
+
+/// The namespace part of a scheduler key (`namespace/name`).
+fn namespace_of(key: &str) -> &str {
+    key.split_once('/').map_or("", |(ns, _)| ns)
 }
 
 /// The name of the tenant's report for `period`: `<tenant>-2026-03`, `<tenant>-2026-w14`,
@@ -316,8 +356,8 @@ pub fn sync_component(
         probes.forget(&key);
         return None;
     };
-    let refused = |r: String| {
-        probes.forget(&key);
+    let refused = |key: &str, r: String| {
+        probes.forget(key);
         Some(Stall {
             reason: REFUSED,
             message: r,
@@ -325,7 +365,7 @@ pub fn sync_component(
     };
     let mut target = match component_target(tenant, component, tier) {
         Ok(t) => t,
-        Err(r) => return refused(r.to_string()),
+        Err(r) => return refused(&key, r.to_string()),
     };
     if component.spec.hosted.is_some() {
         // A Deployment's availability change reconciles its tenant, which lands here again.
@@ -334,31 +374,33 @@ pub fn sync_component(
             .map_or(0, |r| r.available);
         target = target.with_endpoints(available > 0);
     }
-    let level = target.labels.service_level.clone();
+    let mut state = probes.lock();
+    let tier = state.shared_tier(tier);
+    let key = state.share_labels(key, &mut target.labels);
+    let labels = target.labels.clone();
+    // Under the lock, so that the scheduler's copy of the labels and the tracked one agree.
     match probes.scheduler.upsert(key.clone(), target) {
         Ok(()) => {}
-        Err(ScheduleError::Refused(r)) => return refused(r.to_string()),
+        Err(ScheduleError::Refused(r)) => {
+            drop(state);
+            return refused(&key, r.to_string());
+        }
         Err(e) => {
+            drop(state);
             tracing::warn!(component = %key, error = %e, "component not probed");
             probes.forget(&key);
             return None;
         }
     }
-    let mut state = probes.lock();
-    let tier = state.shared_tier(tier);
-    let tenant_name = tenant.name_any();
-    let t = state.track(&key, &tenant_name, || Tracked {
-        tenant: tenant_name.clone(),
-        namespace: component.namespace().unwrap_or_default(),
-        component: component.name_any(),
-        level: level.clone(),
+    let t = state.track(&key, &labels, || Tracked {
+        labels: labels.clone(),
         saas: false,
         tier: tier.clone(),
         history: History::new(),
         resumed: false,
         written: None,
     });
-    t.level = level;
+    t.labels = labels;
     t.saas = component.spec.saas.is_some();
     t.tier = tier;
     None
@@ -375,10 +417,10 @@ pub fn retain<'a>(
         return;
     };
     let keep: BTreeSet<String> = keep.into_iter().map(component_key).collect();
-    let gone: Vec<String> = probes
+    let gone: Vec<Arc<str>> = probes
         .lock()
         .of_tenant(tenant)
-        .filter(|(k, _)| !keep.contains(*k))
+        .filter(|(k, _)| !keep.contains(&***k))
         .map(|(k, _)| k.clone())
         .collect();
     for k in gone {
@@ -468,7 +510,7 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
         (!t.resumed).then(|| {
             let names: Vec<String> = periods_at(&t.tier, outcome.at)
                 .iter()
-                .map(|p| report_name(&t.tenant, p))
+                .map(|p| report_name(&t.labels.tenant, p))
                 .collect();
             names
         })
@@ -485,7 +527,7 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
             return;
         };
         if t.tier.probe_interval != report.target.interval
-            || t.level != report.target.labels.service_level
+            || t.labels.service_level != report.target.labels.service_level
         {
             // A result of the target as it was before an upsert; the next one counts.
             return;
@@ -497,21 +539,17 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
                 success: outcome.success,
             },
         );
-        let tenant = t.tenant.clone();
-        let available = t.saas.then(|| {
-            (
-                t.namespace.clone(),
-                t.component.clone(),
-                t.tier.probe_interval,
-            )
-        });
-        state.dirty.insert(tenant.clone());
+        let tenant = t.labels.tenant.clone();
+        let available = t
+            .saas
+            .then(|| (t.labels.component.clone(), t.tier.probe_interval));
+        state.dirty.insert(tenant.to_string());
         if seen.transition || seen.closed_period {
-            state.urgent.insert(tenant);
+            state.urgent.insert(tenant.to_string());
         }
         available
     };
-    if let Some((ns, component, interval)) = available {
+    if let Some((component, interval)) = available {
         let message = match (&outcome.error, outcome.status) {
             (Some(e), _) => e.clone(),
             (None, Some(s)) => format!("HTTP {s} from {}", report.target.url),
@@ -522,7 +560,7 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
             ctx,
             probes,
             key,
-            &ns,
+            namespace_of(key),
             &component,
             outcome.success,
             message,
@@ -645,7 +683,7 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
     for c in statuses
         .iter()
         .flat_map(|s| &s.components)
-        .filter(|c| c.component == t.component)
+        .filter(|c| *c.component == *t.labels.component)
     {
         for i in &c.incidents {
             let Some(start) = time(&i.start) else {
@@ -671,7 +709,7 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
     }
     // Kept only for the tenant's components still to resume: once none is left, a component
     // added later reads the reports afresh.
-    let tenant = t.tenant.clone();
+    let tenant = t.labels.tenant.clone();
     if state.of_tenant(&tenant).all(|(_, t)| t.resumed) {
         for name in names {
             state.stored.remove(name);
@@ -689,7 +727,7 @@ struct Draft {
     components: Vec<ComponentReport>,
     lasts: Vec<Option<Sample>>,
     /// Scheduler keys of its components, to mark the final write done.
-    keys: Vec<String>,
+    keys: Vec<Arc<str>>,
 }
 
 /// Writes the tenant's `SlaReport`s (every open period, and the final write of ended ones) from
@@ -698,7 +736,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let now = ctx.now();
     // A component whose history is not resumed yet (no sample of it handled since the start)
     // would be written with an empty history over what its stored report holds: resume it first.
-    let pending: Vec<(String, Vec<String>)> = {
+    let pending: Vec<(Arc<str>, Vec<String>)> = {
         let state = probes.lock();
         state
             .of_tenant(tenant)
@@ -706,7 +744,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
             .map(|(key, t)| {
                 let names = periods_at(&t.tier, now)
                     .iter()
-                    .map(|p| report_name(&t.tenant, p))
+                    .map(|p| report_name(&t.labels.tenant, p))
                     .collect();
                 (key.clone(), names)
             })
@@ -721,9 +759,12 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
     {
         let mut state = probes.lock();
-        state.last_write.insert(tenant.to_string(), Instant::now());
-        let mut mine: Vec<(&String, &Tracked)> = state.of_tenant(tenant).collect();
-        mine.sort_by(|a, b| a.1.component.cmp(&b.1.component));
+        if let Some((shared, _)) = state.by_tenant.get_key_value(tenant) {
+            let shared = shared.clone();
+            state.last_write.insert(shared, Instant::now());
+        }
+        let mut mine: Vec<(&Arc<str>, &Tracked)> = state.of_tenant(tenant).collect();
+        mine.sort_by(|a, b| a.1.labels.component.cmp(&b.1.labels.component));
         for (key, t) in mine {
             let h = &t.history;
             let periods = h
@@ -750,8 +791,8 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                     });
                 entry.closing &= closing;
                 entry.components.push(ComponentReport {
-                    component: t.component.clone(),
-                    service_level: t.level.clone(),
+                    component: t.labels.component.to_string(),
+                    service_level: t.labels.service_level.to_string(),
                     result,
                 });
                 entry.lasts.push(h.run().last());
@@ -819,7 +860,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 let mut state = probes.lock();
                 state.created.remove(&name);
                 for key in keys {
-                    if let Some(t) = state.tracked.get_mut(&key) {
+                    if let Some(t) = state.tracked.get_mut(&*key) {
                         t.history.finished(&t.tier, period);
                     }
                 }
@@ -869,9 +910,8 @@ fn set_gauges(
     result: &crate::sla::compliance::ComponentResult,
     now: Timestamp,
 ) {
-    let labels = TargetLabels::new(&t.tenant, &t.component, &t.level);
     probes.metrics.set_sla(
-        &labels,
+        &t.labels,
         &SlaGauges {
             in_service_window: calendar::in_service_hours(&t.tier, now),
             in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
@@ -900,29 +940,38 @@ mod tests {
         assert_eq!(flush_slot("tholen"), flush_slot("tholen"));
     }
 
-    #[test]
-    fn a_tenants_components_are_found_by_key_in_order_and_forgotten_one_by_one() {
-        let tier = Arc::new(Tier::from_level(&crate::tier::tests::gold()).expect("gold"));
-        let tracked = |tenant: &str, key: &str| Tracked {
-            tenant: tenant.into(),
-            namespace: format!("tenant-{tenant}"),
-            component: key.rsplit('/').next().unwrap_or_default().into(),
-            level: "gold".into(),
+    fn gold() -> Arc<Tier> {
+        Arc::new(Tier::from_level(&crate::tier::tests::gold()).expect("gold"))
+    }
+
+    /// Tracks `key` the way `sync_component` does: labels shared first.
+    fn track(state: &mut State, tenant: &str, key: &str) -> (Arc<str>, TargetLabels) {
+        let component = key.rsplit('/').next().unwrap_or_default();
+        let mut labels = TargetLabels::new(tenant, component, "gold");
+        let key = state.share_labels(key.to_string(), &mut labels);
+        let tier = gold();
+        state.track(&key, &labels, || Tracked {
+            labels: labels.clone(),
             saas: false,
-            tier: tier.clone(),
+            tier,
             history: History::new(),
             resumed: false,
             written: None,
-        };
+        });
+        (key, labels)
+    }
+
+    #[test]
+    fn a_tenants_components_are_found_by_key_in_order_and_forgotten_one_by_one() {
         let mut state = State::default();
         for key in ["tenant-a/zaak", "tenant-a/api", "tenant-a/gis"] {
-            state.track(key, "a", || tracked("a", key));
+            track(&mut state, "a", key);
         }
-        state.track("tenant-b/api", "b", || tracked("b", "tenant-b/api"));
+        track(&mut state, "b", "tenant-b/api");
         // Tracking again keeps one entry.
-        state.track("tenant-a/api", "a", || tracked("a", "tenant-a/api"));
+        track(&mut state, "a", "tenant-a/api");
         let keys = |state: &State, t: &str| -> Vec<String> {
-            state.of_tenant(t).map(|(k, _)| k.clone()).collect()
+            state.of_tenant(t).map(|(k, _)| k.to_string()).collect()
         };
         assert_eq!(
             keys(&state, "a"),
@@ -933,14 +982,44 @@ mod tests {
         assert!(!state.untrack("tenant-a/gis"));
         assert_eq!(keys(&state, "a"), ["tenant-a/api", "tenant-a/zaak"]);
         // A key that moves to another tenant leaves the first one's list.
-        state.track("tenant-a/zaak", "b", || tracked("b", "tenant-a/zaak"));
+        track(&mut state, "b", "tenant-a/zaak");
         assert_eq!(keys(&state, "a"), ["tenant-a/api"]);
         assert_eq!(keys(&state, "b"), ["tenant-a/zaak", "tenant-b/api"]);
+        state.last_write.insert("a".into(), Instant::now());
         assert!(state.untrack("tenant-a/api"));
         assert!(
             !state.by_tenant.contains_key("a"),
             "an empty list is dropped"
         );
+        assert!(
+            !state.last_write.contains_key("a"),
+            "and so is the time of the gone tenant's last report write"
+        );
+    }
+
+    #[test]
+    fn a_components_key_and_labels_are_kept_once_however_many_hold_them() {
+        let mut state = State::default();
+        state.shared_tier(&gold());
+        let (key, labels) = track(&mut state, "tholen", "tenant-tholen/gis");
+        // The next reconcile builds fresh strings; they give way to the ones already kept.
+        let mut again = TargetLabels::new("tholen", "gis", "gold");
+        let key_again = state.share_labels("tenant-tholen/gis".into(), &mut again);
+        assert!(Arc::ptr_eq(&key, &key_again));
+        assert!(Arc::ptr_eq(&labels.component, &again.component));
+        assert!(Arc::ptr_eq(&labels.tenant, &again.tenant));
+        assert!(Arc::ptr_eq(&labels.service_level, &again.service_level));
+        // A tenant's components share its name, and every component at a level the level's.
+        let (_, other) = track(&mut state, "tholen", "tenant-tholen/zaak");
+        assert!(Arc::ptr_eq(&labels.tenant, &other.tenant));
+        assert!(Arc::ptr_eq(&labels.service_level, &other.service_level));
+        let (tenant_key, _) = state.by_tenant.get_key_value("tholen").expect("tracked");
+        assert!(Arc::ptr_eq(tenant_key, &labels.tenant));
+        // A label that differs from the tracked one keeps its own string.
+        let mut renamed = TargetLabels::new("tholen", "kaart", "gold");
+        state.share_labels("tenant-tholen/gis".into(), &mut renamed);
+        assert_eq!(&*renamed.component, "kaart");
+        assert_eq!(namespace_of(&key), "tenant-tholen");
     }
 
     #[test]

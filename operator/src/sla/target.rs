@@ -456,19 +456,21 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// The labels every probe series carries, in the order of [`super::LABELS`].
+/// The labels every probe series carries, in the order of [`super::LABELS`]. Shared strings: the
+/// scheduler's target, the prober's record of the component and its metric series hold one copy
+/// (`regie run` keeps them for every component, see `controller::probing`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetLabels {
-    pub tenant: String,
-    pub component: String,
-    pub service_level: String,
+    pub tenant: Arc<str>,
+    pub component: Arc<str>,
+    pub service_level: Arc<str>,
 }
 
 impl TargetLabels {
     pub fn new(
-        tenant: impl Into<String>,
-        component: impl Into<String>,
-        service_level: impl Into<String>,
+        tenant: impl Into<Arc<str>>,
+        component: impl Into<Arc<str>>,
+        service_level: impl Into<Arc<str>>,
     ) -> Self {
         TargetLabels {
             tenant: tenant.into(),
