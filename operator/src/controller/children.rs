@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use super::views::{ChildMeta, DeploymentView};
 use crate::desired::{Child, LABEL_MANAGED_BY, LABEL_TENANT, MANAGER};
 use crate::metrics::Metrics;
 
@@ -436,10 +436,10 @@ pub async fn watch_kind(
 ) {
     let config = watcher::Config::default().labels(&selector());
     if kind.kind == "Deployment" {
-        // Deployments are watched in full for their status, then slimmed to what is kept.
-        let api: Api<Deployment> = Api::all(client);
+        // Deployments are watched for their replica counts too (see `views`).
+        let api: Api<DeploymentView> = Api::all(client);
         let stream = watcher::watcher(api, config);
-        drive(stream, kind.kind, index, trigger, |d: &Deployment| {
+        drive(stream, kind.kind, index, trigger, |d: &DeploymentView| {
             let mut known = known_from_meta(d.meta());
             let status = d.status.clone().unwrap_or_default();
             known.replicas = Some(Box::new(ReplicaCounts {
@@ -452,18 +452,12 @@ pub async fn watch_kind(
         })
         .await;
     } else {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &kind.resource);
+        let api: Api<ChildMeta> = Api::all_with(client, &kind.resource);
         let stream = watcher::watcher(api, config);
         let name = kind.kind;
-        drive(
-            stream,
-            name,
-            index,
-            trigger,
-            move |m: &PartialObjectMeta<DynamicObject>| {
-                (key_for(name, &m.metadata), known_from_meta(&m.metadata))
-            },
-        )
+        drive(stream, name, index, trigger, move |m: &ChildMeta| {
+            (key_for(name, &m.metadata), known_from_meta(&m.metadata))
+        })
         .await;
     }
 }

@@ -23,6 +23,7 @@ pub mod leader;
 pub mod metering;
 pub mod probing;
 pub mod tenant;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
