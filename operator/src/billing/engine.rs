@@ -16,6 +16,9 @@ use regie_crds::commercial::RateItem;
 use regie_crds::generated::{Segment, SegmentComponent};
 use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::validate::{parse_date, parse_decimal};
+use regie_crds::{
+    CostPool, HostingComponent, PriceList, ServiceOrder, Tenant, Usage, WorkplacePackage,
+};
 use rust_decimal::Decimal;
 
 use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
@@ -26,6 +29,7 @@ use super::pricing::{ComponentCredits, PriceBook, SpanRef, price_periods};
 use super::proration::Calendar;
 use super::{BillingError, round_cents};
 use crate::desired::component_level;
+use crate::input::Source;
 use crate::inventory::{Inventory, tenant_namespace};
 
 /// Flexible work of one day.
@@ -66,125 +70,187 @@ pub struct Catalogue {
 /// Service credits: (tenant, component, month) → percent of that component's month charges.
 pub type Credits = BTreeMap<(String, String, Month), Decimal>;
 
+/// The catalogue of price lists and cost pools.
+pub fn catalogue<'a>(
+    lists: &[PriceList],
+    pools: impl IntoIterator<Item = &'a CostPool>,
+    cal: Calendar,
+) -> Result<Catalogue, BillingError> {
+    let book = PriceBook::new(lists, &cal)?;
+    let pools = pools
+        .into_iter()
+        .map(Pool::from_object)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Catalogue { cal, book, pools })
+}
+
+/// One tenant and its objects that billing reads, each with the file it came from (for
+/// messages). Packages and components are those of the tenant's namespace, orders too; usages
+/// are the Usage ledgers whose `spec.tenant` is the tenant.
+pub struct TenantObjects<'a> {
+    pub tenant: &'a Tenant,
+    pub source: &'a Source,
+    pub packages: Vec<&'a WorkplacePackage>,
+    pub components: Vec<&'a HostingComponent>,
+    pub orders: Vec<(&'a Source, &'a ServiceOrder)>,
+    pub usages: Vec<(&'a Source, &'a Usage)>,
+}
+
 /// Reads the catalogue and tenants from an inventory of valid objects.
 pub fn from_inventory(
     inv: &Inventory,
     cal: Calendar,
 ) -> Result<(Catalogue, Vec<TenantInput>), BillingError> {
     let lists: Vec<_> = inv.price_lists.iter().map(|p| p.object.clone()).collect();
-    let book = PriceBook::new(&lists, &cal)?;
-    let pools = inv
-        .pools
-        .iter()
-        .map(|p| Pool::from_object(&p.object))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut tenants = Vec::new();
+    let cat = catalogue(&lists, inv.pools.iter().map(|p| &p.object), cal)?;
+    // Each object found through one index, not by a search per tenant.
+    let mut packages: BTreeMap<&str, Vec<&WorkplacePackage>> = BTreeMap::new();
+    for p in &inv.packages {
+        if let Some(ns) = p.object.metadata.namespace.as_deref() {
+            packages.entry(ns).or_default().push(&p.object);
+        }
+    }
+    let mut components: BTreeMap<&str, Vec<&HostingComponent>> = BTreeMap::new();
+    for c in &inv.components {
+        if let Some(ns) = c.object.metadata.namespace.as_deref() {
+            components.entry(ns).or_default().push(&c.object);
+        }
+    }
+    let mut orders: BTreeMap<&str, Vec<(&Source, &ServiceOrder)>> = BTreeMap::new();
+    for o in &inv.orders {
+        if let Some(ns) = o.object.metadata.namespace.as_deref() {
+            orders.entry(ns).or_default().push((&o.source, &o.object));
+        }
+    }
+    let mut usages: BTreeMap<&str, Vec<(&Source, &Usage)>> = BTreeMap::new();
+    for u in &inv.usages {
+        usages
+            .entry(u.object.spec.tenant.as_str())
+            .or_default()
+            .push((&u.source, &u.object));
+    }
+    let mut tenants = Vec::with_capacity(inv.tenants.len());
     for t in &inv.tenants {
-        let tenant = &t.object;
-        let name = tenant.name_any();
-        let field = |f: &str, m: String| {
-            BillingError::input(format!("{}: Tenant/{name}: {f}: {m}", t.source))
-        };
-        let joined = parse_date(&tenant.spec.membership.joined)
-            .map_err(|m| field("spec.membership.joined", m))?;
-        let leaves = match &tenant.spec.membership.leaves {
-            Some(l) => Some(parse_date(l).map_err(|m| field("spec.membership.leaves", m))?),
-            None => None,
-        };
-        let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
-        for p in inv.packages_of(tenant) {
-            // A package exported from the cluster carries the count billing uses (after its basis).
-            let billed = p
-                .status
-                .as_ref()
-                .and_then(|s| s.billed_accounts)
-                .unwrap_or(p.spec.accounts);
-            *accounts.entry(p.spec.profile.clone()).or_default() += billed;
-        }
-        let mut components: Vec<SegmentComponent> = inv
-            .components_of(tenant)
-            .into_iter()
-            .map(|c| SegmentComponent {
-                name: c.name_any(),
-                class: c.spec.class,
-                service_level: component_level(tenant, c).to_string(),
-            })
-            .collect();
-        components.sort();
-        let ns = tenant_namespace(tenant);
-        let mut orders = Vec::new();
-        for o in inv
-            .orders
-            .iter()
-            .filter(|o| o.object.metadata.namespace.as_deref() == Some(ns.as_str()))
-        {
-            let id = format!("ServiceOrder/{ns}/{}", o.object.name_any());
-            let f = |fld: &str, m: String| {
-                BillingError::input(format!("{}: {id}: {fld}: {m}", o.source))
-            };
-            let s = &o.object.spec;
-            let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
-            if hours < Decimal::ZERO {
-                return Err(f(
-                    "spec.hours",
-                    format!("{:?} is negative: hours worked cannot be negative", s.hours),
-                ));
-            }
-            let rate = match &s.rate {
-                Some(r) => {
-                    let v = parse_decimal(r).map_err(|m| f("spec.rate", m))?;
-                    if v < Decimal::ZERO {
-                        return Err(f("spec.rate", format!("{r:?} must not be negative")));
-                    }
-                    Some(v)
-                }
-                None => None,
-            };
-            orders.push(Order {
-                date: parse_date(&s.date).map_err(|m| f("spec.date", m))?,
-                id,
-                hours,
-                rate,
-                description: s.description.clone(),
-            });
-        }
-        orders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
-        let mut usage = BTreeMap::new();
-        for u in inv.usages.iter().filter(|u| u.object.spec.tenant == name) {
-            let (y, m) = regie_crds::validate::parse_month(&u.object.spec.period).map_err(|m| {
-                BillingError::input(format!(
-                    "{}: Usage/{}: spec.period: {m}",
-                    u.source,
-                    u.object.name_any()
-                ))
-            })?;
-            let segs = u
-                .object
-                .status
-                .as_ref()
-                .map(|s| s.segments.clone())
-                .unwrap_or_default();
-            usage.insert(Month::new(y, m), segs);
-        }
-        tenants.push(TenantInput {
-            labels: tenant.labels().clone(),
-            joined,
-            leaves,
-            inhabitants: tenant.spec.inhabitants,
-            invoicing: tenant.spec.billing.invoicing,
-            declared: BillableState {
-                service_level: tenant.spec.service_level.clone(),
-                accounts,
-                measured_accounts: BTreeMap::new(),
-                components,
-            },
-            usage,
-            orders,
-            name,
-        });
+        let ns = tenant_namespace(&t.object);
+        let name = t.object.name_any();
+        tenants.push(tenant_input(TenantObjects {
+            tenant: &t.object,
+            source: &t.source,
+            packages: packages.get(ns.as_str()).cloned().unwrap_or_default(),
+            components: components.get(ns.as_str()).cloned().unwrap_or_default(),
+            orders: orders.get(ns.as_str()).cloned().unwrap_or_default(),
+            usages: usages.get(name.as_str()).cloned().unwrap_or_default(),
+        })?);
     }
     tenants.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((Catalogue { cal, book, pools }, tenants))
+    Ok((cat, tenants))
+}
+
+/// What billing needs of one tenant, from its objects.
+pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError> {
+    let TenantObjects {
+        tenant,
+        source,
+        packages,
+        components,
+        orders: order_objects,
+        usages,
+    } = objects;
+    let name = tenant.name_any();
+    let field =
+        |f: &str, m: String| BillingError::input(format!("{source}: Tenant/{name}: {f}: {m}"));
+    let joined = parse_date(&tenant.spec.membership.joined)
+        .map_err(|m| field("spec.membership.joined", m))?;
+    let leaves = match &tenant.spec.membership.leaves {
+        Some(l) => Some(parse_date(l).map_err(|m| field("spec.membership.leaves", m))?),
+        None => None,
+    };
+    let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
+    for p in packages {
+        // A package exported from the cluster carries the count billing uses (after its basis).
+        let billed = p
+            .status
+            .as_ref()
+            .and_then(|s| s.billed_accounts)
+            .unwrap_or(p.spec.accounts);
+        *accounts.entry(p.spec.profile.clone()).or_default() += billed;
+    }
+    let mut components: Vec<SegmentComponent> = components
+        .into_iter()
+        .map(|c| SegmentComponent {
+            name: c.name_any(),
+            class: c.spec.class,
+            service_level: component_level(tenant, c).to_string(),
+        })
+        .collect();
+    components.sort();
+    let mut orders = Vec::with_capacity(order_objects.len());
+    for (order_source, o) in order_objects {
+        let id = format!(
+            "ServiceOrder/{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.name_any()
+        );
+        let f =
+            |fld: &str, m: String| BillingError::input(format!("{order_source}: {id}: {fld}: {m}"));
+        let s = &o.spec;
+        let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
+        if hours < Decimal::ZERO {
+            return Err(f(
+                "spec.hours",
+                format!("{:?} is negative: hours worked cannot be negative", s.hours),
+            ));
+        }
+        let rate = match &s.rate {
+            Some(r) => {
+                let v = parse_decimal(r).map_err(|m| f("spec.rate", m))?;
+                if v < Decimal::ZERO {
+                    return Err(f("spec.rate", format!("{r:?} must not be negative")));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        orders.push(Order {
+            date: parse_date(&s.date).map_err(|m| f("spec.date", m))?,
+            id,
+            hours,
+            rate,
+            description: s.description.clone(),
+        });
+    }
+    orders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
+    let mut usage = BTreeMap::new();
+    for (usage_source, u) in usages {
+        let (y, m) = regie_crds::validate::parse_month(&u.spec.period).map_err(|m| {
+            BillingError::input(format!(
+                "{usage_source}: Usage/{}: spec.period: {m}",
+                u.name_any()
+            ))
+        })?;
+        let segs = u
+            .status
+            .as_ref()
+            .map(|s| s.segments.clone())
+            .unwrap_or_default();
+        usage.insert(Month::new(y, m), segs);
+    }
+    Ok(TenantInput {
+        labels: tenant.labels().clone(),
+        joined,
+        leaves,
+        inhabitants: tenant.spec.inhabitants,
+        invoicing: tenant.spec.billing.invoicing,
+        declared: BillableState {
+            service_level: tenant.spec.service_level.clone(),
+            accounts,
+            measured_accounts: BTreeMap::new(),
+            components,
+        },
+        usage,
+        orders,
+        name,
+    })
 }
 
 /// The tenant's billing periods within `period`: its months, or its quarters when it is

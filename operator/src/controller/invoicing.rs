@@ -35,7 +35,7 @@
 //! `status.deliveredAt` belongs to the delivery of final invoices; this module writes only
 //! the spec (and labels) of Invoices.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,21 +49,25 @@ use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
 use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::{
-    CostPool, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport, Tenant, Usage,
+    CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
+    Tenant, Usage, WorkplacePackage,
 };
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
 use super::activity::DEFER_AT_MOST;
 use super::cache::{Cache, Filler, differ, digest, watch_all};
+use super::kept::{Kept, Split};
 use super::{Context, slimmed};
-use crate::billing::engine::{Catalogue, Credits, TenantInput, bill, from_inventory};
+use crate::billing::engine::{
+    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, tenant_input,
+};
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
 use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
 use crate::input::Source;
-use crate::inventory::{Inventory, Sourced};
+use crate::inventory::tenant_namespace;
 
 /// The ConfigMap (in regie's namespace) that holds the last number of each year and the
 /// claims not yet written.
@@ -425,18 +429,113 @@ fn cluster_source() -> Source {
     }
 }
 
-fn sourced<T: Clone>(items: impl IntoIterator<Item = Arc<T>>) -> Vec<Sourced<T>> {
-    owned_sourced(items.into_iter().map(|o| (*o).clone()))
+/// What a pass prices from: the caches' entries when it began, shared with the caches, not
+/// copied. Objects are rebuilt from them one tenant at a time while the pass runs, so a pass
+/// over thousands of tenants holds one tenant's objects and every tenant's billing input, not
+/// every object whole (heaptrack saw about 6 KiB per tenant for the whole objects).
+struct Snapshot {
+    tenants: Vec<Arc<Tenant>>,
+    packages: Vec<Arc<Kept<WorkplacePackage>>>,
+    components: Vec<Arc<Kept<HostingComponent>>>,
+    orders: Vec<Arc<ServiceOrder>>,
+    ledgers: Vec<Arc<Ledger>>,
+    /// A leaving tenant's ledgers read from the API server; they come after the cached ones and
+    /// replace those named in `replaced`.
+    fetched: Vec<Usage>,
+    replaced: BTreeSet<String>,
+    price_lists: Vec<Arc<PriceList>>,
+    pools: Vec<Arc<CostPool>>,
 }
 
-fn owned_sourced<T>(items: impl IntoIterator<Item = T>) -> Vec<Sourced<T>> {
-    items
-        .into_iter()
-        .map(|object| Sourced {
-            source: cluster_source(),
-            object,
-        })
-        .collect()
+impl Snapshot {
+    fn ledgers(&self) -> impl Iterator<Item = &Ledger> {
+        self.ledgers
+            .iter()
+            .map(|l| &**l)
+            .filter(|l| !self.replaced.contains(&l.name))
+    }
+
+    /// Tenants whose ledger is being opened. Metering opens a ledger in two writes, the Usage
+    /// and then its segments: priced in between, the tenant's month would look empty and its
+    /// draft be written twice.
+    fn opening(&self) -> BTreeSet<String> {
+        self.ledgers()
+            .filter(|l| l.status.is_none())
+            .map(|l| l.spec.tenant.clone())
+            .chain(
+                self.fetched
+                    .iter()
+                    .filter(|u| u.status.is_none())
+                    .map(|u| u.spec.tenant.clone()),
+            )
+            .collect()
+    }
+
+    fn catalogue(&self, cal: Calendar) -> Result<Catalogue, BillingError> {
+        let lists: Vec<PriceList> = self.price_lists.iter().map(|p| (**p).clone()).collect();
+        catalogue(&lists, self.pools.iter().map(|p| &**p), cal)
+    }
+
+    /// Every tenant's billing input, as `regie bill` reads it from files (the same
+    /// [`tenant_input`]), in name order.
+    fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
+        fn by_namespace<V>(
+            items: &[Arc<V>],
+            namespace: impl Fn(&V) -> Option<&str>,
+        ) -> HashMap<&str, Vec<&V>> {
+            let mut map: HashMap<&str, Vec<&V>> = HashMap::new();
+            for item in items {
+                if let Some(ns) = namespace(item) {
+                    map.entry(ns).or_default().push(item);
+                }
+            }
+            map
+        }
+        fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Vec<K> {
+            kept.into_iter().flatten().map(|k| k.object()).collect()
+        }
+        let source = cluster_source();
+        let packages = by_namespace(&self.packages, Kept::namespace);
+        let components = by_namespace(&self.components, Kept::namespace);
+        let orders = by_namespace(&self.orders, |o| o.metadata.namespace.as_deref());
+        let mut ledgers: HashMap<&str, Vec<&Ledger>> = HashMap::new();
+        for l in self.ledgers() {
+            ledgers.entry(l.spec.tenant.as_str()).or_default().push(l);
+        }
+        let mut inputs = Vec::with_capacity(self.tenants.len());
+        for tenant in &self.tenants {
+            let ns = tenant_namespace(tenant);
+            let name = tenant.name_any();
+            let tenant_packages: Vec<WorkplacePackage> = rebuilt(packages.get(ns.as_str()));
+            let tenant_components: Vec<HostingComponent> = rebuilt(components.get(ns.as_str()));
+            let cached_usages: Vec<Usage> = ledgers
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .map(|l| l.to_usage())
+                .collect();
+            let usages = cached_usages
+                .iter()
+                .chain(self.fetched.iter().filter(|u| u.spec.tenant == name))
+                .map(|u| (&source, u))
+                .collect();
+            inputs.push(tenant_input(TenantObjects {
+                tenant,
+                source: &source,
+                packages: tenant_packages.iter().collect(),
+                components: tenant_components.iter().collect(),
+                orders: orders
+                    .get(ns.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(|o| (&source, *o))
+                    .collect(),
+                usages,
+            })?);
+        }
+        inputs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(inputs)
+    }
 }
 
 /// Service credits of the monthly SlaReports, as `regie bill` reads them.
@@ -751,6 +850,13 @@ pub fn plan(
             computed.entry(inv.tenant.clone()).or_default().push(inv);
         }
     }
+    let mut existing_by_tenant: BTreeMap<&str, Vec<(&String, &InvoiceSpec)>> = BTreeMap::new();
+    for (name, spec) in existing {
+        existing_by_tenant
+            .entry(spec.tenant.as_str())
+            .or_default()
+            .push((name, spec));
+    }
     let mut intents = Vec::new();
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for (tenant, mut invoices) in computed {
@@ -761,11 +867,10 @@ pub fn plan(
             Scope::Leaving(_) => true,
         };
         invoices.sort_by_key(|i| i.from);
-        let mine: Vec<(&String, &InvoiceSpec)> = existing
-            .iter()
-            .filter(|(_, s)| s.tenant == tenant)
-            .collect();
-        let others = OtherPeriods::of(&tenant, &invoices, &mine, cat, tenants, credits, now)?;
+        let mine = existing_by_tenant
+            .get(tenant.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let others = OtherPeriods::of(&tenant, &invoices, mine, cat, tenants, credits, now)?;
         let mut pending: Vec<Line> = others.corrections();
         for mut inv in invoices {
             let name = invoice_name(&tenant, &inv.period);
@@ -773,7 +878,7 @@ pub fn plan(
                 && spec.state == InvoiceState::Final
             {
                 wanted.insert(name.clone());
-                let billed = billed_so_far(&name, spec, &mine, &inv, cal)?;
+                let billed = billed_so_far(&name, spec, mine, &inv, cal)?;
                 pending.extend(corrections(&billed, &inv));
                 continue;
             }
@@ -808,8 +913,9 @@ pub fn plan(
         };
         key(a).cmp(&key(b))
     });
+    let priced: HashSet<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
     let in_scope = |tenant: &str| match scope {
-        Scope::All => !deleting.contains(tenant) && tenants.iter().any(|t| t.name == tenant),
+        Scope::All => !deleting.contains(tenant) && priced.contains(tenant),
         Scope::Leaving(t) => t == tenant,
     };
     for (name, spec) in existing {
@@ -836,65 +942,66 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let now = ctx.now();
     let cal = Calendar::amsterdam()?;
     let tz = cal.tz().clone();
-    let mut usages: Vec<Usage> = inv.usages.state().iter().map(|l| l.to_usage()).collect();
+    // The leaving tenant's ledgers as the API server has them now: the ledger was closed a
+    // moment ago and the cache may not have seen it yet.
+    let mut fetched: Vec<Usage> = Vec::new();
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
     if let Scope::Leaving(tenant) = &scope {
-        // The ledger was closed a moment ago; the cache may not have seen it yet.
         let api: Api<Usage> = Api::all(ctx.client.clone());
         let month = cal.month_of(now);
         let mut last: Option<Usage> = None;
         for m in [month.prev().prev(), month.prev(), month] {
             let name = format!("{tenant}-{m}");
             if let Some(u) = api.get_opt(&name).await? {
-                usages.retain(|x| x.name_any() != name);
-                usages.push(u.clone());
+                replaced.insert(name);
+                fetched.push(u.clone());
                 last = Some(u);
             } else if m == month
                 && let Some(prev) = &last
                 && let Some(u) = carried_over(prev, tenant, month, now, &cal)?
             {
-                usages.push(u);
+                fetched.push(u);
             }
         }
     }
-    // Metering opens a ledger in two writes, the Usage and then its segments: priced in between,
-    // the tenant's month would look empty and its draft be written twice.
-    let opening: BTreeSet<String> = usages
-        .iter()
-        .filter(|u| u.status.is_none())
-        .map(|u| u.spec.tenant.clone())
-        .collect();
     let tenants = ctx.tenants.state();
+    let snapshot = Snapshot {
+        tenants: tenants.clone(),
+        packages: ctx.packages.state(),
+        components: ctx.components.state(),
+        orders: inv.orders.state(),
+        ledgers: inv.usages.state(),
+        fetched,
+        replaced,
+        price_lists: inv.price_lists.state(),
+        pools: inv.pools.state(),
+    };
+    let opening = snapshot.opening();
     let deleting: BTreeSet<String> = tenants
         .iter()
         .filter(|t| t.meta().deletion_timestamp.is_some())
         .map(|t| t.name_any())
         .collect();
-    let inventory = Inventory {
-        levels: sourced(ctx.levels.state()),
-        tenants: sourced(tenants.clone()),
-        packages: owned_sourced(ctx.packages.state().iter().map(|p| p.object())),
-        components: owned_sourced(ctx.components.state().iter().map(|c| c.object())),
-        price_lists: sourced(inv.price_lists.state()),
-        pools: sourced(inv.pools.state()),
-        orders: sourced(inv.orders.state()),
-        usages: owned_sourced(usages),
-    };
     let reports = inv.reports.state();
-    let stored: BTreeMap<String, Arc<StoredInvoice>> = inv
-        .invoices
-        .state()
-        .into_iter()
-        .map(|i| (i.name.clone(), i))
-        .collect();
+    let stored: Arc<BTreeMap<String, Arc<StoredInvoice>>> = Arc::new(
+        inv.invoices
+            .state()
+            .into_iter()
+            .map(|i| (i.name.clone(), i))
+            .collect(),
+    );
     let existing: BTreeMap<String, InvoiceSpec> = stored
         .iter()
         .map(|(n, i)| (n.clone(), i.spec.clone()))
         .collect();
     let planned = {
         let scope = scope.clone();
+        let (stored, tz) = (Arc::clone(&stored), tz.clone());
         in_background(move || -> Result<Vec<Intent>, BillingError> {
-            let (cat, inputs) = from_inventory(&inventory, cal)?;
-            plan(
+            let cat = snapshot.catalogue(cal)?;
+            let inputs = snapshot.tenant_inputs()?;
+            drop(snapshot);
+            let mut intents = plan(
                 &cat,
                 &inputs,
                 &credits_of(reports.iter().map(|r| &**r)),
@@ -902,7 +1009,16 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                 &deleting,
                 &scope,
                 now,
-            )
+            )?;
+            // The write loop below may wait on the API server for a while: it keeps only the
+            // drafts it has to write, not every tenant's invoice priced again unchanged.
+            intents.retain(|i| match i {
+                Intent::Draft { name, invoice } => !stored.get(name).is_some_and(|s| {
+                    s.spec.state == InvoiceState::Final || s.holds(&invoice.to_spec(&tz))
+                }),
+                Intent::Final { .. } | Intent::Obsolete { .. } => true,
+            });
+            Ok(intents)
         })
         .await
         .ok_or_else(|| BillingError::Input("invoicing stopped: the pricing thread failed".into()))?
@@ -1319,6 +1435,116 @@ spec:
             measured_accounts: BTreeMap::new(),
             components: vec![],
         }
+    }
+
+    fn ledger(tenant: &str, month: &str, segments: Vec<Segment>) -> Usage {
+        let mut usage = Usage::new(
+            &format!("{tenant}-{month}"),
+            regie_crds::generated::UsageSpec {
+                tenant: tenant.into(),
+                period: month.into(),
+            },
+        );
+        usage.status = Some(regie_crds::generated::UsageStatus {
+            segment_count: i32::try_from(segments.len()).ok(),
+            segments,
+            ..Default::default()
+        });
+        usage
+    }
+
+    /// The examples as `regie bill` reads them, with a ledger for the first tenant.
+    fn examples_inventory() -> crate::inventory::Inventory {
+        use crate::inventory::{Inventory, Sourced};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let loaded = crate::input::load(&[dir.join("catalogue"), dir.join("tenants")]);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let mut inv = Inventory::new(loaded.objects);
+        let first = inv.tenants[0].object.name_any();
+        inv.usages.push(Sourced {
+            source: cluster_source(),
+            object: ledger(&first, "2026-03", march()),
+        });
+        let ns = tenant_namespace(&inv.tenants[0].object);
+        for (name, date) in [("storing-b", "2026-03-12"), ("storing-a", "2026-03-02")] {
+            let mut order = ServiceOrder::new(
+                name,
+                regie_crds::commercial::ServiceOrderSpec {
+                    date: date.into(),
+                    hours: "2.5".into(),
+                    description: "storing".into(),
+                    rate: None,
+                },
+            );
+            order.metadata.namespace = Some(ns.clone());
+            inv.orders.push(Sourced {
+                source: cluster_source(),
+                object: order,
+            });
+        }
+        inv
+    }
+
+    fn snapshot_of(inv: &crate::inventory::Inventory) -> Snapshot {
+        fn shared<T: Clone>(items: &[crate::inventory::Sourced<T>]) -> Vec<Arc<T>> {
+            items.iter().map(|s| Arc::new(s.object.clone())).collect()
+        }
+        fn kept<K: Split + Clone>(items: &[crate::inventory::Sourced<K>]) -> Vec<Arc<Kept<K>>> {
+            items
+                .iter()
+                .map(|s| Arc::new(Kept::new(s.object.clone())))
+                .collect()
+        }
+        Snapshot {
+            tenants: shared(&inv.tenants),
+            packages: kept(&inv.packages),
+            components: kept(&inv.components),
+            orders: shared(&inv.orders),
+            ledgers: inv
+                .usages
+                .iter()
+                .map(|u| Arc::new(Ledger::of(u.object.clone())))
+                .collect(),
+            fetched: Vec::new(),
+            replaced: BTreeSet::new(),
+            price_lists: shared(&inv.price_lists),
+            pools: shared(&inv.pools),
+        }
+    }
+
+    #[test]
+    fn a_pass_prices_from_the_same_inputs_as_regie_bill() {
+        let inv = examples_inventory();
+        assert!(inv.tenants.len() > 1 && !inv.components.is_empty());
+        let (_, from_files) =
+            crate::billing::engine::from_inventory(&inv, Calendar::amsterdam().unwrap()).unwrap();
+        let snapshot = snapshot_of(&inv);
+        assert_eq!(snapshot.tenant_inputs().unwrap(), from_files);
+        assert!(snapshot.catalogue(Calendar::amsterdam().unwrap()).is_ok());
+        assert!(
+            from_files
+                .iter()
+                .any(|t| !t.usage.is_empty() && t.orders.len() == 2)
+        );
+    }
+
+    #[test]
+    fn a_leaving_tenants_ledger_read_from_the_server_replaces_the_cached_one() {
+        let inv = examples_inventory();
+        let first = inv.tenants[0].object.name_any();
+        let mut snapshot = snapshot_of(&inv);
+        let mut closed = march();
+        closed.truncate(1);
+        snapshot.fetched = vec![ledger(&first, "2026-03", closed.clone())];
+        snapshot.replaced = BTreeSet::from([format!("{first}-2026-03")]);
+        let inputs = snapshot.tenant_inputs().unwrap();
+        let input = inputs.iter().find(|t| t.name == first).unwrap();
+        assert_eq!(input.usage.len(), 1);
+        assert_eq!(input.usage.values().next(), Some(&closed));
+        assert!(snapshot.opening().is_empty());
+        // A ledger whose segments are not written yet holds its tenant's drafts back.
+        snapshot.fetched[0].status = None;
+        assert_eq!(snapshot.opening(), BTreeSet::from([first]));
     }
 
     #[test]
