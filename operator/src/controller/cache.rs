@@ -59,6 +59,17 @@ impl<V> Cache<V> {
         live.get(format!("{ns}/{name}").as_str()).cloned()
     }
 
+    /// Whether the cache, fully listed, holds nothing under `key` (`namespace/name`, or the name
+    /// of a cluster-scoped object). False until the first list is complete.
+    pub fn lacks(&self, key: &str) -> bool {
+        *self.listed.borrow()
+            && !self
+                .live
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(key)
+    }
+
     /// Resolves once the cache holds its first full list.
     pub async fn wait_listed(&self) {
         let _ = self.listed.subscribe().wait_for(|l| *l).await;
@@ -214,6 +225,20 @@ mod tests {
         let mut all: Vec<String> = cache.state().iter().map(|v| (**v).clone()).collect();
         all.sort();
         all
+    }
+
+    #[test]
+    fn absence_is_known_only_once_the_first_list_is_complete() {
+        let cache = Arc::new(Cache::default());
+        let mut filler = Filler::new(cache.clone(), String::eq);
+        filler.handle(Event::<ConfigMap>::Init, value);
+        filler.handle(Event::InitApply(map(None, "tholen-2026-12", "1")), value);
+        assert!(!cache.lacks("etten-leur-2026-12"), "not listed yet");
+        filler.handle(Event::<ConfigMap>::InitDone, value);
+        assert!(cache.lacks("etten-leur-2026-12"));
+        assert!(!cache.lacks("tholen-2026-12"));
+        filler.handle(Event::Apply(map(Some("ns"), "a", "2")), value);
+        assert!(!cache.lacks("ns/a") && cache.lacks("a"));
     }
 
     #[test]

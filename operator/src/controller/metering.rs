@@ -100,7 +100,7 @@ async fn write(
     existing: Option<&Usage>,
     segments: Vec<Segment>,
     closed: bool,
-) -> Result<(), kube::Error> {
+) -> Result<Outcome, kube::Error> {
     let name = usage_name(tenant, month);
     if existing.is_none() {
         let usage = Usage::new(
@@ -112,7 +112,8 @@ async fn write(
         );
         match api.create(&PostParams::default(), &usage).await {
             Ok(_) => ctx.metrics.write("create", "Usage"),
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // Created since it was found missing: its segments, not these, are the record.
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Outcome::Raced),
             Err(e) => return Err(e),
         }
     }
@@ -130,7 +131,7 @@ async fn write(
     )
     .await?;
     ctx.metrics.write("status", "Usage");
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 /// Records `state` for `tenant` at the context's now. Writes only when the ledger changed.
@@ -151,49 +152,112 @@ pub async fn record(
         return Ok(());
     }
     let api: Api<Usage> = Api::all(ctx.client.clone());
-    let current = api.get_opt(&usage_name(&name, month)).await?;
-    let mut segments = current
-        .as_ref()
-        .and_then(|u| u.status.clone())
-        .map(|s| s.segments)
-        .unwrap_or_default();
-    if segments.is_empty() {
-        // A new month: the state that was open at its start carries over from the last month.
-        // Idempotent: if the last month was closed at this one's start but this month's write
-        // did not land, the state still carries (see `ledger::carried_state`).
-        if let Some(prev) = api.get_opt(&usage_name(&name, month.prev())).await? {
-            let mut prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
-            if let Ok(start) = month.start(cal.tz())
-                && let Some(open) = ledger::carried_state(&prev_segments, start)
-            {
-                if ledger::close(&mut prev_segments, start, &cal).unwrap_or(false) {
-                    write(
-                        ctx,
-                        &api,
-                        &name,
-                        month.prev(),
-                        Some(&prev),
-                        prev_segments,
-                        true,
-                    )
-                    .await?;
-                }
-                let _ = ledger::record(&mut segments, &open, start, &cal);
-            }
-        }
-    }
-    let changed = match ledger::record(&mut segments, state, now, &cal) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(tenant = %name, error = %e, "usage ledger unreadable; not recording");
-            return Ok(());
-        }
+    let ledger = Ledger {
+        ctx,
+        api: &api,
+        cal: &cal,
+        tenant: &name,
+        month,
     };
-    if changed || current.is_none() {
-        write(ctx, &api, &name, month, current.as_ref(), segments, false).await?;
+    // A new tenant's ledgers do not exist yet: the Usage cache, once listed, says so without
+    // two reads of the API server per tenant (a cold start of thousands of tenants is bound by
+    // the API server). Only absence is taken from the cache, never a ledger's content, which may
+    // lag this process's own last write; if the ledger was created meanwhile, it is read and
+    // recorded again.
+    if ledger.record(state, now, true).await? == Outcome::Raced {
+        ledger.record(state, now, false).await?;
     }
     ctx.metered.remember(&name, month, fingerprint);
     Ok(())
+}
+
+/// Whether a ledger write landed.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Done,
+    /// The ledger was to be created, but exists: nothing was written.
+    Raced,
+}
+
+/// One tenant's ledger of one month.
+struct Ledger<'a> {
+    ctx: &'a Context,
+    api: &'a Api<Usage>,
+    cal: &'a Calendar,
+    tenant: &'a str,
+    month: Month,
+}
+
+impl Ledger<'_> {
+    /// The Usage of `month`: None when it does not exist. With `cached_absence`, a Usage the
+    /// listed cache does not hold is taken to be absent without asking the API server.
+    async fn read(&self, month: Month, cached_absence: bool) -> Result<Option<Usage>, kube::Error> {
+        let name = usage_name(self.tenant, month);
+        if cached_absence && self.ctx.invoicing.usages.lacks(&name) {
+            return Ok(None);
+        }
+        self.api.get_opt(&name).await
+    }
+
+    async fn record(
+        &self,
+        state: &BillableState,
+        now: jiff::Timestamp,
+        cached_absence: bool,
+    ) -> Result<Outcome, kube::Error> {
+        let (ctx, api, cal, month) = (self.ctx, self.api, self.cal, self.month);
+        let current = self.read(month, cached_absence).await?;
+        let mut segments = current
+            .as_ref()
+            .and_then(|u| u.status.clone())
+            .map(|s| s.segments)
+            .unwrap_or_default();
+        if segments.is_empty() {
+            // A new month: the state that was open at its start carries over from the last
+            // month. Idempotent: if the last month was closed at this one's start but this
+            // month's write did not land, the state still carries (see `ledger::carried_state`).
+            if let Some(prev) = self.read(month.prev(), cached_absence).await? {
+                let mut prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
+                if let Ok(start) = month.start(cal.tz())
+                    && let Some(open) = ledger::carried_state(&prev_segments, start)
+                {
+                    if ledger::close(&mut prev_segments, start, cal).unwrap_or(false) {
+                        write(
+                            ctx,
+                            api,
+                            self.tenant,
+                            month.prev(),
+                            Some(&prev),
+                            prev_segments,
+                            true,
+                        )
+                        .await?;
+                    }
+                    let _ = ledger::record(&mut segments, &open, start, cal);
+                }
+            }
+        }
+        let changed = match ledger::record(&mut segments, state, now, cal) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant, error = %e, "usage ledger unreadable; not recording");
+                return Ok(Outcome::Done);
+            }
+        };
+        if changed || current.is_none() {
+            return write(
+                ctx,
+                api,
+                self.tenant,
+                month,
+                current.as_ref(),
+                segments,
+                false,
+            )
+            .await;
+        }
+        Ok(Outcome::Done)
+    }
 }
 
 /// Offboarding: the tenant's usage ends now; the ledger is closed before its namespace goes.
