@@ -648,6 +648,16 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
         if probes.lock().stored.contains_key(name) {
             continue;
         }
+        // A new tenant's reports do not exist yet: the listed SlaReport cache says so without a
+        // read of the API server for each (a cold start of thousands of tenants is bound by it).
+        // Only this process writes reports, after its cache has listed them.
+        if ctx.invoicing.reports.lacks(name) {
+            probes
+                .lock()
+                .stored
+                .insert(name.clone(), (None, Instant::now()));
+            continue;
+        }
         match api.get_opt(name).await {
             Ok(r) => {
                 let status = r.and_then(|r| r.status);
