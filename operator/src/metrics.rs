@@ -4,6 +4,8 @@
 //! One [`prometheus::Registry`] is created per process and passed around, never a global, so
 //! tests can run several operators in one process and read each one's figures.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -18,7 +20,12 @@ pub struct Metrics {
     pub tenants: IntGaugeVec,
     pub leader: IntGaugeVec,
     pub invoicing_passes: IntCounterVec,
+    /// Series written as text at scrape time, after the registry's (see [`Metrics::add_text`]).
+    texts: Arc<Mutex<Vec<TextSeries>>>,
 }
+
+/// Appends series in the text format to a scrape.
+type TextSeries = Box<dyn Fn(&mut String) + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,6 +120,7 @@ impl Metrics {
             tenants,
             leader,
             invoicing_passes,
+            texts: Arc::default(),
         }
     }
 
@@ -136,12 +144,29 @@ impl Metrics {
             .sum()
     }
 
-    /// The text exposition of every metric in the registry.
+    /// Adds series that `write` appends to every scrape in the text format, after the
+    /// registry's families; their names should be reserved on the registry.
+    pub fn add_text(&self, write: impl Fn(&mut String) + Send + Sync + 'static) {
+        self.texts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(write));
+    }
+
+    /// The text exposition of every metric in the registry, and of the text series.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let encoder = prometheus::TextEncoder::new();
         if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
-            out = format!("# encoding metrics failed: {e}\n");
+            return format!("# encoding metrics failed: {e}\n");
+        }
+        for write in self
+            .texts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            write(&mut out);
         }
         out
     }

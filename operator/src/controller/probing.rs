@@ -308,7 +308,11 @@ impl Probes {
             ..ProberConfig::default()
         })?;
         let probe_metrics = match ProbeMetrics::register(&metrics.registry) {
-            Ok(m) => m,
+            Ok(m) => {
+                let series = m.clone();
+                metrics.add_text(move |out| series.write_text(out));
+                m
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "probe metrics not registered; they stay unexported");
                 ProbeMetrics::register(&prometheus::Registry::new())?

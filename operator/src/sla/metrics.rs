@@ -8,12 +8,15 @@
 //! child of the prometheus crate keeps its own copy of its family's description and labels,
 //! about 9 KiB for the nine series of one component, which at thousands of components was the
 //! operator's largest memory cost. Here a component costs its labels once and a few numbers.
+//! They are written as text at scrape time too ([`ProbeMetrics::write_text`]): built as the
+//! crate's protobuf values first, a scrape allocated about 9 KiB per tenant, the operator's peak
+//! heap at 400 tenants (heaptrack), which the allocator kept afterwards.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
 use super::prober::ProbeResult;
@@ -84,10 +87,19 @@ impl ProbeMetrics {
                 &["reason"],
             )?,
         };
-        registry.register(Box::new(m.components.clone()))?;
+        // The names are reserved on the registry (a second registration fails); the series are
+        // written by `write_text`, not gathered.
+        registry.register(Box::new(Reserved(m.components.descs.clone())))?;
         registry.register(Box::new(m.start_error.clone()))?;
         registry.register(Box::new(m.skipped.clone()))?;
         Ok(m)
+    }
+
+    /// Appends the per-component series in Prometheus's text format, as the crate's encoder
+    /// would write them (unit test), without building its values. Registered with
+    /// [`crate::metrics::Metrics::add_text`] they follow the registry's families at `/metrics`.
+    pub fn write_text(&self, out: &mut String) {
+        self.components.write_text(out);
     }
 
     /// Records one scheduler event: a probe's result, or the retirement of a target's labels.
@@ -248,108 +260,130 @@ impl ComponentSeries {
     }
 }
 
-/// Label pairs sorted by name, as the text format expects them.
-fn label_pairs(l: &TargetLabels, result: Option<&str>) -> Vec<LabelPair> {
-    let pair = |name: &str, value: &str| {
-        let mut p = LabelPair::default();
-        p.set_name(name.to_string());
-        p.set_value(value.to_string());
-        p
-    };
-    let mut pairs = vec![pair("component", &l.component)];
-    if let Some(r) = result {
-        pairs.push(pair("result", r));
-    }
-    pairs.push(pair("service_level", &l.service_level));
-    pairs.push(pair("tenant", &l.tenant));
-    pairs
-}
+/// Holds the per-component families' names on a registry, so that nothing else registers
+/// them; collects nothing (see [`ProbeMetrics::write_text`]).
+struct Reserved(Arc<Vec<Desc>>);
 
-fn gauge_metric(l: &TargetLabels, value: f64) -> proto::Metric {
-    let mut g = proto::Gauge::default();
-    g.set_value(value);
-    let mut m = proto::Metric::from_gauge(g);
-    m.set_label(label_pairs(l, None));
-    m
-}
-
-fn counter_metric(l: &TargetLabels, result: Option<&str>, value: u64) -> proto::Metric {
-    let mut c = proto::Counter::default();
-    c.set_value(value as f64);
-    let mut m = proto::Metric::from_label(label_pairs(l, result));
-    m.set_counter(c);
-    m
-}
-
-fn histogram_metric(l: &TargetLabels, p: &ProbeCounts) -> proto::Metric {
-    let mut h = proto::Histogram::default();
-    h.set_sample_count(p.successes + p.failures);
-    h.set_sample_sum(p.duration_sum);
-    h.set_bucket(
-        DURATION_BUCKETS
-            .iter()
-            .zip(p.buckets)
-            .map(|(bound, count)| {
-                let mut b = proto::Bucket::default();
-                b.set_upper_bound(*bound);
-                b.set_cumulative_count(count);
-                b
-            })
-            .collect(),
-    );
-    let mut m = proto::Metric::from_label(label_pairs(l, None));
-    m.set_histogram(h);
-    m
-}
-
-impl Collector for ComponentSeries {
+impl Collector for Reserved {
     fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
+        self.0.iter().collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut families: Vec<MetricFamily> = FAMILIES
-            .iter()
-            .map(|(name, help, kind)| {
-                let mut f = MetricFamily::default();
-                f.set_name(name.to_string());
-                f.set_help(help.to_string());
-                f.set_field_type(*kind);
-                f
-            })
-            .collect();
+        Vec::new()
+    }
+}
+
+/// A label value as the text format escapes it.
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '\n', '"']) {
+        return value.into();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' | '\n' | '"' => out.extend(c.escape_default()),
+            _ => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// One sample line: `name{component=…,[result=…,]service_level=…,tenant=…[,le=…]} value`.
+fn sample(
+    out: &mut String,
+    name: &str,
+    l: &TargetLabels,
+    result: Option<&str>,
+    le: Option<&str>,
+    value: f64,
+) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{name}{{component=\"{}\"", escaped(&l.component));
+    if let Some(r) = result {
+        let _ = write!(out, ",result=\"{r}\"");
+    }
+    let _ = write!(
+        out,
+        ",service_level=\"{}\",tenant=\"{}\"",
+        escaped(&l.service_level),
+        escaped(&l.tenant)
+    );
+    if let Some(le) = le {
+        let _ = write!(out, ",le=\"{le}\"");
+    }
+    let _ = writeln!(out, "}} {value}");
+}
+
+impl ComponentSeries {
+    fn write_text(&self, out: &mut String) {
         let map = self.lock();
-        for (l, s) in map.iter() {
-            if let Some(p) = &s.probes {
-                let totals = families[0].mut_metric();
-                for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)] {
-                    if n > 0 {
-                        totals.push(counter_metric(l, Some(result), n));
+        // In label order, as the crate's registry sorts them.
+        let mut series: Vec<(&TargetLabels, &Series)> = map.iter().collect();
+        series.sort_by(|(a, _), (b, _)| {
+            (&a.component, &a.service_level, &a.tenant).cmp(&(
+                &b.component,
+                &b.service_level,
+                &b.tenant,
+            ))
+        });
+        let flag = |b: bool| f64::from(u8::from(b));
+        for (family, (name, help, kind)) in FAMILIES.iter().enumerate() {
+            let mut header = false;
+            let mut head = |out: &mut String| {
+                if !header {
+                    header = true;
+                    let kind = format!("{kind:?}").to_lowercase();
+                    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+                }
+            };
+            for (l, s) in &series {
+                match (family, &s.probes, &s.sla) {
+                    (0, Some(p), _) => {
+                        for (result, n) in
+                            [(RESULT_FAILURE, p.failures), (RESULT_SUCCESS, p.successes)]
+                        {
+                            if n > 0 {
+                                head(out);
+                                sample(out, name, l, Some(result), None, n as f64);
+                            }
+                        }
                     }
+                    (1, Some(p), _) => {
+                        head(out);
+                        sample(out, name, l, None, None, flag(p.last_success));
+                    }
+                    (2, Some(p), _) => {
+                        head(out);
+                        let bucket = format!("{name}_bucket");
+                        for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets) {
+                            let le = bound.to_string();
+                            sample(out, &bucket, l, None, Some(&le), count as f64);
+                        }
+                        let count = (p.successes + p.failures) as f64;
+                        sample(out, &bucket, l, None, Some("+Inf"), count);
+                        sample(out, &format!("{name}_sum"), l, None, None, p.duration_sum);
+                        sample(out, &format!("{name}_count"), l, None, None, count);
+                    }
+                    (3..=7, _, Some(sla)) => {
+                        let value = match family {
+                            3 => flag(sla.in_service_window),
+                            4 => flag(sla.in_monitoring_window),
+                            5 => sla.availability_percent,
+                            6 => sla.target_percent,
+                            _ => sla.error_budget_remaining_ratio,
+                        };
+                        head(out);
+                        sample(out, name, l, None, None, value);
+                    }
+                    (8, _, _) if s.refused > 0 => {
+                        head(out);
+                        sample(out, name, l, None, None, s.refused as f64);
+                    }
+                    _ => {}
                 }
-                let success = f64::from(u8::from(p.last_success));
-                families[1].mut_metric().push(gauge_metric(l, success));
-                families[2].mut_metric().push(histogram_metric(l, p));
-            }
-            if let Some(sla) = &s.sla {
-                let flag = |b: bool| f64::from(u8::from(b));
-                for (i, v) in [
-                    (3, flag(sla.in_service_window)),
-                    (4, flag(sla.in_monitoring_window)),
-                    (5, sla.availability_percent),
-                    (6, sla.target_percent),
-                    (7, sla.error_budget_remaining_ratio),
-                ] {
-                    families[i].mut_metric().push(gauge_metric(l, v));
-                }
-            }
-            if s.refused > 0 {
-                families[8]
-                    .mut_metric()
-                    .push(counter_metric(l, None, s.refused));
             }
         }
-        families
     }
 }
 
@@ -359,6 +393,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use prometheus::proto::{self, LabelPair};
     use prometheus::{Encoder, TextEncoder};
 
     use super::*;
@@ -366,12 +401,14 @@ mod tests {
     use crate::sla::scheduler::ProbeReport;
     use crate::sla::target::ProbeTarget;
 
-    fn text(registry: &Registry) -> String {
+    fn text(registry: &Registry, m: &ProbeMetrics) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&registry.gather(), &mut buf)
             .unwrap();
-        String::from_utf8(buf).unwrap()
+        let mut out = String::from_utf8(buf).unwrap();
+        m.write_text(&mut out);
+        out
     }
 
     fn report(labels: &TargetLabels, result: ProbeResult) -> ProbeEvent {
@@ -417,7 +454,7 @@ mod tests {
                 error_budget_remaining_ratio: 0.5,
             },
         );
-        let t = text(&registry);
+        let t = text(&registry, &m);
         let labels = r#"component="zaaksysteem",service_level="gold",tenant="roosendaal""#;
         for line in [
             r#"regie_probe_total{component="zaaksysteem",result="success",service_level="gold",tenant="roosendaal"} 1"#.to_string(),
@@ -456,7 +493,7 @@ mod tests {
             key: "ns/gis".into(),
             labels: old.clone(),
         });
-        let t = text(&registry);
+        let t = text(&registry, &m);
         assert!(!t.contains("service_level=\"silver\""), "{t}");
         assert!(t.contains("service_level=\"gold\""));
         // Removing what was never there is fine.
@@ -470,7 +507,7 @@ mod tests {
         let l = TargetLabels::new("a", "b", "c");
         m.observe(&report(&l, ProbeResult::Skipped(SkipReason::Busy)));
         m.observe(&report(&l, ProbeResult::Skipped(SkipReason::Saturated)));
-        let t = text(&registry);
+        let t = text(&registry, &m);
         assert!(
             t.contains("regie_probe_skipped_total{reason=\"busy\"} 1"),
             "{t}"
@@ -486,5 +523,166 @@ mod tests {
         let registry = Registry::new();
         ProbeMetrics::register(&registry).unwrap();
         assert!(ProbeMetrics::register(&registry).is_err());
+    }
+
+    #[test]
+    fn the_text_is_what_the_crates_encoder_writes() {
+        let registry = Registry::new();
+        let m = ProbeMetrics::register(&registry).unwrap();
+        let gold = TargetLabels::new("roosendaal", "zaaksysteem", "gold");
+        // Same component name in two tenants; a label value that needs escaping.
+        let other = TargetLabels::new("tholen", "zaaksysteem", "gold");
+        let odd = TargetLabels::new("etten-leur", "portaal \"nieuw\"\\x", "bronze");
+        for (l, ok) in [(&gold, true), (&gold, false), (&other, true), (&odd, false)] {
+            m.observe(&report(l, outcome(ok)));
+        }
+        m.observe(&report(
+            &odd,
+            ProbeResult::Refused(crate::sla::target::Refused::new("x")),
+        ));
+        let sla = SlaGauges {
+            in_service_window: true,
+            in_monitoring_window: false,
+            availability_percent: 99.95,
+            target_percent: 99.9,
+            error_budget_remaining_ratio: -0.25,
+        };
+        m.set_sla(&gold, &sla);
+        m.set_sla(&TargetLabels::new("moerdijk", "gis", "silver"), &sla);
+        let mut written = String::new();
+        m.write_text(&mut written);
+        let families: Vec<MetricFamily> = m
+            .components
+            .collect()
+            .into_iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect();
+        let encoded = TextEncoder::new().encode_to_string(&families).unwrap();
+        let lines = |t: &str| {
+            let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(lines(&written), lines(&encoded), "{written}");
+        assert!(
+            written.contains(r#"component="portaal \"nieuw\"\\x""#),
+            "{written}"
+        );
+        // Each family once, in one block.
+        let heads: Vec<&str> = written
+            .lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .collect();
+        assert_eq!(heads.len(), 9, "{written}");
+        assert!(
+            text(&registry, &m)
+                .matches("# TYPE regie_probe_total ")
+                .count()
+                == 1,
+            "the registry must not gather the series as well"
+        );
+    }
+
+    /// Label pairs sorted by name, as the text format expects them.
+    fn label_pairs(l: &TargetLabels, result: Option<&str>) -> Vec<LabelPair> {
+        let pair = |name: &str, value: &str| {
+            let mut p = LabelPair::default();
+            p.set_name(name.to_string());
+            p.set_value(value.to_string());
+            p
+        };
+        let mut pairs = vec![pair("component", &l.component)];
+        if let Some(r) = result {
+            pairs.push(pair("result", r));
+        }
+        pairs.push(pair("service_level", &l.service_level));
+        pairs.push(pair("tenant", &l.tenant));
+        pairs
+    }
+
+    fn gauge_metric(l: &TargetLabels, value: f64) -> proto::Metric {
+        let mut g = proto::Gauge::default();
+        g.set_value(value);
+        let mut m = proto::Metric::from_gauge(g);
+        m.set_label(label_pairs(l, None));
+        m
+    }
+
+    fn counter_metric(l: &TargetLabels, result: Option<&str>, value: u64) -> proto::Metric {
+        let mut c = proto::Counter::default();
+        c.set_value(value as f64);
+        let mut m = proto::Metric::from_label(label_pairs(l, result));
+        m.set_counter(c);
+        m
+    }
+
+    fn histogram_metric(l: &TargetLabels, p: &ProbeCounts) -> proto::Metric {
+        let mut h = proto::Histogram::default();
+        h.set_sample_count(p.successes + p.failures);
+        h.set_sample_sum(p.duration_sum);
+        h.set_bucket(
+            DURATION_BUCKETS
+                .iter()
+                .zip(p.buckets)
+                .map(|(bound, count)| {
+                    let mut b = proto::Bucket::default();
+                    b.set_upper_bound(*bound);
+                    b.set_cumulative_count(count);
+                    b
+                })
+                .collect(),
+        );
+        let mut m = proto::Metric::from_label(label_pairs(l, None));
+        m.set_histogram(h);
+        m
+    }
+
+    /// The families as the crate's values: the reference `write_text` is checked against.
+    impl ComponentSeries {
+        fn collect(&self) -> Vec<MetricFamily> {
+            let mut families: Vec<MetricFamily> = FAMILIES
+                .iter()
+                .map(|(name, help, kind)| {
+                    let mut f = MetricFamily::default();
+                    f.set_name(name.to_string());
+                    f.set_help(help.to_string());
+                    f.set_field_type(*kind);
+                    f
+                })
+                .collect();
+            let map = self.lock();
+            for (l, s) in map.iter() {
+                if let Some(p) = &s.probes {
+                    let totals = families[0].mut_metric();
+                    for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)]
+                    {
+                        if n > 0 {
+                            totals.push(counter_metric(l, Some(result), n));
+                        }
+                    }
+                    let success = f64::from(u8::from(p.last_success));
+                    families[1].mut_metric().push(gauge_metric(l, success));
+                    families[2].mut_metric().push(histogram_metric(l, p));
+                }
+                if let Some(sla) = &s.sla {
+                    let flag = |b: bool| f64::from(u8::from(b));
+                    for (i, v) in [
+                        (3, flag(sla.in_service_window)),
+                        (4, flag(sla.in_monitoring_window)),
+                        (5, sla.availability_percent),
+                        (6, sla.target_percent),
+                        (7, sla.error_budget_remaining_ratio),
+                    ] {
+                        families[i].mut_metric().push(gauge_metric(l, v));
+                    }
+                }
+                if s.refused > 0 {
+                    families[8]
+                        .mut_metric()
+                        .push(counter_metric(l, None, s.refused));
+                }
+            }
+            families
+        }
     }
 }
