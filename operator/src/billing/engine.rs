@@ -6,7 +6,7 @@
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use jiff::civil::Date;
@@ -103,32 +103,27 @@ pub fn from_inventory(
 ) -> Result<(Catalogue, Vec<TenantInput>), BillingError> {
     let lists: Vec<_> = inv.price_lists.iter().map(|p| p.object.clone()).collect();
     let cat = catalogue(&lists, inv.pools.iter().map(|p| &p.object), cal)?;
-    // Each object found through one index, not by a search per tenant.
-    let mut packages: BTreeMap<&str, Vec<&WorkplacePackage>> = BTreeMap::new();
-    for p in &inv.packages {
-        if let Some(ns) = p.object.metadata.namespace.as_deref() {
-            packages.entry(ns).or_default().push(&p.object);
-        }
-    }
-    let mut components: BTreeMap<&str, Vec<&HostingComponent>> = BTreeMap::new();
-    for c in &inv.components {
-        if let Some(ns) = c.object.metadata.namespace.as_deref() {
-            components.entry(ns).or_default().push(&c.object);
-        }
-    }
-    let mut orders: BTreeMap<&str, Vec<(&Source, &ServiceOrder)>> = BTreeMap::new();
-    for o in &inv.orders {
-        if let Some(ns) = o.object.metadata.namespace.as_deref() {
-            orders.entry(ns).or_default().push((&o.source, &o.object));
-        }
-    }
-    let mut usages: BTreeMap<&str, Vec<(&Source, &Usage)>> = BTreeMap::new();
-    for u in &inv.usages {
-        usages
-            .entry(u.object.spec.tenant.as_str())
-            .or_default()
-            .push((&u.source, &u.object));
-    }
+    let packages = grouped(
+        inv.packages
+            .iter()
+            .filter_map(|p| Some((p.object.metadata.namespace.as_deref()?, &p.object))),
+    );
+    let components = grouped(
+        inv.components
+            .iter()
+            .filter_map(|c| Some((c.object.metadata.namespace.as_deref()?, &c.object))),
+    );
+    let orders = grouped(inv.orders.iter().filter_map(|o| {
+        Some((
+            o.object.metadata.namespace.as_deref()?,
+            (&o.source, &o.object),
+        ))
+    }));
+    let usages = grouped(
+        inv.usages
+            .iter()
+            .map(|u| (u.object.spec.tenant.as_str(), (&u.source, &u.object))),
+    );
     let mut tenants = Vec::with_capacity(inv.tenants.len());
     for t in &inv.tenants {
         let ns = tenant_namespace(&t.object);
@@ -144,6 +139,16 @@ pub fn from_inventory(
     }
     tenants.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((cat, tenants))
+}
+
+/// Values grouped by key (a namespace, a tenant's name), each group in the values' order: a
+/// tenant's objects are found through one index instead of a search over all of them.
+pub fn grouped<'a, V>(pairs: impl IntoIterator<Item = (&'a str, V)>) -> HashMap<&'a str, Vec<V>> {
+    let mut groups: HashMap<&str, Vec<V>> = HashMap::new();
+    for (key, value) in pairs {
+        groups.entry(key).or_default().push(value);
+    }
+    groups
 }
 
 /// What billing needs of one tenant, from its objects.

@@ -35,7 +35,7 @@
 //! `status.deliveredAt` belongs to the delivery of final invoices; this module writes only
 //! the spec (and labels) of Invoices.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +60,7 @@ use super::cache::{Cache, Filler, differ, digest, watch_all};
 use super::kept::{Kept, Split};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, tenant_input,
+    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, grouped, tenant_input,
 };
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -479,29 +479,26 @@ impl Snapshot {
     /// Every tenant's billing input, as `regie bill` reads it from files (the same
     /// [`tenant_input`]), in name order.
     fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
-        fn by_namespace<V>(
-            items: &[Arc<V>],
-            namespace: impl Fn(&V) -> Option<&str>,
-        ) -> HashMap<&str, Vec<&V>> {
-            let mut map: HashMap<&str, Vec<&V>> = HashMap::new();
-            for item in items {
-                if let Some(ns) = namespace(item) {
-                    map.entry(ns).or_default().push(item);
-                }
-            }
-            map
-        }
         fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Vec<K> {
             kept.into_iter().flatten().map(|k| k.object()).collect()
         }
         let source = cluster_source();
-        let packages = by_namespace(&self.packages, Kept::namespace);
-        let components = by_namespace(&self.components, Kept::namespace);
-        let orders = by_namespace(&self.orders, |o| o.metadata.namespace.as_deref());
-        let mut ledgers: HashMap<&str, Vec<&Ledger>> = HashMap::new();
-        for l in self.ledgers() {
-            ledgers.entry(l.spec.tenant.as_str()).or_default().push(l);
-        }
+        let packages = grouped(
+            self.packages
+                .iter()
+                .filter_map(|p| Some((p.namespace()?, &**p))),
+        );
+        let components = grouped(
+            self.components
+                .iter()
+                .filter_map(|c| Some((c.namespace()?, &**c))),
+        );
+        let orders = grouped(
+            self.orders
+                .iter()
+                .filter_map(|o| Some((o.metadata.namespace.as_deref()?, &**o))),
+        );
+        let ledgers = grouped(self.ledgers().map(|l| (l.spec.tenant.as_str(), l)));
         let mut inputs = Vec::with_capacity(self.tenants.len());
         for tenant in &self.tenants {
             let ns = tenant_namespace(tenant);
