@@ -289,17 +289,24 @@ fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// A sample's name, with a histogram's suffix where it has one.
+type SampleName<'a> = (&'a str, &'a str);
+
 /// One sample line: `name{component=…,[result=…,]service_level=…,tenant=…[,le=…]} value`.
 fn sample(
     out: &mut String,
-    name: &str,
+    (name, suffix): SampleName,
     l: &TargetLabels,
     result: Option<&str>,
     le: Option<&str>,
     value: f64,
 ) {
     use std::fmt::Write as _;
-    let _ = write!(out, "{name}{{component=\"{}\"", escaped(&l.component));
+    let _ = write!(
+        out,
+        "{name}{suffix}{{component=\"{}\"",
+        escaped(&l.component)
+    );
     if let Some(r) = result {
         let _ = write!(out, ",result=\"{r}\"");
     }
@@ -317,8 +324,11 @@ fn sample(
 
 impl ComponentSeries {
     fn write_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // The bounds as text once per scrape, not once per component.
+        let bounds: Vec<String> = DURATION_BUCKETS.iter().map(f64::to_string).collect();
         let map = self.lock();
-        // In label order, as the crate's registry sorts them.
+        // By labels, so that a scrape's order is stable.
         let mut series: Vec<(&TargetLabels, &Series)> = map.iter().collect();
         series.sort_by(|(a, _), (b, _)| {
             (&a.component, &a.service_level, &a.tenant).cmp(&(
@@ -334,7 +344,7 @@ impl ComponentSeries {
                 if !header {
                     header = true;
                     let kind = format!("{kind:?}").to_lowercase();
-                    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+                    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
                 }
             };
             for (l, s) in &series {
@@ -345,25 +355,24 @@ impl ComponentSeries {
                         {
                             if n > 0 {
                                 head(out);
-                                sample(out, name, l, Some(result), None, n as f64);
+                                sample(out, (name, ""), l, Some(result), None, n as f64);
                             }
                         }
                     }
                     (1, Some(p), _) => {
                         head(out);
-                        sample(out, name, l, None, None, flag(p.last_success));
+                        sample(out, (name, ""), l, None, None, flag(p.last_success));
                     }
                     (2, Some(p), _) => {
                         head(out);
-                        let bucket = format!("{name}_bucket");
-                        for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets) {
-                            let le = bound.to_string();
-                            sample(out, &bucket, l, None, Some(&le), count as f64);
+                        let bucket: SampleName = (name, "_bucket");
+                        for (le, count) in bounds.iter().zip(p.buckets) {
+                            sample(out, bucket, l, None, Some(le), count as f64);
                         }
                         let count = (p.successes + p.failures) as f64;
-                        sample(out, &bucket, l, None, Some("+Inf"), count);
-                        sample(out, &format!("{name}_sum"), l, None, None, p.duration_sum);
-                        sample(out, &format!("{name}_count"), l, None, None, count);
+                        sample(out, bucket, l, None, Some("+Inf"), count);
+                        sample(out, (name, "_sum"), l, None, None, p.duration_sum);
+                        sample(out, (name, "_count"), l, None, None, count);
                     }
                     (3..=7, _, Some(sla)) => {
                         let value = match family {
@@ -374,11 +383,11 @@ impl ComponentSeries {
                             _ => sla.error_budget_remaining_ratio,
                         };
                         head(out);
-                        sample(out, name, l, None, None, value);
+                        sample(out, (name, ""), l, None, None, value);
                     }
                     (8, _, _) if s.refused > 0 => {
                         head(out);
-                        sample(out, name, l, None, None, s.refused as f64);
+                        sample(out, (name, ""), l, None, None, s.refused as f64);
                     }
                     _ => {}
                 }
