@@ -399,9 +399,10 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
         let now = tokio::time::Instant::now();
         let mut live: HashSet<Key> = HashSet::new();
         for p in ctx.packages.state() {
-            let Some(src) = &p.spec.account_source else {
+            let Some(src) = p.spec().and_then(|s| s.account_source) else {
                 continue;
             };
+            let src = &src;
             if p.deleting() {
                 continue;
             }

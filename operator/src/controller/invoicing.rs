@@ -480,7 +480,10 @@ impl Snapshot {
     /// [`tenant_input`]), in name order.
     fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
         fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Vec<K> {
-            kept.into_iter().flatten().map(|k| k.object()).collect()
+            kept.into_iter()
+                .flatten()
+                .filter_map(|k| k.object())
+                .collect()
         }
         let source = cluster_source();
         let packages = grouped(

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod invoicing;
 pub mod kept;
 pub mod leader;
+pub mod memo;
 pub mod metering;
 pub mod probing;
 pub mod tenant;
@@ -73,7 +74,7 @@ pub struct Context {
     /// The billable state this process last found durable in each tenant's ledger.
     pub metered: metering::Recorded,
     /// The statuses this process has just written, ahead of the cache.
-    pub status_memo: tenant::StatusMemo,
+    pub status_memo: memo::StatusMemo,
     /// The reconciles in progress: SLA reports and invoice drafts are written between them.
     pub activity: activity::Activity,
     /// Resolves once the tenant cache holds the whole list. Await this, never
@@ -307,7 +308,7 @@ pub async fn run(
         invoicing,
         measurements: accounts::Measurements::default(),
         metered: metering::Recorded::default(),
-        status_memo: tenant::StatusMemo::default(),
+        status_memo: memo::StatusMemo::default(),
         activity: activity::Activity::default(),
         tenants_synced: futures::FutureExt::shared(futures::FutureExt::boxed(async move {
             let _ = tenants_listed_rx.wait_for(|listed| *listed).await;
@@ -356,7 +357,11 @@ pub async fn run(
                             .components
                             .in_namespace(&tenant_namespace(&t))
                             .iter()
-                            .any(|c| c.spec.service_level.as_deref() == Some(name.as_str()));
+                            .any(|c| {
+                                c.spec().is_some_and(|s| {
+                                    s.service_level.as_deref() == Some(name.as_str())
+                                })
+                            });
                     if uses {
                         let _ = tx.send(t.name_any());
                     }

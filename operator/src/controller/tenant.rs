@@ -625,72 +625,18 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     }
 }
 
-/// The statuses this process wrote a moment ago, so that a reconcile which runs before the
-/// cache has seen its predecessor's write does not write the same status again.
-///
-/// A tenant is reconciled again right after its first reconcile (its finalizer and its status
-/// are both changes to it), usually before the watch has delivered the status just written; the
-/// cached object then still shows the old status and the same new one would be written twice.
-/// An entry counts only while the cache shows a version other than the one the write produced,
-/// and only for `STATUS_MEMO_WINDOW`: longer than a watch lags, short enough that someone
-/// else's status write is corrected by the next reconcile after it.
-#[derive(Default)]
-pub struct StatusMemo {
-    written: std::sync::Mutex<std::collections::HashMap<String, WrittenStatus>>,
-}
-
-struct WrittenStatus {
-    digest: u64,
-    resource_version: Option<String>,
-    at: std::time::Instant,
-}
-
-/// How long a written status may be ahead of the cache.
-const STATUS_MEMO_WINDOW: Duration = Duration::from_secs(5);
-
-impl StatusMemo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, WrittenStatus>> {
-        self.written
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `digest` is what this process just wrote for `uid`, and the cache, at
-    /// `cached_version`, has not caught up with that write yet.
-    fn just_wrote(&self, uid: &str, cached_version: Option<&str>, digest: u64) -> bool {
-        self.lock().get(uid).is_some_and(|w| {
-            w.digest == digest
-                && w.resource_version.as_deref() != cached_version
-                && w.at.elapsed() < STATUS_MEMO_WINDOW
-        })
-    }
-
-    fn record(&self, uid: String, digest: u64, resource_version: Option<String>) {
-        let mut written = self.lock();
-        if written.len() >= 1024 {
-            written.retain(|_, w| w.at.elapsed() < STATUS_MEMO_WINDOW);
-        }
-        written.insert(
-            uid,
-            WrittenStatus {
-                digest,
-                resource_version,
-                at: std::time::Instant::now(),
-            },
-        );
-    }
-}
-
 async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let digest = cache::digest(status);
-    if ctx
-        .status_memo
-        .just_wrote(&uid, obj.meta().resource_version.as_deref(), digest)
-    {
+    if ctx.status_memo.just_wrote(
+        &uid,
+        obj.meta().resource_version.as_deref(),
+        digest,
+        std::time::Instant::now(),
+    ) {
         return Ok(());
     }
     let resource = kube::core::ApiResource::erase::<K>(&());
@@ -708,8 +654,12 @@ where
         .await?;
     ctx.metrics.write("status", &K::kind(&()));
     if !uid.is_empty() {
-        ctx.status_memo
-            .record(uid, digest, written.metadata.resource_version);
+        ctx.status_memo.record(
+            &uid,
+            digest,
+            written.metadata.resource_version.as_deref(),
+            std::time::Instant::now(),
+        );
     }
     Ok(())
 }
@@ -975,28 +925,5 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_status_just_written_is_not_written_again_until_the_cache_shows_it() {
-        let memo = StatusMemo::default();
-        let digest = cache::digest(&json!({"phase": "Ready"}));
-        assert!(!memo.just_wrote("uid-1", Some("10"), digest));
-        memo.record("uid-1".into(), digest, Some("12".into()));
-        // The cache still shows version 10 (or 11, the finalizer): the write is ahead of it.
-        assert!(memo.just_wrote("uid-1", Some("10"), digest));
-        assert!(memo.just_wrote("uid-1", Some("11"), digest));
-        // Another status is another write.
-        let other = cache::digest(&json!({"phase": "Stalled"}));
-        assert!(!memo.just_wrote("uid-1", Some("11"), other));
-        // Once the cache holds the written version, the cache decides alone.
-        assert!(!memo.just_wrote("uid-1", Some("12"), digest));
-        // Other objects are unaffected.
-        assert!(!memo.just_wrote("uid-2", Some("10"), digest));
     }
 }

@@ -1,0 +1,157 @@
+//! The statuses this process wrote a moment ago, so that a reconcile which runs before the
+//! cache has seen its predecessor's write does not write the same status again.
+//!
+//! A tenant is reconciled again right after its first reconcile (its finalizer and its status
+//! are both changes to it), usually before the watch has delivered the status just written; the
+//! cached object then still shows the old status and the same new one would be written twice.
+//! An entry counts only while the cache shows a version other than the one the write produced,
+//! and only for [`WINDOW`]: longer than a watch lags, short enough that someone else's status
+//! write is corrected by the next reconcile after it.
+//!
+//! Only the last moments of writes are held: expired entries are dropped at most once per
+//! window, and the table gives back its room after a burst (a cold start writes thousands of
+//! statuses in a minute; a table that kept its peak size would cost memory per tenant forever).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a written status may be ahead of the cache.
+pub const WINDOW: Duration = Duration::from_secs(5);
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct StatusMemo {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_uid: HashMap<Box<str>, Written>,
+    /// When expired entries were last dropped.
+    pruned: Option<Instant>,
+}
+
+struct Written {
+    digest: u64,
+    resource_version: Option<Box<str>>,
+    at: Instant,
+}
+
+impl StatusMemo {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `digest` is what this process wrote for `uid` less than [`WINDOW`] before `now`,
+    /// and the cache, at `cached_version`, has not caught up with that write yet.
+    pub fn just_wrote(
+        &self,
+        uid: &str,
+        cached_version: Option<&str>,
+        digest: u64,
+        now: Instant,
+    ) -> bool {
+        self.lock().by_uid.get(uid).is_some_and(|w| {
+            w.digest == digest
+                && w.resource_version.as_deref() != cached_version
+                && now.saturating_duration_since(w.at) < WINDOW
+        })
+    }
+
+    /// Notes that this process wrote the status of digest `digest` for `uid` at `now`, and the
+    /// write produced `resource_version`.
+    pub fn record(&self, uid: &str, digest: u64, resource_version: Option<&str>, now: Instant) {
+        let mut table = self.lock();
+        if table
+            .pruned
+            .is_none_or(|at| now.saturating_duration_since(at) >= WINDOW)
+        {
+            table
+                .by_uid
+                .retain(|_, w| now.saturating_duration_since(w.at) < WINDOW);
+            // Room for twice what is left: the next burst grows it again, a quiet spell
+            // does not keep the last burst's size.
+            let (len, capacity) = (table.by_uid.len(), table.by_uid.capacity());
+            if capacity > 2 * len + 64 {
+                table.by_uid.shrink_to(2 * len);
+            }
+            table.pruned = Some(now);
+        }
+        table.by_uid.insert(
+            uid.into(),
+            Written {
+                digest,
+                resource_version: resource_version.map(Into::into),
+                at: now,
+            },
+        );
+    }
+
+    /// How many writes are held (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().by_uid.len()
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.lock().by_uid.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_just_written_is_not_written_again_until_the_cache_shows_it() {
+        let memo = StatusMemo::default();
+        let t0 = Instant::now();
+        let digest = 7;
+        assert!(!memo.just_wrote("uid-1", Some("10"), digest, t0));
+        memo.record("uid-1", digest, Some("12"), t0);
+        // The cache still shows version 10 (or 11, the finalizer): the write is ahead of it.
+        assert!(memo.just_wrote("uid-1", Some("10"), digest, t0));
+        assert!(memo.just_wrote("uid-1", Some("11"), digest, t0));
+        // Another status is another write.
+        assert!(!memo.just_wrote("uid-1", Some("11"), 8, t0));
+        // Once the cache holds the written version, the cache decides alone.
+        assert!(!memo.just_wrote("uid-1", Some("12"), digest, t0));
+        // Other objects are unaffected.
+        assert!(!memo.just_wrote("uid-2", Some("10"), digest, t0));
+        // After the window the cache decides alone too: someone else may have written since.
+        assert!(!memo.just_wrote("uid-1", Some("10"), digest, t0 + WINDOW));
+    }
+
+    #[test]
+    fn a_burst_of_writes_is_forgotten_and_its_room_given_back() {
+        let memo = StatusMemo::default();
+        let t0 = Instant::now();
+        for i in 0..5_000 {
+            memo.record(&format!("uid-{i}"), 1, Some("1"), t0);
+        }
+        assert_eq!(memo.len(), 5_000);
+        let burst = memo.capacity();
+        // The first write a window later drops the burst and shrinks the table.
+        memo.record("uid-late", 1, Some("2"), t0 + WINDOW);
+        assert_eq!(memo.len(), 1);
+        assert!(
+            memo.capacity() < burst / 10,
+            "{} of {burst}",
+            memo.capacity()
+        );
+        // Entries younger than the window survive a pruning.
+        let t1 = t0 + 2 * WINDOW;
+        memo.record("uid-a", 1, Some("3"), t1);
+        memo.record(
+            "uid-b",
+            1,
+            Some("4"),
+            t1 + WINDOW - Duration::from_millis(1),
+        );
+        memo.record("uid-c", 1, Some("5"), t1 + WINDOW);
+        assert!(memo.just_wrote("uid-b", Some("3"), 1, t1 + WINDOW));
+        assert!(!memo.just_wrote("uid-a", Some("2"), 1, t1 + WINDOW));
+    }
+}
