@@ -280,7 +280,7 @@ fn open_sockets(pid: u32) -> Result<usize> {
 
 /// The operator's RSS once it has caught up (10 s without a reconcile write: deferred drafts
 /// and reports are written by then), so that both sizes are measured in the same state.
-async fn settled_rss(op: &Process, port: u16, tenants: usize, ready: Duration) -> Result<u64> {
+async fn settled_rss(op: &Running, port: u16, tenants: usize, ready: Duration) -> Result<u64> {
     let (caught_up, _) = wait_for_writes(port, Duration::from_secs(600), |reconcile, _| {
         reconcile == 0.0
     })
@@ -318,6 +318,96 @@ async fn scrape_writes(port: u16) -> Result<BTreeMap<String, f64>> {
         }
     }
     Ok(by_kind)
+}
+
+/// etcd's WAL fsync histogram as scraped: the cumulative count at or under each bound (in
+/// seconds, ascending), and the count of all. Fsyncs are where a disk shared with other
+/// machines' work shows: one slow fsync holds every write behind it.
+#[derive(Clone, Debug, Default)]
+struct Fsyncs {
+    buckets: Vec<(f64, f64)>,
+    count: f64,
+}
+
+impl Fsyncs {
+    async fn scrape(etcd_port: u16) -> Result<Fsyncs> {
+        let text = reqwest::get(format!("http://127.0.0.1:{etcd_port}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let mut fsyncs = Fsyncs::default();
+        for line in text.lines() {
+            let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let Some(rest) =
+                line.strip_prefix("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"")
+            {
+                let bound = rest.split('"').next().and_then(|b| b.parse::<f64>().ok());
+                if let (Some(bound), Some(v)) = (bound, value()) {
+                    fsyncs.buckets.push((bound, v));
+                }
+            } else if line.starts_with("etcd_disk_wal_fsync_duration_seconds_count") {
+                fsyncs.count = value().unwrap_or(0.0);
+            }
+        }
+        fsyncs.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(fsyncs)
+    }
+
+    /// What etcd's WAL did between `self` and a later scrape.
+    fn since(&self, later: &Fsyncs) -> FsyncsBetween {
+        const SLOW: f64 = 0.128;
+        let total = later.count - self.count;
+        let at_or_under = |bound: f64| -> f64 {
+            let of = |f: &Fsyncs| {
+                f.buckets
+                    .iter()
+                    .find(|(b, _)| *b >= bound)
+                    .map_or(f.count, |(_, v)| *v)
+            };
+            of(later) - of(self)
+        };
+        let slowest = later
+            .buckets
+            .iter()
+            .map(|(b, _)| *b)
+            .filter(|b| b.is_finite())
+            .find(|b| at_or_under(*b) >= total);
+        FsyncsBetween {
+            total,
+            slow: total - at_or_under(SLOW),
+            slowest: slowest.filter(|_| total > 0.0),
+        }
+    }
+}
+
+/// Fsyncs between two scrapes: how many, how many over 128 ms (a bucket bound), and the bound the slowest
+/// stayed under (None: none, or slower than the last finite bound).
+struct FsyncsBetween {
+    total: f64,
+    slow: f64,
+    slowest: Option<f64>,
+}
+
+impl std::fmt::Display for FsyncsBetween {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} WAL fsyncs, {:.0} over 128 ms, slowest ≤ {}",
+            self.total,
+            self.slow,
+            self.slowest
+                .map_or("—".to_string(), |b| format!("{:.0} ms", b * 1000.0))
+        )
+    }
+}
+
+/// etcd's client port, from the state the control-plane script writes.
+fn etcd_port(cluster: &TestCluster) -> Option<u16> {
+    std::fs::read_to_string(cluster.dir.join("cluster.env"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_PORT="))
+        .and_then(|p| p.trim().parse().ok())
 }
 
 /// Scrapes the write counters every 10 s until `done(reconcile, sla)` holds for the writes per
@@ -403,13 +493,30 @@ fn chart_malloc_tunables() -> Result<String> {
         .to_string())
 }
 
+/// The operator process, killed when dropped: a benchmark that fails half-way must not leave
+/// it running against a control plane that is going away.
+struct Running(Process);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start_operator(
     bin: &Path,
     kubeconfig: &Path,
     port: u16,
     concurrency: usize,
     malloc_tunables: &str,
-) -> Result<Process> {
+) -> Result<Running> {
     let mut cmd = if Command::new("taskset").arg("--version").output().is_ok() {
         let mut c = Command::new("taskset");
         c.args(["-c", "1"]).arg(bin);
@@ -434,7 +541,7 @@ fn start_operator(
     if !malloc_tunables.is_empty() {
         cmd.env("GLIBC_TUNABLES", malloc_tunables);
     }
-    Ok(cmd.spawn()?)
+    Ok(Running(cmd.spawn()?))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -454,10 +561,17 @@ async fn tier_changes(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, i32, Instant)>,
     names: &[String],
     settle: Duration,
-) -> Result<Vec<f64>> {
+    etcd: Option<u16>,
+) -> Result<(Vec<f64>, Vec<Option<(Fsyncs, Fsyncs)>>)> {
     let mut latencies = Vec::new();
+    let mut fsyncs = Vec::new();
     for name in names {
         while rx.try_recv().is_ok() {}
+        // Scraped outside the timed span, before the change and after it is seen.
+        let mut before = match etcd {
+            Some(port) => Fsyncs::scrape(port).await.ok(),
+            None => None,
+        };
         let sent = Instant::now();
         let sent_wall = jiff::Timestamp::now();
         let patch = serde_json::json!({"spec": {"serviceLevel": "gold"}});
@@ -471,6 +585,11 @@ async fn tier_changes(
                 Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
                     let ms = at.duration_since(sent).as_secs_f64() * 1000.0;
                     latencies.push(ms);
+                    let after = match (etcd, &before) {
+                        (Some(port), Some(_)) => Fsyncs::scrape(port).await.ok(),
+                        _ => None,
+                    };
+                    fsyncs.push(before.take().zip(after));
                     if std::env::var_os("REGIE_BENCH_LOG").is_some() {
                         eprintln!(
                             "tier change of {name}: patched at {sent_wall}, seen after {ms:.0} ms"
@@ -484,7 +603,7 @@ async fn tier_changes(
         }
         tokio::time::sleep(settle).await;
     }
-    Ok(latencies)
+    Ok((latencies, fsyncs))
 }
 
 /// `--pause-controller-manager`: the controller-manager is stopped (SIGSTOP) while the floor and
@@ -568,6 +687,12 @@ async fn main() -> Result<()> {
     // `--memory-only` measures memory and nothing else (for trying a change of allocation).
     let memory_only = args.iter().any(|a| a == "--memory-only");
     let skip_floor = quick || memory_only || args.iter().any(|a| a == "--skip-floor");
+    // The tier changes take 100 tenants that are still bronze: every third of the cold ones.
+    if !memory_only && total < 300 {
+        bail!(
+            "the tier-change phase needs at least 300 tenants (got {total}); below that, use --memory-only"
+        );
+    }
     let pause = ControllerManagerPause::new(
         &cluster,
         args.iter().any(|a| a == "--pause-controller-manager"),
@@ -602,21 +727,19 @@ async fn main() -> Result<()> {
     } else {
         let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
         create_inputs(&client, &names[..first], concurrency).await?;
-        let mut op = launch()?;
+        let op = launch()?;
         let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
         let rss_first = settled_rss(&op, port, first, t_first).await?;
-        let _ = op.kill();
-        let _ = op.wait();
+        drop(op);
         create_inputs(&client, &names[first..], concurrency).await?;
-        let mut op = launch()?;
+        let op = launch()?;
         let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
         eprintln!(
             "(a restart over {first} converged tenants and {} new)",
             total - first
         );
         let rss_all = settled_rss(&op, port, total, t_all).await?;
-        let _ = op.kill();
-        let _ = op.wait();
+        drop(op);
         (rss_first, rss_all)
     };
     let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
@@ -650,7 +773,7 @@ async fn main() -> Result<()> {
     create_inputs(&client, &cold_names, concurrency).await?;
     pause.stop();
     let start = Instant::now();
-    let mut op = launch()?;
+    let op = launch()?;
     let api: Api<Tenant> = Api::all(client.clone());
     let ready = ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await;
     let cold = start.elapsed();
@@ -727,15 +850,42 @@ async fn main() -> Result<()> {
     let bronze = |i: usize| cold_names[(i * 3) % total].clone();
     let spaced: Vec<String> = (0..samples).map(bronze).collect();
     let burst: Vec<String> = (samples..2 * samples).map(bronze).collect();
-    let mut latencies = tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2)).await?;
-    let mut burst_latencies = tier_changes(&api, &mut rx, &burst, Duration::ZERO).await?;
+    let etcd = etcd_port(&cluster);
+    let phase_start = match etcd {
+        Some(port) => Fsyncs::scrape(port).await.ok(),
+        None => None,
+    };
+    let (mut latencies, sample_fsyncs) =
+        tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2), etcd).await?;
+    let phase_end = match etcd {
+        Some(port) => Fsyncs::scrape(port).await.ok(),
+        None => None,
+    };
+    let (mut burst_latencies, _) =
+        tier_changes(&api, &mut rx, &burst, Duration::ZERO, None).await?;
+    // The slowest spaced changes beside what etcd's disk did meanwhile.
+    let mut slowest: Vec<(f64, Option<FsyncsBetween>)> = latencies
+        .iter()
+        .zip(&sample_fsyncs)
+        .map(|(ms, f)| (*ms, f.as_ref().map(|(a, b)| a.since(b))))
+        .collect();
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let fsync_note = |f: &Option<FsyncsBetween>| match f {
+        Some(between) => between.to_string(),
+        None => "etcd not scraped".into(),
+    };
+    let slowest_detail: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|(ms, f)| format!("{ms:.0} ms ({})", fsync_note(f)))
+        .collect();
+    let phase_fsyncs = phase_start.zip(phase_end).map(|(a, b)| a.since(&b));
     watch.abort();
     let p50 = percentile(&mut latencies.clone(), 0.5);
     let p99 = percentile(&mut latencies.clone(), 0.99);
     let burst_p50 = percentile(&mut burst_latencies.clone(), 0.5);
     let burst_p99 = percentile(&mut burst_latencies, 0.99);
-    let _ = op.kill();
-    let _ = op.wait();
+    drop(op);
 
     let ratio = cold.as_secs_f64() / floor_time.as_secs_f64();
     let cpus = std::thread::available_parallelism()
@@ -763,6 +913,11 @@ async fn main() -> Result<()> {
     println!("| tier change → Deployment updated (watch), p99 | {p99:.0} ms | ≤ 250 ms |");
     println!(
         "| tier changes back to back (burst of {samples}), p50 / p99 | {burst_p50:.0} / {burst_p99:.0} ms | — |"
+    );
+    println!(
+        "(etcd during the spaced changes: {}; the slowest three: {})",
+        fsync_note(&phase_fsyncs),
+        slowest_detail.join(", ")
     );
     if let Some(waited) = settled_after {
         println!(
