@@ -410,6 +410,48 @@ fn etcd_port(cluster: &TestCluster) -> Option<u16> {
         .and_then(|p| p.trim().parse().ok())
 }
 
+/// What is scraped around spaced tier changes: etcd's fsyncs and the operator's writes.
+struct Scrape {
+    fsyncs: Option<Fsyncs>,
+    writes: Option<BTreeMap<String, f64>>,
+}
+
+impl Scrape {
+    async fn take(etcd: Option<u16>, operator: u16) -> Scrape {
+        let fsyncs = match etcd {
+            Some(port) => Fsyncs::scrape(port).await.ok(),
+            None => None,
+        };
+        Scrape {
+            fsyncs,
+            writes: scrape_writes(operator).await.ok(),
+        }
+    }
+
+    /// What happened between `self` and a later scrape: etcd's fsyncs, and the operator's
+    /// writes that were not the change's own (SLA reports, invoices).
+    fn until(&self, later: &Scrape) -> String {
+        let fsyncs = match (&self.fsyncs, &later.fsyncs) {
+            (Some(a), Some(b)) => a.since(b).to_string(),
+            _ => "etcd not scraped".into(),
+        };
+        let writes = match (&self.writes, &later.writes) {
+            (Some(a), Some(b)) => {
+                let of = |kind: &str| {
+                    b.get(kind).copied().unwrap_or(0.0) - a.get(kind).copied().unwrap_or(0.0)
+                };
+                format!(
+                    "{:.0} SlaReport and {:.0} Invoice writes",
+                    of("SlaReport"),
+                    of("Invoice")
+                )
+            }
+            _ => "operator not scraped".into(),
+        };
+        format!("{fsyncs}; {writes}")
+    }
+}
+
 /// Scrapes the write counters every 10 s until `done(reconcile, sla)` holds for the writes per
 /// second of the last 10 s, or `limit` has passed: how long that took, and that last SLA rate.
 async fn wait_for_writes(
@@ -561,15 +603,15 @@ async fn tier_changes(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, i32, Instant)>,
     names: &[String],
     settle: Duration,
-    etcd: Option<u16>,
-) -> Result<(Vec<f64>, Vec<Option<(Fsyncs, Fsyncs)>>)> {
+    scraped: Option<(Option<u16>, u16)>,
+) -> Result<(Vec<f64>, Vec<String>)> {
     let mut latencies = Vec::new();
-    let mut fsyncs = Vec::new();
+    let mut during = Vec::new();
     for name in names {
         while rx.try_recv().is_ok() {}
         // Scraped outside the timed span, before the change and after it is seen.
-        let mut before = match etcd {
-            Some(port) => Fsyncs::scrape(port).await.ok(),
+        let before = match scraped {
+            Some((etcd, operator)) => Some(Scrape::take(etcd, operator).await),
             None => None,
         };
         let sent = Instant::now();
@@ -585,11 +627,9 @@ async fn tier_changes(
                 Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
                     let ms = at.duration_since(sent).as_secs_f64() * 1000.0;
                     latencies.push(ms);
-                    let after = match (etcd, &before) {
-                        (Some(port), Some(_)) => Fsyncs::scrape(port).await.ok(),
-                        _ => None,
-                    };
-                    fsyncs.push(before.take().zip(after));
+                    if let (Some((etcd, operator)), Some(before)) = (scraped, &before) {
+                        during.push(before.until(&Scrape::take(etcd, operator).await));
+                    }
                     if std::env::var_os("REGIE_BENCH_LOG").is_some() {
                         eprintln!(
                             "tier change of {name}: patched at {sent_wall}, seen after {ms:.0} ms"
@@ -603,7 +643,7 @@ async fn tier_changes(
         }
         tokio::time::sleep(settle).await;
     }
-    Ok((latencies, fsyncs))
+    Ok((latencies, during))
 }
 
 /// `--pause-controller-manager`: the controller-manager is stopped (SIGSTOP) while the floor and
@@ -846,40 +886,36 @@ async fn main() -> Result<()> {
     // invoice and the controller-manager's reaction done) — the latency a member's pull request
     // sees. Back to back: the next change is sent the moment the previous one is seen, so each
     // also waits for the tail of the one before (a burst of changes).
+    // A p99 of 50 samples is their slowest (the nearest rank): one outlier decides it. With
+    // enough bronze tenants (every third cold one) the spaced changes are 200, whose p99 is the
+    // third slowest; the burst stays at 50.
     let samples = 50;
+    let spaced_samples = if total >= 3 * (200 + samples) {
+        200
+    } else {
+        samples
+    };
     let bronze = |i: usize| cold_names[(i * 3) % total].clone();
-    let spaced: Vec<String> = (0..samples).map(bronze).collect();
-    let burst: Vec<String> = (samples..2 * samples).map(bronze).collect();
-    let etcd = etcd_port(&cluster);
-    let phase_start = match etcd {
-        Some(port) => Fsyncs::scrape(port).await.ok(),
-        None => None,
-    };
-    let (mut latencies, sample_fsyncs) =
-        tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2), etcd).await?;
-    let phase_end = match etcd {
-        Some(port) => Fsyncs::scrape(port).await.ok(),
-        None => None,
-    };
+    let spaced: Vec<String> = (0..spaced_samples).map(bronze).collect();
+    let burst: Vec<String> = (spaced_samples..spaced_samples + samples)
+        .map(bronze)
+        .collect();
+    let scraped = Some((etcd_port(&cluster), port));
+    let phase_start = Scrape::take(scraped.and_then(|s| s.0), port).await;
+    let (mut latencies, during) =
+        tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2), scraped).await?;
+    let phase = phase_start.until(&Scrape::take(scraped.and_then(|s| s.0), port).await);
     let (mut burst_latencies, _) =
         tier_changes(&api, &mut rx, &burst, Duration::ZERO, None).await?;
-    // The slowest spaced changes beside what etcd's disk did meanwhile.
-    let mut slowest: Vec<(f64, Option<FsyncsBetween>)> = latencies
-        .iter()
-        .zip(&sample_fsyncs)
-        .map(|(ms, f)| (*ms, f.as_ref().map(|(a, b)| a.since(b))))
-        .collect();
+    // The slowest spaced changes beside what etcd's disk and the operator's other writers did
+    // meanwhile.
+    let mut slowest: Vec<(f64, &String)> = latencies.iter().copied().zip(&during).collect();
     slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let fsync_note = |f: &Option<FsyncsBetween>| match f {
-        Some(between) => between.to_string(),
-        None => "etcd not scraped".into(),
-    };
     let slowest_detail: Vec<String> = slowest
         .iter()
         .take(3)
-        .map(|(ms, f)| format!("{ms:.0} ms ({})", fsync_note(f)))
+        .map(|(ms, d)| format!("{ms:.0} ms ({d})"))
         .collect();
-    let phase_fsyncs = phase_start.zip(phase_end).map(|(a, b)| a.since(&b));
     watch.abort();
     let p50 = percentile(&mut latencies.clone(), 0.5);
     let p99 = percentile(&mut latencies.clone(), 0.99);
@@ -909,14 +945,17 @@ async fn main() -> Result<()> {
         "(writes per tenant until all were Ready: {cold_per_tenant:.1} — {})",
         cold_detail.join(", ")
     );
-    println!("| tier change → Deployment updated (watch), p50 | {p50:.0} ms | ≤ 50 ms |");
-    println!("| tier change → Deployment updated (watch), p99 | {p99:.0} ms | ≤ 250 ms |");
+    println!(
+        "| tier change → Deployment updated (watch, {spaced_samples} spaced), p50 | {p50:.0} ms | ≤ 50 ms |"
+    );
+    println!(
+        "| tier change → Deployment updated (watch, {spaced_samples} spaced), p99 | {p99:.0} ms | ≤ 250 ms |"
+    );
     println!(
         "| tier changes back to back (burst of {samples}), p50 / p99 | {burst_p50:.0} / {burst_p99:.0} ms | — |"
     );
     println!(
-        "(etcd during the spaced changes: {}; the slowest three: {})",
-        fsync_note(&phase_fsyncs),
+        "(during the spaced changes: {phase}; the slowest three: {})",
         slowest_detail.join(", ")
     );
     if let Some(waited) = settled_after {
@@ -938,7 +977,7 @@ async fn main() -> Result<()> {
     println!("| operator RSS at {total} tenants | {rss_all} KiB | — |");
     println!("| marginal memory per tenant | {per_tenant:.1} KiB | ≤ 6 KiB |");
     println!(
-        "(median tier-change latency over {samples} changes: {:.0} ms)",
+        "(median tier-change latency over {spaced_samples} changes: {:.0} ms)",
         median(&mut latencies)
     );
     drop(Arc::new(()));
