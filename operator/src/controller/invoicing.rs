@@ -479,10 +479,20 @@ impl Snapshot {
     /// Every tenant's billing input, as `regie bill` reads it from files (the same
     /// [`tenant_input`]), in name order.
     fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
-        fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Vec<K> {
+        // An object that does not read back (not seen) stops the pass: pricing without it
+        // would bill the tenant as if it were gone.
+        fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Result<Vec<K>, BillingError> {
             kept.into_iter()
                 .flatten()
-                .filter_map(|k| k.object())
+                .map(|k| {
+                    k.object().ok_or_else(|| {
+                        BillingError::input(format!(
+                            "the cached {}/{} does not read back",
+                            k.namespace().unwrap_or_default(),
+                            k.name()
+                        ))
+                    })
+                })
                 .collect()
         }
         let source = cluster_source();
@@ -506,8 +516,8 @@ impl Snapshot {
         for tenant in &self.tenants {
             let ns = tenant_namespace(tenant);
             let name = tenant.name_any();
-            let tenant_packages: Vec<WorkplacePackage> = rebuilt(packages.get(ns.as_str()));
-            let tenant_components: Vec<HostingComponent> = rebuilt(components.get(ns.as_str()));
+            let tenant_packages: Vec<WorkplacePackage> = rebuilt(packages.get(ns.as_str()))?;
+            let tenant_components: Vec<HostingComponent> = rebuilt(components.get(ns.as_str()))?;
             let cached_usages: Vec<Usage> = ledgers
                 .get(name.as_str())
                 .into_iter()

@@ -139,11 +139,17 @@ impl<K: Split> Kept<K> {
 
 /// Reads that give whole objects back.
 impl<K: Split> Cache<Kept<K>> {
-    /// The objects of namespace `ns`, by name.
-    pub fn objects_in(&self, ns: &str) -> Vec<Arc<K>> {
+    /// The objects of namespace `ns`, by name; Err names one whose spec does not read back
+    /// (see [`Kept::spec`]). A reader that acts on absence — the reconcile prunes the children
+    /// of components it does not see — must not take such an object for a missing one.
+    pub fn objects_in(&self, ns: &str) -> Result<Vec<Arc<K>>, String> {
         self.in_namespace(ns)
             .iter()
-            .filter_map(|k| k.object().map(Arc::new))
+            .map(|k| {
+                k.object()
+                    .map(Arc::new)
+                    .ok_or_else(|| format!("{ns}/{}", k.name()))
+            })
             .collect()
     }
 
@@ -325,6 +331,15 @@ mod tests {
             &Kept::new(bare.clone()).object().expect("reads back"),
             &bare,
         );
+    }
+
+    #[test]
+    fn a_spec_that_does_not_read_back_makes_no_object() {
+        let c = component(serde_json::json!({"name": "zaaksysteem"}));
+        let mut kept = Kept::new(c);
+        kept.spec = KeptSpec::Text("{\"class\": 7}".into());
+        assert!(kept.spec().is_none());
+        assert!(kept.object().is_none());
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub const FINALIZER: &str = "regie.dev/cleanup";
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A cached object that cannot be read back (not seen): the reconcile stops before it could
+    /// take the object for a removed one and prune its children.
+    #[error("the cached {0} does not read back; nothing applied or pruned")]
+    Unreadable(String),
 }
 
 impl Error {
@@ -44,6 +48,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
             Error::Kube(kube::Error::Api(_)) => "ApiError",
             Error::Kube(_) => "ConnectionError",
+            Error::Unreadable(_) => "CacheUnreadable",
         }
     }
 }
@@ -135,7 +140,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
             .map(|c| (c, tenant_owner.clone()))
             .collect();
     // By name.
-    let components = ctx.components.objects_in(&ns);
+    let components = ctx
+        .components
+        .objects_in(&ns)
+        .map_err(|n| Error::Unreadable(format!("HostingComponent {n}")))?;
     let mut plans = Vec::new();
     for c in components {
         let level = desired::component_level(&tenant, &c).to_string();
@@ -165,7 +173,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     // Meter and apply at once: the ledger only has to be durable before the change is reported
     // done (the statuses below), and doing both together takes a write off every change's
     // latency.
-    let meter_packages = ctx.packages.objects_in(&ns);
+    let meter_packages = ctx
+        .packages
+        .objects_in(&ns)
+        .map_err(|n| Error::Unreadable(format!("WorkplacePackage {n}")))?;
     let meter_components = plans
         .iter()
         .map(|p| regie_crds::generated::SegmentComponent {
@@ -221,7 +232,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     }
     super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
     // By name.
-    let pkgs = ctx.packages.objects_in(&ns);
+    let pkgs = ctx
+        .packages
+        .objects_in(&ns)
+        .map_err(|n| Error::Unreadable(format!("WorkplacePackage {n}")))?;
     // The children's statuses are independent of each other: write them together.
     let ctx_ref = ctx.as_ref();
     let (component_results, package_results) = tokio::join!(
