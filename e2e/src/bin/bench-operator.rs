@@ -323,7 +323,7 @@ async fn scrape_writes(port: u16) -> Result<BTreeMap<String, f64>> {
 /// etcd's WAL fsync histogram as scraped: the cumulative count at or under each bound (in
 /// seconds, ascending), and the count of all. Fsyncs are where a disk shared with other
 /// machines' work shows: one slow fsync holds every write behind it.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Fsyncs {
     buckets: Vec<(f64, f64)>,
     count: f64,
@@ -380,8 +380,8 @@ impl Fsyncs {
     }
 }
 
-/// Fsyncs between two scrapes: how many, how many over 128 ms (a bucket bound), and the bound the slowest
-/// stayed under (None: none, or slower than the last finite bound).
+/// Fsyncs between two scrapes: how many, how many over 128 ms (a bucket bound), and the bound
+/// the slowest stayed under (None: none, or slower than the last finite bound).
 struct FsyncsBetween {
     total: f64,
     slow: f64,
@@ -410,6 +410,13 @@ fn etcd_port(cluster: &TestCluster) -> Option<u16> {
         .and_then(|p| p.trim().parse().ok())
 }
 
+/// Where the scrapes around spaced tier changes go: etcd (when its port is known), the operator.
+#[derive(Clone, Copy)]
+struct Ports {
+    etcd: Option<u16>,
+    operator: u16,
+}
+
 /// What is scraped around spaced tier changes: etcd's fsyncs and the operator's writes.
 struct Scrape {
     fsyncs: Option<Fsyncs>,
@@ -417,14 +424,14 @@ struct Scrape {
 }
 
 impl Scrape {
-    async fn take(etcd: Option<u16>, operator: u16) -> Scrape {
-        let fsyncs = match etcd {
+    async fn take(ports: Ports) -> Scrape {
+        let fsyncs = match ports.etcd {
             Some(port) => Fsyncs::scrape(port).await.ok(),
             None => None,
         };
         Scrape {
             fsyncs,
-            writes: scrape_writes(operator).await.ok(),
+            writes: scrape_writes(ports.operator).await.ok(),
         }
     }
 
@@ -603,7 +610,7 @@ async fn tier_changes(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, i32, Instant)>,
     names: &[String],
     settle: Duration,
-    scraped: Option<(Option<u16>, u16)>,
+    scraped: Option<Ports>,
 ) -> Result<(Vec<f64>, Vec<String>)> {
     let mut latencies = Vec::new();
     let mut during = Vec::new();
@@ -611,7 +618,7 @@ async fn tier_changes(
         while rx.try_recv().is_ok() {}
         // Scraped outside the timed span, before the change and after it is seen.
         let before = match scraped {
-            Some((etcd, operator)) => Some(Scrape::take(etcd, operator).await),
+            Some(ports) => Some(Scrape::take(ports).await),
             None => None,
         };
         let sent = Instant::now();
@@ -627,8 +634,8 @@ async fn tier_changes(
                 Ok(Some((n, replicas, at))) if n == ns && replicas == 3 => {
                     let ms = at.duration_since(sent).as_secs_f64() * 1000.0;
                     latencies.push(ms);
-                    if let (Some((etcd, operator)), Some(before)) = (scraped, &before) {
-                        during.push(before.until(&Scrape::take(etcd, operator).await));
+                    if let (Some(ports), Some(before)) = (scraped, &before) {
+                        during.push(before.until(&Scrape::take(ports).await));
                     }
                     if std::env::var_os("REGIE_BENCH_LOG").is_some() {
                         eprintln!(
@@ -900,11 +907,14 @@ async fn main() -> Result<()> {
     let burst: Vec<String> = (spaced_samples..spaced_samples + samples)
         .map(bronze)
         .collect();
-    let scraped = Some((etcd_port(&cluster), port));
-    let phase_start = Scrape::take(scraped.and_then(|s| s.0), port).await;
+    let ports = Ports {
+        etcd: etcd_port(&cluster),
+        operator: port,
+    };
+    let phase_start = Scrape::take(ports).await;
     let (mut latencies, during) =
-        tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2), scraped).await?;
-    let phase = phase_start.until(&Scrape::take(scraped.and_then(|s| s.0), port).await);
+        tier_changes(&api, &mut rx, &spaced, Duration::from_secs(2), Some(ports)).await?;
+    let phase = phase_start.until(&Scrape::take(ports).await);
     let (mut burst_latencies, _) =
         tier_changes(&api, &mut rx, &burst, Duration::ZERO, None).await?;
     // The slowest spaced changes beside what etcd's disk and the operator's other writers did
