@@ -345,6 +345,15 @@ async fn read(
         })
 }
 
+/// The one field of a package's spec this loop reads, every tick, of every package: decoded
+/// alone from the cached text.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceOnly {
+    #[serde(default)]
+    account_source: Option<AccountSource>,
+}
+
 /// Reads every package's source on its interval until the task is aborted; a changed
 /// observation wakes the package's tenant through `trigger`.
 pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSender<String>) {
@@ -399,7 +408,7 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
         let now = tokio::time::Instant::now();
         let mut live: HashSet<Key> = HashSet::new();
         for p in ctx.packages.state() {
-            let Some(src) = p.spec().and_then(|s| s.account_source) else {
+            let Some(src) = p.spec_part::<SourceOnly>().and_then(|s| s.account_source) else {
                 continue;
             };
             let src = &src;

@@ -487,9 +487,8 @@ impl Snapshot {
                 .map(|k| {
                     k.object().ok_or_else(|| {
                         BillingError::input(format!(
-                            "the cached {}/{} does not read back",
-                            k.namespace().unwrap_or_default(),
-                            k.name()
+                            "the cached {} does not read back",
+                            k.describe()
                         ))
                     })
                 })

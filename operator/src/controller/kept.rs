@@ -20,6 +20,8 @@ use super::cache::Cache;
 
 /// A custom kind whose objects are metadata, a spec and an optional status.
 pub trait Split: Sized {
+    /// The kind's name, for messages.
+    const KIND: &'static str;
     type Spec: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned;
     type Status: Clone;
     /// The parts, the status's conditions without spare room (deserialising grows a vector
@@ -31,6 +33,7 @@ pub trait Split: Sized {
 macro_rules! split {
     ($kind:ty, $spec:ty, $status:ty) => {
         impl Split for $kind {
+            const KIND: &'static str = stringify!($kind);
             type Spec = $spec;
             type Status = $status;
             fn split(mut self) -> (ObjectMeta, $spec, Option<$status>) {
@@ -89,10 +92,27 @@ impl<S: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned> Kept
     fn get(&self) -> Option<S> {
         match self {
             KeptSpec::Whole(spec) => Some(S::clone(spec)),
-            KeptSpec::Text(text) => serde_json::from_str(text)
-                .inspect_err(|e| tracing::error!(error = %e, "a cached spec does not read back"))
-                .ok(),
+            KeptSpec::Text(text) => Self::decoded(text),
         }
+    }
+
+    /// The fields of the spec that `P` declares, decoded without the others.
+    fn part<P: serde::de::DeserializeOwned>(&self) -> Option<P> {
+        match self {
+            KeptSpec::Whole(spec) => serde_json::to_value(spec.as_ref())
+                .ok()
+                .and_then(|v| Self::decoded_from(serde_json::from_value(v))),
+            KeptSpec::Text(text) => Self::decoded(text),
+        }
+    }
+
+    fn decoded<P: serde::de::DeserializeOwned>(text: &str) -> Option<P> {
+        Self::decoded_from(serde_json::from_str(text))
+    }
+
+    fn decoded_from<P>(read: serde_json::Result<P>) -> Option<P> {
+        read.inspect_err(|e| tracing::error!(error = %e, "a cached spec does not read back"))
+            .ok()
     }
 }
 
@@ -120,6 +140,22 @@ impl<K: Split> Kept<K> {
         self.spec.get()
     }
 
+    /// Only the fields of the spec that `P` declares (a loop that looks at one field of every
+    /// object each tick need not build the rest).
+    pub fn spec_part<P: serde::de::DeserializeOwned>(&self) -> Option<P> {
+        self.spec.part()
+    }
+
+    /// Kind, namespace and name, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}/{}",
+            K::KIND,
+            self.namespace().unwrap_or_default(),
+            self.name()
+        )
+    }
+
     pub fn name(&self) -> &str {
         &self.meta.name
     }
@@ -139,17 +175,13 @@ impl<K: Split> Kept<K> {
 
 /// Reads that give whole objects back.
 impl<K: Split> Cache<Kept<K>> {
-    /// The objects of namespace `ns`, by name; Err names one whose spec does not read back
+    /// The objects of namespace `ns`, by name; Err describes one whose spec does not read back
     /// (see [`Kept::spec`]). A reader that acts on absence — the reconcile prunes the children
     /// of components it does not see — must not take such an object for a missing one.
     pub fn objects_in(&self, ns: &str) -> Result<Vec<Arc<K>>, String> {
         self.in_namespace(ns)
             .iter()
-            .map(|k| {
-                k.object()
-                    .map(Arc::new)
-                    .ok_or_else(|| format!("{ns}/{}", k.name()))
-            })
+            .map(|k| k.object().map(Arc::new).ok_or_else(|| k.describe()))
             .collect()
     }
 
@@ -340,6 +372,24 @@ mod tests {
         kept.spec = KeptSpec::Text("{\"class\": 7}".into());
         assert!(kept.spec().is_none());
         assert!(kept.object().is_none());
+    }
+
+    #[test]
+    fn a_part_of_the_spec_is_read_alone_from_text_and_from_a_whole_spec() {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LevelOnly {
+            service_level: Option<String>,
+        }
+        let c = component(serde_json::json!({"name": "zaaksysteem"}));
+        let mut kept = Kept::new(c.clone());
+        assert!(matches!(kept.spec, KeptSpec::Text(_)));
+        let level =
+            |k: &Kept<HostingComponent>| k.spec_part::<LevelOnly>().map(|p| p.service_level);
+        assert_eq!(level(&kept), Some(Some("gold".to_string())));
+        kept.spec = KeptSpec::Whole(Box::new(c.spec));
+        assert_eq!(level(&kept), Some(Some("gold".to_string())));
+        assert_eq!(kept.describe(), "HostingComponent /zaaksysteem");
     }
 
     #[test]

@@ -140,10 +140,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
             .map(|c| (c, tenant_owner.clone()))
             .collect();
     // By name.
-    let components = ctx
-        .components
-        .objects_in(&ns)
-        .map_err(|n| Error::Unreadable(format!("HostingComponent {n}")))?;
+    let components = ctx.components.objects_in(&ns).map_err(Error::Unreadable)?;
     let mut plans = Vec::new();
     for c in components {
         let level = desired::component_level(&tenant, &c).to_string();
@@ -173,10 +170,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     // Meter and apply at once: the ledger only has to be durable before the change is reported
     // done (the statuses below), and doing both together takes a write off every change's
     // latency.
-    let meter_packages = ctx
-        .packages
-        .objects_in(&ns)
-        .map_err(|n| Error::Unreadable(format!("WorkplacePackage {n}")))?;
+    let meter_packages = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
     let meter_components = plans
         .iter()
         .map(|p| regie_crds::generated::SegmentComponent {
@@ -232,10 +226,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
     }
     super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
     // By name.
-    let pkgs = ctx
-        .packages
-        .objects_in(&ns)
-        .map_err(|n| Error::Unreadable(format!("WorkplacePackage {n}")))?;
+    let pkgs = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
     // The children's statuses are independent of each other: write them together.
     let ctx_ref = ctx.as_ref();
     let (component_results, package_results) = tokio::join!(
