@@ -754,15 +754,10 @@ impl Drop for ControllerManagerPause {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let first = (total / 4).max(1);
-    let bin = regie_binary()?;
+/// A control plane of the benchmark's own with the examples' levels and price lists, its
+/// API server and etcd pinned to core 0 (the operator gets core 1, where taskset exists).
+async fn prepared_cluster() -> Result<(TestCluster, Client)> {
     let cluster = TestCluster::start()?;
-    // The API server gets core 0, the operator core 1 (where taskset exists).
     for pid in SERVER.iter().filter_map(|c| pid_of(&cluster, c)) {
         let _ = Command::new("taskset")
             .args(["-a", "-p", "-c", "0", &pid.to_string()])
@@ -775,8 +770,16 @@ async fn main() -> Result<()> {
     for p in price_lists() {
         apply(&Api::<PriceList>::all(client.clone()), &p).await?;
     }
-    let pdb_version = regie::controller::children::pdb_version(&client).await;
+    Ok((cluster, client))
+}
 
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let total: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+    let first = (total / 4).max(1);
+    let bin = regie_binary()?;
     // `--quick` measures cold convergence, idle writes and tier changes only: no floor, no
     // memory phase (for trying a change; the write-up needs the full run). `--skip-floor` keeps
     // the memory phase.
@@ -790,25 +793,14 @@ async fn main() -> Result<()> {
             "the tier-change phase needs at least 300 tenants (got {total}); below that, use --memory-only"
         );
     }
-    let pause = ControllerManagerPause::new(
-        &cluster,
-        args.iter().any(|a| a == "--pause-controller-manager"),
-    );
     let port = 18090;
     let malloc_tunables = if args.iter().any(|a| a == "--malloc-defaults") {
         String::new()
     } else {
         chart_malloc_tunables()?
     };
-    let launch = || {
-        start_operator(
-            &bin,
-            &cluster.kubeconfig,
-            port,
-            concurrency,
-            &malloc_tunables,
-        )
-    };
+    let launch =
+        |kubeconfig: &Path| start_operator(&bin, kubeconfig, port, concurrency, &malloc_tunables);
     eprintln!(
         "operator allocator: {}",
         if malloc_tunables.is_empty() {
@@ -818,18 +810,21 @@ async fn main() -> Result<()> {
         }
     );
 
-    // 1. Cold convergence of the first quarter, memory at that size, then the rest.
+    // 1. Cold convergence of the first quarter, memory at that size, then the rest. On a
+    // control plane of its own, stopped before the floor (from run 32): its tenants would
+    // otherwise stay present through the tier changes, doubling the goal's 1,000.
     let (rss_first, rss_all) = if quick {
         (0, 0)
     } else {
+        let (cluster, client) = prepared_cluster().await?;
         let names: Vec<String> = (0..total).map(|i| format!("bench-{i:04}")).collect();
         create_inputs(&client, &names[..first], concurrency).await?;
-        let op = launch()?;
+        let op = launch(&cluster.kubeconfig)?;
         let t_first = all_ready(&client, first, Duration::from_secs(1800)).await?;
         let rss_first = settled_rss(&op, port, first, t_first).await?;
         drop(op);
         create_inputs(&client, &names[first..], concurrency).await?;
-        let op = launch()?;
+        let op = launch(&cluster.kubeconfig)?;
         let t_all = all_ready(&client, total, Duration::from_secs(3600)).await?;
         eprintln!(
             "(a restart over {first} converged tenants and {} new)",
@@ -837,6 +832,7 @@ async fn main() -> Result<()> {
         );
         let rss_all = settled_rss(&op, port, total, t_all).await?;
         drop(op);
+        drop(cluster);
         (rss_first, rss_all)
     };
     let per_tenant = (rss_all as f64 - rss_first as f64) / (total - first) as f64;
@@ -846,10 +842,16 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
-    // 2. The floor, on names of its own. After the memory phase (from run 20): the floor's
-    // children carry tenant labels, so the operator's watches list them; present while memory
-    // was measured, they raised the first reading (their list's transient stays in the
-    // allocator) and understated the marginal cost per tenant.
+    // 2. The floor, on names of its own, on a fresh control plane. Not where memory is
+    // measured (from run 20): the floor's children carry tenant labels, so the operator's
+    // watches list them; present while memory was measured, they raised the first reading
+    // (their list's transient stays in the allocator) and understated the marginal cost.
+    let (cluster, client) = prepared_cluster().await?;
+    let pdb_version = regie::controller::children::pdb_version(&client).await;
+    let pause = ControllerManagerPause::new(
+        &cluster,
+        args.iter().any(|a| a == "--pause-controller-manager"),
+    );
     let server_cpu = ServerCpu::new(&cluster);
     let (floor_time, floor_objects, floor_cpu) = if skip_floor {
         (Duration::ZERO, 0, 0.0)
@@ -874,7 +876,7 @@ async fn main() -> Result<()> {
     pause.stop();
     let cpu_before = server_cpu.used();
     let start = Instant::now();
-    let op = launch()?;
+    let op = launch(&cluster.kubeconfig)?;
     let api: Api<Tenant> = Api::all(client.clone());
     let ready = ready_on_watch(&client, "cold-", total, start, Duration::from_secs(3600)).await;
     let cold = start.elapsed();
@@ -967,9 +969,8 @@ async fn main() -> Result<()> {
         etcd: etcd_port(&cluster),
         operator: port,
     };
-    // A full run keeps the memory phase's tenants: the tier changes then run with twice the
-    // tenants the goal names present (and twice the operator's background writes); `--quick`
-    // with the goal's own count.
+    // Printed beside the figures: until run 31 a full run kept the memory phase's tenants,
+    // so its tier changes ran with twice the tenants the goal names.
     let present = api.list_metadata(&ListParams::default()).await?.items.len();
     let phase_start = Scrape::take(ports).await;
     let (mut latencies, during) =
