@@ -228,9 +228,18 @@ async fn wait_segments(
     what: &str,
     check: impl Fn(&[regie_crds::generated::Segment]) -> bool,
 ) {
+    wait_month_segments(client, "2026-03", what, check).await;
+}
+
+async fn wait_month_segments(
+    client: &Client,
+    month: &str,
+    what: &str,
+    check: impl Fn(&[regie_crds::generated::Segment]) -> bool,
+) {
     let check = &check;
     eventually(what, WAIT, || async move {
-        Ok(check(&segments(client, "2026-03").await))
+        Ok(check(&segments(client, month).await))
     })
     .await
     .expect(what);
@@ -451,7 +460,13 @@ async fn invoices_end_to_end() {
 
     // 8. Restart in May: April final with number 2, carrying the correction; May without it.
     //    The stopped operator is left as one that died opening May: April's ledger closed at
-    //    May's first instant, May's not written. April's state still carries into May.
+    //    May's first instant, May's not written. April's state still carries into May. April's
+    //    ledger is opened by the first reconcile in April (the resync comes every second),
+    //    which the steps above need not have waited for.
+    wait_month_segments(&client, "2026-04", "April's ledger opened", |s| {
+        !s.is_empty()
+    })
+    .await;
     op.stop().await;
     let mut april_segments = segments(&client, "2026-04").await;
     april_segments.last_mut().expect("April has a segment").to =

@@ -394,9 +394,9 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
         }
         // A change wakes the tenant of its namespace; until the tenant cache knows it (right
         // after start), the wake waits rather than being lost.
-        wake.retain(|ns| match ctx.tenant_of_namespace(ns) {
-            Some(t) => {
-                let _ = trigger.send(t.name_any());
+        wake.retain(|ns| match ctx.tenant_name_of_namespace(ns) {
+            Some(name) => {
+                let _ = trigger.send(name);
                 false
             }
             None => ctx

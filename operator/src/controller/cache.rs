@@ -2,12 +2,12 @@
 //! one string key.
 //!
 //! kube-runtime's reflector stores every object whole, keyed by a reference that holds its own
-//! copies of name, namespace, uid and resourceVersion. For the kinds invoicing reads — a Usage,
-//! an SlaReport and an Invoice per tenant and month, thousands of each — that is most of what
-//! they cost: a label map alone keeps a B-tree node of over half a KiB. Here each kind says
-//! what it keeps ([`Filler::handle`]'s `slim`), and the key is one string, `namespace/name`, in
-//! order, so that a namespace's objects (a tenant's components) are found without a walk over
-//! all of them.
+//! copies of name, namespace, uid and resourceVersion. For the Tenants, their components and
+//! packages, and the kinds invoicing reads — a Usage, an SlaReport and an Invoice per tenant
+//! and month, thousands of each — that is most of what they cost: a label map alone keeps a
+//! B-tree node of over half a KiB. Here each kind says what it keeps ([`Filler::handle`]'s
+//! `slim`), and the key is one string, `namespace/name`, in order, so that a namespace's
+//! objects (a tenant's components) are found without a walk over all of them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -57,6 +57,12 @@ impl<V> Cache<V> {
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<V>> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
         live.get(format!("{ns}/{name}").as_str()).cloned()
+    }
+
+    /// The cluster-scoped object `name`.
+    pub fn named(&self, name: &str) -> Option<Arc<V>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.get(name).cloned()
     }
 
     /// Whether the cache, fully listed, holds nothing under `key` (`namespace/name`, or the name

@@ -358,7 +358,7 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
 async fn run(ctx: Arc<Context>) {
     let inv = ctx.invoicing.clone();
     inv.ready().await;
-    ctx.tenants_synced.clone().await;
+    ctx.tenants.wait_listed().await;
     ctx.packages.wait_listed().await;
     ctx.components.wait_listed().await;
     let mut backoff = Duration::ZERO;
@@ -434,7 +434,7 @@ fn cluster_source() -> Source {
 /// over thousands of tenants holds one tenant's objects and every tenant's billing input, not
 /// every object whole (heaptrack saw about 6 KiB per tenant for the whole objects).
 struct Snapshot {
-    tenants: Vec<Arc<Tenant>>,
+    tenants: Vec<Arc<Kept<Tenant>>>,
     packages: Vec<Arc<Kept<WorkplacePackage>>>,
     components: Vec<Arc<Kept<HostingComponent>>>,
     orders: Vec<Arc<ServiceOrder>>,
@@ -481,18 +481,13 @@ impl Snapshot {
     fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
         // An object that does not read back (not seen) stops the pass: pricing without it
         // would bill the tenant as if it were gone.
+        fn rebuilt_one<K: Split>(kept: &Kept<K>) -> Result<K, BillingError> {
+            kept.object().ok_or_else(|| {
+                BillingError::input(format!("the cached {} does not read back", kept.describe()))
+            })
+        }
         fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Result<Vec<K>, BillingError> {
-            kept.into_iter()
-                .flatten()
-                .map(|k| {
-                    k.object().ok_or_else(|| {
-                        BillingError::input(format!(
-                            "the cached {} does not read back",
-                            k.describe()
-                        ))
-                    })
-                })
-                .collect()
+            kept.into_iter().flatten().map(|k| rebuilt_one(k)).collect()
         }
         let source = cluster_source();
         let packages = grouped(
@@ -512,7 +507,8 @@ impl Snapshot {
         );
         let ledgers = grouped(self.ledgers().map(|l| (l.spec.tenant.as_str(), l)));
         let mut inputs = Vec::with_capacity(self.tenants.len());
-        for tenant in &self.tenants {
+        for kept in &self.tenants {
+            let tenant = &rebuilt_one(kept)?;
             let ns = tenant_namespace(tenant);
             let name = tenant.name_any();
             let tenant_packages: Vec<WorkplacePackage> = rebuilt(packages.get(ns.as_str()))?;
@@ -988,8 +984,8 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let opening = snapshot.opening();
     let deleting: BTreeSet<String> = tenants
         .iter()
-        .filter(|t| t.meta().deletion_timestamp.is_some())
-        .map(|t| t.name_any())
+        .filter(|t| t.deleting())
+        .map(|t| t.name().to_string())
         .collect();
     let reports = inv.reports.state();
     let stored: Arc<BTreeMap<String, Arc<StoredInvoice>>> = Arc::new(
@@ -1041,16 +1037,12 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             let message = e.to_string();
             if last_error.as_deref() != Some(message.as_str()) {
                 tracing::error!(error = %message, "invoices cannot be priced");
-                let regarding: Vec<Arc<Tenant>> = match &scope {
-                    Scope::All => tenants.clone(),
-                    Scope::Leaving(t) => tenants
-                        .iter()
-                        .filter(|x| x.name_any() == *t)
-                        .cloned()
-                        .collect(),
-                };
-                for t in regarding {
-                    warn(ctx, t.as_ref(), &message).await;
+                let regarding = tenants.iter().filter(|x| match &scope {
+                    Scope::All => true,
+                    Scope::Leaving(t) => x.name() == t,
+                });
+                for t in regarding.filter_map(|t| t.object()) {
+                    warn(ctx, &t, &message).await;
                 }
                 *last_error = Some(message);
             }
@@ -1505,7 +1497,7 @@ spec:
                 .collect()
         }
         Snapshot {
-            tenants: shared(&inv.tenants),
+            tenants: kept(&inv.tenants),
             packages: kept(&inv.packages),
             components: kept(&inv.components),
             orders: shared(&inv.orders),

@@ -1,11 +1,11 @@
-//! How a [`Cache`](super::cache::Cache) keeps a component or a package: the spec as its JSON
+//! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as its JSON
 //! text, the status as it is, metadata without the 360-byte `ObjectMeta` and its heap strings
 //! for uid and resourceVersion. Readers get the whole object back, equal to what the watch
 //! delivered (managed fields aside), built when they ask.
 //!
 //! A tenant's two components and its package were over a KiB of metadata, most of it fields
 //! that are always empty on these kinds. Anything set beyond the fields kept here (labels,
-//! annotations, finalizers, a deletion timestamp, a uid that is not a canonical UUID) stays in
+//! annotations, a deletion timestamp, a uid that is not a canonical UUID) stays in
 //! a boxed `ObjectMeta` of its own, so nothing is ever lost, only the common case made small.
 //! A spec is a struct with a slot for every optional field (a component's is 232 bytes before
 //! its strings) of which a few are set; its text is one allocation of about half that. Specs
@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use regie_crds::{HostingComponent, WorkplacePackage};
+use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 
 use super::cache::Cache;
 
@@ -57,6 +57,11 @@ split!(
     HostingComponent,
     regie_crds::tenancy::HostingComponentSpec,
     regie_crds::tenancy::HostingComponentStatus
+);
+split!(
+    Tenant,
+    regie_crds::tenancy::TenantSpec,
+    regie_crds::tenancy::TenantStatus
 );
 split!(
     WorkplacePackage,
@@ -201,6 +206,8 @@ struct KeptMeta {
     resource_version: Option<u64>,
     generation: Option<i64>,
     creation_timestamp: Option<Time>,
+    /// Finalizers, when there are any (every Tenant has regie's own).
+    finalizers: Box<[Box<str>]>,
     /// Every other field that is set, and a uid or resourceVersion of another form.
     rest: Option<Box<ObjectMeta>>,
 }
@@ -222,6 +229,16 @@ impl KeptMeta {
         let namespace = meta.namespace.take().map(String::into_boxed_str);
         let generation = meta.generation.take();
         let creation_timestamp = meta.creation_timestamp.take();
+        let finalizers = match meta.finalizers.take() {
+            Some(list) if !list.is_empty() => {
+                list.into_iter().map(String::into_boxed_str).collect()
+            }
+            // An explicit empty list stays as it came.
+            other => {
+                meta.finalizers = other;
+                Box::default()
+            }
+        };
         KeptMeta {
             name,
             namespace,
@@ -229,6 +246,7 @@ impl KeptMeta {
             resource_version,
             generation,
             creation_timestamp,
+            finalizers,
             rest: (meta != ObjectMeta::default()).then(|| Box::new(meta)),
         }
     }
@@ -246,6 +264,9 @@ impl KeptMeta {
         }
         meta.generation = self.generation;
         meta.creation_timestamp = self.creation_timestamp.clone();
+        if !self.finalizers.is_empty() {
+            meta.finalizers = Some(self.finalizers.iter().map(|f| f.to_string()).collect());
+        }
         meta
     }
 }
@@ -390,6 +411,34 @@ mod tests {
         kept.spec = KeptSpec::Whole(Box::new(c.spec));
         assert_eq!(level(&kept), Some(Some("gold".to_string())));
         assert_eq!(kept.describe(), "HostingComponent /zaaksysteem");
+    }
+
+    #[test]
+    fn a_tenant_with_its_finalizer_keeps_no_object_meta_and_comes_back_equal() {
+        let t: Tenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "utrecht", "uid": "0f8e6f3c-6d1a-4c8e-9b3e-2a7d5c4b3a21",
+                         "resourceVersion": "42", "generation": 3,
+                         "finalizers": ["regie.dev/cleanup"]},
+            "spec": {"displayName": "Gemeente Utrecht", "serviceLevel": "silver",
+                     "membership": {"joined": "2024-01-01"},
+                     "access": {"groups": ["utrecht-beheer"]}},
+            "status": {"observedGeneration": 3, "namespace": "tenant-utrecht",
+                       "components": {"total": 2, "ready": 1, "notReady": ["portal"]},
+                       "conditions": [{"type": "Ready", "status": "False", "reason": "ChildStalled",
+                                       "message": "m", "lastTransitionTime": "2026-05-01T00:00:00Z"}]}
+        }))
+        .expect("a valid tenant");
+        let kept = Kept::new(t.clone());
+        assert!(kept.meta.rest.is_none(), "a finalizer is kept apart");
+        assert_same(&kept.object().expect("reads back"), &t);
+        // An explicit empty list of finalizers is no finalizer, but comes back as it was.
+        let mut empty = t;
+        empty.metadata.finalizers = Some(Vec::new());
+        assert_same(
+            &Kept::new(empty.clone()).object().expect("reads back"),
+            &empty,
+        );
     }
 
     #[test]

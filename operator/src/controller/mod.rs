@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The Tenant is the unit of work: its reconcile handles its components and packages too, so
-//! its status can roll them up and name the root cause of anything not ready.
+//! its status can roll them up and name the root cause of anything not ready. Every change is
+//! a tenant's name sent to the work queue (`queue`), which reconciles each tenant as the
+//! tenant cache holds it at that moment.
 
 pub mod accounts;
 pub mod activity;
@@ -23,6 +25,7 @@ pub mod leader;
 pub mod memo;
 pub mod metering;
 pub mod probing;
+pub mod queue;
 pub mod tenant;
 pub mod views;
 
@@ -33,15 +36,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use regie_crds::{HostingComponent, ServiceLevel, Tenant, WorkplacePackage};
 
 use crate::desired::Settings;
-use crate::inventory::{has_namespace, tenant_namespace};
 use crate::metrics::Metrics;
 use cache::Cache;
 use children::{ChildIndex, ChildKind};
@@ -57,7 +58,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub kinds: Vec<ChildKind>,
     pub index: ChildIndex,
-    pub tenants: Store<Tenant>,
+    pub tenants: Arc<Cache<Kept<Tenant>>>,
     pub levels: Store<ServiceLevel>,
     pub components: Arc<Cache<Kept<HostingComponent>>>,
     pub packages: Arc<Cache<Kept<WorkplacePackage>>>,
@@ -77,11 +78,37 @@ pub struct Context {
     pub status_memo: memo::StatusMemo,
     /// The reconciles in progress: SLA reports and invoice drafts are written between them.
     pub activity: activity::Activity,
-    /// Resolves once the tenant cache holds the whole list. Await this, never
-    /// `tenants.wait_until_ready()`: kube-runtime's store keeps only the last waiter's waker,
-    /// and the controller's runner waits on it too, so of several tasks waiting at once all but
-    /// one would hang.
-    pub tenants_synced: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+}
+
+/// The fields of a Tenant's spec that the loops over every tenant read, decoded without the
+/// rest (see [`Kept::spec_part`]).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub service_level: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl Placement {
+    /// The namespace of a tenant named `name` with this placement
+    /// ([`crate::inventory::tenant_namespace`] on the compact form).
+    pub fn namespace_of(&self, name: &str) -> String {
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| format!("{}{name}", regie_crds::tenancy::NAMESPACE_PREFIX))
+    }
+
+    /// Whether a tenant named `name` with this placement owns namespace `ns`
+    /// ([`crate::inventory::has_namespace`] on the compact form).
+    fn owns(&self, name: &str, ns: &str) -> bool {
+        match &self.namespace {
+            Some(own) => own == ns,
+            None => ns
+                .strip_prefix(regie_crds::tenancy::NAMESPACE_PREFIX)
+                .is_some_and(|rest| rest == name),
+        }
+    }
 }
 
 impl Context {
@@ -89,9 +116,35 @@ impl Context {
         (self.clock)()
     }
 
-    /// The tenant that owns namespace `ns`, if any.
+    /// The tenant `name`, whole (None when the cache does not hold it, or it does not read
+    /// back: logged by [`Kept::spec`]).
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.named(name)?.object().map(Arc::new)
+    }
+
+    /// The name of the tenant that owns namespace `ns`, if any. Most tenants live in
+    /// `tenant-<name>`, found by that name; only a namespace of another form takes a walk.
+    pub fn tenant_name_of_namespace(&self, ns: &str) -> Option<String> {
+        let owns = |t: &Kept<Tenant>| {
+            t.spec_part::<Placement>()
+                .is_some_and(|p| p.owns(t.name(), ns))
+        };
+        if let Some(name) = ns.strip_prefix(regie_crds::tenancy::NAMESPACE_PREFIX)
+            && let Some(t) = self.tenants.named(name)
+            && owns(&t)
+        {
+            return Some(name.to_string());
+        }
+        self.tenants
+            .state()
+            .iter()
+            .find(|t| owns(t))
+            .map(|t| t.name().to_string())
+    }
+
+    /// The tenant that owns namespace `ns`, whole.
     pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
-        self.tenants.find(|t| has_namespace(t, ns))
+        self.tenant(&self.tenant_name_of_namespace(ns)?)
     }
 
     /// The replica counts of a hosted component's Deployment, as last seen on the watch.
@@ -152,21 +205,6 @@ fn slim<K: kube::Resource>(o: &mut K) {
     }
 }
 
-/// A cached Tenant's lists without spare room: deserialising grows a vector to four slots
-/// for its first element, and a Tenant has three conditions, one group, a few names.
-fn fit_tenant(t: &mut Tenant) {
-    t.spec.access.groups.shrink_to_fit();
-    if let Some(s) = t.status.as_mut() {
-        s.conditions.shrink_to_fit();
-        for rollup in [s.components.as_mut(), s.packages.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            rollup.not_ready.shrink_to_fit();
-        }
-    }
-}
-
 /// `slim` for a [`Cache`]: the object without what no cache needs.
 fn slimmed<K: kube::Resource>(mut o: K) -> K {
     slim(&mut o);
@@ -199,6 +237,40 @@ impl TenantKind for WorkplacePackage {
     }
 }
 
+/// Keeps the tenant cache filled, and sends each tenant applied once reconciles have begun to
+/// the queue (before that, the first pass over every tenant covers them). A relist's tenants
+/// are sent once it is complete, when the cache holds them.
+async fn follow_tenants(
+    ctx: Arc<Context>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+    trigger: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let mut events = std::pin::pin!(cache::watch_all::<Tenant>(ctx.client.clone()));
+    let mut filler = cache::Filler::new(ctx.tenants.clone(), cache::differ);
+    let mut relisted = Vec::new();
+    while let Some(ev) = events.next().await {
+        let running = started.load(std::sync::atomic::Ordering::Acquire);
+        let applied = match &ev {
+            Event::Apply(t) if running => Some(t.name_any()),
+            Event::InitApply(t) if running => {
+                relisted.push(t.name_any());
+                None
+            }
+            _ => None,
+        };
+        let done = matches!(ev, Event::InitDone);
+        filler.handle(ev, |t| Kept::new(slimmed(t)));
+        if let Some(name) = applied {
+            let _ = trigger.send(name);
+        }
+        if done {
+            for name in std::mem::take(&mut relisted) {
+                let _ = trigger.send(name);
+            }
+        }
+    }
+}
+
 /// Keeps the cache of a tenant's kind filled, and sends each change to the tenant of the
 /// object's namespace (after the cache holds it: the reconcile reads it there).
 async fn follow<K: TenantKind + Split>(
@@ -222,10 +294,10 @@ async fn follow<K: TenantKind + Split>(
         let Some((o, deleted)) = touched else {
             continue;
         };
-        ctx.tenants_synced.clone().await;
-        match ctx.tenant_of_namespace(&o.namespace().unwrap_or_default()) {
-            Some(t) => {
-                let _ = trigger.send(t.name_any());
+        ctx.tenants.wait_listed().await;
+        match ctx.tenant_name_of_namespace(&o.namespace().unwrap_or_default()) {
+            Some(name) => {
+                let _ = trigger.send(name);
             }
             None if !deleted => K::mark_orphan(&ctx, &o).await,
             None => {}
@@ -246,35 +318,10 @@ pub async fn run(
     let index = ChildIndex::default();
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
 
-    let tenants_api: Api<Tenant> = Api::all(client.clone());
     let (levels, levels_writer) = reflector::store();
+    let tenants = Arc::new(Cache::default());
     let components = Arc::new(Cache::default());
     let packages = Arc::new(Cache::default());
-
-    // Every cache holds objects without managed fields: the reflector stores what its input
-    // stream yields, so they are slimmed before it, not after.
-    let (tenants, tenants_writer) = reflector::store();
-    // Whether the tenant cache holds the whole list: told by the stream itself, because
-    // `Store::wait_until_ready` wakes only the last of several waiters, and the controller's
-    // own runner is one of them.
-    let (tenants_listed, mut tenants_listed_rx) = tokio::sync::watch::channel(false);
-    let tenant_events = reflector::reflector(
-        tenants_writer,
-        watcher::watcher(tenants_api, watcher::Config::default())
-            .default_backoff()
-            .modify(|t: &mut Tenant| {
-                slim(t);
-                fit_tenant(t);
-            }),
-    )
-    .inspect(move |ev| {
-        if matches!(ev, Ok(Event::InitDone)) {
-            tenants_listed.send_replace(true);
-        }
-    })
-    .applied_objects();
-    let controller = Controller::for_stream(tenant_events, tenants.clone())
-        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
 
     let (probes, probe_events) =
         match probing::Probes::start(options.probe_policy.clone(), &metrics) {
@@ -310,9 +357,6 @@ pub async fn run(
         metered: metering::Recorded::default(),
         status_memo: memo::StatusMemo::default(),
         activity: activity::Activity::default(),
-        tenants_synced: futures::FutureExt::shared(futures::FutureExt::boxed(async move {
-            let _ = tenants_listed_rx.wait_for(|listed| *listed).await;
-        })),
     });
 
     let probes = ctx.probes.clone();
@@ -352,10 +396,13 @@ pub async fn run(
                     _ => continue,
                 };
                 for t in ctx.tenants.state() {
-                    let uses = t.spec.service_level == name
+                    let Some(placement) = t.spec_part::<Placement>() else {
+                        continue;
+                    };
+                    let uses = placement.service_level == name
                         || ctx
                             .components
-                            .in_namespace(&tenant_namespace(&t))
+                            .in_namespace(&placement.namespace_of(t.name()))
                             .iter()
                             .any(|c| {
                                 c.spec().is_some_and(|s| {
@@ -363,13 +410,18 @@ pub async fn run(
                                 })
                             });
                     if uses {
-                        let _ = tx.send(t.name_any());
+                        let _ = tx.send(t.name().to_string());
                     }
                 }
             }
         });
     }
 
+    tasks.spawn(follow_tenants(
+        ctx.clone(),
+        started.clone(),
+        trigger_tx.clone(),
+    ));
     // Components and packages reach the tenant of their namespace; with no tenant there, they
     // are marked Stalled right here.
     tasks.spawn(follow(
@@ -401,6 +453,7 @@ pub async fn run(
     let child_kinds = ctx.kinds.len();
     let synced = async {
         let _ = levels.wait_until_ready().await;
+        tenants.wait_listed().await;
         components.wait_listed().await;
         packages.wait_listed().await;
         index.wait_listed(child_kinds).await;
@@ -423,13 +476,23 @@ pub async fn run(
     started.store(true, std::sync::atomic::Ordering::Release);
     invoicing::spawn(ctx.clone(), &mut tasks);
 
-    let triggers = tokio_stream_from(trigger_rx).map(|name| ObjectRef::<Tenant>::new(&name));
-    controller
-        .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(tenant::reconcile, tenant::error_policy, ctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+    // Every tenant once, then whatever is triggered. A tenant applied from here on is also
+    // triggered by its watch; the queue takes the two as one.
+    let everyone: Vec<String> = ctx
+        .tenants
+        .state()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let triggers = futures::stream::iter(everyone).chain(tokio_stream_from(trigger_rx));
+    let reconcile = |name: String| tenant::reconcile_named(name, ctx.clone());
+    queue::run(
+        triggers,
+        usize::from(options.concurrency),
+        reconcile,
+        shutdown,
+    )
+    .await;
     if let Some(p) = &probes {
         p.shutdown();
     }
@@ -446,7 +509,12 @@ async fn resync(ctx: Arc<Context>, trigger: tokio::sync::mpsc::UnboundedSender<S
     // Every tenant has just been reconciled on start; the first walk begins one period later.
     tokio::time::sleep(period).await;
     loop {
-        let names: Vec<String> = ctx.tenants.state().iter().map(|t| t.name_any()).collect();
+        let names: Vec<String> = ctx
+            .tenants
+            .state()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
         if names.is_empty() {
             tokio::time::sleep(period).await;
             continue;
@@ -473,8 +541,13 @@ async fn refresh_gauges(ctx: Arc<Context>) {
     loop {
         tick.tick().await;
         let mut by_level = BTreeMap::<String, i64>::new();
-        for t in ctx.tenants.state() {
-            *by_level.entry(t.spec.service_level.clone()).or_default() += 1;
+        for placement in ctx
+            .tenants
+            .state()
+            .iter()
+            .filter_map(|t| t.spec_part::<Placement>())
+        {
+            *by_level.entry(placement.service_level).or_default() += 1;
         }
         // Reset first so a level nobody uses any more drops to nothing instead of a stale count.
         ctx.metrics.tenants.reset();

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -24,6 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::children::{self, ChildKey, key_of};
+use super::queue::Next;
 use super::{Context, cache};
 use crate::desired::{self, Child};
 use crate::inventory::{tenant_namespace, unknown_level};
@@ -54,7 +54,7 @@ impl Error {
 }
 
 /// After a failed reconcile: retry soon, without hammering a struggling server.
-pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(tenant: &str, error: &Error, ctx: &Context) -> Next {
     ctx.metrics
         .reconciles
         .with_label_values(&["Tenant", "error"])
@@ -63,8 +63,8 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
         .reconcile_errors
         .with_label_values(&["Tenant", error.reason()])
         .inc();
-    tracing::warn!(tenant = %tenant.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    tracing::warn!(tenant = %tenant, error = %error, "reconcile failed; retrying");
+    Next::After(Duration::from_secs(5))
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -89,7 +89,19 @@ struct ComponentPlan {
     outcome: Result<(Tier, Vec<Child>), Stall>,
 }
 
-pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles the tenant `name` as the cache holds it now; a tenant gone from the cache needs
+/// nothing (its finalizer held it until its cleanup was done).
+pub async fn reconcile_named(name: String, ctx: Arc<Context>) -> Next {
+    let Some(tenant) = ctx.tenant(&name) else {
+        return Next::AwaitChange;
+    };
+    match reconcile(tenant, ctx.clone()).await {
+        Ok(next) => next,
+        Err(e) => error_policy(&name, &e, &ctx),
+    }
+}
+
+async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next, Error> {
     let _timer = ctx
         .metrics
         .reconcile_duration
@@ -102,7 +114,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     tracing::Instrument::instrument(reconcile_tenant(tenant, ctx.clone()), span).await
 }
 
-async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next, Error> {
     let name = tenant.name_any();
     if tenant.meta().deletion_timestamp.is_some() {
         return cleanup(&tenant, &ctx).await;
@@ -127,7 +139,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
                 .reconciles
                 .with_label_values(&["Tenant", "stalled"])
                 .inc();
-            return Ok(Action::await_change());
+            return Ok(Next::AwaitChange);
         }
     };
 
@@ -287,11 +299,11 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Acti
         .with_label_values(&["Tenant", "ok"])
         .inc();
     if namespace_terminating {
-        return Ok(Action::requeue(Duration::from_secs(2)));
+        return Ok(Next::After(Duration::from_secs(2)));
     }
     // The periodic resync comes from one walk over all tenants (`controller::resync`), not from
     // an entry per tenant in the controller's queue.
-    Ok(Action::await_change())
+    Ok(Next::AwaitChange)
 }
 
 fn resolve_tier(ctx: &Context, level: &str) -> Result<Tier, Stall> {
@@ -391,15 +403,15 @@ async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
 
 /// Offboarding: the namespace (and with it every component and package) goes, then the
 /// finalizer is released.
-async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     let name = tenant.name_any();
     if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
+        return Ok(Next::AwaitChange);
     }
     super::metering::close(ctx, tenant).await?;
     // Invoicing: the final invoice, up to this instant, is written before the namespace goes.
     if !super::invoicing::offboard(ctx, tenant).await? {
-        return Ok(Action::requeue(Duration::from_secs(30)));
+        return Ok(Next::After(Duration::from_secs(30)));
     }
     super::probing::retain(ctx, &name, std::iter::empty());
     let ns = tenant_namespace(tenant);
@@ -411,7 +423,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
                 children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &ns_key)
                     .await?;
             }
-            return Ok(Action::requeue(Duration::from_secs(1)));
+            return Ok(Next::After(Duration::from_secs(1)));
         }
         None => ctx.index.forget(&ns_key),
     }
@@ -433,7 +445,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action, Error> {
         .await?;
     ctx.metrics.write("patch", "Tenant");
     tracing::info!(tenant = %name, "tenant removed; finalizer released");
-    Ok(Action::await_change())
+    Ok(Next::AwaitChange)
 }
 
 enum TenantOutcome {
