@@ -14,10 +14,13 @@ import sys
 
 # (holder, substrings of the deepest regie frame), first match wins.
 HOLDERS = [
+    ("caches of Tenants (what their watch allocated)", ["controller::follow_tenants"]),
     ("caches of components and packages", ["controller::follow", "controller::run::_{{closure}}::_{{closure}}"]),
     ("caches of invoicing's kinds", ["invoicing::watch"]),
     ("own caches: kept values and keys", ["cache::Filler", "cache::key_of"]),
     ("caches of Tenants and ServiceLevels", ["controller::run::_{{closure}}"]),
+    ("tenants, components and packages as kept: spec texts, metadata", ["controller::kept::"]),
+    ("invoicing's kept ledgers", ["invoicing::Ledger"]),
     ("probes in flight", ["sla::prober"]),
     ("child index", ["controller::children"]),
     ("SLA state", ["controller::probing", "sla::", "billing::amsterdam"]),
