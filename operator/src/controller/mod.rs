@@ -122,6 +122,15 @@ impl Context {
         self.tenants.named(name)?.object().map(Arc::new)
     }
 
+    /// The names of every tenant the cache holds, in order.
+    pub fn tenant_names(&self) -> Vec<String> {
+        self.tenants
+            .state()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
     /// The name of the tenant that owns namespace `ns`, if any. Most tenants live in
     /// `tenant-<name>`, found by that name; only a namespace of another form takes a walk.
     pub fn tenant_name_of_namespace(&self, ns: &str) -> Option<String> {
@@ -478,13 +487,7 @@ pub async fn run(
 
     // Every tenant once, then whatever is triggered. A tenant applied from here on is also
     // triggered by its watch; the queue takes the two as one.
-    let everyone: Vec<String> = ctx
-        .tenants
-        .state()
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect();
-    let triggers = futures::stream::iter(everyone).chain(tokio_stream_from(trigger_rx));
+    let triggers = futures::stream::iter(ctx.tenant_names()).chain(tokio_stream_from(trigger_rx));
     let reconcile = |name: String| tenant::reconcile_named(name, ctx.clone());
     queue::run(
         triggers,
@@ -502,19 +505,14 @@ pub async fn run(
 /// Reconciles every tenant once per `ctx.resync`, spread evenly over it, so that drift nobody
 /// was told about (a child edited while the operator was down, a lost watch event) is corrected.
 /// One walk serves every tenant: a requeue per tenant would keep an entry for each in the
-/// controller's queue (about 1.7 KiB per tenant, measured), for nothing but a timer.
+/// work queue (in kube-runtime's, about 1.7 KiB per tenant, measured), for nothing but a timer.
 async fn resync(ctx: Arc<Context>, trigger: tokio::sync::mpsc::UnboundedSender<String>) {
     // A zero period (a test's, a typo's) would spin.
     let period = ctx.resync.max(Duration::from_secs(1));
     // Every tenant has just been reconciled on start; the first walk begins one period later.
     tokio::time::sleep(period).await;
     loop {
-        let names: Vec<String> = ctx
-            .tenants
-            .state()
-            .iter()
-            .map(|t| t.name().to_string())
-            .collect();
+        let names = ctx.tenant_names();
         if names.is_empty() {
             tokio::time::sleep(period).await;
             continue;
