@@ -220,6 +220,26 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// A plain string in the schema: statuses hold words such as a service level as `Text`, shared
+/// by every object that carries the same one.
+impl JsonSchema for Text {
+    fn schema_name() -> Cow<'static, str> {
+        <String as JsonSchema>::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        <String as JsonSchema>::schema_id()
+    }
+
+    fn inline_schema() -> bool {
+        <String as JsonSchema>::inline_schema()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <String as JsonSchema>::json_schema(generator)
+    }
+}
+
 /// One condition of an object's status; `metav1.Condition` on the wire and in the schema.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -320,6 +340,26 @@ mod tests {
     fn a_condition_is_eight_words() {
         assert_eq!(std::mem::size_of::<Text>(), std::mem::size_of::<usize>());
         assert_eq!(std::mem::size_of::<Condition>(), 64);
+    }
+
+    #[test]
+    fn a_status_word_is_shared_and_a_plain_string_in_the_schema() {
+        let a: crate::tenancy::HostingComponentStatus =
+            serde_json::from_str(r#"{"serviceLevel":"gold","mode":"hosted"}"#).unwrap();
+        let b: crate::tenancy::HostingComponentStatus =
+            serde_json::from_str(r#"{"serviceLevel":"gold","mode":"saas"}"#).unwrap();
+        let (level_a, level_b) = (a.service_level.unwrap(), b.service_level.unwrap());
+        assert!(level_a.is_shared() && Arc::ptr_eq(&level_a.0, &level_b.0));
+        assert_eq!(
+            serde_json::to_value(
+                schemars::SchemaGenerator::default().into_root_schema_for::<Text>()
+            )
+            .unwrap(),
+            serde_json::to_value(
+                schemars::SchemaGenerator::default().into_root_schema_for::<String>()
+            )
+            .unwrap()
+        );
     }
 
     #[test]

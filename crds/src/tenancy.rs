@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::condition::Condition;
+use crate::condition::{Condition, Text};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -158,8 +158,9 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The level in force (after validation).
+    // Shared text, like the conditions' words: one copy for every tenant at the level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_level: Option<String>,
+    pub service_level: Option<Text>,
     /// Total accounts over all workplace packages (the billing basis of each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<i64>,
@@ -386,11 +387,12 @@ pub struct HostingComponentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The level in force: the component's own or its tenant's.
+    // Shared text, like the conditions' words: one copy for every component at the level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_level: Option<String>,
+    pub service_level: Option<Text>,
     /// `hosted` or `saas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<Text>,
     /// Replicas asked of the Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,

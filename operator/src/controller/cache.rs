@@ -7,7 +7,8 @@
 //! and month, thousands of each — that is most of what they cost: a label map alone keeps a
 //! B-tree node of over half a KiB. Here each kind says what it keeps ([`Filler::handle`]'s
 //! `slim`), and the key is one string, `namespace/name`, in order, so that a namespace's
-//! objects (a tenant's components) are found without a walk over all of them.
+//! objects (a tenant's components) are found without a walk over all of them. A kept value
+//! that needs its name shares the key's copy ([`Filler::handle_keyed`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -19,7 +20,7 @@ use kube::runtime::watcher::{self, Event};
 
 /// What one kind's watch has delivered, slimmed; shared by its filler and its readers.
 pub struct Cache<V> {
-    live: RwLock<BTreeMap<Box<str>, Arc<V>>>,
+    live: RwLock<BTreeMap<Arc<str>, Arc<V>>>,
     /// Whether the first list is complete; any number of tasks may wait for it.
     listed: tokio::sync::watch::Sender<bool>,
 }
@@ -104,7 +105,7 @@ where
 }
 
 /// The key of an object: `namespace/name`, or its name when it has no namespace.
-pub fn key_of(meta: &ObjectMeta) -> Box<str> {
+pub fn key_of(meta: &ObjectMeta) -> Arc<str> {
     let name = meta.name.as_deref().unwrap_or_default();
     match meta.namespace.as_deref() {
         Some(ns) => format!("{ns}/{name}").into(),
@@ -116,7 +117,7 @@ pub fn key_of(meta: &ObjectMeta) -> Box<str> {
 /// at its end, so readers never see a half-listed kind.
 pub struct Filler<V> {
     cache: Arc<Cache<V>>,
-    relisting: Option<BTreeMap<Box<str>, Arc<V>>>,
+    relisting: Option<BTreeMap<Arc<str>, Arc<V>>>,
     /// Whether two kept values are the same to readers; [`differ`] when they cannot tell.
     same: fn(&V, &V) -> bool,
 }
@@ -139,6 +140,16 @@ impl<V> Filler<V> {
     /// readers see something new: an object that is not the same as before, or the end of a
     /// relist.
     pub fn handle<K: kube::Resource>(&mut self, event: Event<K>, slim: impl Fn(K) -> V) -> bool {
+        self.handle_keyed(event, |o, _| slim(o))
+    }
+
+    /// [`Filler::handle`] for values that keep their name: `slim` also gets the key, to keep
+    /// instead of a copy of its own (`namespace/name`, see [`key_of`]).
+    pub fn handle_keyed<K: kube::Resource>(
+        &mut self,
+        event: Event<K>,
+        slim: impl Fn(K, &Arc<str>) -> V,
+    ) -> bool {
         match event {
             Event::Init => {
                 self.relisting = Some(BTreeMap::new());
@@ -146,9 +157,10 @@ impl<V> Filler<V> {
             }
             Event::InitApply(o) => {
                 let key = key_of(o.meta());
+                let value = Arc::new(slim(o, &key));
                 self.relisting
                     .get_or_insert_with(BTreeMap::new)
-                    .insert(key, Arc::new(slim(o)));
+                    .insert(key, value);
                 false
             }
             Event::InitDone => {
@@ -163,7 +175,16 @@ impl<V> Filler<V> {
             }
             Event::Apply(o) => {
                 let key = key_of(o.meta());
-                let value = slim(o);
+                // An object already held keeps its key, and the new value shares that copy.
+                // Only this filler writes the cache, so the key read here is still there below.
+                let key = self
+                    .cache
+                    .live
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_key_value(&key)
+                    .map_or(key, |(k, _)| k.clone());
+                let value = slim(o, &key);
                 let mut live = self
                     .cache
                     .live
@@ -188,7 +209,7 @@ impl<V> Filler<V> {
                     .live
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                live.remove(&key).is_some()
+                live.remove(&*key).is_some()
             }
         }
     }

@@ -7,6 +7,7 @@
 //! Deployment's spec shows as a new `generation` and is applied over again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::{NonZeroI64, NonZeroU64};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -107,11 +108,13 @@ pub async fn pdb_version(client: &Client) -> String {
 pub struct Known {
     /// One shared copy per tenant (interned by the index): a tenant has a dozen children.
     pub tenant: Option<Arc<str>>,
-    /// The applied-hash annotation, decoded; None when absent or not regie's format.
-    pub hash: Option<AppliedHash>,
-    pub generation: Option<i64>,
+    /// The applied-hash annotation, decoded and shortened; None when absent or not regie's
+    /// format.
+    pub digest: Option<ShortDigest>,
+    /// None also for a generation of 0, which the API server never gives an object.
+    pub generation: Option<NonZeroI64>,
     /// The generation regie's own last apply produced; None after a restart.
-    pub applied_generation: Option<i64>,
+    pub applied_generation: Option<NonZeroI64>,
     pub terminating: bool,
     /// Deployments only: (desired, available, updated) replicas and the observed generation.
     /// Boxed: one child in six is a Deployment, and the others' entries stay 24 bytes smaller.
@@ -140,6 +143,23 @@ pub fn key_of(child: &Child) -> ChildKey {
 /// SHA-256 of an applied body.
 pub type AppliedHash = [u8; 32];
 
+/// What the index keeps of an [`AppliedHash`]: its first 64 bits. It only tells whether a
+/// child is as desired, and the annotation's value is no secret (it is a function of the body
+/// anyone can render), so 64 bits lose nothing; they keep an index entry 25 bytes smaller.
+pub type ShortDigest = NonZeroU64;
+
+/// The first 64 bits of `hash` (the one value of 2^64 that is zero counts as one).
+pub fn short(hash: &AppliedHash) -> ShortDigest {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    NonZeroU64::new(u64::from_be_bytes(first)).unwrap_or(NonZeroU64::MIN)
+}
+
+/// A generation as the index keeps it (see [`Known::generation`]).
+fn generation(g: Option<i64>) -> Option<NonZeroI64> {
+    g.and_then(NonZeroI64::new)
+}
+
 /// The position of `kind` in [`KINDS`]; None for a kind regie does not create.
 fn kind_position(kind: &str) -> Option<u8> {
     KINDS.iter().position(|k| k.2 == kind).map(|i| i as u8)
@@ -162,7 +182,9 @@ fn locate(key: &ChildKey) -> Option<(&str, u8)> {
 #[derive(Debug)]
 struct Entry {
     kind: u8,
-    name: Box<str>,
+    /// Interned: most names are regie's fixed ones or a component's, shared by its Deployment,
+    /// Service and budget; a Namespace's is its group's key.
+    name: Arc<str>,
     known: Known,
 }
 
@@ -181,13 +203,15 @@ impl Entry {
     }
 }
 
-/// The children grouped by namespace, and one shared copy of each tenant's name. A tenant's
+/// The children grouped by namespace, and one shared copy of each name they use. A tenant's
 /// dozen children are one short vector behind one hash lookup: finding a child allocates
 /// nothing, and the index costs a vector slot per child instead of a hash-table bucket.
 #[derive(Debug, Default)]
 struct Entries {
-    groups: HashMap<Box<str>, Vec<Entry>>,
-    tenants: HashSet<Arc<str>>,
+    groups: HashMap<Arc<str>, Vec<Entry>>,
+    /// Tenants' names, groups' keys and children's names, one copy each; a copy goes when only
+    /// this set holds it.
+    strings: HashSet<Arc<str>>,
 }
 
 impl Entries {
@@ -200,12 +224,12 @@ impl Entries {
             .map(|e| &e.known)
     }
 
-    fn tenant(&mut self, name: &str) -> Arc<str> {
-        if let Some(n) = self.tenants.get(name) {
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(n) = self.strings.get(text) {
             return n.clone();
         }
-        let n: Arc<str> = Arc::from(name);
-        self.tenants.insert(n.clone());
+        let n: Arc<str> = Arc::from(text);
+        self.strings.insert(n.clone());
         n
     }
 
@@ -214,25 +238,33 @@ impl Entries {
             return;
         };
         if let Some(t) = known.tenant.take() {
-            known.tenant = Some(self.tenant(&t));
+            known.tenant = Some(self.intern(&t));
         }
         if !self.groups.contains_key(group) {
-            self.groups.insert(group.into(), Vec::new());
+            let group = self.intern(group);
+            self.groups.insert(group, Vec::new());
         }
+        let name = match self
+            .groups
+            .get(group)
+            .and_then(|g| g.iter().find(|e| e.is(kind, &key.2)))
+        {
+            Some(_) => None,
+            None => Some(self.intern(&key.2)),
+        };
         let Some(entries) = self.groups.get_mut(group) else {
             return;
         };
-        let replaced = match entries.iter_mut().find(|e| e.is(kind, &key.2)) {
-            Some(e) => std::mem::replace(&mut e.known, known).tenant,
-            None => {
+        let replaced = match name {
+            None => entries
+                .iter_mut()
+                .find(|e| e.is(kind, &key.2))
+                .and_then(|e| std::mem::replace(&mut e.known, known).tenant),
+            Some(name) => {
                 // Grown one at a time: a group holds about a dozen children for good, and the
                 // doubling's spare slots would cost a third of them again.
                 entries.reserve_exact(1);
-                entries.push(Entry {
-                    kind,
-                    name: key.2.as_str().into(),
-                    known,
-                });
+                entries.push(Entry { kind, name, known });
                 None
             }
         };
@@ -246,19 +278,22 @@ impl Entries {
         let entries = self.groups.get_mut(group)?;
         let at = entries.iter().position(|e| e.is(kind, &key.2))?;
         let entry = entries.swap_remove(at);
-        if entries.is_empty() {
-            self.groups.remove(group);
+        if entries.is_empty()
+            && let Some((group, _)) = self.groups.remove_entry(group)
+        {
+            self.release(&group);
         }
+        self.release(&entry.name);
         if let Some(t) = &entry.known.tenant {
             self.release(t);
         }
         Some(entry.known)
     }
 
-    /// Drops a tenant's shared name once only the set and the caller's copy hold it.
-    fn release(&mut self, name: &Arc<str>) {
-        if Arc::strong_count(name) == 2 {
-            self.tenants.remove(name);
+    /// Drops a shared string once only the set and the caller's copy hold it.
+    fn release(&mut self, text: &Arc<str>) {
+        if Arc::strong_count(text) == 2 {
+            self.strings.remove(text);
         }
     }
 
@@ -305,7 +340,7 @@ impl ChildIndex {
     pub fn of_tenant(&self, tenant: &str) -> Vec<(ChildKey, Known)> {
         let entries = self.lock();
         // Compared by the shared copy's address: a pointer per child, not a string.
-        let Some(tenant) = entries.tenants.get(tenant) else {
+        let Some(tenant) = entries.strings.get(tenant) else {
             return Vec::new();
         };
         entries
@@ -329,7 +364,7 @@ impl ChildIndex {
         let interesting = match previous {
             None => true,
             Some(p) => {
-                p.hash != known.hash
+                p.digest != known.digest
                     || p.terminating != known.terminating
                     || p.replicas != known.replicas
                     || (known.applied_generation.is_some()
@@ -369,8 +404,8 @@ impl ChildIndex {
             }
             entries.insert(&k, v);
         }
-        // Names only the dropped entries used.
-        entries.tenants.retain(|n| Arc::strong_count(n) > 1);
+        // Names only the dropped entries and groups used.
+        entries.strings.retain(|n| Arc::strong_count(n) > 1);
         touched.sort();
         touched.dedup();
         touched
@@ -383,10 +418,10 @@ impl ChildIndex {
         }
         let mut map = self.lock();
         let mut known = map.get(&key).cloned().unwrap_or_default();
-        known.tenant = Some(map.tenant(tenant));
-        known.hash = Some(hash);
-        known.generation = generation;
-        known.applied_generation = generation;
+        known.tenant = Some(map.intern(tenant));
+        known.digest = Some(short(&hash));
+        known.generation = self::generation(generation);
+        known.applied_generation = known.generation;
         map.insert(&key, known);
     }
 
@@ -411,12 +446,13 @@ fn known_from_meta(meta: &kube::api::ObjectMeta) -> Known {
             .as_ref()
             .and_then(|l| l.get(LABEL_TENANT))
             .map(|t| Arc::from(t.as_str())),
-        hash: meta
+        digest: meta
             .annotations
             .as_ref()
             .and_then(|a| a.get(ANNOTATION_HASH))
-            .and_then(|h| parse_hex(h)),
-        generation: meta.generation,
+            .and_then(|h| parse_hex(h))
+            .map(|h| short(&h)),
+        generation: generation(meta.generation),
         applied_generation: None,
         terminating: meta.deletion_timestamp.is_some(),
         replicas: None,
@@ -588,7 +624,7 @@ pub async fn apply(
     if let Some(known) = index.get(&key) {
         let drifted =
             known.applied_generation.is_some() && known.generation != known.applied_generation;
-        if known.hash == Some(digest) && !drifted && !known.terminating {
+        if known.digest == Some(short(&digest)) && !drifted && !known.terminating {
             return Ok(false);
         }
         if known.terminating {
@@ -688,10 +724,18 @@ mod tests {
         }
         // The shared name goes with the last child that used it, the group with its last child.
         index.forget(&key("one"));
-        assert_eq!(index.lock().tenants.len(), 1, "a is still in use");
+        assert!(index.lock().strings.contains("a"), "a is still in use");
+        assert!(
+            !index.lock().strings.contains("one"),
+            "one went with its child"
+        );
         assert_eq!(index.lock().groups.len(), 1);
         index.remove(&key("two"));
-        assert!(index.lock().tenants.is_empty());
+        assert!(
+            index.lock().strings.is_empty(),
+            "{:?}",
+            index.lock().strings
+        );
         assert!(index.lock().groups.is_empty());
         assert!(index.of_tenant("a").is_empty());
     }
@@ -708,8 +752,14 @@ mod tests {
         index.applied(namespace.clone(), "a", [1; 32], None);
         index.applied(service.clone(), "a", [2; 32], None);
         assert_eq!(index.lock().groups.len(), 1);
-        assert_eq!(index.get(&namespace).and_then(|k| k.hash), Some([1; 32]));
-        assert_eq!(index.get(&service).and_then(|k| k.hash), Some([2; 32]));
+        assert_eq!(
+            index.get(&namespace).and_then(|k| k.digest),
+            Some(short(&[1; 32]))
+        );
+        assert_eq!(
+            index.get(&service).and_then(|k| k.digest),
+            Some(short(&[2; 32]))
+        );
         let mut mine: Vec<ChildKey> = index.of_tenant("a").into_iter().map(|(k, _)| k).collect();
         mine.sort();
         assert_eq!(mine, vec![namespace, service]);
@@ -724,10 +774,53 @@ mod tests {
     }
 
     #[test]
+    fn children_share_their_names_and_a_namespace_its_group_key() {
+        let index = ChildIndex::default();
+        for tenant in ["a", "b"] {
+            let ns = format!("tenant-{tenant}");
+            index.applied(
+                ("Namespace".into(), None, ns.clone()),
+                tenant,
+                [1; 32],
+                None,
+            );
+            for kind in ["ResourceQuota", "Deployment", "Service"] {
+                let name = if kind == "ResourceQuota" {
+                    "regie-quota"
+                } else {
+                    "web"
+                };
+                index.applied(
+                    (kind.into(), Some(ns.clone()), name.into()),
+                    tenant,
+                    [1; 32],
+                    None,
+                );
+            }
+        }
+        let entries = index.lock();
+        // a, b, tenant-a, tenant-b, regie-quota, web: one copy each.
+        assert_eq!(entries.strings.len(), 6, "{:?}", entries.strings);
+        let (group, children) = entries.groups.get_key_value("tenant-a").expect("a group");
+        let namespace = children
+            .iter()
+            .find(|e| e.kind == 0)
+            .expect("the namespace");
+        assert!(Arc::ptr_eq(group, &namespace.name));
+        drop(entries);
+        index.forget(&("Service".into(), Some("tenant-a".into()), "web".into()));
+        index.forget(&("Deployment".into(), Some("tenant-a".into()), "web".into()));
+        assert!(
+            index.lock().strings.contains("web"),
+            "tenant-b still uses it"
+        );
+    }
+
+    #[test]
     fn an_entry_stays_small() {
         // A dozen per tenant: the index is a large part of the operator's memory per tenant.
         assert!(
-            std::mem::size_of::<Entry>() <= 120,
+            std::mem::size_of::<Entry>() <= 80,
             "{}",
             std::mem::size_of::<Entry>()
         );
@@ -742,8 +835,8 @@ mod tests {
                 let key = (kind.kind.to_string(), namespace, "x".into());
                 index.applied(key.clone(), "a", [1; 32], Some(1));
                 assert_eq!(
-                    index.get(&key).and_then(|k| k.hash),
-                    Some([1; 32]),
+                    index.get(&key).and_then(|k| k.digest),
+                    Some(short(&[1; 32])),
                     "{}",
                     kind.kind
                 );

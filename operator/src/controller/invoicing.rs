@@ -126,7 +126,8 @@ impl Invoicing {
 /// final invoice is kept whole, because corrections are computed from its lines.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredInvoice {
-    pub name: String,
+    /// The cache's key (an Invoice has no namespace), shared with it.
+    pub name: Arc<str>,
     resource_version: Option<String>,
     uid: Option<String>,
     /// The labels, annotations, finalizers and owners, only when they are not just the tenant
@@ -139,7 +140,7 @@ pub struct StoredInvoice {
 }
 
 impl StoredInvoice {
-    fn of(o: InvoiceObject) -> StoredInvoice {
+    fn of(o: InvoiceObject, key: &Arc<str>) -> StoredInvoice {
         let InvoiceObject {
             metadata, mut spec, ..
         } = o;
@@ -168,7 +169,7 @@ impl StoredInvoice {
             })
         });
         StoredInvoice {
-            name: metadata.name.unwrap_or_default(),
+            name: key.clone(),
             resource_version: metadata.resource_version,
             uid: metadata.uid,
             extra,
@@ -224,7 +225,7 @@ async fn watch<K, V>(
     client: Client,
     cache: Arc<Cache<V>>,
     inv: Arc<Invoicing>,
-    slim: fn(K) -> V,
+    slim: fn(K, &Arc<str>) -> V,
     same: fn(&V, &V) -> bool,
     wakes: bool,
 ) where
@@ -234,7 +235,7 @@ async fn watch<K, V>(
     let mut events = std::pin::pin!(watch_all::<K>(client));
     let mut filler = Filler::new(cache, same);
     while let Some(ev) = events.next().await {
-        if filler.handle(ev, slim) && wakes {
+        if filler.handle_keyed(ev, slim) && wakes {
             inv.wake.notify_one();
         }
     }
@@ -247,14 +248,15 @@ async fn watch<K, V>(
 /// their own, each name a string), and invoicing reads them once per pass, not per event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ledger {
-    name: String,
+    /// The cache's key (a Usage has no namespace), shared with it.
+    name: Arc<str>,
     spec: regie_crds::generated::UsageSpec,
     status: Option<Box<str>>,
 }
 
 impl Ledger {
-    fn of(u: Usage) -> Ledger {
-        let name = u.metadata.name.unwrap_or_default();
+    fn of(u: Usage, key: &Arc<str>) -> Ledger {
+        let name = key.clone();
         let status = u.status.and_then(|s| match serde_json::to_string(&s) {
             Ok(text) => Some(text.into_boxed_str()),
             Err(e) => {
@@ -321,9 +323,30 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         inv.pools.clone(),
         inv.orders.clone(),
     );
-    tasks.spawn(watch(c.clone(), lists, inv.clone(), slimmed, differ, true));
-    tasks.spawn(watch(c.clone(), pools, inv.clone(), slimmed, differ, true));
-    tasks.spawn(watch(c.clone(), orders, inv.clone(), slimmed, differ, true));
+    tasks.spawn(watch(
+        c.clone(),
+        lists,
+        inv.clone(),
+        |o, _| slimmed(o),
+        differ,
+        true,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        pools,
+        inv.clone(),
+        |o, _| slimmed(o),
+        differ,
+        true,
+    ));
+    tasks.spawn(watch(
+        c.clone(),
+        orders,
+        inv.clone(),
+        |o, _| slimmed(o),
+        differ,
+        true,
+    ));
     let (usages, reports) = (inv.usages.clone(), inv.reports.clone());
     tasks.spawn(watch(
         c.clone(),
@@ -337,7 +360,7 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         c.clone(),
         reports,
         inv.clone(),
-        ReportCredits::of,
+        |r, _| ReportCredits::of(r),
         ReportCredits::eq,
         true,
     ));
@@ -452,7 +475,7 @@ impl Snapshot {
         self.ledgers
             .iter()
             .map(|l| &**l)
-            .filter(|l| !self.replaced.contains(&l.name))
+            .filter(|l| !self.replaced.contains(&*l.name))
     }
 
     /// Tenants whose ledger is being opened. Metering opens a ledger in two writes, the Usage
@@ -992,7 +1015,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         inv.invoices
             .state()
             .into_iter()
-            .map(|i| (i.name.clone(), i))
+            .map(|i| (i.name.to_string(), i))
             .collect(),
     );
     let existing: BTreeMap<String, InvoiceSpec> = stored
@@ -1398,6 +1421,13 @@ mod tests {
     use super::*;
     use crate::billing::ledger::BillableState;
     use crate::billing::pricing::PriceBook;
+    use crate::controller::cache::key_of as name_key;
+
+    /// An Invoice as the cache keeps it, under its key.
+    fn kept_invoice(o: InvoiceObject) -> StoredInvoice {
+        let key = name_key(&o.metadata);
+        StoredInvoice::of(o, &key)
+    }
     use jiff::civil::date;
     use regie_crds::PriceList;
     use regie_crds::generated::Segment;
@@ -1504,7 +1534,7 @@ spec:
             ledgers: inv
                 .usages
                 .iter()
-                .map(|u| Arc::new(Ledger::of(u.object.clone())))
+                .map(|u| Arc::new(Ledger::of(u.object.clone(), &name_key(&u.object.metadata))))
                 .collect(),
             fetched: Vec::new(),
             replaced: BTreeSet::new(),
@@ -1587,12 +1617,17 @@ spec:
             closed: false,
         });
         let json = |u: &Usage| serde_json::to_value(u).unwrap();
-        let kept = Ledger::of(usage.clone());
+        let kept = Ledger::of(usage.clone(), &name_key(&usage.metadata));
         assert_eq!(json(&kept.to_usage()), json(&usage));
         assert_eq!(kept.to_usage().status, usage.status);
         // A Usage whose ledger is not written yet stays one: invoicing waits for it.
         usage.status = None;
-        assert_eq!(Ledger::of(usage.clone()).to_usage().status, None);
+        assert_eq!(
+            Ledger::of(usage.clone(), &name_key(&usage.metadata))
+                .to_usage()
+                .status,
+            None
+        );
     }
 
     fn tenant(usage: Vec<(Month, Vec<Segment>)>) -> TenantInput {
@@ -1980,7 +2015,7 @@ spec:
     #[test]
     fn a_cached_draft_keeps_its_lines_only_as_a_digest_and_still_tells_a_change() {
         let spec = stored_spec(InvoiceState::Draft, "300.00");
-        let stored = StoredInvoice::of(in_cluster(spec.clone()));
+        let stored = kept_invoice(in_cluster(spec.clone()));
         assert!(stored.spec.lines.is_empty());
         assert!(stored.extra.is_none(), "regie's own label is not kept");
         assert!(stored.holds(&spec));
@@ -2007,7 +2042,7 @@ spec:
     #[test]
     fn a_cached_final_invoice_keeps_its_lines_and_a_draft_rewritten_keeps_what_others_set() {
         let final_spec = stored_spec(InvoiceState::Final, "300.00");
-        let stored = StoredInvoice::of(in_cluster(final_spec.clone()));
+        let stored = kept_invoice(in_cluster(final_spec.clone()));
         assert_eq!(
             stored.spec, final_spec,
             "corrections are computed from its lines"
@@ -2019,8 +2054,8 @@ spec:
             .get_or_insert_default()
             .insert("team".into(), "finance".into());
         o.metadata.annotations = Some(BTreeMap::from([("note".into(), "checked".into())]));
-        let stored = StoredInvoice::of(o);
-        let again = stored.replaced_by(stored_spec(InvoiceState::Draft, "330.00"));
+        let kept = kept_invoice(o);
+        let again = kept.replaced_by(stored_spec(InvoiceState::Draft, "330.00"));
         let labels = again.metadata.labels.unwrap();
         assert_eq!(labels.get("team").map(String::as_str), Some("finance"));
         assert_eq!(labels.get(TENANT_LABEL).map(String::as_str), Some("tholen"));

@@ -11,12 +11,13 @@
 //! its strings) of which a few are set; its text is one allocation of about half that. Specs
 //! are read a few times per reconcile, where decoding a hundred bytes costs a microsecond.
 
+use std::num::{NonZeroI64, NonZeroU64};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 
-use super::cache::Cache;
+use super::cache::{Cache, key_of};
 
 /// A custom kind whose objects are metadata, a spec and an optional status.
 pub trait Split: Sized {
@@ -124,8 +125,25 @@ impl<S: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned> Kept
 impl<K: Split> Kept<K> {
     pub fn new(object: K) -> Self {
         let (meta, spec, status) = object.split();
+        let path = key_of(&meta);
+        Self::of_parts(meta, spec, status, path)
+    }
+
+    /// The object kept under `path`, its cache key (`namespace/name`, see [`key_of`]), whose
+    /// copy it shares instead of keeping its name and namespace apart.
+    pub fn keyed(object: K, path: &Arc<str>) -> Self {
+        let (meta, spec, status) = object.split();
+        Self::of_parts(meta, spec, status, path.clone())
+    }
+
+    fn of_parts(
+        meta: ObjectMeta,
+        spec: K::Spec,
+        status: Option<K::Status>,
+        path: Arc<str>,
+    ) -> Self {
         Kept {
-            meta: KeptMeta::new(meta),
+            meta: KeptMeta::new(meta, path),
             spec: KeptSpec::new(spec),
             status,
         }
@@ -162,11 +180,11 @@ impl<K: Split> Kept<K> {
     }
 
     pub fn name(&self) -> &str {
-        &self.meta.name
+        self.meta.name()
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.meta.namespace.as_deref()
+        self.meta.namespace()
     }
 
     /// Whether the object is being deleted.
@@ -198,13 +216,17 @@ impl<K: Split> Cache<Kept<K>> {
 
 /// The metadata fields every cached object has, in fixed-size form, and the rest as it came.
 struct KeptMeta {
-    name: Box<str>,
-    namespace: Option<Box<str>>,
-    /// The uid's 128 bits, when it is a UUID written the canonical way.
-    uid: Option<u128>,
-    /// The resourceVersion, when it is a decimal number written the canonical way (etcd's).
-    resource_version: Option<u64>,
-    generation: Option<i64>,
+    /// `namespace/name`, or the name alone: the cache's key, shared with it. Neither a
+    /// namespace nor a name can hold a `/`.
+    path: Arc<str>,
+    /// The uid's 128 bits, when it is a UUID written the canonical way. Bytes, not a `u128`,
+    /// whose 16-byte alignment would pad this struct.
+    uid: Option<[u8; 16]>,
+    /// The resourceVersion, when it is a decimal number written the canonical way (etcd's),
+    /// other than 0.
+    resource_version: Option<NonZeroU64>,
+    /// The generation, when it is not 0 (the API server starts at 1).
+    generation: Option<NonZeroI64>,
     creation_timestamp: Option<Time>,
     /// Finalizers, when there are any (every Tenant has regie's own).
     finalizers: Box<[Box<str>]>,
@@ -213,21 +235,28 @@ struct KeptMeta {
 }
 
 impl KeptMeta {
-    fn new(mut meta: ObjectMeta) -> Self {
-        let uid = meta.uid.as_deref().and_then(uuid_bits);
+    fn new(mut meta: ObjectMeta, path: Arc<str>) -> Self {
+        let uid = meta
+            .uid
+            .as_deref()
+            .and_then(uuid_bits)
+            .map(u128::to_be_bytes);
         if uid.is_some() {
             meta.uid = None;
         }
         let resource_version = meta
             .resource_version
             .as_deref()
-            .and_then(|v| v.parse::<u64>().ok().filter(|n| n.to_string() == v));
+            .and_then(|v| v.parse::<NonZeroU64>().ok().filter(|n| n.to_string() == v));
         if resource_version.is_some() {
             meta.resource_version = None;
         }
-        let name = meta.name.take().unwrap_or_default().into_boxed_str();
-        let namespace = meta.namespace.take().map(String::into_boxed_str);
-        let generation = meta.generation.take();
+        meta.name = None;
+        meta.namespace = None;
+        let generation = meta.generation.and_then(NonZeroI64::new);
+        if generation.is_some() {
+            meta.generation = None;
+        }
         let creation_timestamp = meta.creation_timestamp.take();
         let finalizers = match meta.finalizers.take() {
             Some(list) if !list.is_empty() => {
@@ -240,8 +269,7 @@ impl KeptMeta {
             }
         };
         KeptMeta {
-            name,
-            namespace,
+            path,
             uid,
             resource_version,
             generation,
@@ -251,18 +279,31 @@ impl KeptMeta {
         }
     }
 
+    fn name(&self) -> &str {
+        self.path
+            .split_once('/')
+            .map_or(&self.path, |(_, name)| name)
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.path.split_once('/').map(|(namespace, _)| namespace)
+    }
+
     fn object_meta(&self) -> ObjectMeta {
         let mut meta = self.rest.as_deref().cloned().unwrap_or_default();
         // An object without a name has none after the round trip either.
-        meta.name = (!self.name.is_empty()).then(|| self.name.to_string());
-        meta.namespace = self.namespace.as_deref().map(str::to_owned);
+        let name = self.name();
+        meta.name = (!name.is_empty()).then(|| name.to_string());
+        meta.namespace = self.namespace().map(str::to_owned);
         if let Some(uid) = self.uid {
-            meta.uid = Some(uuid_text(uid));
+            meta.uid = Some(uuid_text(u128::from_be_bytes(uid)));
         }
         if let Some(v) = self.resource_version {
             meta.resource_version = Some(v.to_string());
         }
-        meta.generation = self.generation;
+        if let Some(g) = self.generation {
+            meta.generation = Some(g.get());
+        }
         meta.creation_timestamp = self.creation_timestamp.clone();
         if !self.finalizers.is_empty() {
             meta.finalizers = Some(self.finalizers.iter().map(|f| f.to_string()).collect());
@@ -350,8 +391,9 @@ mod tests {
     fn unusual_metadata_is_kept_as_it_came() {
         let c = component(serde_json::json!({
             "name": "zaaksysteem", "namespace": "tenant-utrecht",
-            // Not canonical: upper case; a resourceVersion with a leading zero.
+            // Not canonical: upper case; a resourceVersion with a leading zero; generation 0.
             "uid": "0F8E6F3C-6D1A-4C8E-9B3E-2A7D5C4B3A21", "resourceVersion": "0123",
+            "generation": 0,
             "labels": {"team": "zaken"}, "annotations": {"note": "x"},
             "finalizers": ["example.org/hold"],
             "deletionTimestamp": "2026-05-02T00:00:00Z"
@@ -364,6 +406,8 @@ mod tests {
             rest.uid.as_deref(),
             Some("0F8E6F3C-6D1A-4C8E-9B3E-2A7D5C4B3A21")
         );
+        assert_eq!(rest.generation, Some(0));
+        assert_eq!(rest.resource_version.as_deref(), Some("0123"));
         assert_eq!(
             rest.labels,
             Some(BTreeMap::from([("team".to_string(), "zaken".to_string())]))

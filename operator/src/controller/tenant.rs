@@ -588,7 +588,7 @@ async fn write_tenant_status(
     }
     if let Some(s) = summary {
         new.namespace = Some(s.namespace);
-        new.service_level = Some(s.level);
+        new.service_level = Some(s.level.into());
         new.accounts = Some(s.accounts);
         new.components_summary = Some(format!("{}/{}", s.components.ready, s.components.total));
         new.components = Some(s.components);
@@ -694,7 +694,7 @@ async fn write_component_status(
     let mut new = HostingComponentStatus {
         conditions: old.conditions.clone(),
         observed_generation: generation,
-        service_level: Some(plan.level.clone()),
+        service_level: Some(plan.level.as_str().into()),
         mode: Some(
             if c.spec.saas.is_some() {
                 "saas"

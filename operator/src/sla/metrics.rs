@@ -114,7 +114,9 @@ impl ProbeMetrics {
                             .observe(report.start_error.unsigned_abs().as_secs_f64());
                         self.record(labels, outcome.success, outcome.duration.as_secs_f64());
                     }
-                    ProbeResult::Refused(_) => self.components.with(labels, |s| s.refused += 1),
+                    ProbeResult::Refused(_) => self
+                        .components
+                        .with(labels, |s| s.refused = s.refused.wrapping_add(1)),
                     ProbeResult::Skipped(why) => {
                         self.skipped.with_label_values(&[why.as_str()]).inc()
                     }
@@ -128,14 +130,14 @@ impl ProbeMetrics {
         self.components.with(labels, |s| {
             let p = s.probes.get_or_insert_with(ProbeCounts::default);
             if success {
-                p.successes += 1;
+                p.successes = p.successes.wrapping_add(1);
             } else {
-                p.failures += 1;
+                p.failures = p.failures.wrapping_add(1);
             }
             p.last_success = success;
             for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets.iter_mut()) {
                 if duration_seconds <= *bound {
-                    *count += 1;
+                    *count = count.wrapping_add(1);
                 }
             }
             p.duration_sum += duration_seconds;
@@ -161,16 +163,22 @@ struct Series {
     probes: Option<ProbeCounts>,
     /// None until the first SLA figures.
     sla: Option<SlaGauges>,
-    refused: u64,
+    refused: Count,
 }
+
+/// A counter of one component's series. 32 bits: a probe every second would take 136 years to
+/// wrap, and a wrap reads to Prometheus as a counter reset, which `rate()` handles. Half the
+/// width of the crate's counters matters here: there are two series per tenant, each with a
+/// dozen histogram buckets.
+type Count = u32;
 
 #[derive(Clone, Debug, Default)]
 struct ProbeCounts {
-    successes: u64,
-    failures: u64,
+    successes: Count,
+    failures: Count,
     last_success: bool,
     /// Cumulative, as Prometheus exposes them: probes at most as long as each bound.
-    buckets: [u64; DURATION_BUCKETS.len()],
+    buckets: [Count; DURATION_BUCKETS.len()],
     duration_sum: f64,
 }
 
@@ -355,7 +363,7 @@ impl ComponentSeries {
                         {
                             if n > 0 {
                                 head(out);
-                                sample(out, (name, ""), l, Some(result), None, n as f64);
+                                sample(out, (name, ""), l, Some(result), None, f64::from(n));
                             }
                         }
                     }
@@ -367,9 +375,9 @@ impl ComponentSeries {
                         head(out);
                         let bucket: SampleName = (name, "_bucket");
                         for (le, count) in bounds.iter().zip(p.buckets) {
-                            sample(out, bucket, l, None, Some(le), count as f64);
+                            sample(out, bucket, l, None, Some(le), f64::from(count));
                         }
-                        let count = (p.successes + p.failures) as f64;
+                        let count = f64::from(p.successes) + f64::from(p.failures);
                         sample(out, bucket, l, None, Some("+Inf"), count);
                         sample(out, (name, "_sum"), l, None, None, p.duration_sum);
                         sample(out, (name, "_count"), l, None, None, count);
@@ -387,7 +395,7 @@ impl ComponentSeries {
                     }
                     (8, _, _) if s.refused > 0 => {
                         head(out);
-                        sample(out, (name, ""), l, None, None, s.refused as f64);
+                        sample(out, (name, ""), l, None, None, f64::from(s.refused));
                     }
                     _ => {}
                 }
@@ -617,9 +625,9 @@ mod tests {
         m
     }
 
-    fn counter_metric(l: &TargetLabels, result: Option<&str>, value: u64) -> proto::Metric {
+    fn counter_metric(l: &TargetLabels, result: Option<&str>, value: Count) -> proto::Metric {
         let mut c = proto::Counter::default();
-        c.set_value(value as f64);
+        c.set_value(f64::from(value));
         let mut m = proto::Metric::from_label(label_pairs(l, result));
         m.set_counter(c);
         m
@@ -627,7 +635,7 @@ mod tests {
 
     fn histogram_metric(l: &TargetLabels, p: &ProbeCounts) -> proto::Metric {
         let mut h = proto::Histogram::default();
-        h.set_sample_count(p.successes + p.failures);
+        h.set_sample_count(u64::from(p.successes) + u64::from(p.failures));
         h.set_sample_sum(p.duration_sum);
         h.set_bucket(
             DURATION_BUCKETS
@@ -636,7 +644,7 @@ mod tests {
                 .map(|(bound, count)| {
                     let mut b = proto::Bucket::default();
                     b.set_upper_bound(*bound);
-                    b.set_cumulative_count(count);
+                    b.set_cumulative_count(u64::from(count));
                     b
                 })
                 .collect(),
