@@ -24,7 +24,7 @@ use kube::{Client, ResourceExt};
 use regie::desired::{self, Settings};
 use regie::tier::Tier;
 use regie_crds::status::{READY, is_true};
-use regie_crds::{HostingComponent, PriceList, ServiceLevel, Tenant, WorkplacePackage};
+use regie_crds::{HostingComponent, Invoice, PriceList, ServiceLevel, Tenant, WorkplacePackage};
 use regie_e2e::cluster::{TestCluster, repo_root};
 
 const LEVELS: [&str; 3] = ["bronze", "silver", "gold"];
@@ -537,6 +537,23 @@ async fn wait_for_writes(
     }
 }
 
+/// Waits until the cluster holds at least `tenants` Invoices (each converged tenant gets a
+/// draft for the month), or `limit` has passed.
+async fn every_tenant_drafted(client: &Client, tenants: usize, limit: Duration) -> Result<()> {
+    let api: Api<Invoice> = Api::all(client.clone());
+    let start = Instant::now();
+    loop {
+        let drafted = api.list_metadata(&ListParams::default()).await?.items.len();
+        if drafted >= tenants {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("{drafted} of {tenants} tenants have an invoice draft after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Writes per second between two scrapes: (reconcile writes, SLA measurement writes, by kind).
 fn write_rates(
     before: &BTreeMap<String, f64>,
@@ -896,8 +913,11 @@ async fn main() -> Result<()> {
         .collect();
     let cold_per_tenant = cold_writes.values().sum::<f64>() / total as f64;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // The operator defers invoice drafts while reconciles are in progress; the idle window
-    // starts once it has caught up (10 s without a reconcile write), not in the middle of that.
+    // The operator defers invoice drafts while reconciles are in progress, and drafts a
+    // thousand tenants in waves with pauses between them: the idle window starts once every
+    // tenant has its first draft (from run 35; before, a pause could start it, run 34) and then
+    // 10 s have passed without a reconcile write.
+    every_tenant_drafted(&client, total, Duration::from_secs(600)).await?;
     let (caught_up, _) = wait_for_writes(port, Duration::from_secs(600), |reconcile, _| {
         reconcile == 0.0
     })
