@@ -314,6 +314,11 @@ impl ReportCredits {
     }
 }
 
+/// Keeps a price list, pool or order whole (slimmed of managed fields): there are few of them.
+fn whole<K: Resource>(o: K, _key: &Arc<str>) -> K {
+    slimmed(o)
+}
+
 /// Starts the caches' watches and the invoicing loop.
 pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
     let inv = ctx.invoicing.clone();
@@ -323,30 +328,9 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         inv.pools.clone(),
         inv.orders.clone(),
     );
-    tasks.spawn(watch(
-        c.clone(),
-        lists,
-        inv.clone(),
-        |o, _| slimmed(o),
-        differ,
-        true,
-    ));
-    tasks.spawn(watch(
-        c.clone(),
-        pools,
-        inv.clone(),
-        |o, _| slimmed(o),
-        differ,
-        true,
-    ));
-    tasks.spawn(watch(
-        c.clone(),
-        orders,
-        inv.clone(),
-        |o, _| slimmed(o),
-        differ,
-        true,
-    ));
+    tasks.spawn(watch(c.clone(), lists, inv.clone(), whole, differ, true));
+    tasks.spawn(watch(c.clone(), pools, inv.clone(), whole, differ, true));
+    tasks.spawn(watch(c.clone(), orders, inv.clone(), whole, differ, true));
     let (usages, reports) = (inv.usages.clone(), inv.reports.clone());
     tasks.spawn(watch(
         c.clone(),
