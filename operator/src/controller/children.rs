@@ -143,9 +143,10 @@ pub fn key_of(child: &Child) -> ChildKey {
 /// SHA-256 of an applied body.
 pub type AppliedHash = [u8; 32];
 
-/// What the index keeps of an [`AppliedHash`]: its first 64 bits. It only tells whether a
-/// child is as desired, and the annotation's value is no secret (it is a function of the body
-/// anyone can render), so 64 bits lose nothing; they keep an index entry 25 bytes smaller.
+/// What the index keeps of an [`AppliedHash`]: its first 64 bits, an index entry 25 bytes
+/// smaller. It only tells whether a child is as desired; two different bodies alike in 64 bits
+/// (one change in 2^64) would leave a child unapplied until its next change. The annotation is
+/// no secret either way: it is a function of a body anyone can render.
 pub type ShortDigest = NonZeroU64;
 
 /// The first 64 bits of `hash` (the one value of 2^64 that is zero counts as one).
@@ -244,14 +245,12 @@ impl Entries {
             let group = self.intern(group);
             self.groups.insert(group, Vec::new());
         }
-        let name = match self
+        let held = self
             .groups
             .get(group)
-            .and_then(|g| g.iter().find(|e| e.is(kind, &key.2)))
-        {
-            Some(_) => None,
-            None => Some(self.intern(&key.2)),
-        };
+            .is_some_and(|g| g.iter().any(|e| e.is(kind, &key.2)));
+        // A new entry's name, interned; None when the entry exists and only its facts change.
+        let name = (!held).then(|| self.intern(&key.2));
         let Some(entries) = self.groups.get_mut(group) else {
             return;
         };
