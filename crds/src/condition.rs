@@ -220,25 +220,33 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// A plain string in the schema: statuses hold words such as a service level as `Text`, shared
-/// by every object that carries the same one.
-impl JsonSchema for Text {
-    fn schema_name() -> Cow<'static, str> {
-        <String as JsonSchema>::schema_name()
-    }
+/// Gives `$ours` the JSON schema of `$theirs`: a type that holds in memory differently what it
+/// reads and writes the same way.
+macro_rules! schema_of {
+    ($ours:ty, $theirs:ty) => {
+        impl JsonSchema for $ours {
+            fn schema_name() -> Cow<'static, str> {
+                <$theirs as JsonSchema>::schema_name()
+            }
 
-    fn schema_id() -> Cow<'static, str> {
-        <String as JsonSchema>::schema_id()
-    }
+            fn schema_id() -> Cow<'static, str> {
+                <$theirs as JsonSchema>::schema_id()
+            }
 
-    fn inline_schema() -> bool {
-        <String as JsonSchema>::inline_schema()
-    }
+            fn inline_schema() -> bool {
+                <$theirs as JsonSchema>::inline_schema()
+            }
 
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        <String as JsonSchema>::json_schema(generator)
-    }
+            fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+                <$theirs as JsonSchema>::json_schema(generator)
+            }
+        }
+    };
 }
+
+// A plain string in the schema: statuses hold words such as a service level as `Text`, shared
+// by every object that carries the same one.
+schema_of!(Text, String);
 
 /// One condition of an object's status; `metav1.Condition` on the wire and in the schema.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -259,23 +267,7 @@ pub struct Condition {
 
 type Upstream = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-impl JsonSchema for Condition {
-    fn schema_name() -> Cow<'static, str> {
-        <Upstream as JsonSchema>::schema_name()
-    }
-
-    fn schema_id() -> Cow<'static, str> {
-        <Upstream as JsonSchema>::schema_id()
-    }
-
-    fn inline_schema() -> bool {
-        <Upstream as JsonSchema>::inline_schema()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        <Upstream as JsonSchema>::json_schema(generator)
-    }
-}
+schema_of!(Condition, Upstream);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -8,7 +8,7 @@
 //! B-tree node of over half a KiB. Here each kind says what it keeps ([`Filler::handle`]'s
 //! `slim`), and the key is one string, `namespace/name`, in order, so that a namespace's
 //! objects (a tenant's components) are found without a walk over all of them. A kept value
-//! that needs its name shares the key's copy ([`Filler::handle_keyed`]).
+//! that needs its name shares the key's copy ([`Filler::handle`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -136,16 +136,11 @@ impl<V> Filler<V> {
         }
     }
 
-    /// Applies one watch event; `slim` turns an object into what the cache keeps. True when
-    /// readers see something new: an object that is not the same as before, or the end of a
-    /// relist.
-    pub fn handle<K: kube::Resource>(&mut self, event: Event<K>, slim: impl Fn(K) -> V) -> bool {
-        self.handle_keyed(event, |o, _| slim(o))
-    }
-
-    /// [`Filler::handle`] for values that keep their name: `slim` also gets the key, to keep
-    /// instead of a copy of its own (`namespace/name`, see [`key_of`]).
-    pub fn handle_keyed<K: kube::Resource>(
+    /// Applies one watch event; `slim` turns an object into what the cache keeps, and gets its
+    /// key (`namespace/name`, see [`key_of`]) for a value that keeps its name to share instead
+    /// of a copy of its own. True when readers see something new: an object that is not the
+    /// same as before, or the end of a relist.
+    pub fn handle<K: kube::Resource>(
         &mut self,
         event: Event<K>,
         slim: impl Fn(K, &Arc<str>) -> V,
@@ -244,7 +239,7 @@ mod tests {
     }
 
     /// Keeps the value only: a new resourceVersion alone is no change.
-    fn value(c: ConfigMap) -> String {
+    fn value(c: ConfigMap, _key: &Arc<str>) -> String {
         c.data.unwrap_or_default().remove("v").unwrap_or_default()
     }
 

@@ -245,28 +245,25 @@ impl Entries {
             let group = self.intern(group);
             self.groups.insert(group, Vec::new());
         }
-        let held = self
+        let at = self
             .groups
             .get(group)
-            .is_some_and(|g| g.iter().any(|e| e.is(kind, &key.2)));
-        // A new entry's name, interned; None when the entry exists and only its facts change.
-        let name = (!held).then(|| self.intern(&key.2));
-        let Some(entries) = self.groups.get_mut(group) else {
-            return;
-        };
-        let replaced = match name {
-            None => entries
-                .iter_mut()
-                .find(|e| e.is(kind, &key.2))
-                .and_then(|e| std::mem::replace(&mut e.known, known).tenant),
-            Some(name) => {
+            .and_then(|g| g.iter().position(|e| e.is(kind, &key.2)));
+        let Some(at) = at else {
+            let name = self.intern(&key.2);
+            if let Some(entries) = self.groups.get_mut(group) {
                 // Grown one at a time: a group holds about a dozen children for good, and the
                 // doubling's spare slots would cost a third of them again.
                 entries.reserve_exact(1);
                 entries.push(Entry { kind, name, known });
-                None
             }
+            return;
         };
+        let replaced = self
+            .groups
+            .get_mut(group)
+            .and_then(|entries| entries.get_mut(at))
+            .and_then(|e| std::mem::replace(&mut e.known, known).tenant);
         if let Some(t) = replaced {
             self.release(&t);
         }

@@ -235,7 +235,7 @@ async fn watch<K, V>(
     let mut events = std::pin::pin!(watch_all::<K>(client));
     let mut filler = Filler::new(cache, same);
     while let Some(ev) = events.next().await {
-        if filler.handle_keyed(ev, slim) && wakes {
+        if filler.handle(ev, slim) && wakes {
             inv.wake.notify_one();
         }
     }

@@ -268,7 +268,7 @@ async fn follow_tenants(
             _ => None,
         };
         let done = matches!(ev, Event::InitDone);
-        filler.handle_keyed(ev, |t, key| Kept::keyed(slimmed(t), key));
+        filler.handle(ev, |t, key| Kept::keyed(slimmed(t), key));
         if let Some(name) = applied {
             let _ = trigger.send(name);
         }
@@ -299,7 +299,7 @@ async fn follow<K: TenantKind + Split>(
             Event::Delete(o) => Some((o.clone(), true)),
             Event::Init | Event::InitDone => None,
         };
-        filler.handle_keyed(ev, |o, key| Kept::keyed(slimmed(o), key));
+        filler.handle(ev, |o, key| Kept::keyed(slimmed(o), key));
         let Some((o, deleted)) = touched else {
             continue;
         };
