@@ -46,7 +46,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::events::{Event as KEvent, EventType};
 use kube::{Client, Resource, ResourceExt};
-use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState};
+use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState, UsageSpec};
 use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::{
     CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
@@ -57,7 +57,7 @@ use serde::de::DeserializeOwned;
 
 use super::activity::DEFER_AT_MOST;
 use super::cache::{Cache, Filler, differ, digest, watch_all};
-use super::kept::{Kept, Split};
+use super::kept::{Kept, Split, Version};
 use super::{Context, slimmed};
 use crate::billing::engine::{
     Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, grouped, tenant_input,
@@ -121,33 +121,38 @@ impl Invoicing {
     }
 }
 
-/// An Invoice as invoicing's cache keeps it. A draft's lines are kept only as a digest: a pass
-/// only ever compares a draft with the one it computes, and lines are most of an invoice. A
-/// final invoice is kept whole, because corrections are computed from its lines.
+/// An Invoice as invoicing's cache keeps it. A draft is kept as a digest of its spec and its
+/// period: a pass only ever compares a draft with the one it computes, and asks of it no more
+/// than its tenant, period and state — the tenant is its name before the period. A draft is
+/// most of the invoices a cluster holds (one per tenant, rewritten as the month goes on), and
+/// its spec as values is a dozen small allocations. A final invoice is kept whole, because
+/// corrections are computed from its lines; so is anything that does not fit the draft's form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredInvoice {
     /// The cache's key (an Invoice has no namespace), shared with it.
     pub name: Arc<str>,
-    resource_version: Option<String>,
-    uid: Option<String>,
+    /// For the precondition of a rewrite or a delete.
+    version: Version,
     /// The labels, annotations, finalizers and owners, only when they are not just the tenant
     /// label regie gives every invoice: a draft written again keeps them.
     extra: Option<Box<ObjectMeta>>,
-    /// The spec; a draft's without its lines.
-    pub spec: InvoiceSpec,
-    /// The digest of the lines.
-    lines: u64,
+    held: Held,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Held {
+    /// A draft without a number, named as regie names it (`<tenant>-<period>`, see
+    /// [`invoice_name`]), its period written the canonical way.
+    Draft {
+        period: Period,
+        digest: u64,
+    },
+    Whole(Box<InvoiceSpec>),
 }
 
 impl StoredInvoice {
     fn of(o: InvoiceObject, key: &Arc<str>) -> StoredInvoice {
-        let InvoiceObject {
-            metadata, mut spec, ..
-        } = o;
-        let lines = digest(&spec.lines);
-        if spec.state == InvoiceState::Draft {
-            spec.lines = Vec::new();
-        }
+        let InvoiceObject { metadata, spec, .. } = o;
         let own_labels = metadata
             .labels
             .as_ref()
@@ -168,40 +173,81 @@ impl StoredInvoice {
                 ..ObjectMeta::default()
             })
         });
+        let draft_period = Period::parse(&spec.period).ok().filter(|p| {
+            spec.state == InvoiceState::Draft
+                && spec.number.is_none()
+                && p.to_string() == spec.period
+                && **key == *invoice_name(&spec.tenant, &spec.period)
+        });
+        let held = match draft_period {
+            Some(period) => Held::Draft {
+                period,
+                digest: digest(&spec),
+            },
+            None => Held::Whole(Box::new(spec)),
+        };
         StoredInvoice {
             name: key.clone(),
-            resource_version: metadata.resource_version,
-            uid: metadata.uid,
+            version: Version::of(metadata.uid, metadata.resource_version),
             extra,
-            spec,
-            lines,
+            held,
+        }
+    }
+
+    pub fn state(&self) -> InvoiceState {
+        match &self.held {
+            Held::Draft { .. } => InvoiceState::Draft,
+            Held::Whole(spec) => spec.state,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.state() == InvoiceState::Final
+    }
+
+    pub fn tenant(&self) -> &str {
+        match &self.held {
+            Held::Draft { period, .. } => {
+                // The name is `<tenant>-<period>`, checked when kept.
+                let suffix = period.to_string().len() + 1;
+                &self.name[..self.name.len().saturating_sub(suffix)]
+            }
+            Held::Whole(spec) => &spec.tenant,
+        }
+    }
+
+    pub fn number(&self) -> Option<&str> {
+        match &self.held {
+            Held::Draft { .. } => None,
+            Held::Whole(spec) => spec.number.as_deref(),
+        }
+    }
+
+    /// The spec as a pass reads it: whole for a final invoice; for a draft its tenant, period
+    /// and state, without the amounts and lines that only its digest keeps.
+    pub fn spec(&self) -> InvoiceSpec {
+        match &self.held {
+            Held::Draft { period, .. } => InvoiceSpec {
+                tenant: self.tenant().to_string(),
+                period: period.to_string(),
+                number: None,
+                state: InvoiceState::Draft,
+                currency: String::new(),
+                lines: Vec::new(),
+                subtotal: String::new(),
+                vat: String::new(),
+                total: String::new(),
+            },
+            Held::Whole(spec) => InvoiceSpec::clone(spec),
         }
     }
 
     /// Whether the cluster holds `spec`.
     fn holds(&self, spec: &InvoiceSpec) -> bool {
-        // Destructured, so that a field added to the spec cannot be forgotten here.
-        let InvoiceSpec {
-            tenant,
-            period,
-            number,
-            state,
-            currency,
-            lines,
-            subtotal,
-            vat,
-            total,
-        } = spec;
-        let held = &self.spec;
-        *tenant == held.tenant
-            && *period == held.period
-            && *number == held.number
-            && *state == held.state
-            && *currency == held.currency
-            && *subtotal == held.subtotal
-            && *vat == held.vat
-            && *total == held.total
-            && digest(lines) == self.lines
+        match &self.held {
+            Held::Draft { digest: held, .. } => digest(spec) == *held,
+            Held::Whole(held) => **held == *spec,
+        }
     }
 
     /// The object that replaces it with `spec`, only in the version cached (a precondition).
@@ -214,7 +260,7 @@ impl StoredInvoice {
             o.metadata.finalizers = extra.finalizers;
             o.metadata.owner_references = extra.owner_references;
         }
-        o.metadata.resource_version = self.resource_version.clone();
+        o.metadata.resource_version = self.version.resource_version();
         o
     }
 }
@@ -246,12 +292,21 @@ async fn watch<K, V>(
 /// The ledger is kept as its JSON text, one allocation of about 300 bytes for a tenant's month:
 /// as values its segments take about four times that (each segment's accounts are a B-tree of
 /// their own, each name a string), and invoicing reads them once per pass, not per event.
+/// Its spec, tenant and month, is kept as the month alone when the name says the rest.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ledger {
     /// The cache's key (a Usage has no namespace), shared with it.
     name: Arc<str>,
-    spec: regie_crds::generated::UsageSpec,
+    spec: LedgerSpec,
     status: Option<Box<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum LedgerSpec {
+    /// A Usage named as metering names it, `<tenant>-<YYYY-MM>`, and saying the same in its
+    /// spec: the tenant is the name before the month.
+    Named(Month),
+    Whole(Box<UsageSpec>),
 }
 
 impl Ledger {
@@ -265,15 +320,40 @@ impl Ledger {
                 None
             }
         });
-        Ledger {
-            name,
-            spec: u.spec,
-            status,
+        let month = regie_crds::validate::parse_month(&u.spec.period)
+            .ok()
+            .map(|(year, month)| Month::new(year, month))
+            .filter(|m| {
+                m.to_string() == u.spec.period
+                    && *name == *format!("{}-{}", u.spec.tenant, u.spec.period)
+            });
+        let spec = match month {
+            Some(month) => LedgerSpec::Named(month),
+            None => LedgerSpec::Whole(Box::new(u.spec)),
+        };
+        Ledger { name, spec, status }
+    }
+
+    fn tenant(&self) -> &str {
+        match &self.spec {
+            // `<tenant>-YYYY-MM`, checked when kept.
+            LedgerSpec::Named(_) => &self.name[..self.name.len().saturating_sub("-YYYY-MM".len())],
+            LedgerSpec::Whole(spec) => &spec.tenant,
+        }
+    }
+
+    fn usage_spec(&self) -> UsageSpec {
+        match &self.spec {
+            LedgerSpec::Named(month) => UsageSpec {
+                tenant: self.tenant().to_string(),
+                period: month.to_string(),
+            },
+            LedgerSpec::Whole(spec) => UsageSpec::clone(spec),
         }
     }
 
     fn to_usage(&self) -> Usage {
-        let mut u = Usage::new(&self.name, self.spec.clone());
+        let mut u = Usage::new(&self.name, self.usage_spec());
         u.status = self
             .status
             .as_deref()
@@ -290,27 +370,38 @@ impl Ledger {
 
 /// An SlaReport as invoicing's cache keeps it: the credits it grants (see [`credits_of`]), none
 /// of the figures and incidents behind them, so that only a change of credits wakes invoicing.
+/// A report that grants none — most months' reports, and every week's or day's, which billing
+/// does not read — keeps nothing but its place in the cache.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ReportCredits {
+pub struct ReportCredits(Option<Box<Granted>>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct Granted {
     tenant: String,
-    period: String,
+    month: Month,
     /// Component and credit percentage, for the components that earned a credit.
     credits: Vec<(String, i32)>,
 }
 
 impl ReportCredits {
     pub fn of(r: SlaReport) -> ReportCredits {
-        ReportCredits {
-            tenant: r.spec.tenant,
-            period: r.spec.period,
-            credits: r
-                .status
-                .into_iter()
-                .flat_map(|s| s.components)
-                .filter(|c| c.credit_percent != 0)
-                .map(|c| (c.component, c.credit_percent))
-                .collect(),
-        }
+        let Ok((year, month)) = regie_crds::validate::parse_month(&r.spec.period) else {
+            return ReportCredits(None);
+        };
+        let credits: Vec<(String, i32)> = r
+            .status
+            .into_iter()
+            .flat_map(|s| s.components)
+            .filter(|c| c.credit_percent != 0)
+            .map(|c| (c.component, c.credit_percent))
+            .collect();
+        ReportCredits((!credits.is_empty()).then(|| {
+            Box::new(Granted {
+                tenant: r.spec.tenant,
+                month: Month::new(year, month),
+                credits,
+            })
+        }))
     }
 }
 
@@ -468,7 +559,7 @@ impl Snapshot {
     fn opening(&self) -> BTreeSet<String> {
         self.ledgers()
             .filter(|l| l.status.is_none())
-            .map(|l| l.spec.tenant.clone())
+            .map(|l| l.tenant().to_string())
             .chain(
                 self.fetched
                     .iter()
@@ -512,7 +603,7 @@ impl Snapshot {
                 .iter()
                 .filter_map(|o| Some((o.metadata.namespace.as_deref()?, &**o))),
         );
-        let ledgers = grouped(self.ledgers().map(|l| (l.spec.tenant.as_str(), l)));
+        let ledgers = grouped(self.ledgers().map(|l| (l.tenant(), l)));
         let mut inputs = Vec::with_capacity(self.tenants.len());
         for kept in &self.tenants {
             let tenant = &rebuilt_one(kept)?;
@@ -553,14 +644,11 @@ impl Snapshot {
 /// Service credits of the monthly SlaReports, as `regie bill` reads them.
 pub fn credits_of<'a>(reports: impl IntoIterator<Item = &'a ReportCredits>) -> Credits {
     let mut credits = Credits::new();
-    for r in reports {
-        let Ok((y, m)) = regie_crds::validate::parse_month(&r.period) else {
-            continue;
-        };
-        for (component, percent) in &r.credits {
+    for granted in reports.into_iter().filter_map(|r| r.0.as_deref()) {
+        for (component, percent) in &granted.credits {
             if (1..=100).contains(percent) {
                 credits.insert(
-                    (r.tenant.clone(), component.clone(), Month::new(y, m)),
+                    (granted.tenant.clone(), component.clone(), granted.month),
                     (*percent).into(),
                 );
             }
@@ -1002,10 +1090,8 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             .map(|i| (i.name.to_string(), i))
             .collect(),
     );
-    let existing: BTreeMap<String, InvoiceSpec> = stored
-        .iter()
-        .map(|(n, i)| (n.clone(), i.spec.clone()))
-        .collect();
+    let existing: BTreeMap<String, InvoiceSpec> =
+        stored.iter().map(|(n, i)| (n.clone(), i.spec())).collect();
     let planned = {
         let scope = scope.clone();
         let (stored, tz) = (Arc::clone(&stored), tz.clone());
@@ -1025,9 +1111,9 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             // The write loop below may wait on the API server for a while: it keeps only the
             // drafts it has to write, not every tenant's invoice priced again unchanged.
             intents.retain(|i| match i {
-                Intent::Draft { name, invoice } => !stored.get(name).is_some_and(|s| {
-                    s.spec.state == InvoiceState::Final || s.holds(&invoice.to_spec(&tz))
-                }),
+                Intent::Draft { name, invoice } => !stored
+                    .get(name)
+                    .is_some_and(|s| s.is_final() || s.holds(&invoice.to_spec(&tz))),
                 Intent::Final { .. } | Intent::Obsolete { .. } => true,
             });
             Ok(intents)
@@ -1059,7 +1145,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let api: Api<InvoiceObject> = Api::all(ctx.client.clone());
     let known: Vec<String> = stored
         .values()
-        .filter_map(|i| i.spec.number.clone())
+        .filter_map(|i| i.number().map(str::to_string))
         .collect();
     // A pass over the whole cluster gives way to reconciles between its draft writes (see
     // `activity`): once it has written one, it stops while a reconcile is in progress and the
@@ -1082,7 +1168,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             Intent::Obsolete { name }
                 if stored
                     .get(&name)
-                    .is_some_and(|s| opening.contains(&s.spec.tenant)) => {}
+                    .is_some_and(|s| opening.contains(s.tenant())) => {}
             Intent::Draft { name, invoice } => {
                 let spec = invoice.to_spec(&tz);
                 written |= write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
@@ -1211,7 +1297,7 @@ async fn write_draft(
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e),
         },
-        Some(s) if s.spec.state == InvoiceState::Final || s.holds(&spec) => return Ok(false),
+        Some(s) if s.is_final() || s.holds(&spec) => return Ok(false),
         Some(s) => {
             let o = s.replaced_by(spec);
             match api.replace(name, &PostParams::default(), &o).await {
@@ -1234,13 +1320,13 @@ async fn remove_draft(
     api: &Api<InvoiceObject>,
     stored: &StoredInvoice,
 ) -> Result<bool, kube::Error> {
-    if stored.spec.state != InvoiceState::Draft {
+    if stored.state() != InvoiceState::Draft {
         return Ok(false);
     }
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            resource_version: stored.resource_version.clone(),
-            uid: stored.uid.clone(),
+            resource_version: stored.version.resource_version(),
+            uid: stored.version.uid(),
         }),
         ..DeleteParams::default()
     };
@@ -1604,6 +1690,21 @@ spec:
         let kept = Ledger::of(usage.clone(), &name_key(&usage.metadata));
         assert_eq!(json(&kept.to_usage()), json(&usage));
         assert_eq!(kept.to_usage().status, usage.status);
+        assert!(
+            matches!(kept.spec, LedgerSpec::Named(_)),
+            "the name says the spec"
+        );
+        assert_eq!(kept.tenant(), "tholen");
+        // Named otherwise, or for another month: the spec is kept as it came.
+        for (name, period) in [("tholen-march", "2026-03"), ("tholen-2026-03", "2026-04")] {
+            let mut other = usage.clone();
+            other.metadata.name = Some(name.into());
+            other.spec.period = period.into();
+            let kept = Ledger::of(other.clone(), &name_key(&other.metadata));
+            assert!(matches!(kept.spec, LedgerSpec::Whole(_)), "{name}");
+            assert_eq!(kept.tenant(), "tholen");
+            assert_eq!(json(&kept.to_usage()), json(&other));
+        }
         // A Usage whose ledger is not written yet stays one: invoicing waits for it.
         usage.status = None;
         assert_eq!(
@@ -1997,18 +2098,31 @@ spec:
     }
 
     #[test]
-    fn a_cached_draft_keeps_its_lines_only_as_a_digest_and_still_tells_a_change() {
+    fn a_cached_draft_keeps_only_a_digest_and_its_period_and_still_tells_a_change() {
         let spec = stored_spec(InvoiceState::Draft, "300.00");
         let stored = kept_invoice(in_cluster(spec.clone()));
-        assert!(stored.spec.lines.is_empty());
+        assert!(matches!(stored.held, Held::Draft { .. }));
         assert!(stored.extra.is_none(), "regie's own label is not kept");
         assert!(stored.holds(&spec));
+        assert_eq!(
+            (stored.tenant(), stored.state(), stored.number()),
+            ("tholen", InvoiceState::Draft, None)
+        );
+        // What a pass reads of it: tenant, period and state.
+        let read = stored.spec();
+        assert_eq!(
+            (read.tenant.as_str(), read.period.as_str(), read.state),
+            ("tholen", "2026-03", InvoiceState::Draft)
+        );
         let mut other_line = spec.clone();
         other_line.lines[0].quantity = "11".into();
         assert!(!stored.holds(&other_line));
         let mut other_total = spec.clone();
         other_total.total = "363.00".into();
         assert!(!stored.holds(&other_total));
+        let mut other_currency = spec.clone();
+        other_currency.currency = "USD".into();
+        assert!(!stored.holds(&other_currency));
         // Written again: the cached version as precondition, regie's label, the whole new spec.
         let o = stored.replaced_by(other_line.clone());
         assert_eq!(o.metadata.resource_version.as_deref(), Some("41"));
@@ -2024,13 +2138,52 @@ spec:
     }
 
     #[test]
+    fn a_draft_not_in_regies_form_is_kept_whole() {
+        let draft = stored_spec(InvoiceState::Draft, "300.00");
+        let numbered = InvoiceSpec {
+            number: Some("RG-2026-000009".into()),
+            ..draft.clone()
+        };
+        let odd_period = InvoiceSpec {
+            period: "2026-3".into(),
+            ..draft.clone()
+        };
+        let other_tenant = InvoiceSpec {
+            tenant: "tho".into(),
+            ..draft.clone()
+        };
+        for spec in [numbered, odd_period, other_tenant] {
+            let stored = kept_invoice(in_cluster(spec.clone()));
+            assert!(matches!(stored.held, Held::Whole(_)), "{spec:?}");
+            assert_eq!(stored.spec(), spec);
+            assert_eq!(stored.tenant(), spec.tenant);
+            assert!(stored.holds(&spec));
+        }
+        // A quarter's draft: its name has the period in lower case.
+        let quarter = InvoiceSpec {
+            period: "2026-Q1".into(),
+            ..draft
+        };
+        let mut o = in_cluster(quarter.clone());
+        o.metadata.name = Some("tholen-2026-q1".into());
+        let stored = kept_invoice(o);
+        assert!(matches!(stored.held, Held::Draft { .. }));
+        assert_eq!(stored.tenant(), "tholen");
+        assert_eq!(stored.spec().period, "2026-Q1");
+    }
+
+    #[test]
     fn a_cached_final_invoice_keeps_its_lines_and_a_draft_rewritten_keeps_what_others_set() {
         let final_spec = stored_spec(InvoiceState::Final, "300.00");
         let stored = kept_invoice(in_cluster(final_spec.clone()));
+        assert!(matches!(stored.held, Held::Whole(_)));
         assert_eq!(
-            stored.spec, final_spec,
+            stored.spec(),
+            final_spec,
             "corrections are computed from its lines"
         );
+        assert_eq!(stored.number(), Some("RG-2026-000001"));
+        assert!(stored.is_final());
 
         let mut o = in_cluster(stored_spec(InvoiceState::Draft, "300.00"));
         o.metadata
@@ -2090,7 +2243,31 @@ spec:
         assert_eq!(report("99.0", 5), report("98.0", 5));
         assert_ne!(report("98.0", 5), report("97.0", 10));
         assert_eq!(report("99.95", 0), report("99.99", 0));
-        let credits = credits_of(&[report("98.0", 5)]);
+        assert_eq!(
+            report("99.95", 0),
+            ReportCredits(None),
+            "no credit, nothing kept"
+        );
+        let credits = credits_of(&[report("98.0", 5), report("99.95", 0)]);
         assert_eq!(credits.len(), 1);
+        // A week's report is not billed from, whatever it says.
+        let week = SlaReport::new(
+            "tholen-2026-w14",
+            SlaReportSpec {
+                tenant: "tholen".into(),
+                period: "2026-W14".into(),
+                from: "2026-03-30T00:00:00+02:00".into(),
+                to: "2026-04-06T00:00:00+02:00".into(),
+            },
+        );
+        let mut credited = week.clone();
+        credited.status = Some(SlaReportStatus {
+            components: vec![ComponentCompliance {
+                credit_percent: 5,
+                ..ComponentCompliance::default()
+            }],
+            ..SlaReportStatus::default()
+        });
+        assert_eq!(ReportCredits::of(credited), ReportCredits(None));
     }
 }

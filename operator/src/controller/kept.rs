@@ -244,10 +244,7 @@ impl KeptMeta {
         if uid.is_some() {
             meta.uid = None;
         }
-        let resource_version = meta
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<NonZeroU64>().ok().filter(|n| n.to_string() == v));
+        let resource_version = meta.resource_version.as_deref().and_then(revision);
         if resource_version.is_some() {
             meta.resource_version = None;
         }
@@ -310,6 +307,55 @@ impl KeptMeta {
         }
         meta
     }
+}
+
+/// An object's uid and resourceVersion, for the preconditions of a later write: 24 bytes when
+/// both have their usual form (a canonical UUID, etcd's decimal revision), as text otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Version {
+    Packed {
+        uid: [u8; 16],
+        resource_version: NonZeroU64,
+    },
+    Text(Box<(Option<String>, Option<String>)>),
+}
+
+impl Version {
+    pub fn of(uid: Option<String>, resource_version: Option<String>) -> Version {
+        let packed_uid = uid.as_deref().and_then(uuid_bits);
+        let packed_version = resource_version.as_deref().and_then(revision);
+        match (packed_uid, packed_version) {
+            (Some(uid), Some(resource_version)) => Version::Packed {
+                uid: uid.to_be_bytes(),
+                resource_version,
+            },
+            _ => Version::Text(Box::new((uid, resource_version))),
+        }
+    }
+
+    pub fn uid(&self) -> Option<String> {
+        match self {
+            Version::Packed { uid, .. } => Some(uuid_text(u128::from_be_bytes(*uid))),
+            Version::Text(text) => text.0.clone(),
+        }
+    }
+
+    pub fn resource_version(&self) -> Option<String> {
+        match self {
+            Version::Packed {
+                resource_version, ..
+            } => Some(resource_version.to_string()),
+            Version::Text(text) => text.1.clone(),
+        }
+    }
+}
+
+/// A resourceVersion as a number, when it is a decimal number written the canonical way
+/// (etcd's) other than 0; None for any other text, which is then kept as text.
+fn revision(text: &str) -> Option<NonZeroU64> {
+    text.parse::<NonZeroU64>()
+        .ok()
+        .filter(|n| n.to_string() == text)
 }
 
 /// The bits of a UUID in canonical form (`8-4-4-4-12` lowercase hex digits); None for any
@@ -498,6 +544,27 @@ mod tests {
             "+0000000-0000-0000-0000-00000000000a",
         ] {
             assert_eq!(uuid_bits(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn a_version_is_packed_only_when_both_parts_read_back_the_same() {
+        let uid = "6f1c2a3b-0000-4000-8000-00000000002a";
+        let packed = Version::of(Some(uid.into()), Some("41".into()));
+        assert!(matches!(packed, Version::Packed { .. }));
+        assert_eq!(packed.uid().as_deref(), Some(uid));
+        assert_eq!(packed.resource_version().as_deref(), Some("41"));
+        for (uid, version) in [
+            (Some("u-1"), Some("41")),
+            (Some(uid), Some("041")),
+            (Some(uid), Some("0")),
+            (None, Some("41")),
+            (Some(uid), None),
+        ] {
+            let v = Version::of(uid.map(Into::into), version.map(Into::into));
+            assert!(matches!(v, Version::Text(_)), "{uid:?} {version:?}");
+            assert_eq!(v.uid().as_deref(), uid);
+            assert_eq!(v.resource_version().as_deref(), version);
         }
     }
 }
