@@ -7,7 +7,8 @@
 //! words are a small vocabulary (CamelCase identifiers by API convention), so they are interned
 //! once per process; the interner is bounded, so hostile or unusual input only ever costs what
 //! it cost before. Messages are shared only when they are one of [`MESSAGES`], regie's fixed
-//! ones: a message may name objects or counts, and interning those would grow without end.
+//! ones, or a hosted component's replica counts (`status::replicas_message`): a message may
+//! name objects, and interning those would grow without end.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ fn interned() -> &'static RwLock<HashMap<Box<str>, Text>> {
 /// Whether `s` is one of regie's messages or a word (bounded in length and alphabet).
 fn internable(s: &str) -> bool {
     MESSAGES.contains(&s)
+        || crate::status::is_replicas_message(s)
         || (s.len() <= WORD_MAX
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/' || b == b'-'))
@@ -306,18 +308,31 @@ mod tests {
         .unwrap();
         assert!(c.type_.is_shared() && c.status.is_shared() && c.reason.is_shared());
         assert!(c.message.is_shared());
-        let c: Condition =
-            serde_json::from_str(&condition_json("Ready", "2 of 3 replicas available")).unwrap();
+        let c: Condition = serde_json::from_str(&condition_json(
+            "Ready",
+            "zaaksysteem cannot be reached at zaak.example.org",
+        ))
+        .unwrap();
         assert!(!c.message.is_shared());
-        assert_eq!(c.message, "2 of 3 replicas available");
+        assert_eq!(
+            c.message,
+            "zaaksysteem cannot be reached at zaak.example.org"
+        );
+        // A clone of an owned text is not thereby shared.
+        assert!(!c.message.clone().is_shared());
+        // A component's replica counts name no object: shared.
+        let c: Condition = serde_json::from_str(&condition_json(
+            "Available",
+            &crate::status::replicas_message(0, 2, 1),
+        ))
+        .unwrap();
+        assert!(c.message.is_shared());
         // Interned once: the same word read twice is the same text.
         let (a, b) = (
             Text::from("SomeReason"),
             Text::from(String::from("SomeReason")),
         );
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
-        // A clone of an owned text is not thereby shared.
-        assert!(!c.message.clone().is_shared());
     }
 
     #[test]

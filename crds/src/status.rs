@@ -27,6 +27,47 @@ pub const ACCOUNTS_RECORDED: &str = "accounts recorded for billing";
 /// A SaaS component's `Available` before its first probe.
 pub const NOT_PROBED_YET: &str = "no probe result yet";
 
+/// A hosted component's `Available` message: how many of its replicas are available and, when
+/// fewer than `needed`, that too few are.
+pub fn replicas_message(available: i32, wanted: i32, needed: i32) -> String {
+    if available >= needed {
+        format!("{available} of {wanted} replicas available")
+    } else {
+        format!(
+            "{available} of {wanted} replicas available (at least {needed} needed); no pod of this Deployment is ready"
+        )
+    }
+}
+
+/// Whether `s` is a [`replicas_message`] whose counts are below 100. Such a message names no
+/// object and few of them exist, so they are shared like regie's fixed messages.
+pub fn is_replicas_message(s: &str) -> bool {
+    fn count(digits: &str) -> Option<i32> {
+        let canonical = (1..=2).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'));
+        canonical.then(|| digits.parse().ok()).flatten()
+    }
+    let Some((available, rest)) = s.split_once(" of ") else {
+        return false;
+    };
+    let Some((wanted, rest)) = rest.split_once(" replicas available") else {
+        return false;
+    };
+    let (Some(available), Some(wanted)) = (count(available), count(wanted)) else {
+        return false;
+    };
+    let needed = match rest
+        .strip_prefix(" (at least ")
+        .and_then(|r| r.split_once(' '))
+    {
+        Some((needed, _)) => count(needed),
+        None if rest.is_empty() => Some(available),
+        None => None,
+    };
+    needed.is_some_and(|needed| replicas_message(available, wanted, needed) == s)
+}
+
 /// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status is unchanged.
 /// Returns true when anything but the transition time changed.
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) -> bool {
@@ -77,4 +118,31 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 /// True when the condition of that type exists and is "True".
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_messages_are_recognised_only_as_written() {
+        for (available, wanted, needed) in
+            [(0, 2, 1), (2, 2, 1), (3, 3, 2), (0, 1, 1), (99, 99, 99)]
+        {
+            let m = replicas_message(available, wanted, needed);
+            assert!(is_replicas_message(&m), "{m}");
+        }
+        for not in [
+            "",
+            "2 of 3 replicas available, more or less",
+            "02 of 3 replicas available",
+            "100 of 100 replicas available",
+            "-1 of 3 replicas available",
+            "2 of 3 replicas available (at least 2 needed); no pod of this Deployment is ready",
+            "0 of 3 replicas available (at least 1 needed); no pod of tenant-x is ready",
+            "0 of 3 replicas available (at least 1 needed)",
+        ] {
+            assert!(!is_replicas_message(not), "{not}");
+        }
+    }
 }

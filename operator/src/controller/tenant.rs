@@ -756,27 +756,18 @@ async fn write_component_status(
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);
                 new.available_replicas = Some(available);
-                let cond = if available >= floor {
-                    status::condition(
-                        AVAILABLE,
-                        true,
-                        "MinimumReplicasAvailable",
-                        format!("{available} of {wanted} replicas available"),
-                        generation,
-                        now.clone(),
-                    )
-                } else {
-                    status::condition(
-                        AVAILABLE,
-                        false,
-                        "ReplicasUnavailable",
-                        format!(
-                            "{available} of {wanted} replicas available (at least {floor} needed); no pod of this Deployment is ready"
-                        ),
-                        generation,
-                        now.clone(),
-                    )
-                };
+                let cond = status::condition(
+                    AVAILABLE,
+                    available >= floor,
+                    if available >= floor {
+                        "MinimumReplicasAvailable"
+                    } else {
+                        "ReplicasUnavailable"
+                    },
+                    status::replicas_message(available, wanted, floor),
+                    generation,
+                    now.clone(),
+                );
                 status::set_condition(&mut new.conditions, cond);
             }
             Ok(())
