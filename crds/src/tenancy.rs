@@ -169,8 +169,9 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<Rollup>,
     /// `ready/total` of the components, for `kubectl get`.
+    // Shared text: a handful of values for all tenants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub components_summary: Option<String>,
+    pub components_summary: Option<Text>,
 }
 
 /// How many children there are and how many are ready; names the ones that are not.

@@ -15,6 +15,7 @@ use std::num::{NonZeroI64, NonZeroU64};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use regie_crds::status::Text;
 use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 
 use super::cache::{Cache, key_of};
@@ -228,8 +229,9 @@ struct KeptMeta {
     /// The generation, when it is not 0 (the API server starts at 1).
     generation: Option<NonZeroI64>,
     creation_timestamp: Option<Time>,
-    /// Finalizers, when there are any (every Tenant has regie's own).
-    finalizers: Box<[Box<str>]>,
+    /// Finalizers, when there are any: every Tenant has regie's own, which as shared text is
+    /// one copy for all of them.
+    finalizers: Box<[Text]>,
     /// Every other field that is set, and a uid or resourceVersion of another form.
     rest: Option<Box<ObjectMeta>>,
 }
@@ -256,9 +258,7 @@ impl KeptMeta {
         }
         let creation_timestamp = meta.creation_timestamp.take();
         let finalizers = match meta.finalizers.take() {
-            Some(list) if !list.is_empty() => {
-                list.into_iter().map(String::into_boxed_str).collect()
-            }
+            Some(list) if !list.is_empty() => list.into_iter().map(Text::from).collect(),
             // An explicit empty list stays as it came.
             other => {
                 meta.finalizers = other;
@@ -521,6 +521,10 @@ mod tests {
         .expect("a valid tenant");
         let kept = Kept::new(t.clone());
         assert!(kept.meta.rest.is_none(), "a finalizer is kept apart");
+        assert!(
+            kept.meta.finalizers[0].is_shared(),
+            "one copy for every tenant"
+        );
         assert_same(&kept.object().expect("reads back"), &t);
         // An explicit empty list of finalizers is no finalizer, but comes back as it was.
         let mut empty = t;

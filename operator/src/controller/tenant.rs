@@ -590,7 +590,8 @@ async fn write_tenant_status(
         new.namespace = Some(s.namespace);
         new.service_level = Some(s.level.into());
         new.accounts = Some(s.accounts);
-        new.components_summary = Some(format!("{}/{}", s.components.ready, s.components.total));
+        new.components_summary =
+            Some(format!("{}/{}", s.components.ready, s.components.total).into());
         new.components = Some(s.components);
         new.packages = Some(s.packages);
     } else {
