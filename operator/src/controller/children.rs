@@ -179,14 +179,22 @@ fn locate(key: &ChildKey) -> Option<(&str, u8)> {
     Some((group, position))
 }
 
-/// One child in its group: the kind as its position in [`KINDS`], its name, what is known.
+/// One child in its group: the kind as its position in [`KINDS`], its name, what is known —
+/// but for its tenant, which is its group's (see [`Group`]) unless it says otherwise.
 #[derive(Debug)]
 struct Entry {
     kind: u8,
+    terminating: bool,
     /// Interned: most names are regie's fixed ones or a component's, shared by its Deployment,
     /// Service and budget; a Namespace's is its group's key.
     name: Arc<str>,
-    known: Known,
+    digest: Option<ShortDigest>,
+    generation: Option<NonZeroI64>,
+    applied_generation: Option<NonZeroI64>,
+    replicas: Option<Box<ReplicaCounts>>,
+    /// Its tenant (interned) when that is not its group's: a child labelled for another tenant
+    /// than the one whose namespace it is in, or for none. Boxed: never seen in practice.
+    own_tenant: Option<Box<Option<Arc<str>>>>,
 }
 
 impl Entry {
@@ -202,6 +210,42 @@ impl Entry {
             self.name.to_string(),
         )
     }
+
+    fn tenant<'a>(&'a self, group: &'a Group) -> Option<&'a Arc<str>> {
+        match &self.own_tenant {
+            Some(own) => own.as_ref().as_ref(),
+            None => group.tenant.as_ref(),
+        }
+    }
+
+    fn known(&self, group: &Group) -> Known {
+        Known {
+            tenant: self.tenant(group).cloned(),
+            digest: self.digest,
+            generation: self.generation,
+            applied_generation: self.applied_generation,
+            terminating: self.terminating,
+            replicas: self.replicas.clone(),
+        }
+    }
+
+    /// Takes what `known` says but its tenant; the old tenant of its own, if it had one.
+    fn set(&mut self, known: Known) {
+        self.digest = known.digest;
+        self.generation = known.generation;
+        self.applied_generation = known.applied_generation;
+        self.terminating = known.terminating;
+        self.replicas = known.replicas;
+    }
+}
+
+/// The children in one namespace (a Namespace's own name for a Namespace), and the tenant they
+/// are labelled for: the tenant of the first child seen, which every child of a tenant's
+/// namespace shares. Kept once here instead of in each of a dozen entries.
+#[derive(Debug)]
+struct Group {
+    tenant: Option<Arc<str>>,
+    entries: Vec<Entry>,
 }
 
 /// The children grouped by namespace, and one shared copy of each name they use. A tenant's
@@ -209,20 +253,21 @@ impl Entry {
 /// nothing, and the index costs a vector slot per child instead of a hash-table bucket.
 #[derive(Debug, Default)]
 struct Entries {
-    groups: HashMap<Arc<str>, Vec<Entry>>,
+    groups: HashMap<Arc<str>, Group>,
     /// Tenants' names, groups' keys and children's names, one copy each; a copy goes when only
     /// this set holds it.
     strings: HashSet<Arc<str>>,
 }
 
 impl Entries {
-    fn get(&self, key: &ChildKey) -> Option<&Known> {
+    fn get(&self, key: &ChildKey) -> Option<Known> {
         let (group, kind) = locate(key)?;
-        self.groups
-            .get(group)?
+        let group = self.groups.get(group)?;
+        group
+            .entries
             .iter()
             .find(|e| e.is(kind, &key.2))
-            .map(|e| &e.known)
+            .map(|e| e.known(group))
     }
 
     fn intern(&mut self, text: &str) -> Arc<str> {
@@ -238,52 +283,74 @@ impl Entries {
         let Some((group, kind)) = locate(key) else {
             return;
         };
-        if let Some(t) = known.tenant.take() {
-            known.tenant = Some(self.intern(&t));
-        }
+        let tenant = known.tenant.take().map(|t| self.intern(&t));
         if !self.groups.contains_key(group) {
             let group = self.intern(group);
-            self.groups.insert(group, Vec::new());
+            self.groups.insert(
+                group,
+                Group {
+                    tenant: tenant.clone(),
+                    entries: Vec::new(),
+                },
+            );
         }
-        let at = self
-            .groups
-            .get(group)
-            .and_then(|g| g.iter().position(|e| e.is(kind, &key.2)));
-        let Some(at) = at else {
-            let name = self.intern(&key.2);
-            if let Some(entries) = self.groups.get_mut(group) {
-                // Grown one at a time: a group holds about a dozen children for good, and the
-                // doubling's spare slots would cost a third of them again.
-                entries.reserve_exact(1);
-                entries.push(Entry { kind, name, known });
-            }
+        let Some(g) = self.groups.get_mut(group) else {
             return;
         };
-        let replaced = self
-            .groups
-            .get_mut(group)
-            .and_then(|entries| entries.get_mut(at))
-            .and_then(|e| std::mem::replace(&mut e.known, known).tenant);
-        if let Some(t) = replaced {
+        let own_tenant = (tenant != g.tenant).then(|| Box::new(tenant));
+        let at = g.entries.iter().position(|e| e.is(kind, &key.2));
+        let replaced = match at.and_then(|at| g.entries.get_mut(at)) {
+            Some(e) => {
+                e.set(known);
+                std::mem::replace(&mut e.own_tenant, own_tenant)
+            }
+            None => {
+                let name = self.intern(&key.2);
+                let Some(g) = self.groups.get_mut(group) else {
+                    return;
+                };
+                // Grown one at a time: a group holds about a dozen children for good, and the
+                // doubling's spare slots would cost a third of them again.
+                g.entries.reserve_exact(1);
+                g.entries.push(Entry {
+                    kind,
+                    terminating: known.terminating,
+                    name,
+                    digest: known.digest,
+                    generation: known.generation,
+                    applied_generation: known.applied_generation,
+                    replicas: known.replicas,
+                    own_tenant,
+                });
+                None
+            }
+        };
+        if let Some(t) = replaced.and_then(|own| *own) {
             self.release(&t);
         }
     }
 
     fn remove(&mut self, key: &ChildKey) -> Option<Known> {
         let (group, kind) = locate(key)?;
-        let entries = self.groups.get_mut(group)?;
-        let at = entries.iter().position(|e| e.is(kind, &key.2))?;
-        let entry = entries.swap_remove(at);
-        if entries.is_empty()
-            && let Some((group, _)) = self.groups.remove_entry(group)
-        {
-            self.release(&group);
+        let g = self.groups.get_mut(group)?;
+        let at = g.entries.iter().position(|e| e.is(kind, &key.2))?;
+        let entry = g.entries.swap_remove(at);
+        let emptied = g.entries.is_empty();
+        let mut known = entry.known(g);
+        // Each shared string below is then held once here, once by the set, and by any other user.
+        let tenant = known.tenant.take();
+        let name = entry.name.clone();
+        drop(entry);
+        if emptied && let Some((key, group)) = self.groups.remove_entry(group) {
+            drop(group);
+            self.release(&key);
         }
-        self.release(&entry.name);
-        if let Some(t) = &entry.known.tenant {
+        self.release(&name);
+        if let Some(t) = &tenant {
             self.release(t);
         }
-        Some(entry.known)
+        known.tenant = tenant;
+        Some(known)
     }
 
     /// Drops a shared string once only the set and the caller's copy hold it.
@@ -293,10 +360,10 @@ impl Entries {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+    fn iter(&self) -> impl Iterator<Item = (&str, &Group, &Entry)> {
         self.groups
             .iter()
-            .flat_map(|(group, entries)| entries.iter().map(move |e| (&**group, e)))
+            .flat_map(|(key, group)| group.entries.iter().map(move |e| (&**key, group, e)))
     }
 }
 
@@ -322,7 +389,7 @@ impl ChildIndex {
     }
 
     pub fn get(&self, key: &ChildKey) -> Option<Known> {
-        self.lock().get(key).cloned()
+        self.lock().get(key)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -341,13 +408,8 @@ impl ChildIndex {
         };
         entries
             .iter()
-            .filter(|(_, e)| {
-                e.known
-                    .tenant
-                    .as_ref()
-                    .is_some_and(|t| Arc::ptr_eq(t, tenant))
-            })
-            .map(|(group, e)| (e.key(group), e.known.clone()))
+            .filter(|(_, g, e)| e.tenant(g).is_some_and(|t| Arc::ptr_eq(t, tenant)))
+            .map(|(key, g, e)| (e.key(key), e.known(g)))
             .collect()
     }
 
@@ -356,7 +418,7 @@ impl ChildIndex {
     fn observe(&self, key: ChildKey, mut known: Known) -> Option<String> {
         let mut map = self.lock();
         let previous = map.get(&key);
-        known.applied_generation = previous.and_then(|p| p.applied_generation);
+        known.applied_generation = previous.as_ref().and_then(|p| p.applied_generation);
         let interesting = match previous {
             None => true,
             Some(p) => {
@@ -384,15 +446,17 @@ impl ChildIndex {
         let mut touched: Vec<String> = Vec::new();
         if let Some(position) = kind_position(kind) {
             for group in entries.groups.values_mut() {
-                group.retain(|e| {
+                let Group { tenant, entries } = group;
+                entries.retain(|e| {
                     if e.kind != position {
                         return true;
                     }
-                    touched.extend(e.known.tenant.as_deref().map(String::from));
+                    let own = e.own_tenant.as_deref().map(Option::as_ref);
+                    touched.extend(own.unwrap_or(tenant.as_ref()).map(|t| t.to_string()));
                     false
                 });
             }
-            entries.groups.retain(|_, group| !group.is_empty());
+            entries.groups.retain(|_, group| !group.entries.is_empty());
         }
         for (k, v) in fresh {
             if let Some(t) = &v.tenant {
@@ -413,7 +477,7 @@ impl ChildIndex {
             return;
         }
         let mut map = self.lock();
-        let mut known = map.get(&key).cloned().unwrap_or_default();
+        let mut known = map.get(&key).unwrap_or_default();
         known.tenant = Some(map.intern(tenant));
         known.digest = Some(short(&hash));
         known.generation = self::generation(generation);
@@ -428,7 +492,7 @@ impl ChildIndex {
     /// Counts per kind, for the managed-objects gauge.
     pub fn counts(&self) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
-        for (_, e) in self.lock().iter() {
+        for (_, _, e) in self.lock().iter() {
             *out.entry(KINDS[e.kind as usize].2.to_string()).or_insert(0) += 1;
         }
         out
@@ -799,10 +863,14 @@ mod tests {
         assert_eq!(entries.strings.len(), 6, "{:?}", entries.strings);
         let (group, children) = entries.groups.get_key_value("tenant-a").expect("a group");
         let namespace = children
+            .entries
             .iter()
             .find(|e| e.kind == 0)
             .expect("the namespace");
         assert!(Arc::ptr_eq(group, &namespace.name));
+        // The tenant is the group's, kept once for its four children.
+        assert!(children.entries.iter().all(|e| e.own_tenant.is_none()));
+        assert_eq!(children.tenant.as_deref(), Some("a"));
         drop(entries);
         index.forget(&("Service".into(), Some("tenant-a".into()), "web".into()));
         index.forget(&("Deployment".into(), Some("tenant-a".into()), "web".into()));
@@ -813,10 +881,50 @@ mod tests {
     }
 
     #[test]
+    fn a_child_labelled_for_another_tenant_or_none_keeps_its_own() {
+        let index = ChildIndex::default();
+        let key = |name: &str| ("Service".to_string(), Some("tenant-a".into()), name.into());
+        index.applied(key("mine"), "a", [0; 32], Some(1));
+        index.applied(key("theirs"), "b", [0; 32], Some(1));
+        index.observe(key("nobodys"), Known::default());
+        let of = |tenant: &str| -> Vec<String> {
+            let mut names: Vec<String> = index
+                .of_tenant(tenant)
+                .into_iter()
+                .map(|(k, _)| k.2)
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(of("a"), ["mine"]);
+        assert_eq!(of("b"), ["theirs"]);
+        assert_eq!(index.get(&key("nobodys")).map(|k| k.tenant), Some(None));
+        assert_eq!(
+            index.get(&key("theirs")).and_then(|k| k.tenant).as_deref(),
+            Some("b")
+        );
+        // Relabelled for the group's tenant: no longer its own.
+        index.applied(key("theirs"), "a", [0; 32], Some(1));
+        assert_eq!(of("a"), ["mine", "theirs"]);
+        assert!(
+            !index.lock().strings.contains("b"),
+            "b went with its last child"
+        );
+        assert_eq!(index.remove(&key("nobodys")), None);
+        index.remove(&key("mine"));
+        index.remove(&key("theirs"));
+        assert!(
+            index.lock().strings.is_empty(),
+            "{:?}",
+            index.lock().strings
+        );
+    }
+
+    #[test]
     fn an_entry_stays_small() {
         // A dozen per tenant: the index is a large part of the operator's memory per tenant.
         assert!(
-            std::mem::size_of::<Entry>() <= 80,
+            std::mem::size_of::<Entry>() <= 64,
             "{}",
             std::mem::size_of::<Entry>()
         );
