@@ -15,11 +15,68 @@ use crate::tier::Tier;
 
 /// The report periods a component of `tier` is measured in at `at`: the month, then the period
 /// of the tier's KPI cadence when that is not the month.
-pub fn periods_at(tier: &Tier, at: Timestamp) -> Vec<Period> {
+pub fn periods_at(tier: &Tier, at: Timestamp) -> OpenPeriods {
     let month = Period::containing(KpiCadence::Monthly, at, &tier.time_zone);
     match tier.kpi_report {
-        KpiCadence::Monthly => vec![month],
-        cadence => vec![month, Period::containing(cadence, at, &tier.time_zone)],
+        KpiCadence::Monthly => OpenPeriods::of(&[month]),
+        cadence => OpenPeriods::of(&[month, Period::containing(cadence, at, &tier.time_zone)]),
+    }
+}
+
+/// The periods a component is measured in at one time — none before its first sample, then
+/// the month and the week or day of its tier's cadence — held inline: every component's
+/// history has one, and a vector would be an allocation of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenPeriods {
+    periods: [Period; 2],
+    len: u8,
+}
+
+impl OpenPeriods {
+    const NONE: OpenPeriods = OpenPeriods {
+        // Never read: only the first `len` count.
+        periods: [Period::Month { year: 0, month: 1 }; 2],
+        len: 0,
+    };
+
+    /// The first two of `periods` (there are never more).
+    fn of(periods: &[Period]) -> OpenPeriods {
+        let mut open = OpenPeriods::NONE;
+        for (slot, p) in open.periods.iter_mut().zip(periods) {
+            *slot = *p;
+            open.len += 1;
+        }
+        open
+    }
+}
+
+impl std::ops::Deref for OpenPeriods {
+    type Target = [Period];
+
+    fn deref(&self) -> &[Period] {
+        &self.periods[..usize::from(self.len)]
+    }
+}
+
+impl IntoIterator for OpenPeriods {
+    type Item = Period;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Period, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.periods.into_iter().take(usize::from(self.len))
+    }
+}
+
+/// Equal when the periods held are, whatever the unused slot holds.
+impl PartialEq for OpenPeriods {
+    fn eq(&self, other: &OpenPeriods) -> bool {
+        **self == **other
+    }
+}
+
+impl Default for OpenPeriods {
+    fn default() -> OpenPeriods {
+        OpenPeriods::NONE
     }
 }
 
@@ -30,7 +87,7 @@ pub struct History {
     /// Incidents closed that may still touch an open or closing period.
     closed: Vec<Interval>,
     /// The periods being measured, as of the last sample.
-    open: Vec<Period>,
+    open: OpenPeriods,
     /// Periods that ended and whose final figures are not written yet.
     closing: Vec<Period>,
 }
@@ -60,7 +117,7 @@ impl History {
         History {
             run: RunState::resume(last, ongoing),
             closed: super::calendar::merge(closed),
-            open: Vec::new(),
+            open: OpenPeriods::NONE,
             closing: Vec::new(),
         }
     }
@@ -182,12 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn open_periods_are_held_inline() {
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let week = Period::Week {
+            year: 2026,
+            week: 10,
+        };
+        assert!(OpenPeriods::default().is_empty());
+        assert_eq!(*OpenPeriods::of(&[march]), [march]);
+        assert_eq!(*OpenPeriods::of(&[march, week]), [march, week]);
+        let held: Vec<Period> = OpenPeriods::of(&[march, week]).into_iter().collect();
+        assert_eq!(held, [march, week]);
+        assert_eq!(OpenPeriods::of(&[march]), OpenPeriods::of(&[march]));
+        assert!(std::mem::size_of::<OpenPeriods>() < std::mem::size_of::<Vec<Period>>());
+    }
+
+    #[test]
     fn a_weekly_tier_is_measured_per_month_and_per_iso_week() {
         let t = tier("weekly");
         // Thursday 2026-01-01 lies in ISO week 2026-W01, which began on Monday 2025-12-29.
         assert_eq!(
-            periods_at(&t, ts("2026-01-01T12:00:00Z")),
-            vec![
+            *periods_at(&t, ts("2026-01-01T12:00:00Z")),
+            [
                 Period::Month {
                     year: 2026,
                     month: 1
