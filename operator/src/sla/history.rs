@@ -240,10 +240,7 @@ mod tests {
 
     #[test]
     fn open_periods_are_held_inline() {
-        let march = Period::Month {
-            year: 2026,
-            month: 3,
-        };
+        let march = Period::month(2026, 3).expect("a month");
         let week = Period::Week {
             year: 2026,
             week: 10,
