@@ -229,7 +229,7 @@ impl Entry {
         }
     }
 
-    /// Takes what `known` says but its tenant; the old tenant of its own, if it had one.
+    /// Takes what `known` says but its tenant (see `own_tenant`).
     fn set(&mut self, known: Known) {
         self.digest = known.digest;
         self.generation = known.generation;

@@ -1,7 +1,7 @@
 //! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as its JSON
-//! text, the status as it is, metadata without the 360-byte `ObjectMeta` and its heap strings
-//! for uid and resourceVersion. Readers get the whole object back, equal to what the watch
-//! delivered (managed fields aside), built when they ask.
+//! text, the status with its conditions in a compact form, metadata without the 360-byte
+//! `ObjectMeta` and its heap strings for uid and resourceVersion. Readers get the whole object
+//! back, equal to what the watch delivered (managed fields aside), built when they ask.
 //!
 //! A tenant's two components and its package were over a KiB of metadata, most of it fields
 //! that are always empty on these kinds. Anything set beyond the fields kept here (labels,
