@@ -229,13 +229,32 @@ impl Entry {
         }
     }
 
-    /// Takes what `known` says but its tenant (see `own_tenant`).
-    fn set(&mut self, known: Known) {
-        self.digest = known.digest;
-        self.generation = known.generation;
-        self.applied_generation = known.applied_generation;
-        self.terminating = known.terminating;
-        self.replicas = known.replicas;
+    /// The entry for what `known` says, but its tenant (see `own_tenant`).
+    fn new(
+        kind: u8,
+        name: Arc<str>,
+        own_tenant: Option<Box<Option<Arc<str>>>>,
+        known: Known,
+    ) -> Entry {
+        // Destructured, so that a field added to `Known` cannot be forgotten here.
+        let Known {
+            tenant: _,
+            digest,
+            generation,
+            applied_generation,
+            terminating,
+            replicas,
+        } = known;
+        Entry {
+            kind,
+            terminating,
+            name,
+            digest,
+            generation,
+            applied_generation,
+            replicas,
+            own_tenant,
+        }
     }
 }
 
@@ -301,27 +320,18 @@ impl Entries {
         let at = g.entries.iter().position(|e| e.is(kind, &key.2));
         let replaced = match at.and_then(|at| g.entries.get_mut(at)) {
             Some(e) => {
-                e.set(known);
-                std::mem::replace(&mut e.own_tenant, own_tenant)
+                let entry = Entry::new(kind, e.name.clone(), own_tenant, known);
+                std::mem::replace(e, entry).own_tenant
             }
             None => {
-                let name = self.intern(&key.2);
+                let entry = Entry::new(kind, self.intern(&key.2), own_tenant, known);
                 let Some(g) = self.groups.get_mut(group) else {
                     return;
                 };
                 // Grown one at a time: a group holds about a dozen children for good, and the
                 // doubling's spare slots would cost a third of them again.
                 g.entries.reserve_exact(1);
-                g.entries.push(Entry {
-                    kind,
-                    terminating: known.terminating,
-                    name,
-                    digest: known.digest,
-                    generation: known.generation,
-                    applied_generation: known.applied_generation,
-                    replicas: known.replicas,
-                    own_tenant,
-                });
+                g.entries.push(entry);
                 None
             }
         };

@@ -207,11 +207,7 @@ impl StoredInvoice {
 
     pub fn tenant(&self) -> &str {
         match &self.held {
-            Held::Draft { period, .. } => {
-                // The name is `<tenant>-<period>`, checked when kept.
-                let suffix = period.to_string().len() + 1;
-                &self.name[..self.name.len().saturating_sub(suffix)]
-            }
+            Held::Draft { period, .. } => tenant_in(&self.name, &period.to_string()),
             Held::Whole(spec) => &spec.tenant,
         }
     }
@@ -325,7 +321,7 @@ impl Ledger {
             .map(|(year, month)| Month::new(year, month))
             .filter(|m| {
                 m.to_string() == u.spec.period
-                    && *name == *format!("{}-{}", u.spec.tenant, u.spec.period)
+                    && *name == *super::metering::usage_name(&u.spec.tenant, *m)
             });
         let spec = match month {
             Some(month) => LedgerSpec::Named(month),
@@ -336,8 +332,7 @@ impl Ledger {
 
     fn tenant(&self) -> &str {
         match &self.spec {
-            // `<tenant>-YYYY-MM`, checked when kept.
-            LedgerSpec::Named(_) => &self.name[..self.name.len().saturating_sub("-YYYY-MM".len())],
+            LedgerSpec::Named(month) => tenant_in(&self.name, &month.to_string()),
             LedgerSpec::Whole(spec) => &spec.tenant,
         }
     }
@@ -403,6 +398,13 @@ impl ReportCredits {
             })
         }))
     }
+}
+
+/// The tenant in the name of a Usage or Invoice kept in regie's form, `<tenant>-<period>` (the
+/// form is checked when it is kept).
+fn tenant_in<'a>(name: &'a str, period: &str) -> &'a str {
+    name.get(..name.len().saturating_sub(period.len() + 1))
+        .unwrap_or(name)
 }
 
 /// Keeps a price list, pool or order whole (slimmed of managed fields): there are few of them.

@@ -88,7 +88,8 @@ fn fingerprint(state: &BillableState) -> u64 {
     hasher.finish()
 }
 
-fn usage_name(tenant: &str, month: Month) -> String {
+/// The name of the tenant's Usage for `month`: `<tenant>-YYYY-MM`.
+pub(super) fn usage_name(tenant: &str, month: Month) -> String {
     format!("{tenant}-{month}")
 }
 

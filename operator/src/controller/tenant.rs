@@ -757,10 +757,11 @@ async fn write_component_status(
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);
                 new.available_replicas = Some(available);
+                let enough = available >= floor;
                 let cond = status::condition(
                     AVAILABLE,
-                    available >= floor,
-                    if available >= floor {
+                    enough,
+                    if enough {
                         "MinimumReplicasAvailable"
                     } else {
                         "ReplicasUnavailable"
