@@ -5,7 +5,8 @@
 //! correction of March's ledger goes on April as a correction line, March untouched; a restart
 //! and May → April final number 2, carrying the correction once; another restart writes
 //! nothing; deleting the tenant makes May final (up to the deletion instant) before its
-//! namespace goes; two claimants of numbers never get the same one.
+//! namespace goes; two claimants of numbers never get the same one; a ledger created behind
+//! the Usage cache's back (create → 409) is read and extended, never replaced.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -213,8 +214,13 @@ impl Op {
 }
 
 async fn segments(client: &Client, month: &str) -> Vec<regie_crds::generated::Segment> {
+    segments_named(client, &format!("{TENANT}-{month}")).await
+}
+
+/// The segments of the Usage `name`; none when it is absent.
+async fn segments_named(client: &Client, name: &str) -> Vec<regie_crds::generated::Segment> {
     let api: Api<Usage> = Api::all(client.clone());
-    api.get_opt(&format!("{TENANT}-{month}"))
+    api.get_opt(name)
         .await
         .ok()
         .flatten()
@@ -612,4 +618,114 @@ async fn invoices_end_to_end() {
     let mut got = [a, b];
     got.sort();
     assert_eq!(got, ["RG-2026-000004", "RG-2026-000005"]);
+}
+
+/// The ledger race: the Usage cache, fully listed, does not hold this month's ledger, yet the
+/// server does (another writer — a former leader — created it after the list). regie takes the
+/// cached absence, creates the ledger, gets 409, reads it and records onto it: the segments
+/// already there stay, the new state closes the open one. Without the re-read, the status write
+/// would replace March 2–10 at bronze with a ledger that starts on 10 March.
+#[tokio::test]
+async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
+    use kube::api::PostParams;
+    use kube::runtime::{reflector, watcher::Event};
+    use regie::billing::ledger::{self, BillableState};
+    use regie::controller::cache::{Filler, differ};
+    use regie::controller::invoicing::Ledger;
+    use regie::controller::{Context, children, metering};
+    use regie_crds::generated::{UsageSpec, UsageStatus};
+
+    let cluster = TestCluster::start().expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let cal = Calendar::amsterdam().expect("Europe/Amsterdam");
+    let state = |level: &str, accounts: i64| BillableState {
+        service_level: level.into(),
+        accounts: BTreeMap::from([("standard".to_string(), accounts)]),
+        measured_accounts: BTreeMap::new(),
+        components: Vec::new(),
+    };
+    let (march_2, march_10) = (
+        t("2026-03-02T09:00:00+01:00"),
+        t("2026-03-10T12:00:00+01:00"),
+    );
+
+    // The other writer's ledger: bronze with 100 accounts since 2 March.
+    let mut theirs = Vec::new();
+    ledger::record(&mut theirs, &state("bronze", 100), march_2, &cal).expect("recorded");
+    let usages: Api<Usage> = Api::all(client.clone());
+    let name = "race-2026-03";
+    let usage = Usage::new(
+        name,
+        UsageSpec {
+            tenant: "race".into(),
+            period: "2026-03".into(),
+        },
+    );
+    usages
+        .create(&PostParams::default(), &usage)
+        .await
+        .expect("created");
+    let status = UsageStatus {
+        segment_count: Some(theirs.len() as i32),
+        segments: theirs.clone(),
+        ..UsageStatus::default()
+    };
+    usages
+        .patch_status(
+            name,
+            &PatchParams::apply("another-writer"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "regie.dev/v1alpha1", "kind": "Usage", "status": status,
+            })),
+        )
+        .await
+        .expect("their segments");
+
+    // This process's view: every cache listed, none holding the ledger.
+    let clock: Clock = Arc::new(move || march_10);
+    let ctx = Context::new(
+        client.clone(),
+        &Options::default(),
+        Metrics::new(),
+        clock,
+        children::child_kinds("v1"),
+        reflector::store().0,
+        None,
+    );
+    let mut filler = Filler::new(ctx.invoicing.usages.clone(), differ);
+    let no_object = |_: Usage, _: &Arc<str>| -> Ledger { unreachable!("no object is listed") };
+    filler.handle(Event::Init, no_object);
+    filler.handle(Event::InitDone, no_object);
+    assert!(ctx.invoicing.usages.lacks(name), "the cache says absent");
+
+    let tenant: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "race"},
+        "spec": {"displayName": "Race", "serviceLevel": "silver", "membership": {"joined": "2026-01-01"}},
+    }))
+    .expect("tenant");
+    metering::record(&ctx, &tenant, &state("silver", 100))
+        .await
+        .expect("recorded despite the race");
+
+    let mut expected = theirs;
+    ledger::record(&mut expected, &state("silver", 100), march_10, &cal).expect("recorded");
+    assert_eq!(expected.len(), 2, "bronze closed on 10 March, silver open");
+    assert_eq!(segments_named(&client, name).await, expected);
+    let writes = |verb: &str| {
+        ctx.metrics
+            .api_writes
+            .with_label_values(&[verb, "Usage"])
+            .get()
+    };
+    assert_eq!(
+        (writes("create"), writes("status")),
+        (0, 1),
+        "the refused create is not a write; the segments are written once"
+    );
+
+    // Recorded once, the same state costs nothing more.
+    metering::record(&ctx, &tenant, &state("silver", 100))
+        .await
+        .expect("recorded");
+    assert_eq!(writes("status"), 1);
 }

@@ -112,6 +112,49 @@ impl Placement {
 }
 
 impl Context {
+    /// A controller's shared state before its watches start: every cache and the child index
+    /// empty and not yet listed. [`run`] builds its own this way; so do tests that drive one
+    /// step of it against a real API server.
+    pub fn new(
+        client: Client,
+        options: &Options,
+        metrics: Metrics,
+        clock: Clock,
+        kinds: Vec<ChildKind>,
+        levels: Store<ServiceLevel>,
+        probes: Option<probing::Probes>,
+    ) -> Context {
+        Context {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "regie".into(),
+                    instance: Some(options.identity.clone()),
+                },
+            ),
+            client,
+            settings: options.settings.clone(),
+            metrics,
+            kinds,
+            index: ChildIndex::default(),
+            tenants: Arc::default(),
+            levels,
+            components: Arc::default(),
+            packages: Arc::default(),
+            clock,
+            resync: options.resync,
+            probes,
+            invoicing: invoicing::Invoicing::new(
+                options.namespace.clone(),
+                options.invoice_interval,
+            ),
+            measurements: accounts::Measurements::default(),
+            metered: metering::Recorded::default(),
+            status_memo: memo::StatusMemo::default(),
+            activity: activity::Activity::default(),
+        }
+    }
+
     pub fn now(&self) -> jiff::Timestamp {
         (self.clock)()
     }
@@ -324,14 +367,8 @@ pub async fn run(
 ) {
     let pdb = children::pdb_version(&client).await;
     let kinds = children::child_kinds(&pdb);
-    let index = ChildIndex::default();
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-
     let (levels, levels_writer) = reflector::store();
-    let tenants = Arc::new(Cache::default());
-    let components = Arc::new(Cache::default());
-    let packages = Arc::new(Cache::default());
-
     let (probes, probe_events) =
         match probing::Probes::start(options.probe_policy.clone(), &metrics) {
             Ok((p, events)) => (Some(p), Some(events)),
@@ -340,33 +377,21 @@ pub async fn run(
                 (None, None)
             }
         };
-    let invoicing = invoicing::Invoicing::new(options.namespace.clone(), options.invoice_interval);
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        settings: options.settings.clone(),
-        metrics: metrics.clone(),
-        kinds: kinds.clone(),
-        index: index.clone(),
-        tenants: tenants.clone(),
-        levels: levels.clone(),
-        components: components.clone(),
-        packages: packages.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "regie".into(),
-                instance: Some(options.identity.clone()),
-            },
-        ),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        &options,
+        metrics.clone(),
         clock,
-        resync: options.resync,
+        kinds.clone(),
+        levels.clone(),
         probes,
-        invoicing,
-        measurements: accounts::Measurements::default(),
-        metered: metering::Recorded::default(),
-        status_memo: memo::StatusMemo::default(),
-        activity: activity::Activity::default(),
-    });
+    ));
+    let (index, tenants, components, packages) = (
+        ctx.index.clone(),
+        ctx.tenants.clone(),
+        ctx.components.clone(),
+        ctx.packages.clone(),
+    );
 
     let probes = ctx.probes.clone();
     let mut tasks = tokio::task::JoinSet::new();
