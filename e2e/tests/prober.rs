@@ -48,7 +48,7 @@ fn target(url: &str, timeout_ms: u64) -> ProbeTarget {
 async fn probed(p: &Prober, t: &ProbeTarget) -> ProbeOutcome {
     match p.probe(t).await {
         ProbeResult::Probed(o) => o,
-        other => panic!("expected a probe of {}, got {other:?}", t.url),
+        other => panic!("expected a probe of {}, got {other:?}", t.url_text()),
     }
 }
 

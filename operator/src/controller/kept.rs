@@ -321,7 +321,9 @@ struct KeptMeta {
     resource_version: Option<NonZeroU64>,
     /// The generation, when it is not 0 (the API server starts at 1).
     generation: Option<NonZeroI64>,
-    creation_timestamp: Option<Time>,
+    /// The creation time in seconds since the Unix epoch, when it is a whole second (the API
+    /// server writes no fractions) other than the epoch itself: 8 bytes instead of 24.
+    created: Option<NonZeroI64>,
     /// Finalizers, when there are any: every Tenant has regie's own, which as shared text is
     /// one copy for all of them.
     finalizers: Box<[Text]>,
@@ -349,7 +351,10 @@ impl KeptMeta {
         if generation.is_some() {
             meta.generation = None;
         }
-        let creation_timestamp = meta.creation_timestamp.take();
+        let created = meta.creation_timestamp.as_ref().and_then(whole_seconds);
+        if created.is_some() {
+            meta.creation_timestamp = None;
+        }
         let finalizers = match meta.finalizers.take() {
             Some(list) if !list.is_empty() => list.into_iter().map(Text::from).collect(),
             // An explicit empty list stays as it came.
@@ -363,7 +368,7 @@ impl KeptMeta {
             uid,
             resource_version,
             generation,
-            creation_timestamp,
+            created,
             finalizers,
             rest: (meta != ObjectMeta::default()).then(|| Box::new(meta)),
         }
@@ -394,12 +399,25 @@ impl KeptMeta {
         if let Some(g) = self.generation {
             meta.generation = Some(g.get());
         }
-        meta.creation_timestamp = self.creation_timestamp.clone();
+        if let Some(at) = self
+            .created
+            .and_then(|s| jiff::Timestamp::from_second(s.get()).ok())
+        {
+            meta.creation_timestamp = Some(Time(at));
+        }
         if !self.finalizers.is_empty() {
             meta.finalizers = Some(self.finalizers.iter().map(|f| f.to_string()).collect());
         }
         meta
     }
+}
+
+/// A time as whole seconds since the Unix epoch; None for a fraction of a second or the epoch
+/// itself, which are then kept as they came.
+fn whole_seconds(time: &Time) -> Option<NonZeroI64> {
+    (time.0.subsec_nanosecond() == 0)
+        .then(|| NonZeroI64::new(time.0.as_second()))
+        .flatten()
 }
 
 /// An object's uid and resourceVersion, for the preconditions of a later write: 24 bytes when
@@ -516,6 +534,7 @@ mod tests {
         }));
         let kept = Kept::new(c.clone());
         assert!(kept.meta.rest.is_none(), "nothing unusual to keep whole");
+        assert!(kept.meta.created.is_some(), "creation time in seconds");
         assert!(
             matches!(kept.spec, KeptSpec::Text(_)),
             "a spec that reads back is kept as text"
@@ -582,7 +601,7 @@ mod tests {
             "name": "zaaksysteem", "namespace": "tenant-utrecht",
             // Not canonical: upper case; a resourceVersion with a leading zero; generation 0.
             "uid": "0F8E6F3C-6D1A-4C8E-9B3E-2A7D5C4B3A21", "resourceVersion": "0123",
-            "generation": 0,
+            "generation": 0, "creationTimestamp": "2026-04-30T10:00:00.5Z",
             "labels": {"team": "zaken"}, "annotations": {"note": "x"},
             "finalizers": ["example.org/hold"],
             "deletionTimestamp": "2026-05-02T00:00:00Z"
@@ -597,6 +616,10 @@ mod tests {
         );
         assert_eq!(rest.generation, Some(0));
         assert_eq!(rest.resource_version.as_deref(), Some("0123"));
+        assert!(
+            rest.creation_timestamp.is_some(),
+            "a fraction of a second is kept as it came"
+        );
         assert_eq!(
             rest.labels,
             Some(BTreeMap::from([("team".to_string(), "zaken".to_string())]))

@@ -117,8 +117,11 @@ struct Tracked {
 
 #[derive(Default)]
 struct State {
-    /// By scheduler key (`namespace/name`), the scheduler's own copy of it.
-    tracked: HashMap<Arc<str>, Tracked>,
+    /// By scheduler key (`namespace/name`), the scheduler's own copy of it. Boxed: a table
+    /// holds its slots at between 44 and 87 percent of their number, and a record is 200 bytes
+    /// (at 2,000 components, 4,096 slots of 24 bytes and 2,000 boxes are 370 KiB less than
+    /// 4,096 slots of 216 bytes).
+    tracked: HashMap<Arc<str>, Box<Tracked>>,
     /// The keys in `tracked` by tenant, sorted: a tenant's work never scans every component.
     /// A short vector, not a set: a B-tree's first node is about 280 bytes for a tenant's two
     /// or three keys. Its key is the one copy of the tenant's name the prober keeps.
@@ -157,6 +160,7 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|k| self.tracked.get_key_value(&**k))
+            .map(|(k, t)| (k, &**t))
     }
 
     /// Starts or keeps following `key` for the tenant of `labels` (as shared by
@@ -181,7 +185,9 @@ impl State {
                 keys.insert(at, key.clone());
             }
         }
-        self.tracked.entry(key.clone()).or_insert_with(new)
+        self.tracked
+            .entry(key.clone())
+            .or_insert_with(|| Box::new(new()))
     }
 
     /// Stops following `key`; whether it was followed.
@@ -556,7 +562,7 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
     if let Some((component, interval)) = available {
         let message = match (&outcome.error, outcome.status) {
             (Some(e), _) => e.clone(),
-            (None, Some(s)) => format!("HTTP {s} from {}", report.target.url),
+            (None, Some(s)) => format!("HTTP {s} from {}", report.target.url_text()),
             (None, None) => "probe succeeded".into(),
         };
         let hold = AVAILABLE_HOLD.max(interval);

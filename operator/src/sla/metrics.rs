@@ -186,7 +186,9 @@ struct ProbeCounts {
 #[derive(Clone)]
 struct ComponentSeries {
     descs: Arc<Vec<Desc>>,
-    series: Arc<Mutex<HashMap<TargetLabels, Series>>>,
+    /// Boxed: a hash table's slots are 44 to 87 percent used, and a component's numbers are 112
+    /// bytes; empty slots of a label key and a pointer cost half as much as of both inline.
+    series: Arc<Mutex<HashMap<TargetLabels, Box<Series>>>>,
 }
 
 /// The per-component families: name, help, type.
@@ -252,7 +254,7 @@ impl ComponentSeries {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetLabels, Series>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetLabels, Box<Series>>> {
         // A poisoned lock only means a panic elsewhere mid-update; the numbers are still usable.
         self.series
             .lock()
@@ -337,7 +339,8 @@ impl ComponentSeries {
         let bounds: Vec<String> = DURATION_BUCKETS.iter().map(f64::to_string).collect();
         let map = self.lock();
         // By labels, so that a scrape's order is stable.
-        let mut series: Vec<(&TargetLabels, &Series)> = map.iter().collect();
+        let mut series: Vec<(&TargetLabels, &Series)> =
+            map.iter().map(|(l, s)| (l, &**s)).collect();
         series.sort_by(|(a, _), (b, _)| {
             (&a.component, &a.service_level, &a.tenant).cmp(&(
                 &b.component,

@@ -221,7 +221,7 @@ impl Prober {
 
     /// The checks that need no network, as the scheduler runs them on every upsert.
     pub fn check(&self, target: &ProbeTarget) -> Result<(), Refused> {
-        self.inner.policy.check_url(&target.url)
+        self.inner.policy.check_url(&target.url()?)
     }
 
     /// Probes once: GET, follow checked redirects, compare the final status, all within the
@@ -267,7 +267,7 @@ impl Prober {
 
     /// Requests the target and each redirect it leads to; returns the final status.
     async fn walk(&self, target: &ProbeTarget) -> Result<u16, Stop> {
-        let mut url = target.url.clone();
+        let mut url = target.url().map_err(Stop::Refused)?;
         let mut hop = 0;
         loop {
             let mut response = match self.inner.client.get(url.clone()).send().await {

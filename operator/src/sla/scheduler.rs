@@ -615,7 +615,7 @@ mod tests {
 
     impl ProbeRunner for Fake {
         fn check(&self, target: &ProbeTarget) -> Result<(), Refused> {
-            if target.url.host_str() == Some("refused.example") {
+            if target.url()?.host_str() == Some("refused.example") {
                 Err(Refused::new("refused by the fake"))
             } else {
                 Ok(())
@@ -623,7 +623,7 @@ mod tests {
         }
 
         fn run(self: &Fake, target: Arc<ProbeTarget>) -> BoxFuture<'static, ProbeResult> {
-            let url = target.url.to_string();
+            let url = target.url_text().to_string();
             self.calls
                 .lock()
                 .unwrap()
