@@ -115,6 +115,16 @@ struct Tracked {
     written: Option<(bool, Instant)>,
 }
 
+/// A tenant's part of the prober's state.
+#[derive(Default)]
+struct TenantProbes {
+    /// Its keys in `tracked`, sorted: a tenant's work never scans every component. A short
+    /// vector, not a set: a B-tree's first node is about 280 bytes for two or three keys.
+    keys: Vec<Arc<str>>,
+    /// When its reports were last written.
+    last_write: Option<Instant>,
+}
+
 #[derive(Default)]
 struct State {
     /// By scheduler key (`namespace/name`), the scheduler's own copy of it. Boxed: a table
@@ -122,10 +132,9 @@ struct State {
     /// (at 2,000 components, 4,096 slots of 24 bytes and 2,000 boxes are 370 KiB less than
     /// 4,096 slots of 216 bytes).
     tracked: HashMap<Arc<str>, Box<Tracked>>,
-    /// The keys in `tracked` by tenant, sorted: a tenant's work never scans every component.
-    /// A short vector, not a set: a B-tree's first node is about 280 bytes for a tenant's two
-    /// or three keys. Its key is the one copy of the tenant's name the prober keeps.
-    by_tenant: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// What the prober keeps per tenant. Its key is the one copy of the tenant's name the
+    /// prober keeps.
+    by_tenant: HashMap<Arc<str>, TenantProbes>,
     /// The parsed tier of each level, one copy shared by all components at it; the key is the
     /// one copy of the level's name.
     tiers: HashMap<Arc<str>, Arc<Tier>>,
@@ -134,12 +143,8 @@ struct State {
     /// Tenants with a transition or an ended period not yet written: written as soon as the
     /// tenant's hold allows.
     urgent: BTreeSet<String>,
-    /// When each tenant's reports were last written.
-    last_write: HashMap<Arc<str>, Instant>,
     /// Report statuses read to resume histories (None: no such report), by report name.
     stored: HashMap<String, (Option<SlaReportStatus>, Instant)>,
-    /// Report names whose spec this process has applied.
-    created: BTreeSet<String>,
     /// Since when report writes have waited for the reconciles to pause (None: not waiting).
     deferring_since: Option<Instant>,
 }
@@ -158,7 +163,7 @@ impl State {
         self.by_tenant
             .get(tenant)
             .into_iter()
-            .flatten()
+            .flat_map(|t| &t.keys)
             .filter_map(|k| self.tracked.get_key_value(&**k))
             .map(|(k, t)| (k, &**t))
     }
@@ -179,7 +184,11 @@ impl State {
             self.untrack(key);
         }
         if !self.tracked.contains_key(&**key) {
-            let keys = self.by_tenant.entry(labels.tenant.clone()).or_default();
+            let keys = &mut self
+                .by_tenant
+                .entry(labels.tenant.clone())
+                .or_default()
+                .keys;
             if let Err(at) = keys.binary_search_by(|k| (**k).cmp(&**key)) {
                 keys.reserve_exact(1);
                 keys.insert(at, key.clone());
@@ -196,11 +205,10 @@ impl State {
             return false;
         };
         let tenant = &*t.labels.tenant;
-        if let Some(keys) = self.by_tenant.get_mut(tenant) {
-            keys.retain(|k| &**k != key);
-            if keys.is_empty() {
+        if let Some(t) = self.by_tenant.get_mut(tenant) {
+            t.keys.retain(|k| &**k != key);
+            if t.keys.is_empty() {
                 self.by_tenant.remove(tenant);
-                self.last_write.remove(tenant);
             }
         }
         true
@@ -267,8 +275,9 @@ impl State {
             .urgent
             .iter()
             .filter(|t| {
-                self.last_write
+                self.by_tenant
                     .get(t.as_str())
+                    .and_then(|p| p.last_write)
                     .is_none_or(|at| at.elapsed() >= self.hold(t))
             })
             .cloned()
@@ -779,9 +788,8 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
     {
         let mut state = probes.lock();
-        if let Some((shared, _)) = state.by_tenant.get_key_value(tenant) {
-            let shared = shared.clone();
-            state.last_write.insert(shared, Instant::now());
+        if let Some(p) = state.by_tenant.get_mut(tenant) {
+            p.last_write = Some(Instant::now());
         }
         let mut mine: Vec<(&Arc<str>, &Tracked)> = state.of_tenant(tenant).collect();
         mine.sort_by(|a, b| a.1.labels.component.cmp(&b.1.labels.component));
@@ -853,13 +861,14 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 to: bounds.end.to_string(),
             },
         );
-        let created = probes.lock().created.contains(&name);
+        // The spec is applied once, when the report is new: then the SlaReport cache (listed,
+        // and it follows this process's own writes within a moment) does not hold it.
+        let created = ctx.invoicing.reports.named(&name).is_some();
         let pp = PatchParams::apply("regie").force();
         let written = async {
             if !created {
                 api.patch(&name, &pp, &Patch::Apply(&object)).await?;
                 ctx.metrics.write("patch", "SlaReport");
-                probes.lock().created.insert(name.clone());
             }
             api.patch_status(
                 &name,
@@ -878,7 +887,6 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
         match written {
             Ok(()) if closing => {
                 let mut state = probes.lock();
-                state.created.remove(&name);
                 for key in keys {
                     if let Some(t) = state.tracked.get_mut(&*key) {
                         t.history.finished(&t.tier, period);
@@ -1005,15 +1013,13 @@ mod tests {
         track(&mut state, "b", "tenant-a/zaak");
         assert_eq!(keys(&state, "a"), ["tenant-a/api"]);
         assert_eq!(keys(&state, "b"), ["tenant-a/zaak", "tenant-b/api"]);
-        state.last_write.insert("a".into(), Instant::now());
+        if let Some(a) = state.by_tenant.get_mut("a") {
+            a.last_write = Some(Instant::now());
+        }
         assert!(state.untrack("tenant-a/api"));
         assert!(
             !state.by_tenant.contains_key("a"),
-            "an empty list is dropped"
-        );
-        assert!(
-            !state.last_write.contains_key("a"),
-            "and so is the time of the gone tenant's last report write"
+            "a tenant without components is dropped, with the time of its last report write"
         );
     }
 
