@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
@@ -35,9 +36,10 @@ struct Book {
     running: HashSet<String>,
     /// Triggered while running: run again when done.
     again: HashSet<String>,
-    /// Requeues: when each name is due, and the same in due order.
-    due: HashMap<String, Instant>,
-    by_due: BTreeSet<(Instant, String)>,
+    /// Requeues: when each name is due, and the same in due order. Every tenant has one (the
+    /// resync), so the two share one copy of its name.
+    due: HashMap<Arc<str>, Instant>,
+    by_due: BTreeSet<(Instant, Arc<str>)>,
 }
 
 impl Book {
@@ -56,10 +58,11 @@ impl Book {
         if self.is_queued.contains(&name) || self.again.contains(&name) {
             return;
         }
-        match self.due.get(&name) {
+        match self.due.get(name.as_str()) {
             Some(existing) if *existing <= at => {}
             _ => {
                 self.cancel_due(&name);
+                let name: Arc<str> = name.into();
                 self.by_due.insert((at, name.clone()));
                 self.due.insert(name, at);
             }
@@ -67,19 +70,19 @@ impl Book {
     }
 
     fn cancel_due(&mut self, name: &str) {
-        if let Some(at) = self.due.remove(name) {
-            self.by_due.remove(&(at, name.to_string()));
+        if let Some((name, at)) = self.due.remove_entry(name) {
+            self.by_due.remove(&(at, name));
         }
     }
 
     /// Moves every requeue due by `now` to the queue.
     fn release_due(&mut self, now: Instant) {
-        while let Some((at, _)) = self.by_due.first()
-            && *at <= now
-        {
-            let (_, name) = self.by_due.pop_first().expect("just seen");
+        while self.by_due.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, name)) = self.by_due.pop_first() else {
+                break;
+            };
             self.due.remove(&name);
-            self.trigger(name);
+            self.trigger(name.to_string());
         }
     }
 
