@@ -11,7 +11,7 @@
 //! its strings) of which a few are set; its text is one allocation of about half that. Specs
 //! are read a few times per reconcile, where decoding a hundred bytes costs a microsecond.
 
-use std::num::{NonZeroI64, NonZeroU64};
+use std::num::{NonZeroI32, NonZeroI64, NonZeroU64};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -248,15 +248,16 @@ impl<K: Split> Cache<Kept<K>> {
     }
 }
 
-/// A status condition as a cache keeps it: 40 bytes instead of 64, its type and status as
-/// their place in the few values regie's kinds use, its transition time in whole seconds (as
-/// the API server writes it). A tenant's objects hold a dozen conditions.
+/// A status condition as a cache keeps it: 32 bytes instead of 64, its type and status as
+/// their place in the few values regie's kinds use, its transition time in whole seconds since
+/// 1970 (as the API server writes it; 32 bits last until 2106), its observed generation in 32
+/// bits. A tenant's objects hold a dozen conditions.
 #[derive(Clone, Debug, PartialEq)]
 struct KeptCondition {
     reason: Text,
     message: Text,
-    transition: i64,
-    observed_generation: Option<NonZeroI64>,
+    transition: u32,
+    observed_generation: Option<NonZeroI32>,
     type_: u8,
     status: u8,
 }
@@ -271,8 +272,8 @@ const CONDITION_TYPES: [&str; 4] = [
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 
 impl KeptCondition {
-    /// None when `c` does not fit: another type or status, a fraction of a second, an observed
-    /// generation of 0.
+    /// None when `c` does not fit: another type or status, a fraction of a second, a time
+    /// before 1970 or after 2106, an observed generation of 0 or beyond 32 bits.
     fn of(c: &Condition) -> Option<KeptCondition> {
         let place = |values: &[&str], text: &str| values.iter().position(|v| *v == text);
         let at = c.last_transition_time.0;
@@ -281,12 +282,12 @@ impl KeptCondition {
         }
         let observed_generation = match c.observed_generation {
             None => None,
-            Some(g) => Some(NonZeroI64::new(g)?),
+            Some(g) => Some(NonZeroI32::new(i32::try_from(g).ok()?)?),
         };
         Some(KeptCondition {
             reason: c.reason.clone(),
             message: c.message.clone(),
-            transition: at.as_second(),
+            transition: u32::try_from(at.as_second()).ok()?,
             observed_generation,
             type_: place(&CONDITION_TYPES, &c.type_)? as u8,
             status: place(&CONDITION_STATUSES, &c.status)? as u8,
@@ -297,10 +298,10 @@ impl KeptCondition {
         Condition {
             last_transition_time: Time(
                 // Read from a timestamp when kept: always in range.
-                jiff::Timestamp::from_second(self.transition).unwrap_or_default(),
+                jiff::Timestamp::from_second(i64::from(self.transition)).unwrap_or_default(),
             ),
             message: self.message.clone(),
-            observed_generation: self.observed_generation.map(NonZeroI64::get),
+            observed_generation: self.observed_generation.map(|g| i64::from(g.get())),
             reason: self.reason.clone(),
             status: CONDITION_STATUSES[self.status as usize].into(),
             type_: CONDITION_TYPES[self.type_ as usize].into(),
@@ -566,7 +567,7 @@ mod tests {
         };
         let usual = with(serde_json::json!([
             condition("Available", "False", "2026-05-01T00:00:00Z", 3.into()),
-            condition("Ready", "True", "2026-05-01T00:00:01Z", 3.into()),
+            condition("Ready", "True", "2106-02-07T06:28:15Z", i32::MAX.into()),
             condition(
                 "Reconciling",
                 "False",
@@ -583,6 +584,14 @@ mod tests {
             condition("Ready", "Maybe", "2026-05-01T00:00:00Z", 3.into()),
             condition("Ready", "True", "2026-05-01T00:00:00.5Z", 3.into()),
             condition("Ready", "True", "2026-05-01T00:00:00Z", 0.into()),
+            condition(
+                "Ready",
+                "True",
+                "2026-05-01T00:00:00Z",
+                (1_i64 << 31).into(),
+            ),
+            condition("Ready", "True", "1969-12-31T23:59:59Z", 3.into()),
+            condition("Ready", "True", "2106-02-07T06:28:16Z", 3.into()),
         ] {
             let c = with(serde_json::json!([
                 condition("Available", "False", "2026-05-01T00:00:00Z", 3.into()),
@@ -592,7 +601,7 @@ mod tests {
             assert!(kept.conditions.is_empty(), "{:?}", c.status);
             assert_same(&kept.object().expect("reads back"), &c);
         }
-        assert!(std::mem::size_of::<KeptCondition>() <= 40);
+        assert!(std::mem::size_of::<KeptCondition>() <= 32);
     }
 
     #[test]
