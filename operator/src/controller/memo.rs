@@ -9,7 +9,7 @@
 //! write is corrected by the next reconcile after it.
 //!
 //! Only the last moments of writes are held: expired entries are dropped at most once per
-//! window, and the table gives back its room after a burst (a cold start writes thousands of
+//! window (and by the controller's housekeeping when no write comes), and the table gives back its room after a burst (a cold start writes thousands of
 //! statuses in a minute; a table that kept its peak size would cost memory per tenant forever).
 
 use std::collections::HashMap;
@@ -30,6 +30,20 @@ struct Table {
     by_uid: HashMap<Box<str>, Written>,
     /// When expired entries were last dropped.
     pruned: Option<Instant>,
+}
+
+impl Table {
+    fn prune(&mut self, now: Instant) {
+        self.by_uid
+            .retain(|_, w| now.saturating_duration_since(w.at) < WINDOW);
+        // Room for twice what is left: the next burst grows it again, a quiet spell does not
+        // keep the last burst's size.
+        let (len, capacity) = (self.by_uid.len(), self.by_uid.capacity());
+        if capacity > 2 * len + 64 {
+            self.by_uid.shrink_to(2 * len);
+        }
+        self.pruned = Some(now);
+    }
 }
 
 struct Written {
@@ -67,16 +81,7 @@ impl StatusMemo {
             .pruned
             .is_none_or(|at| now.saturating_duration_since(at) >= WINDOW)
         {
-            table
-                .by_uid
-                .retain(|_, w| now.saturating_duration_since(w.at) < WINDOW);
-            // Room for twice what is left: the next burst grows it again, a quiet spell
-            // does not keep the last burst's size.
-            let (len, capacity) = (table.by_uid.len(), table.by_uid.capacity());
-            if capacity > 2 * len + 64 {
-                table.by_uid.shrink_to(2 * len);
-            }
-            table.pruned = Some(now);
+            table.prune(now);
         }
         table.by_uid.insert(
             uid.into(),
@@ -86,6 +91,12 @@ impl StatusMemo {
                 at: now,
             },
         );
+    }
+
+    /// Drops the entries expired at `now`. Writes prune as they come; this is for a process
+    /// that has stopped writing, which would otherwise hold its last burst's entries for good.
+    pub fn prune(&self, now: Instant) {
+        self.lock().prune(now);
     }
 
     /// How many writes are held (for tests).
@@ -153,5 +164,13 @@ mod tests {
         memo.record("uid-c", 1, Some("5"), t1 + WINDOW);
         assert!(memo.just_wrote("uid-b", Some("3"), 1, t1 + WINDOW));
         assert!(!memo.just_wrote("uid-a", Some("2"), 1, t1 + WINDOW));
+        // A process that stops writing after a burst ends empty, the burst's room given back.
+        let t2 = t1 + 3 * WINDOW;
+        for i in 0..5_000 {
+            memo.record(&format!("uid-{i}"), 1, Some("6"), t2);
+        }
+        memo.prune(t2 + WINDOW);
+        assert_eq!(memo.len(), 0);
+        assert!(memo.capacity() <= 64);
     }
 }

@@ -480,7 +480,7 @@ pub async fn run(
     }
     tasks.spawn(resync(ctx.clone(), trigger_tx.clone()));
     drop(trigger_tx);
-    tasks.spawn(refresh_gauges(ctx.clone()));
+    tasks.spawn(housekeeping(ctx.clone()));
 
     // Reconcile only once every cache has seen the whole world: a tenant reconciled against a
     // half-filled cache would look as if its components were gone, and prune them.
@@ -556,34 +556,41 @@ async fn resync(ctx: Arc<Context>, trigger: tokio::sync::mpsc::UnboundedSender<S
 /// How often the inventory gauges are recomputed from the caches.
 const GAUGE_REFRESH: Duration = Duration::from_secs(10);
 
-/// Keeps `regie_tenants` (by service level) and `regie_managed_objects` (by kind) current. They
-/// are recomputed from the caches on a timer rather than in every reconcile, where counting the
-/// whole index would make a cold start quadratic in the number of tenants.
-async fn refresh_gauges(ctx: Arc<Context>) {
+/// What the controller does on a timer: the gauges, and forgetting the status writes that no
+/// longer need remembering when no new write comes to do it.
+async fn housekeeping(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(GAUGE_REFRESH);
     loop {
         tick.tick().await;
-        let mut by_level = BTreeMap::<String, i64>::new();
-        for placement in ctx
-            .tenants
-            .state()
-            .iter()
-            .filter_map(|t| t.spec_part::<Placement>())
-        {
-            *by_level.entry(placement.service_level).or_default() += 1;
-        }
-        // Reset first so a level nobody uses any more drops to nothing instead of a stale count.
-        ctx.metrics.tenants.reset();
-        for (level, n) in by_level {
-            ctx.metrics.tenants.with_label_values(&[&level]).set(n);
-        }
-        ctx.metrics.managed_objects.reset();
-        for (kind, n) in ctx.index.counts() {
-            ctx.metrics
-                .managed_objects
-                .with_label_values(&[&kind])
-                .set(n);
-        }
+        refresh_gauges(&ctx);
+        ctx.status_memo.prune(std::time::Instant::now());
+    }
+}
+
+/// Keeps `regie_tenants` (by service level) and `regie_managed_objects` (by kind) current. They
+/// are recomputed from the caches on a timer rather than in every reconcile, where counting the
+/// whole index would make a cold start quadratic in the number of tenants.
+fn refresh_gauges(ctx: &Context) {
+    let mut by_level = BTreeMap::<String, i64>::new();
+    for placement in ctx
+        .tenants
+        .state()
+        .iter()
+        .filter_map(|t| t.spec_part::<Placement>())
+    {
+        *by_level.entry(placement.service_level).or_default() += 1;
+    }
+    // Reset first so a level nobody uses any more drops to nothing instead of a stale count.
+    ctx.metrics.tenants.reset();
+    for (level, n) in by_level {
+        ctx.metrics.tenants.with_label_values(&[&level]).set(n);
+    }
+    ctx.metrics.managed_objects.reset();
+    for (kind, n) in ctx.index.counts() {
+        ctx.metrics
+            .managed_objects
+            .with_label_values(&[&kind])
+            .set(n);
     }
 }
 

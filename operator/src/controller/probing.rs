@@ -237,6 +237,14 @@ impl State {
         }
     }
 
+    /// Gives back the room of `stored` once it is empty: a start resumes every component at
+    /// once, and a table never shrinks by itself.
+    fn release_stored_room(&mut self) {
+        if self.stored.is_empty() && self.stored.capacity() > 64 {
+            self.stored = HashMap::new();
+        }
+    }
+
     /// `tier` as the one shared copy of its level's tier.
     fn shared_tier(&mut self, tier: &Tier) -> Arc<Tier> {
         match self.tiers.get(tier.name.as_str()) {
@@ -486,6 +494,7 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
                         continue;
                     }
                     state.stored.retain(|_, (_, at)| at.elapsed() < STORED_KEPT);
+                    state.release_stored_room();
                     let due: Vec<String> = state
                         .dirty
                         .iter()
@@ -743,6 +752,7 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
         for name in names {
             state.stored.remove(name);
         }
+        state.release_stored_room();
     }
     true
 }

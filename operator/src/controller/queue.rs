@@ -95,7 +95,26 @@ impl Book {
         let name = self.queued.pop_front()?;
         self.is_queued.remove(&name);
         self.running.insert(name.clone());
+        if self.queued.is_empty() {
+            self.release_spare();
+        }
         Some(name)
+    }
+
+    /// Gives back the room a wave of triggers left (a start queues every tenant at once; a
+    /// table never shrinks by itself), once the wave has passed: room for a few is kept, so
+    /// one trigger at a time does not allocate each time.
+    fn release_spare(&mut self) {
+        const KEEP: usize = 64;
+        if self.queued.is_empty() && self.queued.capacity() > KEEP {
+            self.queued = VecDeque::new();
+        }
+        if self.is_queued.is_empty() && self.is_queued.capacity() > KEEP {
+            self.is_queued = HashSet::new();
+        }
+        if self.again.is_empty() && self.again.capacity() > KEEP {
+            self.again = HashSet::new();
+        }
     }
 
     /// A run of `name` ended asking for `next`.
@@ -191,6 +210,22 @@ mod tests {
         assert_eq!(started(&mut book), ["a"]);
         book.finish("a".into(), Next::AwaitChange, at(0));
         assert!(started(&mut book).is_empty());
+    }
+
+    #[test]
+    fn the_room_of_a_wave_is_given_back_once_it_has_passed() {
+        let mut book = Book::default();
+        for n in 0..1000 {
+            book.trigger(format!("t{n}"));
+        }
+        assert!(book.is_queued.capacity() >= 1000);
+        assert_eq!(started(&mut book).len(), 1000);
+        assert!(book.queued.capacity() <= 64 && book.is_queued.capacity() <= 64);
+        // Room for a few stays: a single trigger does not allocate again.
+        book.trigger("a".into());
+        let room = book.is_queued.capacity();
+        assert_eq!(started(&mut book), ["a"]);
+        assert_eq!(book.is_queued.capacity(), room);
     }
 
     #[test]
