@@ -479,6 +479,12 @@ impl Loop {
             entry.running = Some(handle.id());
             self.running.insert(handle.id(), due.key);
         }
+        // A burst of changes (a start upserts every target, a tier change many) leaves stale
+        // entries that surface within an interval; once they have, their room is given back.
+        let (len, capacity) = (self.heap.len(), self.heap.capacity());
+        if capacity > 4 * len + 64 {
+            self.heap.shrink_to(2 * len);
+        }
     }
 
     fn finish(&mut self, joined: Result<(Id, Done), tokio::task::JoinError>) {
