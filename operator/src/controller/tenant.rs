@@ -22,7 +22,7 @@ use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 use serde::Serialize;
 use serde_json::json;
 
-use super::children::{self, ChildKey, key_of};
+use super::children::{self, ChildKey, Prepared, key_of};
 use super::queue::Next;
 use super::{Context, cache};
 use crate::desired::{self, Child};
@@ -86,7 +86,7 @@ pub struct Stall {
 struct ComponentPlan {
     component: Arc<HostingComponent>,
     level: String,
-    outcome: Result<(Tier, Vec<Child>), Stall>,
+    outcome: Result<Tier, Stall>,
 }
 
 /// Reconciles the tenant `name` as the cache holds it now; a tenant gone from the cache needs
@@ -146,11 +146,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // Build: the tenant's own children, then each component's.
     let ns = tenant_namespace(&tenant);
     let tenant_owner = children::owner_ref(tenant.as_ref());
-    let mut desired: Vec<(Child, Option<serde_json::Value>)> =
-        desired::tenant_children(&tenant, &tier, &ctx.settings)
-            .into_iter()
-            .map(|c| (c, tenant_owner.clone()))
-            .collect();
+    let mut desired: Vec<Prepared> = desired::tenant_children(&tenant, &tier, &ctx.settings)
+        .into_iter()
+        .map(|c| children::prepare(&ctx.kinds, c, tenant_owner.clone()))
+        .collect();
     // By name.
     let components = ctx.components.objects_in(&ns).map_err(Error::Unreadable)?;
     let mut plans = Vec::new();
@@ -163,14 +162,15 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
                 message: join(&errors),
             })
         } else {
-            resolve_tier(&ctx, &level).map(|t| {
-                let kids = desired::component_children(&tenant, &c, &t);
-                (t, kids)
-            })
+            resolve_tier(&ctx, &level)
         };
-        if let Ok((_, kids)) = &outcome {
+        if let Ok(t) = &outcome {
             let owner = children::owner_ref(c.as_ref());
-            desired.extend(kids.iter().cloned().map(|k| (k, owner.clone())));
+            desired.extend(
+                desired::component_children(&tenant, &c, t)
+                    .into_iter()
+                    .map(|k| children::prepare(&ctx.kinds, k, owner.clone())),
+            );
         }
         plans.push(ComponentPlan {
             component: c,
@@ -209,7 +209,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // In a new namespace they wait for it, with the rest.
     let (workloads, rest): (Vec<_>, Vec<_>) = desired
         .iter()
-        .partition(|(c, _)| namespace.is_some() && is_workload(c));
+        .partition(|p| namespace.is_some() && is_workload(&p.child));
     tracing::debug!("plan built");
     if !namespace_terminating {
         futures::future::try_join_all(workloads.into_iter().map(|e| apply_child(&ctx, &name, e)))
@@ -231,7 +231,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     let mut rollup = Rollup::default();
     let mut root_causes = Vec::new();
     for plan in &mut plans {
-        let tier = plan.outcome.as_ref().ok().map(|(t, _)| t);
+        let tier = plan.outcome.as_ref().ok();
         if let Some(stall) = super::probing::sync_component(&ctx, &tenant, &plan.component, tier) {
             plan.outcome = Err(stall);
         }
@@ -336,21 +336,21 @@ fn is_workload(child: &Child) -> bool {
 async fn apply_and_prune(
     ctx: &Context,
     tenant: &str,
-    to_apply: &[&(Child, Option<serde_json::Value>)],
-    desired: &[(Child, Option<serde_json::Value>)],
+    to_apply: &[&Prepared],
+    desired: &[Prepared],
     stalled_components: &BTreeSet<String>,
 ) -> Result<(), Error> {
     // A namespace that exists already is applied with the rest: a tier change then costs one
     // round trip to the API server, not two.
     let (namespaces, contents): (Vec<_>, Vec<_>) = to_apply
         .iter()
-        .partition(|(c, _)| c.kind == "Namespace" && ctx.index.get(&key_of(c)).is_none());
+        .partition(|p| p.child.kind == "Namespace" && ctx.index.get(&key_of(&p.child)).is_none());
     for entry in namespaces {
         apply_child(ctx, tenant, entry).await?;
     }
     futures::future::try_join_all(contents.into_iter().map(|e| apply_child(ctx, tenant, e)))
         .await?;
-    let wanted: BTreeSet<ChildKey> = desired.iter().map(|(c, _)| key_of(c)).collect();
+    let wanted: BTreeSet<ChildKey> = desired.iter().map(|p| key_of(&p.child)).collect();
     let unwanted = ctx
         .index
         .of_tenant(tenant)
@@ -369,7 +369,7 @@ async fn apply_and_prune(
 async fn apply_child(
     ctx: &Context,
     tenant: &str,
-    (child, owner): &(Child, Option<serde_json::Value>),
+    prepared: &Prepared,
 ) -> Result<bool, kube::Error> {
     children::apply(
         &ctx.client,
@@ -377,8 +377,7 @@ async fn apply_child(
         &ctx.index,
         &ctx.metrics,
         tenant,
-        child,
-        owner.clone(),
+        prepared,
     )
     .await
 }
@@ -719,7 +718,7 @@ async fn write_component_status(
             );
             Err(format!("{}: {}", stall.reason, stall.message))
         }
-        Ok((tier, _)) => {
+        Ok(tier) => {
             set_kstatus(
                 &mut new.conditions,
                 generation,
