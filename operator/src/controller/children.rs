@@ -783,6 +783,45 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> Option<Value> {
 mod tests {
     use super::*;
 
+    fn child(kind: &str) -> Child {
+        Child {
+            api_version: "policy/v1".into(),
+            kind: kind.into(),
+            namespace: Some("tenant-a".into()),
+            name: "web".into(),
+            body: serde_json::json!({"kind": kind, "metadata": {"name": "web"}}),
+        }
+    }
+
+    #[test]
+    fn a_prepared_body_carries_version_owner_and_the_digest_of_the_rest() {
+        let kinds = child_kinds("v1beta1");
+        let owner = serde_json::json!({"kind": "HostingComponent", "name": "web"});
+        let prepared = prepare(&kinds, child("PodDisruptionBudget"), Some(owner.clone()));
+        let body = &prepared.child.body;
+        // The server's version of the kind, not the one the desired state was written for.
+        assert_eq!(body["apiVersion"], "policy/v1beta1");
+        assert_eq!(
+            body["metadata"]["ownerReferences"],
+            serde_json::json!([owner])
+        );
+        // The desired body had no annotations: the digest is of the body without them.
+        let mut rest = body.clone();
+        let annotations = rest["metadata"]
+            .as_object_mut()
+            .and_then(|m| m.remove("annotations"))
+            .expect("the digest annotation");
+        assert_eq!(
+            annotations,
+            serde_json::json!({ANNOTATION_HASH: hex(&hash(&rest))})
+        );
+        assert_eq!(prepared.digest, Some(hash(&rest)));
+        // A kind regie does not create here is left alone and never applied.
+        let odd = prepare(&kinds, child("CronJob"), None);
+        assert_eq!(odd.digest, None);
+        assert_eq!(odd.child.body, child("CronJob").body);
+    }
+
     #[test]
     fn applied_hashes_round_trip_through_the_annotation() {
         let digest = hash(&serde_json::json!({"kind": "Namespace"}));
