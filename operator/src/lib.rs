@@ -16,6 +16,7 @@ pub mod input;
 pub mod inventory;
 pub mod metrics;
 pub mod rbac;
+pub mod room;
 pub mod runtime;
 pub mod sla;
 pub mod tier;

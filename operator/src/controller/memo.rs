@@ -9,8 +9,9 @@
 //! write is corrected by the next reconcile after it.
 //!
 //! Only the last moments of writes are held: expired entries are dropped at most once per
-//! window (and by the controller's housekeeping when no write comes), and the table gives back its room after a burst (a cold start writes thousands of
-//! statuses in a minute; a table that kept its peak size would cost memory per tenant forever).
+//! window (and by the controller's housekeeping when no write comes), and the table gives back
+//! its room after a burst (see [`crate::room`]: a cold start writes thousands of statuses in a
+//! minute).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -36,12 +37,7 @@ impl Table {
     fn prune(&mut self, now: Instant) {
         self.by_uid
             .retain(|_, w| now.saturating_duration_since(w.at) < WINDOW);
-        // Room for twice what is left: the next burst grows it again, a quiet spell does not
-        // keep the last burst's size.
-        let (len, capacity) = (self.by_uid.len(), self.by_uid.capacity());
-        if capacity > 2 * len + 64 {
-            self.by_uid.shrink_to(2 * len);
-        }
+        crate::room::give_back(&mut self.by_uid);
         self.pruned = Some(now);
     }
 }

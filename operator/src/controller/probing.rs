@@ -237,12 +237,10 @@ impl State {
         }
     }
 
-    /// Gives back the room of `stored` once it is empty: a start resumes every component at
-    /// once, and a table never shrinks by itself.
+    /// Gives back the room of `stored` (see [`crate::room`]): a start resumes every component
+    /// at once.
     fn release_stored_room(&mut self) {
-        if self.stored.is_empty() && self.stored.capacity() > 64 {
-            self.stored = HashMap::new();
-        }
+        crate::room::give_back(&mut self.stored);
     }
 
     /// `tier` as the one shared copy of its level's tier.

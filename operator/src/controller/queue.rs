@@ -101,20 +101,12 @@ impl Book {
         Some(name)
     }
 
-    /// Gives back the room a wave of triggers left (a start queues every tenant at once; a
-    /// table never shrinks by itself), once the wave has passed: room for a few is kept, so
-    /// one trigger at a time does not allocate each time.
+    /// Gives back the room a wave of triggers left (a start queues every tenant at once; see
+    /// [`crate::room`]), once the wave has passed.
     fn release_spare(&mut self) {
-        const KEEP: usize = 64;
-        if self.queued.is_empty() && self.queued.capacity() > KEEP {
-            self.queued = VecDeque::new();
-        }
-        if self.is_queued.is_empty() && self.is_queued.capacity() > KEEP {
-            self.is_queued = HashSet::new();
-        }
-        if self.again.is_empty() && self.again.capacity() > KEEP {
-            self.again = HashSet::new();
-        }
+        crate::room::give_back(&mut self.queued);
+        crate::room::give_back(&mut self.is_queued);
+        crate::room::give_back(&mut self.again);
     }
 
     /// A run of `name` ended asking for `next`.

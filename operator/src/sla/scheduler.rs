@@ -481,10 +481,7 @@ impl Loop {
         }
         // A burst of changes (a start upserts every target, a tier change many) leaves stale
         // entries that surface within an interval; once they have, their room is given back.
-        let (len, capacity) = (self.heap.len(), self.heap.capacity());
-        if capacity > 4 * len + 64 {
-            self.heap.shrink_to(2 * len);
-        }
+        crate::room::give_back(&mut self.heap);
     }
 
     fn finish(&mut self, joined: Result<(Id, Done), tokio::task::JoinError>) {
