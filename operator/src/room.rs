@@ -26,53 +26,29 @@ pub fn give_back(c: &mut impl Room) {
     }
 }
 
-impl<K: Eq + Hash, V> Room for HashMap<K, V> {
-    fn used(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
+/// The standard collections' own `len`, `capacity` and `shrink_to`.
+macro_rules! room {
+    ($($ty:ty => [$($generics:tt)*]),* $(,)?) => {$(
+        impl<$($generics)*> Room for $ty {
+            fn used(&self) -> usize {
+                self.len()
+            }
+            fn room(&self) -> usize {
+                self.capacity()
+            }
+            fn shrink(&mut self, to: usize) {
+                self.shrink_to(to);
+            }
+        }
+    )*};
 }
 
-impl<T: Eq + Hash> Room for HashSet<T> {
-    fn used(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
-
-impl<T> Room for VecDeque<T> {
-    fn used(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
-
-impl<T: Ord> Room for BinaryHeap<T> {
-    fn used(&self) -> usize {
-        self.len()
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink(&mut self, to: usize) {
-        self.shrink_to(to);
-    }
-}
+room!(
+    HashMap<K, V> => [K: Eq + Hash, V],
+    HashSet<T> => [T: Eq + Hash],
+    VecDeque<T> => [T],
+    BinaryHeap<T> => [T: Ord],
+);
 
 #[cfg(test)]
 mod tests {
