@@ -135,6 +135,11 @@ struct Op {
 }
 
 fn start(client: &Client, now: &Arc<Mutex<Timestamp>>) -> Op {
+    start_pricing(client, now, Options::default().invoice_part)
+}
+
+/// [`start`], its passes pricing `part` tenants at a time.
+fn start_pricing(client: &Client, now: &Arc<Mutex<Timestamp>>, part: usize) -> Op {
     // The operator's own logs, when asked for (RUST_LOG=info cargo test ...).
     if std::env::var_os("RUST_LOG").is_some() {
         regie::runtime::init_logging(false);
@@ -150,6 +155,7 @@ fn start(client: &Client, now: &Arc<Mutex<Timestamp>>) -> Op {
     let options = Options {
         invoice_interval: Duration::from_secs(1),
         resync: Duration::from_secs(1),
+        invoice_part: part,
         ..Options::default()
     };
     let handle = tokio::spawn(regie::runtime::operate(
@@ -625,6 +631,92 @@ async fn invoices_end_to_end() {
 /// cached absence, creates the ledger, gets 409, reads it and records onto it: the segments
 /// already there stay, the new state closes the open one. Without the re-read, the status write
 /// would replace March 2–10 at bronze with a ledger that starts on 10 March.
+/// A pass that prices its tenants a part at a time (one here; 64 by default) writes every
+/// tenant's draft, and when the month closes numbers the finals in the order a pass priced
+/// all at once gives them: by period, then by tenant.
+#[tokio::test]
+async fn a_pass_in_parts_drafts_every_tenant_and_numbers_finals_in_order() {
+    let cluster = TestCluster::start().expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path();
+    let now = Arc::new(Mutex::new(t("2026-03-01T00:00:00+01:00")));
+    let tenants = ["facturen", "facturen-b", "facturen-c"];
+    let more: String = tenants[1..]
+        .iter()
+        .map(|name| {
+            format!(
+                r#"---
+apiVersion: regie.dev/v1alpha1
+kind: Tenant
+metadata:
+  name: {name}
+spec:
+  displayName: Gemeente {name}
+  inhabitants: 10000
+  serviceLevel: bronze
+  membership:
+    joined: "2024-01-01"
+  billing:
+    invoicing: monthly
+"#
+            )
+        })
+        .collect();
+    apply(
+        &cluster,
+        dir,
+        "catalogue.yaml",
+        &format!("{CATALOGUE}{more}"),
+    );
+    let op = start_pricing(&client, &now, 1);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in tenants {
+        let ns = format!("tenant-{name}");
+        eventually("the tenant namespaces", WAIT, || {
+            let (namespaces, ns) = (namespaces.clone(), ns.clone());
+            async move { Ok(namespaces.get_opt(&ns).await?.is_some()) }
+        })
+        .await
+        .expect("namespace");
+        apply(
+            &cluster,
+            dir,
+            &format!("package-{name}.yaml"),
+            &package(100).replace(NS, &ns),
+        );
+    }
+    for name in tenants {
+        wait_invoice(
+            &client,
+            &format!("{name}-2026-03"),
+            "every tenant's March draft",
+            |i| i.spec.state == InvoiceState::Draft && i.spec.subtotal != "0.00",
+        )
+        .await;
+    }
+    *now.lock().expect("clock") = t("2026-04-01T00:00:05+02:00");
+    for (number, name) in tenants.iter().enumerate() {
+        let march = wait_invoice(&client, &format!("{name}-2026-03"), "March final", |i| {
+            i.spec.state == InvoiceState::Final
+        })
+        .await;
+        assert_eq!(
+            march.spec.number,
+            Some(format!("RG-2026-{:06}", number + 1)),
+            "{name}"
+        );
+        wait_invoice(
+            &client,
+            &format!("{name}-2026-04"),
+            "the April drafts",
+            |i| i.spec.state == InvoiceState::Draft,
+        )
+        .await;
+    }
+    op.stop().await;
+}
+
 #[tokio::test]
 async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
     use kube::api::PostParams;

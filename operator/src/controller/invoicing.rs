@@ -20,6 +20,11 @@
 //!   installing regie does not issue invoices for months before it ran.
 //! - Offboarding ([`offboard`], from the Tenant finalizer, after its usage is closed): the
 //!   tenant's invoices up to the deletion instant become final before its namespace goes.
+//! - Without cost pools a pass prices a part of the tenants at a time (`Options::invoice_part`,
+//!   64): it first finds every final and the tenants whose drafts differ, writes the finals in
+//!   their numbering order, then prices those tenants again a part at a time as it writes
+//!   their drafts. What a pass holds no longer grows with the number of tenants (see
+//!   `Pricing::plan`); pools, shared out over every tenant, are priced all at once.
 //!
 //! **Numbers** (`RG-<year>-<seq>`, sequential per year of issue, no gaps) come from a counter,
 //! the ConfigMap `regie-invoice-numbers` in regie's own namespace, changed only by `replace`
@@ -89,13 +94,15 @@ pub struct Invoicing {
     pub namespace: String,
     /// How often an unchanged world is priced again (writing nothing).
     pub interval: Duration,
+    /// How many tenants a pass prices together (see [`Pricing::plan`]).
+    part: usize,
     wake: tokio::sync::Notify,
     /// One pass at a time per process; holds the last error reported, to report each once.
     pass: tokio::sync::Mutex<Option<String>>,
 }
 
 impl Invoicing {
-    pub fn new(namespace: String, interval: Duration) -> Arc<Invoicing> {
+    pub fn new(namespace: String, interval: Duration, part: usize) -> Arc<Invoicing> {
         Arc::new(Invoicing {
             price_lists: Arc::default(),
             pools: Arc::default(),
@@ -105,6 +112,7 @@ impl Invoicing {
             invoices: Arc::default(),
             namespace,
             interval,
+            part: part.max(1),
             wake: tokio::sync::Notify::new(),
             pass: tokio::sync::Mutex::new(None),
         })
@@ -576,9 +584,9 @@ impl Snapshot {
         catalogue(&lists, self.pools.iter().map(|p| &**p), cal)
     }
 
-    /// Every tenant's billing input, as `regie bill` reads it from files (the same
-    /// [`tenant_input`]), in name order.
-    fn tenant_inputs(&self) -> Result<Vec<TenantInput>, BillingError> {
+    /// The billing input of `tenants` (some of the snapshot's, in name order), as `regie bill`
+    /// reads it from files (the same [`tenant_input`]), in name order.
+    fn inputs_of(&self, tenants: &[Arc<Kept<Tenant>>]) -> Result<Vec<TenantInput>, BillingError> {
         // An object that does not read back (not seen) stops the pass: pricing without it
         // would bill the tenant as if it were gone.
         fn rebuilt_one<K: Split>(kept: &Kept<K>) -> Result<K, BillingError> {
@@ -606,8 +614,8 @@ impl Snapshot {
                 .filter_map(|o| Some((o.metadata.namespace.as_deref()?, &**o))),
         );
         let ledgers = grouped(self.ledgers().map(|l| (l.tenant(), l)));
-        let mut inputs = Vec::with_capacity(self.tenants.len());
-        for kept in &self.tenants {
+        let mut inputs = Vec::with_capacity(tenants.len());
+        for kept in tenants {
             let tenant = &rebuilt_one(kept)?;
             let ns = tenant_namespace(tenant);
             let name = tenant.name_any();
@@ -916,6 +924,22 @@ pub fn plan(
     scope: &Scope,
     now: Timestamp,
 ) -> Result<Vec<Intent>, BillingError> {
+    plan_with(cat, tenants, credits, existing, deleting, scope, now, false)
+}
+
+/// [`plan`] for some of the tenants; `metered_elsewhere` says whether a tenant outside them has
+/// a Usage (only then can a draft of one of them be obsolete while none of them is metered).
+#[allow(clippy::too_many_arguments)]
+fn plan_with(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+    credits: &Credits,
+    existing: &BTreeMap<String, InvoiceSpec>,
+    deleting: &BTreeSet<String>,
+    scope: &Scope,
+    now: Timestamp,
+    metered_elsewhere: bool,
+) -> Result<Vec<Intent>, BillingError> {
     let cal = &cat.cal;
     let current = cal.month_of(now);
     let mut quarters: BTreeSet<Period> = BTreeSet::new();
@@ -935,11 +959,14 @@ pub fn plan(
         .iter()
         .filter_map(|t| t.usage.keys().next().map(|m| (t.name.as_str(), *m)))
         .collect();
-    let Some(earliest) = metered_from.values().min() else {
-        return Ok(Vec::new());
-    };
-    let earliest = Period::quarter_of(*earliest);
-    quarters.retain(|q| *q >= earliest);
+    match metered_from.values().min() {
+        Some(earliest) => {
+            let earliest = Period::quarter_of(*earliest);
+            quarters.retain(|q| *q >= earliest);
+        }
+        None if metered_elsewhere => quarters.clear(),
+        None => return Ok(Vec::new()),
+    }
     let mut computed: BTreeMap<String, Vec<Invoice>> = BTreeMap::new();
     for q in quarters {
         for inv in bill(cat, tenants, credits, q, now)? {
@@ -1006,15 +1033,7 @@ pub fn plan(
         }
     }
     // Numbers follow the periods, then the tenants.
-    intents.sort_by(|a, b| {
-        let key = |i: &Intent| match i {
-            Intent::Draft { invoice, .. } | Intent::Final { invoice, .. } => {
-                (invoice.from, invoice.tenant.clone())
-            }
-            Intent::Obsolete { name } => (Timestamp::MAX, name.clone()),
-        };
-        key(a).cmp(&key(b))
-    });
+    intents.sort_by(|a, b| intent_order(a).cmp(&intent_order(b)));
     let priced: HashSet<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
     let in_scope = |tenant: &str| match scope {
         Scope::All => !deleting.contains(tenant) && priced.contains(tenant),
@@ -1096,37 +1115,29 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         stored.iter().map(|(n, i)| (n.clone(), i.spec())).collect();
     let planned = {
         let scope = scope.clone();
-        let (stored, tz) = (Arc::clone(&stored), tz.clone());
-        in_background(move || -> Result<Vec<Intent>, BillingError> {
-            let cat = snapshot.catalogue(cal)?;
-            let inputs = snapshot.tenant_inputs()?;
-            drop(snapshot);
-            let mut intents = plan(
-                &cat,
-                &inputs,
-                &credits_of(reports.iter().map(|r| &**r)),
-                &existing,
-                &deleting,
-                &scope,
+        let (stored, tz, part) = (Arc::clone(&stored), tz.clone(), inv.part);
+        in_background(move || -> Result<(Arc<Pricing>, Planned), BillingError> {
+            let pricing = Arc::new(Pricing {
+                cat: snapshot.catalogue(cal)?,
+                snapshot,
+                credits: credits_of(reports.iter().map(|r| &**r)),
+                existing,
+                deleting,
+                scope,
                 now,
-            )?;
-            // The write loop below may wait on the API server for a while: it keeps only the
-            // drafts it has to write, not every tenant's invoice priced again unchanged.
-            intents.retain(|i| match i {
-                Intent::Draft { name, invoice } => !stored
-                    .get(name)
-                    .is_some_and(|s| s.is_final() || s.holds(&invoice.to_spec(&tz))),
-                Intent::Final { .. } | Intent::Obsolete { .. } => true,
+                stored,
+                tz,
             });
-            Ok(intents)
+            let planned = pricing.plan(part)?;
+            Ok((pricing, planned))
         })
         .await
         .ok_or_else(|| BillingError::Input("invoicing stopped: the pricing thread failed".into()))?
     };
-    let intents = match planned {
-        Ok(i) => {
+    let (pricing, planned) = match planned {
+        Ok(p) => {
             *last_error = None;
-            i
+            p
         }
         Err(e) => {
             let message = e.to_string();
@@ -1144,49 +1155,286 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
             return Err(e.into());
         }
     };
-    let api: Api<InvoiceObject> = Api::all(ctx.client.clone());
-    let known: Vec<String> = stored
-        .values()
-        .filter_map(|i| i.number().map(str::to_string))
-        .collect();
-    // A pass over the whole cluster gives way to reconciles between its draft writes (see
-    // `activity`): once it has written one, it stops while a reconcile is in progress and the
-    // loop runs it again when they pause. Finals (closed periods, first in the order) are not
-    // interrupted; a leaving tenant's pass runs inside its own reconcile and never gives way.
-    let gives_way = matches!(scope, Scope::All);
-    let mut written = false;
-    for intent in intents {
-        if gives_way
-            && written
-            && !matches!(intent, Intent::Final { .. })
-            && !ctx.activity.is_quiet()
-        {
-            inv.wake.notify_one();
-            ctx.metrics.invoicing_pass("interrupted");
-            return Ok(());
+    let mut writer = Writer {
+        api: Api::all(ctx.client.clone()),
+        known: stored
+            .values()
+            .filter_map(|i| i.number().map(str::to_string))
+            .collect(),
+        // A pass over the whole cluster gives way to reconciles between its draft writes (see
+        // `activity`): once it has written one, it stops while a reconcile is in progress and
+        // the loop runs it again when they pause. Finals (closed periods, first in the order)
+        // are not interrupted; a leaving tenant's pass runs inside its own reconcile and never
+        // gives way.
+        gives_way: matches!(scope, Scope::All),
+        written: false,
+        opening,
+        stored,
+        tz,
+        now,
+    };
+    match planned {
+        Planned::Whole(intents) => {
+            if !writer.write(ctx, intents).await? {
+                return Ok(());
+            }
         }
-        match intent {
-            Intent::Draft { invoice, .. } if opening.contains(&invoice.tenant) => {}
-            Intent::Obsolete { name }
-                if stored
-                    .get(&name)
-                    .is_some_and(|s| opening.contains(s.tenant())) => {}
-            Intent::Draft { name, invoice } => {
-                let spec = invoice.to_spec(&tz);
-                written |= write_draft(ctx, &api, &name, stored.get(&name), spec).await?;
+        Planned::Parts {
+            finals,
+            changed,
+            obsolete,
+        } => {
+            if !writer.write(ctx, finals).await? {
+                return Ok(());
             }
-            Intent::Final { name, invoice } => {
-                finalize(ctx, &api, &name, invoice, &known, &tz, now).await?;
-            }
-            Intent::Obsolete { name } => {
-                if let Some(s) = stored.get(&name) {
-                    written |= remove_draft(ctx, &api, s).await?;
+            // The drafts to write, priced again a part at a time: no more of them held at once.
+            for part in changed.chunks(inv.part) {
+                if writer.interrupted(ctx) {
+                    return Ok(());
                 }
+                let (pricing, part) = (Arc::clone(&pricing), part.to_vec());
+                let drafts = in_background(move || pricing.drafts_of(&part))
+                    .await
+                    .ok_or_else(|| {
+                        BillingError::Input("invoicing stopped: the pricing thread failed".into())
+                    })??;
+                if !writer.write(ctx, drafts).await? {
+                    return Ok(());
+                }
+            }
+            if !writer.write(ctx, obsolete).await? {
+                return Ok(());
             }
         }
     }
     ctx.metrics.invoicing_pass("complete");
     Ok(())
+}
+
+/// How many tenants a pass prices together. Without cost pools tenants are priced
+/// independently, so a pass holds the inputs and invoices of this many at a time, not of every
+/// tenant: what a pass allocates stays the same however many tenants there are (with glibc, a
+/// pass's transient larger than the free space in the heap grows the heap for good).
+pub const TENANTS_PER_PART: usize = 64;
+
+/// What a pass prices with; shared by the threads that price its parts.
+struct Pricing {
+    snapshot: Snapshot,
+    cat: Catalogue,
+    credits: Credits,
+    existing: BTreeMap<String, InvoiceSpec>,
+    deleting: BTreeSet<String>,
+    scope: Scope,
+    now: Timestamp,
+    stored: Arc<BTreeMap<String, Arc<StoredInvoice>>>,
+    tz: jiff::tz::TimeZone,
+}
+
+/// What a pass found to write.
+enum Planned {
+    /// Every intent, in order (priced in one part).
+    Whole(Vec<Intent>),
+    /// Priced a part at a time: every final in order, the tenants whose drafts differ from what
+    /// is stored (priced again a part at a time when their drafts are written), and the drafts
+    /// that go.
+    Parts {
+        finals: Vec<Intent>,
+        changed: Vec<Arc<Kept<Tenant>>>,
+        obsolete: Vec<Intent>,
+    },
+}
+
+impl Pricing {
+    /// The pass's plan. With cost pools (shared out over every tenant) or no more tenants than
+    /// `part`, in one part; else `part` tenants at a time, keeping of the drafts only whose they
+    /// are. The finals of all parts are numbered in the order [`plan`] gives them (periods,
+    /// then tenants), before any draft is written.
+    fn plan(&self, part: usize) -> Result<Planned, BillingError> {
+        let tenants = &self.snapshot.tenants;
+        if !self.cat.pools.is_empty() || tenants.len() <= part || self.scope != Scope::All {
+            return Ok(Planned::Whole(self.intents(tenants, false)?));
+        }
+        let mut finals = Vec::new();
+        let mut changed = Vec::new();
+        let mut obsolete = Vec::new();
+        let mut metered_anywhere = false;
+        let mut unmetered = Vec::new();
+        for run in tenants.chunks(part) {
+            let inputs = self.snapshot.inputs_of(run)?;
+            if !inputs.iter().any(|t| !t.usage.is_empty()) {
+                unmetered.push(run);
+                continue;
+            }
+            metered_anywhere = true;
+            self.sift(
+                run,
+                &inputs,
+                false,
+                &mut finals,
+                &mut changed,
+                &mut obsolete,
+            )?;
+        }
+        // A part without a metered tenant has nothing to bill; its drafts go if another part
+        // is billed, as they would priced all at once.
+        if metered_anywhere {
+            for run in unmetered {
+                let inputs = self.snapshot.inputs_of(run)?;
+                self.sift(run, &inputs, true, &mut finals, &mut changed, &mut obsolete)?;
+            }
+        }
+        finals.sort_by(|a, b| intent_order(a).cmp(&intent_order(b)));
+        Ok(Planned::Parts {
+            finals,
+            changed,
+            obsolete,
+        })
+    }
+
+    /// Sorts one part's intents into the pass's finals, the tenants with a draft to write and
+    /// the drafts that go.
+    fn sift(
+        &self,
+        run: &[Arc<Kept<Tenant>>],
+        inputs: &[TenantInput],
+        metered_elsewhere: bool,
+        finals: &mut Vec<Intent>,
+        changed: &mut Vec<Arc<Kept<Tenant>>>,
+        obsolete: &mut Vec<Intent>,
+    ) -> Result<(), BillingError> {
+        let mut drafted: BTreeSet<String> = BTreeSet::new();
+        for intent in self.planned(inputs, metered_elsewhere)? {
+            match intent {
+                Intent::Final { .. } => finals.push(intent),
+                Intent::Obsolete { .. } => obsolete.push(intent),
+                Intent::Draft { invoice, .. } => {
+                    drafted.insert(invoice.tenant);
+                }
+            }
+        }
+        changed.extend(run.iter().filter(|t| drafted.contains(t.name())).cloned());
+        Ok(())
+    }
+
+    /// The drafts to write of `tenants` (some of those with drafts that differ), priced again.
+    fn drafts_of(&self, tenants: &[Arc<Kept<Tenant>>]) -> Result<Vec<Intent>, BillingError> {
+        let mut drafts = self.intents(tenants, true)?;
+        drafts.retain(|i| matches!(i, Intent::Draft { .. }));
+        Ok(drafts)
+    }
+
+    fn intents(
+        &self,
+        tenants: &[Arc<Kept<Tenant>>],
+        metered_elsewhere: bool,
+    ) -> Result<Vec<Intent>, BillingError> {
+        self.planned(&self.snapshot.inputs_of(tenants)?, metered_elsewhere)
+    }
+
+    /// [`plan`] for `inputs`, without the drafts the cluster holds already: the write loop may
+    /// wait on the API server for a while and keeps only what it has to write.
+    fn planned(
+        &self,
+        inputs: &[TenantInput],
+        metered_elsewhere: bool,
+    ) -> Result<Vec<Intent>, BillingError> {
+        let mut intents = plan_with(
+            &self.cat,
+            inputs,
+            &self.credits,
+            &self.existing,
+            &self.deleting,
+            &self.scope,
+            self.now,
+            metered_elsewhere,
+        )?;
+        intents.retain(|i| match i {
+            Intent::Draft { name, invoice } => !self
+                .stored
+                .get(name)
+                .is_some_and(|s| s.is_final() || s.holds(&invoice.to_spec(&self.tz))),
+            Intent::Final { .. } | Intent::Obsolete { .. } => true,
+        });
+        Ok(intents)
+    }
+}
+
+/// Where [`plan`] puts an intent: numbers follow the periods, then the tenants; obsolete
+/// drafts last.
+fn intent_order(i: &Intent) -> (Timestamp, &str) {
+    match i {
+        Intent::Draft { invoice, .. } | Intent::Final { invoice, .. } => {
+            (invoice.from, invoice.tenant.as_str())
+        }
+        Intent::Obsolete { name } => (Timestamp::MAX, name.as_str()),
+    }
+}
+
+/// Writes a pass's intents.
+struct Writer {
+    api: Api<InvoiceObject>,
+    /// The invoice numbers the cluster held when the pass began.
+    known: Vec<String>,
+    gives_way: bool,
+    /// Whether the pass has written a draft or removed one.
+    written: bool,
+    opening: BTreeSet<String>,
+    stored: Arc<BTreeMap<String, Arc<StoredInvoice>>>,
+    tz: jiff::tz::TimeZone,
+    now: Timestamp,
+}
+
+impl Writer {
+    /// Whether the pass stops here to give way to reconciles (see `pass_once`); if so, it is
+    /// counted and the loop woken to run it again.
+    fn interrupted(&self, ctx: &Context) -> bool {
+        let stop = self.gives_way && self.written && !ctx.activity.is_quiet();
+        if stop {
+            ctx.invoicing.wake.notify_one();
+            ctx.metrics.invoicing_pass("interrupted");
+        }
+        stop
+    }
+
+    /// Writes `intents` in order; false when the pass gave way.
+    async fn write(&mut self, ctx: &Context, intents: Vec<Intent>) -> Result<bool, kube::Error> {
+        for intent in intents {
+            if !matches!(intent, Intent::Final { .. }) && self.interrupted(ctx) {
+                return Ok(false);
+            }
+            let stored = &self.stored;
+            match intent {
+                Intent::Draft { invoice, .. } if self.opening.contains(&invoice.tenant) => {}
+                Intent::Obsolete { name }
+                    if stored
+                        .get(&name)
+                        .is_some_and(|s| self.opening.contains(s.tenant())) => {}
+                Intent::Draft { name, invoice } => {
+                    let spec = invoice.to_spec(&self.tz);
+                    self.written |=
+                        write_draft(ctx, &self.api, &name, stored.get(&name), spec).await?;
+                }
+                Intent::Final { name, invoice } => {
+                    finalize(
+                        ctx,
+                        &self.api,
+                        &name,
+                        invoice,
+                        &self.known,
+                        &self.tz,
+                        self.now,
+                    )
+                    .await?;
+                }
+                Intent::Obsolete { name } => {
+                    if let Some(s) = stored.get(&name) {
+                        self.written |= remove_draft(ctx, &self.api, s).await?;
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// How much less CPU a pricing pass gets than the reconciles when both want it (a nice value).
@@ -1622,13 +1870,97 @@ spec:
         let (_, from_files) =
             crate::billing::engine::from_inventory(&inv, Calendar::amsterdam().unwrap()).unwrap();
         let snapshot = snapshot_of(&inv);
-        assert_eq!(snapshot.tenant_inputs().unwrap(), from_files);
+        assert_eq!(snapshot.inputs_of(&snapshot.tenants).unwrap(), from_files);
         assert!(snapshot.catalogue(Calendar::amsterdam().unwrap()).is_ok());
         assert!(
             from_files
                 .iter()
                 .any(|t| !t.usage.is_empty() && t.orders.len() == 2)
         );
+    }
+
+    /// Priced a part at a time (no cost pools), a pass finds the finals priced all at once would
+    /// find, in the same order (their numbers follow it), the same drafts to write and the same
+    /// drafts to drop — also of a part where no tenant is metered.
+    #[test]
+    fn a_pass_priced_a_part_at_a_time_plans_what_it_would_all_at_once() {
+        let mut inv = examples_inventory();
+        let names: Vec<String> = inv.tenants.iter().map(|t| t.object.name_any()).collect();
+        assert!(names.len() >= 4, "{names:?}");
+        let (metered, unmetered) = names.split_at(names.len() - 1);
+        inv.usages = metered
+            .iter()
+            .map(|n| crate::inventory::Sourced {
+                source: cluster_source(),
+                object: ledger(n, "2026-03", march()),
+            })
+            .collect();
+        let mut snapshot = snapshot_of(&inv);
+        let with_pools = !snapshot.pools.is_empty();
+        // A draft of a tenant no longer metered: it goes.
+        let gone = invoice_name(&unmetered[0], "2026-03");
+        let existing = BTreeMap::from([(
+            gone.clone(),
+            InvoiceSpec {
+                tenant: unmetered[0].clone(),
+                period: "2026-03".into(),
+                number: None,
+                state: InvoiceState::Draft,
+                currency: "EUR".into(),
+                lines: Vec::new(),
+                subtotal: "0.00".into(),
+                vat: "0.00".into(),
+                total: "0.00".into(),
+            },
+        )]);
+        let pricing = |snapshot: Snapshot| Pricing {
+            cat: snapshot.catalogue(Calendar::amsterdam().unwrap()).unwrap(),
+            snapshot,
+            credits: Credits::new(),
+            existing: existing.clone(),
+            deleting: BTreeSet::new(),
+            scope: Scope::All,
+            now: t("2026-04-02T10:00:00+02:00"),
+            stored: Arc::default(),
+            tz: crate::billing::amsterdam().unwrap(),
+        };
+        if with_pools {
+            // Pools are shared out over every tenant: priced all at once.
+            let p = pricing(snapshot_of(&inv));
+            assert!(matches!(p.plan(1).unwrap(), Planned::Whole(_)));
+        }
+        snapshot.pools.clear();
+        let p = pricing(snapshot);
+        let Planned::Whole(whole) = p.plan(usize::MAX).unwrap() else {
+            panic!("one part")
+        };
+        let Planned::Parts {
+            finals,
+            changed,
+            obsolete,
+        } = p.plan(1).unwrap()
+        else {
+            panic!("in parts")
+        };
+        let mut drafts: Vec<Intent> = changed
+            .chunks(2)
+            .flat_map(|part| p.drafts_of(part).unwrap())
+            .collect();
+        let of_kind = |want: fn(&Intent) -> bool| -> Vec<Intent> {
+            whole.iter().filter(|i| want(i)).cloned().collect()
+        };
+        let whole_finals = of_kind(|i| matches!(i, Intent::Final { .. }));
+        let mut whole_drafts = of_kind(|i| matches!(i, Intent::Draft { .. }));
+        let whole_obsolete = of_kind(|i| matches!(i, Intent::Obsolete { .. }));
+        assert_eq!(whole_finals.len(), metered.len(), "{whole:#?}");
+        assert_eq!(finals, whole_finals);
+        assert_eq!(changed.len(), metered.len());
+        whole_drafts.sort_by(|a, b| intent_order(a).cmp(&intent_order(b)));
+        drafts.sort_by(|a, b| intent_order(a).cmp(&intent_order(b)));
+        assert_eq!(drafts.len(), metered.len());
+        assert_eq!(drafts, whole_drafts);
+        assert_eq!(obsolete, vec![Intent::Obsolete { name: gone }]);
+        assert_eq!(obsolete, whole_obsolete);
     }
 
     #[test]
@@ -1640,7 +1972,7 @@ spec:
         closed.truncate(1);
         snapshot.fetched = vec![ledger(&first, "2026-03", closed.clone())];
         snapshot.replaced = BTreeSet::from([format!("{first}-2026-03")]);
-        let inputs = snapshot.tenant_inputs().unwrap();
+        let inputs = snapshot.inputs_of(&snapshot.tenants).unwrap();
         let input = inputs.iter().find(|t| t.name == first).unwrap();
         assert_eq!(input.usage.len(), 1);
         assert_eq!(input.usage.values().next(), Some(&closed));

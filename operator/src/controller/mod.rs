@@ -147,6 +147,7 @@ impl Context {
             invoicing: invoicing::Invoicing::new(
                 options.namespace.clone(),
                 options.invoice_interval,
+                options.invoice_part,
             ),
             measurements: accounts::Measurements::default(),
             metered: metering::Recorded::default(),
@@ -223,6 +224,9 @@ pub struct Options {
     /// Price every tenant's invoices this often even when nothing changed (no writes unless
     /// they differ); changes to usage, credits, prices or orders trigger a pass at once.
     pub invoice_interval: Duration,
+    /// How many tenants a pass prices together when no cost pool shares its costs over all of
+    /// them: what a pass holds at once (see `invoicing::Pricing::plan`).
+    pub invoice_part: usize,
     /// Where usage and final invoices go; none delivers nothing.
     pub billing: Option<delivery::Config>,
 }
@@ -239,6 +243,7 @@ impl Default for Options {
             // its own.
             namespace: "default".into(),
             invoice_interval: Duration::from_secs(120),
+            invoice_part: invoicing::TENANTS_PER_PART,
             billing: None,
         }
     }
