@@ -915,22 +915,12 @@ impl OtherPeriods {
 /// which invoices should be drafts, which should become final, with any corrections of final
 /// invoices moved onto the next open one. `existing` holds the cluster's Invoices by name;
 /// final ones are never proposed again.
-pub fn plan(
-    cat: &Catalogue,
-    tenants: &[TenantInput],
-    credits: &Credits,
-    existing: &BTreeMap<String, InvoiceSpec>,
-    deleting: &BTreeSet<String>,
-    scope: &Scope,
-    now: Timestamp,
-) -> Result<Vec<Intent>, BillingError> {
-    plan_with(cat, tenants, credits, existing, deleting, scope, now, false)
-}
-
-/// [`plan`] for some of the tenants; `metered_elsewhere` says whether a tenant outside them has
-/// a Usage (only then can a draft of one of them be obsolete while none of them is metered).
+///
+/// `tenants` may be some of them (a part, see `Pricing::plan`); `metered_elsewhere` says
+/// whether a tenant outside them has a Usage: only then can a draft of one of them be obsolete
+/// while none of them is metered (false when they are all).
 #[allow(clippy::too_many_arguments)]
-fn plan_with(
+pub fn plan(
     cat: &Catalogue,
     tenants: &[TenantInput],
     credits: &Credits,
@@ -1338,7 +1328,7 @@ impl Pricing {
         inputs: &[TenantInput],
         metered_elsewhere: bool,
     ) -> Result<Vec<Intent>, BillingError> {
-        let mut intents = plan_with(
+        let mut intents = plan(
             &self.cat,
             inputs,
             &self.credits,
@@ -2105,6 +2095,7 @@ spec:
             &BTreeSet::new(),
             &scope,
             t(now),
+            false,
         )
         .unwrap()
     }
