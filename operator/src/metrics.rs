@@ -20,12 +20,15 @@ pub struct Metrics {
     pub tenants: IntGaugeVec,
     pub leader: IntGaugeVec,
     pub invoicing_passes: IntCounterVec,
-    /// Series written as text at scrape time, after the registry's (see [`Metrics::add_text`]).
+    /// Series written as text at scrape time, after the registry's (see [`Metrics::add_pages`]).
     texts: Arc<Mutex<Vec<TextSeries>>>,
 }
 
-/// Appends series in the text format to a scrape.
-type TextSeries = Box<dyn Fn(&mut String) + Send + Sync>;
+/// Series in the text format, a page at a time, for one scrape.
+pub type TextPages = Box<dyn Iterator<Item = String> + Send>;
+
+/// Gives a scrape its pages of series in the text format.
+type TextSeries = Box<dyn Fn() -> TextPages + Send + Sync>;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,31 +147,38 @@ impl Metrics {
             .sum()
     }
 
-    /// Adds series that `write` appends to every scrape in the text format, after the
-    /// registry's families; their names should be reserved on the registry.
-    pub fn add_text(&self, write: impl Fn(&mut String) + Send + Sync + 'static) {
+    /// Adds series that `pages` gives every scrape in the text format, a page at a time,
+    /// after the registry's families; their names should be reserved on the registry.
+    pub fn add_pages(&self, pages: impl Fn() -> TextPages + Send + Sync + 'static) {
         self.texts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Box::new(write));
+            .push(Box::new(pages));
     }
 
-    /// The text exposition of every metric in the registry, and of the text series.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let encoder = prometheus::TextEncoder::new();
-        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
-            return format!("# encoding metrics failed: {e}\n");
+    /// One scrape a page at a time: the registry's families, then the text series' pages,
+    /// written as the reader takes them. Each source of pages takes its copy of its numbers
+    /// when the scrape begins.
+    pub fn scrape(&self) -> impl Iterator<Item = String> + Send + 'static {
+        let mut first = String::new();
+        if let Err(e) =
+            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut first)
+        {
+            first = format!("# encoding metrics failed: {e}\n");
         }
-        for write in self
+        let rest: Vec<TextPages> = self
             .texts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-        {
-            write(&mut out);
-        }
-        out
+            .map(|pages| pages())
+            .collect();
+        std::iter::once(first).chain(rest.into_iter().flatten())
+    }
+
+    /// The text exposition of every metric in the registry, and of the text series, whole.
+    pub fn render(&self) -> String {
+        self.scrape().collect()
     }
 }
 

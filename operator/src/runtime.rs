@@ -92,13 +92,20 @@ struct Health {
     ready: Arc<AtomicBool>,
 }
 
+/// A scrape, sent a page at a time as the client reads it: at thousands of components the
+/// whole text is megabytes, which the operator would otherwise hold for every scrape.
 async fn metrics_handler(
     State(h): State<Health>,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+) -> (
+    StatusCode,
+    [(&'static str, &'static str); 1],
+    axum::body::Body,
+) {
+    let pages = h.metrics.scrape().map(Ok::<_, std::convert::Infallible>);
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],
-        h.metrics.render(),
+        axum::body::Body::from_stream(futures::stream::iter(pages)),
     )
 }
 

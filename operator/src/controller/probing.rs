@@ -331,7 +331,7 @@ impl Probes {
         let probe_metrics = match ProbeMetrics::register(&metrics.registry) {
             Ok(m) => {
                 let series = m.clone();
-                metrics.add_text(move |out| series.write_text(out));
+                metrics.add_pages(move || Box::new(series.pages()));
                 m
             }
             Err(e) => {

@@ -10,7 +10,8 @@
 //! operator's largest memory cost. Here a component costs its labels once and a few numbers.
 //! They are written as text at scrape time too ([`ProbeMetrics::write_text`]): built as the
 //! crate's protobuf values first, a scrape allocated about 9 KiB per tenant, the operator's peak
-//! heap at 400 tenants (heaptrack), which the allocator kept afterwards.
+//! heap at 400 tenants (heaptrack), which the allocator kept afterwards. And a page at a time
+//! ([`ProbeMetrics::pages`]), so that `/metrics` never holds the whole text of a scrape.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -88,7 +89,7 @@ impl ProbeMetrics {
             )?,
         };
         // The names are reserved on the registry (a second registration fails); the series are
-        // written by `write_text`, not gathered.
+        // written by `pages`, not gathered.
         registry.register(Box::new(Reserved(m.components.descs.clone())))?;
         registry.register(Box::new(m.start_error.clone()))?;
         registry.register(Box::new(m.skipped.clone()))?;
@@ -96,10 +97,15 @@ impl ProbeMetrics {
     }
 
     /// Appends the per-component series in Prometheus's text format, as the crate's encoder
-    /// would write them (unit test), without building its values. Registered with
-    /// [`crate::metrics::Metrics::add_text`] they follow the registry's families at `/metrics`.
+    /// would write them (unit test), without building its values.
     pub fn write_text(&self, out: &mut String) {
-        self.components.write_text(out);
+        self.pages().for_each(|page| out.push_str(&page));
+    }
+
+    /// The same text a page at a time (see [`Pages`]). Registered with
+    /// [`crate::metrics::Metrics::add_pages`] they follow the registry's families at `/metrics`.
+    pub fn pages(&self) -> Pages {
+        self.components.pages()
     }
 
     /// Records one scheduler event: a probe's result, or the retirement of a target's labels.
@@ -333,14 +339,14 @@ fn sample(
 }
 
 impl ComponentSeries {
-    fn write_text(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        // The bounds as text once per scrape, not once per component.
-        let bounds: Vec<String> = DURATION_BUCKETS.iter().map(f64::to_string).collect();
-        let map = self.lock();
+    /// The series' text in pages, from a copy of their numbers taken now (see [`Pages`]).
+    fn pages(&self) -> Pages {
+        let mut series: Vec<(TargetLabels, Series)> = self
+            .lock()
+            .iter()
+            .map(|(l, s)| (l.clone(), Series::clone(s)))
+            .collect();
         // By labels, so that a scrape's order is stable.
-        let mut series: Vec<(&TargetLabels, &Series)> =
-            map.iter().map(|(l, s)| (l, &**s)).collect();
         series.sort_by(|(a, _), (b, _)| {
             (&a.component, &a.service_level, &a.tenant).cmp(&(
                 &b.component,
@@ -348,62 +354,111 @@ impl ComponentSeries {
                 &b.tenant,
             ))
         });
-        let flag = |b: bool| f64::from(u8::from(b));
-        for (family, (name, help, kind)) in FAMILIES.iter().enumerate() {
-            let mut header = false;
-            let mut head = |out: &mut String| {
-                if !header {
-                    header = true;
-                    let kind = format!("{kind:?}").to_lowercase();
-                    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-                }
+        Pages {
+            series,
+            // The bounds as text once per scrape, not once per component.
+            bounds: DURATION_BUCKETS.iter().map(f64::to_string).collect(),
+            family: 0,
+            next: 0,
+            header: false,
+        }
+    }
+}
+
+/// About how much text a page of a scrape holds (a page ends after the series that reaches it).
+const PAGE_BYTES: usize = 64 * 1024;
+
+/// The per-component series' text, a page at a time. At a thousand tenants the whole text is
+/// about 3.7 MB; a scrape sent page by page holds one page and a copy of the numbers (about
+/// 160 bytes per component), and the series' lock only while the copy is taken, not while the
+/// text is written.
+pub struct Pages {
+    series: Vec<(TargetLabels, Series)>,
+    bounds: Vec<String>,
+    /// The family being written, and its next series.
+    family: usize,
+    next: usize,
+    /// Whether the family's `# HELP` and `# TYPE` lines are written.
+    header: bool,
+}
+
+impl Iterator for Pages {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let mut out = String::new();
+        while self.family < FAMILIES.len() && out.len() < PAGE_BYTES {
+            let Some((l, s)) = self.series.get(self.next) else {
+                (self.family, self.next, self.header) = (self.family + 1, 0, false);
+                continue;
             };
-            for (l, s) in &series {
-                match (family, &s.probes, &s.sla) {
-                    (0, Some(p), _) => {
-                        for (result, n) in
-                            [(RESULT_FAILURE, p.failures), (RESULT_SUCCESS, p.successes)]
-                        {
-                            if n > 0 {
-                                head(out);
-                                sample(out, (name, ""), l, Some(result), None, f64::from(n));
-                            }
-                        }
-                    }
-                    (1, Some(p), _) => {
-                        head(out);
-                        sample(out, (name, ""), l, None, None, flag(p.last_success));
-                    }
-                    (2, Some(p), _) => {
-                        head(out);
-                        let bucket: SampleName = (name, "_bucket");
-                        for (le, count) in bounds.iter().zip(p.buckets) {
-                            sample(out, bucket, l, None, Some(le), f64::from(count));
-                        }
-                        let count = f64::from(p.successes) + f64::from(p.failures);
-                        sample(out, bucket, l, None, Some("+Inf"), count);
-                        sample(out, (name, "_sum"), l, None, None, p.duration_sum);
-                        sample(out, (name, "_count"), l, None, None, count);
-                    }
-                    (3..=7, _, Some(sla)) => {
-                        let value = match family {
-                            3 => flag(sla.in_service_window),
-                            4 => flag(sla.in_monitoring_window),
-                            5 => sla.availability_percent,
-                            6 => sla.target_percent,
-                            _ => sla.error_budget_remaining_ratio,
-                        };
-                        head(out);
-                        sample(out, (name, ""), l, None, None, value);
-                    }
-                    (8, _, _) if s.refused > 0 => {
-                        head(out);
-                        sample(out, (name, ""), l, None, None, f64::from(s.refused));
-                    }
-                    _ => {}
+            write_series(&mut out, self.family, l, s, &self.bounds, &mut self.header);
+            self.next += 1;
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// Appends the samples of family `family` of one component, after the family's header if
+/// `header` says it is not written yet.
+fn write_series(
+    out: &mut String,
+    family: usize,
+    l: &TargetLabels,
+    s: &Series,
+    bounds: &[String],
+    header: &mut bool,
+) {
+    use std::fmt::Write as _;
+    let (name, help, kind) = FAMILIES[family];
+    let mut head = |out: &mut String| {
+        if !*header {
+            *header = true;
+            let kind = format!("{kind:?}").to_lowercase();
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        }
+    };
+    let flag = |b: bool| f64::from(u8::from(b));
+    match (family, &s.probes, &s.sla) {
+        (0, Some(p), _) => {
+            for (result, n) in [(RESULT_FAILURE, p.failures), (RESULT_SUCCESS, p.successes)] {
+                if n > 0 {
+                    head(out);
+                    sample(out, (name, ""), l, Some(result), None, f64::from(n));
                 }
             }
         }
+        (1, Some(p), _) => {
+            head(out);
+            sample(out, (name, ""), l, None, None, flag(p.last_success));
+        }
+        (2, Some(p), _) => {
+            head(out);
+            let bucket: SampleName = (name, "_bucket");
+            for (le, count) in bounds.iter().zip(p.buckets) {
+                sample(out, bucket, l, None, Some(le), f64::from(count));
+            }
+            let count = f64::from(p.successes) + f64::from(p.failures);
+            sample(out, bucket, l, None, Some("+Inf"), count);
+            sample(out, (name, "_sum"), l, None, None, p.duration_sum);
+            sample(out, (name, "_count"), l, None, None, count);
+        }
+        (3..=7, _, Some(sla)) => {
+            let value = match family {
+                3 => flag(sla.in_service_window),
+                4 => flag(sla.in_monitoring_window),
+                5 => sla.availability_percent,
+                6 => sla.target_percent,
+                _ => sla.error_budget_remaining_ratio,
+            };
+            head(out);
+            sample(out, (name, ""), l, None, None, value);
+        }
+        (8, _, _) if s.refused > 0 => {
+            head(out);
+            sample(out, (name, ""), l, None, None, f64::from(s.refused));
+        }
+        _ => {}
     }
 }
 
@@ -543,6 +598,42 @@ mod tests {
         let registry = Registry::new();
         ProbeMetrics::register(&registry).unwrap();
         assert!(ProbeMetrics::register(&registry).is_err());
+    }
+
+    /// Many components' series come a page at a time: each page about `PAGE_BYTES`, together
+    /// the text written whole, each family's header once; a page taken after a series changed
+    /// still shows the numbers copied when the scrape began.
+    #[test]
+    fn a_scrape_comes_a_page_at_a_time() {
+        let registry = Registry::new();
+        let m = ProbeMetrics::register(&registry).unwrap();
+        let labels: Vec<TargetLabels> = (0..800)
+            .map(|i| TargetLabels::new(format!("tenant-{i:04}"), "zaaksysteem", "gold"))
+            .collect();
+        for l in &labels {
+            m.observe(&report(l, outcome(true)));
+        }
+        let mut whole = String::new();
+        m.write_text(&mut whole);
+        let mut pages = m.pages();
+        let first = pages.next().unwrap();
+        m.observe(&report(&labels[799], outcome(false)));
+        let rest: Vec<String> = pages.collect();
+        assert!(rest.len() >= 3, "{} pages", rest.len() + 1);
+        for page in std::iter::once(&first).chain(&rest) {
+            assert!(page.len() < PAGE_BYTES + 2048, "{}", page.len());
+        }
+        assert_eq!(first + &rest.concat(), whole);
+        for (name, _, _) in FAMILIES.iter().take(3) {
+            assert_eq!(
+                whole.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+        }
+        let mut after = String::new();
+        m.write_text(&mut after);
+        assert_ne!(after, whole, "a new scrape shows the change");
     }
 
     #[test]
