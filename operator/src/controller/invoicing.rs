@@ -40,7 +40,7 @@
 //! `status.deliveredAt` belongs to the delivery of final invoices; this module writes only
 //! the spec (and labels) of Invoices.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +65,7 @@ use super::cache::{Cache, Filler, differ, digest, watch_all};
 use super::kept::{Kept, Split, Version};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, grouped, tenant_input,
+    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, tenant_input,
 };
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -584,9 +584,40 @@ impl Snapshot {
         catalogue(&lists, self.pools.iter().map(|p| &**p), cal)
     }
 
+    /// Where each namespace's packages, components and orders and each tenant's ledgers lie in
+    /// the snapshot: found once per pass, read by each of its parts.
+    fn groups(&self) -> Groups {
+        fn positions<'a>(
+            keys: impl Iterator<Item = Option<&'a str>>,
+        ) -> HashMap<String, Vec<usize>> {
+            let mut at: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, key) in keys.enumerate() {
+                if let Some(key) = key {
+                    at.entry(key.to_string()).or_default().push(i);
+                }
+            }
+            at
+        }
+        Groups {
+            packages: positions(self.packages.iter().map(|p| p.namespace())),
+            components: positions(self.components.iter().map(|c| c.namespace())),
+            orders: positions(self.orders.iter().map(|o| o.metadata.namespace.as_deref())),
+            ledgers: positions(
+                self.ledgers
+                    .iter()
+                    .map(|l| (!self.replaced.contains(&*l.name)).then(|| l.tenant())),
+            ),
+        }
+    }
+
     /// The billing input of `tenants` (some of the snapshot's, in name order), as `regie bill`
-    /// reads it from files (the same [`tenant_input`]), in name order.
-    fn inputs_of(&self, tenants: &[Arc<Kept<Tenant>>]) -> Result<Vec<TenantInput>, BillingError> {
+    /// reads it from files (the same [`tenant_input`]), in name order; `groups` are the
+    /// snapshot's.
+    fn inputs_of(
+        &self,
+        groups: &Groups,
+        tenants: &[Arc<Kept<Tenant>>],
+    ) -> Result<Vec<TenantInput>, BillingError> {
         // An object that does not read back (not seen) stops the pass: pricing without it
         // would bill the tenant as if it were gone.
         fn rebuilt_one<K: Split>(kept: &Kept<K>) -> Result<K, BillingError> {
@@ -594,38 +625,25 @@ impl Snapshot {
                 BillingError::input(format!("the cached {} does not read back", kept.describe()))
             })
         }
-        fn rebuilt<K: Split>(kept: Option<&Vec<&Kept<K>>>) -> Result<Vec<K>, BillingError> {
-            kept.into_iter().flatten().map(|k| rebuilt_one(k)).collect()
+        fn rebuilt<K: Split>(all: &[Arc<Kept<K>>], at: &[usize]) -> Result<Vec<K>, BillingError> {
+            at.iter().map(|i| rebuilt_one(&all[*i])).collect()
+        }
+        fn of<'a>(groups: &'a HashMap<String, Vec<usize>>, key: &str) -> &'a [usize] {
+            groups.get(key).map_or(&[], Vec::as_slice)
         }
         let source = cluster_source();
-        let packages = grouped(
-            self.packages
-                .iter()
-                .filter_map(|p| Some((p.namespace()?, &**p))),
-        );
-        let components = grouped(
-            self.components
-                .iter()
-                .filter_map(|c| Some((c.namespace()?, &**c))),
-        );
-        let orders = grouped(
-            self.orders
-                .iter()
-                .filter_map(|o| Some((o.metadata.namespace.as_deref()?, &**o))),
-        );
-        let ledgers = grouped(self.ledgers().map(|l| (l.tenant(), l)));
         let mut inputs = Vec::with_capacity(tenants.len());
         for kept in tenants {
             let tenant = &rebuilt_one(kept)?;
             let ns = tenant_namespace(tenant);
             let name = tenant.name_any();
-            let tenant_packages: Vec<WorkplacePackage> = rebuilt(packages.get(ns.as_str()))?;
-            let tenant_components: Vec<HostingComponent> = rebuilt(components.get(ns.as_str()))?;
-            let cached_usages: Vec<Usage> = ledgers
-                .get(name.as_str())
-                .into_iter()
-                .flatten()
-                .map(|l| l.to_usage())
+            let tenant_packages: Vec<WorkplacePackage> =
+                rebuilt(&self.packages, of(&groups.packages, &ns))?;
+            let tenant_components: Vec<HostingComponent> =
+                rebuilt(&self.components, of(&groups.components, &ns))?;
+            let cached_usages: Vec<Usage> = of(&groups.ledgers, &name)
+                .iter()
+                .map(|i| self.ledgers[*i].to_usage())
                 .collect();
             let usages = cached_usages
                 .iter()
@@ -637,11 +655,9 @@ impl Snapshot {
                 source: &source,
                 packages: tenant_packages.iter().collect(),
                 components: tenant_components.iter().collect(),
-                orders: orders
-                    .get(ns.as_str())
-                    .into_iter()
-                    .flatten()
-                    .map(|o| (&source, *o))
+                orders: of(&groups.orders, &ns)
+                    .iter()
+                    .map(|i| (&source, &*self.orders[*i]))
                     .collect(),
                 usages,
             })?);
@@ -649,6 +665,15 @@ impl Snapshot {
         inputs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(inputs)
     }
+}
+
+/// Positions in a [`Snapshot`]'s lists, by namespace (packages, components, orders) or by
+/// tenant (ledgers, those not replaced by `fetched`).
+struct Groups {
+    packages: HashMap<String, Vec<usize>>,
+    components: HashMap<String, Vec<usize>>,
+    orders: HashMap<String, Vec<usize>>,
+    ledgers: HashMap<String, Vec<usize>>,
 }
 
 /// Service credits of the monthly SlaReports, as `regie bill` reads them.
@@ -1109,6 +1134,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         in_background(move || -> Result<(Arc<Pricing>, Planned), BillingError> {
             let pricing = Arc::new(Pricing {
                 cat: snapshot.catalogue(cal)?,
+                groups: snapshot.groups(),
                 snapshot,
                 credits: credits_of(reports.iter().map(|r| &**r)),
                 existing,
@@ -1210,6 +1236,8 @@ pub const TENANTS_PER_PART: usize = 64;
 /// What a pass prices with; shared by the threads that price its parts.
 struct Pricing {
     snapshot: Snapshot,
+    /// The snapshot's groups, found once for all parts.
+    groups: Groups,
     cat: Catalogue,
     credits: Credits,
     existing: BTreeMap<String, InvoiceSpec>,
@@ -1250,7 +1278,7 @@ impl Pricing {
         let mut metered_anywhere = false;
         let mut unmetered = Vec::new();
         for run in tenants.chunks(part) {
-            let inputs = self.snapshot.inputs_of(run)?;
+            let inputs = self.snapshot.inputs_of(&self.groups, run)?;
             if !inputs.iter().any(|t| !t.usage.is_empty()) {
                 unmetered.push(run);
                 continue;
@@ -1269,7 +1297,7 @@ impl Pricing {
         // is billed, as they would priced all at once.
         if metered_anywhere {
             for run in unmetered {
-                let inputs = self.snapshot.inputs_of(run)?;
+                let inputs = self.snapshot.inputs_of(&self.groups, run)?;
                 self.sift(run, &inputs, true, &mut finals, &mut changed, &mut obsolete)?;
             }
         }
@@ -1318,7 +1346,10 @@ impl Pricing {
         tenants: &[Arc<Kept<Tenant>>],
         metered_elsewhere: bool,
     ) -> Result<Vec<Intent>, BillingError> {
-        self.planned(&self.snapshot.inputs_of(tenants)?, metered_elsewhere)
+        self.planned(
+            &self.snapshot.inputs_of(&self.groups, tenants)?,
+            metered_elsewhere,
+        )
     }
 
     /// [`plan`] for `inputs`, without the drafts the cluster holds already: the write loop may
@@ -1860,7 +1891,12 @@ spec:
         let (_, from_files) =
             crate::billing::engine::from_inventory(&inv, Calendar::amsterdam().unwrap()).unwrap();
         let snapshot = snapshot_of(&inv);
-        assert_eq!(snapshot.inputs_of(&snapshot.tenants).unwrap(), from_files);
+        assert_eq!(
+            snapshot
+                .inputs_of(&snapshot.groups(), &snapshot.tenants)
+                .unwrap(),
+            from_files
+        );
         assert!(snapshot.catalogue(Calendar::amsterdam().unwrap()).is_ok());
         assert!(
             from_files
@@ -1905,6 +1941,7 @@ spec:
         )]);
         let pricing = |snapshot: Snapshot| Pricing {
             cat: snapshot.catalogue(Calendar::amsterdam().unwrap()).unwrap(),
+            groups: snapshot.groups(),
             snapshot,
             credits: Credits::new(),
             existing: existing.clone(),
@@ -1962,7 +1999,9 @@ spec:
         closed.truncate(1);
         snapshot.fetched = vec![ledger(&first, "2026-03", closed.clone())];
         snapshot.replaced = BTreeSet::from([format!("{first}-2026-03")]);
-        let inputs = snapshot.inputs_of(&snapshot.tenants).unwrap();
+        let inputs = snapshot
+            .inputs_of(&snapshot.groups(), &snapshot.tenants)
+            .unwrap();
         let input = inputs.iter().find(|t| t.name == first).unwrap();
         assert_eq!(input.usage.len(), 1);
         assert_eq!(input.usage.values().next(), Some(&closed));
