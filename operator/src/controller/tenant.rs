@@ -182,7 +182,8 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // Meter and apply at once: the ledger only has to be durable before the change is reported
     // done (the statuses below), and doing both together takes a write off every change's
     // latency.
-    let meter_packages = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
+    // By name; read once, so that what is metered is what the statuses report.
+    let pkgs = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
     let meter_components = plans
         .iter()
         .map(|p| regie_crds::generated::SegmentComponent {
@@ -191,7 +192,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             service_level: p.level.clone(),
         })
         .collect();
-    let meter_accounts: Vec<_> = meter_packages
+    let meter_accounts: Vec<_> = pkgs
         .iter()
         .map(|p| (p.spec.profile.clone(), super::accounts::of_package(&ctx, p)))
         .collect();
@@ -237,8 +238,6 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         }
     }
     super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
-    // By name.
-    let pkgs = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
     // The children's statuses are independent of each other: write them together.
     let ctx_ref = ctx.as_ref();
     let (component_results, package_results) = tokio::join!(
