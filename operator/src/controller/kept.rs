@@ -1,7 +1,8 @@
-//! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as its JSON
-//! text, the status with its conditions in a compact form, metadata without the 360-byte
-//! `ObjectMeta` and its heap strings for uid and resourceVersion. Readers get the whole object
-//! back, equal to what the watch delivered (managed fields aside), built when they ask.
+//! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as
+//! its JSON text, the status with its conditions in a compact form (`kept_conditions`),
+//! metadata without the 360-byte `ObjectMeta` and its heap strings for uid and resourceVersion.
+//! Readers get the whole object back, equal to what the watch delivered (managed fields
+//! aside), built when they ask.
 //!
 //! A tenant's two components and its package were over a KiB of metadata, most of it fields
 //! that are always empty on these kinds. Anything set beyond the fields kept here (labels,
@@ -11,7 +12,7 @@
 //! its strings) of which a few are set; its text is one allocation of about half that. Specs
 //! are read a few times per reconcile, where decoding a hundred bytes costs a microsecond.
 
-use std::num::{NonZeroI32, NonZeroI64, NonZeroU64};
+use std::num::{NonZeroI64, NonZeroU64};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -19,13 +20,15 @@ use regie_crds::status::{Condition, Text};
 use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 
 use super::cache::{Cache, key_of};
+use super::kept_conditions::KeptConditions;
+use super::kept_status::{CompactStatus, KeptStatus};
 
 /// A custom kind whose objects are metadata, a spec and an optional status.
 pub trait Split: Sized {
     /// The kind's name, for messages.
     const KIND: &'static str;
     type Spec: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned;
-    type Status: Clone;
+    type Status: CompactStatus;
     fn split(self) -> (ObjectMeta, Self::Spec, Option<Self::Status>);
     fn join(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
     /// The status's conditions.
@@ -76,9 +79,10 @@ pub struct Kept<K: Split> {
     meta: KeptMeta,
     spec: KeptSpec<K::Spec>,
     /// The status, without its conditions when they are kept apart in `conditions`.
-    status: Option<K::Status>,
-    /// The status's conditions, when every one of them fits [`KeptCondition`].
-    conditions: Box<[KeptCondition]>,
+    status: Option<KeptStatus<K::Status>>,
+    /// The status's conditions, when every one of them fits
+    /// [`KeptCondition`](super::kept_conditions::KeptCondition).
+    conditions: KeptConditions,
 }
 
 /// A spec as its JSON text, when that text reads back equal to it; else as it came.
@@ -146,13 +150,9 @@ impl<K: Split> Kept<K> {
         mut status: Option<K::Status>,
         path: Arc<str>,
     ) -> Self {
-        let mut conditions = Box::default();
+        let mut conditions = KeptConditions::default();
         if let Some(list) = status.as_mut().map(K::conditions) {
-            match list
-                .iter()
-                .map(KeptCondition::of)
-                .collect::<Option<Box<[_]>>>()
-            {
+            match KeptConditions::of(list) {
                 Some(kept) => {
                     conditions = kept;
                     *list = Vec::new();
@@ -165,7 +165,7 @@ impl<K: Split> Kept<K> {
         Kept {
             meta: KeptMeta::new(meta, path),
             spec: KeptSpec::new(spec),
-            status,
+            status: status.map(KeptStatus::new),
             conditions,
         }
     }
@@ -181,13 +181,9 @@ impl<K: Split> Kept<K> {
 
     /// The status, whole.
     pub fn status(&self) -> Option<K::Status> {
-        let mut status = self.status.clone()?;
+        let mut status = self.status.as_ref()?.get();
         if !self.conditions.is_empty() {
-            *K::conditions(&mut status) = self
-                .conditions
-                .iter()
-                .map(KeptCondition::condition)
-                .collect();
+            *K::conditions(&mut status) = self.conditions.conditions();
         }
         Some(status)
     }
@@ -245,67 +241,6 @@ impl<K: Split> Cache<Kept<K>> {
     /// The object `name` of namespace `ns`.
     pub fn object(&self, ns: &str, name: &str) -> Option<Arc<K>> {
         self.get(ns, name).and_then(|k| k.object().map(Arc::new))
-    }
-}
-
-/// A status condition as a cache keeps it: 32 bytes instead of 64, its type and status as
-/// their place in the few values regie's kinds use, its transition time in whole seconds since
-/// 1970 (as the API server writes it; 32 bits last until 2106), its observed generation in 32
-/// bits. A tenant's objects hold a dozen conditions.
-#[derive(Clone, Debug, PartialEq)]
-struct KeptCondition {
-    reason: Text,
-    message: Text,
-    transition: u32,
-    observed_generation: Option<NonZeroI32>,
-    type_: u8,
-    status: u8,
-}
-
-/// The condition types and statuses a [`KeptCondition`] can hold.
-const CONDITION_TYPES: [&str; 4] = [
-    regie_crds::status::READY,
-    regie_crds::status::RECONCILING,
-    regie_crds::status::STALLED,
-    regie_crds::status::AVAILABLE,
-];
-const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
-
-impl KeptCondition {
-    /// None when `c` does not fit: another type or status, a fraction of a second, a time
-    /// before 1970 or after 2106, an observed generation of 0 or beyond 32 bits.
-    fn of(c: &Condition) -> Option<KeptCondition> {
-        let place = |values: &[&str], text: &str| values.iter().position(|v| *v == text);
-        let at = c.last_transition_time.0;
-        if at.subsec_nanosecond() != 0 {
-            return None;
-        }
-        let observed_generation = match c.observed_generation {
-            None => None,
-            Some(g) => Some(NonZeroI32::new(i32::try_from(g).ok()?)?),
-        };
-        Some(KeptCondition {
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-            transition: u32::try_from(at.as_second()).ok()?,
-            observed_generation,
-            type_: place(&CONDITION_TYPES, &c.type_)? as u8,
-            status: place(&CONDITION_STATUSES, &c.status)? as u8,
-        })
-    }
-
-    fn condition(&self) -> Condition {
-        Condition {
-            last_transition_time: Time(
-                // Read from a timestamp when kept: always in range.
-                jiff::Timestamp::from_second(i64::from(self.transition)).unwrap_or_default(),
-            ),
-            message: self.message.clone(),
-            observed_generation: self.observed_generation.map(|g| i64::from(g.get())),
-            reason: self.reason.clone(),
-            status: CONDITION_STATUSES[self.status as usize].into(),
-            type_: CONDITION_TYPES[self.type_ as usize].into(),
-        }
     }
 }
 
@@ -543,9 +478,8 @@ mod tests {
         assert_same(&kept.object().expect("reads back"), &c);
         assert_eq!(kept.conditions.len(), 1, "conditions kept compact");
         assert!(
-            kept.status
-                .as_ref()
-                .is_some_and(|s| s.conditions.is_empty())
+            matches!(kept.status, Some(KeptStatus::Compact(_))),
+            "the status kept compact, its conditions apart"
         );
         assert_eq!(kept.name(), "zaaksysteem");
         assert_eq!(kept.namespace(), Some("tenant-utrecht"));
@@ -601,7 +535,6 @@ mod tests {
             assert!(kept.conditions.is_empty(), "{:?}", c.status);
             assert_same(&kept.object().expect("reads back"), &c);
         }
-        assert!(std::mem::size_of::<KeptCondition>() <= 32);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod children;
 pub mod delivery;
 pub mod invoicing;
 pub mod kept;
+pub mod kept_conditions;
+pub mod kept_status;
 pub mod leader;
 pub mod memo;
 pub mod metering;
