@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  tenant::reconcile ──sync_component/retain──► Scheduler ──ProbeEvent──► consume()
-//!                                                                    ├─► ProbeMetrics (/metrics)
+//!                                                                    ├─► Series (/metrics)
 //!                                                                    ├─► History (per component)
 //!                                                                    ├─► Available (SaaS, held)
 //!                                                                    └─► SlaReport per period
@@ -60,7 +60,7 @@ use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
 use crate::sla::compliance::Sample;
 use crate::sla::history::{History, periods_at};
-use crate::sla::metrics::{ProbeMetrics, SlaGauges};
+use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig};
 use crate::sla::report::{ComponentReport, TenantReport};
 use crate::sla::scheduler::{ProbeEvent, ScheduleError, Scheduler, SchedulerConfig};
@@ -113,6 +113,21 @@ struct Tracked {
     resumed: bool,
     /// The Available value this process last wrote, and when.
     written: Option<(bool, Instant)>,
+    /// Its numbers at `/metrics`, under `labels`: kept here rather than in a map of their own,
+    /// which cost a table slot and a block per component (about 100 bytes). Started afresh when
+    /// the labels change, as Prometheus sees a new series then.
+    series: Series,
+}
+
+impl Tracked {
+    /// Takes `labels` (the latest shared copies); a change of their values starts the series
+    /// afresh, as the old ones are gone from `/metrics` with them.
+    fn relabel(&mut self, labels: TargetLabels) {
+        if self.labels != labels {
+            self.series = Series::default();
+        }
+        self.labels = labels;
+    }
 }
 
 /// A tenant's part of the prober's state.
@@ -128,9 +143,9 @@ struct TenantProbes {
 #[derive(Default)]
 struct State {
     /// By scheduler key (`namespace/name`), the scheduler's own copy of it. Boxed: a table
-    /// holds its slots at between 44 and 87 percent of their number, and a record is 200 bytes
-    /// (at 2,000 components, 4,096 slots of 24 bytes and 2,000 boxes are 370 KiB less than
-    /// 4,096 slots of 216 bytes).
+    /// holds its slots at between 44 and 87 percent of their number, and a record is over 300
+    /// bytes (at 2,000 components, 4,096 slots of 24 bytes and 2,000 boxes are over half a MB
+    /// less than 4,096 slots of 320 bytes).
     tracked: HashMap<Arc<str>, Box<Tracked>>,
     /// What the prober keeps per tenant. Its key is the one copy of the tenant's name the
     /// prober keeps.
@@ -237,6 +252,24 @@ impl State {
         }
     }
 
+    /// Counts the result of a probe in its component's series, when the component is still
+    /// tracked under the labels it was probed with.
+    fn count(&mut self, key: &str, labels: &TargetLabels, result: &ProbeResult) {
+        if let Some(t) = self.tracked.get_mut(key)
+            && t.labels == *labels
+        {
+            t.series.observe(result);
+        }
+    }
+
+    /// A copy of every tracked component's series, for one scrape.
+    fn series(&self) -> Vec<(TargetLabels, Series)> {
+        self.tracked
+            .values()
+            .map(|t| (t.labels.clone(), t.series.clone()))
+            .collect()
+    }
+
     /// Gives back the room of `stored` (see [`crate::room`]): a start resumes every component
     /// at once.
     fn release_stored_room(&mut self) {
@@ -328,10 +361,14 @@ impl Probes {
             policy,
             ..ProberConfig::default()
         })?;
+        let state: Arc<Mutex<State>> = Arc::default();
         let probe_metrics = match ProbeMetrics::register(&metrics.registry) {
             Ok(m) => {
-                let series = m.clone();
-                metrics.add_pages(move || Box::new(series.pages()));
+                let state = state.clone();
+                metrics.add_pages(move || {
+                    let series = lock(&state).series();
+                    Box::new(crate::sla::metrics::pages(series))
+                });
                 m
             }
             Err(e) => {
@@ -344,7 +381,7 @@ impl Probes {
             Probes {
                 scheduler,
                 metrics: probe_metrics,
-                state: Arc::new(Mutex::new(State::default())),
+                state,
                 flush_every: FLUSH_EVERY,
             },
             events,
@@ -356,7 +393,7 @@ impl Probes {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn forget(&self, key: &str) {
@@ -364,6 +401,11 @@ impl Probes {
             let _ = self.scheduler.remove(key);
         }
     }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A poisoned lock only means a panic elsewhere mid-update; the state is still usable.
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Keeps the probe target of one component in step with its plan: probed at its tier when the
@@ -424,8 +466,9 @@ pub fn sync_component(
         history: History::new(),
         resumed: false,
         written: None,
+        series: Series::default(),
     });
-    t.labels = labels;
+    t.relabel(labels);
     t.saas = component.spec.saas.is_some();
     t.tier = tier;
     None
@@ -518,6 +561,9 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
     let ProbeEvent::Probed(report) = ev else {
         return;
     };
+    probes
+        .lock()
+        .count(&report.key, &report.target.labels, &report.result);
     let outcome = match &report.result {
         ProbeResult::Probed(o) => o.clone(),
         ProbeResult::Refused(r) => {
@@ -799,6 +845,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
         if let Some(p) = state.by_tenant.get_mut(tenant) {
             p.last_write = Some(Instant::now());
         }
+        let mut gauges: Vec<(Arc<str>, SlaGauges)> = Vec::new();
         let mut mine: Vec<(&Arc<str>, &Tracked)> = state.of_tenant(tenant).collect();
         mine.sort_by(|a, b| a.1.labels.component.cmp(&b.1.labels.component));
         for (key, t) in mine {
@@ -813,7 +860,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                     continue;
                 };
                 if !closing && matches!(period, Period::Month { .. }) {
-                    set_gauges(probes, t, &result, now);
+                    gauges.push((key.clone(), sla_gauges(t, &result, now)));
                 }
                 let entry = reports
                     .entry(report_name(tenant, &period))
@@ -833,6 +880,11 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 });
                 entry.lasts.push(h.run().last());
                 entry.keys.push(key.clone());
+            }
+        }
+        for (key, sla) in gauges {
+            if let Some(t) = state.tracked.get_mut(&*key) {
+                t.series.set_sla(&sla);
             }
         }
     }
@@ -940,22 +992,18 @@ fn final_condition(closing: bool, bounds: Interval, now: Timestamp) -> status::C
     }
 }
 
-fn set_gauges(
-    probes: &Probes,
+fn sla_gauges(
     t: &Tracked,
     result: &crate::sla::compliance::ComponentResult,
     now: Timestamp,
-) {
-    probes.metrics.set_sla(
-        &t.labels,
-        &SlaGauges {
-            in_service_window: calendar::in_service_hours(&t.tier, now),
-            in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
-            availability_percent: result.availability.to_f64().unwrap_or(100.0),
-            target_percent: result.target.to_f64().unwrap_or(100.0),
-            error_budget_remaining_ratio: result.error_budget_remaining().to_f64().unwrap_or(1.0),
-        },
-    );
+) -> SlaGauges {
+    SlaGauges {
+        in_service_window: calendar::in_service_hours(&t.tier, now),
+        in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
+        availability_percent: result.availability.to_f64().unwrap_or(100.0),
+        target_percent: result.target.to_f64().unwrap_or(100.0),
+        error_budget_remaining_ratio: result.error_budget_remaining().to_f64().unwrap_or(1.0),
+    }
 }
 
 #[cfg(test)]
@@ -993,6 +1041,7 @@ mod tests {
             history: History::new(),
             resumed: false,
             written: None,
+            series: Series::default(),
         });
         (key, labels)
     }
@@ -1054,6 +1103,42 @@ mod tests {
         state.share_labels("tenant-tholen/gis".into(), &mut renamed);
         assert_eq!(&*renamed.component, "kaart");
         assert_eq!(namespace_of(&key), "tenant-tholen");
+    }
+
+    #[test]
+    fn a_components_series_follow_its_labels_and_go_with_it() {
+        let mut state = State::default();
+        let (key, gold_labels) = track(&mut state, "tholen", "tenant-tholen/gis");
+        let probed = ProbeResult::Probed(crate::sla::prober::ProbeOutcome {
+            at: "2026-03-02T08:00:00Z".parse().expect("time"),
+            success: true,
+            duration: Duration::from_millis(20),
+            status: Some(200),
+            error: None,
+        });
+        let mut counted = Series::default();
+        counted.observe(&probed);
+        state.count(&key, &gold_labels, &probed);
+        assert_eq!(state.series(), vec![(gold_labels.clone(), counted.clone())]);
+
+        // A result of the target as it was under other labels, or of a key not tracked, counts
+        // nowhere.
+        let silver = TargetLabels::new("tholen", "gis", "silver");
+        state.count(&key, &silver, &probed);
+        state.count("tenant-tholen/zaak", &gold_labels, &probed);
+        assert_eq!(state.series(), vec![(gold_labels.clone(), counted)]);
+
+        // New labels: a new series, and the old one gone.
+        if let Some(t) = state.tracked.get_mut(&*key) {
+            t.relabel(silver.clone());
+        }
+        assert_eq!(state.series(), vec![(silver.clone(), Series::default())]);
+        state.count(&key, &silver, &probed);
+        assert_ne!(state.series()[0].1, Series::default());
+
+        // Untracked, the component has no series left.
+        assert!(state.untrack(&key));
+        assert!(state.series().is_empty());
     }
 
     #[test]

@@ -1,20 +1,20 @@
 //! The SLA engine's Prometheus series: probe results and durations per component, the SLA
 //! gauges (in service window, in monitoring window, availability, target, error budget), and
 //! the scheduler's own health. This module owns registering them on the operator's registry,
-//! recording each probe event, and removing a component's series when it goes away, so the
-//! number of series follows the number of components instead of growing forever.
+//! recording each probe event into a component's numbers ([`Series`]), and writing them.
 //!
-//! The per-component series are plain numbers in one map, rendered at scrape time: a labelled
-//! child of the prometheus crate keeps its own copy of its family's description and labels,
-//! about 9 KiB for the nine series of one component, which at thousands of components was the
-//! operator's largest memory cost. Here a component costs its labels once and a few numbers.
-//! They are written as text at scrape time too ([`ProbeMetrics::write_text`]): built as the
-//! crate's protobuf values first, a scrape allocated about 9 KiB per tenant, the operator's peak
-//! heap at 400 tenants (heaptrack), which the allocator kept afterwards. And a page at a time
-//! ([`ProbeMetrics::pages`]), so that `/metrics` never holds the whole text of a scrape.
+//! The per-component series are plain numbers that the prober keeps in its own record of each
+//! component (`controller::probing`), so a component's series go when it does and the number of
+//! series follows the number of components. A labelled child of the prometheus crate keeps its
+//! own copy of its family's description and labels, about 9 KiB for the nine series of one
+//! component, which at thousands of components was the operator's largest memory cost; here a
+//! component costs a few numbers beside labels it already has. They are written as text at
+//! scrape time ([`pages`]): built as the crate's protobuf values first, a scrape allocated about
+//! 9 KiB per tenant, the operator's peak heap at 400 tenants (heaptrack), which the allocator
+//! kept afterwards. And a page at a time, so that `/metrics` never holds the whole text of a
+//! scrape.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
@@ -57,10 +57,9 @@ pub struct SlaGauges {
     pub error_budget_remaining_ratio: f64,
 }
 
-/// The probe and SLA series, registered on one registry.
+/// The probe and SLA families, registered on one registry, and the scheduler's own series.
 #[derive(Clone)]
 pub struct ProbeMetrics {
-    components: ComponentSeries,
     start_error: Histogram,
     skipped: IntCounterVec,
 }
@@ -75,7 +74,6 @@ impl ProbeMetrics {
     /// Creates the series and registers them; fails if the registry already holds these names.
     pub fn register(registry: &Registry) -> Result<ProbeMetrics, prometheus::Error> {
         let m = ProbeMetrics {
-            components: ComponentSeries::new()?,
             start_error: Histogram::with_opts(
                 HistogramOpts::new(
                     PROBE_START_ERROR_SECONDS,
@@ -90,81 +88,31 @@ impl ProbeMetrics {
         };
         // The names are reserved on the registry (a second registration fails); the series are
         // written by `pages`, not gathered.
-        registry.register(Box::new(Reserved(m.components.descs.clone())))?;
+        registry.register(Box::new(Reserved(family_descs()?)))?;
         registry.register(Box::new(m.start_error.clone()))?;
         registry.register(Box::new(m.skipped.clone()))?;
         Ok(m)
     }
 
-    /// Appends the per-component series in Prometheus's text format, as the crate's encoder
-    /// would write them (unit test), without building its values.
-    pub fn write_text(&self, out: &mut String) {
-        self.pages().for_each(|page| out.push_str(&page));
-    }
-
-    /// The same text a page at a time (see [`Pages`]). Registered with
-    /// [`crate::metrics::Metrics::add_pages`] they follow the registry's families at `/metrics`.
-    pub fn pages(&self) -> Pages {
-        self.components.pages()
-    }
-
-    /// Records one scheduler event: a probe's result, or the retirement of a target's labels.
+    /// Records the scheduler's part of an event: how late a probe started, a skipped probe.
+    /// The component's own numbers are its [`Series`]'.
     pub fn observe(&self, event: &ProbeEvent) {
-        match event {
-            ProbeEvent::Retired { labels, .. } => self.remove(labels),
-            ProbeEvent::Probed(report) => {
-                let labels = &report.target.labels;
-                match &report.result {
-                    ProbeResult::Probed(outcome) => {
-                        self.start_error
-                            .observe(report.start_error.unsigned_abs().as_secs_f64());
-                        self.record(labels, outcome.success, outcome.duration.as_secs_f64());
-                    }
-                    ProbeResult::Refused(_) => self
-                        .components
-                        .with(labels, |s| s.refused = s.refused.wrapping_add(1)),
-                    ProbeResult::Skipped(why) => {
-                        self.skipped.with_label_values(&[why.as_str()]).inc()
-                    }
-                }
-            }
+        let ProbeEvent::Probed(report) = event else {
+            return;
+        };
+        match &report.result {
+            ProbeResult::Probed(_) => self
+                .start_error
+                .observe(report.start_error.unsigned_abs().as_secs_f64()),
+            ProbeResult::Skipped(why) => self.skipped.with_label_values(&[why.as_str()]).inc(),
+            ProbeResult::Refused(_) => {}
         }
-    }
-
-    /// Records one probe of a target.
-    pub fn record(&self, labels: &TargetLabels, success: bool, duration_seconds: f64) {
-        self.components.with(labels, |s| {
-            let p = s.probes.get_or_insert_with(ProbeCounts::default);
-            if success {
-                p.successes = p.successes.wrapping_add(1);
-            } else {
-                p.failures = p.failures.wrapping_add(1);
-            }
-            p.last_success = success;
-            for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets.iter_mut()) {
-                if duration_seconds <= *bound {
-                    *count = count.wrapping_add(1);
-                }
-            }
-            p.duration_sum += duration_seconds;
-        });
-    }
-
-    /// Sets the SLA gauges of a component.
-    pub fn set_sla(&self, labels: &TargetLabels, sla: &SlaGauges) {
-        self.components.with(labels, |s| s.sla = Some(*sla));
-    }
-
-    /// Drops every series of a target (a deleted component, or its old service level).
-    pub fn remove(&self, labels: &TargetLabels) {
-        // A series that was never written is absent; removing it is not an error here.
-        self.components.lock().remove(labels);
     }
 }
 
 /// What one component's series hold.
-#[derive(Clone, Debug, Default)]
-struct Series {
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
     /// None until the first probe result.
     probes: Option<ProbeCounts>,
     /// None until the first SLA figures.
@@ -178,7 +126,7 @@ struct Series {
 /// dozen histogram buckets.
 type Count = u32;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct ProbeCounts {
     successes: Count,
     failures: Count,
@@ -188,13 +136,40 @@ struct ProbeCounts {
     duration_sum: f64,
 }
 
-/// The per-component families as one collector over one map.
-#[derive(Clone)]
-struct ComponentSeries {
-    descs: Arc<Vec<Desc>>,
-    /// Boxed: a hash table's slots are 44 to 87 percent used, and a component's numbers are 112
-    /// bytes; empty slots of a label key and a pointer cost half as much as of both inline.
-    series: Arc<Mutex<HashMap<TargetLabels, Box<Series>>>>,
+impl Series {
+    /// Counts a probe's result (a skipped probe is the scheduler's, see
+    /// [`ProbeMetrics::observe`]).
+    pub fn observe(&mut self, result: &ProbeResult) {
+        match result {
+            ProbeResult::Probed(outcome) => {
+                self.record(outcome.success, outcome.duration.as_secs_f64())
+            }
+            ProbeResult::Refused(_) => self.refused = self.refused.wrapping_add(1),
+            ProbeResult::Skipped(_) => {}
+        }
+    }
+
+    /// Records one probe.
+    pub fn record(&mut self, success: bool, duration_seconds: f64) {
+        let p = self.probes.get_or_insert_with(ProbeCounts::default);
+        if success {
+            p.successes = p.successes.wrapping_add(1);
+        } else {
+            p.failures = p.failures.wrapping_add(1);
+        }
+        p.last_success = success;
+        for (bound, count) in DURATION_BUCKETS.iter().zip(p.buckets.iter_mut()) {
+            if duration_seconds <= *bound {
+                *count = count.wrapping_add(1);
+            }
+        }
+        p.duration_sum += duration_seconds;
+    }
+
+    /// Sets the SLA gauges.
+    pub fn set_sla(&mut self, sla: &SlaGauges) {
+        self.sla = Some(*sla);
+    }
 }
 
 /// The per-component families: name, help, type.
@@ -242,43 +217,23 @@ const FAMILIES: [(&str, &str, MetricType); 9] = [
     ),
 ];
 
-impl ComponentSeries {
-    fn new() -> Result<ComponentSeries, prometheus::Error> {
-        let descs = FAMILIES
-            .iter()
-            .map(|(name, help, _)| {
-                let mut labels: Vec<String> = LABELS.iter().map(|l| l.to_string()).collect();
-                if *name == PROBE_TOTAL {
-                    labels.push("result".into());
-                }
-                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ComponentSeries {
-            descs: Arc::new(descs),
-            series: Arc::default(),
+/// The per-component families' descriptions, with their labels.
+fn family_descs() -> Result<Vec<Desc>, prometheus::Error> {
+    FAMILIES
+        .iter()
+        .map(|(name, help, _)| {
+            let mut labels: Vec<String> = LABELS.iter().map(|l| l.to_string()).collect();
+            if *name == PROBE_TOTAL {
+                labels.push("result".into());
+            }
+            Desc::new(name.to_string(), help.to_string(), labels, HashMap::new())
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetLabels, Box<Series>>> {
-        // A poisoned lock only means a panic elsewhere mid-update; the numbers are still usable.
-        self.series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn with(&self, labels: &TargetLabels, update: impl FnOnce(&mut Series)) {
-        let mut map = self.lock();
-        match map.get_mut(labels) {
-            Some(s) => update(s),
-            None => update(map.entry(labels.clone()).or_default()),
-        }
-    }
+        .collect()
 }
 
 /// Holds the per-component families' names on a registry, so that nothing else registers
-/// them; collects nothing (see [`ProbeMetrics::write_text`]).
-struct Reserved(Arc<Vec<Desc>>);
+/// them; collects nothing (see [`pages`]).
+struct Reserved(Vec<Desc>);
 
 impl Collector for Reserved {
     fn desc(&self) -> Vec<&Desc> {
@@ -338,30 +293,25 @@ fn sample(
     let _ = writeln!(out, "}} {value}");
 }
 
-impl ComponentSeries {
-    /// The series' text in pages, from a copy of their numbers taken now (see [`Pages`]).
-    fn pages(&self) -> Pages {
-        let mut series: Vec<(TargetLabels, Series)> = self
-            .lock()
-            .iter()
-            .map(|(l, s)| (l.clone(), Series::clone(s)))
-            .collect();
-        // By labels, so that a scrape's order is stable.
-        series.sort_by(|(a, _), (b, _)| {
-            (&a.component, &a.service_level, &a.tenant).cmp(&(
-                &b.component,
-                &b.service_level,
-                &b.tenant,
-            ))
-        });
-        Pages {
-            series,
-            // The bounds as text once per scrape, not once per component.
-            bounds: DURATION_BUCKETS.iter().map(f64::to_string).collect(),
-            family: 0,
-            next: 0,
-            header: false,
-        }
+/// The per-component series' text in pages, for the numbers of `series` as the caller copied
+/// them when the scrape began (see [`Pages`]). Registered with
+/// [`crate::metrics::Metrics::add_pages`] they follow the registry's families at `/metrics`.
+pub fn pages(mut series: Vec<(TargetLabels, Series)>) -> Pages {
+    // By labels, so that a scrape's order is stable.
+    series.sort_by(|(a, _), (b, _)| {
+        (&a.component, &a.service_level, &a.tenant).cmp(&(
+            &b.component,
+            &b.service_level,
+            &b.tenant,
+        ))
+    });
+    Pages {
+        series,
+        // The bounds as text once per scrape, not once per component.
+        bounds: DURATION_BUCKETS.iter().map(f64::to_string).collect(),
+        family: 0,
+        next: 0,
+        header: false,
     }
 }
 
@@ -370,8 +320,8 @@ const PAGE_BYTES: usize = 64 * 1024;
 
 /// The per-component series' text, a page at a time. At a thousand tenants the whole text is
 /// about 3.7 MB; a scrape sent page by page holds one page and a copy of the numbers (about
-/// 160 bytes per component), and the series' lock only while the copy is taken, not while the
-/// text is written.
+/// 160 bytes per component), and the lock of their owner only while the copy is taken, not
+/// while the text is written.
 pub struct Pages {
     series: Vec<(TargetLabels, Series)>,
     bounds: Vec<String>,
@@ -476,14 +426,39 @@ mod tests {
     use crate::sla::scheduler::ProbeReport;
     use crate::sla::target::ProbeTarget;
 
-    fn text(registry: &Registry, m: &ProbeMetrics) -> String {
+    /// Components' numbers by labels, kept the way the prober keeps them.
+    type Components = HashMap<TargetLabels, Series>;
+
+    /// What the prober does with an event: the scheduler's part to the metrics, the result to
+    /// the component's numbers.
+    fn observe(m: &ProbeMetrics, components: &mut Components, event: &ProbeEvent) {
+        m.observe(event);
+        if let ProbeEvent::Probed(r) = event {
+            components
+                .entry(r.target.labels.clone())
+                .or_default()
+                .observe(&r.result);
+        }
+    }
+
+    fn copy(components: &Components) -> Vec<(TargetLabels, Series)> {
+        components
+            .iter()
+            .map(|(l, s)| (l.clone(), s.clone()))
+            .collect()
+    }
+
+    /// The components' series as a scrape writes them.
+    fn written(components: &Components) -> String {
+        pages(copy(components)).collect()
+    }
+
+    fn text(registry: &Registry, components: &Components) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&registry.gather(), &mut buf)
             .unwrap();
-        let mut out = String::from_utf8(buf).unwrap();
-        m.write_text(&mut out);
-        out
+        String::from_utf8(buf).unwrap() + &written(components)
     }
 
     fn report(labels: &TargetLabels, result: ProbeResult) -> ProbeEvent {
@@ -516,20 +491,21 @@ mod tests {
     fn records_the_pinned_series_with_their_labels() {
         let registry = Registry::new();
         let m = ProbeMetrics::register(&registry).unwrap();
+        let mut components = Components::new();
         let l = TargetLabels::new("roosendaal", "zaaksysteem", "gold");
-        m.observe(&report(&l, outcome(true)));
-        m.observe(&report(&l, outcome(false)));
-        m.set_sla(
-            &l,
-            &SlaGauges {
+        observe(&m, &mut components, &report(&l, outcome(true)));
+        observe(&m, &mut components, &report(&l, outcome(false)));
+        components
+            .entry(l.clone())
+            .or_default()
+            .set_sla(&SlaGauges {
                 in_service_window: true,
                 in_monitoring_window: false,
                 availability_percent: 99.95,
                 target_percent: 99.9,
                 error_budget_remaining_ratio: 0.5,
-            },
-        );
-        let t = text(&registry, &m);
+            });
+        let t = text(&registry, &components);
         let labels = r#"component="zaaksysteem",service_level="gold",tenant="roosendaal""#;
         for line in [
             r#"regie_probe_total{component="zaaksysteem",result="success",service_level="gold",tenant="roosendaal"} 1"#.to_string(),
@@ -553,36 +529,16 @@ mod tests {
     }
 
     #[test]
-    fn retiring_a_target_removes_its_series() {
-        let registry = Registry::new();
-        let m = ProbeMetrics::register(&registry).unwrap();
-        let old = TargetLabels::new("tholen", "gis", "silver");
-        let new = TargetLabels::new("tholen", "gis", "gold");
-        m.observe(&report(&old, outcome(true)));
-        m.observe(&report(
-            &old,
-            ProbeResult::Refused(crate::sla::target::Refused::new("x")),
-        ));
-        m.observe(&report(&new, outcome(true)));
-        m.observe(&ProbeEvent::Retired {
-            key: "ns/gis".into(),
-            labels: old.clone(),
-        });
-        let t = text(&registry, &m);
-        assert!(!t.contains("service_level=\"silver\""), "{t}");
-        assert!(t.contains("service_level=\"gold\""));
-        // Removing what was never there is fine.
-        m.remove(&TargetLabels::new("nobody", "nothing", "bronze"));
-    }
-
-    #[test]
     fn skips_are_counted_by_reason() {
         let registry = Registry::new();
         let m = ProbeMetrics::register(&registry).unwrap();
+        let mut components = Components::new();
         let l = TargetLabels::new("a", "b", "c");
-        m.observe(&report(&l, ProbeResult::Skipped(SkipReason::Busy)));
-        m.observe(&report(&l, ProbeResult::Skipped(SkipReason::Saturated)));
-        let t = text(&registry, &m);
+        let busy = report(&l, ProbeResult::Skipped(SkipReason::Busy));
+        observe(&m, &mut components, &busy);
+        let saturated = report(&l, ProbeResult::Skipped(SkipReason::Saturated));
+        observe(&m, &mut components, &saturated);
+        let t = text(&registry, &components);
         assert!(
             t.contains("regie_probe_skipped_total{reason=\"busy\"} 1"),
             "{t}"
@@ -607,17 +563,17 @@ mod tests {
     fn a_scrape_comes_a_page_at_a_time() {
         let registry = Registry::new();
         let m = ProbeMetrics::register(&registry).unwrap();
+        let mut components = Components::new();
         let labels: Vec<TargetLabels> = (0..800)
             .map(|i| TargetLabels::new(format!("tenant-{i:04}"), "zaaksysteem", "gold"))
             .collect();
         for l in &labels {
-            m.observe(&report(l, outcome(true)));
+            observe(&m, &mut components, &report(l, outcome(true)));
         }
-        let mut whole = String::new();
-        m.write_text(&mut whole);
-        let mut pages = m.pages();
+        let whole = written(&components);
+        let mut pages = pages(copy(&components));
         let first = pages.next().unwrap();
-        m.observe(&report(&labels[799], outcome(false)));
+        observe(&m, &mut components, &report(&labels[799], outcome(false)));
         let rest: Vec<String> = pages.collect();
         assert!(rest.len() >= 3, "{} pages", rest.len() + 1);
         for page in std::iter::once(&first).chain(&rest) {
@@ -631,26 +587,23 @@ mod tests {
                 "{name}"
             );
         }
-        let mut after = String::new();
-        m.write_text(&mut after);
-        assert_ne!(after, whole, "a new scrape shows the change");
+        assert_ne!(written(&components), whole, "a new scrape shows the change");
     }
 
     #[test]
     fn the_text_is_what_the_crates_encoder_writes() {
         let registry = Registry::new();
         let m = ProbeMetrics::register(&registry).unwrap();
+        let mut components = Components::new();
         let gold = TargetLabels::new("roosendaal", "zaaksysteem", "gold");
         // Same component name in two tenants; a label value that needs escaping.
         let other = TargetLabels::new("tholen", "zaaksysteem", "gold");
         let odd = TargetLabels::new("etten-leur", "portaal \"nieuw\"\\x", "bronze");
         for (l, ok) in [(&gold, true), (&gold, false), (&other, true), (&odd, false)] {
-            m.observe(&report(l, outcome(ok)));
+            observe(&m, &mut components, &report(l, outcome(ok)));
         }
-        m.observe(&report(
-            &odd,
-            ProbeResult::Refused(crate::sla::target::Refused::new("x")),
-        ));
+        let refused = ProbeResult::Refused(crate::sla::target::Refused::new("x"));
+        observe(&m, &mut components, &report(&odd, refused));
         let sla = SlaGauges {
             in_service_window: true,
             in_monitoring_window: false,
@@ -658,13 +611,11 @@ mod tests {
             target_percent: 99.9,
             error_budget_remaining_ratio: -0.25,
         };
-        m.set_sla(&gold, &sla);
-        m.set_sla(&TargetLabels::new("moerdijk", "gis", "silver"), &sla);
-        let mut written = String::new();
-        m.write_text(&mut written);
-        let families: Vec<MetricFamily> = m
-            .components
-            .collect()
+        components.entry(gold.clone()).or_default().set_sla(&sla);
+        let sla_only = TargetLabels::new("moerdijk", "gis", "silver");
+        components.entry(sla_only).or_default().set_sla(&sla);
+        let written = written(&components);
+        let families: Vec<MetricFamily> = collect(&components)
             .into_iter()
             .filter(|f| !f.get_metric().is_empty())
             .collect();
@@ -686,7 +637,7 @@ mod tests {
             .collect();
         assert_eq!(heads.len(), 9, "{written}");
         assert!(
-            text(&registry, &m)
+            text(&registry, &components)
                 .matches("# TYPE regie_probe_total ")
                 .count()
                 == 1,
@@ -748,52 +699,48 @@ mod tests {
         m
     }
 
-    /// The families as the crate's values: the reference `write_text` is checked against.
-    impl ComponentSeries {
-        fn collect(&self) -> Vec<MetricFamily> {
-            let mut families: Vec<MetricFamily> = FAMILIES
-                .iter()
-                .map(|(name, help, kind)| {
-                    let mut f = MetricFamily::default();
-                    f.set_name(name.to_string());
-                    f.set_help(help.to_string());
-                    f.set_field_type(*kind);
-                    f
-                })
-                .collect();
-            let map = self.lock();
-            for (l, s) in map.iter() {
-                if let Some(p) = &s.probes {
-                    let totals = families[0].mut_metric();
-                    for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)]
-                    {
-                        if n > 0 {
-                            totals.push(counter_metric(l, Some(result), n));
-                        }
-                    }
-                    let success = f64::from(u8::from(p.last_success));
-                    families[1].mut_metric().push(gauge_metric(l, success));
-                    families[2].mut_metric().push(histogram_metric(l, p));
-                }
-                if let Some(sla) = &s.sla {
-                    let flag = |b: bool| f64::from(u8::from(b));
-                    for (i, v) in [
-                        (3, flag(sla.in_service_window)),
-                        (4, flag(sla.in_monitoring_window)),
-                        (5, sla.availability_percent),
-                        (6, sla.target_percent),
-                        (7, sla.error_budget_remaining_ratio),
-                    ] {
-                        families[i].mut_metric().push(gauge_metric(l, v));
+    /// The families as the crate's values: the reference the written text is checked against.
+    fn collect(components: &Components) -> Vec<MetricFamily> {
+        let mut families: Vec<MetricFamily> = FAMILIES
+            .iter()
+            .map(|(name, help, kind)| {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_string());
+                f.set_help(help.to_string());
+                f.set_field_type(*kind);
+                f
+            })
+            .collect();
+        for (l, s) in components {
+            if let Some(p) = &s.probes {
+                let totals = families[0].mut_metric();
+                for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)] {
+                    if n > 0 {
+                        totals.push(counter_metric(l, Some(result), n));
                     }
                 }
-                if s.refused > 0 {
-                    families[8]
-                        .mut_metric()
-                        .push(counter_metric(l, None, s.refused));
+                let success = f64::from(u8::from(p.last_success));
+                families[1].mut_metric().push(gauge_metric(l, success));
+                families[2].mut_metric().push(histogram_metric(l, p));
+            }
+            if let Some(sla) = &s.sla {
+                let flag = |b: bool| f64::from(u8::from(b));
+                for (i, v) in [
+                    (3, flag(sla.in_service_window)),
+                    (4, flag(sla.in_monitoring_window)),
+                    (5, sla.availability_percent),
+                    (6, sla.target_percent),
+                    (7, sla.error_budget_remaining_ratio),
+                ] {
+                    families[i].mut_metric().push(gauge_metric(l, v));
                 }
             }
-            families
+            if s.refused > 0 {
+                families[8]
+                    .mut_metric()
+                    .push(counter_metric(l, None, s.refused));
+            }
         }
+        families
     }
 }
