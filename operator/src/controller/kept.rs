@@ -1,5 +1,5 @@
 //! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as
-//! its JSON text, the status with its conditions in a compact form (`kept_conditions`),
+//! its JSON text (packed with its schema's words, `kept_text`), the status with its conditions in a compact form (`kept_conditions`),
 //! metadata without the 360-byte `ObjectMeta` and its heap strings for uid and resourceVersion.
 //! Readers get the whole object back, equal to what the watch delivered (managed fields
 //! aside), built when they ask.
@@ -13,7 +13,7 @@
 //! are read a few times per reconcile, where decoding a hundred bytes costs a microsecond.
 
 use std::num::{NonZeroI64, NonZeroU64};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use regie_crds::status::{Condition, Text};
@@ -22,17 +22,24 @@ use regie_crds::{HostingComponent, Tenant, WorkplacePackage};
 use super::cache::{Cache, key_of};
 use super::kept_conditions::KeptConditions;
 use super::kept_status::{CompactStatus, KeptStatus};
+use super::kept_text::{self, Vocabulary};
 
 /// A custom kind whose objects are metadata, a spec and an optional status.
 pub trait Split: Sized {
     /// The kind's name, for messages.
     const KIND: &'static str;
-    type Spec: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned;
+    type Spec: Clone
+        + PartialEq
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + schemars::JsonSchema;
     type Status: CompactStatus;
     fn split(self) -> (ObjectMeta, Self::Spec, Option<Self::Status>);
     fn join(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
     /// The status's conditions.
     fn conditions(status: &mut Self::Status) -> &mut Vec<Condition>;
+    /// The words of the spec's schema, which its kept text is packed with.
+    fn spec_words() -> &'static Vocabulary;
 }
 
 macro_rules! split {
@@ -53,6 +60,10 @@ macro_rules! split {
             }
             fn conditions(status: &mut $status) -> &mut Vec<Condition> {
                 &mut status.conditions
+            }
+            fn spec_words() -> &'static Vocabulary {
+                static WORDS: OnceLock<Vocabulary> = OnceLock::new();
+                WORDS.get_or_init(Vocabulary::of::<$spec>)
             }
         }
     };
@@ -85,38 +96,42 @@ pub struct Kept<K: Split> {
     conditions: KeptConditions,
 }
 
-/// A spec as its JSON text, when that text reads back equal to it; else as it came.
+/// A spec as its JSON text packed with the kind's words, when that text reads back equal to it
+/// and unpacks to itself; else as it came.
 enum KeptSpec<S> {
-    Text(Box<str>),
+    Packed(Box<str>),
     Whole(Box<S>),
 }
 
 impl<S: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned> KeptSpec<S> {
-    fn new(spec: S) -> Self {
-        match serde_json::to_string(&spec) {
-            Ok(text) if serde_json::from_str::<S>(&text).is_ok_and(|back| back == spec) => {
-                KeptSpec::Text(text.into_boxed_str())
-            }
-            _ => KeptSpec::Whole(Box::new(spec)),
+    fn new(spec: S, words: &Vocabulary) -> Self {
+        let packed = serde_json::to_string(&spec).ok().and_then(|text| {
+            let reads_back = serde_json::from_str::<S>(&text).is_ok_and(|back| back == spec);
+            let packed = kept_text::pack(&text, words)?;
+            (reads_back && kept_text::unpack(&packed, words) == text).then_some(packed)
+        });
+        match packed {
+            Some(packed) => KeptSpec::Packed(packed),
+            None => KeptSpec::Whole(Box::new(spec)),
         }
     }
 
     /// The spec; None only if text that read back once does not now (not seen: decoding is
     /// deterministic), which is logged.
-    fn get(&self) -> Option<S> {
+    fn get(&self, words: &Vocabulary) -> Option<S> {
         match self {
             KeptSpec::Whole(spec) => Some(S::clone(spec)),
-            KeptSpec::Text(text) => Self::decoded(text),
+            KeptSpec::Packed(packed) => Self::decoded(&kept_text::unpack(packed, words)),
         }
     }
 
     /// The fields of the spec that `P` declares, decoded without the others.
-    fn part<P: serde::de::DeserializeOwned>(&self) -> Option<P> {
+    fn part<P: serde::de::DeserializeOwned>(&self, words: &Vocabulary) -> Option<P> {
         match self {
             KeptSpec::Whole(spec) => serde_json::to_value(spec.as_ref())
                 .ok()
                 .and_then(|v| Self::decoded_from(serde_json::from_value(v))),
-            KeptSpec::Text(text) => Self::decoded(text),
+            KeptSpec::Packed(packed) => Self::decoded(&kept_text::unpack(packed, words)),
         }
     }
 
@@ -164,7 +179,7 @@ impl<K: Split> Kept<K> {
         }
         Kept {
             meta: KeptMeta::new(meta, path),
-            spec: KeptSpec::new(spec),
+            spec: KeptSpec::new(spec, K::spec_words()),
             status: status.map(KeptStatus::new),
             conditions,
         }
@@ -190,13 +205,13 @@ impl<K: Split> Kept<K> {
 
     /// The spec, decoded from its text.
     pub fn spec(&self) -> Option<K::Spec> {
-        self.spec.get()
+        self.spec.get(K::spec_words())
     }
 
     /// Only the fields of the spec that `P` declares (a loop that looks at one field of every
     /// object each tick need not build the rest).
     pub fn spec_part<P: serde::de::DeserializeOwned>(&self) -> Option<P> {
-        self.spec.part()
+        self.spec.part(K::spec_words())
     }
 
     /// Kind, namespace and name, for messages.
@@ -472,8 +487,8 @@ mod tests {
         assert!(kept.meta.rest.is_none(), "nothing unusual to keep whole");
         assert!(kept.meta.created.is_some(), "creation time in seconds");
         assert!(
-            matches!(kept.spec, KeptSpec::Text(_)),
-            "a spec that reads back is kept as text"
+            matches!(&kept.spec, KeptSpec::Packed(p) if p.len() * 2 < serde_json::to_string(&c.spec).expect("json").len()),
+            "a spec that reads back is kept as text, its schema's words packed to under half"
         );
         assert_same(&kept.object().expect("reads back"), &c);
         assert_eq!(kept.conditions.len(), 1, "conditions kept compact");
@@ -588,7 +603,7 @@ mod tests {
     fn a_spec_that_does_not_read_back_makes_no_object() {
         let c = component(serde_json::json!({"name": "zaaksysteem"}));
         let mut kept = Kept::new(c);
-        kept.spec = KeptSpec::Text("{\"class\": 7}".into());
+        kept.spec = KeptSpec::Packed("{\"class\": 7}".into());
         assert!(kept.spec().is_none());
         assert!(kept.object().is_none());
     }
@@ -602,7 +617,7 @@ mod tests {
         }
         let c = component(serde_json::json!({"name": "zaaksysteem"}));
         let mut kept = Kept::new(c.clone());
-        assert!(matches!(kept.spec, KeptSpec::Text(_)));
+        assert!(matches!(kept.spec, KeptSpec::Packed(_)));
         let level =
             |k: &Kept<HostingComponent>| k.spec_part::<LevelOnly>().map(|p| p.service_level);
         assert_eq!(level(&kept), Some(Some("gold".to_string())));

@@ -23,6 +23,7 @@ pub mod invoicing;
 pub mod kept;
 pub mod kept_conditions;
 pub mod kept_status;
+pub mod kept_text;
 pub mod leader;
 pub mod memo;
 pub mod metering;
