@@ -357,9 +357,12 @@ async fn settled_rss(op: &Running, port: u16, tenants: usize, ready: Duration) -
     let rss = readings[readings.len() / 2];
     eprintln!(
         "{tenants} tenants Ready in {:.1} s, caught up {:.0} s later; RSS {rss} KiB at rest \
-         ({after_scrape} KiB right after a scrape), {} threads, {} sockets",
+         ({after_scrape} KiB right after a scrape; anonymous {} KiB, file-backed {} KiB), {} \
+         threads, {} sockets",
         ready.as_secs_f64(),
         caught_up.as_secs_f64(),
+        proc_status(op.id(), "RssAnon")?,
+        proc_status(op.id(), "RssFile")?,
         proc_status(op.id(), "Threads")?,
         open_sockets(op.id())?
     );

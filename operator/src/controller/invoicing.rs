@@ -63,7 +63,7 @@ use serde::de::DeserializeOwned;
 use super::activity::DEFER_AT_MOST;
 use super::cache::{Cache, Filler, differ, digest, watch_all};
 use super::kept::{Kept, Split, Version};
-use super::kept_text::{KeptText, Vocabulary};
+use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
     Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, tenant_input,
@@ -310,7 +310,7 @@ pub struct Ledger {
 /// The words a ledger's text is packed with: those of the Usage status's schema.
 fn ledger_words() -> &'static Vocabulary {
     static WORDS: std::sync::OnceLock<Vocabulary> = std::sync::OnceLock::new();
-    WORDS.get_or_init(Vocabulary::of::<regie_crds::generated::UsageStatus>)
+    WORDS.get_or_init(|| Vocabulary::new(kept_text::USAGE_STATUS))
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -28,11 +28,7 @@ use super::kept_text::{self, Vocabulary};
 pub trait Split: Sized {
     /// The kind's name, for messages.
     const KIND: &'static str;
-    type Spec: Clone
-        + PartialEq
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + schemars::JsonSchema;
+    type Spec: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned;
     type Status: CompactStatus;
     fn split(self) -> (ObjectMeta, Self::Spec, Option<Self::Status>);
     fn join(meta: ObjectMeta, spec: Self::Spec, status: Option<Self::Status>) -> Self;
@@ -43,7 +39,7 @@ pub trait Split: Sized {
 }
 
 macro_rules! split {
-    ($kind:ty, $spec:ty, $status:ty) => {
+    ($kind:ty, $spec:ty, $status:ty, $words:expr) => {
         impl Split for $kind {
             const KIND: &'static str = stringify!($kind);
             type Spec = $spec;
@@ -63,7 +59,7 @@ macro_rules! split {
             }
             fn spec_words() -> &'static Vocabulary {
                 static WORDS: OnceLock<Vocabulary> = OnceLock::new();
-                WORDS.get_or_init(Vocabulary::of::<$spec>)
+                WORDS.get_or_init(|| Vocabulary::new($words))
             }
         }
     };
@@ -72,17 +68,20 @@ macro_rules! split {
 split!(
     HostingComponent,
     regie_crds::tenancy::HostingComponentSpec,
-    regie_crds::tenancy::HostingComponentStatus
+    regie_crds::tenancy::HostingComponentStatus,
+    kept_text::COMPONENT_SPEC
 );
 split!(
     Tenant,
     regie_crds::tenancy::TenantSpec,
-    regie_crds::tenancy::TenantStatus
+    regie_crds::tenancy::TenantStatus,
+    kept_text::TENANT_SPEC
 );
 split!(
     WorkplacePackage,
     regie_crds::tenancy::WorkplacePackageSpec,
-    regie_crds::tenancy::WorkplacePackageStatus
+    regie_crds::tenancy::WorkplacePackageStatus,
+    kept_text::PACKAGE_SPEC
 );
 
 /// One object as a cache keeps it.

@@ -34,7 +34,28 @@ pub struct Vocabulary {
 }
 
 impl Vocabulary {
-    /// The vocabulary of `T`'s JSON schema.
+    /// A vocabulary of `words`, each once; at most [`MOST_WORDS`].
+    pub fn new(words: &[&str]) -> Vocabulary {
+        let mut vocabulary = Vocabulary {
+            words: Vec::new(),
+            index: HashMap::new(),
+        };
+        for word in words {
+            vocabulary.add(word);
+        }
+        vocabulary
+    }
+
+    fn add(&mut self, word: &str) {
+        if self.words.len() < MOST_WORDS && !self.index.contains_key(word) {
+            self.index.insert(word.into(), self.words.len());
+            self.words.push(word.into());
+        }
+    }
+
+    /// The vocabulary of `T`'s JSON schema: what the lists above are checked against. Not
+    /// built at run time, where it would be the only use of the schemas' code.
+    #[cfg(test)]
     pub fn of<T: schemars::JsonSchema>() -> Vocabulary {
         let schema = schemars::schema_for!(T);
         Vocabulary::of_schema(schema.as_value())
@@ -42,15 +63,10 @@ impl Vocabulary {
 
     /// Property names and enumerated strings of a JSON schema, breadth first, each once; at
     /// most [`MOST_WORDS`].
+    #[cfg(test)]
     pub fn of_schema(schema: &serde_json::Value) -> Vocabulary {
-        let mut words: Vec<Box<str>> = Vec::new();
-        let mut index: HashMap<Box<str>, usize> = HashMap::new();
-        let mut add = |word: String| {
-            if words.len() < MOST_WORDS && !index.contains_key(word.as_str()) {
-                index.insert(word.clone().into_boxed_str(), words.len());
-                words.push(word.into_boxed_str());
-            }
-        };
+        let mut vocabulary = Vocabulary::new(&[]);
+        let mut add = |word: String| vocabulary.add(&word);
         let mut level = vec![schema];
         while !level.is_empty() {
             let mut next = Vec::new();
@@ -78,7 +94,7 @@ impl Vocabulary {
             }
             level = next;
         }
-        Vocabulary { words, index }
+        vocabulary
     }
 
     /// How many words it has.
@@ -100,6 +116,102 @@ impl Vocabulary {
             .or_else(|| self.index.get(quoted).map(|&n| (quoted.len(), n)))
     }
 }
+
+/// The words of `HostingComponentSpec`'s schema (drift-checked against it by a unit test).
+pub const COMPONENT_SPEC: &[&str] = &[
+    r#""class":"#,
+    r#""hosted":"#,
+    r#""probe":"#,
+    r#""saas":"#,
+    r#""serviceLevel":"#,
+    r#""applicationHosting""#,
+    r#""systemIntegration""#,
+    r#""dataManagement""#,
+    r#""expectStatus":"#,
+    r#""path":"#,
+    r#""env":"#,
+    r#""healthPath":"#,
+    r#""image":"#,
+    r#""port":"#,
+    r#""replicas":"#,
+    r#""resources":"#,
+    r#""limits":"#,
+    r#""requests":"#,
+    r#""url":"#,
+];
+
+/// The words of `TenantSpec`'s schema (drift-checked against it by a unit test).
+pub const TENANT_SPEC: &[&str] = &[
+    r#""access":"#,
+    r#""billing":"#,
+    r#""displayName":"#,
+    r#""inhabitants":"#,
+    r#""membership":"#,
+    r#""municipalityCode":"#,
+    r#""namespace":"#,
+    r#""quota":"#,
+    r#""serviceLevel":"#,
+    r#""groups":"#,
+    r#""id":"#,
+    r#""scheme":"#,
+    r#""monthly""#,
+    r#""quarterly""#,
+    r#""joined":"#,
+    r#""leaves":"#,
+    r#""city":"#,
+    r#""country":"#,
+    r#""postalCode":"#,
+    r#""street":"#,
+    r#""cpu":"#,
+    r#""memory":"#,
+    r#""pods":"#,
+    r#""address":"#,
+    r#""customerReference":"#,
+    r#""electronicAddress":"#,
+    r#""invoicing":"#,
+    r#""purchaseOrderReference":"#,
+];
+
+/// The words of `WorkplacePackageSpec`'s schema (drift-checked against it by a unit test).
+pub const PACKAGE_SPEC: &[&str] = &[
+    r#""accountSource":"#,
+    r#""accounts":"#,
+    r#""profile":"#,
+    r#""declared""#,
+    r#""measured""#,
+    r#""max""#,
+    r#""basis":"#,
+    r#""interval":"#,
+    r#""jsonPointer":"#,
+    r#""timeout":"#,
+    r#""tokenSecretRef":"#,
+    r#""url":"#,
+];
+
+/// The words of `UsageStatus`'s schema (drift-checked against it by a unit test).
+pub const USAGE_STATUS: &[&str] = &[
+    r#""closed":"#,
+    r#""conditions":"#,
+    r#""observedGeneration":"#,
+    r#""segmentCount":"#,
+    r#""segments":"#,
+    r#""applicationHosting""#,
+    r#""systemIntegration""#,
+    r#""dataManagement""#,
+    r#""accounts":"#,
+    r#""components":"#,
+    r#""from":"#,
+    r#""measuredAccounts":"#,
+    r#""serviceLevel":"#,
+    r#""to":"#,
+    r#""class":"#,
+    r#""name":"#,
+    r#""lastTransitionTime":"#,
+    r#""message":"#,
+    r#""reason":"#,
+    r#""status":"#,
+    r#""type":"#,
+];
 
 /// Whether `byte` is one of the tokens.
 fn is_token(byte: u8) -> bool {
@@ -212,6 +324,22 @@ mod tests {
             text.len()
         );
         assert_eq!(unpack(&packed, &words), text);
+    }
+
+    /// The lists the operator packs with are what the schemas say; when a type changes, the
+    /// message gives the list to put in its place.
+    #[test]
+    fn the_word_lists_are_their_schemas_words() {
+        let lists = [
+            (COMPONENT_SPEC, Vocabulary::of::<HostingComponentSpec>()),
+            (TENANT_SPEC, Vocabulary::of::<TenantSpec>()),
+            (PACKAGE_SPEC, Vocabulary::of::<WorkplacePackageSpec>()),
+            (USAGE_STATUS, Vocabulary::of::<UsageStatus>()),
+        ];
+        for (list, schema) in lists {
+            let words: Vec<&str> = schema.words.iter().map(|w| &**w).collect();
+            assert_eq!(list, words.as_slice(), "the schema's words are {words:#?}");
+        }
     }
 
     #[test]
