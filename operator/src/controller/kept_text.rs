@@ -312,18 +312,18 @@ mod tests {
         r#"{"class":"applicationHosting","hosted":{"image":"registry.example/app:1.0","port":8080,"healthPath":"/healthz"}}"#
     }
 
+    /// `text` packs to under half its length with `words` and unpacks to itself.
+    fn packs_to_under_half(text: &str, words: &[&str]) {
+        let words = Vocabulary::new(words);
+        let packed = pack(text, &words).expect("packs");
+        let (packed_len, len) = (packed.len(), text.len());
+        assert!(packed_len * 2 < len, "{packed_len} of {len}");
+        assert_eq!(unpack(&packed, &words), text);
+    }
+
     #[test]
     fn a_spec_packs_to_under_half_and_unpacks_to_the_same_text() {
-        let words = Vocabulary::of::<HostingComponentSpec>();
-        let text = component_spec();
-        let packed = pack(text, &words).expect("packs");
-        assert!(
-            packed.len() * 2 < text.len(),
-            "{} of {}",
-            packed.len(),
-            text.len()
-        );
-        assert_eq!(unpack(&packed, &words), text);
+        packs_to_under_half(component_spec(), COMPONENT_SPEC);
     }
 
     /// The lists the operator packs with are what the schemas say; when a type changes, the
@@ -344,18 +344,10 @@ mod tests {
 
     #[test]
     fn a_months_ledger_packs_to_under_half() {
-        let words = Vocabulary::of::<UsageStatus>();
         let text = r#"{"segments":[{"from":"2026-12-05T04:20:00Z","serviceLevel":"silver","accounts":{"standard":250},"components":[{"name":"app-a","class":"applicationHosting","serviceLevel":"silver"},{"name":"app-b","class":"applicationHosting","serviceLevel":"silver"}]}],"closed":false}"#;
         let status: UsageStatus = serde_json::from_str(text).expect("a ledger");
         assert_eq!(serde_json::to_string(&status).expect("json"), text);
-        let packed = pack(text, &words).expect("packs");
-        assert!(
-            packed.len() * 2 < text.len(),
-            "{} of {}",
-            packed.len(),
-            text.len()
-        );
-        assert_eq!(unpack(&packed, &words), text);
+        packs_to_under_half(text, USAGE_STATUS);
     }
 
     #[test]
