@@ -309,8 +309,7 @@ pub struct Ledger {
 
 /// The words a ledger's text is packed with: those of the Usage status's schema.
 fn ledger_words() -> &'static Vocabulary {
-    static WORDS: std::sync::OnceLock<Vocabulary> = std::sync::OnceLock::new();
-    WORDS.get_or_init(|| Vocabulary::new(kept_text::USAGE_STATUS))
+    kept_text::USAGE_STATUS.vocabulary()
 }
 
 #[derive(Clone, Debug, PartialEq)]

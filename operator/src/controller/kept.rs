@@ -1,6 +1,6 @@
 //! How a [`Cache`](super::cache::Cache) keeps a Tenant, a component or a package: the spec as
-//! its JSON text (packed with its schema's words, `kept_text`), the status with its conditions in a compact form (`kept_conditions`),
-//! metadata without the 360-byte `ObjectMeta` and its heap strings for uid and resourceVersion.
+//! its JSON text (packed with its schema's words, `kept_text`), the status with its conditions
+//! in a compact form (`kept_conditions`), metadata without the 360-byte `ObjectMeta` and its heap strings for uid and resourceVersion.
 //! Readers get the whole object back, equal to what the watch delivered (managed fields
 //! aside), built when they ask.
 //!
@@ -13,7 +13,7 @@
 //! are read a few times per reconcile, where decoding a hundred bytes costs a microsecond.
 
 use std::num::{NonZeroI64, NonZeroU64};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use regie_crds::status::{Condition, Text};
@@ -58,8 +58,7 @@ macro_rules! split {
                 &mut status.conditions
             }
             fn spec_words() -> &'static Vocabulary {
-                static WORDS: OnceLock<Vocabulary> = OnceLock::new();
-                WORDS.get_or_init(|| Vocabulary::new($words))
+                $words.vocabulary()
             }
         }
     };
@@ -96,7 +95,7 @@ pub struct Kept<K: Split> {
 }
 
 /// A spec as its JSON text packed with the kind's words, when that text reads back equal to it
-/// and unpacks to itself; else as it came.
+/// (and holds no token byte); else as it came.
 enum KeptSpec<S> {
     Packed(Box<str>),
     Whole(Box<S>),
@@ -104,11 +103,11 @@ enum KeptSpec<S> {
 
 impl<S: Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned> KeptSpec<S> {
     fn new(spec: S, words: &Vocabulary) -> Self {
-        let packed = serde_json::to_string(&spec).ok().and_then(|text| {
-            let reads_back = serde_json::from_str::<S>(&text).is_ok_and(|back| back == spec);
-            let packed = kept_text::pack(&text, words)?;
-            (reads_back && kept_text::unpack(&packed, words) == text).then_some(packed)
-        });
+        // Packing needs no such check: unpacking is its exact inverse (see `kept_text`).
+        let packed = serde_json::to_string(&spec)
+            .ok()
+            .filter(|text| serde_json::from_str::<S>(text).is_ok_and(|back| back == spec))
+            .and_then(|text| kept_text::pack(&text, words));
         match packed {
             Some(packed) => KeptSpec::Packed(packed),
             None => KeptSpec::Whole(Box::new(spec)),

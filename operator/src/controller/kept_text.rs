@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// The bytes 0x01..=0x1E stand for the first thirty words; 0x1F starts a two-byte token whose
 /// second byte, 0x20 onwards, numbers the rest.
@@ -118,7 +119,7 @@ impl Vocabulary {
 }
 
 /// The words of `HostingComponentSpec`'s schema (drift-checked against it by a unit test).
-pub const COMPONENT_SPEC: &[&str] = &[
+pub static COMPONENT_SPEC: Words = Words::new(&[
     r#""class":"#,
     r#""hosted":"#,
     r#""probe":"#,
@@ -138,10 +139,10 @@ pub const COMPONENT_SPEC: &[&str] = &[
     r#""limits":"#,
     r#""requests":"#,
     r#""url":"#,
-];
+]);
 
 /// The words of `TenantSpec`'s schema (drift-checked against it by a unit test).
-pub const TENANT_SPEC: &[&str] = &[
+pub static TENANT_SPEC: Words = Words::new(&[
     r#""access":"#,
     r#""billing":"#,
     r#""displayName":"#,
@@ -170,10 +171,10 @@ pub const TENANT_SPEC: &[&str] = &[
     r#""electronicAddress":"#,
     r#""invoicing":"#,
     r#""purchaseOrderReference":"#,
-];
+]);
 
 /// The words of `WorkplacePackageSpec`'s schema (drift-checked against it by a unit test).
-pub const PACKAGE_SPEC: &[&str] = &[
+pub static PACKAGE_SPEC: Words = Words::new(&[
     r#""accountSource":"#,
     r#""accounts":"#,
     r#""profile":"#,
@@ -186,10 +187,10 @@ pub const PACKAGE_SPEC: &[&str] = &[
     r#""timeout":"#,
     r#""tokenSecretRef":"#,
     r#""url":"#,
-];
+]);
 
 /// The words of `UsageStatus`'s schema (drift-checked against it by a unit test).
-pub const USAGE_STATUS: &[&str] = &[
+pub static USAGE_STATUS: Words = Words::new(&[
     r#""closed":"#,
     r#""conditions":"#,
     r#""observedGeneration":"#,
@@ -211,7 +212,26 @@ pub const USAGE_STATUS: &[&str] = &[
     r#""reason":"#,
     r#""status":"#,
     r#""type":"#,
-];
+]);
+
+/// A kind's word list, and its vocabulary built the first time it is used.
+pub struct Words {
+    list: &'static [&'static str],
+    vocabulary: OnceLock<Vocabulary>,
+}
+
+impl Words {
+    pub const fn new(list: &'static [&'static str]) -> Words {
+        Words {
+            list,
+            vocabulary: OnceLock::new(),
+        }
+    }
+
+    pub fn vocabulary(&self) -> &Vocabulary {
+        self.vocabulary.get_or_init(|| Vocabulary::new(self.list))
+    }
+}
 
 /// Whether `byte` is one of the tokens.
 fn is_token(byte: u8) -> bool {
@@ -313,17 +333,17 @@ mod tests {
     }
 
     /// `text` packs to under half its length with `words` and unpacks to itself.
-    fn packs_to_under_half(text: &str, words: &[&str]) {
-        let words = Vocabulary::new(words);
-        let packed = pack(text, &words).expect("packs");
+    fn packs_to_under_half(text: &str, words: &Words) {
+        let words = words.vocabulary();
+        let packed = pack(text, words).expect("packs");
         let (packed_len, len) = (packed.len(), text.len());
         assert!(packed_len * 2 < len, "{packed_len} of {len}");
-        assert_eq!(unpack(&packed, &words), text);
+        assert_eq!(unpack(&packed, words), text);
     }
 
     #[test]
     fn a_spec_packs_to_under_half_and_unpacks_to_the_same_text() {
-        packs_to_under_half(component_spec(), COMPONENT_SPEC);
+        packs_to_under_half(component_spec(), &COMPONENT_SPEC);
     }
 
     /// The lists the operator packs with are what the schemas say; when a type changes, the
@@ -331,14 +351,18 @@ mod tests {
     #[test]
     fn the_word_lists_are_their_schemas_words() {
         let lists = [
-            (COMPONENT_SPEC, Vocabulary::of::<HostingComponentSpec>()),
-            (TENANT_SPEC, Vocabulary::of::<TenantSpec>()),
-            (PACKAGE_SPEC, Vocabulary::of::<WorkplacePackageSpec>()),
-            (USAGE_STATUS, Vocabulary::of::<UsageStatus>()),
+            (&COMPONENT_SPEC, Vocabulary::of::<HostingComponentSpec>()),
+            (&TENANT_SPEC, Vocabulary::of::<TenantSpec>()),
+            (&PACKAGE_SPEC, Vocabulary::of::<WorkplacePackageSpec>()),
+            (&USAGE_STATUS, Vocabulary::of::<UsageStatus>()),
         ];
         for (list, schema) in lists {
             let words: Vec<&str> = schema.words.iter().map(|w| &**w).collect();
-            assert_eq!(list, words.as_slice(), "the schema's words are {words:#?}");
+            assert_eq!(
+                list.list,
+                words.as_slice(),
+                "the schema's words are {words:#?}"
+            );
         }
     }
 
@@ -347,7 +371,7 @@ mod tests {
         let text = r#"{"segments":[{"from":"2026-12-05T04:20:00Z","serviceLevel":"silver","accounts":{"standard":250},"components":[{"name":"app-a","class":"applicationHosting","serviceLevel":"silver"},{"name":"app-b","class":"applicationHosting","serviceLevel":"silver"}]}],"closed":false}"#;
         let status: UsageStatus = serde_json::from_str(text).expect("a ledger");
         assert_eq!(serde_json::to_string(&status).expect("json"), text);
-        packs_to_under_half(text, USAGE_STATUS);
+        packs_to_under_half(text, &USAGE_STATUS);
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Series {
     }
 
     /// Records one probe.
-    pub fn record(&mut self, success: bool, duration_seconds: f64) {
+    fn record(&mut self, success: bool, duration_seconds: f64) {
         let p = self.probes.get_or_insert_with(ProbeCounts::default);
         if success {
             p.successes = p.successes.wrapping_add(1);
