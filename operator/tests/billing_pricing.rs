@@ -262,6 +262,40 @@ fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
     assert!(lines_of(month("2026-02"), LineKind::Notice).is_empty());
 }
 
+/// A tenant that leaves during its notice period pays the notice until it leaves: after that it
+/// has no service at either level, and its final invoice ends there.
+#[test]
+fn notice_ends_when_the_tenant_leaves() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let silver = state("silver", 620, &[]);
+    let bronze = state("bronze", 620, &[]);
+    let mut t = tenant("a", silver.clone());
+    // Silver until 16 March 00:00, then bronze until it left on 20 March 00:00.
+    t.usage.insert(
+        Month::new(2026, 3),
+        vec![
+            seg(
+                "2026-03-01T00:00:00+01:00",
+                "2026-03-16T00:00:00+01:00",
+                &silver,
+            ),
+            seg(
+                "2026-03-16T00:00:00+01:00",
+                "2026-03-20T00:00:00+01:00",
+                &bronze,
+            ),
+        ],
+    );
+    let inv = &run(&cat, &[t], &Credits::new(), "2026-03")[0];
+    // 16 to 20 March: 96 h at the difference between silver and bronze, 620 accounts.
+    assert_eq!(
+        lines_of(inv, LineKind::Notice),
+        [half_up(620 * (234_850 - 213_500) * 96, 8760)]
+    );
+    let last = inv.lines.iter().map(|l| l.to).max().unwrap();
+    assert_eq!(last.to_string(), "2026-03-19T23:00:00Z");
+}
+
 #[test]
 fn upgrades_take_effect_at_once_without_notice() {
     let cat = catalogue(&[PRICES_2026], &[]);

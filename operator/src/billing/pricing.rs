@@ -963,16 +963,19 @@ fn notice_runs(
         return Ok(Vec::new());
     }
     let inside = |p: Timestamp| periods.iter().any(|(a, b)| *a <= p && p <= *b);
-    // Breakpoints: where a state begins, where it leaves a notice window, where lists change,
-    // and every period's bounds.
+    // Breakpoints: where a state begins and ends (a ledger that ends — the tenant left — has no
+    // state after it, so no surcharge either), where it leaves a notice window, where lists
+    // change, and every period's bounds.
     let mut points: Vec<Timestamp> = Vec::new();
     for (a, b) in periods {
         points.push(*a);
         points.push(*b);
     }
     for s in &tab.spans {
-        if s.from >= from && s.from <= to {
-            points.push(s.from);
+        for p in [s.from, s.to] {
+            if p >= from && p <= to {
+                points.push(p);
+            }
         }
         for n in &notices {
             let p = shift(s.to, *n, cal, true);
