@@ -66,10 +66,15 @@ impl<V> Cache<V> {
         live.get(name).cloned()
     }
 
+    /// Whether the first full list is complete (it stays so through later relists).
+    pub fn is_listed(&self) -> bool {
+        *self.listed.borrow()
+    }
+
     /// Whether the cache, fully listed, holds nothing under `key` (`namespace/name`, or the name
     /// of a cluster-scoped object). False until the first list is complete.
     pub fn lacks(&self, key: &str) -> bool {
-        *self.listed.borrow()
+        self.is_listed()
             && !self
                 .live
                 .read()
@@ -97,9 +102,15 @@ where
     watcher::watcher(Api::<K>::all(client), watcher::Config::default())
         .default_backoff()
         .filter_map(|ev| async move {
-            ev.map_err(
-                |e| tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
-            )
+            ev.map_err(|e| match e {
+                // Cannot list or start watching (RBAC, a missing CRD): the caches never fill
+                // and nothing is reconciled, so it must be seen. The backoff spaces these out.
+                watcher::Error::InitialListFailed(_) | watcher::Error::WatchStartFailed(_) => {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
+                // A watch that ends or expires mid-stream is routine: the watcher lists again.
+                _ => tracing::debug!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+            })
             .ok()
         })
 }

@@ -241,13 +241,21 @@ impl<K: Split> Kept<K> {
 
 /// Reads that give whole objects back.
 impl<K: Split> Cache<Kept<K>> {
-    /// The objects of namespace `ns`, by name; Err describes one whose spec does not read back
-    /// (see [`Kept::spec`]). A reader that acts on absence — the reconcile prunes the children
-    /// of components it does not see — must not take such an object for a missing one.
+    /// The objects of namespace `ns`, by name; Err says why they cannot be known: the kind's
+    /// first list is not complete, or one object's spec does not read back (see
+    /// [`Kept::spec`]). A reader that acts on absence — the reconcile prunes the children of
+    /// components it does not see — must not take an unknown object for a missing one.
     pub fn objects_in(&self, ns: &str) -> Result<Vec<Arc<K>>, String> {
+        if !self.is_listed() {
+            return Err(format!("the {} cache has not been listed yet", K::KIND));
+        }
         self.in_namespace(ns)
             .iter()
-            .map(|k| k.object().map(Arc::new).ok_or_else(|| k.describe()))
+            .map(|k| {
+                k.object()
+                    .map(Arc::new)
+                    .ok_or_else(|| format!("the cached {} does not read back", k.describe()))
+            })
             .collect()
     }
 
@@ -595,6 +603,30 @@ mod tests {
             &Kept::new(bare.clone()).object().expect("reads back"),
             &bare,
         );
+    }
+
+    /// Until its first list is complete a cache cannot say a namespace has no components: the
+    /// reconcile would prune their children.
+    #[test]
+    fn a_namespaces_objects_are_known_only_once_the_first_list_is_complete() {
+        use super::super::cache::{Cache, Filler, differ};
+        use kube::runtime::watcher::Event;
+        let keep = |c: HostingComponent, _: &Arc<str>| Kept::new(c);
+        let cache = Arc::new(Cache::default());
+        let mut filler = Filler::new(cache.clone(), differ);
+        let named = |name: &str| component(serde_json::json!({"name": name, "namespace": "ns"}));
+        filler.handle(Event::Apply(named("early")), keep);
+        let not_yet = cache.objects_in("ns").expect_err("not listed");
+        assert!(not_yet.contains("HostingComponent cache"), "{not_yet}");
+        assert!(cache.objects_in("other").is_err());
+        filler.handle(Event::<HostingComponent>::Init, keep);
+        filler.handle(Event::InitApply(named("zaaksysteem")), keep);
+        assert!(cache.objects_in("ns").is_err());
+        filler.handle(Event::<HostingComponent>::InitDone, keep);
+        let listed = cache.objects_in("ns").expect("listed");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].metadata.name.as_deref(), Some("zaaksysteem"));
+        assert!(cache.objects_in("other").expect("listed").is_empty());
     }
 
     #[test]

@@ -500,19 +500,31 @@ pub async fn run(
         packages.wait_listed().await;
         index.wait_listed(child_kinds).await;
     };
-    // A stop while the caches fill must not wait for them (nor reconcile half-synced).
+    // A stop while the caches fill must not wait for them (nor reconcile half-synced). A cache
+    // that never fills (missing RBAC, a CRD missing or an object that no longer reads) keeps
+    // the operator waiting and not ready, and says so every five minutes: reconciling against
+    // it would prune every child it does not see.
     let shutdown = futures::FutureExt::shared(shutdown);
-    tokio::select! {
-        _ = synced => {},
-        _ = shutdown.clone() => {
-            if let Some(p) = &probes {
-                p.shutdown();
+    let mut synced = std::pin::pin!(synced);
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = &mut synced => break,
+            _ = shutdown.clone() => {
+                if let Some(p) = &probes {
+                    p.shutdown();
+                }
+                tasks.abort_all();
+                return;
             }
-            tasks.abort_all();
-            return;
-        }
-        _ = tokio::time::sleep(Duration::from_secs(300)) => {
-            tracing::error!("caches not synced after 5 minutes (missing RBAC?); reconciling anyway");
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {
+                waited += Duration::from_secs(300);
+                tracing::error!(
+                    waited_minutes = waited.as_secs() / 60,
+                    "caches not synced (missing RBAC or CRDs? see the watches' warnings); not \
+                     reconciling until they are"
+                );
+            }
         }
     }
     started.store(true, std::sync::atomic::Ordering::Release);

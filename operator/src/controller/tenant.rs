@@ -38,7 +38,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
     /// A cached object that cannot be read back (not seen): the reconcile stops before it could
     /// take the object for a removed one and prune its children.
-    #[error("the cached {0} does not read back; nothing applied or pruned")]
+    #[error("{0}; nothing applied or pruned")]
     Unreadable(String),
 }
 
