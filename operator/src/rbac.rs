@@ -26,7 +26,7 @@ pub fn cluster_rules() -> Value {
          "verbs": ["get", "patch", "update"]},
         {"apiGroups": ["regie.dev"], "resources": ["tenants/finalizers"], "verbs": ["update"]},
         {"apiGroups": ["regie.dev"], "resources": ["usages", "invoices", "slareports"], "verbs": rw},
-        {"apiGroups": [""], "resources": ["namespaces", "resourcequotas", "limitranges", "services", "configmaps"], "verbs": rw},
+        {"apiGroups": [""], "resources": ["namespaces", "resourcequotas", "limitranges", "services"], "verbs": rw},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": rw},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": rw},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": rw},
@@ -46,6 +46,7 @@ pub fn namespace_rules() -> Value {
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
         // Only the billing token (`regie run --billing-token-secret <namespace>/regie-billing`).
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [BILLING_TOKEN_SECRET]},
+        // The invoice numbers' counter (`regie-invoice-numbers`); no ConfigMap elsewhere.
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch"]}
     ])
 }
