@@ -126,6 +126,35 @@ pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
     Ok((y, m))
 }
 
+/// Whether `s` is a Kubernetes resource quantity of zero or more ("8", "250m", "1.5", "16Gi",
+/// "1e3"): a decimal number and an optional suffix, binary (Ki…Ei), decimal (n, u, m, k, M…E)
+/// or an exponent. The API server rejects an object with any other, so regie says which field.
+pub fn check_quantity(s: &str) -> Result<(), String> {
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let well_formed = digits.chars().any(|c| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1;
+    let suffix_ok = match suffix {
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T"
+        | "P" | "E" => true,
+        _ => suffix
+            .strip_prefix(['e', 'E'])
+            .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
+            .is_some_and(|exp| !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())),
+    };
+    if well_formed && suffix_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a quantity of zero or more such as \"8\", \"250m\" or \"16Gi\""
+        ))
+    }
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -347,10 +376,15 @@ impl Validate for TenantSpec {
                 e.push(format!("spec.access.groups[{i}]"), "must not be empty");
             }
         }
-        if let Some(q) = &self.quota
-            && q.pods.is_some_and(|p| p < 0)
-        {
-            e.push("spec.quota.pods", "must be 0 or more");
+        if let Some(q) = &self.quota {
+            if q.pods.is_some_and(|p| p < 0) {
+                e.push("spec.quota.pods", "must be 0 or more");
+            }
+            for (field, value) in [("cpu", &q.cpu), ("memory", &q.memory)] {
+                if let Some(Err(m)) = value.as_deref().map(check_quantity) {
+                    e.push(format!("spec.quota.{field}"), m);
+                }
+            }
         }
         e.0
     }
@@ -464,6 +498,15 @@ impl Validate for HostingComponentSpec {
             }
             if h.replicas.is_some_and(|r| r < 0) {
                 e.push("spec.hosted.replicas", "must be 0 or more");
+            }
+            if let Some(r) = &h.resources {
+                for (part, amounts) in [("requests", &r.requests), ("limits", &r.limits)] {
+                    for (resource, value) in amounts {
+                        if let Err(m) = check_quantity(value) {
+                            e.push(format!("spec.hosted.resources.{part}.{resource}"), m);
+                        }
+                    }
+                }
             }
             for name in h.env.keys() {
                 let valid = !name.is_empty()

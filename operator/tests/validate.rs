@@ -81,6 +81,41 @@ fn negative_accounts() {
     );
 }
 
+/// A quantity the API server would reject (and with it the quota or Deployment, on every
+/// retry) is named with its field before anything is applied.
+#[test]
+fn malformed_quantities() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: extra}\nspec: {displayName: Extra, serviceLevel: bronze, inhabitants: 1000, membership: {joined: \"2026-01-01\"}, access: {groups: [\"extra:ict\"]}, quota: {cpu: eight, memory: 16Gi}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: Tenant/extra: spec.quota.cpu: \"eight\" is not a quantity of zero or more such as \"8\", \"250m\" or \"16Gi\""
+    );
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: extra, namespace: tenant-tholen}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/app:1.0\", port: 8080, healthPath: /healthz, resources: {requests: {cpu: 250m, memory: \"256 Mi\"}}}}\n",
+    );
+    assert!(
+        p.starts_with(
+            "TMP/extra.yaml: HostingComponent/tenant-tholen/extra: spec.hosted.resources.requests.memory: \"256 Mi\" is not a quantity"
+        ),
+        "{p}"
+    );
+    for good in [
+        "8", "250m", "0.5", ".5", "16Gi", "1e3", "1E-2", "+2", "100k", "0",
+    ] {
+        assert!(regie_crds::validate::check_quantity(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "", "eight", "-1", "1..5", "16gi", "1e", "m", "1 Gi", "1Gi2", ".",
+    ] {
+        assert!(
+            regie_crds::validate::check_quantity(bad).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
 #[test]
 fn malformed_amounts() {
     let p = one(
