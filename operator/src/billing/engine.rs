@@ -275,21 +275,43 @@ pub fn billing_periods(period: Period, invoicing: InvoicingPeriod) -> Vec<Period
     }
 }
 
-/// The tenant's timeline over `months`: Usage segments where there are some, else its files.
-/// Open segments run to the end of their month (a forecast, on a draft). The states are
-/// borrowed from the tenant; `sorted` keeps the copies of segments whose components the ledger
-/// did not keep in order.
+/// What a bill takes as the record of what tenants had.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Record<'a> {
+    /// Their files, where a month has no Usage (`regie bill`: a repository's forecast).
+    #[default]
+    Files,
+    /// Their Usage ledgers (`regie run`): the files fill a month without one only from the
+    /// first month that has one — nothing is billed before metering started — and, for the
+    /// tenant `leaving`, only until the bill's `now`, its last instant.
+    Ledgers { leaving: Option<&'a str> },
+}
+
+/// The tenant's timeline over `months`: Usage segments where there are some, else its files
+/// (within what `record` lets them fill). Open segments run to the end of their month (a
+/// forecast, on a draft). The states are borrowed from the tenant; `sorted` keeps the copies of
+/// segments whose components the ledger did not keep in order.
 fn timeline<'a>(
     t: &'a TenantInput,
     months: &[Month],
     cal: &Calendar,
+    record: Record,
+    now: Timestamp,
     sorted: &'a mut Vec<Vec<SegmentComponent>>,
 ) -> Result<Vec<SpanRef<'a>>, BillingError> {
-    let joined = midnight(t.joined, cal.tz())?;
-    let left = match t.leaves {
+    let mut joined = midnight(t.joined, cal.tz())?;
+    let mut left = match t.leaves {
         Some(l) => Some(midnight(l.tomorrow().unwrap_or(l), cal.tz())?),
         None => None,
     };
+    if let Record::Ledgers { leaving } = record {
+        if let Some(first) = t.usage.keys().next() {
+            joined = joined.max(first.start(cal.tz())?);
+        }
+        if leaving == Some(t.name.as_str()) {
+            left = Some(left.map_or(now, |l| l.min(now)));
+        }
+    }
     // Pass one: the bounds, checked; copies of unsorted component lists.
     // (from, to, the segment and the index of its sorted copy, or none for the files' state)
     type Part<'s> = (Timestamp, Timestamp, Option<(&'s Segment, Option<usize>)>);
@@ -404,6 +426,18 @@ pub fn bill(
     period: Period,
     now: Timestamp,
 ) -> Result<Vec<Invoice>, BillingError> {
+    bill_from(cat, tenants, credits, period, now, Record::Files)
+}
+
+/// [`bill`], with `record` saying what tenants had where a month has no Usage.
+pub fn bill_from(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+    credits: &Credits,
+    period: Period,
+    now: Timestamp,
+    record: Record,
+) -> Result<Vec<Invoice>, BillingError> {
     let cal = &cat.cal;
     let pools = pool_instalments(cat, tenants)?;
     // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
@@ -424,6 +458,7 @@ pub fn bill(
         months: &months,
         period,
         now,
+        record,
     };
     if threads == 1 || tenants.len() < 2 * threads {
         return bill_tenants(&ctx, tenants);
@@ -460,6 +495,7 @@ struct Ctx<'a> {
     months: &'a [Month],
     period: Period,
     now: Timestamp,
+    record: Record<'a>,
 }
 
 fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, BillingError> {
@@ -476,7 +512,7 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, Bill
     let mut invoices = Vec::with_capacity(tenants.len() * period.months().len());
     for t in tenants {
         let mut sorted = Vec::new();
-        let spans = timeline(t, months, cal, &mut sorted)?;
+        let spans = timeline(t, months, cal, ctx.record, now, &mut sorted)?;
         let tenant_credits: ComponentCredits = credits
             .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
             .take_while(|((tn, _, _), _)| *tn == t.name)

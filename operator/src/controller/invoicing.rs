@@ -66,7 +66,7 @@ use super::kept::{Kept, Split, Version};
 use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, TenantInput, TenantObjects, bill, catalogue, tenant_input,
+    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_from, catalogue, tenant_input,
 };
 use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
 use crate::billing::period::{Month, Period};
@@ -828,6 +828,7 @@ impl OtherPeriods {
         tenants: &[TenantInput],
         credits: &Credits,
         now: Timestamp,
+        record: Record,
     ) -> Result<OtherPeriods, BillingError> {
         let cal = &cat.cal;
         let recomputed: BTreeSet<&str> = invoices.iter().map(|i| i.period.as_str()).collect();
@@ -859,7 +860,7 @@ impl OtherPeriods {
                     t
                 })
                 .collect();
-            let again = bill(cat, &as_it_was, credits, period, now)?
+            let again = bill_from(cat, &as_it_was, credits, period, now, record)?
                 .into_iter()
                 .find(|i| i.tenant == tenant && i.period == spec.period);
             let recomputed = again.unwrap_or_else(|| Invoice {
@@ -988,9 +989,17 @@ pub fn plan(
         None if metered_elsewhere => quarters.clear(),
         None => return Ok(Vec::new()),
     }
+    // The ledgers are the record: months without one are billed from the files only after
+    // metering started and, for a tenant leaving, until now.
+    let record = Record::Ledgers {
+        leaving: match scope {
+            Scope::Leaving(t) => Some(t.as_str()),
+            Scope::All => None,
+        },
+    };
     let mut computed: BTreeMap<String, Vec<Invoice>> = BTreeMap::new();
     for q in quarters {
-        for inv in bill(cat, tenants, credits, q, now)? {
+        for inv in bill_from(cat, tenants, credits, q, now, record)? {
             let Some(first) = metered_from.get(inv.tenant.as_str()) else {
                 continue;
             };
@@ -1020,7 +1029,8 @@ pub fn plan(
         let mine = existing_by_tenant
             .get(tenant.as_str())
             .map_or(&[][..], Vec::as_slice);
-        let others = OtherPeriods::of(&tenant, &invoices, mine, cat, tenants, credits, now)?;
+        let others =
+            OtherPeriods::of(&tenant, &invoices, mine, cat, tenants, credits, now, record)?;
         let mut pending: Vec<Line> = others.corrections();
         for mut inv in invoices {
             let name = invoice_name(&tenant, &inv.period);
@@ -2264,6 +2274,77 @@ spec:
             "2026-03-25T11:00:00Z",
         );
         assert!(others.is_empty());
+    }
+
+    /// A quarterly tenant's final invoice on leaving ends when it leaves: the rest of the
+    /// quarter has no Usage, and its files must not fill it.
+    #[test]
+    fn a_quarterly_tenant_leaving_is_billed_until_it_leaves() {
+        let mut quarterly = tenant(vec![
+            (
+                Month::new(2026, 4),
+                vec![seg(
+                    "2026-04-01T00:00:00+02:00",
+                    Some("2026-05-01T00:00:00+02:00"),
+                    "silver",
+                    120,
+                )],
+            ),
+            (
+                Month::new(2026, 5),
+                vec![seg(
+                    "2026-05-01T00:00:00+02:00",
+                    Some("2026-05-15T12:00:00+02:00"),
+                    "silver",
+                    120,
+                )],
+            ),
+        ]);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(
+            &[quarterly],
+            &BTreeMap::new(),
+            Scope::Leaving("tholen".into()),
+            "2026-05-15T10:00:00Z",
+        );
+        assert_eq!(intents.len(), 1, "{intents:#?}");
+        assert!(matches!(intents[0], Intent::Final { .. }));
+        let (name, s) = spec_of(&intents[0], None);
+        assert_eq!(name, "tholen-2026-q2");
+        assert!(
+            s.lines
+                .iter()
+                .all(|l| t(&l.to) <= t("2026-05-15T10:00:00Z")),
+            "{s:#?}"
+        );
+        // April whole (120 × 36.00) and 14.5 of May's 31 days.
+        assert_eq!(s.subtotal, "6340.65");
+    }
+
+    /// Metering that starts in the last month of a quarter bills nothing of the quarter before
+    /// it: the files are not the record of months already past.
+    #[test]
+    fn nothing_of_a_quarter_is_billed_before_metering_started() {
+        let mut quarterly = tenant(vec![(
+            Month::new(2026, 3),
+            vec![seg("2026-03-10T00:00:00+01:00", None, "silver", 120)],
+        )]);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(
+            &[quarterly],
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-03-20T10:00:00Z",
+        );
+        let (name, s) = spec_of(&intents[0], None);
+        assert_eq!(name, "tholen-2026-q1");
+        assert!(!s.lines.is_empty());
+        assert!(
+            s.lines
+                .iter()
+                .all(|l| t(&l.from) >= t("2026-03-10T00:00:00+01:00")),
+            "{s:#?}"
+        );
     }
 
     #[test]
