@@ -1,6 +1,7 @@
 //! The operator end to end, against a real control plane of its own: examples → Ready; a tier
 //! change by re-applying a changed file; a component removed; bad input Stalled and recovered;
-//! a restart that writes nothing; a tenant deleted with its namespace. One scenario runs after
+//! a tenant naming another's namespace Stalled and deleted without it; a restart that writes
+//! nothing; a tenant deleted with its namespace. One scenario runs after
 //! the other on one cluster, because each step builds on the world the last one left.
 
 use std::collections::BTreeMap;
@@ -447,7 +448,62 @@ async fn operator_end_to_end() {
     .await
     .expect("a component outside any tenant's namespace is Stalled");
 
-    // 5. Restart: a full resync of an unchanged world writes nothing.
+    // 5. A tenant that names another's namespace is Stalled and takes nothing over; deleting
+    // it leaves that namespace alone.
+    let copycat: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "copycat"},
+        "spec": {"displayName": "Copycat", "serviceLevel": "gold", "inhabitants": 1000,
+                 "membership": {"joined": "2026-01-01"}, "access": {"groups": ["copycat:ict"]},
+                 "namespace": "tenant-tholen"}
+    }))
+    .expect("a tenant");
+    tenants
+        .create(&Default::default(), &copycat)
+        .await
+        .expect("create copycat");
+    let t2 = tenants.clone();
+    eventually("copycat Stalled", WAIT, || {
+        let t2 = t2.clone();
+        async move {
+            let t = t2.get("copycat").await?;
+            let st = t.status.unwrap_or_default();
+            Ok(find(&st.conditions, STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "NamespaceConflict"
+                    && c.message.contains("belongs to Tenant tholen")
+            }))
+        }
+    })
+    .await
+    .expect("a tenant naming another's namespace is Stalled");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let tholen_ns = namespaces.get("tenant-tholen").await.expect("namespace");
+    assert_eq!(
+        tholen_ns
+            .labels()
+            .get("regie.dev/tenant")
+            .map(String::as_str),
+        Some("tholen"),
+        "still Tholen's"
+    );
+    tenants
+        .delete("copycat", &DeleteParams::default())
+        .await
+        .expect("delete copycat");
+    let t2 = tenants.clone();
+    eventually("copycat gone", WAIT, || {
+        let t2 = t2.clone();
+        async move { Ok(t2.get_opt("copycat").await?.is_none()) }
+    })
+    .await
+    .expect("its finalizer released");
+    let tholen_ns = namespaces.get("tenant-tholen").await.expect("namespace");
+    assert!(
+        tholen_ns.metadata.deletion_timestamp.is_none(),
+        "Tholen's namespace is not deleted with the copycat"
+    );
+
+    // 6. Restart: a full resync of an unchanged world writes nothing.
     tenants_ready(&client, &ALL, WAIT)
         .await
         .expect("all ready before restart");
@@ -564,7 +620,7 @@ async fn operator_end_to_end() {
         op.metrics.render()
     );
 
-    // 6. A tenant deleted: its namespace goes, then the finalizer is released.
+    // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants
         .delete("tholen", &DeleteParams::default())
         .await

@@ -198,6 +198,31 @@ impl Context {
             .map(|t| t.name().to_string())
     }
 
+    /// The tenant other than `tenant` that namespace `ns` belongs to: the one its
+    /// `regie.dev/tenant` label names, when that tenant exists and claims `ns` too. Whoever
+    /// applied the namespace first keeps it.
+    pub fn namespace_owner_besides(&self, ns: &str, tenant: &str) -> Option<String> {
+        let owner = self
+            .index
+            .get(&("Namespace".into(), None, ns.into()))?
+            .tenant?;
+        if &*owner == tenant {
+            return None;
+        }
+        let claims = self
+            .tenants
+            .named(&owner)?
+            .spec_part::<Placement>()
+            .is_some_and(|p| p.owns(&owner, ns));
+        claims.then(|| owner.to_string())
+    }
+
+    /// Whether namespace `ns` holds components or packages: a namespace a tenant no longer
+    /// names (its `spec.namespace` changed) is not deleted while they are in it.
+    pub fn holds_regie_objects(&self, ns: &str) -> bool {
+        !self.components.in_namespace(ns).is_empty() || !self.packages.in_namespace(ns).is_empty()
+    }
+
     /// The tenant that owns namespace `ns`, whole.
     pub fn tenant_of_namespace(&self, ns: &str) -> Option<Arc<Tenant>> {
         self.tenant(&self.tenant_name_of_namespace(ns)?)

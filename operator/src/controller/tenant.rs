@@ -121,7 +121,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     }
     ensure_finalizer(&tenant, &ctx).await?;
 
-    // Validate the tenant and dereference its level.
+    // Validate the tenant, dereference its level and make sure its namespace is not another
+    // tenant's: taking that over would break the other's isolation, and deleting either tenant
+    // would take the other's workloads with it.
+    let ns = tenant_namespace(&tenant);
     let errors = tenant.spec.validate();
     let tier = if !errors.is_empty() {
         Err(Stall {
@@ -130,7 +133,17 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         })
     } else {
         resolve_tier(&ctx, &tenant.spec.service_level)
-    };
+    }
+    .and_then(|tier| match ctx.namespace_owner_besides(&ns, &name) {
+        Some(owner) => Err(Stall {
+            reason: "NamespaceConflict",
+            message: format!(
+                "namespace {ns} belongs to Tenant {owner}; give this tenant a spec.namespace of \
+                 its own"
+            ),
+        }),
+        None => Ok(tier),
+    });
     let tier = match tier {
         Ok(t) => t,
         Err(stall) => {
@@ -144,7 +157,6 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     };
 
     // Build: the tenant's own children, then each component's.
-    let ns = tenant_namespace(&tenant);
     let tenant_owner = children::owner_ref(tenant.as_ref());
     let mut desired: Vec<Prepared> = desired::tenant_children(&tenant, &tier, &ctx.settings)
         .into_iter()
@@ -355,7 +367,10 @@ async fn apply_and_prune(
         .of_tenant(tenant)
         .into_iter()
         .filter(|(key, known)| {
-            !(wanted.contains(key) || known.terminating || stalled_components.contains(&key.2))
+            !(wanted.contains(key)
+                || known.terminating
+                || stalled_components.contains(&key.2)
+                || (key.0 == "Namespace" && ctx.holds_regie_objects(&key.2)))
         })
         .map(|(key, _)| key);
     futures::future::try_join_all(unwanted.map(|key| async move {
@@ -416,6 +431,11 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     let ns_key: ChildKey = ("Namespace".into(), None, ns.clone());
     let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
     match ns_api.get_opt(&ns).await? {
+        // Labelled for another tenant, or never taken over by regie (the tenant stalled before
+        // its first apply): not this tenant's to delete.
+        Some(live) if live.labels().get(desired::LABEL_TENANT) != Some(&name) => {
+            tracing::warn!(tenant = %name, namespace = %ns, "namespace not labelled for this tenant; left in place");
+        }
         Some(live) => {
             if live.metadata.deletion_timestamp.is_none() {
                 children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &ns_key)
