@@ -503,6 +503,39 @@ async fn operator_end_to_end() {
         "Tholen's namespace is not deleted with the copycat"
     );
 
+    // A child the API server refuses (a Service must be named like a DNS-1035 label, a letter
+    // first): the tenant is Stalled with the server's message, not retried every few seconds
+    // in silence; without the component it is Ready again.
+    let refused = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: 2fa, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/2fa:1.0\", port: 8080, healthPath: /healthz}}\n";
+    let f = work.path().join("refused.yaml");
+    std::fs::write(&f, refused).expect("write");
+    cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .expect("apply");
+    let t2 = tenants.clone();
+    eventually("moerdijk Stalled by a refused Service", WAIT, || {
+        let t2 = t2.clone();
+        async move {
+            let t = t2.get("moerdijk").await?;
+            let st = t.status.unwrap_or_default();
+            Ok(find(&st.conditions, STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "ApplyRejected"
+                    && c.message
+                        .contains("Service tenant-moerdijk/2fa refused by the API server")
+            }))
+        }
+    })
+    .await
+    .expect("a refused child stalls its tenant with the server's message");
+    comps_in(&client, "tenant-moerdijk")
+        .delete("2fa", &DeleteParams::default())
+        .await
+        .expect("delete 2fa");
+    tenants_ready(&client, &["moerdijk"], WAIT)
+        .await
+        .expect("moerdijk Ready without the refused component");
+
     // 6. Restart: a full resync of an unchanged world writes nothing.
     tenants_ready(&client, &ALL, WAIT)
         .await

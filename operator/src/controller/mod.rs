@@ -527,8 +527,8 @@ pub async fn run(
     };
     // A stop while the caches fill must not wait for them (nor reconcile half-synced). A cache
     // that never fills (missing RBAC, a CRD missing or an object that no longer reads) keeps
-    // the operator waiting and not ready, and says so every five minutes: reconciling against
-    // it would prune every child it does not see.
+    // the operator waiting, and it says so every five minutes: reconciling against it would
+    // prune every child it does not see.
     let shutdown = futures::FutureExt::shared(shutdown);
     let mut synced = std::pin::pin!(synced);
     let mut waited = Duration::ZERO;

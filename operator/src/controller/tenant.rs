@@ -40,7 +40,15 @@ pub enum Error {
     /// take the object for a removed one and prune its children.
     #[error("{0}; nothing applied or pruned")]
     Unreadable(String),
+    /// A child the API server refuses — invalid, or denied by an admission policy — which
+    /// retrying soon will not change: the tenant goes Stalled with the server's message.
+    #[error("{0}")]
+    Rejected(String),
 }
+
+/// How soon a tenant whose child the API server refused is tried again (a change of the tenant
+/// or its components tries at once): a policy or a webhook may change without regie seeing it.
+const REJECTED_RETRY: Duration = Duration::from_secs(60);
 
 impl Error {
     fn reason(&self) -> &'static str {
@@ -49,6 +57,7 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "ApiError",
             Error::Kube(_) => "ConnectionError",
             Error::Unreadable(_) => "CacheUnreadable",
+            Error::Rejected(_) => "ApplyRejected",
         }
     }
 }
@@ -225,8 +234,14 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         .partition(|p| namespace.is_some() && is_workload(&p.child));
     tracing::debug!("plan built");
     if !namespace_terminating {
-        futures::future::try_join_all(workloads.into_iter().map(|e| apply_child(&ctx, &name, e)))
-            .await?;
+        let applied = futures::future::try_join_all(
+            workloads.into_iter().map(|e| apply_child(&ctx, &name, e)),
+        )
+        .await
+        .map(|_| ());
+        if let Some(next) = stall_if_rejected(&ctx, &tenant, applied).await? {
+            return Ok(next);
+        }
     }
     tracing::debug!("workloads applied");
     let (metered, applied) =
@@ -237,7 +252,9 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             apply_and_prune(&ctx, &name, &rest, &desired, &stalled_components).await
         });
     metered?;
-    applied?;
+    if let Some(next) = stall_if_rejected(&ctx, &tenant, applied).await? {
+        return Ok(next);
+    }
 
     // Status: components, packages, then the tenant's roll-up.
     let now = ctx.now();
@@ -380,11 +397,7 @@ async fn apply_and_prune(
     Ok(())
 }
 
-async fn apply_child(
-    ctx: &Context,
-    tenant: &str,
-    prepared: &Prepared,
-) -> Result<bool, kube::Error> {
+async fn apply_child(ctx: &Context, tenant: &str, prepared: &Prepared) -> Result<bool, Error> {
     children::apply(
         &ctx.client,
         &ctx.kinds,
@@ -394,6 +407,45 @@ async fn apply_child(
         prepared,
     )
     .await
+    .map_err(|e| match e {
+        // Invalid, forbidden (RBAC or an admission policy): the same body will be refused again.
+        kube::Error::Api(s) if [400, 403, 422].contains(&s.code) => {
+            let child = &prepared.child;
+            let place = child
+                .namespace
+                .as_deref()
+                .map_or(String::new(), |ns| format!("{ns}/"));
+            Error::Rejected(format!(
+                "{} {place}{} refused by the API server: {}",
+                child.kind, child.name, s.message
+            ))
+        }
+        e => Error::Kube(e),
+    })
+}
+
+/// A refused child stalls the tenant with the server's message, and it is tried again in a
+/// minute rather than seconds (see [`REJECTED_RETRY`]); other errors pass through.
+async fn stall_if_rejected(
+    ctx: &Context,
+    tenant: &Tenant,
+    applied: Result<(), Error>,
+) -> Result<Option<Next>, Error> {
+    match applied {
+        Err(Error::Rejected(message)) => {
+            let stall = Stall {
+                reason: "ApplyRejected",
+                message,
+            };
+            write_tenant_status(ctx, tenant, TenantOutcome::Stalled(stall), None).await?;
+            ctx.metrics
+                .reconciles
+                .with_label_values(&["Tenant", "stalled"])
+                .inc();
+            Ok(Some(Next::After(REJECTED_RETRY)))
+        }
+        other => other.map(|()| None),
+    }
 }
 
 async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
