@@ -1,6 +1,8 @@
 //! High availability and least privilege, against a real control plane: two operators that
 //! run with nothing but the ServiceAccount token and the RBAC `regie rbac` prints; exactly one
-//! leads and writes, and when it dies the other takes over within the lease duration.
+//! leads and writes, and when it dies the other takes over within the lease duration. The API
+//! server refuses none of their requests, through a tenant's creation and its deletion — the
+//! RBAC is enough, which is the half of "least privilege" a test can check.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,7 @@ async fn service_account_client(cluster: &Cluster, admin: &Client) -> Client {
         .kubectl_ok(&["-n", NS, "create", "serviceaccount", "regie"])
         .expect("service account");
     // The very manifests `regie rbac` prints.
-    let rbac: String = regie::rbac::manifests(NS, "regie", "edit")
+    let rbac: String = regie::rbac::manifests(NS, "regie", "edit", None)
         .iter()
         .map(|m| format!("---\n{}", serde_yaml::to_string(m).expect("serializes")))
         .collect();
@@ -91,6 +93,62 @@ fn lease(identity: &str) -> LeaseConfig {
     }
 }
 
+/// The API server's count of requests it answered 403, by verb, resource and subresource. In
+/// this test only the operators can be refused: the admin holds every right.
+async fn refused(admin: &Client) -> std::collections::BTreeMap<String, u64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = admin
+        .request_text(request)
+        .await
+        .expect("the API server's metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        if !labels.contains("code=\"403\"") {
+            continue;
+        }
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let key = format!(
+            "{} {}/{}/{}",
+            label("verb"),
+            label("group"),
+            label("resource"),
+            label("subresource")
+        );
+        *counts.entry(key).or_insert(0) += value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+    }
+    counts
+}
+
+/// The refusals counted in `after` but not in `before`, but for keys that start with one of
+/// `ignored`.
+fn new_refusals(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    ignored: &[&str],
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, n)| {
+            before.get(*k).copied().unwrap_or(0) < **n && !ignored.iter().any(|i| k.starts_with(i))
+        })
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect()
+}
+
 async fn holder(admin: &Client) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
     leases
@@ -107,10 +165,16 @@ async fn one_leader_writes_with_least_privilege_and_fails_over() {
     let cluster = TestCluster::start().expect("control plane");
     let admin = cluster.client().await.expect("admin client");
     let sa = service_account_client(&cluster, &admin).await;
+    let refused_before = refused(&admin).await;
+    // Invoice numbers are counted in regie's own namespace, as `regie run` does.
+    let options = || Options {
+        namespace: NS.into(),
+        ..Options::default()
+    };
 
-    let a = RunningOperator::start(sa.clone(), Options::default(), Some(lease("regie-a")));
+    let a = RunningOperator::start(sa.clone(), options(), Some(lease("regie-a")));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let b = RunningOperator::start(sa.clone(), Options::default(), Some(lease("regie-b")));
+    let b = RunningOperator::start(sa.clone(), options(), Some(lease("regie-b")));
     let examples = repo_root().join("examples");
     cluster
         .apply_files(&regie_files(&examples.join("catalogue")), &[])
@@ -121,6 +185,13 @@ async fn one_leader_writes_with_least_privilege_and_fails_over() {
     tenants_ready(&admin, &["tholen"], Duration::from_secs(60))
         .await
         .expect("the leader, with only its RBAC, makes tholen Ready");
+    // Its packages and components (something to bill when it leaves) in its new namespace.
+    cluster
+        .apply_files(&regie_files(&examples.join("tenants/tholen")), &[])
+        .expect("packages and components");
+    tenants_ready(&admin, &["tholen"], Duration::from_secs(60))
+        .await
+        .expect("tholen Ready with its packages and components");
     let (leader, standby, standby_name) = match holder(&admin).await.as_deref() {
         Some("regie-a") => (a, b, "regie-b"),
         Some("regie-b") => (b, a, "regie-a"),
@@ -159,6 +230,50 @@ async fn one_leader_writes_with_least_privilege_and_fails_over() {
         .await
         .expect("the new leader reconciles");
     assert!(standby.metrics.total_writes() > 0, "the new leader writes");
+    let refused_now = refused(&admin).await;
+    assert_eq!(
+        new_refusals(&refused_before, &refused_now, &[]),
+        Vec::<String>::new(),
+        "the API server refused the operators (verb resource/subresource: count)"
+    );
+
+    // Offboarding with the same rights: the final invoice, the namespace, the finalizer.
+    cluster
+        .kubectl_ok(&["delete", "tenant", "tholen", "--wait=false"])
+        .expect("delete");
+    eventually(
+        "tholen's deletion to complete",
+        Duration::from_secs(120),
+        || {
+            let api: Api<regie_crds::Tenant> = Api::all(admin.clone());
+            async move { Ok(api.get_opt("tholen").await?.is_none()) }
+        },
+    )
+    .await
+    .expect("the finalizer is released");
+    // While a namespace terminates, the controller-manager keeps creating in it — its token
+    // Secret, root-CA ConfigMap, the Deployments' ReplicaSets and Pods, Events — and the
+    // namespace lifecycle admission refuses that with a 403 too: creations of core and apps
+    // objects are not counted here. The one regie creates, the invoice numbers' counter, must
+    // exist; its other writes (regie's own kinds, deletions, patches) count.
+    let counters: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(admin.clone(), NS);
+    assert!(
+        counters
+            .get_opt("regie-invoice-numbers")
+            .await
+            .expect("read")
+            .is_some(),
+        "tholen's final invoice was numbered with the counter regie created"
+    );
+    assert_eq!(
+        new_refusals(
+            &refused_now,
+            &refused(&admin).await,
+            &["POST /", "POST apps/"]
+        ),
+        Vec::<String>::new(),
+        "the API server refused the operators (verb resource/subresource: count)"
+    );
     standby
         .stop()
         .await

@@ -6,53 +6,76 @@
 
 use serde_json::{Value, json};
 
+use crate::controller::delivery::SecretRef;
+use crate::controller::invoicing::COUNTER as INVOICE_COUNTER;
+
 /// Name of the ClusterRole and its binding.
 pub const CLUSTER_ROLE: &str = "regie-operator";
 
-/// Rules of the ClusterRole, as Kubernetes PolicyRules.
+/// Rules of the ClusterRole, as Kubernetes PolicyRules. Each verb is one the controller uses:
+/// its inputs are read through watches, children are server-side applied and pruned, the
+/// Tenant's finalizer is a merge patch, statuses are patched, Usages are created (their
+/// ledger is status), SLA reports applied, and invoices created, replaced and — drafts no
+/// longer wanted — deleted. Nothing is ever `update`d but an Invoice.
 pub fn cluster_rules() -> Value {
-    let rw = json!([
-        "get", "list", "watch", "create", "update", "patch", "delete"
-    ]);
+    let read = json!(["get", "list", "watch"]);
+    let children = json!(["get", "list", "watch", "create", "patch", "delete"]);
     json!([
         {"apiGroups": ["regie.dev"],
-         "resources": ["servicelevels", "tenants", "workplacepackages", "hostingcomponents",
+         "resources": ["servicelevels", "workplacepackages", "hostingcomponents",
                        "pricelists", "costpools", "serviceorders"],
-         "verbs": ["get", "list", "watch", "patch", "update"]},
+         "verbs": read},
+        {"apiGroups": ["regie.dev"], "resources": ["tenants"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": ["regie.dev"],
-         "resources": ["servicelevels/status", "tenants/status", "workplacepackages/status",
-                       "hostingcomponents/status", "pricelists/status", "costpools/status",
-                       "serviceorders/status", "usages/status", "invoices/status", "slareports/status"],
-         "verbs": ["get", "patch", "update"]},
-        {"apiGroups": ["regie.dev"], "resources": ["tenants/finalizers"], "verbs": ["update"]},
-        {"apiGroups": ["regie.dev"], "resources": ["usages", "invoices", "slareports"], "verbs": rw},
-        {"apiGroups": [""], "resources": ["namespaces", "resourcequotas", "limitranges", "services"], "verbs": rw},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": rw},
-        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": rw},
-        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": rw},
-        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": rw},
+         "resources": ["tenants/status", "workplacepackages/status", "hostingcomponents/status",
+                       "usages/status", "invoices/status", "slareports/status"],
+         "verbs": ["patch"]},
+        {"apiGroups": ["regie.dev"], "resources": ["usages"], "verbs": ["get", "list", "watch", "create"]},
+        {"apiGroups": ["regie.dev"], "resources": ["slareports"], "verbs": ["get", "list", "watch", "create", "patch"]},
+        {"apiGroups": ["regie.dev"], "resources": ["invoices"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+        {"apiGroups": [""], "resources": ["namespaces", "resourcequotas", "limitranges", "services"], "verbs": children},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": children},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": children},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": children},
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": children},
         // Binding a tenant's groups to `edit` must not require regie to hold `edit`'s rights itself.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["edit"]},
-        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        // kube's event recorder writes events.k8s.io/v1 Events, and patches a repeated one.
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
     ])
 }
 
 /// The one Secret regie may read: the billing system's token, in regie's own namespace.
 pub const BILLING_TOKEN_SECRET: &str = "regie-billing";
 
-/// Rules of the Role in regie's own namespace: the leader lease and the billing token.
+/// Rules of the Role in regie's own namespace: the leader lease, the billing token and the
+/// invoice numbers' counter.
 pub fn namespace_rules() -> Value {
+    namespace_rules_reading(BILLING_TOKEN_SECRET)
+}
+
+fn namespace_rules_reading(billing_token: &str) -> Value {
     json!([
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
         // Only the billing token (`regie run --billing-token-secret <namespace>/regie-billing`).
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [BILLING_TOKEN_SECRET]},
-        // The invoice numbers' counter (`regie-invoice-numbers`); no ConfigMap elsewhere.
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch"]}
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [billing_token]},
+        // The invoice numbers' counter, created once (`create` cannot be limited by name) and
+        // then read and replaced by name; no other ConfigMap.
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "update"], "resourceNames": [INVOICE_COUNTER]}
     ])
 }
 
-/// ClusterRole, Role and their bindings for a ServiceAccount, as a list of manifests.
-pub fn manifests(namespace: &str, service_account: &str, tenant_role: &str) -> Vec<Value> {
+/// ClusterRole, Role and their bindings for a ServiceAccount, as a list of manifests. The
+/// billing token is `billing_token` (`regie run --billing-token-secret`), by default
+/// `regie-billing` in `namespace`; one in another namespace gets a Role of its own there that
+/// reads that Secret alone.
+pub fn manifests(
+    namespace: &str,
+    service_account: &str,
+    tenant_role: &str,
+    billing_token: Option<&SecretRef>,
+) -> Vec<Value> {
     let mut cluster_rules = cluster_rules();
     if tenant_role != "edit" {
         for rule in cluster_rules.as_array_mut().into_iter().flatten() {
@@ -63,18 +86,42 @@ pub fn manifests(namespace: &str, service_account: &str, tenant_role: &str) -> V
     }
     let labels =
         json!({"app.kubernetes.io/name": "regie", "app.kubernetes.io/component": "operator"});
-    vec![
+    let (token_namespace, token_name) = billing_token
+        .map_or((namespace, BILLING_TOKEN_SECRET), |s| {
+            (s.namespace.as_str(), s.name.as_str())
+        });
+    let own_token = if token_namespace == namespace {
+        token_name
+    } else {
+        BILLING_TOKEN_SECRET
+    };
+    let subjects =
+        json!([{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]);
+    let mut manifests = vec![
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                "metadata": {"name": CLUSTER_ROLE, "labels": labels}, "rules": cluster_rules}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": CLUSTER_ROLE, "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
-               "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]}),
+               "subjects": subjects}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": CLUSTER_ROLE, "namespace": namespace, "labels": labels}, "rules": namespace_rules()}),
+               "metadata": {"name": CLUSTER_ROLE, "namespace": namespace, "labels": labels}, "rules": namespace_rules_reading(own_token)}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": CLUSTER_ROLE, "namespace": namespace, "labels": labels},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CLUSTER_ROLE},
-               "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]}),
-    ]
+               "subjects": subjects}),
+    ];
+    if token_namespace != namespace {
+        let name = format!("{CLUSTER_ROLE}-billing-token");
+        manifests.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": token_namespace, "labels": labels},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [token_name]}]}));
+        manifests.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": token_namespace, "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": subjects}),
+        );
+    }
+    manifests
 }

@@ -42,6 +42,10 @@ pub enum Command {
         /// ClusterRole bound to each tenant's groups in its namespace.
         #[arg(long, default_value = "edit")]
         tenant_role: String,
+        /// The Secret `regie run --billing-token-secret` names, if not `regie-billing` in
+        /// --namespace: only it may be read.
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        billing_token_secret: Option<crate::controller::delivery::SecretRef>,
     },
     /// Check files and directories of regie YAML; one line per problem, exit 1 if any.
     Validate {
@@ -141,8 +145,14 @@ pub fn run(cli: Cli) -> ExitCode {
             namespace,
             service_account,
             tenant_role,
+            billing_token_secret,
         } => {
-            for m in crate::rbac::manifests(&namespace, &service_account, &tenant_role) {
+            for m in crate::rbac::manifests(
+                &namespace,
+                &service_account,
+                &tenant_role,
+                billing_token_secret.as_ref(),
+            ) {
                 emit(&format!(
                     "---\n{}",
                     serde_yaml::to_string(&m).expect("manifests serialize")
