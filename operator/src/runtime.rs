@@ -268,28 +268,53 @@ pub async fn operate(
             _ = stopped() => return Ok(()),
         }
     }
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let when_lost = move || {
+        let mut rx = lost_rx.clone();
+        async move {
+            // A sender dropped without a loss (no lease) never resolves.
+            if rx.wait_for(|l| *l).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     // If this future is dropped (the process is going away), renewal must stop with it.
     let holder = lease.clone().map(|lease| {
         let client = client.clone();
         let metrics = metrics.clone();
         AbortOnDrop(tokio::spawn(async move {
             leader::hold(&client, &lease, &metrics).await;
-            let _ = lost_tx.send(());
+            let _ = lost_tx.send(true);
+            // Kept open: the receivers wait on it.
+            std::future::pending::<()>().await;
         }))
     });
     let lost = Arc::new(AtomicBool::new(false));
     let controller_shutdown = {
         let lost = lost.clone();
         let stop = stopped();
+        let lost_now = when_lost();
         async move {
             tokio::select! {
                 _ = stop => {},
-                Ok(()) = lost_rx => lost.store(true, Ordering::Relaxed),
+                () = lost_now => lost.store(true, Ordering::Relaxed),
             }
         }
     };
-    controller::run(client.clone(), options, metrics, clock, controller_shutdown).await;
+    // A lost lease may be another's within the renewal interval that remained: reconciles
+    // still running then are cut off, not finished, so that two processes never write at once.
+    let cut_off = lease.as_ref().map_or(Duration::ZERO, |l| l.renew_every / 2);
+    let controller = controller::run(client.clone(), options, metrics, clock, controller_shutdown);
+    tokio::select! {
+        () = controller => {},
+        () = async {
+            when_lost().await;
+            tokio::time::sleep(cut_off).await;
+        } => {
+            tracing::error!("reconciles still running when the lease was lost; cut off");
+            lost.store(true, Ordering::Relaxed);
+        }
+    }
     drop(holder);
     if lost.load(Ordering::Relaxed) {
         anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by");

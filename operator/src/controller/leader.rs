@@ -3,8 +3,15 @@
 //! standby takes it over once it has gone unrenewed for the whole duration. A leader that cannot
 //! renew in time steps down (the process exits and restarts as a standby) rather than risk two
 //! writers.
+//!
+//! Expiry is judged as client-go judges it: by how long this process has seen the lease record
+//! unchanged, on its own monotonic clock — never by comparing the holder's `renewTime`, written
+//! by another machine's clock, with this one's. A standby whose clock runs ahead would
+//! otherwise take a lease that is still being renewed.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -36,13 +43,38 @@ impl LeaseConfig {
     }
 }
 
-fn expired(lease: &Lease, now: jiff::Timestamp) -> bool {
-    let Some(spec) = &lease.spec else { return true };
-    let Some(renewed) = spec.renew_time.as_ref().map(|t| t.0) else {
-        return true;
-    };
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-    now.as_second() > renewed.as_second() + secs
+/// The lease record as a standby last saw it change, and when (on this process's clock).
+#[derive(Debug, Default)]
+pub struct Observed {
+    last: Option<(Option<String>, Option<MicroTime>, i32, Instant)>,
+}
+
+impl Observed {
+    /// Whether the lease, read now as `spec`, is free to take: released (no holder or no
+    /// renewal), or unchanged for its whole duration since this process first saw it so.
+    fn expired(&mut self, spec: &LeaseSpec, now: Instant) -> bool {
+        if spec.holder_identity.is_none() || spec.renew_time.is_none() {
+            return true;
+        }
+        let record = (
+            spec.holder_identity.clone(),
+            spec.renew_time.clone(),
+            spec.lease_duration_seconds.unwrap_or(15),
+        );
+        let since = match &self.last {
+            Some((holder, renewed, secs, since))
+                if (holder, renewed, secs) == (&record.0, &record.1, &record.2) =>
+            {
+                *since
+            }
+            _ => {
+                self.last = Some((record.0, record.1, record.2, now));
+                now
+            }
+        };
+        let duration = Duration::from_secs(u64::try_from(record.2).unwrap_or(0));
+        now.saturating_duration_since(since) >= duration
+    }
 }
 
 fn spec_for(cfg: &LeaseConfig, transitions: i32, acquired: Option<MicroTime>) -> LeaseSpec {
@@ -61,6 +93,7 @@ fn spec_for(cfg: &LeaseConfig, transitions: i32, acquired: Option<MicroTime>) ->
 pub async fn try_acquire(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
+    observed: &mut Observed,
     metrics: &Metrics,
 ) -> Result<bool, kube::Error> {
     match api.get_opt(&cfg.name).await? {
@@ -85,7 +118,7 @@ pub async fn try_acquire(
         Some(mut lease) => {
             let spec = lease.spec.clone().unwrap_or_default();
             let mine = spec.holder_identity.as_deref() == Some(cfg.identity.as_str());
-            if !mine && !expired(&lease, jiff::Timestamp::now()) {
+            if !mine && !observed.expired(&spec, Instant::now()) {
                 return Ok(false);
             }
             let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
@@ -114,8 +147,9 @@ pub async fn try_acquire(
 /// Waits until this process holds the lease.
 pub async fn acquire(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let mut observed = Observed::default();
     loop {
-        match try_acquire(&api, cfg, metrics).await {
+        match try_acquire(&api, cfg, &mut observed, metrics).await {
             Ok(true) => {
                 tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became leader");
                 metrics.leader.with_label_values(&[&cfg.identity]).set(1);
@@ -131,11 +165,12 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
 /// Renews the lease while leading; returns when leadership is lost (not renewed in time).
 pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
-    let mut last_renewed = tokio::time::Instant::now();
+    let mut last_renewed = Instant::now();
+    let mut observed = Observed::default();
     loop {
         tokio::time::sleep(cfg.renew_every).await;
-        match try_acquire(&api, cfg, metrics).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
+        match try_acquire(&api, cfg, &mut observed, metrics).await {
+            Ok(true) => last_renewed = Instant::now(),
             Ok(false) => {
                 tracing::error!(identity = %cfg.identity, "lost the leader lease to another process");
                 break;
@@ -168,5 +203,44 @@ pub async fn release(client: &Client, cfg: &LeaseConfig) {
             spec.renew_time = None;
         }
         let _ = api.replace(&cfg.name, &PostParams::default(), &lease).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: Option<&str>, renewed_second: Option<i64>) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_string),
+            lease_duration_seconds: Some(15),
+            renew_time: renewed_second
+                .map(|s| MicroTime(jiff::Timestamp::from_second(s).expect("time"))),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_lease_expires_after_its_duration_unchanged_on_the_local_clock() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut observed = Observed::default();
+        // The holder's clock is far behind ours: its renewal time says nothing to us.
+        let renewed = spec(Some("a"), Some(0));
+        assert!(!observed.expired(&renewed, at(0)), "first seen now");
+        assert!(!observed.expired(&renewed, at(14)));
+        // Renewed: the wait starts again.
+        let renewed_again = spec(Some("a"), Some(5));
+        assert!(!observed.expired(&renewed_again, at(14)));
+        assert!(!observed.expired(&renewed_again, at(28)));
+        assert!(observed.expired(&renewed_again, at(29)));
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut observed = Observed::default();
+        let now = Instant::now();
+        assert!(observed.expired(&spec(None, Some(0)), now));
+        assert!(observed.expired(&spec(Some("a"), None), now));
     }
 }
