@@ -16,7 +16,7 @@ use crate::commercial::{
 };
 use crate::duration::parse_duration;
 use crate::generated::UsageSpec;
-use crate::tenancy::{HostingComponentSpec, TenantSpec, WorkplacePackageSpec};
+use crate::tenancy::{HostingComponent, HostingComponentSpec, TenantSpec, WorkplacePackageSpec};
 use crate::window::{Monitoring, Window};
 
 /// One problem with one field; `path` is relative to the object, e.g. `spec.serviceHours[0]`.
@@ -162,6 +162,29 @@ fn is_dns_label(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// A DNS-1035 label: what a Service's name must be — a DNS label that starts with a letter.
+fn is_dns_1035_label(s: &str) -> bool {
+    is_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// A HostingComponent whole: its spec, and the name of a hosted one, which names its
+/// Deployment, Service and disruption budget — so it must be a DNS-1035 label, or the API
+/// server refuses the Service (a name such as `2fa`) on every try.
+pub fn hosting_component(component: &HostingComponent) -> Vec<FieldError> {
+    let mut errors = component.spec.validate();
+    let name = component.metadata.name.as_deref().unwrap_or_default();
+    if component.spec.hosted.is_some() && !is_dns_1035_label(name) {
+        errors.push(FieldError {
+            path: "metadata.name".into(),
+            message: format!(
+                "{name:?} cannot name a hosted component's Service: at most 63 lowercase \
+                 letters, digits and '-', starting with a letter and ending with a letter or digit"
+            ),
+        });
+    }
+    errors
 }
 
 /// An http(s) URL with a host; the prober's address checks come on top of this.

@@ -503,12 +503,40 @@ async fn operator_end_to_end() {
         "Tholen's namespace is not deleted with the copycat"
     );
 
-    // A child the API server refuses (a Service must be named like a DNS-1035 label, a letter
-    // first): the tenant is Stalled with the server's message, not retried every few seconds
-    // in silence; without the component it is Ready again.
-    let refused = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: 2fa, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/2fa:1.0\", port: 8080, healthPath: /healthz}}\n";
+    // A hosted component whose name cannot name a Service (DNS-1035: a letter first) is
+    // refused by regie itself, the field named; the rest of its tenant is untouched.
+    let misnamed = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: 2fa, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/2fa:1.0\", port: 8080, healthPath: /healthz}}\n";
+    let f = work.path().join("misnamed.yaml");
+    std::fs::write(&f, misnamed).expect("write");
+    cluster
+        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .expect("apply");
+    let moerdijk_comps = comps_in(&client, "tenant-moerdijk");
+    eventually("2fa Stalled by its name", WAIT, || {
+        let api = moerdijk_comps.clone();
+        async move {
+            let c = api.get("2fa").await?;
+            let st = c.status.unwrap_or_default();
+            Ok(find(&st.conditions, STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "InvalidSpec"
+                    && c.message.contains("metadata.name: \"2fa\" cannot name")
+            }))
+        }
+    })
+    .await
+    .expect("a misnamed component is Stalled, the field named");
+    moerdijk_comps
+        .delete("2fa", &DeleteParams::default())
+        .await
+        .expect("delete 2fa");
+
+    // A child the API server refuses (here a platform team's quota allows no more Services):
+    // the tenant is Stalled with the server's message, not retried every few seconds in
+    // silence; without the component it is Ready again.
+    let frozen = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: platform-freeze, namespace: tenant-moerdijk}\nspec: {hard: {services: \"0\"}}\n---\napiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: intake, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/intake:1.0\", port: 8080, healthPath: /healthz}}\n";
     let f = work.path().join("refused.yaml");
-    std::fs::write(&f, refused).expect("write");
+    std::fs::write(&f, frozen).expect("write");
     cluster
         .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
         .expect("apply");
@@ -522,19 +550,28 @@ async fn operator_end_to_end() {
                 c.status == "True"
                     && c.reason == "ApplyRejected"
                     && c.message
-                        .contains("Service tenant-moerdijk/2fa refused by the API server")
+                        .contains("Service tenant-moerdijk/intake refused by the API server")
             }))
         }
     })
     .await
     .expect("a refused child stalls its tenant with the server's message");
-    comps_in(&client, "tenant-moerdijk")
-        .delete("2fa", &DeleteParams::default())
+    moerdijk_comps
+        .delete("intake", &DeleteParams::default())
         .await
-        .expect("delete 2fa");
+        .expect("delete intake");
     tenants_ready(&client, &["moerdijk"], WAIT)
         .await
         .expect("moerdijk Ready without the refused component");
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            "tenant-moerdijk",
+            "delete",
+            "resourcequota",
+            "platform-freeze",
+        ])
+        .expect("the foreign quota, which regie left alone, deleted");
 
     // 6. Restart: a full resync of an unchanged world writes nothing.
     tenants_ready(&client, &ALL, WAIT)

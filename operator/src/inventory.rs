@@ -183,7 +183,7 @@ impl Inventory {
             push(
                 &c.source,
                 ident("HostingComponent", o.namespace().as_deref(), &o.name_any()),
-                o.spec.validate(),
+                regie_crds::validate::hosting_component(o),
             );
         }
         for p in &self.price_lists {

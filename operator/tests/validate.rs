@@ -117,6 +117,30 @@ fn malformed_quantities() {
 }
 
 #[test]
+fn a_hosted_components_name_must_name_a_service() {
+    let component = |name: &str, kind: &str| {
+        format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: \"{name}\", namespace: tenant-tholen}}\nspec: {{class: applicationHosting, {kind}}}\n"
+        )
+    };
+    let hosted = "hosted: {image: \"registry.example/app:1.0\", port: 8080, healthPath: /healthz}";
+    let p = one(&component("2fa", hosted));
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: HostingComponent/tenant-tholen/2fa: metadata.name: \"2fa\" cannot name a hosted component's Service: at most 63 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
+    );
+    let long = format!("a{}", "b".repeat(63));
+    assert!(one(&component(&long, hosted)).contains("metadata.name"));
+    // A SaaS component names no Service.
+    let saas = "saas: {url: \"https://saas.example.nl/\"}";
+    assert_eq!(problems_with(&component("2fa", saas)), Vec::<String>::new());
+    assert_eq!(
+        problems_with(&component("fa2-x", hosted)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn malformed_amounts() {
     let p = one(
         "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: bad}\nspec: {amount: \"12,50\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: equalShares}\n",

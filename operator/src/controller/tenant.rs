@@ -176,7 +176,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     let mut plans = Vec::new();
     for c in components {
         let level = desired::component_level(&tenant, &c).to_string();
-        let errors = c.spec.validate();
+        let errors = regie_crds::validate::hosting_component(&c);
         let outcome = if !errors.is_empty() {
             Err(Stall {
                 reason: "InvalidSpec",
