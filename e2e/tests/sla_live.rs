@@ -1,17 +1,20 @@
 //! The SLA prober inside `regie run`, end to end: a control plane of its own, a ServiceLevel
 //! probing every second around the clock with daily KPI reports, one tenant with SaaS components
-//! on a loopback target server (healthy, failing, two flapping, hanging) and one whose URL is a
-//! cloud-metadata address. The outcomes must reach the components' conditions, `/metrics`, the
+//! on a loopback target server (healthy, failing, two flapping, hanging), one whose URL is a
+//! cloud-metadata address and one whose name resolves to it until it moves to the server. The outcomes must reach the components' conditions, `/metrics`, the
 //! tenant's month-to-date `SlaReport` and its day's `SlaReport`; flapping targets must not write
 //! on every probe; a restarted operator goes on from the stored reports.
 
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use kube::Client;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
-use regie::controller::Options;
-use regie::sla::target::ProbePolicy;
+use regie::controller::{Options, ProbeLookup};
+use regie::sla::target::{Lookup, ProbePolicy, SystemLookup};
 use regie_crds::generated::ComponentCompliance;
 use regie_crds::status::{AVAILABLE, STALLED, find};
 use regie_crds::{HostingComponent, SlaReport};
@@ -54,6 +57,22 @@ spec:
   membership:
     joined: "2024-01-01"
 "#;
+
+/// The one host name this test plays DNS for; its address is the test's to move.
+const MOVED: &str = "moved.example";
+
+/// The system's resolver, but for [`MOVED`], which resolves wherever the test says.
+struct MovingLookup(Arc<Mutex<Vec<IpAddr>>>);
+
+impl Lookup for MovingLookup {
+    fn lookup(&self, name: String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+        if name == MOVED {
+            let ips = self.0.lock().expect("lock").clone();
+            return Box::pin(async move { Ok(ips) });
+        }
+        SystemLookup.lookup(name)
+    }
+}
 
 fn component(name: &str, url: &str) -> String {
     format!(
@@ -157,11 +176,15 @@ async fn sla_prober_live() {
     let cluster = TestCluster::start().expect("control plane");
     let client = cluster.client().await.expect("client");
     let dir = tempfile::tempdir().expect("tempdir");
+    let metadata: IpAddr = "169.254.169.254".parse().expect("address");
+    let moved_to = Arc::new(Mutex::new(vec![metadata]));
+    let lookup = ProbeLookup(Arc::new(MovingLookup(moved_to.clone())));
     let options = || Options {
         probe_policy: ProbePolicy {
             allow_loopback: true,
             ..ProbePolicy::default()
         },
+        probe_lookup: Some(lookup.clone()),
         ..Options::default()
     };
     let op = RunningOperator::start(client.clone(), options(), None);
@@ -181,6 +204,10 @@ async fn sla_prober_live() {
         component("flapping-too", &targets.url("/flapping?pattern=10&too")),
         component("hanging", &targets.url("/hanging")),
         component("refused", "http://169.254.169.254/latest/meta-data"),
+        component(
+            "moved",
+            &format!("http://{MOVED}:{}/healthy", targets.addr().port()),
+        ),
     ]
     .concat();
     apply(&cluster, dir.path(), "components.yaml", &components);
@@ -232,6 +259,38 @@ async fn sla_prober_live() {
         0,
         "the refused target is never contacted (and is not on this server anyway)"
     );
+
+    // A name that resolves to a refused address stalls its component, and is looked up again
+    // at every probe: once it resolves to the target server, the component is probed.
+    eventually(
+        "moved: Stalled while its name resolves to 169.254.169.254",
+        WAIT,
+        || {
+            let api = api.clone();
+            async move {
+                let got = condition(&api, "moved", STALLED).await?;
+                Ok(got.is_some_and(|(status, reason, message)| {
+                    status == "True"
+                        && reason == "ProbeTargetRefused"
+                        && message.contains("\"moved.example\" resolves to a refused address")
+                }))
+            }
+        },
+    )
+    .await
+    .expect("a name resolving to a refused address stalls the component");
+    *moved_to.lock().expect("lock") = vec![IpAddr::from([127, 0, 0, 1])];
+    eventually("moved: probed once its name moved", WAIT, || {
+        let api = api.clone();
+        async move {
+            let stalled = condition(&api, "moved", STALLED).await?;
+            let available = condition(&api, "moved", AVAILABLE).await?;
+            Ok(stalled.is_none_or(|s| s.0 == "False")
+                && available.is_some_and(|a| a.0 == "True" && a.1 == "ProbeSucceeded"))
+        }
+    })
+    .await
+    .expect("the component is freed and probed");
 
     // Metrics: a regie_probe_success series per probed component, none for the refused one.
     let metrics = op.metrics.render();

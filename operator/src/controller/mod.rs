@@ -257,6 +257,18 @@ pub struct Options {
     pub invoice_part: usize,
     /// Where usage and final invoices go; none delivers nothing.
     pub billing: Option<delivery::Config>,
+    /// How the prober resolves host names; none is the system's resolver (tests play DNS).
+    pub probe_lookup: Option<ProbeLookup>,
+}
+
+/// A name lookup for the prober, in [`Options`].
+#[derive(Clone)]
+pub struct ProbeLookup(pub Arc<dyn crate::sla::target::Lookup>);
+
+impl std::fmt::Debug for ProbeLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProbeLookup(..)")
+    }
 }
 
 impl Default for Options {
@@ -273,6 +285,7 @@ impl Default for Options {
             invoice_interval: Duration::from_secs(120),
             invoice_part: invoicing::TENANTS_PER_PART,
             billing: None,
+            probe_lookup: None,
         }
     }
 }
@@ -402,14 +415,17 @@ pub async fn run(
     let kinds = children::child_kinds(&pdb);
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (levels, levels_writer) = reflector::store();
-    let (probes, probe_events) =
-        match probing::Probes::start(options.probe_policy.clone(), &metrics) {
-            Ok((p, events)) => (Some(p), Some(events)),
-            Err(e) => {
-                tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
-                (None, None)
-            }
-        };
+    let (probes, probe_events) = match probing::Probes::start(
+        options.probe_policy.clone(),
+        options.probe_lookup.as_ref().map(|l| l.0.clone()),
+        &metrics,
+    ) {
+        Ok((p, events)) => (Some(p), Some(events)),
+        Err(e) => {
+            tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
+            (None, None)
+        }
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         &options,
@@ -430,7 +446,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(events) = probe_events {
-        tasks.spawn(probing::consume(ctx.clone(), events));
+        tasks.spawn(probing::consume(ctx.clone(), events, trigger_tx.clone()));
     }
     for kind in kinds {
         tasks.spawn(children::watch_kind(

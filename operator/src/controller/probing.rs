@@ -51,7 +51,7 @@ use regie_crds::status::{self, AVAILABLE};
 use regie_crds::{HostingComponent, SlaReport, SlaReportSpec, Tenant};
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::Context;
 use super::activity::DEFER_AT_MOST;
@@ -61,10 +61,10 @@ use crate::sla::calendar::{self, Interval, Period};
 use crate::sla::compliance::Sample;
 use crate::sla::history::{History, periods_at};
 use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges};
-use crate::sla::prober::{ProbeResult, Prober, ProberConfig};
+use crate::sla::prober::{ProbeResult, Prober, ProberConfig, SystemClock};
 use crate::sla::report::{ComponentReport, TenantReport};
 use crate::sla::scheduler::{ProbeEvent, ScheduleError, Scheduler, SchedulerConfig};
-use crate::sla::target::{ProbePolicy, TargetLabels, component_key, component_target};
+use crate::sla::target::{Lookup, ProbePolicy, TargetLabels, component_key, component_target};
 use crate::tier::Tier;
 
 /// The reason of the `Stalled` condition of a component whose probe target is refused.
@@ -162,6 +162,11 @@ struct State {
     stored: HashMap<String, (Option<SlaReportStatus>, Instant)>,
     /// Since when report writes have waited for the reconciles to pause (None: not waiting).
     deferring_since: Option<Instant>,
+    /// Components whose last probe was refused when their host name resolved (to a private,
+    /// loopback or metadata address the policy refuses), with the refusal: the component is
+    /// Stalled until a probe gets through. Kept apart from `tracked`: it is almost always
+    /// empty.
+    refused_when_resolved: HashMap<Arc<str>, String>,
 }
 
 impl State {
@@ -216,6 +221,7 @@ impl State {
 
     /// Stops following `key`; whether it was followed.
     fn untrack(&mut self, key: &str) -> bool {
+        self.refused_when_resolved.remove(key);
         let Some(t) = self.tracked.remove(key) else {
             return false;
         };
@@ -355,12 +361,17 @@ impl Probes {
     /// operator's registry. The events go to [`consume`].
     pub fn start(
         policy: ProbePolicy,
+        lookup: Option<Arc<dyn Lookup>>,
         metrics: &Metrics,
     ) -> anyhow::Result<(Probes, UnboundedReceiver<ProbeEvent>)> {
-        let prober = Prober::new(ProberConfig {
+        let config = ProberConfig {
             policy,
             ..ProberConfig::default()
-        })?;
+        };
+        let prober = match lookup {
+            Some(lookup) => Prober::with_parts(config, Arc::new(SystemClock), lookup)?,
+            None => Prober::new(config)?,
+        };
         let state: Arc<Mutex<State>> = Arc::default();
         let probe_metrics = match ProbeMetrics::register(&metrics.registry) {
             Ok(m) => {
@@ -409,8 +420,10 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Keeps the probe target of one component in step with its plan: probed at its tier when the
-/// plan is good (`tier` given), not probed when it is stalled. A refused target is the
-/// component's stall: it is never probed.
+/// plan is good (`tier` given), not probed when it is stalled. A target refused as written (an
+/// address or name the policy refuses) is the component's stall: it is never probed. One whose
+/// name resolved to a refused address at its last probe stalls it too, and is probed again
+/// every interval: names move.
 pub fn sync_component(
     ctx: &Context,
     tenant: &Tenant,
@@ -471,7 +484,11 @@ pub fn sync_component(
     t.relabel(labels);
     t.saas = component.spec.saas.is_some();
     t.tier = tier;
-    None
+    // Still probed every interval: the name may come to resolve elsewhere.
+    state.refused_when_resolved.get(&*key).map(|refusal| Stall {
+        reason: REFUSED,
+        message: format!("{refusal}; tried again every probe interval"),
+    })
 }
 
 /// Stops probing the components of `tenant` that are not in `keep` (deleted components, or all
@@ -497,7 +514,11 @@ pub fn retain<'a>(
 }
 
 /// The consumer of the scheduler's events, until the channel closes.
-pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent>) {
+pub async fn consume(
+    ctx: Arc<Context>,
+    mut events: UnboundedReceiver<ProbeEvent>,
+    reconcile: UnboundedSender<String>,
+) {
     let Some(probes) = ctx.probes.clone() else {
         return;
     };
@@ -516,7 +537,7 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
         let until = tokio::time::Instant::from_std(deferred_until.unwrap_or_else(Instant::now));
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => handle(&ctx, &probes, ev).await,
+                Some(ev) => handle(&ctx, &probes, &reconcile, ev).await,
                 None => break,
             },
             // Reports held back by reconciles go as soon as those pause.
@@ -556,7 +577,14 @@ pub async fn consume(ctx: Arc<Context>, mut events: UnboundedReceiver<ProbeEvent
     }
 }
 
-async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
+/// A probe's result: its sample into the component's history and metrics; a refusal, or the
+/// end of one, to the component's tenant, whose reconcile stalls the component or frees it.
+async fn handle(
+    ctx: &Context,
+    probes: &Probes,
+    reconcile: &UnboundedSender<String>,
+    ev: ProbeEvent,
+) {
     probes.metrics.observe(&ev);
     let ProbeEvent::Probed(report) = ev else {
         return;
@@ -564,10 +592,35 @@ async fn handle(ctx: &Context, probes: &Probes, ev: ProbeEvent) {
     probes
         .lock()
         .count(&report.key, &report.target.labels, &report.result);
+    let tenant = &report.target.labels.tenant;
     let outcome = match &report.result {
-        ProbeResult::Probed(o) => o.clone(),
+        ProbeResult::Probed(o) => {
+            let was_refused = probes
+                .lock()
+                .refused_when_resolved
+                .remove(&*report.key)
+                .is_some();
+            if was_refused {
+                tracing::info!(component = %report.key, "probe target no longer refused");
+                let _ = reconcile.send(tenant.to_string());
+            }
+            o.clone()
+        }
         ProbeResult::Refused(r) => {
-            tracing::warn!(component = %report.key, reason = %r, "probe refused");
+            let refusal = r.to_string();
+            let news = {
+                let mut state = probes.lock();
+                // A refusal of a target removed since says nothing.
+                state.tracked.contains_key(&*report.key)
+                    && state
+                        .refused_when_resolved
+                        .insert(report.key.clone(), refusal.clone())
+                        .is_none_or(|before| before != refusal)
+            };
+            if news {
+                tracing::warn!(component = %report.key, reason = %refusal, "probe refused");
+                let _ = reconcile.send(tenant.to_string());
+            }
             return;
         }
         ProbeResult::Skipped(_) => return,

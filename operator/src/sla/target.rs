@@ -186,8 +186,8 @@ enum Class {
 }
 
 /// The IPv4 address an IPv6 address carries, where it is one in disguise: mapped
-/// (`::ffff:a.b.c.d`), the deprecated compatible form (`::a.b.c.d`), NAT64 (`64:ff9b::/96`)
-/// and 6to4 (`2002::/16`).
+/// (`::ffff:a.b.c.d`), the deprecated compatible form (`::a.b.c.d`), NAT64 (`64:ff9b::/96`),
+/// 6to4 (`2002::/16`) and Teredo (`2001::/32`, whose client address is stored inverted).
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
@@ -207,6 +207,9 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
             (s[2] >> 8) as u8,
             s[2] as u8,
         ));
+    }
+    if s[..2] == [0x2001, 0] {
+        return Some(Ipv4Addr::from(!u32::from(tail)));
     }
     None
 }
@@ -234,7 +237,12 @@ fn classify(ip: IpAddr) -> Class {
             } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
                 // AWS's IPv6 instance metadata endpoint, inside the unique-local range.
                 Class::Forbidden(METADATA_ADDRESS)
-            } else if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
+            } else if s[0] & 0xfe00 == 0xfc00
+                || s[0] & 0xffc0 == 0xfec0
+                // The local-use NAT64 prefix (RFC 8215): where it leads is the local
+                // translator's choice, so it is judged as private.
+                || s[..3] == [0x64, 0xff9b, 1]
+            {
                 Class::Private
             } else {
                 Class::Public
@@ -715,11 +723,19 @@ mod tests {
             "http://[::169.254.169.254]/",
             "http://[64:ff9b::169.254.169.254]/",
             "http://[2002:a9fe:a9fe::1]/",
+            // Teredo: server 192.0.2.1, client 169.254.169.254 inverted (5601:5601).
+            "http://[2001:0:c000:201::5601:5601]/",
         ] {
             assert!(refused(&p, s).contains("link-local"), "{s}");
         }
         assert!(refused(&p, "http://[::ffff:127.0.0.1]/").contains("loopback"));
         allowed(&p, "http://[::ffff:10.0.0.1]/");
+        let strict = ProbePolicy {
+            allow_private: false,
+            ..ProbePolicy::default()
+        };
+        assert!(refused(&strict, "http://[64:ff9b:1::a00:1]/").contains("allowPrivate: false"));
+        allowed(&strict, "http://[2a00:1450:4001::1]/");
     }
 
     #[test]
