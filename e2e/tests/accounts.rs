@@ -13,8 +13,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use regie::controller::Options;
 use regie::sla::target::ProbePolicy;
 use regie_crds::generated::Segment;
@@ -368,5 +369,80 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     let segs = segments(&client).await.expect("segments");
     assert_eq!(segs.len(), after.len() + 1, "{segs:#?}");
     assert_eq!(segs.last().and_then(standard), Some(140));
+
+    // A ledger edited by hand into one that cannot be read: regie writes nothing over it and a
+    // Warning event on the tenant says why; repaired, the next change is recorded.
+    let usages: Api<Usage> = Api::all(client.clone());
+    let usage = usages
+        .list(&ListParams::default())
+        .await
+        .expect("usages")
+        .items
+        .into_iter()
+        .filter(|u| u.spec.tenant == TENANT)
+        .max_by(|a, b| a.spec.period.cmp(&b.spec.period))
+        .expect("the tenant's Usage");
+    let name = usage.metadata.name.clone().expect("name");
+    let mut broken = segs.clone();
+    broken[0].to = Some("2000-01-01T00:00:00+01:00".into());
+    let set_segments = |segments: Vec<Segment>| {
+        let usages = usages.clone();
+        let name = name.clone();
+        async move {
+            usages
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"status": {"segments": segments}})),
+                )
+                .await
+                .expect("status patched");
+        }
+    };
+    set_segments(broken.clone()).await;
+    dir_service.accounts.store(160, Ordering::Relaxed);
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let about = format!("Usage {name}");
+    eventually(
+        "a UsageLedgerUnreadable Warning on the tenant",
+        WAIT,
+        || {
+            let events = events.clone();
+            let about = about.clone();
+            async move {
+                Ok(events
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some("UsageLedgerUnreadable")
+                            && e.type_.as_deref() == Some("Warning")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(TENANT)
+                            && e.note
+                                .as_deref()
+                                .is_some_and(|n| n.contains(&about) && n.contains("ends ("))
+                    }))
+            }
+        },
+    )
+    .await
+    .expect("the unreadable ledger is reported");
+    assert_eq!(
+        segments(&client).await.expect("segments"),
+        broken,
+        "nothing is written over a ledger regie cannot read"
+    );
+    set_segments(segs.clone()).await;
+    dir_service.accounts.store(170, Ordering::Relaxed);
+    eventually("170 recorded in the repaired ledger", WAIT, || {
+        let client = client.clone();
+        async move {
+            let now = segments(&client).await?;
+            Ok(now.last().and_then(standard) == Some(170))
+        }
+    })
+    .await
+    .expect("recorded after the repair");
     op.stop().await.expect("stop");
 }

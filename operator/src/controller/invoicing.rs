@@ -1180,7 +1180,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                     Scope::Leaving(t) => x.name() == t,
                 });
                 for t in regarding.filter_map(|t| t.object()) {
-                    warn(ctx, &t, &message).await;
+                    warn(ctx, &t, "InvoicingFailed", "Invoice", &message).await;
                 }
                 *last_error = Some(message);
             }
@@ -1532,12 +1532,19 @@ fn carried_over(
     Ok(Some(u))
 }
 
-async fn warn(ctx: &Context, tenant: &Tenant, message: &str) {
+/// A Warning event about `tenant`: billing's problems that no status of the tenant's carries.
+pub(super) async fn warn(
+    ctx: &Context,
+    tenant: &Tenant,
+    reason: &str,
+    action: &str,
+    message: &str,
+) {
     let event = KEvent {
         type_: EventType::Warning,
-        reason: "InvoicingFailed".into(),
+        reason: reason.into(),
         note: Some(message.chars().take(1000).collect()),
-        action: "Invoice".into(),
+        action: action.into(),
         secondary: None,
     };
     let mut regarding = tenant.object_ref(&());

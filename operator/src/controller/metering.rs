@@ -165,8 +165,16 @@ pub async fn record(
     // the API server). Only absence is taken from the cache, never a ledger's content, which may
     // lag this process's own last write; if the ledger was created meanwhile, it is read and
     // recorded again.
-    if ledger.record(state, now, true).await? == Outcome::Raced {
-        ledger.record(state, now, false).await?;
+    let mut outcome = ledger.record(state, now, true).await?;
+    if outcome == Outcome::Raced {
+        outcome = ledger.record(state, now, false).await?;
+    }
+    if let Outcome::Unreadable(message) = outcome {
+        // Not remembered: the tenant's next reconcile (a change, or the resync) reads the ledger
+        // again, and records the state once the ledger is repaired.
+        tracing::error!(tenant = %name, error = %message, "usage ledger unreadable; not recording");
+        super::invoicing::warn(ctx, tenant, "UsageLedgerUnreadable", "Meter", &message).await;
+        return Ok(());
     }
     ctx.metered.remember(&name, month, fingerprint);
     Ok(())
@@ -178,6 +186,8 @@ enum Outcome {
     Done,
     /// The ledger was to be created, but exists: nothing was written.
     Raced,
+    /// The stored ledger cannot be read (someone edited it): nothing was written.
+    Unreadable(String),
 }
 
 /// One tenant's ledger of one month.
@@ -241,8 +251,11 @@ impl Ledger<'_> {
         let changed = match ledger::record(&mut segments, state, now, cal) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(tenant = %self.tenant, error = %e, "usage ledger unreadable; not recording");
-                return Ok(Outcome::Done);
+                return Ok(Outcome::Unreadable(format!(
+                    "Usage {}: its status.segments cannot be read ({e}); the tenant's usage is \
+                     not recorded in it until it is repaired or removed",
+                    usage_name(self.tenant, month)
+                )));
             }
         };
         if changed || current.is_none() {
