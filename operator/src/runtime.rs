@@ -284,9 +284,8 @@ pub async fn operate(
         let metrics = metrics.clone();
         AbortOnDrop(tokio::spawn(async move {
             leader::hold(&client, &lease, &metrics).await;
+            // Seen by receivers after the sender is gone too: they look at the value first.
             let _ = lost_tx.send(true);
-            // Kept open: the receivers wait on it.
-            std::future::pending::<()>().await;
         }))
     });
     let lost = Arc::new(AtomicBool::new(false));

@@ -192,7 +192,6 @@ pub async fn warn_on_failure(
     old: &[regie_crds::status::Condition],
     new: &[regie_crds::status::Condition],
 ) {
-    use kube::Resource;
     use regie_crds::status::find;
     let failing = |c: &[regie_crds::status::Condition]| {
         find(c, CONDITION)
@@ -205,17 +204,7 @@ pub async fn warn_on_failure(
     if failing(old).is_some_and(|(r, _)| r == reason) {
         return;
     }
-    let event = kube::runtime::events::Event {
-        type_: kube::runtime::events::EventType::Warning,
-        reason,
-        note: Some(message.chars().take(1000).collect()),
-        action: "MeasureAccounts".into(),
-        secondary: None,
-    };
-    match ctx.recorder.publish(&event, &p.object_ref(&())).await {
-        Ok(()) => ctx.metrics.write("create", "Event"),
-        Err(e) => tracing::warn!(error = %e, "cannot publish event"),
-    }
+    ctx.warn(p, &reason, "MeasureAccounts", &message).await;
 }
 
 /// The interval and timeout a source asks for (validation has already checked them).

@@ -49,7 +49,6 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
-use kube::runtime::events::{Event as KEvent, EventType};
 use kube::{Client, Resource, ResourceExt};
 use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState, UsageSpec};
 use regie_crds::tenancy::InvoicingPeriod;
@@ -1180,7 +1179,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                     Scope::Leaving(t) => x.name() == t,
                 });
                 for t in regarding.filter_map(|t| t.object()) {
-                    warn(ctx, &t, "InvoicingFailed", "Invoice", &message).await;
+                    ctx.warn(&t, "InvoicingFailed", "Invoice", &message).await;
                 }
                 *last_error = Some(message);
             }
@@ -1530,31 +1529,6 @@ fn carried_over(
         ..Default::default()
     });
     Ok(Some(u))
-}
-
-/// A Warning event about `tenant`: billing's problems that no status of the tenant's carries.
-pub(super) async fn warn(
-    ctx: &Context,
-    tenant: &Tenant,
-    reason: &str,
-    action: &str,
-    message: &str,
-) {
-    let event = KEvent {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(message.chars().take(1000).collect()),
-        action: action.into(),
-        secondary: None,
-    };
-    let mut regarding = tenant.object_ref(&());
-    if regarding.namespace.is_none() {
-        regarding.namespace = Some("default".into());
-    }
-    match ctx.recorder.publish(&event, &regarding).await {
-        Ok(()) => ctx.metrics.write("create", "Event"),
-        Err(e) => tracing::warn!(error = %e, "cannot publish event"),
-    }
 }
 
 fn new_object(name: &str, spec: InvoiceSpec) -> InvoiceObject {

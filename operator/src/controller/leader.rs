@@ -43,10 +43,13 @@ impl LeaseConfig {
     }
 }
 
+/// What of a lease record tells a renewal: holder, renewal time, duration in seconds.
+type Record = (Option<String>, Option<MicroTime>, i32);
+
 /// The lease record as a standby last saw it change, and when (on this process's clock).
 #[derive(Debug, Default)]
 pub struct Observed {
-    last: Option<(Option<String>, Option<MicroTime>, i32, Instant)>,
+    last: Option<(Record, Instant)>,
 }
 
 impl Observed {
@@ -56,24 +59,17 @@ impl Observed {
         if spec.holder_identity.is_none() || spec.renew_time.is_none() {
             return true;
         }
-        let record = (
-            spec.holder_identity.clone(),
-            spec.renew_time.clone(),
-            spec.lease_duration_seconds.unwrap_or(15),
-        );
+        let secs = spec.lease_duration_seconds.unwrap_or(15);
+        let record: Record = (spec.holder_identity.clone(), spec.renew_time.clone(), secs);
         let since = match &self.last {
-            Some((holder, renewed, secs, since))
-                if (holder, renewed, secs) == (&record.0, &record.1, &record.2) =>
-            {
-                *since
-            }
+            Some((seen, since)) if *seen == record => *since,
             _ => {
-                self.last = Some((record.0, record.1, record.2, now));
+                self.last = Some((record, now));
                 now
             }
         };
-        let duration = Duration::from_secs(u64::try_from(record.2).unwrap_or(0));
-        now.saturating_duration_since(since) >= duration
+        now.saturating_duration_since(since)
+            >= Duration::from_secs(u64::try_from(secs).unwrap_or(0))
     }
 }
 

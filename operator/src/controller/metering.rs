@@ -173,7 +173,8 @@ pub async fn record(
         // Not remembered: the tenant's next reconcile (a change, or the resync) reads the ledger
         // again, and records the state once the ledger is repaired.
         tracing::error!(tenant = %name, error = %message, "usage ledger unreadable; not recording");
-        super::invoicing::warn(ctx, tenant, "UsageLedgerUnreadable", "Meter", &message).await;
+        ctx.warn(tenant, "UsageLedgerUnreadable", "Meter", &message)
+            .await;
         return Ok(());
     }
     ctx.metered.remember(&name, month, fingerprint);

@@ -115,6 +115,33 @@ impl Placement {
 }
 
 impl Context {
+    /// Publishes a Warning event about `obj` (its note cut to 1,000 characters), counted as a
+    /// write; a failure to publish is logged, never the caller's error.
+    pub async fn warn<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        action: &str,
+        message: &str,
+    ) {
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: reason.into(),
+            note: Some(message.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        let mut regarding = obj.object_ref(&());
+        // Events of cluster-scoped objects live in `default`; v1.20 insists the reference says so.
+        if regarding.namespace.is_none() {
+            regarding.namespace = Some("default".into());
+        }
+        match self.recorder.publish(&event, &regarding).await {
+            Ok(()) => self.metrics.write("create", "Event"),
+            Err(e) => tracing::warn!(error = %e, "cannot publish event"),
+        }
+    }
+
     /// A controller's shared state before its watches start: every cache and the child index
     /// empty and not yet listed. [`run`] builds its own this way; so do tests that drive one
     /// step of it against a real API server.

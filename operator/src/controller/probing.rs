@@ -64,7 +64,9 @@ use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig, SystemClock};
 use crate::sla::report::{ComponentReport, TenantReport};
 use crate::sla::scheduler::{ProbeEvent, ScheduleError, Scheduler, SchedulerConfig};
-use crate::sla::target::{Lookup, ProbePolicy, TargetLabels, component_key, component_target};
+use crate::sla::target::{
+    Lookup, ProbePolicy, SystemLookup, TargetLabels, component_key, component_target,
+};
 use crate::tier::Tier;
 
 /// The reason of the `Stalled` condition of a component whose probe target is refused.
@@ -368,10 +370,8 @@ impl Probes {
             policy,
             ..ProberConfig::default()
         };
-        let prober = match lookup {
-            Some(lookup) => Prober::with_parts(config, Arc::new(SystemClock), lookup)?,
-            None => Prober::new(config)?,
-        };
+        let lookup = lookup.unwrap_or_else(|| Arc::new(SystemLookup));
+        let prober = Prober::with_parts(config, Arc::new(SystemClock), lookup)?;
         let state: Arc<Mutex<State>> = Arc::default();
         let probe_metrics = match ProbeMetrics::register(&metrics.registry) {
             Ok(m) => {

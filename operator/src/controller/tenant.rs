@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KEvent, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use regie_crds::status::Condition;
@@ -695,22 +694,7 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     if was == Some((&now.reason, &now.message)) {
         return;
     }
-    let event = KEvent {
-        type_: EventType::Warning,
-        reason: now.reason.to_string(),
-        note: Some(now.message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let mut regarding = obj.object_ref(&());
-    // Events of cluster-scoped objects live in `default`; v1.20 insists the reference says so.
-    if regarding.namespace.is_none() {
-        regarding.namespace = Some("default".into());
-    }
-    match ctx.recorder.publish(&event, &regarding).await {
-        Ok(()) => ctx.metrics.write("create", "Event"),
-        Err(e) => tracing::warn!(error = %e, "cannot publish event"),
-    }
+    ctx.warn(obj, &now.reason, "Reconcile", &now.message).await;
 }
 
 async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
