@@ -739,7 +739,8 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let all = json!({
         "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "extraArgs": ["--concurrency=8"],
-        "operator": {"logFormat": "json", "logLevel": "debug", "allowedNamespaces": ["monitoring", "ingress-nginx", "observability"], "mallocTunables": ""},
+        "operator": {"logFormat": "json", "logLevel": "debug", "allowedNamespaces": ["monitoring", "ingress-nginx", "observability"], "mallocTunables": "",
+            "probes": {"allowCidrs": ["10.20.0.0/16", "fd00:20::/32"], "denyCidrs": ["10.20.9.0/24"]}},
         "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}, "interval": "15s"}},
         "prometheusRule": {"enabled": rules_packaged, "labels": {"release": "prometheus"}},
         "dashboards": {"enabled": true, "annotations": {"grafana_folder": "regie"}},
@@ -784,6 +785,12 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         args.contains(&format!(
             "--allowed-namespaces={NAMESPACE},monitoring,ingress-nginx,observability"
         )),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--probe-allow-cidrs=10.20.0.0/16,fd00:20::/32".to_string())
+            && args.contains(&"--probe-deny-cidrs=10.20.9.0/24".to_string())
+            && !args.contains(&"--probe-allow-private".to_string()),
         "{args:?}"
     );
     let sm = c.get(&[

@@ -199,6 +199,23 @@ fn regie_bin() -> &'static Path {
     })
 }
 
+/// The long options `regie SUB --help` lists.
+fn flags_of(sub: &str) -> BTreeSet<String> {
+    let help = Command::new(regie_bin())
+        .args([sub, "--help"])
+        .output()
+        .expect("regie SUB --help");
+    String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 #[test]
 fn every_regie_command_in_the_docs_exists() {
     let help = Command::new(regie_bin())
@@ -247,6 +264,23 @@ fn every_regie_command_in_the_docs_exists() {
                     let word = sub.chars().all(|c| c.is_ascii_lowercase());
                     if word && !commands.contains(*sub) {
                         unknown.push(format!("{}: {line}", file.display()));
+                    } else if word {
+                        // Every long option written after the command is one it takes.
+                        let flags = flags_of(sub);
+                        for option in words[i + 2..]
+                            .iter()
+                            .take_while(|w| !matches!(**w, "|" | "&&" | ";" | "\\"))
+                            .filter_map(|w| w.strip_prefix("--"))
+                            .map(|w| w.split('=').next().unwrap_or(w))
+                            .filter(|w| !w.is_empty())
+                        {
+                            if !flags.contains(option) {
+                                unknown.push(format!(
+                                    "{}: regie {sub} has no --{option}: {line}",
+                                    file.display()
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -254,7 +288,7 @@ fn every_regie_command_in_the_docs_exists() {
     }
     assert!(
         unknown.is_empty(),
-        "regie has no such command:\n{}",
+        "regie has no such command or option:\n{}",
         unknown.join("\n")
     );
 }

@@ -372,11 +372,15 @@ async fn names_are_checked_after_resolution_and_pinned() {
         error.starts_with(&format!("redirect to evil.test:{port} refused:")),
         "{error}"
     );
-    // Private ranges follow the policy: allowed by default, refused when closed.
-    let closed = Prober::with_parts(
+    // A typed name that resolves to a private range is refused by default.
+    assert!(matches!(
+        p.probe(&target("http://inner.test/", 2000)).await,
+        ProbeResult::Refused(r) if r.reason.contains("allowPrivate: false")
+    ));
+    let opened = Prober::with_parts(
         ProberConfig {
             policy: ProbePolicy {
-                allow_private: false,
+                allow_cidrs: vec!["10.0.0.0/24".parse().unwrap()],
                 ..ProbePolicy::default()
             },
             ..ProberConfig::default()
@@ -385,10 +389,63 @@ async fn names_are_checked_after_resolution_and_pinned() {
         FakeDns::new(&[("inner.test", "10.0.0.1")]),
     )
     .unwrap();
+    assert!(opened.check(&target("http://inner.test/", 2000)).is_ok());
+    assert!(opened.check(&target("http://10.0.0.9/", 2000)).is_ok());
     assert!(matches!(
-        closed.probe(&target("http://inner.test/", 2000)).await,
-        ProbeResult::Refused(r) if r.reason.contains("allowPrivate: false")
+        opened.check(&target("http://10.0.1.9/", 2000)),
+        Err(r) if r.reason.contains("allowPrivate: false")
     ));
+}
+
+#[tokio::test]
+async fn only_a_components_own_service_may_reach_private_ranges() {
+    let server = TargetServer::start().await.unwrap();
+    let port = server.addr().port();
+    let dns = FakeDns::new(&[
+        ("website.tenant-tholen.svc", "127.0.0.1"),
+        ("intranet.test", "10.0.0.1"),
+    ]);
+    let p = prober_with_dns(dns, 8);
+    // A SaaS URL someone typed may not point into the private network, literally or by name;
+    // the same URL built by regie for a Service may.
+    for url in ["http://10.1.2.3/health", "http://[fd00::1]/health"] {
+        assert!(matches!(
+            p.probe(&target(url, 2000)).await,
+            ProbeResult::Refused(r) if r.reason.contains("allowPrivate: false")
+        ));
+        assert!(
+            p.check(&target(url, 2000).for_own_service()).is_ok(),
+            "{url}"
+        );
+    }
+    // The own Service's probe is answered, and may send the probe elsewhere on itself.
+    let own = |path: &str| {
+        target(
+            &format!("http://website.tenant-tholen.svc:{port}{path}"),
+            2000,
+        )
+        .for_own_service()
+    };
+    let o = probed(&p, &own("/healthy")).await;
+    assert!(o.success, "{o:?}");
+    let o = probed(
+        &p,
+        &own(&format!("/redirect-to?url={}", encode("/healthy"))),
+    )
+    .await;
+    assert!(o.success && o.status == Some(200), "{o:?}");
+    // A redirect away from it is judged like a typed URL: the private host is never contacted.
+    for to in ["http://10.1.2.3/", "http://intranet.test/"] {
+        let o = probed(&p, &own(&format!("/redirect-to?url={}", encode(to)))).await;
+        assert!(!o.success, "{to}");
+        let error = o.error.unwrap_or_default();
+        assert!(error.contains("allowPrivate: false"), "{to}: {error}");
+        assert!(
+            o.duration < Duration::from_millis(500),
+            "{to}: {:?}",
+            o.duration
+        );
+    }
 }
 
 #[tokio::test]

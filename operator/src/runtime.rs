@@ -16,6 +16,7 @@ use kube::Client;
 use crate::controller::{self, Options, leader};
 use crate::desired::Settings;
 use crate::metrics::Metrics;
+use crate::sla::target::{Cidr, ProbePolicy};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -60,6 +61,9 @@ pub struct RunArgs {
     /// Log as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// Which addresses probes and account sources may reach.
+    #[command(flatten)]
+    pub probes: ProbeArgs,
     /// Delivery of usage and final invoices to a billing system.
     #[command(flatten)]
     pub billing: Box<BillingArgs>,
@@ -84,6 +88,34 @@ pub struct BillingArgs {
     /// Seconds between looks for newly finished usage and final invoices.
     #[arg(long, default_value_t = 30)]
     pub billing_scan_seconds: u64,
+}
+
+/// The probe policy for URLs someone typed (`regie run --probe-*`): SaaS URLs, the redirects
+/// they lead to, account sources. Hosted components' own Services are always probed.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProbeArgs {
+    /// Let typed URLs reach private ranges (RFC 1918, 100.64.0.0/10, fc00::/7); prefer
+    /// --probe-allow-cidrs for the ranges an internal SaaS lives in.
+    #[arg(long)]
+    pub probe_allow_private: bool,
+    /// Ranges typed URLs may reach although private or loopback (comma-separated CIDRs); the
+    /// longest matching prefix of this and --probe-deny-cidrs decides.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub probe_allow_cidrs: Vec<Cidr>,
+    /// Ranges no probe or account source reaches, a hosted component's own Service included.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    pub probe_deny_cidrs: Vec<Cidr>,
+}
+
+impl ProbeArgs {
+    pub fn policy(&self) -> ProbePolicy {
+        ProbePolicy {
+            allow_private: self.probe_allow_private,
+            allow_cidrs: self.probe_allow_cidrs.clone(),
+            deny_cidrs: self.probe_deny_cidrs.clone(),
+            ..ProbePolicy::default()
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -218,6 +250,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
         namespace: args.leader_election_namespace.clone(),
         invoice_interval: Duration::from_secs(args.invoice_interval_seconds.max(1)),
+        probe_policy: args.probes.policy(),
         settings: Settings {
             allowed_namespaces: args.allowed_namespaces.clone(),
             tenant_cluster_role: args.tenant_role.clone(),

@@ -157,15 +157,24 @@ impl Default for ProberConfig {
 /// The User-Agent every probe sends.
 pub const USER_AGENT: &str = concat!("regie-prober/", env!("CARGO_PKG_VERSION"));
 
-struct Inner {
+/// A client and the policy its resolver enforces. Connections are pooled per client, so a
+/// connection made under one policy never serves a request judged by the other.
+struct Route {
     client: reqwest::Client,
     policy: Arc<ProbePolicy>,
+}
+
+struct Inner {
+    /// For URLs someone typed, and redirects away from a component's own Service.
+    typed: Route,
+    /// For the URLs regie builds for hosted components' own Services.
+    own_service: Route,
     clock: Arc<dyn Clock>,
     max_redirects: usize,
     max_body_bytes: usize,
 }
 
-/// Probes targets over one shared client; cheap to clone.
+/// Probes targets over two shared clients (typed URLs, own Services); cheap to clone.
 #[derive(Clone)]
 pub struct Prober {
     inner: Arc<Inner>,
@@ -191,23 +200,29 @@ impl Prober {
         clock: Arc<dyn Clock>,
         lookup: Arc<dyn Lookup>,
     ) -> Result<Prober, reqwest::Error> {
-        let policy = Arc::new(config.policy);
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            // A proxy would connect on our behalf to addresses we never checked.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), lookup)))
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(60))
-            .build()?;
+        let route = |policy: ProbePolicy| -> Result<Route, reqwest::Error> {
+            let policy = Arc::new(policy);
+            let client = reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                // A proxy would connect on our behalf to addresses we never checked.
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .referer(false)
+                .dns_resolver(Arc::new(GuardedResolver::new(
+                    policy.clone(),
+                    lookup.clone(),
+                )))
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .tcp_nodelay(true)
+                .tcp_keepalive(Duration::from_secs(60))
+                .build()?;
+            Ok(Route { client, policy })
+        };
         Ok(Prober {
             inner: Arc::new(Inner {
-                client,
-                policy,
+                own_service: route(config.policy.for_own_services())?,
+                typed: route(config.policy)?,
                 clock,
                 max_redirects: config.max_redirects,
                 max_body_bytes: config.max_body_bytes,
@@ -215,13 +230,24 @@ impl Prober {
         })
     }
 
+    /// The policy typed URLs are judged by, as configured.
     pub fn policy(&self) -> &ProbePolicy {
-        &self.inner.policy
+        &self.inner.typed.policy
+    }
+
+    fn route(&self, own_service: bool) -> &Route {
+        if own_service {
+            &self.inner.own_service
+        } else {
+            &self.inner.typed
+        }
     }
 
     /// The checks that need no network, as the scheduler runs them on every upsert.
     pub fn check(&self, target: &ProbeTarget) -> Result<(), Refused> {
-        self.inner.policy.check_url(&target.url()?)
+        self.route(target.own_service)
+            .policy
+            .check_url(&target.url()?)
     }
 
     /// Probes once: GET, follow checked redirects, compare the final status, all within the
@@ -268,9 +294,13 @@ impl Prober {
     /// Requests the target and each redirect it leads to; returns the final status.
     async fn walk(&self, target: &ProbeTarget) -> Result<u16, Stop> {
         let mut url = target.url().map_err(Stop::Refused)?;
+        let origin = url.origin();
         let mut hop = 0;
         loop {
-            let mut response = match self.inner.client.get(url.clone()).send().await {
+            // A component's own Service may send the probe elsewhere on itself; anywhere else
+            // is judged like a URL someone typed.
+            let route = self.route(target.own_service && url.origin() == origin);
+            let mut response = match route.client.get(url.clone()).send().await {
                 Ok(r) => r,
                 Err(e) => {
                     return Err(match refusal_in(&e) {
@@ -309,7 +339,8 @@ impl Prober {
                     "redirect (status {status}) to an invalid location: {e}"
                 ))
             })?;
-            if let Err(r) = self.inner.policy.check_url(&next) {
+            let next_route = self.route(target.own_service && next.origin() == origin);
+            if let Err(r) = next_route.policy.check_url(&next) {
                 return Err(Stop::Failed(format!(
                     "redirect (status {status}) from {} to {} refused: {}",
                     host_of(&url),

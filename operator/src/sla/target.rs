@@ -8,7 +8,10 @@
 //! fe80::/10, where cloud metadata services answer), the known cloud metadata addresses and
 //! names (`metadata`, `metadata.*`, `instance-data`), unspecified, multicast and reserved
 //! addresses. Loopback and private ranges, and the operator's own `denyCidrs` / `allowCidrs`,
-//! are policy. IPv4 addresses embedded in IPv6 (`::ffff:169.254.169.254`, NAT64, 6to4) are
+//! are policy. A URL someone typed (a SaaS URL, an account source) is judged by the policy as
+//! configured, where private ranges are refused by default; the URL regie builds itself for a
+//! hosted component's own Service is judged by [`ProbePolicy::for_own_services`], which lets it
+//! reach the cluster's private Service addresses. IPv4 addresses embedded in IPv6 (`::ffff:169.254.169.254`, NAT64, 6to4) are
 //! judged as the IPv4 address they carry.
 
 use std::fmt;
@@ -24,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::{Host, Url};
 
 use crate::desired::{component_level, hosted_probe_url};
+use crate::inventory::tenant_namespace;
 use crate::tier::Tier;
 
 /// Why a target is not probed. The controller shows `reason` in the component's `Stalled`
@@ -151,28 +155,21 @@ impl<'de> Deserialize<'de> for Cidr {
 ///
 /// Between `allowCidrs` and `denyCidrs` the longest matching prefix decides (a tie denies), so
 /// `denyCidrs: [10.0.0.0/8]` with `allowCidrs: [10.1.2.0/24]` opens one subnet, and the reverse
-/// closes one. Addresses in neither list fall to `allowLoopback` and `allowPrivate`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// closes one. Addresses in neither list fall to `allowLoopback` and `allowPrivate`. The
+/// default closes everything that is policy: loopback, private ranges, no lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProbePolicy {
-    /// RFC 1918, carrier-grade NAT (100.64.0.0/10) and unique-local IPv6. Allowed by default:
-    /// hosted components are probed in the cluster through their Service.
+    /// RFC 1918, carrier-grade NAT (100.64.0.0/10) and unique-local IPv6, behind a URL someone
+    /// typed. Refused by default: whoever may write a SaaS URL could otherwise map the internal
+    /// network through the probe results (which ports answer, how fast). Hosted components are
+    /// probed through their Service all the same (see [`ProbePolicy::for_own_services`]); an
+    /// internal SaaS is opened with `allowCidrs` for its range, or with this.
     pub allow_private: bool,
     /// 127.0.0.0/8, ::1 and `localhost`. Refused by default: the prober would probe itself.
     pub allow_loopback: bool,
     pub deny_cidrs: Vec<Cidr>,
     pub allow_cidrs: Vec<Cidr>,
-}
-
-impl Default for ProbePolicy {
-    fn default() -> ProbePolicy {
-        ProbePolicy {
-            allow_private: true,
-            allow_loopback: false,
-            deny_cidrs: Vec::new(),
-            allow_cidrs: Vec::new(),
-        }
-    }
 }
 
 /// What an address is, for the policy.
@@ -279,6 +276,16 @@ fn is_metadata_name(name: &str) -> bool {
 }
 
 impl ProbePolicy {
+    /// The policy for the URLs regie builds itself for hosted components' own Services
+    /// (`http://<component>.<namespace>.svc/...`): a Service's address is private, so private
+    /// ranges are allowed; every other rule, `denyCidrs` included, stays.
+    pub fn for_own_services(&self) -> ProbePolicy {
+        ProbePolicy {
+            allow_private: true,
+            ..self.clone()
+        }
+    }
+
     /// Checks one address, as written in a URL or as resolved.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
         let class = classify(ip);
@@ -508,6 +515,10 @@ pub struct ProbeTarget {
     /// no available replica has no endpoint, so the probe fails without a request — no name
     /// lookup, no connection attempt — and says why.
     pub without_endpoints: bool,
+    /// The URL is one regie built for a hosted component's own Service, not one someone typed:
+    /// it is judged by [`ProbePolicy::for_own_services`] (and so are redirects that stay on its
+    /// host; a redirect elsewhere is judged like a typed URL).
+    pub own_service: bool,
 }
 
 impl ProbeTarget {
@@ -520,6 +531,7 @@ impl ProbeTarget {
             expect_status: None,
             labels: TargetLabels::default(),
             without_endpoints: false,
+            own_service: false,
         })
     }
 
@@ -530,6 +542,12 @@ impl ProbeTarget {
 
     pub fn with_expect_status(mut self, status: Option<u16>) -> ProbeTarget {
         self.expect_status = status;
+        self
+    }
+
+    /// Marks the URL as one regie built for a component's own Service (see [`Self::own_service`]).
+    pub fn for_own_service(mut self) -> ProbeTarget {
+        self.own_service = true;
         self
     }
 
@@ -576,8 +594,17 @@ pub fn component_target(
     tier: &Tier,
 ) -> Result<ProbeTarget, Refused> {
     let probe = component.spec.probe.as_ref();
-    let url = if let Some(url) = hosted_probe_url(tenant, component) {
-        parse_target_url(&url)?
+    let own_service = hosted_probe_url(tenant, component);
+    let url = if let Some(url) = &own_service {
+        let parsed = parse_target_url(url)?;
+        // The probe path is typed; the host must stay the Service's for the URL to be ours.
+        let service = format!("{}.{}.svc", component.name_any(), tenant_namespace(tenant));
+        if parsed.host_str() != Some(service.as_str()) {
+            return Err(Refused::new(format!(
+                "the probe path takes the probe away from the Service {service}"
+            )));
+        }
+        parsed
     } else if let Some(saas) = &component.spec.saas {
         let base = parse_target_url(&saas.url)?;
         match probe.and_then(|p| p.path.as_deref()) {
@@ -611,6 +638,7 @@ pub fn component_target(
             component_level(tenant, component),
         ),
         without_endpoints: false,
+        own_service: own_service.is_some(),
     })
 }
 
@@ -729,13 +757,10 @@ mod tests {
             assert!(refused(&p, s).contains("link-local"), "{s}");
         }
         assert!(refused(&p, "http://[::ffff:127.0.0.1]/").contains("loopback"));
-        allowed(&p, "http://[::ffff:10.0.0.1]/");
-        let strict = ProbePolicy {
-            allow_private: false,
-            ..ProbePolicy::default()
-        };
-        assert!(refused(&strict, "http://[64:ff9b:1::a00:1]/").contains("allowPrivate: false"));
-        allowed(&strict, "http://[2a00:1450:4001::1]/");
+        assert!(refused(&p, "http://[::ffff:10.0.0.1]/").contains("allowPrivate: false"));
+        allowed(&p.for_own_services(), "http://[::ffff:10.0.0.1]/");
+        assert!(refused(&p, "http://[64:ff9b:1::a00:1]/").contains("allowPrivate: false"));
+        allowed(&p, "http://[2a00:1450:4001::1]/");
     }
 
     #[test]
@@ -782,8 +807,8 @@ mod tests {
     }
 
     #[test]
-    fn private_is_allowed_by_default_and_refused_by_policy() {
-        let p = ProbePolicy::default();
+    fn private_is_refused_for_typed_urls_and_allowed_for_own_services() {
+        let typed = ProbePolicy::default();
         let private = [
             "http://10.0.0.1/",
             "http://172.16.0.1/",
@@ -793,18 +818,36 @@ mod tests {
             "http://[fd12:3456::1]/",
         ];
         for s in private {
-            allowed(&p, s);
+            assert!(refused(&typed, s).contains("allowPrivate: false"), "{s}");
         }
-        let closed = ProbePolicy {
-            allow_private: false,
+        allowed(&typed, "http://172.32.0.1/");
+        allowed(&typed, "http://93.184.215.14/");
+        allowed(&typed, "http://[2001:db8::1]/");
+        let own = typed.for_own_services();
+        for s in private {
+            allowed(&own, s);
+        }
+        let opened = ProbePolicy {
+            allow_private: true,
             ..ProbePolicy::default()
         };
         for s in private {
-            assert!(refused(&closed, s).contains("allowPrivate: false"), "{s}");
+            allowed(&opened, s);
         }
-        allowed(&closed, "http://172.32.0.1/");
-        allowed(&closed, "http://93.184.215.14/");
-        allowed(&closed, "http://[2001:db8::1]/");
+    }
+
+    #[test]
+    fn own_services_keep_every_other_rule() {
+        let policy = ProbePolicy {
+            deny_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+            ..ProbePolicy::default()
+        };
+        let own = policy.for_own_services();
+        assert!(refused(&own, "http://10.96.0.10/").contains("denyCidrs"));
+        assert!(refused(&own, "http://127.0.0.1/").contains("allowLoopback: false"));
+        assert!(refused(&own, "http://169.254.169.254/").contains("never probed"));
+        assert!(refused(&own, "http://metadata.google.internal/").contains("metadata"));
+        allowed(&own, "http://10.0.0.1/");
     }
 
     #[test]
@@ -856,7 +899,7 @@ mod tests {
         let p: ProbePolicy =
             serde_json::from_str(r#"{"denyCidrs": ["10.0.0.0/8"], "allowLoopback": true}"#)
                 .unwrap();
-        assert!(p.allow_private, "unset fields keep their defaults");
+        assert!(!p.allow_private, "unset fields keep their defaults");
         assert!(p.allow_loopback);
         assert_eq!(p.deny_cidrs, vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
         assert!(serde_json::from_str::<ProbePolicy>(r#"{"denyCidrs": ["nope"]}"#).is_err());
@@ -923,6 +966,18 @@ mod tests {
             TargetLabels::new("roosendaal", "zaaksysteem", "gold")
         );
         assert_eq!(component_key(&saas), "tenant-roosendaal/zaaksysteem");
+        assert!(!t.own_service, "a SaaS URL is typed");
+
+        let hosted: HostingComponent = serde_yaml::from_str(
+            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: website, namespace: tenant-roosendaal}\nspec: {class: applicationHosting, hosted: {image: nginx, port: 8080, healthPath: /healthz}}\n",
+        )
+        .unwrap();
+        let t = component_target(&tenant, &hosted, &tier).unwrap();
+        assert_eq!(t.url_text(), "http://website.tenant-roosendaal.svc/healthz");
+        assert!(
+            t.own_service,
+            "regie built this URL for the component's Service"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
