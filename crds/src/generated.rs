@@ -135,6 +135,16 @@ pub struct InvoiceLine {
     pub amount: String,
     pub from: String,
     pub to: String,
+    /// UNCL 5305 VAT category of the line (`S`, `Z`, `E`, …), from the PriceList that priced
+    /// it; `S` when absent (invoices written before lines carried their VAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_category: Option<String>,
+    /// VAT rate of the line in percent; 21 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_percent: Option<String>,
+    /// Why a line outside categories S and Z carries no VAT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_exemption_reason: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

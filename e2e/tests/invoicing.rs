@@ -463,6 +463,14 @@ async fn invoices_end_to_end() {
     assert_eq!(corrections.len(), 1, "{corrections:#?}");
     assert_eq!(corrections[0].amount, "9.69");
     assert!(corrections[0].description.contains("RG-2026-000001"));
+    // Every stored line, the correction's too, carries the VAT it was billed with.
+    for l in march.spec.lines.iter().chain(&april.spec.lines) {
+        assert_eq!(
+            (l.vat_category.as_deref(), l.vat_percent.as_deref()),
+            (Some("S"), Some("21")),
+            "{l:?}"
+        );
+    }
     let march_again = invoice(&client, "facturen-2026-03").await.expect("march");
     assert_eq!(
         march_again.resource_version(),

@@ -234,6 +234,9 @@ pub fn line_spec(l: &Line, tz: &TimeZone) -> InvoiceLine {
         amount: money(l.amount),
         from: local_rfc3339(l.from, tz),
         to: local_rfc3339(l.to, tz),
+        vat_category: Some(l.vat.category.clone()),
+        vat_percent: Some(decimal_text(l.vat.percent, 0, 4)),
+        vat_exemption_reason: l.vat.exemption_reason.clone(),
     }
 }
 
@@ -279,10 +282,7 @@ pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
         if diff.is_zero() {
             continue;
         }
-        let Some(template) = new.get(k).or_else(|| old.get(k)).map(|e| e.1) else {
-            continue;
-        };
-        out.push(Line {
+        let correction = |amount: Decimal, template: &Line| Line {
             kind: LineKind::Correction,
             description: format!(
                 "Correction of invoice {reference} ({}): {}: was {}, is {}",
@@ -294,12 +294,28 @@ pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
             .into(),
             quantity: Decimal::ONE,
             unit: Unit::Item,
-            unit_price: diff,
-            amount: diff,
+            unit_price: amount,
+            amount,
             from: template.from,
             to: template.to,
             vat: template.vat.clone(),
-        });
+        };
+        match (old.get(k).map(|e| e.1), new.get(k).map(|e| e.1)) {
+            // A credit note takes the VAT of what it credits: a line billed under another
+            // treatment than it has now is credited whole at the old one and billed anew.
+            (Some(o), Some(n)) if o.vat != n.vat => {
+                out.extend(
+                    [correction(-was, o), correction(is, n)]
+                        .into_iter()
+                        .filter(|l| !l.amount.is_zero()),
+                );
+            }
+            (o, n) => {
+                if let Some(template) = n.or(o) {
+                    out.push(correction(diff, template));
+                }
+            }
+        }
     }
     out
 }
@@ -418,6 +434,49 @@ mod tests {
         assert!(
             corrections(&was, &was).is_empty(),
             "no difference, no correction"
+        );
+    }
+
+    #[test]
+    fn a_credit_takes_the_vat_of_what_it_credits() {
+        let exempt = Arc::new(VatTreatment {
+            category: "E".into(),
+            percent: Decimal::ZERO,
+            exemption_reason: Some("Article 11 Wet OB".into()),
+        });
+        let mut hosting = line(LineKind::Component, "archive", "250.00");
+        hosting.vat = exempt.clone();
+        let was = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            hosting.clone(),
+        ]);
+        // The exempt line vanished: its credit is exempt too, not charged 21% back.
+        let is = invoice(vec![line(LineKind::Account, "standard", "1000.00")]);
+        let c = corrections(&was, &is);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].amount, d("-250.00"));
+        assert_eq!(c[0].vat, exempt);
+        // The same line now under the standard treatment: credited whole at the old, billed
+        // anew at the new; the two add up to the difference.
+        let mut standard = hosting.clone();
+        standard.vat = Arc::default();
+        standard.amount = d("260.00");
+        let is = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            standard,
+        ]);
+        let c = corrections(&was, &is);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].amount, &c[0].vat), (d("-250.00"), &exempt));
+        assert_eq!(
+            (c[1].amount, &*c[1].vat),
+            (d("260.00"), &VatTreatment::default())
+        );
+        let sum: Decimal = c.iter().map(|l| l.amount).sum();
+        assert_eq!(sum, is.subtotal() - was.subtotal());
+        assert!(
+            c.iter()
+                .all(|l| l.description.ends_with("was 250.00, is 260.00"))
         );
     }
 

@@ -67,7 +67,9 @@ use super::{Context, slimmed};
 use crate::billing::engine::{
     Catalogue, Credits, Record, TenantInput, TenantObjects, bill_from, catalogue, tenant_input,
 };
-use crate::billing::invoice::{Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, corrections};
+use crate::billing::invoice::{
+    Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
+};
 use crate::billing::period::{Month, Period};
 use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
@@ -718,9 +720,18 @@ fn dec(s: &str, what: &str) -> Result<Decimal, BillingError> {
         .map_err(|e| BillingError::Input(format!("{what}: {s:?} is not a decimal: {e}")))
 }
 
-/// A stored invoice's line, back in billing's terms. VAT is not stored on lines; the default
-/// treatment stands in (it matters only for a correction of a line that has since vanished).
+/// A stored invoice's line, back in billing's terms. Lines written before they carried their
+/// VAT get the default treatment (S, 21%), which was the only one regie priced with then.
 fn line_of(l: &InvoiceLine, what: &str) -> Result<Line, BillingError> {
+    let default = VatTreatment::default();
+    let vat = VatTreatment {
+        category: l.vat_category.clone().unwrap_or(default.category),
+        percent: match &l.vat_percent {
+            Some(p) => dec(p, &format!("{what}.vatPercent"))?,
+            None => default.percent,
+        },
+        exemption_reason: l.vat_exemption_reason.clone(),
+    };
     Ok(Line {
         kind: LineKind::parse(&l.kind)
             .ok_or_else(|| BillingError::Input(format!("{what}: unknown kind {:?}", l.kind)))?,
@@ -731,7 +742,7 @@ fn line_of(l: &InvoiceLine, what: &str) -> Result<Line, BillingError> {
         amount: dec(&l.amount, what)?,
         from: parse_instant(&l.from, what)?,
         to: parse_instant(&l.to, what)?,
-        vat: Arc::default(),
+        vat: Arc::new(vat),
     })
 }
 
@@ -2137,6 +2148,46 @@ spec:
     }
 
     /// The correction lines of an invoice.
+    #[test]
+    fn stored_lines_keep_their_vat() {
+        let tz = crate::billing::amsterdam().unwrap();
+        let line = Line {
+            kind: LineKind::Component,
+            description: "archive".into(),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: Decimal::from(250),
+            amount: Decimal::from(250),
+            from: "2026-02-28T23:00:00Z".parse().unwrap(),
+            to: "2026-03-31T22:00:00Z".parse().unwrap(),
+            vat: Arc::new(VatTreatment {
+                category: "E".into(),
+                percent: Decimal::ZERO,
+                exemption_reason: Some("Article 11 Wet OB".into()),
+            }),
+        };
+        let stored = crate::billing::invoice::line_spec(&line, &tz);
+        assert_eq!(stored.vat_category.as_deref(), Some("E"));
+        assert_eq!(stored.vat_percent.as_deref(), Some("0"));
+        assert_eq!(line_of(&stored, "here").unwrap(), line);
+        // Written before lines carried their VAT: the one treatment regie priced with then.
+        let old = InvoiceLine {
+            vat_category: None,
+            vat_percent: None,
+            vat_exemption_reason: None,
+            ..stored.clone()
+        };
+        assert_eq!(*line_of(&old, "here").unwrap().vat, VatTreatment::default());
+        let bad = InvoiceLine {
+            vat_percent: Some("21%".into()),
+            ..stored
+        };
+        let e = line_of(&bad, "Invoice/x: spec.lines[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.lines[0].vatPercent"), "{e}");
+    }
+
     fn corrections_on(spec: &InvoiceSpec) -> Vec<&InvoiceLine> {
         spec.lines
             .iter()
@@ -2515,6 +2566,9 @@ spec:
                 amount: amount.into(),
                 from: "2026-03-01T00:00:00+01:00".into(),
                 to: "2026-04-01T00:00:00+02:00".into(),
+                vat_category: None,
+                vat_percent: None,
+                vat_exemption_reason: None,
             }],
             subtotal: amount.into(),
             vat: "0.00".into(),
