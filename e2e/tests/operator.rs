@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
@@ -502,6 +503,98 @@ async fn operator_end_to_end() {
         tholen_ns.metadata.deletion_timestamp.is_none(),
         "Tholen's namespace is not deleted with the copycat"
     );
+
+    // Two tenants created at the same moment naming one new namespace: one gets it, the other
+    // is Stalled without having applied anything into it (no RoleBinding for its groups, not
+    // even for a moment); when the first goes, the second takes the namespace over.
+    let twin = |name: &str| -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+            "spec": {"displayName": name, "serviceLevel": "bronze", "inhabitants": 1000,
+                     "membership": {"joined": "2026-01-01"},
+                     "access": {"groups": [format!("{name}:ict")]}, "namespace": "shared-twins"}
+        }))
+        .expect("a tenant")
+    };
+    let (twin_a, twin_b, pp) = (twin("twin-a"), twin("twin-b"), Default::default());
+    let (a, b) = tokio::join!(tenants.create(&pp, &twin_a), tenants.create(&pp, &twin_b));
+    a.expect("create twin-a");
+    b.expect("create twin-b");
+    let condition = |t: &Tenant, kind: &str| {
+        t.status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, kind))
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.to_string(), c.message.clone()))
+    };
+    let decided = |a: &Tenant, b: &Tenant| {
+        let conflict = |t: &Tenant| {
+            condition(t, STALLED).is_some_and(|(reason, _)| reason == "NamespaceConflict")
+        };
+        match (condition(a, READY), condition(b, READY)) {
+            (Some(_), None) if conflict(b) => Some(("twin-a", "twin-b")),
+            (None, Some(_)) if conflict(a) => Some(("twin-b", "twin-a")),
+            _ => None,
+        }
+    };
+    eventually("one twin Ready, the other Stalled", WAIT, || {
+        let t2 = tenants.clone();
+        async move { Ok(decided(&t2.get("twin-a").await?, &t2.get("twin-b").await?).is_some()) }
+    })
+    .await
+    .expect("one namespace, one tenant");
+    let (winner, loser) = decided(
+        &tenants.get("twin-a").await.expect("twin-a"),
+        &tenants.get("twin-b").await.expect("twin-b"),
+    )
+    .expect("still decided");
+    let shared = namespaces.get("shared-twins").await.expect("namespace");
+    assert_eq!(
+        shared.labels().get("regie.dev/tenant").map(String::as_str),
+        Some(winner)
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "shared-twins");
+    for rb in bindings.list(&ListParams::default()).await.expect("list") {
+        let subjects: Vec<_> = rb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            subjects,
+            [format!("{winner}:ict")],
+            "RoleBinding {} names only the namespace's tenant's groups",
+            rb.name_any()
+        );
+        assert_eq!(
+            rb.labels().get("regie.dev/tenant").map(String::as_str),
+            Some(winner)
+        );
+    }
+    tenants
+        .delete(winner, &DeleteParams::default())
+        .await
+        .expect("delete the winner");
+    tenants_ready(&client, &[loser], WAIT)
+        .await
+        .expect("the other twin takes the namespace over once it is free");
+    let shared = namespaces.get("shared-twins").await.expect("namespace");
+    assert_eq!(
+        shared.labels().get("regie.dev/tenant").map(String::as_str),
+        Some(loser)
+    );
+    tenants
+        .delete(loser, &DeleteParams::default())
+        .await
+        .expect("delete the other twin");
+    let t2 = tenants.clone();
+    eventually("both twins gone", WAIT, || {
+        let t2 = t2.clone();
+        async move { Ok(t2.get_opt(loser).await?.is_none() && t2.get_opt(winner).await?.is_none()) }
+    })
+    .await
+    .expect("their finalizers released");
 
     // A hosted component whose name cannot name a Service (DNS-1035: a letter first) is
     // refused by regie itself, the field named; the rest of its tenant is untouched.

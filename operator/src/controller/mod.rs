@@ -81,6 +81,11 @@ pub struct Context {
     pub status_memo: memo::StatusMemo,
     /// The reconciles in progress: SLA reports and invoice drafts are written between them.
     pub activity: activity::Activity,
+    /// Namespaces a tenant's reconcile is creating, by namespace: the tenant that claimed it
+    /// first. Until the namespace's watch shows its `regie.dev/tenant` label, this is what
+    /// keeps a second tenant naming the same namespace from applying its children (its
+    /// RoleBinding, its groups) into it at the same moment.
+    namespace_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The fields of a Tenant's spec that the loops over every tenant read, decoded without the
@@ -183,6 +188,7 @@ impl Context {
             metered: metering::Recorded::default(),
             status_memo: memo::StatusMemo::default(),
             activity: activity::Activity::default(),
+            namespace_claims: Default::default(),
         }
     }
 
@@ -205,43 +211,102 @@ impl Context {
             .collect()
     }
 
-    /// The name of the tenant that owns namespace `ns`, if any. Most tenants live in
-    /// `tenant-<name>`, found by that name; only a namespace of another form takes a walk.
+    /// Whether tenant `name` (in the cache) names namespace `ns`.
+    fn names_namespace(&self, name: &str, ns: &str) -> bool {
+        self.tenants
+            .named(name)
+            .and_then(|t| t.spec_part::<Placement>())
+            .is_some_and(|p| p.owns(name, ns))
+    }
+
+    fn claims(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        // A poisoned lock only means a reconcile panicked while holding it; the map is whole.
+        self.namespace_claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tenant namespace `ns` is labelled with, when that tenant still names it.
+    fn labelled_owner(&self, ns: &str) -> Option<Arc<str>> {
+        let owner = self
+            .index
+            .get(&("Namespace".into(), None, ns.into()))?
+            .tenant?;
+        self.names_namespace(&owner, ns).then_some(owner)
+    }
+
+    /// The name of the tenant that owns namespace `ns`, if any: the one the namespace is
+    /// labelled with, or that is creating it; else the one that names it (most tenants live
+    /// in `tenant-<name>`, found by that name; only a namespace of another form takes a walk).
     pub fn tenant_name_of_namespace(&self, ns: &str) -> Option<String> {
-        let owns = |t: &Kept<Tenant>| {
-            t.spec_part::<Placement>()
-                .is_some_and(|p| p.owns(t.name(), ns))
-        };
+        if let Some(owner) = self.labelled_owner(ns) {
+            return Some(owner.to_string());
+        }
+        let claimer = self.claims().get(ns).cloned();
+        if let Some(claimer) = claimer.filter(|c| self.names_namespace(c, ns)) {
+            return Some(claimer);
+        }
         if let Some(name) = ns.strip_prefix(regie_crds::tenancy::NAMESPACE_PREFIX)
-            && let Some(t) = self.tenants.named(name)
-            && owns(&t)
+            && self.names_namespace(name, ns)
         {
             return Some(name.to_string());
         }
         self.tenants
             .state()
             .iter()
-            .find(|t| owns(t))
+            .find(|t| {
+                t.spec_part::<Placement>()
+                    .is_some_and(|p| p.owns(t.name(), ns))
+            })
             .map(|t| t.name().to_string())
     }
 
-    /// The tenant other than `tenant` that namespace `ns` belongs to: the one its
-    /// `regie.dev/tenant` label names, when that tenant exists and claims `ns` too. Whoever
-    /// applied the namespace first keeps it.
-    pub fn namespace_owner_besides(&self, ns: &str, tenant: &str) -> Option<String> {
-        let owner = self
-            .index
-            .get(&("Namespace".into(), None, ns.into()))?
-            .tenant?;
-        if &*owner == tenant {
-            return None;
+    /// Drops `tenant`'s claim on namespace `ns` once the child index knows the namespace as
+    /// `tenant`'s (right after applying it): from then on its label decides.
+    pub fn release_namespace_claim(&self, ns: &str, tenant: &str) {
+        let mut claims = self.claims();
+        if claims.get(ns).is_some_and(|c| c == tenant) {
+            claims.remove(ns);
         }
-        let claims = self
-            .tenants
-            .named(&owner)?
-            .spec_part::<Placement>()
-            .is_some_and(|p| p.owns(&owner, ns));
-        claims.then(|| owner.to_string())
+    }
+
+    /// The tenants besides `except` that name namespace `ns`.
+    pub fn tenants_naming(&self, ns: &str, except: &str) -> Vec<String> {
+        self.tenants
+            .state()
+            .iter()
+            .filter(|t| {
+                t.name() != except
+                    && t.spec_part::<Placement>()
+                        .is_some_and(|p| p.owns(t.name(), ns))
+            })
+            .map(|t| t.name().to_string())
+            .collect()
+    }
+
+    /// The tenant other than `tenant` that namespace `ns` belongs to, or None when `tenant`
+    /// may have it. The namespace belongs to the tenant its `regie.dev/tenant` label names,
+    /// when that tenant still names it; a namespace not labelled so (not yet created, or
+    /// created by someone else) to the first tenant whose reconcile claims it here — the
+    /// leader is the only writer, so two tenants created together cannot both apply into it.
+    pub fn namespace_owner_besides(&self, ns: &str, tenant: &str) -> Option<String> {
+        if let Some(owner) = self.labelled_owner(ns) {
+            if &*owner == tenant {
+                self.release_namespace_claim(ns, tenant);
+                return None;
+            }
+            return Some(owner.to_string());
+        }
+        let mut claims = self.claims();
+        match claims.get(ns) {
+            Some(claimer) if claimer != tenant && self.names_namespace(claimer, ns) => {
+                Some(claimer.clone())
+            }
+            _ => {
+                claims.insert(ns.to_string(), tenant.to_string());
+                None
+            }
+        }
     }
 
     /// Whether namespace `ns` holds components or packages: a namespace a tenant no longer
@@ -383,10 +448,30 @@ async fn follow_tenants(
             }
             _ => None,
         };
+        // A tenant that goes, or moves to another namespace, frees its namespace for a tenant
+        // that was Stalled naming it too.
+        let left = match &ev {
+            Event::Apply(t) | Event::Delete(t) if running => {
+                let name = t.name_any();
+                let gone = matches!(ev, Event::Delete(_));
+                ctx.tenants
+                    .named(&name)
+                    .and_then(|old| old.spec_part::<Placement>())
+                    .map(|p| p.namespace_of(&name))
+                    .filter(|ns| gone || *ns != crate::inventory::tenant_namespace(t))
+                    .map(|ns| (name, ns))
+            }
+            _ => None,
+        };
         let done = matches!(ev, Event::InitDone);
         filler.handle(ev, |t, key| Kept::keyed(slimmed(t), key));
         if let Some(name) = applied {
             let _ = trigger.send(name);
+        }
+        if let Some((name, ns)) = left {
+            for other in ctx.tenants_naming(&ns, &name) {
+                let _ = trigger.send(other);
+            }
         }
         if done {
             for name in std::mem::take(&mut relisted) {

@@ -374,6 +374,7 @@ async fn apply_and_prune(
         .partition(|p| p.child.kind == "Namespace" && ctx.index.get(&key_of(&p.child)).is_none());
     for entry in namespaces {
         apply_child(ctx, tenant, entry).await?;
+        ctx.release_namespace_claim(&entry.child.name, tenant);
     }
     futures::future::try_join_all(contents.into_iter().map(|e| apply_child(ctx, tenant, e)))
         .await?;
