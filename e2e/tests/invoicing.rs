@@ -269,12 +269,55 @@ async fn wait_invoice(
     check: impl Fn(&Invoice) -> bool,
 ) -> Invoice {
     let check = &check;
-    eventually(what, WAIT, || async move {
+    if let Err(e) = eventually(what, WAIT, || async move {
         Ok(invoice(client, name).await.is_some_and(|i| check(&i)))
     })
     .await
-    .expect(what);
+    {
+        panic!("{e:#}\n{}", billing_state(client).await);
+    }
     invoice(client, name).await.expect("invoice")
+}
+
+/// Every Invoice's lines and every Usage's ledger as they stand, for a failure's message: a
+/// wait that times out says what the operator had written by then.
+async fn billing_state(client: &Client) -> String {
+    let mut out = String::new();
+    let invoices: Api<Invoice> = Api::all(client.clone());
+    for i in invoices
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        out += &format!(
+            "Invoice {} (resourceVersion {:?}): {:?} {:?}, lines {:?}\n",
+            i.name_any(),
+            i.resource_version(),
+            i.spec.state,
+            i.spec.number,
+            i.spec
+                .lines
+                .iter()
+                .map(|l| format!("{} {} {}", l.kind, l.amount, l.description))
+                .collect::<Vec<_>>()
+        );
+    }
+    let usages: Api<Usage> = Api::all(client.clone());
+    for u in usages
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        out += &format!(
+            "Usage {} (resourceVersion {:?}): {:?}\n",
+            u.name_any(),
+            u.resource_version(),
+            u.status.map(|s| s.segments)
+        );
+    }
+    out
 }
 
 async fn versions(client: &Client) -> BTreeMap<String, String> {
