@@ -871,4 +871,32 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
         .await
         .expect("recorded");
     assert_eq!(writes("status"), 1);
+
+    // regie writes a ledger over the version it read: the API server refuses that write once
+    // someone has changed the ledger since (a correction is then read again, not overwritten).
+    let read = usages.get(name).await.expect("ledger");
+    let segments = read.status.clone().expect("status").segments;
+    usages
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"segmentCount": 99}})),
+        )
+        .await
+        .expect("someone's change");
+    let over_read = usages
+        .patch_status(
+            name,
+            &PatchParams::apply(children::FIELD_MANAGER).force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "regie.dev/v1alpha1", "kind": "Usage",
+                "metadata": {"resourceVersion": read.resource_version()},
+                "status": {"segments": segments},
+            })),
+        )
+        .await;
+    assert!(
+        matches!(&over_read, Err(kube::Error::Api(s)) if s.code == 409),
+        "a write over a stale version is refused: {over_read:?}"
+    );
 }

@@ -4,7 +4,8 @@
 //!
 //! The tenant reconcile records before it applies a change, so the ledger is written durably
 //! before the change is reported done; recording the same state again changes nothing, so a
-//! crash or restart neither loses nor duplicates a segment.
+//! crash or restart neither loses nor duplicates a segment. A ledger is written only over the
+//! version it was read at, so a correction someone makes meanwhile is read, not overwritten.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -124,16 +125,30 @@ async fn write(
         closed,
         ..UsageStatus::default()
     };
-    let body = json!({"apiVersion": Usage::api_version(&()), "kind": "Usage", "status": status});
-    api.patch_status(
-        &name,
-        &PatchParams::apply(super::children::FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write("status", "Usage");
+    let mut body =
+        json!({"apiVersion": Usage::api_version(&()), "kind": "Usage", "status": status});
+    // The segments were computed from the ledger as read: written only over that version, so
+    // that a change made since (someone correcting the ledger) is read again, not overwritten.
+    if let Some(version) = existing.and_then(|u| u.metadata.resource_version.as_deref()) {
+        body["metadata"] = json!({"resourceVersion": version});
+    }
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(super::children::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => ctx.metrics.write("status", "Usage"),
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Outcome::Raced),
+        Err(e) => return Err(e),
+    }
     Ok(Outcome::Done)
 }
+
+/// How often a ledger that changed while it was being recorded is read and recorded again.
+const RACES: usize = 3;
 
 /// Records `state` for `tenant` at the context's now. Writes only when the ledger changed.
 pub async fn record(
@@ -166,8 +181,25 @@ pub async fn record(
     // lag this process's own last write; if the ledger was created meanwhile, it is read and
     // recorded again.
     let mut outcome = ledger.record(state, now, true).await?;
-    if outcome == Outcome::Raced {
+    for _ in 0..RACES {
+        if outcome != Outcome::Raced {
+            break;
+        }
         outcome = ledger.record(state, now, false).await?;
+    }
+    if outcome == Outcome::Raced {
+        // Not remembered, and the reconcile fails (and is retried): the change must not be
+        // reported done before its ledger is written.
+        let message = format!(
+            "Usage {}: changed by someone else at every one of {} attempts to record",
+            usage_name(&name, month),
+            RACES + 1
+        );
+        return Err(kube::Error::Api(
+            kube::core::Status::failure(&message, "Conflict")
+                .with_code(409)
+                .boxed(),
+        ));
     }
     if let Outcome::Unreadable(message) = outcome {
         // Not remembered: the tenant's next reconcile (a change, or the resync) reads the ledger
@@ -185,7 +217,8 @@ pub async fn record(
 #[derive(Debug, PartialEq)]
 enum Outcome {
     Done,
-    /// The ledger was to be created, but exists: nothing was written.
+    /// The ledger was to be created, but exists, or it changed since it was read: nothing was
+    /// written, and it is read again.
     Raced,
     /// The stored ledger cannot be read (someone edited it): nothing was written.
     Unreadable(String),
@@ -233,8 +266,8 @@ impl Ledger<'_> {
                 if let Ok(start) = month.start(cal.tz())
                     && let Some(open) = ledger::carried_state(&prev_segments, start)
                 {
-                    if ledger::close(&mut prev_segments, start, cal).unwrap_or(false) {
-                        write(
+                    if ledger::close(&mut prev_segments, start, cal).unwrap_or(false)
+                        && write(
                             ctx,
                             api,
                             self.tenant,
@@ -243,7 +276,10 @@ impl Ledger<'_> {
                             prev_segments,
                             true,
                         )
-                        .await?;
+                        .await?
+                            == Outcome::Raced
+                    {
+                        return Ok(Outcome::Raced);
                     }
                     let _ = ledger::record(&mut segments, &open, start, cal);
                 }
