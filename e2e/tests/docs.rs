@@ -7,7 +7,7 @@
 //!
 //! Needs python3 with PyYAML.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -235,6 +235,8 @@ fn every_regie_command_in_the_docs_exists() {
         "cannot read regie --help: {help}"
     );
     let mut unknown = Vec::new();
+    // The options of each subcommand, asked of `regie SUB --help` once.
+    let mut flags: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in markdown_files() {
         let text = std::fs::read_to_string(&file).expect("readable");
         let mut in_code = false;
@@ -266,7 +268,9 @@ fn every_regie_command_in_the_docs_exists() {
                         unknown.push(format!("{}: {line}", file.display()));
                     } else if word {
                         // Every long option written after the command is one it takes.
-                        let flags = flags_of(sub);
+                        let flags = flags
+                            .entry(sub.to_string())
+                            .or_insert_with(|| flags_of(sub));
                         for option in words[i + 2..]
                             .iter()
                             .take_while(|w| !matches!(**w, "|" | "&&" | ";" | "\\"))

@@ -31,6 +31,11 @@ const ALL: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The tenant an object is labelled for.
+fn tenant_label(o: &impl ResourceExt) -> Option<&str> {
+    o.labels().get("regie.dev/tenant").map(String::as_str)
+}
+
 fn apply_examples(cluster: &Cluster, dir: &std::path::Path) {
     // The catalogue and Tenants first; regie creates the namespaces the rest goes into.
     cluster
@@ -479,14 +484,7 @@ async fn operator_end_to_end() {
     .expect("a tenant naming another's namespace is Stalled");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let tholen_ns = namespaces.get("tenant-tholen").await.expect("namespace");
-    assert_eq!(
-        tholen_ns
-            .labels()
-            .get("regie.dev/tenant")
-            .map(String::as_str),
-        Some("tholen"),
-        "still Tholen's"
-    );
+    assert_eq!(tenant_label(&tholen_ns), Some("tholen"), "still Tholen's");
     tenants
         .delete("copycat", &DeleteParams::default())
         .await
@@ -549,10 +547,7 @@ async fn operator_end_to_end() {
     )
     .expect("still decided");
     let shared = namespaces.get("shared-twins").await.expect("namespace");
-    assert_eq!(
-        shared.labels().get("regie.dev/tenant").map(String::as_str),
-        Some(winner)
-    );
+    assert_eq!(tenant_label(&shared), Some(winner));
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "shared-twins");
     for rb in bindings.list(&ListParams::default()).await.expect("list") {
         let subjects: Vec<_> = rb
@@ -567,10 +562,7 @@ async fn operator_end_to_end() {
             "RoleBinding {} names only the namespace's tenant's groups",
             rb.name_any()
         );
-        assert_eq!(
-            rb.labels().get("regie.dev/tenant").map(String::as_str),
-            Some(winner)
-        );
+        assert_eq!(tenant_label(&rb), Some(winner));
     }
     tenants
         .delete(winner, &DeleteParams::default())
@@ -580,10 +572,7 @@ async fn operator_end_to_end() {
         .await
         .expect("the other twin takes the namespace over once it is free");
     let shared = namespaces.get("shared-twins").await.expect("namespace");
-    assert_eq!(
-        shared.labels().get("regie.dev/tenant").map(String::as_str),
-        Some(loser)
-    );
+    assert_eq!(tenant_label(&shared), Some(loser));
     tenants
         .delete(loser, &DeleteParams::default())
         .await

@@ -475,6 +475,11 @@ pub fn component_level<'a>(tenant: &'a Tenant, component: &'a HostingComponent) 
         .unwrap_or(&tenant.spec.service_level)
 }
 
+/// The in-cluster host name of a hosted component's Service: `<component>.<namespace>.svc`.
+pub fn service_host(tenant: &Tenant, component: &HostingComponent) -> String {
+    format!("{}.{}.svc", component.name_any(), tenant_namespace(tenant))
+}
+
 /// The in-cluster URL the prober uses for a hosted component (through its Service).
 pub fn hosted_probe_url(tenant: &Tenant, component: &HostingComponent) -> Option<String> {
     let hosted = component.spec.hosted.as_ref()?;
@@ -482,14 +487,9 @@ pub fn hosted_probe_url(tenant: &Tenant, component: &HostingComponent) -> Option
         .spec
         .probe
         .as_ref()
-        .and_then(|p| p.path.clone())
-        .unwrap_or_else(|| hosted.health_path.clone());
-    Some(format!(
-        "http://{}.{}.svc{}",
-        component.name_any(),
-        tenant_namespace(tenant),
-        path
-    ))
+        .and_then(|p| p.path.as_deref())
+        .unwrap_or(&hosted.health_path);
+    Some(format!("http://{}{path}", service_host(tenant, component)))
 }
 
 /// Every object for a whole (valid) inventory, per tenant in name order.

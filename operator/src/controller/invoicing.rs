@@ -2147,7 +2147,6 @@ spec:
         .unwrap()
     }
 
-    /// The correction lines of an invoice.
     #[test]
     fn stored_lines_keep_their_vat() {
         let tz = crate::billing::amsterdam().unwrap();
@@ -2188,6 +2187,7 @@ spec:
         assert!(e.contains("spec.lines[0].vatPercent"), "{e}");
     }
 
+    /// The correction lines of an invoice.
     fn corrections_on(spec: &InvoiceSpec) -> Vec<&InvoiceLine> {
         spec.lines
             .iter()

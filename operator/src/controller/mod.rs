@@ -119,6 +119,12 @@ impl Placement {
     }
 }
 
+/// Whether cached tenant `t` names namespace `ns`.
+fn names(t: &Kept<Tenant>, ns: &str) -> bool {
+    t.spec_part::<Placement>()
+        .is_some_and(|p| p.owns(t.name(), ns))
+}
+
 impl Context {
     /// Publishes a Warning event about `obj` (its note cut to 1,000 characters), counted as a
     /// write; a failure to publish is logged, never the caller's error.
@@ -213,10 +219,7 @@ impl Context {
 
     /// Whether tenant `name` (in the cache) names namespace `ns`.
     fn names_namespace(&self, name: &str, ns: &str) -> bool {
-        self.tenants
-            .named(name)
-            .and_then(|t| t.spec_part::<Placement>())
-            .is_some_and(|p| p.owns(name, ns))
+        self.tenants.named(name).is_some_and(|t| names(&t, ns))
     }
 
     fn claims(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
@@ -254,10 +257,7 @@ impl Context {
         self.tenants
             .state()
             .iter()
-            .find(|t| {
-                t.spec_part::<Placement>()
-                    .is_some_and(|p| p.owns(t.name(), ns))
-            })
+            .find(|t| names(t, ns))
             .map(|t| t.name().to_string())
     }
 
@@ -275,11 +275,7 @@ impl Context {
         self.tenants
             .state()
             .iter()
-            .filter(|t| {
-                t.name() != except
-                    && t.spec_part::<Placement>()
-                        .is_some_and(|p| p.owns(t.name(), ns))
-            })
+            .filter(|t| t.name() != except && names(t, ns))
             .map(|t| t.name().to_string())
             .collect()
     }

@@ -294,12 +294,13 @@ impl Prober {
     /// Requests the target and each redirect it leads to; returns the final status.
     async fn walk(&self, target: &ProbeTarget) -> Result<u16, Stop> {
         let mut url = target.url().map_err(Stop::Refused)?;
-        let origin = url.origin();
+        // A component's own Service may send the probe elsewhere on itself; anywhere else is
+        // judged like a URL someone typed.
+        let own_origin = target.own_service.then(|| url.origin());
+        let on_own_service = |u: &Url| own_origin.as_ref().is_some_and(|o| *o == u.origin());
         let mut hop = 0;
         loop {
-            // A component's own Service may send the probe elsewhere on itself; anywhere else
-            // is judged like a URL someone typed.
-            let route = self.route(target.own_service && url.origin() == origin);
+            let route = self.route(on_own_service(&url));
             let mut response = match route.client.get(url.clone()).send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -339,7 +340,7 @@ impl Prober {
                     "redirect (status {status}) to an invalid location: {e}"
                 ))
             })?;
-            let next_route = self.route(target.own_service && next.origin() == origin);
+            let next_route = self.route(on_own_service(&next));
             if let Err(r) = next_route.policy.check_url(&next) {
                 return Err(Stop::Failed(format!(
                     "redirect (status {status}) from {} to {} refused: {}",

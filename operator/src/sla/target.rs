@@ -11,8 +11,8 @@
 //! are policy. A URL someone typed (a SaaS URL, an account source) is judged by the policy as
 //! configured, where private ranges are refused by default; the URL regie builds itself for a
 //! hosted component's own Service is judged by [`ProbePolicy::for_own_services`], which lets it
-//! reach the cluster's private Service addresses. IPv4 addresses embedded in IPv6 (`::ffff:169.254.169.254`, NAT64, 6to4) are
-//! judged as the IPv4 address they carry.
+//! reach the cluster's private Service addresses. IPv4 addresses embedded in IPv6
+//! (`::ffff:169.254.169.254`, NAT64, 6to4) are judged as the IPv4 address they carry.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,8 +26,7 @@ use regie_crds::{HostingComponent, Tenant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::{Host, Url};
 
-use crate::desired::{component_level, hosted_probe_url};
-use crate::inventory::tenant_namespace;
+use crate::desired::{component_level, hosted_probe_url, service_host};
 use crate::tier::Tier;
 
 /// Why a target is not probed. The controller shows `reason` in the component's `Stalled`
@@ -598,7 +597,7 @@ pub fn component_target(
     let url = if let Some(url) = &own_service {
         let parsed = parse_target_url(url)?;
         // The probe path is typed; the host must stay the Service's for the URL to be ours.
-        let service = format!("{}.{}.svc", component.name_any(), tenant_namespace(tenant));
+        let service = service_host(tenant, component);
         if parsed.host_str() != Some(service.as_str()) {
             return Err(Refused::new(format!(
                 "the probe path takes the probe away from the Service {service}"
