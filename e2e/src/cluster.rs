@@ -35,13 +35,24 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a control plane in `dir`, owned by this process.
     pub fn up(dir: &Path) -> Result<Cluster> {
+        Cluster::up_auditing(dir, &[])
+    }
+
+    /// Starts a control plane in `dir` whose API server records every request of the given
+    /// users in an audit log (read with [`Cluster::audited`]).
+    pub fn up_auditing(dir: &Path, audit_users: &[&str]) -> Result<Cluster> {
         let script = repo_root().join("e2e/cluster");
-        let out = Command::new(&script)
+        let mut command = Command::new(&script);
+        command
             .arg("up")
             .arg("--dir")
             .arg(dir)
             .arg("--owner-pid")
-            .arg(std::process::id().to_string())
+            .arg(std::process::id().to_string());
+        for user in audit_users {
+            command.arg("--audit-user").arg(user);
+        }
+        let out = command
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
@@ -87,6 +98,20 @@ impl Cluster {
         config.read_timeout = Some(Duration::from_secs(60));
         // The client `regie run` uses, so that every test and benchmark goes over it.
         Ok(regie::api_client::build(config, 32)?)
+    }
+
+    /// What the API server's audit log holds so far: one event per request of the audited users
+    /// (see [`Cluster::up_auditing`]), at the stage its answer was complete (or, for a watch,
+    /// had started). A line cut short by a write in progress is left out.
+    pub fn audited(&self) -> Result<Vec<AuditEvent>> {
+        let path = self.dir.join("logs/audit.log");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the audit log {}", path.display()))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<AuditEvent>(l).ok())
+            .filter(|e| e.stage != "RequestReceived")
+            .collect())
     }
 
     /// Runs the real kubectl against this cluster.
@@ -140,6 +165,64 @@ impl Cluster {
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("installing the CRDs panicked")))
         })
+    }
+}
+
+/// One request as the API server's audit log records it (the fields tests read).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub stage: String,
+    pub verb: String,
+    pub request_u_r_i: String,
+    pub user: AuditUser,
+    #[serde(default)]
+    pub object_ref: Option<AuditObjectRef>,
+    #[serde(default)]
+    pub response_status: Option<AuditStatus>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct AuditUser {
+    pub username: String,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditObjectRef {
+    #[serde(default)]
+    pub api_group: String,
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub subresource: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct AuditStatus {
+    #[serde(default)]
+    pub code: u16,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl AuditEvent {
+    /// `verb group/resource/subresource`, the way RBAC rules name what a request needs.
+    pub fn access(&self) -> String {
+        let o = self.object_ref.clone().unwrap_or_default();
+        format!(
+            "{} {}/{}/{}",
+            self.verb, o.api_group, o.resource, o.subresource
+        )
+    }
+
+    /// The code of the answer (0 when the log does not say).
+    pub fn code(&self) -> u16 {
+        self.response_status.as_ref().map_or(0, |s| s.code)
     }
 }
 
@@ -215,8 +298,13 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start() -> Result<TestCluster> {
+        TestCluster::start_auditing(&[])
+    }
+
+    /// A control plane of the test's own that audits every request of `users`.
+    pub fn start_auditing(users: &[&str]) -> Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("regie-e2e-").tempdir()?;
-        let cluster = Cluster::up(&dir.path().join("cluster"))?;
+        let cluster = Cluster::up_auditing(&dir.path().join("cluster"), users)?;
         Ok(TestCluster { cluster, _dir: dir })
     }
 }
