@@ -92,12 +92,14 @@ impl Cluster {
 
     /// A client for this cluster, bound to the caller's tokio runtime.
     pub async fn client(&self) -> Result<Client> {
-        let kc = Kubeconfig::read_from(&self.kubeconfig)?;
-        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        // Benchmarks apply thousands of objects; the default timeout is fine, throttling is not.
-        config.read_timeout = Some(Duration::from_secs(60));
-        // The client `regie run` uses, so that every test and benchmark goes over it.
-        Ok(regie::api_client::build(config, 32)?)
+        client_from(&self.kubeconfig).await
+    }
+
+    /// A client with the admin's rights that authenticates as [`OPERATOR_USER`], for an
+    /// operator the test runs: the audit log (see [`Cluster::up_auditing`]) tells its requests
+    /// from the test's own.
+    pub async fn operator_client(&self) -> Result<Client> {
+        client_from(&self.dir.join("operator.kubeconfig")).await
     }
 
     /// What the API server's audit log holds so far: one event per request of the audited users
@@ -166,6 +168,19 @@ impl Cluster {
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("installing the CRDs panicked")))
         })
     }
+}
+
+/// The user of [`Cluster::operator_client`].
+pub const OPERATOR_USER: &str = "regie-operator";
+
+/// A client from a kubeconfig file, bound to the caller's tokio runtime.
+async fn client_from(kubeconfig: &Path) -> Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    // Benchmarks apply thousands of objects; the default timeout is fine, throttling is not.
+    config.read_timeout = Some(Duration::from_secs(60));
+    // The client `regie run` uses, so that every test and benchmark goes over it.
+    Ok(regie::api_client::build(config, 32)?)
 }
 
 /// One request as the API server's audit log records it (the fields tests read).

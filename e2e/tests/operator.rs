@@ -19,7 +19,7 @@ use regie::controller::Options;
 use regie::controller::children::FIELD_MANAGER;
 use regie_crds::status::{AVAILABLE, READY, STALLED, find};
 use regie_crds::{HostingComponent, Invoice, InvoiceSpec, Tenant};
-use regie_e2e::cluster::{Cluster, TestCluster, regie_files, repo_root};
+use regie_e2e::cluster::{AuditEvent, Cluster, OPERATOR_USER, TestCluster, regie_files, repo_root};
 use regie_e2e::operator::{RunningOperator, eventually, tenants_ready};
 
 const ALL: [&str; 5] = [
@@ -126,8 +126,11 @@ async fn deployment_versions(client: &Client) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn operator_end_to_end() {
-    let cluster = TestCluster::start().expect("control plane");
+    // The operator authenticates as a user of its own, whose requests the API server audits:
+    // the restart step counts its writes where they land, not only where regie counts them.
+    let cluster = TestCluster::start_auditing(&[OPERATOR_USER]).expect("control plane");
     let client = cluster.client().await.expect("client");
+    let operator_client = cluster.operator_client().await.expect("operator's client");
     let work = tempfile::tempdir().expect("tempdir");
     let examples = work.path().join("examples");
     copy_dir(&repo_root().join("examples"), &examples);
@@ -138,7 +141,7 @@ async fn operator_end_to_end() {
         invoice_interval: Duration::from_secs(5),
         ..Options::default()
     };
-    let op = RunningOperator::start(client.clone(), first, None);
+    let op = RunningOperator::start(operator_client.clone(), first, None);
     apply_examples(&cluster, &examples);
     wait_namespaces(&client).await;
     apply_namespaced(&cluster, &examples);
@@ -695,8 +698,19 @@ async fn operator_end_to_end() {
             invoices_before = now;
         }
     }
+    let first_metrics = op.metrics.clone();
     op.stop().await.expect("graceful stop");
-    let op = RunningOperator::start(client.clone(), Options::default(), None);
+    // Every write of steps 1–5 that landed, regie counted, and none that did not: the counter
+    // the benchmarks read writes per tenant and idle writes from.
+    let audited = cluster.audited().expect("audit log");
+    assert_eq!(
+        landed_writes(&audited),
+        counted_writes(&first_metrics),
+        "the writes the API server took from the operator (left) are the ones regie counted \
+         (right)"
+    );
+    let audited_before_restart = audited.len();
+    let op = RunningOperator::start(operator_client.clone(), Options::default(), None);
     let metrics = op.metrics.clone();
     eventually(
         "the restarted operator to look at every tenant",
@@ -772,6 +786,27 @@ async fn operator_end_to_end() {
         op.metrics.render()
     );
 
+    // The same where the writes land: the API server's audit log of the operator's user since
+    // the restart holds the writes regie counted, kind by kind, and no other (read when regie's
+    // count stood still across the read: SLA reports go on being written).
+    let mut landed = BTreeMap::new();
+    let mut counted = counted_writes(&op.metrics);
+    for _ in 0..50 {
+        let events = cluster.audited().expect("audit log");
+        landed = landed_writes(&events[audited_before_restart.min(events.len())..]);
+        let now = counted_writes(&op.metrics);
+        if now == counted {
+            break;
+        }
+        counted = now;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        landed, counted,
+        "the writes the API server took from the restarted operator (left) are the ones regie \
+         counted (right)"
+    );
+
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants
         .delete("tholen", &DeleteParams::default())
@@ -802,6 +837,70 @@ async fn operator_end_to_end() {
         "offboarding closes the usage: {st:?}"
     );
     op.stop().await.expect("stop");
+}
+
+/// The operator's writes by kind, as its `regie_api_writes_total` counts them.
+fn counted_writes(metrics: &regie::metrics::Metrics) -> BTreeMap<String, u64> {
+    let mut by_kind = BTreeMap::new();
+    for m in metrics
+        .api_writes
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+    {
+        let kind = m
+            .get_label()
+            .iter()
+            .find(|l| l.name() == "kind")
+            .map(|l| l.value().to_string())
+            .unwrap_or_default();
+        let n = m.get_counter().get_value() as u64;
+        if n > 0 {
+            *by_kind.entry(kind).or_insert(0) += n;
+        }
+    }
+    by_kind
+}
+
+/// The operator's writes the API server took (answered 2xx), by kind, from its audit log.
+fn landed_writes(events: &[AuditEvent]) -> BTreeMap<String, u64> {
+    let mut by_kind = BTreeMap::new();
+    for e in events {
+        let write = matches!(
+            e.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        );
+        if e.user.username != OPERATOR_USER || !write || !(200..300).contains(&e.code()) {
+            continue;
+        }
+        let resource = e
+            .object_ref
+            .as_ref()
+            .map(|o| o.resource.as_str())
+            .unwrap_or_default();
+        let kind = match resource {
+            "namespaces" => "Namespace",
+            "resourcequotas" => "ResourceQuota",
+            "limitranges" => "LimitRange",
+            "networkpolicies" => "NetworkPolicy",
+            "rolebindings" => "RoleBinding",
+            "deployments" => "Deployment",
+            "services" => "Service",
+            "poddisruptionbudgets" => "PodDisruptionBudget",
+            "tenants" => "Tenant",
+            "workplacepackages" => "WorkplacePackage",
+            "hostingcomponents" => "HostingComponent",
+            "usages" => "Usage",
+            "invoices" => "Invoice",
+            "slareports" => "SlaReport",
+            "events" => "Event",
+            "configmaps" => "ConfigMap",
+            "leases" => "Lease",
+            other => other,
+        };
+        *by_kind.entry(kind.to_string()).or_insert(0) += 1;
+    }
+    by_kind
 }
 
 fn comps_in(client: &Client, ns: &str) -> Api<HostingComponent> {
