@@ -433,6 +433,60 @@ async fn operator_end_to_end() {
         .await
         .expect("fixed component recovers");
 
+    // A level no ServiceLevel has: the component is Stalled, and billed meanwhile as it runs —
+    // the level its ledger recorded — never at a level no PriceList prices (that would leave
+    // the month impossible to invoice, for every tenant).
+    let typo = serde_json::json!({"spec": {"serviceLevel": "platinum"}});
+    comps_in(&client, "tenant-werkplein")
+        .patch(
+            "client-portal",
+            &PatchParams::default(),
+            &Patch::Merge(&typo),
+        )
+        .await
+        .expect("patch");
+    eventually("werkplein to name the missing level", WAIT, || {
+        let tenants = tenants.clone();
+        async move {
+            let st = tenants.get("werkplein").await?.status.unwrap_or_default();
+            Ok(find(&st.conditions, READY).is_some_and(|c| {
+                c.status == "False"
+                    && c.message.contains("HostingComponent client-portal")
+                    && c.message.contains("\"platinum\"")
+            }))
+        }
+    })
+    .await
+    .expect("a component at a missing level is Stalled, named in its tenant's status");
+    let fix = serde_json::json!({"spec": {"serviceLevel": null}});
+    comps_in(&client, "tenant-werkplein")
+        .patch(
+            "client-portal",
+            &PatchParams::default(),
+            &Patch::Merge(&fix),
+        )
+        .await
+        .expect("patch");
+    tenants_ready(&client, &["werkplein"], WAIT)
+        .await
+        .expect("the component at its level again");
+    let ledger = usages
+        .get(&format!("werkplein-{month}"))
+        .await
+        .expect("werkplein's usage");
+    let levels: Vec<(String, String)> = ledger
+        .status
+        .iter()
+        .flat_map(|s| s.segments.iter())
+        .flat_map(|s| s.components.iter())
+        .map(|c| (c.name.clone(), c.service_level.clone()))
+        .collect();
+    assert!(
+        levels.iter().any(|(n, _)| n == "client-portal")
+            && levels.iter().all(|(_, l)| l != "platinum"),
+        "the ledger bills client-portal only at levels that exist: {levels:?}"
+    );
+
     // A component in a namespace that belongs to no tenant.
     cluster
         .kubectl_ok(&["create", "namespace", "stray"])

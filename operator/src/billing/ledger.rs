@@ -8,7 +8,7 @@
 //! done, and after a restart it simply records the current state again, which can neither lose
 //! nor duplicate a segment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use regie_crds::generated::{Segment, SegmentComponent};
@@ -260,6 +260,40 @@ pub fn record(
     Ok(true)
 }
 
+/// `state` with the components named in `stalled` — those regie cannot reconcile (a level no
+/// ServiceLevel has, a spec it refuses) — billed as the ledger's open segment last recorded
+/// them: whatever of them ran still runs as it was, since regie leaves a stalled component's
+/// workload alone. One the open segment does not hold ran never (or not since the ledger was
+/// closed) and is not billed. Recorded as written instead, a mistyped level would enter the
+/// ledger, and no PriceList prices a level it does not know: the month could not be invoiced.
+pub fn with_stalled_as_recorded(
+    state: &BillableState,
+    segments: &[Segment],
+    stalled: &BTreeSet<String>,
+) -> BillableState {
+    if stalled.is_empty() {
+        return state.clone();
+    }
+    let open = segments.last().filter(|s| s.to.is_none());
+    let mut components: Vec<SegmentComponent> = state
+        .components
+        .iter()
+        .filter(|c| !stalled.contains(&c.name))
+        .cloned()
+        .collect();
+    components.extend(
+        open.iter()
+            .flat_map(|s| s.components.iter())
+            .filter(|c| stalled.contains(&c.name))
+            .cloned(),
+    );
+    components.sort();
+    BillableState {
+        components,
+        ..state.clone()
+    }
+}
+
 /// Closes the open segment at `at` (offboarding); cuts at month boundaries on the way.
 /// Returns whether the ledger changed.
 pub fn close(
@@ -403,6 +437,40 @@ mod tests {
         ] {
             assert_eq!(ledger_instant(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_stalled_component_is_billed_as_last_recorded_or_not_at_all() {
+        let cal = cal();
+        let component = |name: &str, level: &str| SegmentComponent {
+            name: name.into(),
+            class: ComponentClass::ApplicationHosting,
+            service_level: level.into(),
+        };
+        let mut segments = Vec::new();
+        let mut running = state("silver", 310);
+        running.components.push(component("website", "gold"));
+        record(&mut segments, &running, ts("2026-03-02T09:00:00Z"), &cal).unwrap();
+        // website's level mistyped, and a new component whose spec regie refuses.
+        let mut asked = state("silver", 310);
+        asked.components.push(component("website", "platinum"));
+        asked.components.push(component("2fa", "silver"));
+        let stalled = BTreeSet::from(["website".to_string(), "2fa".to_string()]);
+        let billed = with_stalled_as_recorded(&asked, &segments, &stalled);
+        assert!(billed.same_billing(&running), "{billed:?}");
+        assert!(
+            !record(&mut segments, &billed, ts("2026-03-02T10:00:00Z"), &cal).unwrap(),
+            "nothing billable changed"
+        );
+        // Nothing stalled: the state as asked.
+        assert_eq!(
+            with_stalled_as_recorded(&asked, &segments, &BTreeSet::new()),
+            asked
+        );
+        // A closed ledger (the tenant left) holds nothing that still runs.
+        close(&mut segments, ts("2026-03-03T00:00:00Z"), &cal).unwrap();
+        let billed = with_stalled_as_recorded(&asked, &segments, &stalled);
+        assert_eq!(billed.components, state("silver", 310).components);
     }
 
     fn state(level: &str, standard: i64) -> BillableState {

@@ -7,7 +7,7 @@
 //! crash or restart neither loses nor duplicates a segment. A ledger is written only over the
 //! version it was read at, so a correction someone makes meanwhile is read, not overwritten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
@@ -76,8 +76,9 @@ impl Recorded {
     }
 }
 
-fn fingerprint(state: &BillableState) -> u64 {
+fn fingerprint(state: &BillableState, stalled: &BTreeSet<String>) -> u64 {
     let mut hasher = DefaultHasher::new();
+    stalled.hash(&mut hasher);
     state.service_level.hash(&mut hasher);
     state.accounts.hash(&mut hasher);
     state.measured_accounts.hash(&mut hasher);
@@ -150,11 +151,14 @@ async fn write(
 /// How often a ledger that changed while it was being recorded is read and recorded again.
 const RACES: usize = 3;
 
-/// Records `state` for `tenant` at the context's now. Writes only when the ledger changed.
+/// Records `state` for `tenant` at the context's now, its `stalled` components as the ledger
+/// last recorded them (see [`ledger::with_stalled_as_recorded`]). Writes only when the ledger
+/// changed.
 pub async fn record(
     ctx: &Context,
     tenant: &Tenant,
     state: &BillableState,
+    stalled: &BTreeSet<String>,
 ) -> Result<(), kube::Error> {
     let Ok(cal) = Calendar::amsterdam() else {
         tracing::error!("the Europe/Amsterdam time zone is unavailable; usage not recorded");
@@ -163,7 +167,7 @@ pub async fn record(
     let name = tenant.name_any();
     let now = ctx.now();
     let month = cal.month_of(now);
-    let fingerprint = fingerprint(state);
+    let fingerprint = fingerprint(state, stalled);
     if ctx.metered.is_current(&name, month, fingerprint) {
         return Ok(());
     }
@@ -180,12 +184,12 @@ pub async fn record(
     // the API server). Only absence is taken from the cache, never a ledger's content, which may
     // lag this process's own last write; if the ledger was created meanwhile, it is read and
     // recorded again.
-    let mut outcome = ledger.record(state, now, true).await?;
+    let mut outcome = ledger.record(state, stalled, now, true).await?;
     for _ in 0..RACES {
         if outcome != Outcome::Raced {
             break;
         }
-        outcome = ledger.record(state, now, false).await?;
+        outcome = ledger.record(state, stalled, now, false).await?;
     }
     if outcome == Outcome::Raced {
         // Not remembered, and the reconcile fails (and is retried): the change must not be
@@ -247,6 +251,7 @@ impl Ledger<'_> {
     async fn record(
         &self,
         state: &BillableState,
+        stalled: &BTreeSet<String>,
         now: jiff::Timestamp,
         cached_absence: bool,
     ) -> Result<Outcome, kube::Error> {
@@ -285,7 +290,8 @@ impl Ledger<'_> {
                 }
             }
         }
-        let changed = match ledger::record(&mut segments, state, now, cal) {
+        let state = ledger::with_stalled_as_recorded(state, &segments, stalled);
+        let changed = match ledger::record(&mut segments, &state, now, cal) {
             Ok(c) => c,
             Err(e) => {
                 return Ok(Outcome::Unreadable(format!(

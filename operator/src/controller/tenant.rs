@@ -204,8 +204,16 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // latency.
     // By name; read once, so that what is metered is what the statuses report.
     let pkgs = ctx.packages.objects_in(&ns).map_err(Error::Unreadable)?;
+    let stalled_components: BTreeSet<String> = plans
+        .iter()
+        .filter(|p| p.outcome.is_err())
+        .map(|p| p.component.name_any())
+        .collect();
+    // A stalled component is billed as its ledger last recorded it (see
+    // `ledger::with_stalled_as_recorded`), not as its spec asks.
     let meter_components = plans
         .iter()
+        .filter(|p| p.outcome.is_ok())
         .map(|p| regie_crds::generated::SegmentComponent {
             name: p.component.name_any(),
             class: p.component.spec.class,
@@ -219,11 +227,6 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     let billable = super::metering::billable_state(&tier.name, &meter_accounts, meter_components);
     let namespace = ctx.index.get(&("Namespace".into(), None, ns.clone()));
     let namespace_terminating = namespace.as_ref().is_some_and(|k| k.terminating);
-    let stalled_components: BTreeSet<String> = plans
-        .iter()
-        .filter(|p| p.outcome.is_err())
-        .map(|p| p.component.name_any())
-        .collect();
     // The workloads go first, alone: a tier change is felt through them (replicas, budgets,
     // spread), and on an API server with one core a dozen concurrent writes would each wait for
     // all the others. The ledger and the rest of the children follow together.
@@ -243,13 +246,15 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         }
     }
     tracing::debug!("workloads applied");
-    let (metered, applied) =
-        tokio::join!(super::metering::record(&ctx, &tenant, &billable), async {
+    let (metered, applied) = tokio::join!(
+        super::metering::record(&ctx, &tenant, &billable, &stalled_components),
+        async {
             if namespace_terminating {
                 return Ok(());
             }
             apply_and_prune(&ctx, &name, &rest, &desired, &stalled_components).await
-        });
+        }
+    );
     metered?;
     if let Some(next) = stall_if_rejected(&ctx, &tenant, applied).await? {
         return Ok(next);
