@@ -240,6 +240,44 @@ tests:
     promtool(&["test", "rules"], &tests);
 }
 
+/// `RegieTenantsUnpriced` fires when some tenants' invoices could not be priced for an hour,
+/// and not for a moment's failure or none.
+#[test]
+fn the_unpriced_tenants_alert_fires_after_an_hour() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = chart_dir().join("files/operator-alerts.yaml");
+    let tests = tmp.path().join("unpriced-test.yaml");
+    let body = format!(
+        r#"rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'regie_invoicing_unpriced_tenants{{pod="leader"}}'
+        values: '0x10 2x120'
+      - series: 'regie_invoicing_unpriced_tenants{{pod="standby"}}'
+        values: '0x130'
+      - series: 'regie_leader{{identity="a"}}'
+        values: '1x130'
+    alert_rule_test:
+      - eval_time: 40m
+        alertname: RegieTenantsUnpriced
+        exp_alerts: []
+      - eval_time: 90m
+        alertname: RegieTenantsUnpriced
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+            exp_annotations:
+              summary: "regie cannot price the invoices of 2 tenant(s); theirs stay as they were (see the InvoicingFailed Warning events on those Tenants)."
+"#,
+        rules = rules.display()
+    );
+    std::fs::write(&tests, body).expect("write the promtool test");
+    promtool(&["test", "rules"], &tests);
+}
+
 /// The CRD templates are exactly `regie crds`, one CRD per file, plus the chart's metadata.
 #[test]
 fn every_crd_has_a_template_that_is_kept_on_uninstall() {

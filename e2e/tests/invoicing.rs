@@ -846,7 +846,7 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
         "spec": {"displayName": "Race", "serviceLevel": "silver", "membership": {"joined": "2026-01-01"}},
     }))
     .expect("tenant");
-    metering::record(&ctx, &tenant, &state("silver", 100))
+    metering::record(&ctx, &tenant, &state("silver", 100), &Default::default())
         .await
         .expect("recorded despite the race");
 
@@ -867,7 +867,7 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
     );
 
     // Recorded once, the same state costs nothing more.
-    metering::record(&ctx, &tenant, &state("silver", 100))
+    metering::record(&ctx, &tenant, &state("silver", 100), &Default::default())
         .await
         .expect("recorded");
     assert_eq!(writes("status"), 1);

@@ -487,6 +487,64 @@ async fn operator_end_to_end() {
         "the ledger bills client-portal only at levels that exist: {levels:?}"
     );
 
+    // A ledger someone broke by hand (a level no PriceList prices): that tenant's invoices
+    // cannot be priced, it alone is warned, and the passes over every other tenant go on.
+    let passes = || {
+        op.metrics
+            .invoicing_passes
+            .with_label_values(&["complete"])
+            .get()
+    };
+    let kept = ledger.status.clone().expect("a ledger");
+    let mut broken = kept.clone();
+    if let Some(open) = broken.segments.last_mut() {
+        open.service_level = "platinum".into();
+    }
+    let ledger_name = format!("werkplein-{month}");
+    usages
+        .patch_status(
+            &ledger_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"segments": broken.segments}})),
+        )
+        .await
+        .expect("break the ledger");
+    let passes_before = passes();
+    eventually("werkplein warned, and two passes complete", WAIT, || {
+        let events = cluster.kubectl_ok(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=InvoicingFailed",
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{\"\\n\"}{end}",
+        ]);
+        let done = passes() >= passes_before + 2;
+        async move {
+            let events = events?;
+            let lines: Vec<&str> = events.lines().collect();
+            Ok(done
+                && lines
+                    .iter()
+                    .any(|l| l.starts_with("werkplein: ") && l.contains("platinum"))
+                && lines
+                    .iter()
+                    .filter(|l| l.contains("platinum"))
+                    .all(|l| l.starts_with("werkplein: ")))
+        }
+    })
+    .await
+    .expect("one tenant's ledger that cannot be priced stops no one else's invoices");
+    usages
+        .patch_status(
+            &ledger_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"segments": kept.segments}})),
+        )
+        .await
+        .expect("repair the ledger");
+
     // A component in a namespace that belongs to no tenant.
     cluster
         .kubectl_ok(&["create", "namespace", "stray"])

@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -20,6 +22,9 @@ pub struct Metrics {
     pub tenants: IntGaugeVec,
     pub leader: IntGaugeVec,
     pub invoicing_passes: IntCounterVec,
+    /// Tenants the last invoicing pass over all of them could not price (see
+    /// `regie_invoicing_unpriced_tenants`).
+    pub unpriced_tenants: IntGauge,
     /// Series written as text at scrape time, after the registry's (see [`Metrics::add_pages`]).
     texts: Arc<Mutex<Vec<TextSeries>>>,
 }
@@ -101,6 +106,13 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let unpriced_tenants = IntGauge::new(
+            "regie_invoicing_unpriced_tenants",
+            "Tenants whose invoices the last invoicing pass could not price (an input of their \
+             own: the InvoicingFailed Warning event on each says why); their invoices stay as \
+             they were",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -110,6 +122,7 @@ impl Metrics {
             Box::new(tenants.clone()),
             Box::new(leader.clone()),
             Box::new(invoicing_passes.clone()),
+            Box::new(unpriced_tenants.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -123,6 +136,7 @@ impl Metrics {
             tenants,
             leader,
             invoicing_passes,
+            unpriced_tenants,
             texts: Arc::default(),
         }
     }

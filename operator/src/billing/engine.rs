@@ -438,6 +438,32 @@ pub fn bill_from(
     now: Timestamp,
     record: Record,
 ) -> Result<Vec<Invoice>, BillingError> {
+    let billed = bill_each(cat, tenants, credits, period, now, record)?;
+    match billed.unbilled.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(billed.invoices),
+    }
+}
+
+/// The invoices of the tenants that could be billed, and why each other one could not.
+#[derive(Debug, Default)]
+pub struct Billed {
+    pub invoices: Vec<Invoice>,
+    /// By tenant, in the input's order: an input of that tenant's alone (a ledger, a rate for a
+    /// level or class only it uses) does not allow a correct bill.
+    pub unbilled: Vec<(String, BillingError)>,
+}
+
+/// [`bill_from`], tenant by tenant: one tenant that cannot be billed leaves the others' bills
+/// as they are. What all share (the price lists' periods, cost pools) still fails the whole.
+pub fn bill_each(
+    cat: &Catalogue,
+    tenants: &[TenantInput],
+    credits: &Credits,
+    period: Period,
+    now: Timestamp,
+    record: Record,
+) -> Result<Billed, BillingError> {
     let cal = &cat.cal;
     let pools = pool_instalments(cat, tenants)?;
     // A day more than the longest notice: calendar days may be an hour longer than 86 400 s.
@@ -463,7 +489,7 @@ pub fn bill_from(
     if threads == 1 || tenants.len() < 2 * threads {
         return bill_tenants(&ctx, tenants);
     }
-    let results: Vec<Result<Vec<Invoice>, BillingError>> = std::thread::scope(|s| {
+    let results: Vec<Result<Billed, BillingError>> = std::thread::scope(|s| {
         let handles: Vec<_> = tenants
             .chunks(chunk)
             .map(|part| {
@@ -480,11 +506,15 @@ pub fn bill_from(
             .collect()
     });
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let mut invoices = Vec::with_capacity(results.iter().map(Vec::len).sum());
+    let mut billed = Billed {
+        invoices: Vec::with_capacity(results.iter().map(|r| r.invoices.len()).sum()),
+        unbilled: Vec::new(),
+    };
     for r in results {
-        invoices.extend(r);
+        billed.invoices.extend(r.invoices);
+        billed.unbilled.extend(r.unbilled);
     }
-    Ok(invoices)
+    Ok(billed)
 }
 
 /// What every tenant's bill shares.
@@ -498,7 +528,28 @@ struct Ctx<'a> {
     record: Record<'a>,
 }
 
-fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, BillingError> {
+fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Billed, BillingError> {
+    let mut billed = Billed {
+        // At most one invoice per tenant per month.
+        invoices: Vec::with_capacity(tenants.len() * ctx.period.months().len()),
+        unbilled: Vec::new(),
+    };
+    for t in tenants {
+        let first = billed.invoices.len();
+        if let Err(e) = bill_tenant(ctx, t, &mut billed.invoices) {
+            billed.invoices.truncate(first);
+            billed.unbilled.push((t.name.clone(), e));
+        }
+    }
+    Ok(billed)
+}
+
+/// One tenant's invoices of the period, added to `invoices`.
+fn bill_tenant(
+    ctx: &Ctx,
+    t: &TenantInput,
+    invoices: &mut Vec<Invoice>,
+) -> Result<(), BillingError> {
     let (cat, credits, pools, months, period, now) = (
         ctx.cat,
         ctx.credits,
@@ -508,89 +559,84 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Vec<Invoice>, Bill
         ctx.now,
     );
     let cal = &cat.cal;
-    // At most one invoice per tenant per month.
-    let mut invoices = Vec::with_capacity(tenants.len() * period.months().len());
-    for t in tenants {
-        let mut sorted = Vec::new();
-        let spans = timeline(t, months, cal, ctx.record, now, &mut sorted)?;
-        let tenant_credits: ComponentCredits = credits
-            .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
-            .take_while(|((tn, _, _), _)| *tn == t.name)
-            .map(|((_, c, m), p)| ((c.clone(), *m), *p))
-            .collect();
-        let periods = billing_periods(period, t.invoicing);
-        let bounds = periods
-            .iter()
-            .map(|bp| Ok((bp.start(cal.tz())?, bp.end(cal.tz())?)))
-            .collect::<Result<Vec<_>, BillingError>>()?;
-        // All of the tenant's periods in one pass over its timeline.
-        let priced = price_periods(&cat.book, cal, &spans, &bounds, &tenant_credits).map_err(
-            |e| match e {
-                BillingError::Input(m) => {
-                    BillingError::Input(format!("billing Tenant/{}: {m}", t.name))
-                }
-                other => other,
-            },
-        )?;
-        for ((bp, (from, to)), mut lines) in periods.into_iter().zip(bounds).zip(priced) {
-            lines.extend(order_lines(cat, t, &spans, bp)?);
-            for (pi, inst) in pools.get(&t.name).into_iter().flatten() {
-                if !bp.contains_date(inst.due) {
-                    continue;
-                }
-                let pool = &cat.pools[*pi];
-                let due = midnight(inst.due, cal.tz())?;
-                let (_, list) = cat.book.at(due)?;
-                lines.push(Line {
-                    kind: LineKind::Pool,
-                    description: format!(
-                        "{} (CostPool {}, {}), instalment {} of {}",
-                        pool.description,
-                        pool.name,
-                        allocation_text(pool),
-                        inst.index,
-                        inst.count
-                    )
-                    .into(),
-                    quantity: Decimal::ONE,
-                    unit: Unit::Item,
-                    unit_price: inst.amount,
-                    amount: inst.amount,
-                    from: due,
-                    to: midnight(inst.until, cal.tz())?,
-                    vat: Arc::new(list.vat.clone()),
-                });
+    let mut sorted = Vec::new();
+    let spans = timeline(t, months, cal, ctx.record, now, &mut sorted)?;
+    let tenant_credits: ComponentCredits = credits
+        .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
+        .take_while(|((tn, _, _), _)| *tn == t.name)
+        .map(|((_, c, m), p)| ((c.clone(), *m), *p))
+        .collect();
+    let periods = billing_periods(period, t.invoicing);
+    let bounds = periods
+        .iter()
+        .map(|bp| Ok((bp.start(cal.tz())?, bp.end(cal.tz())?)))
+        .collect::<Result<Vec<_>, BillingError>>()?;
+    // All of the tenant's periods in one pass over its timeline.
+    let priced =
+        price_periods(&cat.book, cal, &spans, &bounds, &tenant_credits).map_err(|e| match e {
+            BillingError::Input(m) => {
+                BillingError::Input(format!("billing Tenant/{}: {m}", t.name))
             }
-            if lines.is_empty() {
+            other => other,
+        })?;
+    for ((bp, (from, to)), mut lines) in periods.into_iter().zip(bounds).zip(priced) {
+        lines.extend(order_lines(cat, t, &spans, bp)?);
+        for (pi, inst) in pools.get(&t.name).into_iter().flatten() {
+            if !bp.contains_date(inst.due) {
                 continue;
             }
-            // Lines of one item and level share their description: the same string is equal
-            // without reading it.
-            lines.sort_by(|a, b| {
-                a.kind
-                    .cmp(&b.kind)
-                    .then_with(|| {
-                        if Arc::ptr_eq(&a.description, &b.description) {
-                            Ordering::Equal
-                        } else {
-                            a.description.cmp(&b.description)
-                        }
-                    })
-                    .then(a.from.cmp(&b.from))
-            });
-            invoices.push(Invoice {
-                tenant: t.name.clone(),
-                period: bp.to_string(),
-                from,
-                to,
-                state: state_at(to, now),
-                number: None,
-                currency: "EUR".into(),
-                lines,
+            let pool = &cat.pools[*pi];
+            let due = midnight(inst.due, cal.tz())?;
+            let (_, list) = cat.book.at(due)?;
+            lines.push(Line {
+                kind: LineKind::Pool,
+                description: format!(
+                    "{} (CostPool {}, {}), instalment {} of {}",
+                    pool.description,
+                    pool.name,
+                    allocation_text(pool),
+                    inst.index,
+                    inst.count
+                )
+                .into(),
+                quantity: Decimal::ONE,
+                unit: Unit::Item,
+                unit_price: inst.amount,
+                amount: inst.amount,
+                from: due,
+                to: midnight(inst.until, cal.tz())?,
+                vat: Arc::new(list.vat.clone()),
             });
         }
+        if lines.is_empty() {
+            continue;
+        }
+        // Lines of one item and level share their description: the same string is equal
+        // without reading it.
+        lines.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then_with(|| {
+                    if Arc::ptr_eq(&a.description, &b.description) {
+                        Ordering::Equal
+                    } else {
+                        a.description.cmp(&b.description)
+                    }
+                })
+                .then(a.from.cmp(&b.from))
+        });
+        invoices.push(Invoice {
+            tenant: t.name.clone(),
+            period: bp.to_string(),
+            from,
+            to,
+            state: state_at(to, now),
+            number: None,
+            currency: "EUR".into(),
+            lines,
+        });
     }
-    Ok(invoices)
+    Ok(())
 }
 
 fn allocation_text(pool: &Pool) -> &'static str {

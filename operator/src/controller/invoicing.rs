@@ -65,7 +65,7 @@ use super::kept::{Kept, Split, Version};
 use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_from, catalogue, tenant_input,
+    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, tenant_input,
 };
 use crate::billing::invoice::{
     Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
@@ -99,8 +99,18 @@ pub struct Invoicing {
     /// How many tenants a pass prices together (see [`Pricing::plan`]).
     part: usize,
     wake: tokio::sync::Notify,
-    /// One pass at a time per process; holds the last error reported, to report each once.
-    pass: tokio::sync::Mutex<Option<String>>,
+    /// One pass at a time per process; holds what was reported, to report each once.
+    pass: tokio::sync::Mutex<Reported>,
+}
+
+/// What the passes have reported in Warning events, so that a problem that stays is reported
+/// once, not at every pass.
+#[derive(Debug, Default)]
+struct Reported {
+    /// Why the last pass could price no tenant at all.
+    whole: Option<String>,
+    /// Why each tenant the last pass over all of them could not price could not be priced.
+    tenants: BTreeMap<String, String>,
 }
 
 impl Invoicing {
@@ -116,7 +126,7 @@ impl Invoicing {
             interval,
             part: part.max(1),
             wake: tokio::sync::Notify::new(),
-            pass: tokio::sync::Mutex::new(None),
+            pass: tokio::sync::Mutex::new(Reported::default()),
         })
     }
 
@@ -713,6 +723,9 @@ pub enum Intent {
     Final { name: String, invoice: Invoice },
     /// A draft the tenant no longer gets (its invoicing period changed, nothing is billed).
     Obsolete { name: String },
+    /// A tenant whose input of its own does not allow a correct bill (`message` says why): its
+    /// invoices stay as they are, the other tenants' are written.
+    Unpriced { tenant: String, message: String },
 }
 
 fn dec(s: &str, what: &str) -> Result<Decimal, BillingError> {
@@ -870,7 +883,12 @@ impl OtherPeriods {
                     t
                 })
                 .collect();
-            let again = bill_from(cat, &as_it_was, credits, period, now, record)?
+            let billed = bill_each(cat, &as_it_was, credits, period, now, record)?;
+            if let Some((_, e)) = billed.unbilled.into_iter().find(|(t, _)| t == tenant) {
+                return Err(e);
+            }
+            let again = billed
+                .invoices
                 .into_iter()
                 .find(|i| i.tenant == tenant && i.period == spec.period);
             let recomputed = again.unwrap_or_else(|| Invoice {
@@ -1008,8 +1026,15 @@ pub fn plan(
         },
     };
     let mut computed: BTreeMap<String, Vec<Invoice>> = BTreeMap::new();
+    // A tenant that cannot be billed in one quarter is billed in none: a part of its invoices
+    // would make the rest look obsolete.
+    let mut unpriced: BTreeMap<String, String> = BTreeMap::new();
     for q in quarters {
-        for inv in bill_from(cat, tenants, credits, q, now, record)? {
+        let billed = bill_each(cat, tenants, credits, q, now, record)?;
+        for (tenant, e) in billed.unbilled {
+            unpriced.entry(tenant).or_insert_with(|| e.to_string());
+        }
+        for inv in billed.invoices {
             let Some(first) = metered_from.get(inv.tenant.as_str()) else {
                 continue;
             };
@@ -1035,49 +1060,44 @@ pub fn plan(
             Scope::Leaving(t) if *t != tenant => continue,
             Scope::Leaving(_) => true,
         };
+        if unpriced.contains_key(&tenant) {
+            continue;
+        }
         invoices.sort_by_key(|i| i.from);
         let mine = existing_by_tenant
             .get(tenant.as_str())
             .map_or(&[][..], Vec::as_slice);
-        let others =
-            OtherPeriods::of(&tenant, &invoices, mine, cat, tenants, credits, now, record)?;
-        let mut pending: Vec<Line> = others.corrections();
-        for mut inv in invoices {
-            let name = invoice_name(&tenant, &inv.period);
-            if let Some(spec) = existing.get(&name)
-                && spec.state == InvoiceState::Final
-            {
-                wanted.insert(name.clone());
-                let billed = billed_so_far(&name, spec, mine, &inv, cal)?;
-                pending.extend(corrections(&billed, &inv));
-                continue;
+        let mut wants = Vec::new();
+        match tenant_intents(
+            &tenant,
+            invoices,
+            mine,
+            leaving,
+            &mut wants,
+            (cat, tenants, credits, existing, now, record),
+        ) {
+            Ok(()) => {
+                wanted.extend(wants.iter().map(|(name, _)| name.clone()));
+                intents.extend(wants.into_iter().filter_map(|(_, intent)| intent));
             }
-            if !others.settle(&mut inv) {
-                // Billed in whole under another period already: no invoice, and a draft of it
-                // goes.
-                continue;
-            }
-            wanted.insert(name.clone());
-            inv.lines.append(&mut pending);
-            inv.lines.sort_by(|a, b| {
-                a.kind
-                    .cmp(&b.kind)
-                    .then_with(|| a.description.cmp(&b.description))
-                    .then(a.from.cmp(&b.from))
-            });
-            if inv.state == State::Final || leaving {
-                inv.state = State::Final;
-                intents.push(Intent::Final { name, invoice: inv });
-            } else {
-                intents.push(Intent::Draft { name, invoice: inv });
+            Err(e) => {
+                unpriced.insert(tenant, e.to_string());
             }
         }
+    }
+    if let Scope::Leaving(t) = scope
+        && let Some(message) = unpriced.get(t.as_str())
+    {
+        // A leaving tenant's final invoice is not skipped: its offboarding waits for it.
+        return Err(BillingError::Input(message.clone()));
     }
     // Numbers follow the periods, then the tenants.
     intents.sort_by(|a, b| intent_order(a).cmp(&intent_order(b)));
     let priced: HashSet<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
     let in_scope = |tenant: &str| match scope {
-        Scope::All => !deleting.contains(tenant) && priced.contains(tenant),
+        Scope::All => {
+            !deleting.contains(tenant) && priced.contains(tenant) && !unpriced.contains_key(tenant)
+        }
         Scope::Leaving(t) => t == tenant,
     };
     for (name, spec) in existing {
@@ -1085,7 +1105,78 @@ pub fn plan(
             intents.push(Intent::Obsolete { name: name.clone() });
         }
     }
+    if *scope == Scope::All {
+        for (tenant, message) in unpriced {
+            if !deleting.contains(&tenant) {
+                intents.push(Intent::Unpriced { tenant, message });
+            }
+        }
+    }
     Ok(intents)
+}
+
+/// What [`plan`] reads besides one tenant's own: the catalogue, every tenant (cost pools are
+/// shared out over all), credits, the cluster's invoices, now, and what the ledgers record.
+type PlanInputs<'a> = (
+    &'a Catalogue,
+    &'a [TenantInput],
+    &'a Credits,
+    &'a BTreeMap<String, InvoiceSpec>,
+    Timestamp,
+    Record<'a>,
+);
+
+/// One tenant's part of [`plan`]: its invoices `computed`, settled against the periods it was
+/// already billed under, with the corrections of its final invoices moved onto the next open
+/// one. Adds to `wants` each invoice name to keep and the intent to write it, if any; on an
+/// error nothing of the tenant's is to be written.
+fn tenant_intents(
+    tenant: &str,
+    computed: Vec<Invoice>,
+    mine: &[(&String, &InvoiceSpec)],
+    leaving: bool,
+    wants: &mut Vec<(String, Option<Intent>)>,
+    (cat, tenants, credits, existing, now, record): PlanInputs,
+) -> Result<(), BillingError> {
+    let cal = &cat.cal;
+    let others = OtherPeriods::of(tenant, &computed, mine, cat, tenants, credits, now, record)?;
+    let mut pending: Vec<Line> = others.corrections();
+    for mut inv in computed {
+        let name = invoice_name(tenant, &inv.period);
+        if let Some(spec) = existing.get(&name)
+            && spec.state == InvoiceState::Final
+        {
+            let billed = billed_so_far(&name, spec, mine, &inv, cal)?;
+            pending.extend(corrections(&billed, &inv));
+            wants.push((name, None));
+            continue;
+        }
+        if !others.settle(&mut inv) {
+            // Billed in whole under another period already: no invoice, and a draft of it goes.
+            continue;
+        }
+        inv.lines.append(&mut pending);
+        inv.lines.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then_with(|| a.description.cmp(&b.description))
+                .then(a.from.cmp(&b.from))
+        });
+        let intent = if inv.state == State::Final || leaving {
+            inv.state = State::Final;
+            Intent::Final {
+                name: name.clone(),
+                invoice: inv,
+            }
+        } else {
+            Intent::Draft {
+                name: name.clone(),
+                invoice: inv,
+            }
+        };
+        wants.push((name, Some(intent)));
+    }
+    Ok(())
 }
 
 /// One pass: read the caches, plan, write what differs; counted in
@@ -1100,7 +1191,7 @@ async fn pass(ctx: &Context, scope: Scope) -> Result<(), PassError> {
 
 async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     let inv = &ctx.invoicing;
-    let mut last_error = inv.pass.lock().await;
+    let mut reported = inv.pass.lock().await;
     let now = ctx.now();
     let cal = Calendar::amsterdam()?;
     let tz = cal.tz().clone();
@@ -1178,12 +1269,12 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     };
     let (pricing, planned) = match planned {
         Ok(p) => {
-            *last_error = None;
+            reported.whole = None;
             p
         }
         Err(e) => {
             let message = e.to_string();
-            if last_error.as_deref() != Some(message.as_str()) {
+            if reported.whole.as_deref() != Some(message.as_str()) {
                 tracing::error!(error = %message, "invoices cannot be priced");
                 let regarding = tenants.iter().filter(|x| match &scope {
                     Scope::All => true,
@@ -1192,11 +1283,15 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                 for t in regarding.filter_map(|t| t.object()) {
                     ctx.warn(&t, "InvoicingFailed", "Invoice", &message).await;
                 }
-                *last_error = Some(message);
+                reported.whole = Some(message);
             }
             return Err(e.into());
         }
     };
+    let (planned, unpriced) = planned.without_unpriced();
+    if scope == Scope::All {
+        report_unpriced(ctx, &mut reported.tenants, unpriced).await;
+    }
     let mut writer = Writer {
         api: Api::all(ctx.client.clone()),
         known: stored
@@ -1274,18 +1369,73 @@ struct Pricing {
     tz: jiff::tz::TimeZone,
 }
 
+/// Warns once about each tenant that could not be priced (again when the reason changes), and
+/// remembers this pass's set: a tenant priced again is reported anew if it fails later.
+async fn report_unpriced(
+    ctx: &Context,
+    reported: &mut BTreeMap<String, String>,
+    unpriced: BTreeMap<String, String>,
+) {
+    for (tenant, message) in &unpriced {
+        if reported.get(tenant) == Some(message) {
+            continue;
+        }
+        tracing::error!(%tenant, error = %message, "a tenant's invoices cannot be priced");
+        if let Some(t) = ctx.tenant(tenant) {
+            ctx.warn(t.as_ref(), "InvoicingFailed", "Invoice", message)
+                .await;
+        }
+    }
+    ctx.metrics
+        .unpriced_tenants
+        .set(i64::try_from(unpriced.len()).unwrap_or(i64::MAX));
+    *reported = unpriced;
+}
+
 /// What a pass found to write.
 enum Planned {
     /// Every intent, in order (priced in one part).
     Whole(Vec<Intent>),
     /// Priced a part at a time: every final in order, the tenants whose drafts differ from what
     /// is stored (priced again a part at a time when their drafts are written), and the drafts
-    /// that go.
+    /// that go (with the tenants that could not be priced).
     Parts {
         finals: Vec<Intent>,
         changed: Vec<Arc<Kept<Tenant>>>,
         obsolete: Vec<Intent>,
     },
+}
+
+impl Planned {
+    /// The plan without its [`Intent::Unpriced`], and those, by tenant.
+    fn without_unpriced(self) -> (Planned, BTreeMap<String, String>) {
+        let mut unpriced = BTreeMap::new();
+        let mut keep = |intents: Vec<Intent>| -> Vec<Intent> {
+            intents
+                .into_iter()
+                .filter_map(|i| match i {
+                    Intent::Unpriced { tenant, message } => {
+                        unpriced.insert(tenant, message);
+                        None
+                    }
+                    other => Some(other),
+                })
+                .collect()
+        };
+        let planned = match self {
+            Planned::Whole(intents) => Planned::Whole(keep(intents)),
+            Planned::Parts {
+                finals,
+                changed,
+                obsolete,
+            } => Planned::Parts {
+                finals,
+                changed,
+                obsolete: keep(obsolete),
+            },
+        };
+        (planned, unpriced)
+    }
 }
 
 impl Pricing {
@@ -1350,7 +1500,7 @@ impl Pricing {
         for intent in self.planned(inputs, metered_elsewhere)? {
             match intent {
                 Intent::Final { .. } => finals.push(intent),
-                Intent::Obsolete { .. } => obsolete.push(intent),
+                Intent::Obsolete { .. } | Intent::Unpriced { .. } => obsolete.push(intent),
                 Intent::Draft { invoice, .. } => {
                     drafted.insert(invoice.tenant);
                 }
@@ -1400,7 +1550,7 @@ impl Pricing {
                 .stored
                 .get(name)
                 .is_some_and(|s| s.is_final() || s.holds(&invoice.to_spec(&self.tz))),
-            Intent::Final { .. } | Intent::Obsolete { .. } => true,
+            Intent::Final { .. } | Intent::Obsolete { .. } | Intent::Unpriced { .. } => true,
         });
         Ok(intents)
     }
@@ -1414,6 +1564,7 @@ fn intent_order(i: &Intent) -> (Timestamp, &str) {
             (invoice.from, invoice.tenant.as_str())
         }
         Intent::Obsolete { name } => (Timestamp::MAX, name.as_str()),
+        Intent::Unpriced { tenant, .. } => (Timestamp::MAX, tenant.as_str()),
     }
 }
 
@@ -1478,6 +1629,8 @@ impl Writer {
                         self.written |= remove_draft(ctx, &self.api, s).await?;
                     }
                 }
+                // Reported before the writes (see `report_unpriced`).
+                Intent::Unpriced { .. } => {}
             }
         }
         Ok(true)
@@ -2147,6 +2300,69 @@ spec:
         .unwrap()
     }
 
+    /// A tenant whose own input cannot be priced (a level no rate has, in its ledger) keeps its
+    /// invoices as they are and is named; the other tenants' are planned as ever. Leaving, it
+    /// waits: its final invoice is not skipped.
+    #[test]
+    fn one_tenant_that_cannot_be_priced_leaves_the_others_planned() {
+        let fine = tenant(vec![(Month::new(2026, 3), march())]);
+        let mut broken = tenant(vec![(
+            Month::new(2026, 3),
+            vec![seg("2026-03-01T00:00:00+01:00", None, "platinum", 100)],
+        )]);
+        broken.name = "moerdijk".into();
+        let stale = InvoiceSpec {
+            tenant: "moerdijk".into(),
+            period: "2026-03".into(),
+            number: None,
+            state: InvoiceState::Draft,
+            currency: "EUR".into(),
+            lines: vec![],
+            subtotal: "0.00".into(),
+            vat: "0.00".into(),
+            total: "0.00".into(),
+        };
+        let existing = BTreeMap::from([("moerdijk-2026-03".to_string(), stale)]);
+        let alone = run(
+            std::slice::from_ref(&fine),
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-03-25T11:00:00Z",
+        );
+        let both = run(
+            &[fine.clone(), broken.clone()],
+            &existing,
+            Scope::All,
+            "2026-03-25T11:00:00Z",
+        );
+        let (unpriced, others): (Vec<_>, Vec<_>) = both
+            .into_iter()
+            .partition(|i| matches!(i, Intent::Unpriced { .. }));
+        assert_eq!(
+            others, alone,
+            "tholen is planned as if alone; moerdijk's draft stays"
+        );
+        match &unpriced[..] {
+            [Intent::Unpriced { tenant, message }] => {
+                assert_eq!(tenant, "moerdijk");
+                assert!(message.contains("platinum"), "{message}");
+            }
+            other => panic!("{other:#?}"),
+        }
+        let cat = catalogue();
+        let leaving = plan(
+            &cat,
+            &[fine, broken],
+            &Credits::new(),
+            &existing,
+            &BTreeSet::new(),
+            &Scope::Leaving("moerdijk".into()),
+            t("2026-03-25T11:00:00Z"),
+            false,
+        );
+        assert!(leaving.is_err(), "{leaving:#?}");
+    }
+
     #[test]
     fn stored_lines_keep_their_vat() {
         let tz = crate::billing::amsterdam().unwrap();
@@ -2204,6 +2420,7 @@ spec:
                 (name.clone(), inv.to_spec(&tz))
             }
             Intent::Obsolete { name } => panic!("{name} is obsolete"),
+            Intent::Unpriced { tenant, message } => panic!("{tenant} unpriced: {message}"),
         }
     }
 
