@@ -195,23 +195,30 @@ fn promtool(args: &[&str], file: &Path) {
     );
 }
 
+/// Runs `promtool test rules` with `tests` (the YAML under `tests:`) on the operator's alerts.
+fn operator_alerts_test(name: &str, tests: &str) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = chart_dir().join("files/operator-alerts.yaml");
+    let file = tmp.path().join(name);
+    let body = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n{tests}",
+        rules.display()
+    );
+    std::fs::write(&file, body).expect("write the promtool test");
+    promtool(&["test", "rules"], &file);
+}
+
 /// `RegieInvoicingFailing` fires when every invoicing pass of an hour failed — also when none
 /// ever completed, so that the `complete` series does not exist — and not while some complete.
 #[test]
 fn the_invoicing_alert_fires_only_when_no_pass_completes() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let rules = chart_dir().join("files/operator-alerts.yaml");
-    let tests = tmp.path().join("invoicing-test.yaml");
-    let body = format!(
-        r#"rule_files:
-  - {rules}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
+    operator_alerts_test(
+        "invoicing-test.yaml",
+        r#"  - interval: 1m
     input_series:
-      - series: 'regie_invoicing_passes_total{{result="failed", pod="never"}}'
+      - series: 'regie_invoicing_passes_total{result="failed", pod="never"}'
         values: '0+1x180'
-      - series: 'regie_leader{{identity="a"}}'
+      - series: 'regie_leader{identity="a"}'
         values: '1x180'
     alert_rule_test:
       - eval_time: 90m
@@ -223,42 +230,33 @@ tests:
               summary: "regie's invoicing has failed every pass for an hour; draft invoices are not kept up to date (see the InvoicingFailed Warning events on the Tenants)."
   - interval: 1m
     input_series:
-      - series: 'regie_invoicing_passes_total{{result="failed"}}'
+      - series: 'regie_invoicing_passes_total{result="failed"}'
         values: '0+1x180'
-      - series: 'regie_invoicing_passes_total{{result="complete"}}'
+      - series: 'regie_invoicing_passes_total{result="complete"}'
         values: '0+0x60 1+0x120'
-      - series: 'regie_leader{{identity="a"}}'
+      - series: 'regie_leader{identity="a"}'
         values: '1x180'
     alert_rule_test:
       - eval_time: 90m
         alertname: RegieInvoicingFailing
         exp_alerts: []
 "#,
-        rules = rules.display()
     );
-    std::fs::write(&tests, body).expect("write the promtool test");
-    promtool(&["test", "rules"], &tests);
 }
 
 /// `RegieTenantsUnpriced` fires when some tenants' invoices could not be priced for an hour,
 /// and not for a moment's failure or none.
 #[test]
 fn the_unpriced_tenants_alert_fires_after_an_hour() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let rules = chart_dir().join("files/operator-alerts.yaml");
-    let tests = tmp.path().join("unpriced-test.yaml");
-    let body = format!(
-        r#"rule_files:
-  - {rules}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
+    operator_alerts_test(
+        "unpriced-test.yaml",
+        r#"  - interval: 1m
     input_series:
-      - series: 'regie_invoicing_unpriced_tenants{{pod="leader"}}'
+      - series: 'regie_invoicing_unpriced_tenants{pod="leader"}'
         values: '0x10 2x120'
-      - series: 'regie_invoicing_unpriced_tenants{{pod="standby"}}'
+      - series: 'regie_invoicing_unpriced_tenants{pod="standby"}'
         values: '0x130'
-      - series: 'regie_leader{{identity="a"}}'
+      - series: 'regie_leader{identity="a"}'
         values: '1x130'
     alert_rule_test:
       - eval_time: 40m
@@ -272,10 +270,7 @@ tests:
             exp_annotations:
               summary: "regie cannot price the invoices of 2 tenant(s); theirs stay as they were (see the InvoicingFailed Warning events on those Tenants)."
 "#,
-        rules = rules.display()
     );
-    std::fs::write(&tests, body).expect("write the promtool test");
-    promtool(&["test", "rules"], &tests);
 }
 
 /// The CRD templates are exactly `regie crds`, one CRD per file, plus the chart's metadata.

@@ -393,42 +393,20 @@ async fn operator_end_to_end() {
         .expect("fixed tenant recovers by itself");
 
     // A component with both hosted and saas passes this v1.20 server (no CEL) but not regie.
-    let both = serde_json::json!({"spec": {"saas": {"url": "https://x.example/"}}});
-    comps_in(&client, "tenant-werkplein")
-        .patch(
-            "client-portal",
-            &PatchParams::default(),
-            &Patch::Merge(&both),
-        )
+    patch_client_portal(
+        &client,
+        serde_json::json!({"spec": {"saas": {"url": "https://x.example/"}}}),
+    )
+    .await;
+    client_portal_stalled(&tenants, "exactly one of hosted and saas")
         .await
-        .expect("patch");
-    eventually("werkplein to name its stalled component", WAIT, || {
-        let tenants = tenants.clone();
-        async move {
-            let st = tenants.get("werkplein").await?.status.unwrap_or_default();
-            Ok(find(&st.conditions, READY).is_some_and(|c| {
-                c.status == "False"
-                    && c.message.contains("HostingComponent client-portal")
-                    && c.message.contains("exactly one of hosted and saas")
-            }))
-        }
-    })
-    .await
-    .expect("the tenant's status names the root cause in its component");
+        .expect("the tenant's status names the root cause in its component");
     let still: Api<Deployment> = Api::namespaced(client.clone(), "tenant-werkplein");
     assert!(
         still.get_opt("client-portal").await.expect("get").is_some(),
         "bad input must not take a running service down"
     );
-    let fix = serde_json::json!({"spec": {"saas": null}});
-    comps_in(&client, "tenant-werkplein")
-        .patch(
-            "client-portal",
-            &PatchParams::default(),
-            &Patch::Merge(&fix),
-        )
-        .await
-        .expect("patch");
+    patch_client_portal(&client, serde_json::json!({"spec": {"saas": null}})).await;
     tenants_ready(&client, &["werkplein"], WAIT)
         .await
         .expect("fixed component recovers");
@@ -436,37 +414,15 @@ async fn operator_end_to_end() {
     // A level no ServiceLevel has: the component is Stalled, and billed meanwhile as it runs —
     // the level its ledger recorded — never at a level no PriceList prices (that would leave
     // the month impossible to invoice, for every tenant).
-    let typo = serde_json::json!({"spec": {"serviceLevel": "platinum"}});
-    comps_in(&client, "tenant-werkplein")
-        .patch(
-            "client-portal",
-            &PatchParams::default(),
-            &Patch::Merge(&typo),
-        )
+    patch_client_portal(
+        &client,
+        serde_json::json!({"spec": {"serviceLevel": "platinum"}}),
+    )
+    .await;
+    client_portal_stalled(&tenants, "\"platinum\"")
         .await
-        .expect("patch");
-    eventually("werkplein to name the missing level", WAIT, || {
-        let tenants = tenants.clone();
-        async move {
-            let st = tenants.get("werkplein").await?.status.unwrap_or_default();
-            Ok(find(&st.conditions, READY).is_some_and(|c| {
-                c.status == "False"
-                    && c.message.contains("HostingComponent client-portal")
-                    && c.message.contains("\"platinum\"")
-            }))
-        }
-    })
-    .await
-    .expect("a component at a missing level is Stalled, named in its tenant's status");
-    let fix = serde_json::json!({"spec": {"serviceLevel": null}});
-    comps_in(&client, "tenant-werkplein")
-        .patch(
-            "client-portal",
-            &PatchParams::default(),
-            &Patch::Merge(&fix),
-        )
-        .await
-        .expect("patch");
+        .expect("a component at a missing level is Stalled, named in its tenant's status");
+    patch_client_portal(&client, serde_json::json!({"spec": {"serviceLevel": null}})).await;
     tenants_ready(&client, &["werkplein"], WAIT)
         .await
         .expect("the component at its level again");
@@ -1013,6 +969,38 @@ fn landed_writes(events: &[AuditEvent]) -> BTreeMap<String, u64> {
         *by_kind.entry(kind.to_string()).or_insert(0) += 1;
     }
     by_kind
+}
+
+/// Merge-patches Werkplein's component client-portal.
+async fn patch_client_portal(client: &Client, patch: serde_json::Value) {
+    comps_in(client, "tenant-werkplein")
+        .patch(
+            "client-portal",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("patch client-portal");
+}
+
+/// Waits until Werkplein's status says it is not Ready because of client-portal, for `cause`.
+async fn client_portal_stalled(tenants: &Api<Tenant>, cause: &str) -> anyhow::Result<()> {
+    eventually(
+        "werkplein to name client-portal and its cause",
+        WAIT,
+        || {
+            let tenants = tenants.clone();
+            async move {
+                let st = tenants.get("werkplein").await?.status.unwrap_or_default();
+                Ok(find(&st.conditions, READY).is_some_and(|c| {
+                    c.status == "False"
+                        && c.message.contains("HostingComponent client-portal")
+                        && c.message.contains(cause)
+                }))
+            }
+        },
+    )
+    .await
 }
 
 fn comps_in(client: &Client, ns: &str) -> Api<HostingComponent> {
