@@ -905,6 +905,117 @@ async fn operator_end_to_end() {
         "offboarding closes the usage: {st:?}"
     );
     op.stop().await.expect("stop");
+
+    // Least privilege, both halves, over everything this test made the operator do: every
+    // request it sent is one `regie rbac`'s rules allow, and every verb they grant was used —
+    // but for the few only other tests exercise, each named with where.
+    let audited = cluster.audited().expect("audit log");
+    let rules: Vec<serde_json::Value> =
+        [regie::rbac::cluster_rules(), regie::rbac::namespace_rules()]
+            .iter()
+            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+            .collect();
+    let mut used = std::collections::BTreeSet::new();
+    let mut not_allowed = std::collections::BTreeSet::new();
+    for e in audited.iter().filter(|e| e.user.username == OPERATOR_USER) {
+        let Some(o) = &e.object_ref else { continue };
+        let resource = if o.subresource.is_empty() {
+            o.resource.clone()
+        } else {
+            format!("{}/{}", o.resource, o.subresource)
+        };
+        // A server-side apply that creates is authorized as a create too.
+        let mut verbs = vec![e.verb.as_str()];
+        if e.verb == "patch" && e.code() == 201 {
+            verbs.push("create");
+        }
+        for verb in verbs {
+            let access = format!("{verb} {}/{resource}", o.api_group);
+            if !allows(&rules, verb, &o.api_group, &resource, &o.name) {
+                not_allowed.insert(format!("{access} {}", o.name));
+            }
+            used.insert(access);
+        }
+    }
+    assert!(
+        not_allowed.is_empty(),
+        "the operator sent requests its RBAC does not allow: {not_allowed:#?}"
+    );
+    let exercised_elsewhere = [
+        // Leader election: e2e/tests/leader.rs (this operator runs without).
+        "create coordination.k8s.io/leases",
+        "get coordination.k8s.io/leases",
+        "update coordination.k8s.io/leases",
+        // The billing system's token and invoice delivery: e2e/tests/delivery.rs.
+        "get /secrets",
+        "patch regie.dev/invoices/status",
+        // `bind` is checked when a RoleBinding to `edit` is written, never sent as a request.
+        "bind rbac.authorization.k8s.io/clusterroles",
+        // A draft no longer wanted (a tenant's invoicing period changed): planned in the unit
+        // tests of `controller::invoicing`, not exercised against a server.
+        "delete regie.dev/invoices",
+        // Pruning a tenant's own children one by one: only when it moves to another namespace
+        // (no test moves one); otherwise they go with the namespace.
+        "delete /limitranges",
+        "delete /resourcequotas",
+        "delete networking.k8s.io/networkpolicies",
+        "delete rbac.authorization.k8s.io/rolebindings",
+    ];
+    let unused: Vec<String> = granted(&rules)
+        .into_iter()
+        .filter(|a| !used.contains(a) && !exercised_elsewhere.contains(&a.as_str()))
+        .collect();
+    assert_eq!(
+        unused,
+        Vec::<String>::new(),
+        "verbs the RBAC grants that the operator never used (used: {used:#?})"
+    );
+}
+
+/// Whether `rules` (PolicyRules as JSON) allow `verb` on `group`/`resource` named `name`.
+fn allows(
+    rules: &[serde_json::Value],
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> bool {
+    let has = |rule: &serde_json::Value, field: &str, value: &str| {
+        rule[field]
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| v == value))
+    };
+    rules.iter().any(|r| {
+        has(r, "verbs", verb)
+            && has(r, "apiGroups", group)
+            && has(r, "resources", resource)
+            && (r.get("resourceNames").is_none() || has(r, "resourceNames", name))
+    })
+}
+
+/// Every `verb group/resource` the rules grant.
+fn granted(rules: &[serde_json::Value]) -> Vec<String> {
+    let list = |r: &serde_json::Value, field: &str| -> Vec<String> {
+        r[field]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for r in rules {
+        for verb in list(r, "verbs") {
+            for group in list(r, "apiGroups") {
+                for resource in list(r, "resources") {
+                    out.insert(format!("{verb} {group}/{resource}"));
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The operator's writes by kind, as its `regie_api_writes_total` counts them.

@@ -13,19 +13,23 @@ use crate::controller::invoicing::COUNTER as INVOICE_COUNTER;
 pub const CLUSTER_ROLE: &str = "regie-operator";
 
 /// Rules of the ClusterRole, as Kubernetes PolicyRules. Each verb is one the controller uses:
-/// its inputs are read through watches, children are server-side applied and pruned, the
-/// Tenant's finalizer is a merge patch, statuses are patched, Usages are created (their
-/// ledger is status), SLA reports applied, and invoices created, replaced and — drafts no
-/// longer wanted — deleted. Nothing is ever `update`d but an Invoice.
+/// its inputs and children are read through watches alone (list, watch: no `get`), children
+/// are server-side applied and pruned, the Tenant's finalizer is a merge patch, statuses are
+/// patched, Usages are created (their ledger is status), SLA reports applied, and invoices
+/// created, replaced and — drafts no longer wanted — deleted. `get` is for what is read fresh
+/// before a write: a tenant's namespace before it is deleted, ledgers, invoices, SLA reports.
+/// Nothing is ever `update`d but an Invoice. `e2e/tests/operator.rs` checks both halves against
+/// the API server's audit log: every request allowed, every verb used (or used in a test named
+/// there).
 pub fn cluster_rules() -> Value {
-    let read = json!(["get", "list", "watch"]);
-    let children = json!(["get", "list", "watch", "create", "patch", "delete"]);
+    let read = json!(["list", "watch"]);
+    let children = json!(["list", "watch", "create", "patch", "delete"]);
     json!([
         {"apiGroups": ["regie.dev"],
          "resources": ["servicelevels", "workplacepackages", "hostingcomponents",
                        "pricelists", "costpools", "serviceorders"],
          "verbs": read},
-        {"apiGroups": ["regie.dev"], "resources": ["tenants"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["regie.dev"], "resources": ["tenants"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["regie.dev"],
          "resources": ["tenants/status", "workplacepackages/status", "hostingcomponents/status",
                        "usages/status", "invoices/status", "slareports/status"],
@@ -33,7 +37,8 @@ pub fn cluster_rules() -> Value {
         {"apiGroups": ["regie.dev"], "resources": ["usages"], "verbs": ["get", "list", "watch", "create"]},
         {"apiGroups": ["regie.dev"], "resources": ["slareports"], "verbs": ["get", "list", "watch", "create", "patch"]},
         {"apiGroups": ["regie.dev"], "resources": ["invoices"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
-        {"apiGroups": [""], "resources": ["namespaces", "resourcequotas", "limitranges", "services"], "verbs": children},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "services"], "verbs": children},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": children},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": children},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": children},
