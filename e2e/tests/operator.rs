@@ -501,6 +501,52 @@ async fn operator_end_to_end() {
         .await
         .expect("repair the ledger");
 
+    // A tenant that moves to quarterly invoicing: the draft of its month is no longer wanted and
+    // goes, the quarter's comes; and back.
+    let invoices: Api<Invoice> = Api::all(client.clone());
+    let (year, month_number) = month.split_once('-').expect("YYYY-MM");
+    let quarter = (month_number.parse::<u32>().expect("a month") - 1) / 3 + 1;
+    let monthly = format!("etten-leur-{month}");
+    let quarterly = format!("etten-leur-{year}-q{quarter}");
+    // Waits until invoice `present` exists and `absent` does not.
+    let drafts = |present: &String, absent: &String| {
+        let (present, absent, invoices) = (present.clone(), absent.clone(), invoices.clone());
+        move || {
+            let (present, absent, invoices) = (present.clone(), absent.clone(), invoices.clone());
+            async move {
+                Ok(invoices.get_opt(&present).await?.is_some()
+                    && invoices.get_opt(&absent).await?.is_none())
+            }
+        }
+    };
+    eventually(
+        "etten-leur's monthly draft",
+        WAIT,
+        drafts(&monthly, &quarterly),
+    )
+    .await
+    .expect("a monthly draft");
+    for (period, present, absent) in [
+        ("quarterly", &quarterly, &monthly),
+        ("monthly", &monthly, &quarterly),
+    ] {
+        tenants
+            .patch(
+                "etten-leur",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"billing": {"invoicing": period}}})),
+            )
+            .await
+            .expect("patch");
+        eventually(
+            &format!("etten-leur invoiced {period}"),
+            WAIT,
+            drafts(present, absent),
+        )
+        .await
+        .expect("the draft of the other period goes");
+    }
+
     // A component in a namespace that belongs to no tenant.
     cluster
         .kubectl_ok(&["create", "namespace", "stray"])
@@ -951,9 +997,6 @@ async fn operator_end_to_end() {
         "patch regie.dev/invoices/status",
         // `bind` is checked when a RoleBinding to `edit` is written, never sent as a request.
         "bind rbac.authorization.k8s.io/clusterroles",
-        // A draft no longer wanted (a tenant's invoicing period changed): planned in the unit
-        // tests of `controller::invoicing`, not exercised against a server.
-        "delete regie.dev/invoices",
         // Pruning a tenant's own children one by one: only when it moves to another namespace
         // (no test moves one); otherwise they go with the namespace.
         "delete /limitranges",
