@@ -226,13 +226,22 @@ pub struct AuditStatus {
 }
 
 impl AuditEvent {
-    /// `verb group/resource/subresource`, the way RBAC rules name what a request needs.
+    /// `resource` or `resource/subresource`, the way RBAC rules name it.
+    pub fn resource(&self) -> String {
+        match &self.object_ref {
+            Some(o) if !o.subresource.is_empty() => format!("{}/{}", o.resource, o.subresource),
+            Some(o) => o.resource.clone(),
+            None => String::new(),
+        }
+    }
+
+    /// `verb group/resource[/subresource]`: what a request needs, as RBAC rules say it.
     pub fn access(&self) -> String {
-        let o = self.object_ref.clone().unwrap_or_default();
-        format!(
-            "{} {}/{}/{}",
-            self.verb, o.api_group, o.resource, o.subresource
-        )
+        let group = self
+            .object_ref
+            .as_ref()
+            .map_or("", |o| o.api_group.as_str());
+        format!("{} {group}/{}", self.verb, self.resource())
     }
 
     /// The code of the answer (0 when the log does not say).

@@ -283,13 +283,7 @@ async fn wait_invoice(
 /// wait that times out says what the operator had written by then.
 async fn billing_state(client: &Client) -> String {
     let mut out = String::new();
-    let invoices: Api<Invoice> = Api::all(client.clone());
-    for i in invoices
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-    {
+    for i in all::<Invoice>(client).await {
         out += &format!(
             "Invoice {} (resourceVersion {:?}): {:?} {:?}, lines {:?}\n",
             i.name_any(),
@@ -303,13 +297,7 @@ async fn billing_state(client: &Client) -> String {
                 .collect::<Vec<_>>()
         );
     }
-    let usages: Api<Usage> = Api::all(client.clone());
-    for u in usages
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-    {
+    for u in all::<Usage>(client).await {
         out += &format!(
             "Usage {} (resourceVersion {:?}): {:?}\n",
             u.name_any(),
@@ -318,6 +306,18 @@ async fn billing_state(client: &Client) -> String {
         );
     }
     out
+}
+
+/// Every object of kind `K`, or none when they cannot be listed (for a failure's message).
+async fn all<K>(client: &Client) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Api::<K>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
 }
 
 async fn versions(client: &Client) -> BTreeMap<String, String> {

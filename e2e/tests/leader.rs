@@ -280,7 +280,7 @@ async fn one_leader_writes_with_least_privilege_and_fails_over() {
     })
     .await;
     assert!(
-        seen.len() == 1 && seen[0].starts_with("list /secrets/ /api/v1/secrets"),
+        seen.len() == 1 && seen[0].starts_with("list /secrets /api/v1/secrets"),
         "the audit log shows the one refusal: {seen:?}"
     );
 }
