@@ -151,6 +151,13 @@ impl Cluster {
         self.kubectl_ok(&refs)
     }
 
+    /// Writes `yaml` to `dir/file` and applies it server-side with kubectl, as a person would.
+    pub fn apply_yaml(&self, dir: &Path, file: &str, yaml: &str) -> Result<String> {
+        let path = dir.join(file);
+        std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        self.apply_files(&[path], &[])
+    }
+
     fn install_crds_blocking(&self) -> Result<()> {
         // A thread of its own, so this works from inside an async test as well as outside one.
         std::thread::scope(|scope| {

@@ -21,7 +21,7 @@ use regie::sla::target::ProbePolicy;
 use regie_crds::generated::Segment;
 use regie_crds::status::find;
 use regie_crds::{Usage, WorkplacePackage};
-use regie_e2e::cluster::{Cluster, TestCluster};
+use regie_e2e::cluster::TestCluster;
 use regie_e2e::operator::{RunningOperator, eventually};
 
 const TENANT: &str = "measured";
@@ -96,14 +96,6 @@ async fn directory() -> (Arc<Directory>, String) {
         let _ = axum::serve(listener, app).await;
     });
     (d, format!("http://{addr}"))
-}
-
-fn apply(cluster: &Cluster, dir: &std::path::Path, file: &str, yaml: &str) {
-    let path = dir.join(file);
-    std::fs::write(&path, yaml).expect("write manifest");
-    cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &path.to_string_lossy()])
-        .expect("manifest applies");
 }
 
 fn packages(base: &str) -> String {
@@ -209,7 +201,9 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
         },
         None,
     );
-    apply(&cluster, tmp.path(), "tenant.yaml", LEVEL_AND_TENANT);
+    cluster
+        .apply_yaml(tmp.path(), "tenant.yaml", LEVEL_AND_TENANT)
+        .expect("manifest applies");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     eventually("the tenant namespace", WAIT, || {
         let namespaces = namespaces.clone();
@@ -217,7 +211,9 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     })
     .await
     .expect("namespace");
-    apply(&cluster, tmp.path(), "packages.yaml", &packages(&base));
+    cluster
+        .apply_yaml(tmp.path(), "packages.yaml", &packages(&base))
+        .expect("manifest applies");
     let api: Api<WorkplacePackage> = Api::namespaced(client.clone(), NS);
 
     // The count read is shown, with when and what is billed (basis measured: 120, not 100).

@@ -27,7 +27,7 @@ use regie::inventory::Inventory;
 use regie::metrics::Metrics;
 use regie_crds::generated::InvoiceState;
 use regie_crds::{Invoice, PriceList, ServiceLevel, Tenant, Usage, WorkplacePackage};
-use regie_e2e::cluster::{Cluster, TestCluster};
+use regie_e2e::cluster::TestCluster;
 use regie_e2e::operator::eventually;
 
 const TENANT: &str = "facturen";
@@ -113,14 +113,6 @@ spec:
   accounts: {accounts}
 "#
     )
-}
-
-fn apply(cluster: &Cluster, dir: &std::path::Path, file: &str, yaml: &str) {
-    let path = dir.join(file);
-    std::fs::write(&path, yaml).expect("write manifest");
-    cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &path.to_string_lossy()])
-        .expect("manifest applies");
 }
 
 fn t(s: &str) -> Timestamp {
@@ -392,7 +384,9 @@ async fn invoices_end_to_end() {
     let set = |s: &str| *now.lock().expect("clock") = t(s);
 
     // 1. March opens at bronze with 100 accounts.
-    apply(&cluster, dir, "catalogue.yaml", CATALOGUE);
+    cluster
+        .apply_yaml(dir, "catalogue.yaml", CATALOGUE)
+        .expect("manifest applies");
     let op = start(&client, &now);
     let namespaces: Api<Namespace> = Api::all(client.clone());
     eventually("the tenant namespace", WAIT, || {
@@ -401,7 +395,9 @@ async fn invoices_end_to_end() {
     })
     .await
     .expect("namespace");
-    apply(&cluster, dir, "package.yaml", &package(100));
+    cluster
+        .apply_yaml(dir, "package.yaml", &package(100))
+        .expect("manifest applies");
     wait_segments(&client, "March's ledger at bronze, 100 accounts", |s| {
         s.len() == 1 && s[0].accounts.get("standard") == Some(&100)
     })
@@ -423,7 +419,9 @@ async fn invoices_end_to_end() {
     })
     .await;
     set("2026-03-21T00:00:00+01:00");
-    apply(&cluster, dir, "package.yaml", &package(120));
+    cluster
+        .apply_yaml(dir, "package.yaml", &package(120))
+        .expect("manifest applies");
     wait_segments(&client, "the account change in the ledger", |s| {
         s.len() == 3 && s[2].accounts.get("standard") == Some(&120)
     })
@@ -714,12 +712,9 @@ spec:
             )
         })
         .collect();
-    apply(
-        &cluster,
-        dir,
-        "catalogue.yaml",
-        &format!("{CATALOGUE}{more}"),
-    );
+    cluster
+        .apply_yaml(dir, "catalogue.yaml", &format!("{CATALOGUE}{more}"))
+        .expect("manifest applies");
     let op = start_pricing(&client, &now, 1);
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in tenants {
@@ -730,12 +725,13 @@ spec:
         })
         .await
         .expect("namespace");
-        apply(
-            &cluster,
-            dir,
-            &format!("package-{name}.yaml"),
-            &package(100).replace(NS, &ns),
-        );
+        cluster
+            .apply_yaml(
+                dir,
+                &format!("package-{name}.yaml"),
+                &package(100).replace(NS, &ns),
+            )
+            .expect("manifest applies");
     }
     for name in tenants {
         wait_invoice(

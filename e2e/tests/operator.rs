@@ -10,7 +10,8 @@ use prometheus::core::Collector;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -702,13 +703,106 @@ async fn operator_end_to_end() {
     .await
     .expect("their finalizers released");
 
+    // A tenant moved to another namespace: its own children are made there and go from the old
+    // one, one by one, with the workloads of the components left behind, which are Stalled (the
+    // old namespace stays while they are in it: deleting it would delete them); once they are
+    // moved too, the old namespace goes.
+    let mover = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: mover}\nspec: {displayName: Mover, serviceLevel: silver, inhabitants: 1000, membership: {joined: \"2026-01-01\"}, access: {groups: [\"mover:ict\"]}}\n";
+    let web = |ns: &str| {
+        format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{class: applicationHosting, hosted: {{image: \"registry.example/web:1.0\", port: 8080, healthPath: /healthz}}}}\n"
+        )
+    };
+    let (old_ns, new_ns, pv) = ("tenant-mover", "mover-elsewhere", pdb_version.as_str());
+    cluster
+        .apply_yaml(work.path(), "mover.yaml", mover)
+        .expect("apply");
+    eventually("mover's namespace", WAIT, || {
+        let namespaces = namespaces.clone();
+        async move { Ok(namespaces.get_opt(old_ns).await?.is_some()) }
+    })
+    .await
+    .expect("the moving tenant's first namespace");
+    cluster
+        .apply_yaml(work.path(), "web.yaml", &web(old_ns))
+        .expect("apply");
+    eventually("mover's children in its first namespace", WAIT, || {
+        let client = client.clone();
+        async move { Ok(made_by_regie(&client, pv, old_ns, "mover").await? == [1; 7]) }
+    })
+    .await
+    .expect("a tenant's children in its namespace");
+    tenants
+        .patch(
+            "mover",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"namespace": new_ns}})),
+        )
+        .await
+        .expect("move the tenant");
+    let old_comps = comps_in(&client, old_ns);
+    eventually("mover's children moved, web left behind", WAIT, || {
+        let (client, old_comps) = (client.clone(), old_comps.clone());
+        async move {
+            let st = old_comps.get("web").await?.status.unwrap_or_default();
+            Ok(
+                made_by_regie(&client, pv, new_ns, "mover").await? == [1, 1, 1, 1, 0, 0, 0]
+                    && made_by_regie(&client, pv, old_ns, "mover").await? == [0; 7]
+                    && find(&st.conditions, STALLED)
+                        .is_some_and(|c| c.status == "True" && c.reason == "NoTenant"),
+            )
+        }
+    })
+    .await
+    .expect("a moved tenant's children follow it; the components left behind are Stalled");
+    let left = namespaces.get(old_ns).await.expect("the namespace left");
+    assert!(
+        left.metadata.deletion_timestamp.is_none(),
+        "a namespace left with components in it stays"
+    );
+    // Out of the old namespace first: nothing else would make the tenant look at it again.
+    old_comps
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("web moved out of the namespace left");
+    eventually("the namespace left goes", WAIT, || {
+        let namespaces = namespaces.clone();
+        async move {
+            let left = namespaces.get_opt(old_ns).await?;
+            Ok(left.is_none_or(|n| n.metadata.deletion_timestamp.is_some()))
+        }
+    })
+    .await
+    .expect("once nothing of regie's input is left in it, the namespace left is deleted");
+    cluster
+        .apply_yaml(work.path(), "web.yaml", &web(new_ns))
+        .expect("apply");
+    eventually("web runs in the new namespace", WAIT, || {
+        let client = client.clone();
+        async move { Ok(made_by_regie(&client, pv, new_ns, "mover").await? == [1; 7]) }
+    })
+    .await
+    .expect("the moved component's workload in the tenant's new namespace");
+    tenants_ready(&client, &["mover"], WAIT)
+        .await
+        .expect("the moved tenant Ready");
+    tenants
+        .delete("mover", &DeleteParams::default())
+        .await
+        .expect("delete mover");
+    let t2 = tenants.clone();
+    eventually("mover gone", WAIT, || {
+        let t2 = t2.clone();
+        async move { Ok(t2.get_opt("mover").await?.is_none()) }
+    })
+    .await
+    .expect("the moved tenant offboarded");
+
     // A hosted component whose name cannot name a Service (DNS-1035: a letter first) is
     // refused by regie itself, the field named; the rest of its tenant is untouched.
     let misnamed = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: 2fa, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/2fa:1.0\", port: 8080, healthPath: /healthz}}\n";
-    let f = work.path().join("misnamed.yaml");
-    std::fs::write(&f, misnamed).expect("write");
     cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .apply_yaml(work.path(), "misnamed.yaml", misnamed)
         .expect("apply");
     let moerdijk_comps = comps_in(&client, "tenant-moerdijk");
     eventually("2fa Stalled by its name", WAIT, || {
@@ -733,11 +827,27 @@ async fn operator_end_to_end() {
     // A child the API server refuses (here a platform team's quota allows no more Services):
     // the tenant is Stalled with the server's message, not retried every few seconds in
     // silence; without the component it is Ready again.
-    let frozen = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: platform-freeze, namespace: tenant-moerdijk}\nspec: {hard: {services: \"0\"}}\n---\napiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: intake, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/intake:1.0\", port: 8080, healthPath: /healthz}}\n";
-    let f = work.path().join("refused.yaml");
-    std::fs::write(&f, frozen).expect("write");
+    let freeze = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: platform-freeze, namespace: tenant-moerdijk}\nspec: {hard: {services: \"0\"}}\n";
     cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+        .apply_yaml(work.path(), "freeze.yaml", freeze)
+        .expect("apply");
+    // Quota admission enforces a quota only once the controller-manager has written its
+    // status; before that, a Service would be admitted.
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "tenant-moerdijk");
+    eventually("the freeze enforced", WAIT, || {
+        let quotas = quotas.clone();
+        async move {
+            let q = quotas.get("platform-freeze").await?;
+            Ok(q.status
+                .and_then(|s| s.hard)
+                .is_some_and(|h| h.contains_key("services")))
+        }
+    })
+    .await
+    .expect("the controller-manager counts the quota");
+    let intake = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: intake, namespace: tenant-moerdijk}\nspec: {class: applicationHosting, hosted: {image: \"registry.example/intake:1.0\", port: 8080, healthPath: /healthz}}\n";
+    cluster
+        .apply_yaml(work.path(), "refused.yaml", intake)
         .expect("apply");
     let t2 = tenants.clone();
     eventually("moerdijk Stalled by a refused Service", WAIT, || {
@@ -974,12 +1084,6 @@ async fn operator_end_to_end() {
         "patch regie.dev/invoices/status",
         // `bind` is checked when a RoleBinding to `edit` is written, never sent as a request.
         "bind rbac.authorization.k8s.io/clusterroles",
-        // Pruning a tenant's own children one by one: only when it moves to another namespace
-        // (no test moves one); otherwise they go with the namespace.
-        "delete /limitranges",
-        "delete /resourcequotas",
-        "delete networking.k8s.io/networkpolicies",
-        "delete rbac.authorization.k8s.io/rolebindings",
     ];
     let unused: Vec<String> = granted(&rules)
         .into_iter()
@@ -1132,6 +1236,43 @@ async fn client_portal_stalled(tenants: &Api<Tenant>, cause: &str) -> anyhow::Re
         },
     )
     .await
+}
+
+/// How many objects labelled for `tenant` are in namespace `ns`, by kind: ResourceQuota,
+/// LimitRange, NetworkPolicy, RoleBinding, Deployment, Service, PodDisruptionBudget.
+/// `pdb_version` is the PodDisruptionBudget API version the server offers.
+async fn made_by_regie(
+    client: &Client,
+    pdb_version: &str,
+    ns: &str,
+    tenant: &str,
+) -> kube::Result<[usize; 7]> {
+    let labelled = ListParams::default().labels(&format!("regie.dev/tenant={tenant}"));
+    let lp = &labelled;
+    let pdbs = pdb_api(client, ns, pdb_version);
+    Ok([
+        count::<ResourceQuota>(client, ns, lp).await?,
+        count::<LimitRange>(client, ns, lp).await?,
+        count::<NetworkPolicy>(client, ns, lp).await?,
+        count::<RoleBinding>(client, ns, lp).await?,
+        count::<Deployment>(client, ns, lp).await?,
+        count::<Service>(client, ns, lp).await?,
+        pdbs.list(lp).await?.items.len(),
+    ])
+}
+
+async fn count<K>(client: &Client, ns: &str, lp: &ListParams) -> kube::Result<usize>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .list(lp)
+        .await?
+        .items
+        .len())
 }
 
 fn comps_in(client: &Client, ns: &str) -> Api<HostingComponent> {

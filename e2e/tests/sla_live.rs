@@ -18,7 +18,7 @@ use regie::sla::target::{Lookup, ProbePolicy, SystemLookup};
 use regie_crds::generated::ComponentCompliance;
 use regie_crds::status::{AVAILABLE, STALLED, find};
 use regie_crds::{HostingComponent, SlaReport};
-use regie_e2e::cluster::{Cluster, TestCluster};
+use regie_e2e::cluster::TestCluster;
 use regie_e2e::operator::{RunningOperator, eventually};
 use regie_e2e::targets::TargetServer;
 
@@ -90,14 +90,6 @@ spec:
     expectStatus: 200
 "#
     )
-}
-
-fn apply(cluster: &Cluster, dir: &std::path::Path, file: &str, yaml: &str) {
-    let path = dir.join(file);
-    std::fs::write(&path, yaml).expect("write manifest");
-    cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &path.to_string_lossy()])
-        .expect("manifest applies");
 }
 
 async fn condition(
@@ -189,7 +181,9 @@ async fn sla_prober_live() {
     };
     let op = RunningOperator::start(client.clone(), options(), None);
 
-    apply(&cluster, dir.path(), "tenant.yaml", LEVEL_AND_TENANT);
+    cluster
+        .apply_yaml(dir.path(), "tenant.yaml", LEVEL_AND_TENANT)
+        .expect("manifest applies");
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     eventually("the tenant namespace", WAIT, || {
         let namespaces = namespaces.clone();
@@ -210,7 +204,9 @@ async fn sla_prober_live() {
         ),
     ]
     .concat();
-    apply(&cluster, dir.path(), "components.yaml", &components);
+    cluster
+        .apply_yaml(dir.path(), "components.yaml", &components)
+        .expect("manifest applies");
 
     // Conditions: the prober owns Available of SaaS components; a refused target is Stalled.
     let api: Api<HostingComponent> = Api::namespaced(client.clone(), NS);

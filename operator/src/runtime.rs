@@ -336,7 +336,13 @@ pub async fn operate(
     // A lost lease may be another's within the renewal interval that remained: reconciles
     // still running then are cut off, not finished, so that two processes never write at once.
     let cut_off = lease.as_ref().map_or(Duration::ZERO, |l| l.renew_every / 2);
-    let controller = controller::run(client.clone(), options, metrics, clock, controller_shutdown);
+    let controller = controller::run(
+        client.clone(),
+        options,
+        metrics.clone(),
+        clock,
+        controller_shutdown,
+    );
     tokio::select! {
         () = controller => {},
         () = async {
@@ -352,7 +358,7 @@ pub async fn operate(
         anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by");
     }
     if let Some(lease) = &lease {
-        leader::release(&client, lease).await;
+        leader::release(&client, lease, &metrics).await;
     }
     Ok(())
 }

@@ -1792,9 +1792,9 @@ async fn finalize(
         return Ok(());
     }
     let year = now.to_zoned(tz.clone()).year();
-    let (number, wrote) = claim_number(&counter, name, year, known).await?;
-    if wrote {
-        ctx.metrics.write("update", "ConfigMap");
+    let (number, writes) = claim_number(&counter, name, year, known).await?;
+    for verb in writes {
+        ctx.metrics.write(verb, "ConfigMap");
     }
     invoice.number = Some(number.clone());
     let spec = invoice.to_spec(tz);
@@ -1824,15 +1824,17 @@ async fn finalize(
 
 /// The number for invoice `name`: its claim when it has one, else the next of `year`, claimed
 /// in the same optimistic write that advances the counter. `known` are numbers already on
-/// invoices (the floor when the counter is new or behind). True when it wrote the counter.
+/// invoices (the floor when the counter is new or behind). With the number come the verbs of
+/// the writes that landed on the counter (its creation, the claim), for the write counter.
 pub async fn claim_number(
     counter: &Api<ConfigMap>,
     name: &str,
     year: i16,
     known: &[String],
-) -> Result<(String, bool), kube::Error> {
+) -> Result<(String, Vec<&'static str>), kube::Error> {
     let key = format!("{CLAIM}{name}");
     let year_key = format!("{NUMBER_PREFIX}-{year:04}");
+    let mut writes = Vec::new();
     loop {
         let Some(cm) = counter.get_opt(COUNTER).await? else {
             let cm = ConfigMap {
@@ -1847,7 +1849,7 @@ pub async fn claim_number(
                 ..ConfigMap::default()
             };
             match counter.create(&PostParams::default(), &cm).await {
-                Ok(_) => {}
+                Ok(_) => writes.push("create"),
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -1855,7 +1857,7 @@ pub async fn claim_number(
         };
         let mut data = cm.data.clone().unwrap_or_default();
         if let Some(n) = data.get(&key) {
-            return Ok((n.clone(), false));
+            return Ok((n.clone(), writes));
         }
         let last: u64 = data
             .get(&year_key)
@@ -1872,7 +1874,10 @@ pub async fn claim_number(
             .replace(COUNTER, &PostParams::default(), &updated)
             .await
         {
-            Ok(_) => return Ok((number, true)),
+            Ok(_) => {
+                writes.push("update");
+                return Ok((number, writes));
+            }
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e),
         }

@@ -185,7 +185,7 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
 }
 
 /// Hands leadership over on a clean shutdown: the next process need not wait for expiry.
-pub async fn release(client: &Client, cfg: &LeaseConfig) {
+pub async fn release(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     if let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await
         && lease
@@ -198,7 +198,13 @@ pub async fn release(client: &Client, cfg: &LeaseConfig) {
             spec.holder_identity = None;
             spec.renew_time = None;
         }
-        let _ = api.replace(&cfg.name, &PostParams::default(), &lease).await;
+        if api
+            .replace(&cfg.name, &PostParams::default(), &lease)
+            .await
+            .is_ok()
+        {
+            metrics.write("update", "Lease");
+        }
     }
 }
 

@@ -231,11 +231,16 @@ impl Context {
 
     /// The tenant namespace `ns` is labelled with, when that tenant still names it.
     fn labelled_owner(&self, ns: &str) -> Option<Arc<str>> {
-        let owner = self
-            .index
-            .get(&("Namespace".into(), None, ns.into()))?
-            .tenant?;
+        let owner = self.namespace_label(ns)?;
         self.names_namespace(&owner, ns).then_some(owner)
+    }
+
+    /// The tenant namespace `ns` is labelled with, whether or not it still names it: a tenant
+    /// that moved prunes the namespace it left once nothing of regie's input is left in it.
+    fn namespace_label(&self, ns: &str) -> Option<Arc<str>> {
+        self.index
+            .get(&("Namespace".into(), None, ns.into()))?
+            .tenant
     }
 
     /// The name of the tenant that owns namespace `ns`, if any: the one the namespace is
@@ -506,7 +511,12 @@ async fn follow<K: TenantKind + Split>(
                 let _ = trigger.send(name);
             }
             None if !deleted => K::mark_orphan(&ctx, &o).await,
-            None => {}
+            // The last of them gone from a namespace its tenant left: that tenant deletes it.
+            None => {
+                if let Some(left) = ctx.namespace_label(&o.namespace().unwrap_or_default()) {
+                    let _ = trigger.send(left.to_string());
+                }
+            }
         }
     }
 }

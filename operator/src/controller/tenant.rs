@@ -384,22 +384,51 @@ async fn apply_and_prune(
     futures::future::try_join_all(contents.into_iter().map(|e| apply_child(ctx, tenant, e)))
         .await?;
     let wanted: BTreeSet<ChildKey> = desired.iter().map(|p| key_of(&p.child)).collect();
+    let mut left_behind = Vec::new();
     let unwanted = ctx
         .index
         .of_tenant(tenant)
         .into_iter()
         .filter(|(key, known)| {
-            !(wanted.contains(key)
-                || known.terminating
-                || stalled_components.contains(&key.2)
-                || (key.0 == "Namespace" && ctx.holds_regie_objects(&key.2)))
+            if wanted.contains(key) || known.terminating || stalled_components.contains(&key.2) {
+                return false;
+            }
+            // A namespace this tenant left (its `spec.namespace` changed) is not deleted while
+            // components or packages are in it: deleting it would delete them.
+            let held = key.0 == "Namespace" && ctx.holds_regie_objects(&key.2);
+            if held {
+                left_behind.push(key.2.clone());
+            }
+            !held
         })
-        .map(|(key, _)| key);
-    futures::future::try_join_all(unwanted.map(|key| async move {
-        children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await
+        .map(|(key, _)| key)
+        .collect::<Vec<_>>();
+    futures::future::try_join_all(unwanted.iter().map(|key| async move {
+        children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, key).await
     }))
     .await?;
+    for ns in left_behind {
+        mark_left_behind(ctx, &ns).await;
+    }
     Ok(())
+}
+
+/// What is still in a namespace its tenant left belongs to no tenant now, unless another names
+/// the namespace (that one takes it over): Stalled, so that nobody reads an old Ready there.
+async fn mark_left_behind(ctx: &Context, ns: &str) {
+    if ctx.tenant_name_of_namespace(ns).is_some() {
+        return;
+    }
+    for c in ctx.components.in_namespace(ns) {
+        if let Some(c) = c.object() {
+            mark_orphan_component(ctx, &c).await;
+        }
+    }
+    for p in ctx.packages.in_namespace(ns) {
+        if let Some(p) = p.object() {
+            mark_orphan_package(ctx, &p).await;
+        }
+    }
 }
 
 async fn apply_child(ctx: &Context, tenant: &str, prepared: &Prepared) -> Result<bool, Error> {
