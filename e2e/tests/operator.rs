@@ -1,8 +1,9 @@
 //! The operator end to end, against a real control plane of its own: examples → Ready; a tier
-//! change by re-applying a changed file; a component removed; bad input Stalled and recovered;
-//! a tenant naming another's namespace Stalled and deleted without it; a restart that writes
-//! nothing; a tenant deleted with its namespace. One scenario runs after
-//! the other on one cluster, because each step builds on the world the last one left.
+//! change by re-applying a changed file; a ServiceLevel changed; a component removed; bad
+//! input Stalled and recovered; a tenant naming another's namespace Stalled and deleted without
+//! it; a tenant moved to another namespace; a restart that writes nothing; a tenant deleted
+//! with its namespace. One scenario runs after the other on one cluster, because each step
+//! builds on the world the last one left.
 
 use std::collections::BTreeMap;
 
@@ -328,6 +329,64 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("the Usage ledger records the tier change as a new segment");
+
+    // A ServiceLevel changes (bronze now asks for two replicas and a disruption budget): every
+    // hosted component at bronze follows — etten-leur's by its tenant's level, moerdijk's
+    // datawarehouse by its own override — and no other Deployment is touched; changed back,
+    // the budgets the tier no longer needs are deleted.
+    let before = deployment_versions(&client).await;
+    let levels_file = examples.join("catalogue/service-levels.yaml");
+    let levels_text = std::fs::read_to_string(&levels_file).expect("read");
+    let bronze = "workload: {minReplicas: 1, minAvailable: 0}";
+    assert!(
+        levels_text.find(bronze) < levels_text.find("name: silver"),
+        "bronze's workload comes first in {}",
+        levels_file.display()
+    );
+    let at_bronze = [
+        ("tenant-etten-leur", "gis-viewer"),
+        ("tenant-moerdijk", "datawarehouse"),
+    ];
+    for (workload, replicas, budget) in [
+        ("workload: {minReplicas: 2, minAvailable: 1}", 2, true),
+        (bronze, 1, false),
+    ] {
+        std::fs::write(&levels_file, levels_text.replacen(bronze, workload, 1)).expect("write");
+        cluster
+            .apply_files(std::slice::from_ref(&levels_file), &[])
+            .expect("apply the service levels");
+        for (ns, name) in at_bronze {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+            let pdbs = pdb_api(&client, ns, &pdb_version);
+            eventually(
+                &format!("{ns}/{name} at bronze's new workload"),
+                WAIT,
+                || {
+                    let (deployments, pdbs) = (deployments.clone(), pdbs.clone());
+                    async move {
+                        let d = deployments.get(name).await?;
+                        Ok(d.spec.and_then(|s| s.replicas) == Some(replicas)
+                            && pdbs.get_opt(name).await?.is_some() == budget)
+                    }
+                },
+            )
+            .await
+            .expect("a ServiceLevel's change reaches every component at that level");
+        }
+    }
+    let after = deployment_versions(&client).await;
+    for (key, version) in &before {
+        if !at_bronze
+            .iter()
+            .any(|(ns, name)| *key == format!("{ns}/{name}"))
+        {
+            assert_eq!(
+                after.get(key),
+                Some(version),
+                "{key} was touched by a change of bronze"
+            );
+        }
+    }
 
     // 3. A component removed: its children go.
     comps_in(&client, "tenant-moerdijk")
