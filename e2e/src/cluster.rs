@@ -257,6 +257,38 @@ impl AuditEvent {
     }
 }
 
+/// The `regie` binary of this checkout, built once.
+pub fn regie_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo_root())
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "regie-operator",
+                "--bin",
+                "regie",
+                "--message-format=json",
+            ])
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build of regie failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "regie")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the regie executable")
+    })
+}
+
 /// The YAML files under `dir` that hold regie objects (kustomizations and Argo CD or Flux
 /// manifests beside them are left out: the test server has no CRDs for those).
 pub fn regie_files(dir: &Path) -> Vec<PathBuf> {

@@ -14,10 +14,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use regie_e2e::cluster::{Cluster, repo_root};
+use regie_e2e::cluster::{Cluster, regie_bin, repo_root};
 use serde_json::{Value, json};
 
 const RELEASE: &str = "regie";
@@ -25,38 +24,6 @@ const NAMESPACE: &str = "regie-system";
 
 fn chart_dir() -> PathBuf {
     repo_root().join("charts/regie")
-}
-
-/// The `regie` binary of this checkout, built once.
-fn regie_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(repo_root())
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "regie-operator",
-                "--bin",
-                "regie",
-                "--message-format=json",
-            ])
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of regie failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "regie")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the regie executable")
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

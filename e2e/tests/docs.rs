@@ -8,12 +8,10 @@
 //! Needs python3 with PyYAML.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
-use regie_e2e::cluster::repo_root;
-use serde_json::Value;
+use regie_e2e::cluster::{regie_bin, repo_root};
 
 fn markdown_files() -> Vec<PathBuf> {
     let mut out = vec![
@@ -165,38 +163,6 @@ fn every_relative_link_resolves() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-}
-
-/// The `regie` binary of this checkout, built once.
-fn regie_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(repo_root())
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "regie-operator",
-                "--bin",
-                "regie",
-                "--message-format=json",
-            ])
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of regie failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "regie")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the regie executable")
-    })
 }
 
 /// The long options `regie SUB --help` lists.
