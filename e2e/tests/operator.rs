@@ -765,7 +765,7 @@ async fn operator_end_to_end() {
     // A tenant moved to another namespace: its own children are made there and go from the old
     // one, one by one, with the workloads of the components left behind, which are Stalled (the
     // old namespace stays while they are in it: deleting it would delete them); once they are
-    // moved too, the old namespace goes.
+    // moved too, the old namespace goes. Then its component becomes SaaS.
     let mover = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: mover}\nspec: {displayName: Mover, serviceLevel: silver, inhabitants: 1000, membership: {joined: \"2026-01-01\"}, access: {groups: [\"mover:ict\"]}}\n";
     let web = |ns: &str| {
         format!(
@@ -842,6 +842,29 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("the moved component's workload in the tenant's new namespace");
+    // The component handed to a SaaS supplier: its workload, Service and budget go.
+    comps_in(&client, new_ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"hosted": null, "saas": {"url": "https://web.mover.example/"}}
+            })),
+        )
+        .await
+        .expect("web to SaaS");
+    eventually("web's workload gone, web SaaS", WAIT, || {
+        let (client, comps) = (client.clone(), comps_in(&client, new_ns));
+        async move {
+            let st = comps.get("web").await?.status.unwrap_or_default();
+            Ok(
+                made_by_regie(&client, pv, new_ns, "mover").await? == [1, 1, 1, 1, 0, 0, 0]
+                    && st.mode.as_deref() == Some("saas"),
+            )
+        }
+    })
+    .await
+    .expect("a component that becomes SaaS keeps no workload");
     tenants_ready(&client, &["mover"], WAIT)
         .await
         .expect("the moved tenant Ready");
@@ -1106,15 +1129,24 @@ async fn operator_end_to_end() {
     // request it sent is one `regie rbac`'s rules allow, and every verb they grant was used —
     // but for the few only other tests exercise, each named with where.
     let audited = cluster.audited().expect("audit log");
-    let rules: Vec<serde_json::Value> =
-        [regie::rbac::cluster_rules(), regie::rbac::namespace_rules()]
-            .iter()
-            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
-            .collect();
+    let listed = |rules: serde_json::Value| rules.as_array().cloned().unwrap_or_default();
+    // The ClusterRole's rules hold everywhere, the Role's only in regie's own namespace.
+    let cluster_rules = listed(regie::rbac::cluster_rules());
+    let rules: Vec<serde_json::Value> = [
+        cluster_rules.clone(),
+        listed(regie::rbac::namespace_rules()),
+    ]
+    .concat();
+    let own_namespace = Options::default().namespace;
     let mut used = std::collections::BTreeSet::new();
     let mut not_allowed = std::collections::BTreeSet::new();
     for e in audited.iter().filter(|e| e.user.username == OPERATOR_USER) {
         let Some(o) = &e.object_ref else { continue };
+        let rules_here = if o.namespace == own_namespace {
+            &rules
+        } else {
+            &cluster_rules
+        };
         let resource = e.resource();
         // A server-side apply that creates is authorized as a create too.
         let mut verbs = vec![e.verb.as_str()];
@@ -1123,8 +1155,8 @@ async fn operator_end_to_end() {
         }
         for verb in verbs {
             let access = format!("{verb} {}/{resource}", o.api_group);
-            if !allows(&rules, verb, &o.api_group, &resource, &o.name) {
-                not_allowed.insert(format!("{access} {}", o.name));
+            if !allows(rules_here, verb, &o.api_group, &resource, &o.name) {
+                not_allowed.insert(format!("{access} {}/{}", o.namespace, o.name));
             }
             used.insert(access);
         }
