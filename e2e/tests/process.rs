@@ -52,6 +52,22 @@ fn holds(v: &Value, key: &str, value: &str) -> bool {
     }
 }
 
+/// Polls `f` every 100 ms until it gives something, for at most 30 s; the log is shown if not.
+async fn polled<T>(what: &str, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = f() {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}; regie's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
     Ok(leases
         .get_opt("regie-leader")
@@ -88,23 +104,14 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
     );
 
     // The address it bound, from its own log: port 0 lets the system choose a free one.
-    let started = Instant::now();
-    let addr = loop {
-        let found = log_lines(&log).into_iter().find_map(|l| {
+    let addr = polled("the address logged", &log, || {
+        log_lines(&log).into_iter().find_map(|l| {
             (l["fields"]["message"] == "serving /metrics, /healthz and /readyz")
                 .then(|| l["fields"]["addr"].as_str().map(String::from))
                 .flatten()
-        });
-        if let Some(addr) = found {
-            break addr;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no address logged:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        })
+    })
+    .await;
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let (http, url) = (http.clone(), format!("http://{addr}{path}"));
@@ -213,18 +220,10 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
         .status()
         .expect("kill");
     assert!(term.success(), "SIGTERM sent");
-    let stopping = Instant::now();
-    let status = loop {
-        if let Some(status) = regie.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(30),
-            "regie still running 30 s after SIGTERM:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = polled("regie to exit after SIGTERM", &log, || {
+        regie.0.try_wait().expect("wait")
+    })
+    .await;
     assert!(
         status.success(),
         "regie ended with {status} on SIGTERM:\n{}",
