@@ -252,7 +252,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             if namespace_terminating {
                 return Ok(());
             }
-            apply_and_prune(&ctx, &name, &rest, &desired, &stalled_components).await
+            apply_and_prune(&ctx, &name, &rest, &desired, &ns, &stalled_components).await
         }
     );
     metered?;
@@ -363,13 +363,14 @@ fn is_workload(child: &Child) -> bool {
 
 /// Applies `to_apply` — a new namespace before everything that lives in it, the rest
 /// concurrently — then deletes what carries this tenant's label but is not in `desired`.
-/// Components that are stalled keep their children: bad input must not take a running service
-/// down.
+/// Components that are stalled (by name, in namespace `ns`) keep their children: bad input must
+/// not take a running service down.
 async fn apply_and_prune(
     ctx: &Context,
     tenant: &str,
     to_apply: &[&Prepared],
     desired: &[Prepared],
+    ns: &str,
     stalled_components: &BTreeSet<String>,
 ) -> Result<(), Error> {
     // A namespace that exists already is applied with the rest: a tier change then costs one
@@ -390,7 +391,8 @@ async fn apply_and_prune(
         .of_tenant(tenant)
         .into_iter()
         .filter(|(key, known)| {
-            if wanted.contains(key) || known.terminating || stalled_components.contains(&key.2) {
+            let of_stalled = key.1.as_deref() == Some(ns) && stalled_components.contains(&key.2);
+            if wanted.contains(key) || known.terminating || of_stalled {
                 return false;
             }
             // A namespace this tenant left (its `spec.namespace` changed) is not deleted while
