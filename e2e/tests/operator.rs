@@ -773,6 +773,17 @@ async fn operator_end_to_end() {
         )
     };
     let (old_ns, new_ns, pv) = ("tenant-mover", "mover-elsewhere", pdb_version.as_str());
+    // Every kind of child once, the component's included, in namespace `ns`.
+    let all_children_in = |ns: &'static str, what: &'static str| {
+        let client = client.clone();
+        async move {
+            eventually(what, WAIT, || {
+                let client = client.clone();
+                async move { Ok(made_by_regie(&client, pv, ns, "mover").await? == [1; 7]) }
+            })
+            .await
+        }
+    };
     cluster
         .apply_yaml(work.path(), "mover.yaml", mover)
         .expect("apply");
@@ -785,12 +796,9 @@ async fn operator_end_to_end() {
     cluster
         .apply_yaml(work.path(), "web.yaml", &web(old_ns))
         .expect("apply");
-    eventually("mover's children in its first namespace", WAIT, || {
-        let client = client.clone();
-        async move { Ok(made_by_regie(&client, pv, old_ns, "mover").await? == [1; 7]) }
-    })
-    .await
-    .expect("a tenant's children in its namespace");
+    all_children_in(old_ns, "mover's children in its first namespace")
+        .await
+        .expect("a tenant's children in its namespace");
     tenants
         .patch(
             "mover",
@@ -836,12 +844,9 @@ async fn operator_end_to_end() {
     cluster
         .apply_yaml(work.path(), "web.yaml", &web(new_ns))
         .expect("apply");
-    eventually("web runs in the new namespace", WAIT, || {
-        let client = client.clone();
-        async move { Ok(made_by_regie(&client, pv, new_ns, "mover").await? == [1; 7]) }
-    })
-    .await
-    .expect("the moved component's workload in the tenant's new namespace");
+    all_children_in(new_ns, "web runs in the new namespace")
+        .await
+        .expect("the moved component's workload in the tenant's new namespace");
     // The component handed to a SaaS supplier: its workload, Service and budget go.
     comps_in(&client, new_ns)
         .patch(

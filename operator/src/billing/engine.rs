@@ -5,7 +5,6 @@
 //! the tenant's files describe it, for the part of the month it is a member. The timeline
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -611,20 +610,7 @@ fn bill_tenant(
         if lines.is_empty() {
             continue;
         }
-        // Lines of one item and level share their description: the same string is equal
-        // without reading it.
-        lines.sort_by(|a, b| {
-            a.kind
-                .cmp(&b.kind)
-                .then_with(|| {
-                    if Arc::ptr_eq(&a.description, &b.description) {
-                        Ordering::Equal
-                    } else {
-                        a.description.cmp(&b.description)
-                    }
-                })
-                .then(a.from.cmp(&b.from))
-        });
+        crate::billing::invoice::sort_lines(&mut lines);
         invoices.push(Invoice {
             tenant: t.name.clone(),
             period: bp.to_string(),

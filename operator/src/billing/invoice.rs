@@ -137,6 +137,24 @@ pub struct Line {
     pub vat: Arc<VatTreatment>,
 }
 
+/// Puts an invoice's lines in the order they are printed: by kind, description, then start.
+/// Lines of one item and level share their description: the same string is equal without
+/// reading it.
+pub fn sort_lines(lines: &mut [Line]) {
+    lines.sort_by(|a, b| {
+        a.kind
+            .cmp(&b.kind)
+            .then_with(|| {
+                if Arc::ptr_eq(&a.description, &b.description) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    a.description.cmp(&b.description)
+                }
+            })
+            .then(a.from.cmp(&b.from))
+    });
+}
+
 /// VAT of one treatment: the base (sum of its rounded lines) and the tax on it, rounded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VatBreakdown {

@@ -1156,12 +1156,7 @@ fn tenant_intents(
             continue;
         }
         inv.lines.append(&mut pending);
-        inv.lines.sort_by(|a, b| {
-            a.kind
-                .cmp(&b.kind)
-                .then_with(|| a.description.cmp(&b.description))
-                .then(a.from.cmp(&b.from))
-        });
+        crate::billing::invoice::sort_lines(&mut inv.lines);
         let intent = if inv.state == State::Final || leaving {
             inv.state = State::Final;
             Intent::Final {
