@@ -45,7 +45,7 @@ pub fn cluster_rules() -> Value {
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": children},
         // Binding a tenant's groups to `edit` must not require regie to hold `edit`'s rights itself.
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["edit"]},
-        // kube's event recorder writes events.k8s.io/v1 Events, and patches a repeated one.
+        // Warning events (controller::warnings), events.k8s.io/v1; a repeat patches its series.
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
     ])
 }

@@ -31,6 +31,7 @@ pub mod probing;
 pub mod queue;
 pub mod tenant;
 pub mod views;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +40,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
@@ -65,7 +65,7 @@ pub struct Context {
     pub levels: Store<ServiceLevel>,
     pub components: Arc<Cache<Kept<HostingComponent>>>,
     pub packages: Arc<Cache<Kept<WorkplacePackage>>>,
-    pub recorder: Recorder,
+    pub warnings: warnings::Warnings,
     pub clock: Clock,
     /// How often an unchanged tenant is looked at again.
     pub resync: Duration,
@@ -126,8 +126,8 @@ fn names(t: &Kept<Tenant>, ns: &str) -> bool {
 }
 
 impl Context {
-    /// Publishes a Warning event about `obj` (its note cut to 1,000 characters), counted as a
-    /// write; a failure to publish is logged, never the caller's error.
+    /// Publishes a Warning event about `obj` (its note cut to the API's 1,024 bytes), counted as
+    /// a write; a failure to publish is logged, never the caller's error.
     pub async fn warn<K: kube::Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -135,21 +135,17 @@ impl Context {
         action: &str,
         message: &str,
     ) {
-        let event = kube::runtime::events::Event {
-            type_: kube::runtime::events::EventType::Warning,
-            reason: reason.into(),
-            note: Some(message.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: None,
-        };
         let mut regarding = obj.object_ref(&());
         // Events of cluster-scoped objects live in `default`; v1.20 insists the reference says so.
         if regarding.namespace.is_none() {
             regarding.namespace = Some("default".into());
         }
-        match self.recorder.publish(&event, &regarding).await {
-            Ok(()) => self.metrics.write("create", "Event"),
-            Err(e) => tracing::warn!(error = %e, "cannot publish event"),
+        let note = warnings::cut_note(message);
+        if let Err(e) = (self.warnings)
+            .publish(&self.metrics, &regarding, reason, action, note)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot publish event");
         }
     }
 
@@ -166,13 +162,7 @@ impl Context {
         probes: Option<probing::Probes>,
     ) -> Context {
         Context {
-            recorder: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "regie".into(),
-                    instance: Some(options.identity.clone()),
-                },
-            ),
+            warnings: warnings::Warnings::new(client.clone(), "regie", &options.identity),
             client,
             settings: options.settings.clone(),
             metrics,
