@@ -430,19 +430,30 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("unknown level stalls the tenant with a precise message");
-    let events = cluster
-        .kubectl_ok(&[
-            "get",
-            "events",
-            "-A",
-            "--field-selector",
-            "reason=ServiceLevelNotFound",
-        ])
-        .expect("events");
-    assert!(
-        events.contains("ServiceLevelNotFound"),
-        "a Warning event is published: {events}"
-    );
+    // Each new message is an Event of its own (the newest is what `kubectl events` shows); the
+    // same message again joins its Event's series.
+    for (level, count) in [("platinum", 1), ("diamond", 1), ("platinum", 2)] {
+        let patch = serde_json::json!({"spec": {"serviceLevel": level}});
+        tenants
+            .patch("etten-leur", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch");
+        let quoted = format!("\"{level}\"");
+        eventually("a Warning naming the level", WAIT, || {
+            let events = level_warnings(client.clone());
+            let quoted = quoted.clone();
+            async move {
+                Ok(events
+                    .await?
+                    .iter()
+                    .any(|(note, n)| note.contains(&quoted) && *n == count))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{level} warned ({count}×): {e}"));
+    }
+    let warnings = level_warnings(client.clone()).await.expect("events");
+    assert_eq!(warnings.len(), 2, "one Event per message: {warnings:?}");
     let patch = serde_json::json!({"spec": {"serviceLevel": "bronze"}});
     tenants
         .patch("etten-leur", &PatchParams::default(), &Patch::Merge(&patch))
@@ -677,6 +688,64 @@ async fn operator_end_to_end() {
     assert!(
         tholen_ns.metadata.deletion_timestamp.is_none(),
         "Tholen's namespace is not deleted with the copycat"
+    );
+
+    // A tenant naming a namespace that exists and regie did not make — here `default`, where
+    // this operator keeps its own state, as `regie-system` in a real installation — is Stalled
+    // and nothing is written into the namespace; deleting the tenant leaves the namespace.
+    let squatter: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "squatter"},
+        "spec": {"displayName": "Squatter", "serviceLevel": "bronze", "inhabitants": 1000,
+                 "membership": {"joined": "2026-01-01"},
+                 "access": {"groups": ["squatter:ict"]}, "namespace": "default"}
+    }))
+    .expect("a tenant");
+    tenants
+        .create(&Default::default(), &squatter)
+        .await
+        .expect("create squatter");
+    let t2 = tenants.clone();
+    eventually("squatter Stalled", WAIT, || {
+        let t2 = t2.clone();
+        async move {
+            let st = t2.get("squatter").await?.status.unwrap_or_default();
+            Ok(find(&st.conditions, STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "NamespaceNotOwned"
+                    && c.message.contains("namespace default exists")
+            }))
+        }
+    })
+    .await
+    .expect("a tenant naming a namespace regie did not make is Stalled");
+    let default_ns = namespaces.get("default").await.expect("namespace");
+    assert_eq!(
+        tenant_label(&default_ns),
+        None,
+        "not labelled for the squatter"
+    );
+    let made = made_by_regie(&client, &pdb_version, "default", "squatter")
+        .await
+        .expect("count");
+    assert_eq!(
+        made, [0; 7],
+        "nothing of the squatter's applied into `default`"
+    );
+    tenants
+        .delete("squatter", &DeleteParams::default())
+        .await
+        .expect("delete squatter");
+    let t2 = tenants.clone();
+    eventually("squatter gone", WAIT, || {
+        let t2 = t2.clone();
+        async move { Ok(t2.get_opt("squatter").await?.is_none()) }
+    })
+    .await
+    .expect("its finalizer released");
+    let default_ns = namespaces.get("default").await.expect("namespace");
+    assert!(
+        default_ns.metadata.deletion_timestamp.is_none(),
+        "`default` is not deleted with the squatter"
     );
 
     // Two tenants created at the same moment naming one new namespace: one gets it, the other
@@ -1304,6 +1373,26 @@ fn landed_writes(events: &[AuditEvent]) -> BTreeMap<String, u64> {
         *by_kind.entry(kind.to_string()).or_insert(0) += 1;
     }
     by_kind
+}
+
+/// The Warning events about etten-leur's missing service level: note and occurrences.
+async fn level_warnings(client: Client) -> anyhow::Result<Vec<(String, i32)>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+    let list = events
+        .list(&ListParams::default().fields("reason=ServiceLevelNotFound"))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("etten-leur")
+                && e.type_.as_deref() == Some("Warning")
+        })
+        .map(|e| {
+            let count = e.series.map_or(1, |s| s.count);
+            (e.note.unwrap_or_default(), count)
+        })
+        .collect())
 }
 
 /// Merge-patches Werkplein's component client-portal.

@@ -39,10 +39,11 @@ pub enum Error {
     /// take the object for a removed one and prune its children.
     #[error("{0}; nothing applied or pruned")]
     Unreadable(String),
-    /// A child the API server refuses — invalid, or denied by an admission policy — which
-    /// retrying soon will not change: the tenant goes Stalled with the server's message.
-    #[error("{0}")]
-    Rejected(String),
+    /// Something retrying soon will not change — a child the API server refuses (invalid, or
+    /// denied by an admission policy), a namespace regie did not create: the tenant goes
+    /// Stalled with this reason and message.
+    #[error("{}", .0.message)]
+    Rejected(Stall),
 }
 
 /// How soon a tenant whose child the API server refused is tried again (a change of the tenant
@@ -56,7 +57,7 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "ApiError",
             Error::Kube(_) => "ConnectionError",
             Error::Unreadable(_) => "CacheUnreadable",
-            Error::Rejected(_) => "ApplyRejected",
+            Error::Rejected(stall) => stall.reason,
         }
     }
 }
@@ -375,10 +376,11 @@ async fn apply_and_prune(
 ) -> Result<(), Error> {
     // A namespace that exists already is applied with the rest: a tier change then costs one
     // round trip to the API server, not two.
-    let (namespaces, contents): (Vec<_>, Vec<_>) = to_apply
+    let (namespaces, contents): (Vec<&&Prepared>, Vec<_>) = to_apply
         .iter()
         .partition(|p| p.child.kind == "Namespace" && ctx.index.get(&key_of(&p.child)).is_none());
     for entry in namespaces {
+        refuse_foreign_namespace(ctx, tenant, &entry.child.name).await?;
         apply_child(ctx, tenant, entry).await?;
         ctx.release_namespace_claim(&entry.child.name, tenant);
     }
@@ -406,13 +408,45 @@ async fn apply_and_prune(
         .map(|(key, _)| key)
         .collect::<Vec<_>>();
     futures::future::try_join_all(unwanted.iter().map(|key| async move {
-        children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, key).await
+        children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, key)
+            .await
+            .map_err(|e| refused(e, "deletion of", &key.0, key.1.as_deref(), &key.2))
     }))
     .await?;
     for ns in left_behind {
         mark_left_behind(ctx, &ns).await;
     }
     Ok(())
+}
+
+/// regie takes over no namespace it did not create. A Tenant naming one that exists —
+/// `regie-system`, `monitoring`, a team's own — would otherwise have it labelled, isolated and
+/// opened to the tenant's groups with `edit` (in regie's own namespace: its billing token), and
+/// deleted with the tenant or when the name is corrected. Asked only when the watch does not
+/// know the namespace as regie's: once per new namespace, a read.
+async fn refuse_foreign_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<(), Error> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let Some(live) = api.get_metadata_opt(ns).await? else {
+        return Ok(());
+    };
+    let labels = live.labels();
+    let made_by_regie = labels.get(desired::LABEL_MANAGED_BY).map(String::as_str)
+        == Some(desired::MANAGER)
+        && labels.get(desired::LABEL_TENANT).map(String::as_str) == Some(tenant);
+    if made_by_regie {
+        return Ok(());
+    }
+    Err(Error::Rejected(Stall {
+        reason: "NamespaceNotOwned",
+        message: format!(
+            "namespace {ns} exists and was not made by regie for this tenant: regie takes no \
+             existing namespace over (name a new one, or hand this one over by labelling it \
+             {}={} and {}={tenant})",
+            desired::LABEL_MANAGED_BY,
+            desired::MANAGER,
+            desired::LABEL_TENANT
+        ),
+    }))
 }
 
 /// What is still in a namespace its tenant left belongs to no tenant now, unless another names
@@ -443,21 +477,33 @@ async fn apply_child(ctx: &Context, tenant: &str, prepared: &Prepared) -> Result
         prepared,
     )
     .await
-    .map_err(|e| match e {
-        // Invalid, forbidden (RBAC or an admission policy): the same body will be refused again.
+    .map_err(|e| {
+        refused(
+            e,
+            "apply of",
+            &prepared.child.kind,
+            prepared.child.namespace.as_deref(),
+            &prepared.child.name,
+        )
+    })
+}
+
+/// An error that sending the same request again will not change — invalid, or forbidden (RBAC
+/// or an admission policy) — as [`Error::Rejected`]; others as they are, retried soon.
+fn refused(e: kube::Error, what: &str, kind: &str, ns: Option<&str>, name: &str) -> Error {
+    match e {
         kube::Error::Api(s) if [400, 403, 422].contains(&s.code) => {
-            let child = &prepared.child;
-            let place = child
-                .namespace
-                .as_deref()
-                .map_or(String::new(), |ns| format!("{ns}/"));
-            Error::Rejected(format!(
-                "{} {place}{} refused by the API server: {}",
-                child.kind, child.name, s.message
-            ))
+            let place = ns.map_or(String::new(), |ns| format!("{ns}/"));
+            Error::Rejected(Stall {
+                reason: "ApplyRejected",
+                message: format!(
+                    "{what} {kind} {place}{name} refused by the API server: {}",
+                    s.message
+                ),
+            })
         }
         e => Error::Kube(e),
-    })
+    }
 }
 
 /// A refused child stalls the tenant with the server's message, and it is tried again in a
@@ -468,11 +514,7 @@ async fn stall_if_rejected(
     applied: Result<(), Error>,
 ) -> Result<Option<Next>, Error> {
     match applied {
-        Err(Error::Rejected(message)) => {
-            let stall = Stall {
-                reason: "ApplyRejected",
-                message,
-            };
+        Err(Error::Rejected(stall)) => {
             write_tenant_status(ctx, tenant, TenantOutcome::Stalled(stall), None).await?;
             ctx.metrics
                 .reconciles
