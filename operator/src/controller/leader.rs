@@ -165,7 +165,15 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
     let mut observed = Observed::default();
     loop {
         tokio::time::sleep(cfg.renew_every).await;
-        match try_acquire(&api, cfg, &mut observed, metrics).await {
+        // A renewal that hangs (a dead connection, an API server that stopped answering) must
+        // not keep this process leading past the moment it has to step down: by then a standby
+        // may be about to take the lease.
+        let left =
+            (cfg.duration.saturating_sub(cfg.renew_every)).saturating_sub(last_renewed.elapsed());
+        let renewal = tokio::time::timeout(left, try_acquire(&api, cfg, &mut observed, metrics))
+            .await
+            .unwrap_or_else(|_| Err(kube::Error::Service("renewal timed out".into())));
+        match renewal {
             Ok(true) => last_renewed = Instant::now(),
             Ok(false) => {
                 tracing::error!(identity = %cfg.identity, "lost the leader lease to another process");
@@ -220,6 +228,43 @@ mod tests {
                 .map(|s| MicroTime(jiff::Timestamp::from_second(s).expect("time"))),
             ..LeaseSpec::default()
         }
+    }
+
+    /// An API server that takes connections and never answers: the leader steps down when its
+    /// renewal has not come back by the time it must (duration − renewal interval), not when
+    /// the request gives up (minutes later).
+    #[tokio::test]
+    async fn a_renewal_that_hangs_steps_down_in_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().expect("url"));
+        let client = crate::api_client::build(config, 2).expect("client");
+        let cfg = LeaseConfig {
+            duration: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+            ..LeaseConfig::new("default", "a")
+        };
+        let metrics = Metrics::new();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(60), hold(&client, &cfg, &metrics))
+            .await
+            .expect("hold returns while the renewal still hangs");
+        // Stepped down after at most the duration (2 s when on time), well before a request
+        // timeout; the bound is loose because the machine is shared.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        held.abort();
     }
 
     #[test]
