@@ -75,10 +75,13 @@ impl Cidr {
         self.prefix
     }
 
-    /// True when `ip` lies in this network. IPv4 networks also match IPv4-mapped IPv6 addresses.
+    /// True when `ip` lies in this network. IPv4 networks also match IPv6 addresses that carry
+    /// an IPv4 address (mapped, NAT64, 6to4, Teredo): those reach the IPv4 address, so a
+    /// `denyCidrs` entry must hold for them too (was: the mapped form only — `64:ff9b::a14:1`
+    /// passed a deny of 10.20.0.0/16).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match embedded_ipv4(v6) {
                 Some(v4) => IpAddr::V4(v4),
                 None => return false,
             },
@@ -233,12 +236,17 @@ fn classify(ip: IpAddr) -> Class {
             } else if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
                 // AWS's IPv6 instance metadata endpoint, inside the unique-local range.
                 Class::Forbidden(METADATA_ADDRESS)
-            } else if s[0] & 0xfe00 == 0xfc00
-                || s[0] & 0xffc0 == 0xfec0
+            } else if s[..3] == [0x64, 0xff9b, 1] {
                 // The local-use NAT64 prefix (RFC 8215): where it leads is the local
-                // translator's choice, so it is judged as private.
-                || s[..3] == [0x64, 0xff9b, 1]
-            {
+                // translator's choice, so it is judged as private — but an address that
+                // carries a link-local or metadata address in its last 32 bits (the common
+                // /96 layout) stays refused whatever the policy says.
+                let tail = Ipv4Addr::from(u128::from(v6) as u32);
+                match classify_v4(tail) {
+                    forbidden @ Class::Forbidden(_) => forbidden,
+                    _ => Class::Private,
+                }
+            } else if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
                 Class::Private
             } else {
                 Class::Public
@@ -880,6 +888,20 @@ mod tests {
         allowed(&p, "http://127.0.0.1/");
         allowed(&p, "http://[::ffff:10.1.2.4]/");
         assert!(refused(&p, "http://[::ffff:10.9.9.9]/").contains("denies"));
+        // NAT64 and 6to4 forms of a denied address are denied; of an allowed one, allowed.
+        assert!(refused(&p, "http://[64:ff9b::a09:909]/").contains("10.0.0.0/8"));
+        assert!(refused(&p, "http://[2002:a09:909::1]/").contains("10.0.0.0/8"));
+        allowed(&p, "http://[64:ff9b::a01:204]/");
+    }
+
+    #[test]
+    fn the_local_use_nat64_prefix_never_reaches_link_local() {
+        let p = ProbePolicy {
+            allow_private: true,
+            ..ProbePolicy::default()
+        };
+        assert!(refused(&p, "http://[64:ff9b:1::a9fe:a9fe]/").contains("never probed"));
+        allowed(&p, "http://[64:ff9b:1::a00:1]/");
     }
 
     #[test]
