@@ -116,7 +116,16 @@ fn local_instant(tz: &TimeZone, date: Date, minute: u16) -> Option<Timestamp> {
         let (h, m) = ((minute / 60) as i8, (minute % 60) as i8);
         DateTime::new(date.year(), date.month(), date.day(), h, m, 0, 0).ok()?
     };
-    tz.to_ambiguous_timestamp(dt).compatible().ok()
+    let ambiguous = tz.to_ambiguous_timestamp(dt);
+    if let jiff::tz::AmbiguousOffset::Gap { after, .. } = ambiguous.offset() {
+        // A wall-clock time the spring change skips: the first instant after the gap, the
+        // change itself — read with the later offset, the time lies just before the change,
+        // which is the next transition from there. (jiff's "compatible" reading would move
+        // 02:30 to 03:30: a window edge at 02:30 would open or close half an hour late.)
+        let before_change = after.to_timestamp(dt).ok()?;
+        return tz.following(before_change).next().map(|t| t.timestamp());
+    }
+    ambiguous.compatible().ok()
 }
 
 /// Local midnight at the start of `date`.
@@ -467,6 +476,30 @@ mod tests {
         let w = windows(&["Sun 02:00-03:00"]);
         let (a, b) = day(date(2026, 3, 29));
         assert!(open_intervals(&w, &[], &tz, a, b).is_empty());
+        // An edge inside the gap is the first instant after it, 03:00 CEST (01:00 UTC).
+        let w = windows(&["Sun 02:30-03:15"]);
+        let open = open_intervals(&w, &[], &tz, a, b);
+        assert_eq!(
+            open,
+            vec![Interval::new(
+                ts("2026-03-29T01:00:00Z"),
+                ts("2026-03-29T01:15:00Z")
+            )],
+            "15 minutes: 03:00 to 03:15"
+        );
+        let w = windows(&["Sun 00:00-02:30"]);
+        let open = open_intervals(&w, &[], &tz, a, b);
+        assert_eq!(
+            open[0].end,
+            ts("2026-03-29T01:00:00Z"),
+            "ends when the clocks jump"
+        );
+        let w = windows(&["Sun 02:30-08:00"]);
+        assert_eq!(
+            hours(&open_intervals(&w, &[], &tz, a, b)),
+            5.0,
+            "03:00-08:00"
+        );
         // 01:00-04:00 on 25 October is four real hours (02:00-03:00 happens twice).
         let w = windows(&["Sun 01:00-04:00"]);
         let (a, b) = day(date(2026, 10, 25));
