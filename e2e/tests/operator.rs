@@ -1168,6 +1168,49 @@ async fn operator_end_to_end() {
          counted (right)"
     );
 
+    // A change by someone else after the restart is corrected: the restarted operator knows
+    // nothing of its own applies, and takes what it listed as its own. The tenant's staff scale
+    // the Deployment to nothing and point the Service at other pods (their `edit` role allows
+    // both); regie puts both back. A Service has no `generation`: its `resourceVersion` shows it.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "tenant-tholen");
+    let services: Api<Service> = Api::namespaced(client.clone(), "tenant-tholen");
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
+    let want_replicas = replicas(&deployments.get("document-archive").await.expect("get"));
+    let want_selector = selector(&services.get("document-archive").await.expect("get"));
+    let by_staff = PatchParams::apply("tholen-staff").force();
+    deployments
+        .patch(
+            "document-archive",
+            &by_staff,
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 0}
+            })),
+        )
+        .await
+        .expect("scale to 0");
+    services
+        .patch(
+            "document-archive",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"selector": {"regie.dev/component": "staff-test"}}
+            })),
+        )
+        .await
+        .expect("other pods");
+    eventually("regie to undo the staff's edits", WAIT, || {
+        let (deployments, services) = (deployments.clone(), services.clone());
+        let want_selector = want_selector.clone();
+        async move {
+            let d = deployments.get("document-archive").await?;
+            let s = services.get("document-archive").await?;
+            Ok(replicas(&d) == want_replicas && selector(&s) == want_selector)
+        }
+    })
+    .await
+    .expect("changes by someone else after a restart are corrected");
+
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants
         .delete("tholen", &DeleteParams::default())

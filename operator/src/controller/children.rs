@@ -3,8 +3,11 @@
 //!
 //! Every child carries the annotation `regie.dev/applied-hash`, the SHA-256 of the body regie
 //! last applied. Comparing it with the desired body's hash lets a resync of an unchanged world
-//! make zero writes while the watches hold metadata only. A change by someone else to a
-//! Deployment's spec shows as a new `generation` and is applied over again.
+//! make zero writes while the watches hold metadata only. A change by someone else to a child
+//! shows as a new version of it — its `generation`, or its `resourceVersion` for the kinds
+//! without one that no controller writes (see [`version_of`]) — and the child is applied over
+//! again. After a restart the versions listed are taken as regie's: a change made while no
+//! regie ran is corrected at the child's next change, not before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::{NonZeroI64, NonZeroU64};
@@ -111,9 +114,11 @@ pub struct Known {
     /// The applied-hash annotation, decoded and shortened; None when absent or not regie's
     /// format.
     pub digest: Option<ShortDigest>,
-    /// None also for a generation of 0, which the API server never gives an object.
+    /// The child's version (see [`version_of`]); None also for 0, which the API server never
+    /// gives an object.
     pub generation: Option<NonZeroI64>,
-    /// The generation regie's own last apply produced; None after a restart.
+    /// The version regie's own last apply produced, or, for a child first seen carrying
+    /// regie's annotation (listed after a restart), the version it was seen at.
     pub applied_generation: Option<NonZeroI64>,
     pub terminating: bool,
     /// Deployments only: (desired, available, updated) replicas and the observed generation.
@@ -156,9 +161,26 @@ pub fn short(hash: &AppliedHash) -> ShortDigest {
     NonZeroU64::new(u64::from_be_bytes(first)).unwrap_or(NonZeroU64::MIN)
 }
 
-/// A generation as the index keeps it (see [`Known::generation`]).
-fn generation(g: Option<i64>) -> Option<NonZeroI64> {
-    g.and_then(NonZeroI64::new)
+/// The version of a child by which a change by someone else shows: its `generation`, which
+/// moves with its spec alone; for the kinds that have none and whose only writer is whoever
+/// applies them (no controller keeps a status on them), its `resourceVersion`. A Service the
+/// tenant's staff edit (their `edit` role allows it) shows so. Not a ResourceQuota: the quota
+/// controller writes its status at every pod change, which moves its `resourceVersion` without
+/// anything to correct.
+pub fn version_of(kind: &str, meta: &kube::api::ObjectMeta) -> Option<NonZeroI64> {
+    let by_resource_version = matches!(
+        kind,
+        "Service" | "LimitRange" | "RoleBinding" | "NetworkPolicy" | "Namespace"
+    );
+    match meta.generation {
+        Some(g) => NonZeroI64::new(g),
+        None if by_resource_version => meta
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse().ok())
+            .and_then(NonZeroI64::new),
+        None => None,
+    }
 }
 
 /// The position of `kind` in [`KINDS`]; None for a kind regie does not create.
@@ -428,7 +450,10 @@ impl ChildIndex {
     fn observe(&self, key: ChildKey, mut known: Known) -> Option<String> {
         let mut map = self.lock();
         let previous = map.get(&key);
-        known.applied_generation = previous.as_ref().and_then(|p| p.applied_generation);
+        known.applied_generation = match &previous {
+            Some(p) => p.applied_generation,
+            None => known.digest.and(known.generation),
+        };
         let interesting = match previous {
             None => true,
             Some(p) => {
@@ -482,7 +507,13 @@ impl ChildIndex {
     }
 
     /// Records what regie's own apply produced, so its echo on the watch triggers nothing.
-    pub fn applied(&self, key: ChildKey, tenant: &str, hash: AppliedHash, generation: Option<i64>) {
+    pub fn applied(
+        &self,
+        key: ChildKey,
+        tenant: &str,
+        hash: AppliedHash,
+        version: Option<NonZeroI64>,
+    ) {
         if locate(&key).is_none() {
             return;
         }
@@ -490,8 +521,8 @@ impl ChildIndex {
         let mut known = map.get(&key).unwrap_or_default();
         known.tenant = Some(map.intern(tenant));
         known.digest = Some(short(&hash));
-        known.generation = self::generation(generation);
-        known.applied_generation = known.generation;
+        known.generation = version;
+        known.applied_generation = version;
         map.insert(&key, known);
     }
 
@@ -509,7 +540,7 @@ impl ChildIndex {
     }
 }
 
-fn known_from_meta(meta: &kube::api::ObjectMeta) -> Known {
+fn known_from_meta(kind: &str, meta: &kube::api::ObjectMeta) -> Known {
     Known {
         tenant: meta
             .labels
@@ -522,7 +553,7 @@ fn known_from_meta(meta: &kube::api::ObjectMeta) -> Known {
             .and_then(|a| a.get(ANNOTATION_HASH))
             .and_then(|h| parse_hex(h))
             .map(|h| short(&h)),
-        generation: generation(meta.generation),
+        generation: version_of(kind, meta),
         applied_generation: None,
         terminating: meta.deletion_timestamp.is_some(),
         replicas: None,
@@ -546,7 +577,7 @@ pub async fn watch_kind(
         let api: Api<DeploymentView> = Api::all(client);
         let stream = watcher::watcher(api, config);
         drive(stream, kind.kind, index, trigger, |d: &DeploymentView| {
-            let mut known = known_from_meta(d.meta());
+            let mut known = known_from_meta(kind.kind, d.meta());
             let status = d.status.clone().unwrap_or_default();
             known.replicas = Some(Box::new(ReplicaCounts {
                 desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -562,7 +593,10 @@ pub async fn watch_kind(
         let stream = watcher::watcher(api, config);
         let name = kind.kind;
         drive(stream, name, index, trigger, move |m: &ChildMeta| {
-            (key_for(name, &m.metadata), known_from_meta(&m.metadata))
+            (
+                key_for(name, &m.metadata),
+                known_from_meta(name, &m.metadata),
+            )
         })
         .await;
     }
@@ -609,11 +643,15 @@ async fn drive<K, S, F>(
             }
             Ok(Event::InitDone) => {
                 let entries = std::mem::take(&mut relist);
-                // Keep what regie applied itself across a re-list.
+                // Keep what regie applied itself across a re-list; a child first listed with
+                // regie's annotation (after a restart) is regie's at the version listed.
                 let entries = entries
                     .into_iter()
                     .map(|(k, mut v)| {
-                        v.applied_generation = index.get(&k).and_then(|p| p.applied_generation);
+                        v.applied_generation = index
+                            .get(&k)
+                            .and_then(|p| p.applied_generation)
+                            .or(v.digest.and(v.generation));
                         (k, v)
                     })
                     .collect();
@@ -737,7 +775,12 @@ pub async fn apply(
         )
         .await?;
     metrics.write("apply", &child.kind);
-    index.applied(key, tenant, digest, result.metadata.generation);
+    index.applied(
+        key,
+        tenant,
+        digest,
+        version_of(&child.kind, &result.metadata),
+    );
     Ok(true)
 }
 
@@ -832,6 +875,79 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_generations_or_for_kinds_no_controller_writes_resource_versions() {
+        let meta = |generation: Option<i64>| kube::api::ObjectMeta {
+            generation,
+            resource_version: Some("4711".into()),
+            ..Default::default()
+        };
+        assert_eq!(version_of("Deployment", &meta(Some(3))), NonZeroI64::new(3));
+        assert_eq!(version_of("Service", &meta(None)), NonZeroI64::new(4711));
+        assert_eq!(
+            version_of("RoleBinding", &meta(None)),
+            NonZeroI64::new(4711)
+        );
+        // The quota controller moves a quota's resourceVersion: nothing to correct in that.
+        assert_eq!(version_of("ResourceQuota", &meta(None)), None);
+        let opaque = kube::api::ObjectMeta {
+            resource_version: Some("not-a-number".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            version_of("Service", &opaque),
+            None,
+            "then as before: no drift seen"
+        );
+    }
+
+    /// After a restart nothing is known of regie's own applies: a child first seen with regie's
+    /// annotation counts as regie's at the version seen, so the next change by someone else
+    /// shows (was: never, until the child's desired body changed).
+    #[test]
+    fn a_child_first_seen_as_regies_shows_the_next_change_by_someone_else() {
+        let index = ChildIndex::default();
+        let key = (
+            "Service".to_string(),
+            Some("tenant-a".to_string()),
+            "web".to_string(),
+        );
+        let seen = |version: i64| Known {
+            tenant: Some(Arc::from("a")),
+            digest: NonZeroU64::new(7),
+            generation: NonZeroI64::new(version),
+            ..Known::default()
+        };
+        assert_eq!(index.observe(key.clone(), seen(10)), Some("a".into()));
+        let known = index.get(&key).expect("indexed");
+        assert_eq!(known.applied_generation, NonZeroI64::new(10));
+        assert_eq!(index.observe(key.clone(), seen(10)), None, "unchanged");
+        assert_eq!(
+            index.observe(key.clone(), seen(11)),
+            Some("a".into()),
+            "edited by someone else"
+        );
+        let known = index.get(&key).expect("indexed");
+        assert_ne!(known.generation, known.applied_generation, "applied again");
+        // Not regie's (no annotation): nothing to hold it to.
+        let foreign = (
+            "Service".to_string(),
+            Some("tenant-a".to_string()),
+            "x".to_string(),
+        );
+        index.observe(
+            foreign.clone(),
+            Known {
+                digest: None,
+                ..seen(5)
+            },
+        );
+        assert_eq!(
+            index.get(&foreign).expect("indexed").applied_generation,
+            None
+        );
+    }
+
+    #[test]
     fn children_of_one_tenant_share_its_name() {
         let index = ChildIndex::default();
         let key = |name: &str| {
@@ -841,7 +957,7 @@ mod tests {
                 name.to_string(),
             )
         };
-        index.applied(key("one"), "a", [0; 32], Some(1));
+        index.applied(key("one"), "a", [0; 32], NonZeroI64::new(1));
         index.observe(
             key("two"),
             Known {
@@ -958,8 +1074,8 @@ mod tests {
     fn a_child_labelled_for_another_tenant_or_none_keeps_its_own() {
         let index = ChildIndex::default();
         let key = |name: &str| ("Service".to_string(), Some("tenant-a".into()), name.into());
-        index.applied(key("mine"), "a", [0; 32], Some(1));
-        index.applied(key("theirs"), "b", [0; 32], Some(1));
+        index.applied(key("mine"), "a", [0; 32], NonZeroI64::new(1));
+        index.applied(key("theirs"), "b", [0; 32], NonZeroI64::new(1));
         index.observe(key("nobodys"), Known::default());
         let of = |tenant: &str| -> Vec<String> {
             let mut names: Vec<String> = index
@@ -978,7 +1094,7 @@ mod tests {
             Some("b")
         );
         // Relabelled for the group's tenant: no longer its own.
-        index.applied(key("theirs"), "a", [0; 32], Some(1));
+        index.applied(key("theirs"), "a", [0; 32], NonZeroI64::new(1));
         assert_eq!(of("a"), ["mine", "theirs"]);
         assert!(
             !index.lock().strings.contains("b"),
@@ -1011,7 +1127,7 @@ mod tests {
             for kind in child_kinds(version) {
                 let namespace = kind.namespaced.then(|| "tenant-a".to_string());
                 let key = (kind.kind.to_string(), namespace, "x".into());
-                index.applied(key.clone(), "a", [1; 32], Some(1));
+                index.applied(key.clone(), "a", [1; 32], NonZeroI64::new(1));
                 assert_eq!(
                     index.get(&key).and_then(|k| k.digest),
                     Some(short(&[1; 32])),
@@ -1027,8 +1143,8 @@ mod tests {
     fn a_relist_replaces_one_kind_and_keeps_the_others() {
         let index = ChildIndex::default();
         let key = |kind: &str, name: &str| (kind.to_string(), Some("tenant-a".into()), name.into());
-        index.applied(key("Service", "old"), "a", [1; 32], Some(1));
-        index.applied(key("Deployment", "web"), "a", [2; 32], Some(1));
+        index.applied(key("Service", "old"), "a", [1; 32], NonZeroI64::new(1));
+        index.applied(key("Deployment", "web"), "a", [2; 32], NonZeroI64::new(1));
         let touched = index.replace_kind(
             "Service",
             vec![(
