@@ -723,3 +723,37 @@ spec:
     );
     assert!(pool_lines(&invs, "b").is_empty());
 }
+
+#[test]
+fn a_member_joining_late_is_trued_up_against_what_was_invoiced_before() {
+    let cat = catalogue(&[PRICES_2026], &[EQUAL_SHARES]);
+    let five: Vec<TenantInput> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|n| tenant(n, state("bronze", 1, &[])))
+        .collect();
+    // January to September were invoiced while there were five.
+    let then = run(&cat, &five, &Credits::new(), "2026");
+    let mut six = five.clone();
+    let mut f = tenant("f", state("bronze", 1, &[]));
+    f.joined = date(2026, 10, 1);
+    six.push(f);
+    let now = run(&cat, &six, &Credits::new(), "2026");
+    // Member-days 5 × 365 + 92 = 1917: e 650000 × 365 / 1917 = 123761.0850… → 123761.08
+    // (the three cents left go to a, b and c), f 650000 × 92 / 1917 → 31194.57.
+    for (t, share) in [("a", 12_376_109), ("e", 12_376_108)] {
+        let was = pool_lines(&then, t);
+        let is = pool_lines(&now, t);
+        assert_eq!(was.iter().map(|x| x.1).collect::<Vec<_>>(), [3_250_000; 4]);
+        // January, April and July as their invoices said; October settles the year.
+        assert_eq!(is[..3], was[..3], "{t}");
+        assert_eq!(is[3], ("2026-10".to_string(), share - 9_750_000), "{t}");
+        assert_eq!(is.iter().map(|x| x.1).sum::<i128>(), share, "{t}");
+    }
+    assert_eq!(pool_lines(&now, "f"), [("2026-10".to_string(), 3_119_457)]);
+    let all: i128 = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .flat_map(|t| pool_lines(&now, t))
+        .map(|x| x.1)
+        .sum();
+    assert_eq!(all, 65_000_000, "the pool once, to the cent");
+}

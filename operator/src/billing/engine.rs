@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
 use super::ledger::{BillableState, bounds};
 use super::period::{Month, Period, midnight};
-use super::pools::{Instalment, Member, Pool, instalments};
+use super::pools::{Instalment, Member, Pool};
 use super::pricing::{ComponentCredits, PriceBook, SpanRef, price_periods};
 use super::proration::Calendar;
 use super::{BillingError, round_cents};
@@ -408,10 +408,10 @@ fn pool_instalments(
         .collect();
     let mut out: BTreeMap<String, Vec<(usize, Instalment)>> = BTreeMap::new();
     for (i, pool) in cat.pools.iter().enumerate() {
-        for share in pool.allocate(&members)? {
-            for inst in instalments(pool.instalments, &share, &[]) {
-                out.entry(share.tenant.clone()).or_default().push((i, inst));
-            }
+        for (tenant, plan) in pool.schedule(&members)? {
+            out.entry(tenant)
+                .or_default()
+                .extend(plan.into_iter().map(|inst| (i, inst)));
         }
     }
     Ok(out)
@@ -587,15 +587,21 @@ fn bill_tenant(
             let pool = &cat.pools[*pi];
             let due = midnight(inst.due, cal.tz())?;
             let (_, list) = cat.book.at(due)?;
+            let what = if inst.settles {
+                format!(
+                    "settlement of instalment {} of {} after a change of members",
+                    inst.index, inst.count
+                )
+            } else {
+                format!("instalment {} of {}", inst.index, inst.count)
+            };
             lines.push(Line {
                 kind: LineKind::Pool,
                 description: format!(
-                    "{} (CostPool {}, {}), instalment {} of {}",
+                    "{} (CostPool {}, {}), {what}",
                     pool.description,
                     pool.name,
                     allocation_text(pool),
-                    inst.index,
-                    inst.count
                 )
                 .into(),
                 quantity: Decimal::ONE,

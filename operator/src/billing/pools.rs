@@ -3,9 +3,12 @@
 //!
 //! A tenant takes part for the days it is a member within the pool's period, so when one joins
 //! or leaves, its share shrinks and the others' grow: the whole pool is always allocated. Shares
-//! are rounded to cents by largest remainder, so they add up to the pool to the cent. Instalments
-//! spread a share over the pool's quarters or months; the last instalment settles whatever the
-//! earlier ones did not (a changed inhabitant count, the rounding of the parts).
+//! are rounded to cents by largest remainder, so they add up to the pool to the cent. A tenant
+//! that has left keeps the share it had when it left: it is no longer invoiced, so a later change
+//! moves only the shares of the others. Instalments spread a share over the pool's quarters or
+//! months; each but the last bills what was due on its day (an equal part of the share as it
+//! stood then), and the last settles the whole share (a member that joined since, the rounding
+//! of the parts).
 
 use std::collections::BTreeMap;
 
@@ -153,10 +156,61 @@ impl Pool {
     }
 
     /// Each selected member's share, rounded by largest remainder to sum exactly to the pool.
+    ///
+    /// A member that has left before the pool's end is settled with the share it had on the day
+    /// after it left (the pool over the members known then); the rest of the pool is split over
+    /// the others. Without that, a member joining later would shrink the share of one that has
+    /// already left and been invoiced for the last time, and the pool would be billed more than
+    /// once in part.
     pub fn allocate(&self, members: &[Member]) -> Result<Vec<Share>, BillingError> {
+        self.allocate_known(members, None)
+    }
+
+    /// The shares as they stood on `day`: over the members that had joined by then. Leaving
+    /// takes notice, so a member's last day counts as known from the start; a member joining
+    /// later was not yet part of the pool.
+    pub fn allocate_on(&self, members: &[Member], day: Date) -> Result<Vec<Share>, BillingError> {
+        self.allocate_known(members, Some(day))
+    }
+
+    fn allocate_known(
+        &self,
+        members: &[Member],
+        on: Option<Date>,
+    ) -> Result<Vec<Share>, BillingError> {
+        let mut parts = self.parts(members, on)?;
+        let mut leavers: Vec<(Date, String)> = parts
+            .iter()
+            .filter(|p| p.last < self.until)
+            .map(|p| (p.last, p.tenant.clone()))
+            .collect();
+        leavers.sort();
+        let mut settled: BTreeMap<String, Decimal> = BTreeMap::new();
+        for (last, tenant) in leavers {
+            let day = last.tomorrow().unwrap_or(last);
+            let mut then = self.parts(members, Some(on.map_or(day, |o| o.min(day))))?;
+            self.split(&mut then, &settled)?;
+            if let Some(s) = then.iter().find(|p| p.tenant == tenant) {
+                settled.insert(tenant, s.amount);
+            }
+        }
+        self.split(&mut parts, &settled)?;
+        Ok(parts)
+    }
+
+    /// The selected members with their days and weights, amounts still zero; with `joined_by`,
+    /// only those that had joined by that day.
+    fn parts(
+        &self,
+        members: &[Member],
+        joined_by: Option<Date>,
+    ) -> Result<Vec<Share>, BillingError> {
         let err = |m: String| BillingError::input(format!("CostPool/{}: {m}", self.name));
         let mut parts: Vec<Share> = Vec::new();
         for m in members {
+            if joined_by.is_some_and(|d| m.joined > d) {
+                continue;
+            }
             let picked = selects(self.selector.as_ref(), &m.labels)
                 .map_err(|e| err(format!("spec.tenantSelector.{e}")))?;
             if !picked {
@@ -179,12 +233,13 @@ impl Pool {
                     ))
                 })?,
             };
+            let weight = key * Decimal::from(days);
             parts.push(Share {
                 tenant: m.tenant.clone(),
                 days,
                 first,
                 last,
-                weight: key * Decimal::from(days),
+                weight,
                 amount: Decimal::ZERO,
             });
         }
@@ -194,14 +249,119 @@ impl Pool {
                 self.from, self.until
             )));
         }
-        let weights: Vec<Decimal> = parts.iter().map(|p| p.weight).collect();
-        let amounts = largest_remainder(self.amount, &weights)
-            .map_err(|m| err(format!("{m} (allocation {:?})", self.allocation)))?;
-        for (p, a) in parts.iter_mut().zip(amounts) {
-            p.amount = a;
-        }
         Ok(parts)
     }
+
+    /// Sets the amounts of `parts`: the settled ones theirs, the rest of the pool over the others
+    /// by weight.
+    fn split(
+        &self,
+        parts: &mut [Share],
+        settled: &BTreeMap<String, Decimal>,
+    ) -> Result<(), BillingError> {
+        let err = |m: String| BillingError::input(format!("CostPool/{}: {m}", self.name));
+        let mut rest = self.amount;
+        let mut open = Vec::new();
+        for (i, p) in parts.iter_mut().enumerate() {
+            match settled.get(&p.tenant) {
+                Some(a) => {
+                    p.amount = *a;
+                    rest -= *a;
+                }
+                None => open.push(i),
+            }
+        }
+        if open.is_empty() {
+            return Ok(());
+        }
+        let weights: Vec<Decimal> = open.iter().map(|i| parts[*i].weight).collect();
+        let amounts = largest_remainder(rest, &weights)
+            .map_err(|m| err(format!("{m} (allocation {:?})", self.allocation)))?;
+        for (i, a) in open.into_iter().zip(amounts) {
+            parts[i].amount = a;
+        }
+        Ok(())
+    }
+}
+
+impl Pool {
+    /// Every member's instalments. Each but the last bills what was due on its day: the equal
+    /// part of the share as it stood then ([`Pool::allocate_on`]), which is what the invoice of
+    /// that day said, whatever has changed since; the last settles the share as it stands now,
+    /// so that the instalments of a member add up to its share to the cent. It is worked out
+    /// from the members alone, so `regie bill` and the controller bill the same cents without
+    /// reading earlier invoices.
+    ///
+    /// A share paid `once` has no later instalment to settle on: when a member joins after its
+    /// day, the difference is billed as a settlement on the day the last one joined, within the
+    /// member's days.
+    pub fn schedule(
+        &self,
+        members: &[Member],
+    ) -> Result<Vec<(String, Vec<Instalment>)>, BillingError> {
+        let shares = self.allocate(members)?;
+        let mut then: BTreeMap<Date, BTreeMap<String, Share>> = BTreeMap::new();
+        let mut out = Vec::with_capacity(shares.len());
+        for share in &shares {
+            let plan = instalments(self.instalments, share, &[]);
+            let mut due = Vec::with_capacity(plan.len());
+            let earlier = if self.instalments == Instalments::Once {
+                &plan[..]
+            } else {
+                &plan[..plan.len().saturating_sub(1)]
+            };
+            for inst in earlier {
+                let on = match then.entry(inst.due) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                        self.allocate_on(members, inst.due)?
+                            .into_iter()
+                            .map(|s| (s.tenant.clone(), s))
+                            .collect(),
+                    ),
+                };
+                // The member is always among them: it had joined by its own instalment's day.
+                let amount = on.get(&share.tenant).and_then(|s| {
+                    instalments(self.instalments, s, &[])
+                        .into_iter()
+                        .find(|i| i.due == inst.due)
+                        .map(|i| i.amount)
+                });
+                due.push(amount.unwrap_or(inst.amount));
+            }
+            let plan = if self.instalments == Instalments::Once {
+                let mut plan = plan;
+                let paid = due.first().copied().unwrap_or(share.amount);
+                if paid != share.amount {
+                    let once = plan[0].clone();
+                    plan[0].amount = paid;
+                    plan.push(Instalment {
+                        due: last_change(&shares, share),
+                        amount: share.amount - paid,
+                        settles: true,
+                        ..once
+                    });
+                }
+                plan
+            } else {
+                instalments(self.instalments, share, &due)
+            };
+            out.push((share.tenant.clone(), plan));
+        }
+        Ok(out)
+    }
+}
+
+/// The day of the last join after `share`'s first day that moved it, not after its last day
+/// (a member that has left keeps the share it had the day after it left).
+fn last_change(shares: &[Share], share: &Share) -> Date {
+    let end = share.last.tomorrow().unwrap_or(share.last);
+    shares
+        .iter()
+        .map(|s| s.first)
+        .filter(|d| *d > share.first && *d <= end)
+        .max()
+        .map_or(share.last, |d| d.min(share.last))
 }
 
 /// Splits `total` (in cents) in proportion to `weights`: every part is cut down to cents, and
@@ -246,6 +406,9 @@ pub struct Instalment {
     pub index: usize,
     pub count: usize,
     pub amount: Decimal,
+    /// Settles a share paid `once` that a later join or leave has changed (see
+    /// [`Pool::schedule`]); `index` and `count` are then those of the instalment it settles.
+    pub settles: bool,
 }
 
 /// The instalments of a share: once (on its first day), quarterly (on its first day and the
@@ -303,6 +466,7 @@ pub fn instalments(
             index: i + 1,
             count,
             amount,
+            settles: false,
         });
     }
     out
@@ -559,5 +723,148 @@ mod tests {
         let o = instalments(Instalments::Once, &share, &[]);
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].amount, d("300.00"));
+    }
+
+    fn i_programme_2025(schedule: Instalments) -> Pool {
+        Pool {
+            from: date(2025, 1, 1),
+            until: date(2025, 12, 31),
+            instalments: schedule,
+            ..pool("650000.00", AllocationKey::EqualShares, None)
+        }
+    }
+
+    /// The five of ICT West-Brabant West and a sixth joining on 1 October 2025.
+    fn wbw_and_a_sixth() -> Vec<Member> {
+        let mut ms = wbw();
+        let mut sixth = member("bergen-op-zoom", 0, &[]);
+        sixth.joined = date(2025, 10, 1);
+        ms.push(sixth);
+        ms
+    }
+
+    fn amounts(plan: &[(String, Vec<Instalment>)], tenant: &str) -> Vec<Decimal> {
+        let (_, p) = plan.iter().find(|(t, _)| t == tenant).unwrap();
+        p.iter().map(|i| i.amount).collect()
+    }
+
+    #[test]
+    fn a_member_joining_late_is_trued_up_on_the_last_instalment() {
+        let p = i_programme_2025(Instalments::Quarterly);
+        let before = p.schedule(&wbw()).unwrap();
+        let after = p.schedule(&wbw_and_a_sixth()).unwrap();
+        let shares = p.allocate(&wbw_and_a_sixth()).unwrap();
+        // Member-days 5 × 365 + 92 = 1917: 650000 × 365 / 1917 = 123761.0850… each of the five,
+        // 650000 × 92 / 1917 = 31194.5748… the sixth; the three cents left over go to the
+        // first three of the five (remainder .0050 over .0048).
+        let share = |t: &str| shares.iter().find(|s| s.tenant == t).unwrap().amount;
+        assert_eq!(share("etten-leur"), d("123761.09"));
+        assert_eq!(share("werkplein"), d("123761.08"));
+        assert_eq!(share("bergen-op-zoom"), d("31194.57"));
+        for t in [
+            "etten-leur",
+            "moerdijk",
+            "roosendaal",
+            "tholen",
+            "werkplein",
+        ] {
+            let was = amounts(&before, t);
+            let is = amounts(&after, t);
+            assert_eq!(was, [d("32500.00"); 4], "{t}");
+            // January, April and July stay what their invoices said; October settles.
+            assert_eq!(is[..3], was[..3], "{t}");
+            assert_eq!(is[3], share(t) - d("97500.00"), "{t}");
+            assert_eq!(is.iter().copied().sum::<Decimal>(), share(t), "{t}");
+        }
+        assert_eq!(amounts(&after, "werkplein")[3], d("26261.08"));
+        assert_eq!(amounts(&after, "bergen-op-zoom"), [d("31194.57")]);
+        let all: Decimal = after.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
+        assert_eq!(all, d("650000.00"), "the pool once, to the cent");
+    }
+
+    #[test]
+    fn monthly_instalments_settle_a_late_join_on_the_last() {
+        let p = i_programme_2025(Instalments::Monthly);
+        let after = p.schedule(&wbw_and_a_sixth()).unwrap();
+        let shares = p.allocate(&wbw_and_a_sixth()).unwrap();
+        for s in &shares {
+            let is = amounts(&after, &s.tenant);
+            assert_eq!(
+                is.iter().copied().sum::<Decimal>(),
+                s.amount,
+                "{}",
+                s.tenant
+            );
+        }
+        // 130000 / 12 = 10833.33 for January to September, as invoiced then; October and
+        // November are parts of the share as it stood on their day.
+        let w = amounts(&after, "werkplein");
+        assert_eq!(w.len(), 12);
+        assert!(w[..9].iter().all(|a| *a == d("10833.33")));
+        assert_eq!(w[9], d("10313.42"));
+        assert_eq!(w[10], d("10313.42"));
+        assert_eq!(
+            w[11],
+            d("123761.08") - d("10833.33") * Decimal::from(9) - d("20626.84")
+        );
+    }
+
+    #[test]
+    fn a_share_paid_once_is_settled_on_the_day_a_member_joins() {
+        let p = i_programme_2025(Instalments::Once);
+        let after = p.schedule(&wbw_and_a_sixth()).unwrap();
+        let (_, w) = after.iter().find(|(t, _)| t == "werkplein").unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (w[0].due, w[0].amount, w[0].settles),
+            (date(2025, 1, 1), d("130000.00"), false)
+        );
+        assert_eq!(
+            (w[1].due, w[1].amount, w[1].settles),
+            (date(2025, 10, 1), d("-6238.92"), true)
+        );
+        assert_eq!(amounts(&after, "bergen-op-zoom"), [d("31194.57")]);
+        let all: Decimal = after.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
+        assert_eq!(all, d("650000.00"));
+        // Without a change there is nothing to settle.
+        let before = p.schedule(&wbw()).unwrap();
+        assert!(before.iter().all(|(_, p)| p.len() == 1));
+    }
+
+    #[test]
+    fn a_member_that_has_left_keeps_its_share_when_another_joins() {
+        let p = i_programme_2025(Instalments::Quarterly);
+        let mut ms = wbw();
+        ms[3].leaves = Some(date(2025, 6, 30));
+        let without = p.allocate(&ms).unwrap();
+        let tholen = without
+            .iter()
+            .find(|s| s.tenant == "tholen")
+            .unwrap()
+            .amount;
+        let mut sixth = member("bergen-op-zoom", 0, &[]);
+        sixth.joined = date(2025, 10, 1);
+        ms.push(sixth);
+        let with = p.allocate(&ms).unwrap();
+        assert_eq!(
+            with.iter().find(|s| s.tenant == "tholen").unwrap().amount,
+            tholen
+        );
+        assert_eq!(
+            with.iter().map(|s| s.amount).sum::<Decimal>(),
+            d("650000.00")
+        );
+        let plan = p.schedule(&ms).unwrap();
+        for s in &with {
+            let is = amounts(&plan, &s.tenant);
+            assert_eq!(
+                is.iter().copied().sum::<Decimal>(),
+                s.amount,
+                "{}",
+                s.tenant
+            );
+        }
+        // Tholen paid 1 January and settles on 1 April, before the sixth came.
+        assert_eq!(amounts(&plan, "tholen").len(), 2);
     }
 }
