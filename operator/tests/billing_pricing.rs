@@ -757,3 +757,71 @@ fn a_member_joining_late_is_trued_up_against_what_was_invoiced_before() {
         .sum();
     assert_eq!(all, 65_000_000, "the pool once, to the cent");
 }
+
+#[test]
+fn hours_times_rate_too_large_is_an_error_naming_the_order() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let mut t = tenant("a", state("bronze", 1, &[]));
+    t.orders.push(Order {
+        id: "ServiceOrder/tenant-a/huge".into(),
+        date: date(2026, 3, 2),
+        hours: Decimal::from(1_000_000_000_000_000_i64),
+        rate: Some(Decimal::from(100_000_000_000_000_i64)),
+        description: "too much".into(),
+    });
+    let e = bill(
+        &cat,
+        &[t],
+        &Credits::new(),
+        Period::parse("2026-03").unwrap(),
+        now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("ServiceOrder/tenant-a/huge: spec.hours × rate"),
+        "{e}"
+    );
+    assert!(e.contains("more than billing takes"), "{e}");
+}
+
+#[test]
+fn an_account_count_near_the_largest_integer_is_an_error_not_a_panic() {
+    let list = r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: pl-dear}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: year, amount: "3300.00"}
+"#;
+    let cat = catalogue(&[list], &[]);
+    // What an account source might answer: billed as the month's state of the ledger.
+    let huge = state("bronze", i64::MAX - 1, &[]);
+    let mut t = tenant("a", state("bronze", 1, &[]));
+    t.usage.insert(
+        Month::new(2026, 3),
+        vec![seg(
+            "2026-03-01T00:00:00+01:00",
+            "2026-04-01T00:00:00+02:00",
+            &huge,
+        )],
+    );
+    let e = bill(
+        &cat,
+        &[t],
+        &Credits::new(),
+        Period::parse("2026-03").unwrap(),
+        now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("billing Tenant/a: Workplace accounts standard, bronze"),
+        "{e}"
+    );
+    assert!(e.contains("PriceList/pl-dear"), "{e}");
+    assert!(e.contains("more than billing takes"), "{e}");
+}

@@ -24,7 +24,7 @@ use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
 use super::ledger::{BillableState, bounds};
 use super::period::{Month, Period, midnight};
 use super::pools::{Instalment, Member, Pool};
-use super::pricing::{ComponentCredits, PriceBook, SpanRef, price_periods};
+use super::pricing::{ComponentCredits, PriceBook, SpanRef, max_amount, price_periods};
 use super::proration::Calendar;
 use super::{BillingError, round_cents};
 use crate::desired::component_level;
@@ -674,6 +674,20 @@ fn order_lines(
                     .amount
             }
         };
+        // Hours and rate come from YAML without an upper bound: an overflow is refused, not a
+        // panic that would stop the billing of every tenant.
+        let amount = o
+            .hours
+            .checked_mul(rate)
+            .filter(|a| *a <= max_amount())
+            .ok_or_else(|| {
+                BillingError::input(format!(
+                    "{}: spec.hours × rate: {} × {rate} is more than billing takes (at most {})",
+                    o.id,
+                    o.hours,
+                    max_amount()
+                ))
+            })?;
         out.push(Line {
             kind: LineKind::FlexibleHour,
             description: format!("Flexible services {}: {} ({})", o.date, o.description, o.id)
@@ -681,7 +695,7 @@ fn order_lines(
             quantity: o.hours,
             unit: Unit::Hour,
             unit_price: rate,
-            amount: round_cents(o.hours * rate),
+            amount: round_cents(amount),
             from,
             to,
             vat: Arc::new(list.vat.clone()),

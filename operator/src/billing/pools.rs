@@ -123,6 +123,16 @@ impl Pool {
                 format!("{:?} must be more than 0, in cents", s.amount),
             ));
         }
+        if amount > super::pricing::max_amount() {
+            return Err(field(
+                "spec.amount",
+                format!(
+                    "{:?} is more than billing takes (at most {})",
+                    s.amount,
+                    super::pricing::max_amount()
+                ),
+            ));
+        }
         let from = parse_date(&s.from).map_err(|m| field("spec.from", m))?;
         let until = parse_date(&s.until).map_err(|m| field("spec.until", m))?;
         if until < from {
@@ -233,7 +243,12 @@ impl Pool {
                     ))
                 })?,
             };
-            let weight = key * Decimal::from(days);
+            let weight = key.checked_mul(Decimal::from(days)).ok_or_else(|| {
+                err(format!(
+                    "the weight of Tenant {:?} ({key} × {days} days) is too large to compute",
+                    m.tenant
+                ))
+            })?;
             parts.push(Share {
                 tenant: m.tenant.clone(),
                 days,
@@ -368,7 +383,11 @@ fn last_change(shares: &[Share], share: &Share) -> Date {
 /// the cents left over go one each to the parts with the largest remainders (the earlier part
 /// on a tie), so the parts add up to `total` exactly.
 pub fn largest_remainder(total: Decimal, weights: &[Decimal]) -> Result<Vec<Decimal>, String> {
-    let sum: Decimal = weights.iter().copied().sum();
+    let too_large = || "the weights of the selected tenants are too large to compute".to_string();
+    let sum = weights
+        .iter()
+        .try_fold(Decimal::ZERO, |a, w| a.checked_add(*w))
+        .ok_or_else(too_large)?;
     if sum <= Decimal::ZERO || weights.iter().any(|w| *w < Decimal::ZERO) {
         return Err("the weights of the selected tenants add up to zero".into());
     }
@@ -376,7 +395,8 @@ pub fn largest_remainder(total: Decimal, weights: &[Decimal]) -> Result<Vec<Deci
     let mut floors = Vec::with_capacity(weights.len());
     let mut rests = Vec::with_capacity(weights.len());
     for w in weights {
-        let exact = total * *w / sum;
+        // total × weight first: dividing first would cut a third to 0.333… and lose a cent.
+        let exact = total.checked_mul(*w).ok_or_else(too_large)? / sum;
         let floor = exact.round_dp_with_strategy(2, RoundingStrategy::ToNegativeInfinity);
         floors.push(floor);
         rests.push(exact - floor);
@@ -866,5 +886,24 @@ mod tests {
         }
         // Tholen paid 1 January and settles on 1 April, before the sixth came.
         assert_eq!(amounts(&plan, "tholen").len(), 2);
+    }
+
+    #[test]
+    fn weights_too_large_to_compute_are_an_error_not_a_panic() {
+        let mut ms = wbw();
+        ms[0].inhabitants = i64::MAX;
+        let p = pool("1000000000.00", AllocationKey::PerInhabitant, None);
+        let e = p.allocate(&ms).unwrap_err().to_string();
+        assert!(
+            e.contains("CostPool/p: the weights of the selected tenants are too large"),
+            "{e}"
+        );
+        let mut fixed = pool("1.00", AllocationKey::FixedShares, None);
+        fixed.shares = wbw()
+            .into_iter()
+            .map(|m| (m.tenant, Decimal::MAX))
+            .collect();
+        let e = fixed.allocate(&wbw()).unwrap_err().to_string();
+        assert!(e.contains("the weight of Tenant \"etten-leur\""), "{e}");
     }
 }

@@ -246,6 +246,13 @@ impl PriceBook {
     }
 }
 
+/// The largest amount, rate × quantity or line billing computes with: € 10^15, far above any
+/// real bill and far enough below what a Decimal holds (about 7.9 × 10^28) that products with
+/// seconds of a year and sums of many lines stay exact. Above it an input is refused, not priced.
+pub fn max_amount() -> Decimal {
+    Decimal::from(1_000_000_000_000_000_i64)
+}
+
 /// What a line is charged for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum ItemKey {
@@ -538,7 +545,21 @@ impl<'a> Table<'a> {
             return Ok(v);
         }
         let (rate, per) = self.rate(list, key, level)?;
-        let v = (rate * Decimal::from(qty), per);
+        // An account source or a file can give any count, a price list any rate: bounding their
+        // product bounds every amount made of it, so the sums of lines cannot overflow either.
+        let value = rate
+            .checked_mul(Decimal::from(qty))
+            .filter(|v| v.abs() <= max_amount())
+            .ok_or_else(|| {
+                BillingError::input(format!(
+                    "{}: {qty} × {rate} per {} (PriceList/{}) is more than billing takes (at most {} per {0})",
+                    describe(&self.keys[key], &self.levels[level]),
+                    per_text(per),
+                    self.book.lists[list].name,
+                    max_amount(),
+                ))
+            })?;
+        let v = (value, per);
         self.values[i] = Some(v);
         Ok(v)
     }
@@ -661,9 +682,11 @@ pub fn price_periods(
                     } else {
                         year_den
                     };
-                    let unit = rate * secs / den;
-                    // rate × quantity, kept per item and list: the same product, made once.
+                    // rate × quantity, kept per item and list: the same product, made once. It
+                    // is bounded, and so is the rate (a quantity is at least 1), before either is
+                    // multiplied by seconds.
                     let amount = tab.value(si, ii, list)?.0 * secs / den;
+                    let unit = rate * secs / den;
                     if matches!(tab.keys[key], ItemKey::Component(..)) {
                         *component_month.entry((p, key, m)).or_default() += amount;
                     }
