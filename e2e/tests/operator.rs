@@ -1211,6 +1211,36 @@ async fn operator_end_to_end() {
     .await
     .expect("changes by someone else after a restart are corrected");
 
+    // A component put in a namespace of no tenant while no regie ran has no watch event to
+    // come: the restarted operator marks it all the same.
+    op.stop().await.expect("stop");
+    cluster
+        .kubectl_ok(&["create", "namespace", "stray-while-down"])
+        .expect("ns");
+    cluster
+        .apply_yaml(
+            work.path(),
+            "stray-while-down.yaml",
+            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, \
+             namespace: stray-while-down}\nspec: {class: applicationHosting, saas: {url: \
+             \"https://lost.example/\"}}\n",
+        )
+        .expect("apply");
+    let op = RunningOperator::start(operator_client.clone(), Options::default(), None);
+    let strays = comps_in(&client, "stray-while-down");
+    eventually("the component left while down Stalled", WAIT, || {
+        let strays = strays.clone();
+        async move {
+            let c = strays.get("lost").await?;
+            Ok(c.status.is_some_and(|s| {
+                find(&s.conditions, STALLED)
+                    .is_some_and(|c| c.status == "True" && c.reason == "NoTenant")
+            }))
+        }
+    })
+    .await
+    .expect("a component outside any tenant's namespace is Stalled after a restart too");
+
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants
         .delete("tholen", &DeleteParams::default())

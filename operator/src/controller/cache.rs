@@ -54,6 +54,14 @@ impl<V> Cache<V> {
         .collect()
     }
 
+    /// The namespaces the objects held live in.
+    pub fn namespaces(&self) -> std::collections::BTreeSet<String> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.keys()
+            .filter_map(|k| k.split_once('/').map(|(ns, _)| ns.to_string()))
+            .collect()
+    }
+
     /// The object `name` of namespace `ns`.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<V>> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);

@@ -678,6 +678,16 @@ pub async fn run(
     }
     started.store(true, std::sync::atomic::Ordering::Release);
     invoicing::spawn(ctx.clone(), &mut tasks);
+    // A component or package put in a namespace of no tenant while no regie ran has no watch
+    // event to come; the first pass visits tenants only. Each such namespace is looked at once.
+    let orphans = ctx.clone();
+    tasks.spawn(async move {
+        let mut namespaces = orphans.components.namespaces();
+        namespaces.extend(orphans.packages.namespaces());
+        for ns in namespaces {
+            tenant::mark_orphans_in(&orphans, &ns).await;
+        }
+    });
 
     // Every tenant once, then whatever is triggered. A tenant applied from here on is also
     // triggered by its watch; the queue takes the two as one.

@@ -414,7 +414,7 @@ async fn apply_and_prune(
     }))
     .await?;
     for ns in left_behind {
-        mark_left_behind(ctx, &ns).await;
+        mark_orphans_in(ctx, &ns).await;
     }
     Ok(())
 }
@@ -449,9 +449,10 @@ async fn refuse_foreign_namespace(ctx: &Context, tenant: &str, ns: &str) -> Resu
     }))
 }
 
-/// What is still in a namespace its tenant left belongs to no tenant now, unless another names
-/// the namespace (that one takes it over): Stalled, so that nobody reads an old Ready there.
-async fn mark_left_behind(ctx: &Context, ns: &str) {
+/// What is in a namespace of no tenant — one its tenant left, unless another names it (that one
+/// takes it over), or one found so at start — is Stalled, so that nobody reads an old Ready
+/// there, or no status at all.
+pub(super) async fn mark_orphans_in(ctx: &Context, ns: &str) {
     if ctx.tenant_name_of_namespace(ns).is_some() {
         return;
     }
