@@ -221,6 +221,48 @@ fn credits_hours_notice_and_escaping_pass_the_schema_too() {
     );
 }
 
+/// PEPPOL-EN16931-R110/R111 (Schematron, not run offline): a line's period lies within the
+/// invoice's. A quarterly pool instalment on a monthly invoice reaches past the month.
+#[test]
+fn pool_instalments_keep_their_line_period_within_the_invoice_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    copy_dir(
+        &root().join("examples/catalogue"),
+        &inputs.join("catalogue"),
+    );
+    copy_dir(&root().join("examples/tenants"), &inputs.join("tenants"));
+    std::fs::write(
+        inputs.join("catalogue/pool-2026.yaml"),
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: i-programme-2026}\nspec:\n  description: Joint i-programme 2026\n  amount: \"660000.00\"\n  from: \"2026-01-01\"\n  until: \"2026-12-31\"\n  allocation: equalShares\n  tenantSelector: {matchLabels: {regie.dev/organisation: ict-wbw}}\n  instalments: quarterly\n",
+    )
+    .unwrap();
+    let ins = vec![inputs.display().to_string()];
+    assert_eq!(check_all(&ins, "2026-01"), 5);
+    let out = dir.path().join("xml");
+    bill_to(&out, &ins, "2026-01", "ubl");
+    let tholen = std::fs::read_to_string(out.join("tholen-2026-01.xml")).unwrap();
+    assert!(
+        tholen.contains("instalment 1 of 4 (covers 2026-01-01 to 2026-03-31)</cbc:Description>"),
+        "{tholen}"
+    );
+    let dates = |tag: &str| -> Vec<String> {
+        let open = format!("<cbc:{tag}>");
+        tholen
+            .split(&open)
+            .skip(1)
+            .map(|s| s[..s.find('<').unwrap()].to_string())
+            .collect()
+    };
+    let (starts, ends) = (dates("StartDate"), dates("EndDate"));
+    assert!(starts.len() > 1, "{tholen}");
+    assert!(
+        starts.iter().all(|d| d.as_str() >= "2026-01-01"),
+        "{tholen}"
+    );
+    assert!(ends.iter().all(|d| d.as_str() <= "2026-01-31"), "{tholen}");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -199,6 +199,22 @@ fn exemption_reason(category: &str, given: Option<&str>) -> Option<String> {
     ))
 }
 
+/// The period printed on a line: the days it covers that fall in the invoice period, or none.
+///
+/// Peppol makes a line period outside the invoice period fatal (PEPPOL-EN16931-R110 for the
+/// start, R111 for the end), yet lines do reach past it: a pool instalment due on the first day
+/// of a quarter covers the whole quarter while the invoice may be a month, and a correction
+/// covers a stretch of an earlier, already final period. A line period is optional (BT-134/135),
+/// so where the line overlaps the invoice period the overlap is printed — every date in it is
+/// true, and an instalment keeps its due day as its start — and where it does not, none is:
+/// any date inside the invoice period would then be false. The caller puts the whole stretch in
+/// the line's description, so nothing is lost.
+fn line_period(line: (Date, Date), invoice: (Date, Date)) -> Option<(Date, Date)> {
+    let from = line.0.max(invoice.0);
+    let to = line.1.min(invoice.1);
+    (from <= to).then_some((from, to))
+}
+
 /// The invoice as a UBL 2.1 document. Drafts carry a provisional id (`CONCEPT-<tenant>-<period>`)
 /// until they are final and numbered.
 pub fn invoice_xml(
@@ -262,12 +278,11 @@ pub fn invoice_xml(
         .or_else(|| buyer.customer_reference.clone())
         .unwrap_or_else(|| inv.tenant.clone());
     x.leaf("cbc:BuyerReference", &buyer_ref);
+    let inv_start = super::period::local_date(inv.from, tz);
+    let inv_end = last_day(inv.to).max(inv_start);
     x.open("cac:InvoicePeriod");
-    x.leaf(
-        "cbc:StartDate",
-        &super::period::local_date(inv.from, tz).to_string(),
-    );
-    x.leaf("cbc:EndDate", &last_day(inv.to).to_string());
+    x.leaf("cbc:StartDate", &inv_start.to_string());
+    x.leaf("cbc:EndDate", &inv_end.to_string());
     x.close("cac:InvoicePeriod");
     if let Some(po) = &buyer.purchase_order {
         x.open("cac:OrderReference");
@@ -399,20 +414,26 @@ pub fn invoice_xml(
             &decimal_text(qty, 0, 6),
         );
         x.amount("cbc:LineExtensionAmount", cur, l.amount);
-        x.open("cac:InvoicePeriod");
-        x.leaf(
-            "cbc:StartDate",
-            &super::period::local_date(l.from, tz).to_string(),
-        );
-        x.leaf(
-            "cbc:EndDate",
-            &last_day(l.to)
-                .max(super::period::local_date(l.from, tz))
-                .to_string(),
-        );
-        x.close("cac:InvoicePeriod");
+        let start = super::period::local_date(l.from, tz);
+        let covers = (start, last_day(l.to).max(start));
+        let shown = line_period(covers, (inv_start, inv_end));
+        if let Some((from, to)) = shown {
+            x.open("cac:InvoicePeriod");
+            x.leaf("cbc:StartDate", &from.to_string());
+            x.leaf("cbc:EndDate", &to.to_string());
+            x.close("cac:InvoicePeriod");
+        }
         x.open("cac:Item");
-        x.leaf("cbc:Description", &l.description);
+        if shown == Some(covers) {
+            x.leaf("cbc:Description", &l.description);
+        } else {
+            // The days the line is for are no longer all in its period: the description keeps
+            // them (which quarter an instalment pays, which stretch a correction corrects).
+            x.leaf(
+                "cbc:Description",
+                &format!("{} (covers {} to {})", l.description, covers.0, covers.1),
+            );
+        }
         x.leaf("cbc:Name", &item_name(l));
         x.open("cac:SellersItemIdentification");
         x.leaf("cbc:ID", l.kind.as_str());
@@ -492,5 +513,115 @@ mod tests {
             "R&amp;D &lt;&quot;x&quot;&gt; &apos;y&apos;"
         );
         assert_eq!(escape("a\u{1}b"), "a b");
+    }
+
+    fn at(d: Date, tz: &TimeZone) -> jiff::Timestamp {
+        super::super::period::midnight(d, tz).unwrap()
+    }
+
+    /// The `InvoicePeriod` of each `InvoiceLine`, `None` where a line has none.
+    fn line_periods(xml: &str) -> Vec<Option<(String, String)>> {
+        let tag = |s: &str, t: &str| -> Option<String> {
+            let open = format!("<cbc:{t}>");
+            let i = s.find(&open)? + open.len();
+            Some(s[i..i + s[i..].find('<')?].to_string())
+        };
+        xml.split("<cac:InvoiceLine>")
+            .skip(1)
+            .map(|l| {
+                let head = &l[..l.find("<cac:Item>").unwrap()];
+                let p = &head[head.find("<cac:InvoicePeriod>")?..];
+                Some((tag(p, "StartDate")?, tag(p, "EndDate")?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn line_periods_lie_within_the_invoice_period() {
+        use super::super::invoice::{Line, LineKind, Unit, VatTreatment};
+        use jiff::civil::date;
+        use std::sync::Arc;
+        let tz = super::super::amsterdam().unwrap();
+        let line = |kind, desc: &str, from, to| Line {
+            kind,
+            description: desc.into(),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: Decimal::ONE_HUNDRED,
+            amount: Decimal::ONE_HUNDRED,
+            from: at(from, &tz),
+            to: at(to, &tz),
+            vat: Arc::new(VatTreatment::default()),
+        };
+        let inv = Invoice {
+            tenant: "tholen".into(),
+            period: "2026-01".into(),
+            from: at(date(2026, 1, 1), &tz),
+            to: at(date(2026, 2, 1), &tz),
+            state: State::Draft,
+            number: None,
+            currency: "EUR".into(),
+            lines: vec![
+                line(
+                    LineKind::Account,
+                    "standard",
+                    date(2026, 1, 1),
+                    date(2026, 2, 1),
+                ),
+                // A quarterly instalment, due on the first day, covering the quarter ahead.
+                line(
+                    LineKind::Pool,
+                    "Joint i-programme 2026, instalment 1 of 4",
+                    date(2026, 1, 1),
+                    date(2026, 4, 1),
+                ),
+                // A correction of the final invoice of December.
+                line(
+                    LineKind::Correction,
+                    "Correction of invoice RG-2025-000060 (2025-12): standard: was 1.00, is 2.00",
+                    date(2025, 12, 1),
+                    date(2026, 1, 1),
+                ),
+            ],
+        };
+        let buyer = Buyer {
+            name: "Gemeente Tholen".into(),
+            endpoint_scheme: "0190".into(),
+            endpoint_id: "00000001001234567000".into(),
+            purchase_order: None,
+            customer_reference: None,
+            street: None,
+            city: None,
+            postal_code: None,
+            country: "NL".into(),
+        };
+        let xml = invoice_xml(&inv, &buyer, &Seller::default(), date(2026, 2, 2), &tz).unwrap();
+        let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(
+            line_periods(&xml),
+            vec![
+                p("2026-01-01", "2026-01-31"),
+                // Cut at the invoice's end (PEPPOL-EN16931-R111)…
+                p("2026-01-01", "2026-01-31"),
+                // …and left out where nothing of it falls in the invoice period (R110).
+                None,
+            ],
+            "{xml}"
+        );
+        // What the printed period no longer says, the description does.
+        assert!(
+            xml.contains(
+                "<cbc:Description>Joint i-programme 2026, instalment 1 of 4 (covers 2026-01-01 to 2026-03-31)</cbc:Description>"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("is 2.00 (covers 2025-12-01 to 2025-12-31)</cbc:Description>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<cbc:Description>standard</cbc:Description>"),
+            "a line within the period keeps its description: {xml}"
+        );
     }
 }
