@@ -1,6 +1,6 @@
 //! Invoices: priced lines per tenant per billing period, each rounded half-up to cents; the
-//! subtotal is the sum of the rounded lines, VAT is computed per VAT treatment on that sum.
-//! A final invoice is never rewritten: what changes afterwards goes on the next invoice as
+//! subtotal is the sum of the rounded lines, VAT is computed per VAT category and rate on that
+//! sum. A final invoice is never rewritten: what changes afterwards goes on the next invoice as
 //! `correction` lines ([`corrections`]). Numbers are unique and sequential per year
 //! ([`next_number`]).
 
@@ -155,7 +155,8 @@ pub fn sort_lines(lines: &mut [Line]) {
     });
 }
 
-/// VAT of one treatment: the base (sum of its rounded lines) and the tax on it, rounded.
+/// VAT of one category and rate: the base (sum of its rounded lines) and the tax on it, rounded;
+/// `vat.exemption_reason` holds the reasons of its lines.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VatBreakdown {
     pub vat: VatTreatment,
@@ -190,25 +191,43 @@ impl Invoice {
         self.lines.iter().map(|l| l.amount).sum()
     }
 
-    /// VAT per treatment, each rounded half-up on the sum of its lines.
+    /// VAT per category and rate, each rounded half-up on the sum of its lines.
+    ///
+    /// Not per whole treatment: two PriceLists of one period may word the exemption reason of
+    /// the same category and rate differently, and EN 16931 wants one VAT subtotal per category
+    /// and rate (BR-S-08, BR-E-08, …), its tax rounded once. The subtotal carries each distinct
+    /// reason once, in line order, joined by "; " — no reason a line was billed under is lost.
     pub fn vat_breakdown(&self) -> Vec<VatBreakdown> {
-        let none = VatTreatment::default();
-        let mut groups: BTreeMap<&VatTreatment, Decimal> = BTreeMap::new();
+        let mut groups: BTreeMap<(&str, Decimal), (Decimal, Vec<&str>)> = BTreeMap::new();
         for l in &self.lines {
-            *groups.entry(&*l.vat).or_default() += l.amount;
+            let (taxable, reasons) = groups
+                .entry((l.vat.category.as_str(), l.vat.percent))
+                .or_default();
+            *taxable += l.amount;
+            if let Some(r) = l.vat.exemption_reason.as_deref()
+                && !reasons.contains(&r)
+            {
+                reasons.push(r);
+            }
         }
         if groups.is_empty() {
-            groups.insert(&none, Decimal::ZERO);
+            let none = VatTreatment::default();
+            return vec![VatBreakdown {
+                vat: none,
+                taxable: Decimal::ZERO,
+                tax: Decimal::ZERO,
+            }];
         }
         groups
             .into_iter()
-            .map(|(vat, taxable)| {
-                let tax = round_cents(taxable * vat.percent / Decimal::ONE_HUNDRED);
-                VatBreakdown {
-                    vat: vat.clone(),
-                    taxable,
-                    tax,
-                }
+            .map(|((category, percent), (taxable, reasons))| VatBreakdown {
+                vat: VatTreatment {
+                    category: category.to_string(),
+                    percent,
+                    exemption_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+                },
+                taxable,
+                tax: round_cents(taxable * percent / Decimal::ONE_HUNDRED),
             })
             .collect()
     }
@@ -425,6 +444,54 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(inv.vat(), d("21.00"));
         assert_eq!(inv.payable(), d("221.00"));
+    }
+
+    #[test]
+    fn vat_is_one_subtotal_per_category_and_rate_whatever_the_reasons() {
+        let treated = |kind, desc: &str, amount: &str, category: &str, percent, reason: &str| {
+            let mut l = line(kind, desc, amount);
+            l.vat = Arc::new(VatTreatment {
+                category: category.into(),
+                percent: Decimal::from(percent),
+                exemption_reason: Some(reason.into()),
+            });
+            l
+        };
+        // Two PriceLists of one quarter, worded differently: the same category and rate.
+        let inv = invoice(vec![
+            treated(LineKind::Account, "a", "0.50", "S", 21, "standard rate"),
+            treated(LineKind::Component, "b", "0.50", "S", 21, "Standard rate"),
+            treated(LineKind::Pool, "p", "100.00", "E", 0, "Article 11 Wet OB"),
+            treated(LineKind::Pool, "q", "50.00", "E", 0, "art. 11 lid 1 Wet OB"),
+            treated(LineKind::Pool, "r", "25.00", "E", 0, "Article 11 Wet OB"),
+        ]);
+        let b = inv.vat_breakdown();
+        assert_eq!(b.len(), 2, "{b:?}");
+        let (e, s) = (&b[0], &b[1]);
+        assert_eq!(
+            (e.vat.category.as_str(), e.vat.percent),
+            ("E", Decimal::ZERO)
+        );
+        assert_eq!((e.taxable, e.tax), (d("175.00"), d("0.00")));
+        // The reasons in line order, each once.
+        assert_eq!(
+            e.vat.exemption_reason.as_deref(),
+            Some("Article 11 Wet OB; art. 11 lid 1 Wet OB")
+        );
+        // 21% of 1.00, rounded once: 0.21, not 0.11 + 0.11.
+        assert_eq!(
+            (s.vat.category.as_str(), s.taxable, s.tax),
+            ("S", d("1.00"), d("0.21"))
+        );
+        assert_eq!(
+            s.vat.exemption_reason.as_deref(),
+            Some("standard rate; Standard rate")
+        );
+        let taxable: Decimal = b.iter().map(|x| x.taxable).sum();
+        assert_eq!(taxable, inv.subtotal());
+        assert_eq!(inv.subtotal(), d("176.00"));
+        assert_eq!(inv.vat(), d("0.21"));
+        assert_eq!(inv.payable(), d("176.21"));
     }
 
     #[test]

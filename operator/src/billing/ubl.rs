@@ -536,6 +536,68 @@ mod tests {
             .collect()
     }
 
+    fn buyer() -> Buyer {
+        Buyer {
+            name: "Gemeente Tholen".into(),
+            endpoint_scheme: "0190".into(),
+            endpoint_id: "00000001001234567000".into(),
+            purchase_order: None,
+            customer_reference: None,
+            street: None,
+            city: None,
+            postal_code: None,
+            country: "NL".into(),
+        }
+    }
+
+    #[test]
+    fn one_tax_subtotal_per_category_and_rate() {
+        use super::super::invoice::{Line, LineKind, Unit, VatTreatment};
+        use jiff::civil::date;
+        use std::sync::Arc;
+        let tz = super::super::amsterdam().unwrap();
+        let exempt = |desc: &str, reason: &str| Line {
+            kind: LineKind::Pool,
+            description: desc.into(),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: Decimal::ONE_HUNDRED,
+            amount: Decimal::ONE_HUNDRED,
+            from: at(date(2026, 1, 1), &tz),
+            to: at(date(2026, 2, 1), &tz),
+            vat: Arc::new(VatTreatment {
+                category: "E".into(),
+                percent: Decimal::ZERO,
+                exemption_reason: Some(reason.into()),
+            }),
+        };
+        let inv = Invoice {
+            tenant: "tholen".into(),
+            period: "2026-01".into(),
+            from: at(date(2026, 1, 1), &tz),
+            to: at(date(2026, 2, 1), &tz),
+            state: State::Draft,
+            number: None,
+            currency: "EUR".into(),
+            lines: vec![
+                exempt("a", "Article 11 Wet OB"),
+                exempt("b", "art. 11 lid 1 Wet OB"),
+            ],
+        };
+        let xml = invoice_xml(&inv, &buyer(), &Seller::default(), date(2026, 2, 2), &tz).unwrap();
+        assert_eq!(xml.matches("<cac:TaxSubtotal>").count(), 1, "{xml}");
+        assert!(
+            xml.contains("<cbc:TaxableAmount currencyID=\"EUR\">200.00</cbc:TaxableAmount>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<cbc:TaxExemptionReason>Article 11 Wet OB; art. 11 lid 1 Wet OB</cbc:TaxExemptionReason>"
+            ),
+            "{xml}"
+        );
+    }
+
     #[test]
     fn line_periods_lie_within_the_invoice_period() {
         use super::super::invoice::{Line, LineKind, Unit, VatTreatment};
@@ -584,18 +646,7 @@ mod tests {
                 ),
             ],
         };
-        let buyer = Buyer {
-            name: "Gemeente Tholen".into(),
-            endpoint_scheme: "0190".into(),
-            endpoint_id: "00000001001234567000".into(),
-            purchase_order: None,
-            customer_reference: None,
-            street: None,
-            city: None,
-            postal_code: None,
-            country: "NL".into(),
-        };
-        let xml = invoice_xml(&inv, &buyer, &Seller::default(), date(2026, 2, 2), &tz).unwrap();
+        let xml = invoice_xml(&inv, &buyer(), &Seller::default(), date(2026, 2, 2), &tz).unwrap();
         let p = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
         assert_eq!(
             line_periods(&xml),
