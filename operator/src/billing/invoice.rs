@@ -109,6 +109,13 @@ pub struct VatTreatment {
     pub exemption_reason: Option<String>,
 }
 
+impl VatTreatment {
+    /// The same VAT: category and rate. The exemption reason only words it.
+    pub fn same_tax(&self, other: &VatTreatment) -> bool {
+        self.category == other.category && self.percent == other.percent
+    }
+}
+
 impl Default for VatTreatment {
     fn default() -> Self {
         VatTreatment {
@@ -289,21 +296,38 @@ pub fn state_at(to: Timestamp, now: Timestamp) -> State {
 /// Correction lines for a final invoice whose lines, recomputed now, differ: for each line
 /// (matched on kind, description and stretch) the difference, so that the corrections add up
 /// exactly to `recomputed.subtotal() - final_invoice.subtotal()`. They go on the next invoice.
+///
+/// A credit takes the VAT of what it credits, so a line is compared per VAT category and rate:
+/// billed under another than it has now, it is credited whole at the old one and billed anew at
+/// the new one — also when its amount is the same, else a treatment fixed after the fact (E made
+/// S) would never invoice its VAT. A final invoice's corrections are billed at their own VAT
+/// beside the lines they correct, and so are counted at it here: once made, a correction is not
+/// made again. Another wording of the exemption reason changes no VAT and corrects nothing.
 pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
     type Key = (LineKind, Arc<str>, Timestamp, Timestamp);
-    let key = |l: &Line| -> Key { (l.kind, l.description.clone(), l.from, l.to) };
-    let mut old: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
-    for l in &final_invoice.lines {
-        old.entry(key(l))
-            .and_modify(|e| e.0 += l.amount)
-            .or_insert((l.amount, l));
+    /// A line's amount per category and rate, in line order, each with its first line.
+    type Parts<'a> = Vec<(&'a Line, Decimal)>;
+    fn parts(inv: &Invoice) -> BTreeMap<Key, Parts<'_>> {
+        let mut by_line: BTreeMap<Key, Parts<'_>> = BTreeMap::new();
+        for l in &inv.lines {
+            let parts = by_line
+                .entry((l.kind, l.description.clone(), l.from, l.to))
+                .or_default();
+            match parts.iter_mut().find(|(p, _)| p.vat.same_tax(&l.vat)) {
+                Some(part) => part.1 += l.amount,
+                None => parts.push((l, l.amount)),
+            }
+        }
+        by_line
     }
-    let mut new: BTreeMap<Key, (Decimal, &Line)> = BTreeMap::new();
-    for l in &recomputed.lines {
-        new.entry(key(l))
-            .and_modify(|e| e.0 += l.amount)
-            .or_insert((l.amount, l));
+    fn at<'a>(parts: &Parts<'a>, vat: &VatTreatment) -> Option<(&'a Line, Decimal)> {
+        parts
+            .iter()
+            .find(|(p, _)| p.vat.same_tax(vat))
+            .map(|(p, a)| (*p, *a))
     }
+    let old = parts(final_invoice);
+    let new = parts(recomputed);
     let reference = final_invoice
         .number
         .clone()
@@ -312,46 +336,46 @@ pub fn corrections(final_invoice: &Invoice, recomputed: &Invoice) -> Vec<Line> {
     let mut keys: Vec<&Key> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
+    let none = Parts::new();
     for k in keys {
-        let was = old.get(k).map_or(Decimal::ZERO, |e| e.0);
-        let is = new.get(k).map_or(Decimal::ZERO, |e| e.0);
-        let diff = is - was;
-        if diff.is_zero() {
-            continue;
+        let o = old.get(k).unwrap_or(&none);
+        let n = new.get(k).unwrap_or(&none);
+        let was: Decimal = o.iter().map(|p| p.1).sum();
+        let is: Decimal = n.iter().map(|p| p.1).sum();
+        // Old treatments first (where credits go), then the new ones, for a stable order.
+        let mut taxes: Vec<&VatTreatment> = o.iter().map(|(p, _)| &*p.vat).collect();
+        for (p, _) in n {
+            if !taxes.iter().any(|t| t.same_tax(&p.vat)) {
+                taxes.push(&p.vat);
+            }
         }
-        let correction = |amount: Decimal, template: &Line| Line {
-            kind: LineKind::Correction,
-            description: format!(
-                "Correction of invoice {reference} ({}): {}: was {}, is {}",
-                final_invoice.period,
-                template.description,
-                money(was),
-                money(is)
-            )
-            .into(),
-            quantity: Decimal::ONE,
-            unit: Unit::Item,
-            unit_price: amount,
-            amount,
-            from: template.from,
-            to: template.to,
-            vat: template.vat.clone(),
-        };
-        match (old.get(k).map(|e| e.1), new.get(k).map(|e| e.1)) {
-            // A credit note takes the VAT of what it credits: a line billed under another
-            // treatment than it has now is credited whole at the old one and billed anew.
-            (Some(o), Some(n)) if o.vat != n.vat => {
-                out.extend(
-                    [correction(-was, o), correction(is, n)]
-                        .into_iter()
-                        .filter(|l| !l.amount.is_zero()),
-                );
+        for vat in taxes {
+            let (o, n) = (at(o, vat), at(n, vat));
+            let diff = n.map_or(Decimal::ZERO, |p| p.1) - o.map_or(Decimal::ZERO, |p| p.1);
+            let Some((template, _)) = n.or(o) else {
+                continue;
+            };
+            if diff.is_zero() {
+                continue;
             }
-            (o, n) => {
-                if let Some(template) = n.or(o) {
-                    out.push(correction(diff, template));
-                }
-            }
+            out.push(Line {
+                kind: LineKind::Correction,
+                description: format!(
+                    "Correction of invoice {reference} ({}): {}: was {}, is {}",
+                    final_invoice.period,
+                    template.description,
+                    money(was),
+                    money(is)
+                )
+                .into(),
+                quantity: Decimal::ONE,
+                unit: Unit::Item,
+                unit_price: diff,
+                amount: diff,
+                from: template.from,
+                to: template.to,
+                vat: template.vat.clone(),
+            });
         }
     }
     out
@@ -563,6 +587,63 @@ mod tests {
             c.iter()
                 .all(|l| l.description.ends_with("was 250.00, is 260.00"))
         );
+    }
+
+    #[test]
+    fn a_change_of_vat_alone_is_credited_and_billed_anew() {
+        let exempt = Arc::new(VatTreatment {
+            category: "E".into(),
+            percent: Decimal::ZERO,
+            exemption_reason: Some("Article 11 Wet OB".into()),
+        });
+        let mut hosting = line(LineKind::Component, "archive", "250.00");
+        hosting.vat = exempt.clone();
+        let was = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            hosting.clone(),
+        ]);
+        // The PriceList's treatment fixed after the month was final: same amount, now S 21%.
+        let mut standard = hosting.clone();
+        standard.vat = Arc::default();
+        let is = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            standard.clone(),
+        ]);
+        let c = corrections(&was, &is);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!((c[0].amount, &c[0].vat), (d("-250.00"), &exempt));
+        assert_eq!(
+            (c[1].amount, &*c[1].vat),
+            (d("250.00"), &VatTreatment::default())
+        );
+        assert!(
+            c.iter()
+                .all(|l| l.from == hosting.from && l.to == hosting.to)
+        );
+        // Nothing net, but the 21% never invoiced is: 52.50.
+        let on_next = invoice(c.clone());
+        assert_eq!(on_next.subtotal(), Decimal::ZERO);
+        assert_eq!(on_next.vat(), d("52.50"));
+        // Once billed, with the corrections at their own VAT beside the line they correct,
+        // there is nothing left to correct.
+        let mut billed = was.clone();
+        billed.lines.extend(c.into_iter().map(|l| Line {
+            kind: hosting.kind,
+            description: hosting.description.clone(),
+            ..l
+        }));
+        assert_eq!(corrections(&billed, &is), Vec::new());
+        // Another wording of the same category and rate changes no VAT: no correction.
+        let mut reworded = hosting.clone();
+        reworded.vat = Arc::new(VatTreatment {
+            exemption_reason: Some("art. 11 lid 1 Wet OB".into()),
+            ..(*exempt).clone()
+        });
+        let is = invoice(vec![
+            line(LineKind::Account, "standard", "1000.00"),
+            reworded,
+        ]);
+        assert_eq!(corrections(&was, &is), Vec::new());
     }
 
     #[test]

@@ -764,7 +764,8 @@ fn correction_prefix(number: &str, period: &str) -> String {
 }
 
 /// What has been billed for the period of final invoice `name`: its lines, plus the correction
-/// lines that later final invoices carried for it, folded into the lines they correct.
+/// lines that later final invoices carried for it, folded into the lines they correct where
+/// their VAT is the same, else beside them.
 /// `recomputed` supplies the kind of a line the final invoice did not have.
 fn billed_so_far(
     name: &str,
@@ -798,9 +799,16 @@ fn billed_so_far(
                 let c = line_of(l, &format!("Invoice/{other}: spec.lines[{i}]"))?;
                 let same =
                     |x: &Line| &*x.description == description && x.from == c.from && x.to == c.to;
-                if let Some(target) = lines.iter_mut().find(|x| same(x)) {
+                // A correction at another VAT than the line (its treatment changed: credited at
+                // the old, billed anew at the new) stays a line of its own at its own VAT;
+                // folded in, it would take the line's old VAT and be made again next time.
+                if let Some(target) = lines.iter_mut().find(|x| same(x) && x.vat.same_tax(&c.vat)) {
                     target.amount += c.amount;
-                } else if let Some(kind) = recomputed.lines.iter().find(|x| same(x)).map(|x| x.kind)
+                } else if let Some(kind) = lines
+                    .iter()
+                    .chain(&recomputed.lines)
+                    .find(|x| same(x))
+                    .map(|x| x.kind)
                 {
                     lines.push(Line {
                         kind,
@@ -2487,6 +2495,46 @@ spec:
         assert_eq!(n, "tholen-2026-04");
         assert!(s.lines.iter().any(|l| l.kind == "correction"));
         existing.insert(n, s);
+        let intents = run(&tenants, &existing, Scope::All, "2026-05-01T00:00:05+02:00");
+        let (n, may) = spec_of(&intents[0], None);
+        assert_eq!(n, "tholen-2026-05");
+        assert!(
+            may.lines.iter().all(|l| l.kind != "correction"),
+            "corrected once: {may:#?}"
+        );
+    }
+
+    /// March billed exempt, its PriceList's treatment fixed to S 21% afterwards: same amounts,
+    /// so only the VAT differs. April credits March at E and bills it anew at S; May, with
+    /// April final, has nothing left to correct.
+    #[test]
+    fn a_change_of_vat_alone_is_corrected_once() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let mut existing = BTreeMap::new();
+        let intents = run(&tenants, &existing, Scope::All, "2026-04-02T00:00:00Z");
+        let (n, mut s) = spec_of(&intents[0], Some("RG-2026-000001"));
+        for l in &mut s.lines {
+            l.vat_category = Some("E".into());
+            l.vat_percent = Some("0".into());
+            l.vat_exemption_reason = Some("Article 11 Wet OB".into());
+        }
+        let march_lines = s.lines.len();
+        existing.insert(n, s);
+        let intents = run(&tenants, &existing, Scope::All, "2026-05-01T00:00:05+02:00");
+        let (n, april) = spec_of(&intents[0], Some("RG-2026-000002"));
+        assert_eq!(n, "tholen-2026-04");
+        let corr = corrections_on(&april);
+        assert_eq!(corr.len(), 2 * march_lines, "{corr:#?}");
+        let at = |cat: &str| -> Decimal {
+            corr.iter()
+                .filter(|l| l.vat_category.as_deref() == Some(cat))
+                .map(|l| Decimal::from_str_exact(&l.amount).unwrap())
+                .sum()
+        };
+        // 3661.04 credited exempt, billed anew at 21%: 768.82 VAT more.
+        assert_eq!(at("E"), Decimal::from_str_exact("-3661.04").unwrap());
+        assert_eq!(at("S"), Decimal::from_str_exact("3661.04").unwrap());
+        existing.insert(n, april);
         let intents = run(&tenants, &existing, Scope::All, "2026-05-01T00:00:05+02:00");
         let (n, may) = spec_of(&intents[0], None);
         assert_eq!(n, "tholen-2026-05");
