@@ -15,7 +15,10 @@
 //!
 //! **Closing a period.** The first sample after a period's end closes it: its report gets one
 //! more write with the figures up to its end and the condition `Final=True` (`PeriodClosed`);
-//! open reports carry `Final=False` (`PeriodOpen`).
+//! open reports carry `Final=False` (`PeriodOpen`). A period that ended while no process was
+//! probing is closed the same way by the process that resumes after it: the resume also reads
+//! the reports before the periods now and goes on from the periods of the last stored sample
+//! (see [`resume`]).
 //!
 //! **Persistence bound.** The `SlaReport` status carries, per component, the closed incidents, the
 //! open one and the last sample. A run-state transition (an incident opens or closes) is written
@@ -632,17 +635,9 @@ async fn handle(
         let Some(t) = state.tracked.get(key) else {
             return;
         };
-        (!t.resumed).then(|| {
-            let names: Vec<String> = periods_at(&t.tier, outcome.at)
-                .iter()
-                .map(|p| report_name(&t.labels.tenant, p))
-                .collect();
-            names
-        })
+        !t.resumed
     };
-    if let Some(names) = to_resume
-        && !resume(ctx, probes, key, &names).await
-    {
+    if to_resume && !resume(ctx, probes, key, outcome.at).await {
         // The reports could not be read: this sample waits, the next one tries again.
         return;
     }
@@ -668,8 +663,10 @@ async fn handle(
         let available = t
             .saas
             .then(|| (t.labels.component.clone(), t.tier.probe_interval));
+        // A resume may leave periods to close that ended before the stored last sample.
+        let owed = to_resume && !t.history.closing_periods().is_empty();
         state.dirty.insert(tenant.to_string());
-        if seen.transition || seen.closed_period {
+        if seen.transition || seen.closed_period || owed {
             state.urgent.insert(tenant.to_string());
         }
         available
@@ -765,9 +762,9 @@ async fn set_available(
     }
 }
 
-/// Resumes the history of component `key` from the tenant's stored reports `names` (its periods
-/// now), once. False when a report could not be read.
-async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> bool {
+/// Reads the stored reports `names` that are not held yet into `State::stored`. False when one
+/// could not be read.
+async fn read_stored(ctx: &Context, probes: &Probes, names: &[String]) -> bool {
     let api: Api<SlaReport> = Api::all(ctx.client.clone());
     for name in names {
         if probes.lock().stored.contains_key(name) {
@@ -797,11 +794,57 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
             }
         }
     }
+    true
+}
+
+/// Resumes the history of component `key` from the tenant's stored reports, once, before its
+/// sample at `at` counts. False when a report could not be read.
+///
+/// The reports of the periods at `at` are read first. When they do not hold the component's
+/// last sample in those same periods, the process stopped before a period's end and this one
+/// starts after it: the periods before are read too (and those of the last sample, after a
+/// longer stop), so that the periods the old process left open are closed from their own
+/// figures ([`History::resume`]) instead of staying `Final=False` for ever.
+async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> bool {
+    let (tier, tenant, component) = {
+        let state = probes.lock();
+        match state.tracked.get(key) {
+            Some(t) if !t.resumed => (
+                t.tier.clone(),
+                t.labels.tenant.clone(),
+                t.labels.component.clone(),
+            ),
+            _ => return true,
+        }
+    };
+    let current = periods_at(&tier, at);
+    let mut read: Vec<Period> = Vec::new();
+    let mut want: Vec<Period> = current.to_vec();
+    let mut stored: Vec<(Period, SlaReportStatus)> = Vec::new();
+    // Three rounds at most: the periods now, those before them, those of an older last sample.
+    for _ in 0..3 {
+        want.retain(|p| !read.contains(p));
+        if want.is_empty() {
+            break;
+        }
+        let names: Vec<String> = want.iter().map(|p| report_name(&tenant, p)).collect();
+        if !read_stored(ctx, probes, &names).await {
+            return false;
+        }
+        read.append(&mut want);
+        stored = {
+            let state = probes.lock();
+            read.iter()
+                .filter_map(|p| {
+                    let (status, _) = state.stored.get(&report_name(&tenant, p))?;
+                    Some((*p, status.clone()?))
+                })
+                .collect()
+        };
+        let last = stored_state(&component, &stored).last;
+        want = still_to_read(&tier, &current, last);
+    }
     let mut state = probes.lock();
-    let statuses: Vec<SlaReportStatus> = names
-        .iter()
-        .filter_map(|n| state.stored.get(n).and_then(|(s, _)| s.clone()))
-        .collect();
     let Some(t) = state.tracked.get_mut(key) else {
         return true;
     };
@@ -809,49 +852,109 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, names: &[String]) -> 
         return true;
     }
     t.resumed = true;
-    let time = |s: &str| s.parse::<Timestamp>().ok();
-    let mut closed = Vec::new();
-    let mut ongoing: Option<Timestamp> = None;
-    let mut last: Option<Sample> = None;
-    // A month's report and a week's or day's report hold the same run cut at different bounds:
-    // their union is the history.
-    for c in statuses
-        .iter()
-        .flat_map(|s| &s.components)
-        .filter(|c| *c.component == *t.labels.component)
-    {
-        for i in &c.incidents {
-            let Some(start) = time(&i.start) else {
-                continue;
-            };
-            match i.end.as_deref().and_then(time) {
-                Some(end) => closed.push(Interval::new(start, end)),
-                None => ongoing = Some(ongoing.map_or(start, |o| o.min(start))),
-            }
-        }
-        let sample = c.last_sample.as_ref().and_then(|s| {
-            Some(Sample {
-                at: time(&s.time)?,
-                success: s.success,
-            })
-        });
-        if sample.is_some_and(|s| last.is_none_or(|l| s.at > l.at)) {
-            last = sample;
-        }
-    }
-    if last.is_some() {
-        t.history = History::resume(last, closed, ongoing);
+    let s = stored_state(&component, &stored);
+    if s.last.is_some() {
+        t.history = History::resume(&t.tier, s.last, s.closed, s.ongoing, &s.unfinished);
     }
     // Kept only for the tenant's components still to resume: once none is left, a component
     // added later reads the reports afresh.
-    let tenant = t.labels.tenant.clone();
     if state.of_tenant(&tenant).all(|(_, t)| t.resumed) {
-        for name in names {
-            state.stored.remove(name);
+        for p in &read {
+            state.stored.remove(&report_name(&tenant, p));
         }
         state.release_stored_room();
     }
     true
+}
+
+/// What the stored reports say of one component.
+#[derive(Debug, Default, PartialEq)]
+struct Stored {
+    /// The latest of its last samples.
+    last: Option<Sample>,
+    /// Closed incidents: the union of the reports' (each is cut at its own period's bounds).
+    closed: Vec<Interval>,
+    /// Start of the incident open at `last`.
+    ongoing: Option<Timestamp>,
+    /// Periods whose report lists it but is not final.
+    unfinished: Vec<Period>,
+}
+
+fn stored_state(component: &str, reports: &[(Period, SlaReportStatus)]) -> Stored {
+    let time = |s: &str| s.parse::<Timestamp>().ok();
+    let mut out = Stored::default();
+    let entries = || {
+        reports.iter().flat_map(|(p, s)| {
+            s.components
+                .iter()
+                .filter(|c| c.component == component)
+                .map(move |c| (p, s, c))
+        })
+    };
+    let sample_of = |c: &regie_crds::generated::ComponentCompliance| {
+        c.last_sample.as_ref().and_then(|s| {
+            Some(Sample {
+                at: time(&s.time)?,
+                success: s.success,
+            })
+        })
+    };
+    for (p, s, c) in entries() {
+        if let Some(sample) = sample_of(c)
+            && out.last.is_none_or(|l| sample.at > l.at)
+        {
+            out.last = Some(sample);
+        }
+        let is_final =
+            status::find(&s.conditions, FINAL).is_some_and(|f| f.status.as_str() == "True");
+        if !is_final && !out.unfinished.contains(p) {
+            out.unfinished.push(*p);
+        }
+        out.closed.extend(
+            c.incidents
+                .iter()
+                .filter_map(|i| Some(Interval::new(time(&i.start)?, time(i.end.as_deref()?)?))),
+        );
+    }
+    // The open incident of the reports written with the last sample: an older report's may be
+    // one that has ended since.
+    for (_, _, c) in entries().filter(|(_, _, c)| sample_of(c) == out.last) {
+        for start in c
+            .incidents
+            .iter()
+            .filter(|i| i.end.is_none())
+            .filter_map(|i| time(&i.start))
+        {
+            out.ongoing = Some(out.ongoing.map_or(start, |o| o.min(start)));
+        }
+    }
+    out
+}
+
+/// The periods whose reports a resume still needs, given the periods `current` at the first
+/// sample and the last sample found so far: none when that lies in the same periods; else the
+/// periods just before `current` (a period that ended while no process was probing) and those
+/// of the last sample.
+fn still_to_read(tier: &Tier, current: &[Period], last: Option<Sample>) -> Vec<Period> {
+    let of_last = last.map(|s| periods_at(tier, s.at));
+    if of_last.is_some_and(|l| *l == *current) {
+        return Vec::new();
+    }
+    let latest_start = current
+        .iter()
+        .filter_map(|p| p.bounds(&tier.time_zone).ok())
+        .map(|b| b.start)
+        .max();
+    let before = latest_start
+        .and_then(|s| s.checked_sub(jiff::SignedDuration::from_nanos(1)).ok())
+        .map(|at| periods_at(tier, at));
+    let mut out: Vec<Period> = Vec::new();
+    for p in before.into_iter().chain(of_last).flatten() {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// One report to write: its period and bounds, whether every component in it has ended the
@@ -872,22 +975,16 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     let now = ctx.now();
     // A component whose history is not resumed yet (no sample of it handled since the start)
     // would be written with an empty history over what its stored report holds: resume it first.
-    let pending: Vec<(Arc<str>, Vec<String>)> = {
+    let pending: Vec<Arc<str>> = {
         let state = probes.lock();
         state
             .of_tenant(tenant)
             .filter(|(_, t)| !t.resumed)
-            .map(|(key, t)| {
-                let names = periods_at(&t.tier, now)
-                    .iter()
-                    .map(|p| report_name(&t.labels.tenant, p))
-                    .collect();
-                (key.clone(), names)
-            })
+            .map(|(key, _)| key.clone())
             .collect()
     };
-    for (key, names) in pending {
-        if !resume(ctx, probes, &key, &names).await {
+    for key in pending {
+        if !resume(ctx, probes, &key, now).await {
             probes.lock().dirty.insert(tenant.to_string());
             return;
         }
@@ -1216,5 +1313,127 @@ mod tests {
         state.deferring_since = Some(Instant::now());
         assert!(state.due_now(true).is_empty());
         assert!(state.deferring_since.is_none());
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("time")
+    }
+
+    /// A report's entry for one component: its incidents (`None`: still going on) and last
+    /// sample.
+    fn entry(
+        component: &str,
+        incidents: &[(&str, Option<&str>)],
+        last: (&str, bool),
+    ) -> regie_crds::generated::ComponentCompliance {
+        regie_crds::generated::ComponentCompliance {
+            component: component.into(),
+            incidents: incidents
+                .iter()
+                .map(|(start, end)| regie_crds::generated::Incident {
+                    start: (*start).into(),
+                    end: end.map(Into::into),
+                    duration_seconds: 0,
+                    in_service_hours_seconds: 0,
+                    in_service_hours: false,
+                })
+                .collect(),
+            last_sample: Some(LastSample {
+                time: last.0.into(),
+                success: last.1,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn report(
+        components: Vec<regie_crds::generated::ComponentCompliance>,
+        final_: bool,
+    ) -> SlaReportStatus {
+        let bounds = Interval::new(ts("2026-02-28T23:00:00Z"), ts("2026-03-31T22:00:00Z"));
+        SlaReportStatus {
+            components,
+            conditions: vec![final_condition(final_, bounds, bounds.end)],
+            ..Default::default()
+        }
+    }
+
+    /// A gold component (daily reports) whose operator stopped at 23:50 on 31 March and came
+    /// back after midnight: the reports of 1 April do not exist, so those of March and of
+    /// 31 March are read; both are left open, and the incident going on at the last sample
+    /// goes on.
+    #[test]
+    fn a_resume_after_midnight_reads_and_closes_the_periods_before() {
+        let tier = gold();
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let day = Period::Day(jiff::civil::date(2026, 3, 31));
+        let current = periods_at(&tier, ts("2026-03-31T22:05:00Z"));
+        assert_eq!(still_to_read(&tier, &current, None), [march, day]);
+        let last = Sample {
+            at: ts("2026-03-31T21:50:00Z"),
+            success: false,
+        };
+        assert_eq!(still_to_read(&tier, &current, Some(last)), [march, day]);
+        // Nothing more to read once the last sample lies in the periods now.
+        let at_last = periods_at(&tier, last.at);
+        assert!(still_to_read(&tier, &at_last, Some(last)).is_empty());
+
+        let gis = |ongoing: Option<&str>| {
+            entry(
+                "gis",
+                &[
+                    ("2026-03-31T08:00:00Z", Some("2026-03-31T08:10:00Z")),
+                    ("2026-03-31T21:30:00Z", ongoing),
+                ],
+                ("2026-03-31T21:50:00Z", false),
+            )
+        };
+        let other = entry("zaak", &[], ("2026-03-31T21:50:00Z", true));
+        let reports = [
+            (march, report(vec![gis(None), other.clone()], false)),
+            (day, report(vec![gis(None), other], false)),
+        ];
+        let s = stored_state("gis", &reports);
+        assert_eq!(s.last, Some(last));
+        assert_eq!(s.ongoing, Some(ts("2026-03-31T21:30:00Z")));
+        assert_eq!(s.unfinished, [march, day]);
+        assert_eq!(
+            calendar::merge(s.closed.clone()),
+            [Interval::new(
+                ts("2026-03-31T08:00:00Z"),
+                ts("2026-03-31T08:10:00Z")
+            )]
+        );
+
+        // Resumed and fed the first sample after midnight, both periods close with the incident
+        // running to their end.
+        let mut h = History::resume(&tier, s.last, s.closed, s.ongoing, &s.unfinished);
+        let seen = h.observe(
+            &tier,
+            Sample {
+                at: ts("2026-03-31T22:05:00Z"),
+                success: true,
+            },
+        );
+        assert!(seen.closed_period);
+        assert_eq!(h.closing_periods(), &[march, day]);
+
+        // A final report is not unfinished; an older report's open incident that a later one
+        // shows ended is not the one going on.
+        let stale = entry(
+            "gis",
+            &[("2026-03-31T20:00:00Z", None)],
+            ("2026-03-31T20:30:00Z", false),
+        );
+        let reports = [
+            (march, report(vec![gis(None)], true)),
+            (day, report(vec![stale], false)),
+        ];
+        let s = stored_state("gis", &reports);
+        assert_eq!(s.unfinished, [day]);
+        assert_eq!(s.ongoing, Some(ts("2026-03-31T21:30:00Z")));
     }
 }

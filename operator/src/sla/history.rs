@@ -107,19 +107,40 @@ impl History {
     }
 
     /// Rebuilds the memory from what stored reports hold: their closed incidents, the start of
-    /// the incident open when they were written, and the last sample. Periods are learnt from the
-    /// next sample.
+    /// the incident open when they were written, and the last sample; `unfinished` are the stored
+    /// reports' periods not marked final.
+    ///
+    /// The periods open are those of the last sample, as if this process had taken it: the next
+    /// sample closes the ones that have ended since, as [`History::observe`] does without a
+    /// restart, so the time between the last stored sample and a period's end counts as any gap
+    /// between two samples does — the last known outcome holds. An unfinished period that had
+    /// ended before the last sample (the process took that sample but stopped before the final
+    /// write) is closing at once: its figures cannot change any more.
     pub fn resume(
+        tier: &Tier,
         last: Option<Sample>,
         closed: Vec<Interval>,
         ongoing: Option<Timestamp>,
+        unfinished: &[Period],
     ) -> History {
-        History {
+        let open = last.map_or(OpenPeriods::NONE, |s| periods_at(tier, s.at));
+        let closing = match last {
+            Some(s) => unfinished
+                .iter()
+                .filter(|p| !open.contains(p))
+                .filter(|p| p.bounds(&tier.time_zone).is_ok_and(|b| b.end <= s.at))
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut history = History {
             run: RunState::resume(last, ongoing),
             closed: super::calendar::merge(closed),
-            open: OpenPeriods::NONE,
-            closing: Vec::new(),
-        }
+            open,
+            closing,
+        };
+        history.prune(tier);
+        history
     }
 
     pub fn run(&self) -> &RunState {
@@ -428,6 +449,7 @@ mod tests {
     fn resumed_history_goes_on_with_the_stored_incident() {
         let t = tier("daily");
         let mut h = History::resume(
+            &t,
             Some(Sample {
                 at: ts("2026-03-02T09:00:00Z"),
                 success: false,
@@ -437,6 +459,7 @@ mod tests {
                 ts("2026-03-02T07:10:00Z"),
             )],
             Some(ts("2026-03-02T08:00:00Z")),
+            &[],
         );
         let seen = feed(&mut h, &t, &[("2026-03-02T09:01:00Z", true)]);
         assert!(seen[0].transition);
@@ -449,5 +472,107 @@ mod tests {
             .unwrap();
         assert_eq!(d.down_seconds, 600 + 3660);
         assert_eq!(d.incidents.len(), 2);
+    }
+
+    /// The operator stops at 23:50 local on 31 March (CEST) during an incident that began at
+    /// 23:30, with March and the day 31 March open; the first sample after the restart comes
+    /// at 00:05 on 1 April. March and the day close with the incident running to midnight (the
+    /// last stored outcome holds over the gap, as between any two samples), and April starts
+    /// with the five minutes until that sample.
+    #[test]
+    fn a_restart_across_the_month_end_closes_the_stored_periods() {
+        let t = tier("daily");
+        let earlier = Interval::new(ts("2026-03-31T08:00:00Z"), ts("2026-03-31T08:10:00Z"));
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let day = Period::Day(jiff::civil::date(2026, 3, 31));
+        let mut h = History::resume(
+            &t,
+            Some(Sample {
+                at: ts("2026-03-31T21:50:00Z"),
+                success: false,
+            }),
+            vec![earlier],
+            Some(ts("2026-03-31T21:30:00Z")),
+            &[march, day],
+        );
+        assert!(
+            h.closing_periods().is_empty(),
+            "not ended at the last sample"
+        );
+        let seen = feed(&mut h, &t, &[("2026-03-31T22:05:00Z", true)]);
+        assert!(seen[0].closed_period && seen[0].transition, "{seen:?}");
+        assert_eq!(h.closing_periods(), &[march, day]);
+        let april = march.next().unwrap();
+        let first = Period::Day(jiff::civil::date(2026, 4, 1));
+        assert_eq!(h.open_periods(), &[april, first]);
+
+        let now = ts("2026-03-31T22:06:00Z");
+        for p in [march, day] {
+            let (b, r) = h.figures(&t, p, now).unwrap();
+            assert_eq!(r.down_seconds, 600 + 1800, "{p}: {r:?}");
+            let last = r.incidents.last().unwrap();
+            assert_eq!((last.end, last.ongoing), (b.end, false), "{p}");
+        }
+        let (_, a) = h.figures(&t, april, now).unwrap();
+        assert_eq!(a.down_seconds, 300, "the gap after midnight is down too");
+    }
+
+    /// A success last stored: the gap until the period's end counts as up, as it does between
+    /// two samples inside a period.
+    #[test]
+    fn a_restart_after_a_success_closes_the_month_with_the_gap_up() {
+        let t = tier("monthly");
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let mut h = History::resume(
+            &t,
+            Some(Sample {
+                at: ts("2026-03-31T21:50:00Z"),
+                success: true,
+            }),
+            vec![Interval::new(
+                ts("2026-03-31T08:00:00Z"),
+                ts("2026-03-31T08:10:00Z"),
+            )],
+            None,
+            &[march],
+        );
+        let seen = feed(&mut h, &t, &[("2026-04-01T06:00:00Z", false)]);
+        assert!(seen[0].closed_period);
+        assert_eq!(h.closing_periods(), &[march]);
+        let (_, m) = h.figures(&t, march, ts("2026-04-01T06:01:00Z")).unwrap();
+        assert_eq!(m.down_seconds, 600);
+    }
+
+    /// The stored last sample is already past an unfinished period's end (the process took it,
+    /// then stopped before the final write): that period is closing at once, and the period of
+    /// the last sample goes on.
+    #[test]
+    fn an_unfinished_period_ended_before_the_last_sample_closes_on_resume() {
+        let t = tier("monthly");
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let h = History::resume(
+            &t,
+            Some(Sample {
+                at: ts("2026-03-31T22:01:00Z"),
+                success: true,
+            }),
+            Vec::new(),
+            None,
+            &[march],
+        );
+        assert_eq!(h.closing_periods(), &[march]);
+        assert_eq!(h.open_periods(), &[march.next().unwrap()]);
+        // Without a stored sample nothing is known to close.
+        let h = History::resume(&t, None, Vec::new(), None, &[march]);
+        assert!(h.closing_periods().is_empty() && h.open_periods().is_empty());
     }
 }
