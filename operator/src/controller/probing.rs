@@ -1010,7 +1010,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                     continue;
                 };
                 if !closing && matches!(period, Period::Month { .. }) {
-                    gauges.push((key.clone(), sla_gauges(t, &result, now)));
+                    gauges.push((key.clone(), sla_gauges(&t.tier, bounds, &result, now)));
                 }
                 let entry = reports
                     .entry(report_name(tenant, &period))
@@ -1142,17 +1142,25 @@ fn final_condition(closing: bool, bounds: Interval, now: Timestamp) -> status::C
     }
 }
 
+/// The gauges of a component of `tier` from its month-to-date `result` for the month `month`.
+/// The error budget is the whole month's: a share of the month's service-window time so far
+/// would make one failed probe early in the month overspend it many times over.
 fn sla_gauges(
-    t: &Tracked,
+    tier: &Tier,
+    month: Interval,
     result: &crate::sla::compliance::ComponentResult,
     now: Timestamp,
 ) -> SlaGauges {
+    let budget_window = crate::sla::compliance::window_seconds(tier, month);
     SlaGauges {
-        in_service_window: calendar::in_service_hours(&t.tier, now),
-        in_monitoring_window: calendar::in_monitoring_window(&t.tier, now),
+        in_service_window: calendar::in_service_hours(tier, now),
+        in_monitoring_window: calendar::in_monitoring_window(tier, now),
         availability_percent: result.availability.to_f64().unwrap_or(100.0),
         target_percent: result.target.to_f64().unwrap_or(100.0),
-        error_budget_remaining_ratio: result.error_budget_remaining().to_f64().unwrap_or(1.0),
+        error_budget_remaining_ratio: result
+            .error_budget_remaining(budget_window)
+            .to_f64()
+            .unwrap_or(1.0),
     }
 }
 
@@ -1435,5 +1443,78 @@ mod tests {
         let s = stored_state("gis", &reports);
         assert_eq!(s.unfinished, [day]);
         assert_eq!(s.ongoing, Some(ts("2026-03-31T21:30:00Z")));
+    }
+
+    /// Bronze: office hours, 99.0.
+    fn bronze() -> Tier {
+        Tier::from_level(&crate::tier::tests::level(
+            "bronze",
+            "  rank: 1\n  serviceHours: [\"Mon-Fri 08:00-17:00\"]\n  responseTimes: {urgent: 60m, other: 48h}\n  kpiReport: monthly\n  availability: {target: \"99.0\"}\n  probe: {interval: 60s, timeout: 10s}\n  workload: {minReplicas: 1}\n  credits: [{below: \"99.0\", percent: 5}]\n",
+        ))
+        .expect("bronze")
+    }
+
+    /// Monday 2 March 2026 at 08:10 in Amsterdam: ten minutes of bronze window so far, one
+    /// failed 60-second probe. A budget of 1% of those 600 s (6 s) would be overspent ten
+    /// times (−9) and raise RegieSlaErrorBudgetExhausted; the month's budget is 1% of March's
+    /// 22 working days of 9 hours (712,800 s): 7,128 s, of which 60 s are spent.
+    #[test]
+    fn the_error_budget_gauge_is_a_share_of_the_whole_months_budget() {
+        let tier = bronze();
+        let mut h = History::new();
+        for (at, success) in [
+            ("2026-03-02T07:00:00Z", true),
+            ("2026-03-02T07:08:00Z", false),
+            ("2026-03-02T07:09:00Z", true),
+        ] {
+            h.observe(
+                &tier,
+                Sample {
+                    at: ts(at),
+                    success,
+                },
+            );
+        }
+        let now = ts("2026-03-02T07:10:00Z");
+        let march = Period::Month {
+            year: 2026,
+            month: 3,
+        };
+        let (bounds, result) = h.figures(&tier, march, now).expect("figures");
+        assert_eq!((result.window_seconds, result.down_seconds), (600, 60));
+        let g = sla_gauges(&tier, bounds, &result, now);
+        let expected = 1.0 - 60.0 / 7_128.0;
+        assert!(
+            (g.error_budget_remaining_ratio - expected).abs() < 1e-9,
+            "{g:?}"
+        );
+        assert!(g.error_budget_remaining_ratio > 0.99);
+        // The same in a month with a clock change: October's window is counted in local hours
+        // (22 working days of 9 hours), not shifted by the hour the clocks go back.
+        let october = Period::Month {
+            year: 2026,
+            month: 10,
+        };
+        let mut h = History::new();
+        for (at, success) in [
+            ("2026-10-26T08:00:00Z", false),
+            ("2026-10-26T08:01:00Z", true),
+        ] {
+            h.observe(
+                &tier,
+                Sample {
+                    at: ts(at),
+                    success,
+                },
+            );
+        }
+        let now = ts("2026-10-26T09:00:00Z");
+        let (bounds, result) = h.figures(&tier, october, now).expect("figures");
+        let g = sla_gauges(&tier, bounds, &result, now);
+        let expected = 1.0 - 60.0 / (22.0 * 9.0 * 36.0);
+        assert!(
+            (g.error_budget_remaining_ratio - expected).abs() < 1e-9,
+            "{g:?}"
+        );
     }
 }

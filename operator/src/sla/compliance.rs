@@ -163,14 +163,25 @@ pub struct ComponentResult {
 }
 
 impl ComponentResult {
-    /// Share of the period's error budget left: 1 untouched, 0 spent, negative overspent.
-    pub fn error_budget_remaining(&self) -> Decimal {
-        error_budget_remaining(self.target, self.window_seconds, self.down_seconds)
+    /// Share of the error budget of a whole period left, whose service-window time is
+    /// `period_window_seconds` ([`window_seconds`] of the whole period): 1 untouched, 0 spent,
+    /// negative overspent. Month to date, `self.window_seconds` is only the time so far, and a
+    /// budget of a share of that would be far too small early in the month.
+    pub fn error_budget_remaining(&self, period_window_seconds: i64) -> Decimal {
+        error_budget_remaining(self.target, period_window_seconds, self.down_seconds)
     }
 }
 
+/// Open service-window time of `tier` in `period`, whole seconds (rounded down, as
+/// [`ComponentResult::window_seconds`]).
+pub fn window_seconds(tier: &Tier, period: Interval) -> i64 {
+    seconds_down(calendar::total_nanos(&calendar::service_intervals(
+        tier, period,
+    )))
+}
+
 /// Share of an error budget left. The budget is `(100 − target)%` of `window_seconds` (for the
-/// month-to-date gauge, pass the whole month's window). With no budget at all (a 100% target or
+/// month-to-date gauge, the whole month's window: [`window_seconds`]). With no budget at all (a 100% target or
 /// no window time) any down time counts as all of it spent and a bit more: −1.
 pub fn error_budget_remaining(target: Decimal, window_seconds: i64, down_seconds: i64) -> Decimal {
     let budget =
@@ -612,5 +623,7 @@ mod tests {
             Decimal::NEGATIVE_ONE
         );
         assert_eq!(error_budget_remaining(d("100"), 360_000, 0), Decimal::ONE);
+        // The whole month's window, in local hours: bronze in March 2026 is 22 days of 9 hours.
+        assert_eq!(window_seconds(&bronze(), march()), 22 * 9 * 3600);
     }
 }
