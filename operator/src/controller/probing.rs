@@ -7,7 +7,8 @@
 //!
 //! ```text
 //!  tenant::reconcile ──sync_component/retain──► Scheduler ──ProbeEvent──► consume()
-//!                                                                    ├─► Series (/metrics)
+//!                                                                    ├─► Series (/metrics;
+//!                                                                    │   windows at scrape)
 //!                                                                    ├─► History (per component)
 //!                                                                    ├─► Available (SaaS, held)
 //!                                                                    └─► SlaReport per period
@@ -56,14 +57,14 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::Context;
 use super::activity::DEFER_AT_MOST;
 use super::tenant::Stall;
+use super::{Clock, Context};
 use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
 use crate::sla::compliance::Sample;
 use crate::sla::history::{History, periods_at};
-use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges};
+use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges, Windows};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig, SystemClock};
 use crate::sla::report::{ComponentReport, TenantReport};
 use crate::sla::scheduler::{ProbeEvent, ScheduleError, Scheduler, SchedulerConfig};
@@ -172,6 +173,9 @@ struct State {
     /// Stalled until a probe gets through. Kept apart from `tracked`: it is almost always
     /// empty.
     refused_when_resolved: HashMap<Arc<str>, String>,
+    /// The operator's clock, for the window gauges at scrape time (set when the consumer
+    /// starts; until then no window gauge is written).
+    clock: Option<Clock>,
 }
 
 impl State {
@@ -273,11 +277,33 @@ impl State {
         }
     }
 
-    /// A copy of every tracked component's series, for one scrape.
+    /// A copy of every tracked component's series, for one scrape, with its windows as they are
+    /// now: from the tier's calendar at the scrape's instant, once per tier, so that a window
+    /// gauge is never older than the scrape (the figures are as of the last report write).
     fn series(&self) -> Vec<(TargetLabels, Series)> {
+        let now = self.clock.as_ref().map(|clock| clock());
+        let mut by_tier: Vec<(*const Tier, Windows)> = Vec::new();
         self.tracked
             .values()
-            .map(|t| (t.labels.clone(), t.series.clone()))
+            .map(|t| {
+                let mut series = t.series.clone();
+                if let Some(now) = now {
+                    let tier = Arc::as_ptr(&t.tier);
+                    let windows = match by_tier.iter().find(|(p, _)| *p == tier) {
+                        Some((_, w)) => *w,
+                        None => {
+                            let w = Windows {
+                                in_service: calendar::in_service_hours(&t.tier, now),
+                                in_monitoring: calendar::in_monitoring_window(&t.tier, now),
+                            };
+                            by_tier.push((tier, w));
+                            w
+                        }
+                    };
+                    series.set_windows(windows);
+                }
+                (t.labels.clone(), series)
+            })
             .collect()
     }
 
@@ -525,6 +551,7 @@ pub async fn consume(
     let Some(probes) = ctx.probes.clone() else {
         return;
     };
+    probes.lock().clock = Some(ctx.clock.clone());
     let slot_length = probes.flush_every / FLUSH_SLOTS as u32;
     let mut flush =
         tokio::time::interval_at(tokio::time::Instant::now() + slot_length, slot_length);
@@ -1010,7 +1037,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                     continue;
                 };
                 if !closing && matches!(period, Period::Month { .. }) {
-                    gauges.push((key.clone(), sla_gauges(&t.tier, bounds, &result, now)));
+                    gauges.push((key.clone(), sla_gauges(&t.tier, bounds, &result)));
                 }
                 let entry = reports
                     .entry(report_name(tenant, &period))
@@ -1149,12 +1176,9 @@ fn sla_gauges(
     tier: &Tier,
     month: Interval,
     result: &crate::sla::compliance::ComponentResult,
-    now: Timestamp,
 ) -> SlaGauges {
     let budget_window = crate::sla::compliance::window_seconds(tier, month);
     SlaGauges {
-        in_service_window: calendar::in_service_hours(tier, now),
-        in_monitoring_window: calendar::in_monitoring_window(tier, now),
         availability_percent: result.availability.to_f64().unwrap_or(100.0),
         target_percent: result.target.to_f64().unwrap_or(100.0),
         error_budget_remaining_ratio: result
@@ -1482,7 +1506,7 @@ mod tests {
         };
         let (bounds, result) = h.figures(&tier, march, now).expect("figures");
         assert_eq!((result.window_seconds, result.down_seconds), (600, 60));
-        let g = sla_gauges(&tier, bounds, &result, now);
+        let g = sla_gauges(&tier, bounds, &result);
         let expected = 1.0 - 60.0 / 7_128.0;
         assert!(
             (g.error_budget_remaining_ratio - expected).abs() < 1e-9,
@@ -1510,11 +1534,68 @@ mod tests {
         }
         let now = ts("2026-10-26T09:00:00Z");
         let (bounds, result) = h.figures(&tier, october, now).expect("figures");
-        let g = sla_gauges(&tier, bounds, &result, now);
+        let g = sla_gauges(&tier, bounds, &result);
         let expected = 1.0 - 60.0 / (22.0 * 9.0 * 36.0);
         assert!(
             (g.error_budget_remaining_ratio - expected).abs() < 1e-9,
             "{g:?}"
         );
+    }
+
+    /// The window gauges are read at the scrape's instant from the tier's calendar, not taken
+    /// from the last report write: a silver component (12x5 monitoring, Mon-Fri 07:00-19:00)
+    /// stops paging at 19:00 sharp, though its figures were last written at 18:55.
+    #[test]
+    fn window_gauges_are_as_of_the_scrape() {
+        let silver = Arc::new(
+            Tier::from_level(&crate::tier::tests::level(
+                "silver",
+                "  rank: 2\n  serviceHours: [\"Mon-Fri 08:00-22:00\"]\n  responseTimes: {urgent: 30m, other: 24h}\n  kpiReport: weekly\n  monitoring: 12x5\n  availability: {target: \"99.5\"}\n  probe: {interval: 30s, timeout: 5s}\n  workload: {minReplicas: 2}\n  credits: [{below: \"99.5\", percent: 5}]\n",
+            ))
+            .expect("silver"),
+        );
+        let now = Arc::new(Mutex::new(ts("2026-03-03T17:55:00Z"))); // Tuesday 18:55, CET
+        let mut state = State::default();
+        let clock = now.clone();
+        state.clock = Some(Arc::new(move || *clock.lock().expect("clock")));
+        let mut labels = TargetLabels::new("tholen", "gis", "silver");
+        let key = state.share_labels("tenant-tholen/gis".into(), &mut labels);
+        state.track(&key, &labels, || Tracked {
+            labels: labels.clone(),
+            saas: false,
+            tier: silver.clone(),
+            history: History::new(),
+            resumed: false,
+            written: None,
+            series: Series::default(),
+        });
+        let windows = |state: &State| {
+            let text: String = crate::sla::metrics::pages(state.series()).collect();
+            let value = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(&format!("{name}{{")))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .map(str::to_string)
+            };
+            (
+                value(crate::sla::SLA_IN_SERVICE_WINDOW),
+                value(crate::sla::SLA_IN_MONITORING_WINDOW),
+            )
+        };
+        let one = Some("1".to_string());
+        let zero = Some("0".to_string());
+        assert_eq!(windows(&state), (one.clone(), one.clone()));
+        // 19:00: the monitoring window closes, service hours go on; nothing was written since.
+        *now.lock().expect("clock") = ts("2026-03-03T18:00:00Z");
+        assert_eq!(windows(&state), (one.clone(), zero.clone()));
+        // 22:00: both closed.
+        *now.lock().expect("clock") = ts("2026-03-03T21:00:00Z");
+        assert_eq!(windows(&state), (zero.clone(), zero.clone()));
+        // The record keeps no window of its own.
+        let kept = state.tracked.get(&*key).map(|t| t.series.clone());
+        assert_eq!(kept, Some(Series::default()));
+        // Without a clock (the consumer not started) no window gauge is written.
+        state.clock = None;
+        assert_eq!(windows(&state), (None, None));
     }
 }

@@ -12,7 +12,9 @@
 //! scrape time ([`pages`]): built as the crate's protobuf values first, a scrape allocated about
 //! 9 KiB per tenant, the operator's peak heap at 400 tenants (heaptrack), which the allocator
 //! kept afterwards. And a page at a time, so that `/metrics` never holds the whole text of a
-//! scrape.
+//! scrape. The window gauges are not kept at all: the scrape's copy of a component's numbers gets
+//! them from its tier's calendar at the scrape's instant ([`Series::set_windows`]), so they say
+//! whether a window is open now, not at the last report write.
 
 use std::collections::HashMap;
 
@@ -48,13 +50,18 @@ const START_ERROR_BUCKETS: [f64; 10] = [
 /// The SLA figures of one component, as the compliance engine computes them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlaGauges {
-    pub in_service_window: bool,
-    pub in_monitoring_window: bool,
     /// Month to date, percent; 100 before any window time has passed.
     pub availability_percent: f64,
     pub target_percent: f64,
     /// 1 untouched, 0 spent, negative overspent.
     pub error_budget_remaining_ratio: f64,
+}
+
+/// Whether a component's windows are open at the instant of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Windows {
+    pub in_service: bool,
+    pub in_monitoring: bool,
 }
 
 /// The probe and SLA families, registered on one registry, and the scheduler's own series.
@@ -117,6 +124,11 @@ pub struct Series {
     probes: Option<ProbeCounts>,
     /// None until the first SLA figures.
     sla: Option<SlaGauges>,
+    /// Set only on the copy a scrape takes, from the tier's calendar at that instant
+    /// ([`Series::set_windows`]): figures written with the reports would be as old as the last
+    /// write, ten minutes and more, and paging past a window's end. Two bytes inside the
+    /// record's padding.
+    windows: Option<Windows>,
     refused: Count,
 }
 
@@ -169,6 +181,11 @@ impl Series {
     /// Sets the SLA gauges.
     pub fn set_sla(&mut self, sla: &SlaGauges) {
         self.sla = Some(*sla);
+    }
+
+    /// Sets the window gauges, on a scrape's copy.
+    pub fn set_windows(&mut self, windows: Windows) {
+        self.windows = Some(windows);
     }
 }
 
@@ -370,6 +387,17 @@ fn write_series(
     };
     let flag = |b: bool| f64::from(u8::from(b));
     match (family, &s.probes, &s.sla) {
+        (3 | 4, _, _) => {
+            if let Some(w) = s.windows {
+                head(out);
+                let open = if family == 3 {
+                    w.in_service
+                } else {
+                    w.in_monitoring
+                };
+                sample(out, (name, ""), l, None, None, flag(open));
+            }
+        }
         (0, Some(p), _) => {
             for (result, n) in [(RESULT_FAILURE, p.failures), (RESULT_SUCCESS, p.successes)] {
                 if n > 0 {
@@ -393,10 +421,8 @@ fn write_series(
             sample(out, (name, "_sum"), l, None, None, p.duration_sum);
             sample(out, (name, "_count"), l, None, None, count);
         }
-        (3..=7, _, Some(sla)) => {
+        (5..=7, _, Some(sla)) => {
             let value = match family {
-                3 => flag(sla.in_service_window),
-                4 => flag(sla.in_monitoring_window),
                 5 => sla.availability_percent,
                 6 => sla.target_percent,
                 _ => sla.error_budget_remaining_ratio,
@@ -499,11 +525,16 @@ mod tests {
             .entry(l.clone())
             .or_default()
             .set_sla(&SlaGauges {
-                in_service_window: true,
-                in_monitoring_window: false,
                 availability_percent: 99.95,
                 target_percent: 99.9,
                 error_budget_remaining_ratio: 0.5,
+            });
+        components
+            .entry(l.clone())
+            .or_default()
+            .set_windows(Windows {
+                in_service: true,
+                in_monitoring: false,
             });
         let t = text(&registry, &components);
         let labels = r#"component="zaaksysteem",service_level="gold",tenant="roosendaal""#;
@@ -605,8 +636,6 @@ mod tests {
         let refused = ProbeResult::Refused(crate::sla::target::Refused::new("x"));
         observe(&m, &mut components, &report(&odd, refused));
         let sla = SlaGauges {
-            in_service_window: true,
-            in_monitoring_window: false,
             availability_percent: 99.95,
             target_percent: 99.9,
             error_budget_remaining_ratio: -0.25,
@@ -614,6 +643,20 @@ mod tests {
         components.entry(gold.clone()).or_default().set_sla(&sla);
         let sla_only = TargetLabels::new("moerdijk", "gis", "silver");
         components.entry(sla_only).or_default().set_sla(&sla);
+        let windows = Windows {
+            in_service: false,
+            in_monitoring: true,
+        };
+        components
+            .entry(gold.clone())
+            .or_default()
+            .set_windows(windows);
+        // A component not written to its reports yet has its windows, not its figures.
+        let windows_only = TargetLabels::new("moerdijk", "kaart", "gold");
+        components
+            .entry(windows_only)
+            .or_default()
+            .set_windows(windows);
         let written = written(&components);
         let families: Vec<MetricFamily> = collect(&components)
             .into_iter()
@@ -723,11 +766,14 @@ mod tests {
                 families[1].mut_metric().push(gauge_metric(l, success));
                 families[2].mut_metric().push(histogram_metric(l, p));
             }
+            let flag = |b: bool| f64::from(u8::from(b));
+            if let Some(w) = &s.windows {
+                for (i, v) in [(3, flag(w.in_service)), (4, flag(w.in_monitoring))] {
+                    families[i].mut_metric().push(gauge_metric(l, v));
+                }
+            }
             if let Some(sla) = &s.sla {
-                let flag = |b: bool| f64::from(u8::from(b));
                 for (i, v) in [
-                    (3, flag(sla.in_service_window)),
-                    (4, flag(sla.in_monitoring_window)),
                     (5, sla.availability_percent),
                     (6, sla.target_percent),
                     (7, sla.error_budget_remaining_ratio),
