@@ -388,7 +388,19 @@ async fn operator_end_to_end() {
         }
     }
 
-    // 3. A component removed: its children go.
+    // 3. A component removed: its children go — only what regie applied: a Deployment the
+    // tenant's staff made from a copy of regie's manifest carries regie's labels, and stays.
+    cluster
+        .apply_yaml(
+            work.path(),
+            "copy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: datawarehouse-copy\n  \
+             namespace: tenant-moerdijk\n  labels: {app.kubernetes.io/managed-by: regie, \
+             regie.dev/tenant: moerdijk, regie.dev/component: datawarehouse}\nspec:\n  \
+             selector: {matchLabels: {app: copy}}\n  template:\n    metadata: {labels: {app: \
+             copy}}\n    spec:\n      containers: [{name: app, image: registry.example/copy:1}]\n",
+        )
+        .expect("a copy");
     comps_in(&client, "tenant-moerdijk")
         .delete("datawarehouse", &DeleteParams::default())
         .await
@@ -407,6 +419,18 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("service pruned");
+    assert!(
+        moerdijk
+            .get_opt("datawarehouse-copy")
+            .await
+            .expect("get")
+            .is_some(),
+        "a Deployment regie never applied is not pruned, whatever its labels"
+    );
+    moerdijk
+        .delete("datawarehouse-copy", &DeleteParams::default())
+        .await
+        .expect("the staff remove their copy");
 
     // 4. Bad input: Stalled with the root cause, then fixed → Ready.
     let patch = serde_json::json!({"spec": {"serviceLevel": "platinum"}});

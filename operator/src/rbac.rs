@@ -23,7 +23,8 @@ pub const CLUSTER_ROLE: &str = "regie-operator";
 /// there).
 pub fn cluster_rules() -> Value {
     let read = json!(["list", "watch"]);
-    let children = json!(["list", "watch", "create", "patch", "delete"]);
+    // `get`: a child is read before it is deleted, to make sure regie applied it.
+    let children = json!(["get", "list", "watch", "create", "patch", "delete"]);
     json!([
         {"apiGroups": ["regie.dev"],
          "resources": ["servicelevels", "workplacepackages", "hostingcomponents",

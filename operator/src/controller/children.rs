@@ -14,7 +14,7 @@ use std::num::{NonZeroI64, NonZeroU64};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
@@ -784,7 +784,8 @@ pub async fn apply(
     Ok(true)
 }
 
-/// Deletes a child regie no longer wants. Returns true on a write.
+/// Deletes a child regie no longer wants, if regie applied it (see [`applied_by_regie`]): one
+/// read before the delete, which is rare. Returns true on a write.
 pub async fn delete(
     client: &Client,
     kinds: &[ChildKind],
@@ -796,7 +797,30 @@ pub async fn delete(
         return Ok(false);
     };
     let api = api_for(client, kind, key.1.as_deref());
-    match api.delete(&key.2, &DeleteParams::background()).await {
+    // Only what regie applied: its labels are no proof — a manifest copied from one of regie's
+    // objects carries them, and anyone may set them by hand.
+    let Some(live) = api.get_metadata_opt(&key.2).await? else {
+        index.forget(key);
+        return Ok(false);
+    };
+    if !applied_by_regie(&live.metadata) {
+        tracing::warn!(
+            kind = %key.0,
+            namespace = key.1.as_deref().unwrap_or(""),
+            name = %key.2,
+            "labelled as regie's but never applied by regie; left in place"
+        );
+        return Ok(false);
+    }
+    // The object checked, not one made since under its name.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&key.2, &params).await {
         Ok(_) => {
             metrics.write("delete", &key.0);
             Ok(true)
@@ -807,6 +831,13 @@ pub async fn delete(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether regie's field manager has applied the object (server-side apply).
+pub fn applied_by_regie(meta: &kube::api::ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|f| {
+        f.manager.as_deref() == Some(FIELD_MANAGER) && f.operation.as_deref() == Some("Apply")
+    })
 }
 
 /// An owner reference to a regie object; children are garbage-collected with their owner.
@@ -872,6 +903,37 @@ mod tests {
         assert_eq!(parse_hex("edited by hand"), None);
         assert_eq!(parse_hex(&"zz".repeat(32)), None);
         assert_eq!(parse_hex(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn only_what_regies_field_manager_applied_is_regies() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let meta = |entries: &[(&str, &str)]| kube::api::ObjectMeta {
+            managed_fields: Some(
+                entries
+                    .iter()
+                    .map(|(manager, operation)| ManagedFieldsEntry {
+                        manager: Some(manager.to_string()),
+                        operation: Some(operation.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert!(applied_by_regie(&meta(&[
+            ("kube-controller-manager", "Update"),
+            ("regie", "Apply")
+        ])));
+        assert!(!applied_by_regie(&meta(&[(
+            "kubectl-client-side-apply",
+            "Update"
+        )])));
+        assert!(
+            !applied_by_regie(&meta(&[("regie", "Update")])),
+            "not applied"
+        );
+        assert!(!applied_by_regie(&kube::api::ObjectMeta::default()));
     }
 
     #[test]

@@ -237,11 +237,9 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         .partition(|p| namespace.is_some() && is_workload(&p.child));
     tracing::debug!("plan built");
     if !namespace_terminating {
-        let applied = futures::future::try_join_all(
-            workloads.into_iter().map(|e| apply_child(&ctx, &name, e)),
-        )
-        .await
-        .map(|_| ());
+        let applied = in_order(workloads.into_iter().map(|e| apply_child(&ctx, &name, e)))
+            .await
+            .map(|_| ());
         if let Some(next) = stall_if_rejected(&ctx, &tenant, applied).await? {
             return Ok(next);
         }
@@ -384,8 +382,7 @@ async fn apply_and_prune(
         apply_child(ctx, tenant, entry).await?;
         ctx.release_namespace_claim(&entry.child.name, tenant);
     }
-    futures::future::try_join_all(contents.into_iter().map(|e| apply_child(ctx, tenant, e)))
-        .await?;
+    in_order(contents.into_iter().map(|e| apply_child(ctx, tenant, e))).await?;
     let wanted: BTreeSet<ChildKey> = desired.iter().map(|p| key_of(&p.child)).collect();
     let mut left_behind = Vec::new();
     let unwanted = ctx
@@ -406,8 +403,8 @@ async fn apply_and_prune(
             !held
         })
         .map(|(key, _)| key)
-        .collect::<Vec<_>>();
-    futures::future::try_join_all(unwanted.iter().map(|key| async move {
+        .collect::<std::collections::BTreeSet<_>>();
+    in_order(unwanted.iter().map(|key| async move {
         children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, key)
             .await
             .map_err(|e| refused(e, "deletion of", &key.0, key.1.as_deref(), &key.2))
@@ -417,6 +414,18 @@ async fn apply_and_prune(
         mark_orphans_in(ctx, &ns).await;
     }
     Ok(())
+}
+
+/// Runs `writes` together, each to its end, and returns the first error in their order, not in
+/// time: with two children refused, the tenant's Stalled message always names the same one
+/// (one that alternated would be a status write and an event at every retry).
+async fn in_order<T>(
+    writes: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, Error>>>,
+) -> Result<Vec<T>, Error> {
+    futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// regie takes over no namespace it did not create. A Tenant naming one that exists —
