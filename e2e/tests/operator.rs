@@ -772,6 +772,30 @@ async fn operator_end_to_end() {
         "`default` is not deleted with the squatter"
     );
 
+    // A tenant's own `tenant-<name>`, created before it by a pipeline, is taken over.
+    cluster
+        .kubectl_ok(&["create", "namespace", "tenant-early"])
+        .expect("ns");
+    let early: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "early"},
+        "spec": {"displayName": "Early", "serviceLevel": "bronze", "inhabitants": 1000,
+                 "membership": {"joined": "2026-01-01"}, "access": {"groups": ["early:ict"]}}
+    }))
+    .expect("a tenant");
+    tenants
+        .create(&Default::default(), &early)
+        .await
+        .expect("create early");
+    tenants_ready(&client, &["early"], WAIT)
+        .await
+        .expect("a tenant whose own namespace was made first is Ready");
+    let early_ns = namespaces.get("tenant-early").await.expect("namespace");
+    assert_eq!(tenant_label(&early_ns), Some("early"), "taken over");
+    tenants
+        .delete("early", &DeleteParams::default())
+        .await
+        .expect("delete early");
+
     // Two tenants created at the same moment naming one new namespace: one gets it, the other
     // is Stalled without having applied anything into it (no RoleBinding for its groups, not
     // even for a moment); when the first goes, the second takes the namespace over.

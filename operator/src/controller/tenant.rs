@@ -428,12 +428,17 @@ async fn in_order<T>(
         .collect()
 }
 
-/// regie takes over no namespace it did not create. A Tenant naming one that exists —
-/// `regie-system`, `monitoring`, a team's own — would otherwise have it labelled, isolated and
-/// opened to the tenant's groups with `edit` (in regie's own namespace: its billing token), and
-/// deleted with the tenant or when the name is corrected. Asked only when the watch does not
-/// know the namespace as regie's: once per new namespace, a read.
+/// regie takes over no namespace it did not create, but for the tenant's own `tenant-<name>`,
+/// which a pipeline may create before regie does so that the tenant's components can be applied
+/// in one go. A namespace named in `spec.namespace` — `regie-system`, `monitoring`, a team's
+/// own — would otherwise be labelled, isolated and opened to the tenant's groups with `edit` (in
+/// regie's own namespace: its billing token), and deleted with the tenant or when the name is
+/// corrected. Asked only when the watch does not know the namespace as regie's: once per new
+/// namespace, a read.
 async fn refuse_foreign_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<(), Error> {
+    if ns.strip_prefix(regie_crds::tenancy::NAMESPACE_PREFIX) == Some(tenant) {
+        return Ok(());
+    }
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
     let Some(live) = api.get_metadata_opt(ns).await? else {
         return Ok(());
@@ -448,9 +453,9 @@ async fn refuse_foreign_namespace(ctx: &Context, tenant: &str, ns: &str) -> Resu
     Err(Error::Rejected(Stall {
         reason: "NamespaceNotOwned",
         message: format!(
-            "namespace {ns} exists and was not made by regie for this tenant: regie takes no \
-             existing namespace over (name a new one, or hand this one over by labelling it \
-             {}={} and {}={tenant})",
+            "namespace {ns} exists and was not made by regie for this tenant: regie takes over \
+             no existing namespace but the tenant's own tenant-{tenant} (name a new one, or hand \
+             this one over by labelling it {}={} and {}={tenant})",
             desired::LABEL_MANAGED_BY,
             desired::MANAGER,
             desired::LABEL_TENANT
