@@ -668,13 +668,10 @@ async fn operator_end_to_end() {
 
     // 5. A tenant that names another's namespace is Stalled and takes nothing over; deleting
     // it leaves that namespace alone.
-    let copycat: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "copycat"},
-        "spec": {"displayName": "Copycat", "serviceLevel": "gold", "inhabitants": 1000,
-                 "membership": {"joined": "2026-01-01"}, "access": {"groups": ["copycat:ict"]},
-                 "namespace": "tenant-tholen"}
-    }))
-    .expect("a tenant");
+    let copycat = small_tenant(
+        "copycat",
+        serde_json::json!({"serviceLevel": "gold", "namespace": "tenant-tholen"}),
+    );
     tenants
         .create(&Default::default(), &copycat)
         .await
@@ -697,17 +694,9 @@ async fn operator_end_to_end() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let tholen_ns = namespaces.get("tenant-tholen").await.expect("namespace");
     assert_eq!(tenant_label(&tholen_ns), Some("tholen"), "still Tholen's");
-    tenants
-        .delete("copycat", &DeleteParams::default())
+    offboarded(&tenants, "copycat")
         .await
-        .expect("delete copycat");
-    let t2 = tenants.clone();
-    eventually("copycat gone", WAIT, || {
-        let t2 = t2.clone();
-        async move { Ok(t2.get_opt("copycat").await?.is_none()) }
-    })
-    .await
-    .expect("its finalizer released");
+        .expect("its finalizer released");
     let tholen_ns = namespaces.get("tenant-tholen").await.expect("namespace");
     assert!(
         tholen_ns.metadata.deletion_timestamp.is_none(),
@@ -717,13 +706,7 @@ async fn operator_end_to_end() {
     // A tenant naming a namespace that exists and regie did not make — here `default`, where
     // this operator keeps its own state, as `regie-system` in a real installation — is Stalled
     // and nothing is written into the namespace; deleting the tenant leaves the namespace.
-    let squatter: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "squatter"},
-        "spec": {"displayName": "Squatter", "serviceLevel": "bronze", "inhabitants": 1000,
-                 "membership": {"joined": "2026-01-01"},
-                 "access": {"groups": ["squatter:ict"]}, "namespace": "default"}
-    }))
-    .expect("a tenant");
+    let squatter = small_tenant("squatter", serde_json::json!({"namespace": "default"}));
     tenants
         .create(&Default::default(), &squatter)
         .await
@@ -755,17 +738,9 @@ async fn operator_end_to_end() {
         made, [0; 7],
         "nothing of the squatter's applied into `default`"
     );
-    tenants
-        .delete("squatter", &DeleteParams::default())
+    offboarded(&tenants, "squatter")
         .await
-        .expect("delete squatter");
-    let t2 = tenants.clone();
-    eventually("squatter gone", WAIT, || {
-        let t2 = t2.clone();
-        async move { Ok(t2.get_opt("squatter").await?.is_none()) }
-    })
-    .await
-    .expect("its finalizer released");
+        .expect("its finalizer released");
     let default_ns = namespaces.get("default").await.expect("namespace");
     assert!(
         default_ns.metadata.deletion_timestamp.is_none(),
@@ -776,12 +751,7 @@ async fn operator_end_to_end() {
     cluster
         .kubectl_ok(&["create", "namespace", "tenant-early"])
         .expect("ns");
-    let early: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "early"},
-        "spec": {"displayName": "Early", "serviceLevel": "bronze", "inhabitants": 1000,
-                 "membership": {"joined": "2026-01-01"}, "access": {"groups": ["early:ict"]}}
-    }))
-    .expect("a tenant");
+    let early = small_tenant("early", serde_json::json!({}));
     tenants
         .create(&Default::default(), &early)
         .await
@@ -799,15 +769,7 @@ async fn operator_end_to_end() {
     // Two tenants created at the same moment naming one new namespace: one gets it, the other
     // is Stalled without having applied anything into it (no RoleBinding for its groups, not
     // even for a moment); when the first goes, the second takes the namespace over.
-    let twin = |name: &str| -> Tenant {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
-            "spec": {"displayName": name, "serviceLevel": "bronze", "inhabitants": 1000,
-                     "membership": {"joined": "2026-01-01"},
-                     "access": {"groups": [format!("{name}:ict")]}, "namespace": "shared-twins"}
-        }))
-        .expect("a tenant")
-    };
+    let twin = |name: &str| small_tenant(name, serde_json::json!({"namespace": "shared-twins"}));
     let (twin_a, twin_b, pp) = (twin("twin-a"), twin("twin-b"), Default::default());
     let (a, b) = tokio::join!(tenants.create(&pp, &twin_a), tenants.create(&pp, &twin_b));
     a.expect("create twin-a");
@@ -1494,6 +1456,34 @@ fn landed_writes(events: &[AuditEvent]) -> BTreeMap<String, u64> {
         *by_kind.entry(kind.to_string()).or_insert(0) += 1;
     }
     by_kind
+}
+
+/// A bronze Tenant of the steps that make their own, its group `<name>:ict`, with `spec`'s
+/// fields set over these.
+fn small_tenant(name: &str, spec: serde_json::Value) -> Tenant {
+    let mut body = serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {"displayName": name, "serviceLevel": "bronze", "inhabitants": 1000,
+                 "membership": {"joined": "2026-01-01"},
+                 "access": {"groups": [format!("{name}:ict")]}}
+    });
+    if let Some(fields) = spec.as_object() {
+        for (k, v) in fields {
+            body["spec"][k] = v.clone();
+        }
+    }
+    serde_json::from_value(body).expect("a tenant")
+}
+
+/// Deletes tenant `name` and waits until it is gone: its cleanup done, its finalizer released.
+async fn offboarded(tenants: &Api<Tenant>, name: &str) -> anyhow::Result<()> {
+    tenants.delete(name, &DeleteParams::default()).await?;
+    eventually(&format!("{name} gone"), WAIT, || {
+        let tenants = tenants.clone();
+        let name = name.to_string();
+        async move { Ok(tenants.get_opt(&name).await?.is_none()) }
+    })
+    .await
 }
 
 /// The Warning events about etten-leur's missing service level: note and occurrences.
