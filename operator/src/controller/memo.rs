@@ -8,6 +8,9 @@
 //! and only for [`WINDOW`]: longer than a watch lags, short enough that someone else's status
 //! write is corrected by the next reconcile after it.
 //!
+//! It also tells when the cached status is older than one this process wrote: a change and its
+//! revert in quick succession must write the reverted status although the cache shows it.
+//!
 //! Only the last moments of writes are held: expired entries are dropped at most once per
 //! window (and by the controller's housekeeping when no write comes), and the table gives back
 //! its room after a burst (see [`crate::room`]: a cold start writes thousands of statuses in a
@@ -69,6 +72,23 @@ impl StatusMemo {
         })
     }
 
+    /// Whether this process wrote, less than [`WINDOW`] before `now`, a status for `uid` other
+    /// than `digest` that the cache, at `cached_version`, does not show yet: the cached status is
+    /// then older than the API server's, and comparing with it says nothing.
+    pub fn wrote_another(
+        &self,
+        uid: &str,
+        cached_version: Option<&str>,
+        digest: u64,
+        now: Instant,
+    ) -> bool {
+        self.lock().by_uid.get(uid).is_some_and(|w| {
+            w.digest != digest
+                && behind(cached_version, w.resource_version.as_deref())
+                && now.saturating_duration_since(w.at) < WINDOW
+        })
+    }
+
     /// Notes that this process wrote the status of digest `digest` for `uid` at `now`, and the
     /// write produced `resource_version`.
     pub fn record(&self, uid: &str, digest: u64, resource_version: Option<&str>, now: Instant) {
@@ -107,6 +127,17 @@ impl StatusMemo {
     }
 }
 
+/// Whether a cache at version `cached` has not seen the write that produced `written`. Versions
+/// are opaque to clients, but the API server's are etcd revisions: when both read as numbers, a
+/// cache past the write (someone else wrote after it, the prober say) has seen it.
+fn behind(cached: Option<&str>, written: Option<&str>) -> bool {
+    let number = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
+    match (number(cached), number(written)) {
+        (Some(c), Some(w)) => c < w,
+        _ => cached != written,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +160,34 @@ mod tests {
         assert!(!memo.just_wrote("uid-2", Some("10"), digest, t0));
         // After the window the cache decides alone too: someone else may have written since.
         assert!(!memo.just_wrote("uid-1", Some("10"), digest, t0 + WINDOW));
+    }
+
+    /// A, B, A in quick succession: the third reconcile reads A from a cache that has not seen
+    /// B's status, and must write A all the same.
+    #[test]
+    fn a_status_the_cache_has_not_seen_makes_the_cached_one_out_of_date() {
+        let memo = StatusMemo::default();
+        let t0 = Instant::now();
+        let (a, b) = (7, 8);
+        memo.record("uid-1", b, Some("12"), t0);
+        assert!(
+            memo.wrote_another("uid-1", Some("11"), a, t0),
+            "cache at 11 shows A, B is out"
+        );
+        assert!(
+            !memo.wrote_another("uid-1", Some("11"), b, t0),
+            "B itself: just_wrote's case"
+        );
+        assert!(
+            !memo.wrote_another("uid-1", Some("12"), a, t0),
+            "the cache shows B: it decides"
+        );
+        assert!(
+            !memo.wrote_another("uid-1", Some("13"), a, t0),
+            "and past B (the prober's write after it)"
+        );
+        assert!(!memo.wrote_another("uid-2", Some("11"), a, t0));
+        assert!(!memo.wrote_another("uid-1", Some("11"), a, t0 + WINDOW));
     }
 
     #[test]

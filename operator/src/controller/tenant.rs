@@ -765,11 +765,31 @@ async fn write_tenant_status(
         new.packages = old.packages.clone();
         new.components_summary = old.components_summary.clone();
     }
-    if new == old {
+    let current = cache_is_current(ctx, tenant, &new);
+    if new == old && current {
         return Ok(());
     }
-    warn_on_new_stall(ctx, tenant, &old.conditions, &new.conditions).await;
+    let was: &[Condition] = if current { &old.conditions } else { &[] };
+    warn_on_new_stall(ctx, tenant, was, &new.conditions).await;
     patch_status(ctx, tenant, &new).await
+}
+
+/// Whether the cached status of `obj` is the one the API server holds, as far as this process
+/// knows: not when it wrote another status than `new` a moment ago that the cache does not show
+/// yet. A change and its revert in quick succession (A, B, A) otherwise left the status at B:
+/// the third reconcile, reading A from a cache that had not seen B's status, found nothing to
+/// write, and no later event came to correct it.
+fn cache_is_current<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    new: &impl Serialize,
+) -> bool {
+    !ctx.status_memo.wrote_another(
+        obj.meta().uid.as_deref().unwrap_or_default(),
+        obj.meta().resource_version.as_deref(),
+        cache::digest(new),
+        std::time::Instant::now(),
+    )
 }
 
 /// Publishes one Warning event when an object becomes Stalled (not on every reconcile).
@@ -923,8 +943,10 @@ async fn write_component_status(
             Ok(())
         }
     };
-    if new != old {
-        warn_on_new_stall(ctx, c.as_ref(), &old.conditions, &new.conditions).await;
+    let current = cache_is_current(ctx, c.as_ref(), &new);
+    if new != old || !current {
+        let was: &[Condition] = if current { &old.conditions } else { &[] };
+        warn_on_new_stall(ctx, c.as_ref(), was, &new.conditions).await;
         patch_status(ctx, c.as_ref(), &new).await?;
     }
     Ok(result)
@@ -1011,9 +1033,11 @@ async fn write_package_status(
         );
         None
     };
-    if new != old {
-        warn_on_new_stall(ctx, p, &old.conditions, &new.conditions).await;
-        super::accounts::warn_on_failure(ctx, p, &old.conditions, &new.conditions).await;
+    let current = cache_is_current(ctx, p, &new);
+    if new != old || !current {
+        let was: &[Condition] = if current { &old.conditions } else { &[] };
+        warn_on_new_stall(ctx, p, was, &new.conditions).await;
+        super::accounts::warn_on_failure(ctx, p, was, &new.conditions).await;
         patch_status(ctx, p, &new).await?;
     }
     Ok(billed)
@@ -1049,8 +1073,10 @@ pub async fn mark_orphan_component(ctx: &Context, c: &HostingComponent) {
         Some(&stall),
         None,
     );
-    if new != old {
-        warn_on_new_stall(ctx, c, &old.conditions, &new.conditions).await;
+    let current = cache_is_current(ctx, c, &new);
+    if new != old || !current {
+        let was: &[Condition] = if current { &old.conditions } else { &[] };
+        warn_on_new_stall(ctx, c, was, &new.conditions).await;
         if let Err(e) = patch_status(ctx, c, &new).await {
             tracing::warn!(error = %e, component = %c.name_any(), "cannot mark component stalled");
         }
@@ -1078,8 +1104,10 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         Some(&stall),
         None,
     );
-    if new != old {
-        warn_on_new_stall(ctx, p, &old.conditions, &new.conditions).await;
+    let current = cache_is_current(ctx, p, &new);
+    if new != old || !current {
+        let was: &[Condition] = if current { &old.conditions } else { &[] };
+        warn_on_new_stall(ctx, p, was, &new.conditions).await;
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
