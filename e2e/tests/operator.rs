@@ -643,28 +643,10 @@ async fn operator_end_to_end() {
     }
 
     // A component in a namespace that belongs to no tenant.
-    cluster
-        .kubectl_ok(&["create", "namespace", "stray"])
-        .expect("ns");
-    let stray = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, namespace: stray}\nspec: {class: applicationHosting, saas: {url: \"https://lost.example/\"}}\n";
-    let f = work.path().join("stray.yaml");
-    std::fs::write(&f, stray).expect("write");
-    cluster
-        .kubectl_ok(&["apply", "--server-side", "-f", &f.to_string_lossy()])
-        .expect("apply");
-    let strays = comps_in(&client, "stray");
-    eventually("the stray component Stalled", WAIT, || {
-        let strays = strays.clone();
-        async move {
-            let c = strays.get("lost").await?;
-            Ok(c.status.is_some_and(|s| {
-                find(&s.conditions, STALLED)
-                    .is_some_and(|c| c.status == "True" && c.reason == "NoTenant")
-            }))
-        }
-    })
-    .await
-    .expect("a component outside any tenant's namespace is Stalled");
+    lose_component(&cluster, work.path(), "stray");
+    lost_component_stalled(&client, "stray")
+        .await
+        .expect("a component outside any tenant's namespace is Stalled");
 
     // 5. A tenant that names another's namespace is Stalled and takes nothing over; deleting
     // it leaves that namespace alone.
@@ -1224,32 +1206,11 @@ async fn operator_end_to_end() {
     // A component put in a namespace of no tenant while no regie ran has no watch event to
     // come: the restarted operator marks it all the same.
     op.stop().await.expect("stop");
-    cluster
-        .kubectl_ok(&["create", "namespace", "stray-while-down"])
-        .expect("ns");
-    cluster
-        .apply_yaml(
-            work.path(),
-            "stray-while-down.yaml",
-            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, \
-             namespace: stray-while-down}\nspec: {class: applicationHosting, saas: {url: \
-             \"https://lost.example/\"}}\n",
-        )
-        .expect("apply");
+    lose_component(&cluster, work.path(), "stray-while-down");
     let op = RunningOperator::start(operator_client.clone(), Options::default(), None);
-    let strays = comps_in(&client, "stray-while-down");
-    eventually("the component left while down Stalled", WAIT, || {
-        let strays = strays.clone();
-        async move {
-            let c = strays.get("lost").await?;
-            Ok(c.status.is_some_and(|s| {
-                find(&s.conditions, STALLED)
-                    .is_some_and(|c| c.status == "True" && c.reason == "NoTenant")
-            }))
-        }
-    })
-    .await
-    .expect("a component outside any tenant's namespace is Stalled after a restart too");
+    lost_component_stalled(&client, "stray-while-down")
+        .await
+        .expect("a component outside any tenant's namespace is Stalled after a restart too");
 
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants
@@ -1573,6 +1534,37 @@ where
         .await?
         .items
         .len())
+}
+
+/// Creates namespace `ns`, which no tenant names, with a SaaS component `lost` in it.
+fn lose_component(cluster: &TestCluster, dir: &std::path::Path, ns: &str) {
+    cluster
+        .kubectl_ok(&["create", "namespace", ns])
+        .expect("ns");
+    let yaml = format!(
+        "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: lost, \
+         namespace: {ns}}}\nspec: {{class: applicationHosting, saas: {{url: \
+         \"https://lost.example/\"}}}}\n"
+    );
+    cluster
+        .apply_yaml(dir, &format!("{ns}.yaml"), &yaml)
+        .expect("apply");
+}
+
+/// Waits until component `lost` of namespace `ns` is Stalled for belonging to no tenant.
+async fn lost_component_stalled(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let lost = comps_in(client, ns);
+    eventually(&format!("{ns}/lost Stalled"), WAIT, || {
+        let lost = lost.clone();
+        async move {
+            let c = lost.get("lost").await?;
+            Ok(c.status.is_some_and(|s| {
+                find(&s.conditions, STALLED)
+                    .is_some_and(|c| c.status == "True" && c.reason == "NoTenant")
+            }))
+        }
+    })
+    .await
 }
 
 fn comps_in(client: &Client, ns: &str) -> Api<HostingComponent> {

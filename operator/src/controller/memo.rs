@@ -65,10 +65,8 @@ impl StatusMemo {
         digest: u64,
         now: Instant,
     ) -> bool {
-        self.lock().by_uid.get(uid).is_some_and(|w| {
-            w.digest == digest
-                && w.resource_version.as_deref() != cached_version
-                && now.saturating_duration_since(w.at) < WINDOW
+        self.recent(uid, now, |w| {
+            w.digest == digest && w.resource_version.as_deref() != cached_version
         })
     }
 
@@ -82,11 +80,17 @@ impl StatusMemo {
         digest: u64,
         now: Instant,
     ) -> bool {
-        self.lock().by_uid.get(uid).is_some_and(|w| {
-            w.digest != digest
-                && behind(cached_version, w.resource_version.as_deref())
-                && now.saturating_duration_since(w.at) < WINDOW
+        self.recent(uid, now, |w| {
+            w.digest != digest && behind(cached_version, w.resource_version.as_deref())
         })
+    }
+
+    /// Whether the write held for `uid` is younger than [`WINDOW`] at `now` and passes `test`.
+    fn recent(&self, uid: &str, now: Instant, test: impl FnOnce(&Written) -> bool) -> bool {
+        self.lock()
+            .by_uid
+            .get(uid)
+            .is_some_and(|w| now.saturating_duration_since(w.at) < WINDOW && test(w))
     }
 
     /// Notes that this process wrote the status of digest `digest` for `uid` at `now`, and the

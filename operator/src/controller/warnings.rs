@@ -180,7 +180,7 @@ impl Warnings {
         let plan = self.lock().plan(&key, object, now);
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        let sent = match plan {
+        let name = match plan {
             Send::Repeat { name, count } => {
                 let patch = serde_json::json!({
                     "series": EventSeries { count, last_observed_time: MicroTime(now) }
@@ -191,48 +191,22 @@ impl Warnings {
                 {
                     Ok(_) => {
                         metrics.write("patch", "Event");
-                        Send::Repeat { name, count }
+                        self.lock().sent(key, &Send::Repeat { name, count }, now);
+                        return Ok(());
                     }
                     // The server dropped it (Events expire): the repeat starts a new one.
                     Err(kube::Error::Api(s)) if s.code == 404 => {
                         self.lock().forget(&key);
-                        let name = event_name(object, now);
-                        self.create(
-                            &events, metrics, &name, regarding, reason, action, note, now,
-                        )
-                        .await?;
-                        Send::Create { name }
+                        event_name(object, now)
                     }
                     Err(e) => return Err(e),
                 }
             }
-            Send::Create { name } => {
-                self.create(
-                    &events, metrics, &name, regarding, reason, action, note, now,
-                )
-                .await?;
-                Send::Create { name }
-            }
+            Send::Create { name } => name,
         };
-        self.lock().sent(key, &sent, now);
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn create(
-        &self,
-        events: &Api<Event>,
-        metrics: &Metrics,
-        name: &str,
-        regarding: &ObjectReference,
-        reason: &str,
-        action: &str,
-        note: &str,
-        now: Timestamp,
-    ) -> Result<(), kube::Error> {
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(name.into()),
+                name: Some(name.clone()),
                 namespace: regarding.namespace.clone(),
                 ..ObjectMeta::default()
             },
@@ -248,6 +222,7 @@ impl Warnings {
         };
         events.create(&PostParams::default(), &event).await?;
         metrics.write("create", "Event");
+        self.lock().sent(key, &Send::Create { name }, now);
         Ok(())
     }
 
