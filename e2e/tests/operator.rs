@@ -748,6 +748,71 @@ async fn operator_end_to_end() {
         .await
         .expect("delete early");
 
+    // A tenant's namespace deleted by hand: while it terminates (a component held by a
+    // finalizer of someone else's keeps it so) the component says it goes with it, not Ready,
+    // and the tenant waits; once it is gone regie makes it again.
+    let holder = small_tenant("holder", serde_json::json!({}));
+    tenants
+        .create(&Default::default(), &holder)
+        .await
+        .expect("create holder");
+    tenants_ready(&client, &["holder"], WAIT)
+        .await
+        .expect("holder Ready");
+    let held = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: held, namespace: tenant-holder, finalizers: [e2e.regie.dev/hold]}\nspec: {class: applicationHosting, saas: {url: \"https://held.example/\"}}\n";
+    cluster
+        .apply_yaml(work.path(), "held.yaml", held)
+        .expect("apply");
+    let held_comps = comps_in(&client, "tenant-holder");
+    eventually("held Ready", WAIT, || {
+        let held_comps = held_comps.clone();
+        async move {
+            let st = held_comps.get("held").await?.status.unwrap_or_default();
+            Ok(find(&st.conditions, READY).is_some_and(|c| c.status == "True"))
+        }
+    })
+    .await
+    .expect("a component in the holder's namespace Ready");
+    namespaces
+        .delete("tenant-holder", &DeleteParams::default())
+        .await
+        .expect("delete the holder's namespace by hand");
+    eventually("held going with its namespace", WAIT, || {
+        let (held_comps, tenants) = (held_comps.clone(), tenants.clone());
+        async move {
+            let st = held_comps.get("held").await?.status.unwrap_or_default();
+            let tenant = tenants.get("holder").await?.status.unwrap_or_default();
+            Ok(find(&st.conditions, READY)
+                .is_some_and(|c| c.status == "False" && c.reason == "NamespaceTerminating")
+                && find(&tenant.conditions, READY).is_some_and(|c| c.status == "False"))
+        }
+    })
+    .await
+    .expect("a component in a terminating namespace is not Ready, nor is its tenant");
+    held_comps
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("release held");
+    eventually("the holder's namespace made again", WAIT, || {
+        let namespaces = namespaces.clone();
+        async move {
+            let ns = namespaces.get_opt("tenant-holder").await?;
+            Ok(ns.is_some_and(|n| n.metadata.deletion_timestamp.is_none()))
+        }
+    })
+    .await
+    .expect("a tenant's namespace deleted by hand is made again");
+    tenants_ready(&client, &["holder"], WAIT)
+        .await
+        .expect("holder Ready again");
+    offboarded(&tenants, "holder")
+        .await
+        .expect("holder offboarded");
+
     // Two tenants created at the same moment naming one new namespace: one gets it, the other
     // is Stalled without having applied anything into it (no RoleBinding for its groups, not
     // even for a moment); when the first goes, the second takes the namespace over.
@@ -945,6 +1010,44 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("the moved tenant offboarded");
+
+    // A tenant deleted while a namespace it left still holds a component: the finalizer is
+    // released only once both its namespaces are gone.
+    let leaver = small_tenant("leaver", serde_json::json!({}));
+    tenants
+        .create(&Default::default(), &leaver)
+        .await
+        .expect("create leaver");
+    tenants_ready(&client, &["leaver"], WAIT)
+        .await
+        .expect("leaver Ready");
+    let lost_in_left = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, namespace: tenant-leaver}\nspec: {class: applicationHosting, saas: {url: \"https://lost.example/\"}}\n";
+    cluster
+        .apply_yaml(work.path(), "leaver-lost.yaml", lost_in_left)
+        .expect("apply");
+    tenants
+        .patch(
+            "leaver",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"namespace": "leaver-elsewhere"}})),
+        )
+        .await
+        .expect("move leaver");
+    lost_component_stalled(&client, "tenant-leaver")
+        .await
+        .expect("the component left behind Stalled");
+    tenants_ready(&client, &["leaver"], WAIT)
+        .await
+        .expect("leaver Ready in its new namespace");
+    offboarded(&tenants, "leaver")
+        .await
+        .expect("leaver offboarded");
+    for ns in ["tenant-leaver", "leaver-elsewhere"] {
+        assert!(
+            namespaces.get_opt(ns).await.expect("get").is_none(),
+            "namespace {ns} of an offboarded tenant is gone before its finalizer is released"
+        );
+    }
 
     // A hosted component whose name cannot name a Service (DNS-1035: a letter first) is
     // refused by regie itself, the field named; the rest of its tenant is untouched.
@@ -1204,13 +1307,28 @@ async fn operator_end_to_end() {
     .expect("changes by someone else after a restart are corrected");
 
     // A component put in a namespace of no tenant while no regie ran has no watch event to
-    // come: the restarted operator marks it all the same.
+    // come: the restarted operator marks it all the same. A Deployment scaled to nothing while
+    // no regie ran is scaled back by the restarted operator.
     op.stop().await.expect("stop");
     lose_component(&cluster, work.path(), "stray-while-down");
+    deployments
+        .patch(
+            "document-archive",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scale to 0 while no regie runs");
     let op = RunningOperator::start(operator_client.clone(), Options::default(), None);
     lost_component_stalled(&client, "stray-while-down")
         .await
         .expect("a component outside any tenant's namespace is Stalled after a restart too");
+    eventually("regie to scale back what was scaled while it was down", WAIT, || {
+        let deployments = deployments.clone();
+        async move { Ok(replicas(&deployments.get("document-archive").await?) == want_replicas) }
+    })
+    .await
+    .expect("a Deployment scaled while no regie ran is scaled back after the restart");
 
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants

@@ -7,7 +7,8 @@
 //! shows as a new version of it — its `generation`, or its `resourceVersion` for the kinds
 //! without one that no controller writes (see [`version_of`]) — and the child is applied over
 //! again. After a restart the versions listed are taken as regie's: a change made while no
-//! regie ran is corrected at the child's next change, not before.
+//! regie ran is corrected at the child's next change, not before — but for a Deployment's
+//! replicas, which its watch holds and which are compared with the desired ones at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::{NonZeroI64, NonZeroU64};
@@ -513,6 +514,7 @@ impl ChildIndex {
         tenant: &str,
         hash: AppliedHash,
         version: Option<NonZeroI64>,
+        replicas: Option<i32>,
     ) {
         if locate(&key).is_none() {
             return;
@@ -523,6 +525,11 @@ impl ChildIndex {
         known.digest = Some(short(&hash));
         known.generation = version;
         known.applied_generation = version;
+        // Else a reconcile before the watch's echo would take regie's own change for someone
+        // else's (see `rescaled`).
+        if let (Some(counts), Some(replicas)) = (known.replicas.as_mut(), replicas) {
+            counts.desired = replicas;
+        }
         map.insert(&key, known);
     }
 
@@ -756,8 +763,9 @@ pub async fn apply(
     };
     let key = key_of(child);
     if let Some(known) = index.get(&key) {
-        let drifted =
-            known.applied_generation.is_some() && known.generation != known.applied_generation;
+        let drifted = (known.applied_generation.is_some()
+            && known.generation != known.applied_generation)
+            || rescaled(&known, &child.body);
         if known.digest == Some(short(&digest)) && !drifted && !known.terminating {
             return Ok(false);
         }
@@ -780,8 +788,27 @@ pub async fn apply(
         tenant,
         digest,
         version_of(&child.kind, &result.metadata),
+        replicas_of(&result.data),
     );
     Ok(true)
+}
+
+/// Whether a Deployment's replicas, as the watch saw them, are not the ones `body` asks for:
+/// scaled by someone else. The one change by someone else the index can see after a restart,
+/// where it takes the versions it listed as regie's own (see [`version_of`]) — and the one
+/// that takes a service down.
+fn rescaled(known: &Known, body: &Value) -> bool {
+    match (&known.replicas, replicas_of(body)) {
+        (Some(counts), Some(wanted)) => counts.desired != wanted,
+        _ => false,
+    }
+}
+
+/// `spec.replicas` of a Deployment's body.
+fn replicas_of(body: &Value) -> Option<i32> {
+    body.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
 }
 
 /// Deletes a child regie no longer wants, if regie applied it (see [`applied_by_regie`]): one
@@ -1019,7 +1046,7 @@ mod tests {
                 name.to_string(),
             )
         };
-        index.applied(key("one"), "a", [0; 32], NonZeroI64::new(1));
+        index.applied(key("one"), "a", [0; 32], NonZeroI64::new(1), None);
         index.observe(
             key("two"),
             Known {
@@ -1061,8 +1088,8 @@ mod tests {
             Some("tenant-a".to_string()),
             "tenant-a".to_string(),
         );
-        index.applied(namespace.clone(), "a", [1; 32], None);
-        index.applied(service.clone(), "a", [2; 32], None);
+        index.applied(namespace.clone(), "a", [1; 32], None, None);
+        index.applied(service.clone(), "a", [2; 32], None, None);
         assert_eq!(index.lock().groups.len(), 1);
         assert_eq!(
             index.get(&namespace).and_then(|k| k.digest),
@@ -1079,7 +1106,7 @@ mod tests {
         let cluster_scoped_service = ("Service".to_string(), None, "tenant-a".to_string());
         let namespaced_namespace = ("Namespace".to_string(), Some("x".into()), "tenant-a".into());
         for key in [cluster_scoped_service, namespaced_namespace] {
-            index.applied(key.clone(), "a", [3; 32], None);
+            index.applied(key.clone(), "a", [3; 32], None, None);
             assert!(index.get(&key).is_none());
         }
         assert_eq!(index.of_tenant("a").len(), 2);
@@ -1095,6 +1122,7 @@ mod tests {
                 tenant,
                 [1; 32],
                 None,
+                None,
             );
             for kind in ["ResourceQuota", "Deployment", "Service"] {
                 let name = if kind == "ResourceQuota" {
@@ -1106,6 +1134,7 @@ mod tests {
                     (kind.into(), Some(ns.clone()), name.into()),
                     tenant,
                     [1; 32],
+                    None,
                     None,
                 );
             }
@@ -1136,8 +1165,8 @@ mod tests {
     fn a_child_labelled_for_another_tenant_or_none_keeps_its_own() {
         let index = ChildIndex::default();
         let key = |name: &str| ("Service".to_string(), Some("tenant-a".into()), name.into());
-        index.applied(key("mine"), "a", [0; 32], NonZeroI64::new(1));
-        index.applied(key("theirs"), "b", [0; 32], NonZeroI64::new(1));
+        index.applied(key("mine"), "a", [0; 32], NonZeroI64::new(1), None);
+        index.applied(key("theirs"), "b", [0; 32], NonZeroI64::new(1), None);
         index.observe(key("nobodys"), Known::default());
         let of = |tenant: &str| -> Vec<String> {
             let mut names: Vec<String> = index
@@ -1156,7 +1185,7 @@ mod tests {
             Some("b")
         );
         // Relabelled for the group's tenant: no longer its own.
-        index.applied(key("theirs"), "a", [0; 32], NonZeroI64::new(1));
+        index.applied(key("theirs"), "a", [0; 32], NonZeroI64::new(1), None);
         assert_eq!(of("a"), ["mine", "theirs"]);
         assert!(
             !index.lock().strings.contains("b"),
@@ -1189,7 +1218,7 @@ mod tests {
             for kind in child_kinds(version) {
                 let namespace = kind.namespaced.then(|| "tenant-a".to_string());
                 let key = (kind.kind.to_string(), namespace, "x".into());
-                index.applied(key.clone(), "a", [1; 32], NonZeroI64::new(1));
+                index.applied(key.clone(), "a", [1; 32], NonZeroI64::new(1), None);
                 assert_eq!(
                     index.get(&key).and_then(|k| k.digest),
                     Some(short(&[1; 32])),
@@ -1205,8 +1234,20 @@ mod tests {
     fn a_relist_replaces_one_kind_and_keeps_the_others() {
         let index = ChildIndex::default();
         let key = |kind: &str, name: &str| (kind.to_string(), Some("tenant-a".into()), name.into());
-        index.applied(key("Service", "old"), "a", [1; 32], NonZeroI64::new(1));
-        index.applied(key("Deployment", "web"), "a", [2; 32], NonZeroI64::new(1));
+        index.applied(
+            key("Service", "old"),
+            "a",
+            [1; 32],
+            NonZeroI64::new(1),
+            None,
+        );
+        index.applied(
+            key("Deployment", "web"),
+            "a",
+            [2; 32],
+            NonZeroI64::new(1),
+            None,
+        );
         let touched = index.replace_kind(
             "Service",
             vec![(
@@ -1222,5 +1263,43 @@ mod tests {
         assert!(index.get(&key("Service", "new")).is_some());
         assert!(index.get(&key("Deployment", "web")).is_some());
         assert_eq!(index.of_tenant("b").len(), 1);
+    }
+
+    #[test]
+    fn a_deployment_scaled_by_someone_else_is_seen_and_regies_own_scaling_is_not() {
+        let index = ChildIndex::default();
+        let key: ChildKey = ("Deployment".into(), Some("tenant-a".into()), "web".into());
+        let body = |replicas: i64| serde_json::json!({"spec": {"replicas": replicas}});
+        let counts = |desired: i32| {
+            Some(Box::new(ReplicaCounts {
+                desired,
+                ..ReplicaCounts::default()
+            }))
+        };
+        // Listed after a restart, scaled to nothing while no regie ran.
+        let listed = Known {
+            tenant: Some(Arc::from("a")),
+            generation: NonZeroI64::new(4),
+            applied_generation: NonZeroI64::new(4),
+            replicas: counts(0),
+            ..Known::default()
+        };
+        assert!(rescaled(&listed, &body(2)));
+        assert!(!rescaled(&listed, &body(0)));
+        // No counts (not a Deployment) or no replicas asked: nothing to compare.
+        assert!(!rescaled(&Known::default(), &body(2)));
+        assert!(!rescaled(&listed, &serde_json::json!({"spec": {}})));
+        // regie's own apply records what it asked for before the watch echoes it.
+        index.observe(key.clone(), listed);
+        index.applied(
+            key.clone(),
+            "a",
+            [1; 32],
+            NonZeroI64::new(5),
+            replicas_of(&body(3)),
+        );
+        let known = index.get(&key).expect("known");
+        assert!(!rescaled(&known, &body(3)));
+        assert_eq!(known.replicas.map(|c| c.desired), Some(3));
     }
 }

@@ -273,11 +273,12 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // The children's statuses are independent of each other: write them together.
     let ctx_ref = ctx.as_ref();
     let (component_results, package_results) = tokio::join!(
-        futures::future::try_join_all(
-            plans
-                .iter()
-                .map(|plan| write_component_status(ctx_ref, plan, now))
-        ),
+        futures::future::try_join_all(plans.iter().map(|plan| write_component_status(
+            ctx_ref,
+            plan,
+            namespace_terminating,
+            now
+        ))),
         futures::future::try_join_all(pkgs.iter().map(|p| write_package_status(ctx_ref, p, now))),
     );
     for (plan, ready) in plans.iter().zip(component_results?) {
@@ -559,8 +560,9 @@ async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-/// Offboarding: the namespace (and with it every component and package) goes, then the
-/// finalizer is released.
+/// Offboarding: the tenant's namespaces — its own and any it left when its `spec.namespace`
+/// changed — go (and with them every component and package in them), then the finalizer is
+/// released, once none of them is left: a tenant gone is a tenant cleaned up.
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     let name = tenant.name_any();
     if !tenant.finalizers().iter().any(|f| f == FINALIZER) {
@@ -572,29 +574,23 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
         return Ok(Next::After(Duration::from_secs(30)));
     }
     super::probing::retain(ctx, &name, std::iter::empty());
-    let ns = tenant_namespace(tenant);
-    let ns_key: ChildKey = ("Namespace".into(), None, ns.clone());
-    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
-    match ns_api.get_opt(&ns).await? {
-        // Labelled for another tenant, or never taken over by regie (the tenant stalled before
-        // its first apply): not this tenant's to delete.
-        Some(live) if live.labels().get(desired::LABEL_TENANT) != Some(&name) => {
-            tracing::warn!(tenant = %name, namespace = %ns, "namespace not labelled for this tenant; left in place");
-        }
-        Some(live) => {
-            if live.metadata.deletion_timestamp.is_none() {
-                children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &ns_key)
-                    .await?;
-            }
-            return Ok(Next::After(Duration::from_secs(1)));
-        }
-        None => ctx.index.forget(&ns_key),
-    }
-    // Cluster-scoped leftovers labelled for this tenant (none today besides the namespace).
-    for (key, _) in ctx.index.of_tenant(&name) {
-        if key.1.is_none() {
-            children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await?;
-        }
+    // Namespaces are the only cluster-scoped children.
+    let mut namespaces: BTreeSet<String> = ctx
+        .index
+        .of_tenant(&name)
+        .into_iter()
+        .filter(|(key, _)| key.1.is_none())
+        .map(|(key, _)| key.2)
+        .collect();
+    namespaces.insert(tenant_namespace(tenant));
+    let going = in_order(
+        namespaces
+            .iter()
+            .map(|ns| offboard_namespace(ctx, &name, ns)),
+    )
+    .await?;
+    if going.into_iter().any(|g| g) {
+        return Ok(Next::After(Duration::from_secs(1)));
     }
     let finalizers: Vec<String> = tenant
         .finalizers()
@@ -609,6 +605,26 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     ctx.metrics.write("patch", "Tenant");
     tracing::info!(tenant = %name, "tenant removed; finalizer released");
     Ok(Next::AwaitChange)
+}
+
+/// Deletes namespace `ns` of an offboarded tenant; true while it is going. Left in place, with
+/// a warning, when it is not labelled for this tenant (another tenant's now, or never taken
+/// over: the tenant stalled before its first apply) or regie never applied it.
+async fn offboard_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<bool, Error> {
+    let key: ChildKey = ("Namespace".into(), None, ns.to_string());
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let Some(live) = api.get_metadata_opt(ns).await? else {
+        ctx.index.forget(&key);
+        return Ok(false);
+    };
+    if live.labels().get(desired::LABEL_TENANT).map(String::as_str) != Some(tenant) {
+        tracing::warn!(%tenant, namespace = %ns, "namespace not labelled for this tenant; left in place");
+        return Ok(false);
+    }
+    if live.metadata.deletion_timestamp.is_some() {
+        return Ok(true);
+    }
+    Ok(children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await?)
 }
 
 enum TenantOutcome {
@@ -850,10 +866,12 @@ where
     Ok(())
 }
 
-/// Writes a component's status; Ok when it is Ready, else the root cause.
+/// Writes a component's status; Ok when it is Ready, else the root cause. In a namespace that
+/// is terminating a component is not Ready, whatever its workload: it goes with the namespace.
 async fn write_component_status(
     ctx: &Context,
     plan: &ComponentPlan,
+    namespace_terminating: bool,
     now: jiff::Timestamp,
 ) -> Result<Result<(), String>, Error> {
     let c = &plan.component;
@@ -888,13 +906,23 @@ async fn write_component_status(
             Err(format!("{}: {}", stall.reason, stall.message))
         }
         Ok(tier) => {
+            let going = namespace_terminating.then(|| {
+                format!(
+                    "namespace {} is terminating; this component goes with it",
+                    c.namespace().unwrap_or_default()
+                )
+            });
+            let ready = match &going {
+                Some(message) => Err(("NamespaceTerminating", message.as_str())),
+                None => Ok(status::WORKLOAD_IN_SYNC),
+            };
             set_kstatus(
                 &mut new.conditions,
                 generation,
                 &now,
-                Ok(status::WORKLOAD_IN_SYNC),
+                ready,
                 None,
-                None,
+                going.as_deref(),
             );
             if let Some(saas) = &c.spec.saas {
                 new.probe_url = Some(saas.url.clone());
@@ -940,7 +968,7 @@ async fn write_component_status(
                 );
                 status::set_condition(&mut new.conditions, cond);
             }
-            Ok(())
+            going.map_or(Ok(()), Err)
         }
     };
     let current = cache_is_current(ctx, c.as_ref(), &new);
