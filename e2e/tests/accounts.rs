@@ -366,6 +366,58 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     assert_eq!(segs.len(), after.len() + 1, "{segs:#?}");
     assert_eq!(segs.last().and_then(standard), Some(140));
 
+    // An edit that makes the package invalid: Stalled, the field named, and billed as its
+    // status last recorded — the status and the ledger still agree, and nothing changes in
+    // billing until it is mended.
+    let point = |pointer: &str| {
+        let api = api.clone();
+        let pointer = pointer.to_string();
+        async move {
+            api.patch(
+                "standard",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"spec": {"accountSource": {"jsonPointer": pointer}}}),
+                ),
+            )
+            .await
+            .expect("patched");
+        }
+    };
+    point("data/accounts").await;
+    eventually("standard Stalled InvalidSpec", WAIT, || {
+        let api = api.clone();
+        async move {
+            let p = api.get("standard").await?;
+            let st = p.status.unwrap_or_default();
+            Ok(find(&st.conditions, "Stalled").is_some_and(|c| {
+                c.status == "True"
+                    && c.reason == "InvalidSpec"
+                    && c.message.contains("spec.accountSource.jsonPointer")
+            }) && st.billed_accounts == Some(140))
+        }
+    })
+    .await
+    .expect("an invalid package is Stalled and keeps its billed accounts");
+    assert_eq!(
+        segments(&client).await.expect("segments"),
+        segs,
+        "an invalid package is billed as last recorded"
+    );
+    point("/data/accounts").await;
+    eventually("standard mended", WAIT, || {
+        let api = api.clone();
+        async move {
+            let s = shown(&api, "standard").await?;
+            let p = api.get("standard").await?;
+            let ready = find(&p.status.unwrap_or_default().conditions, "Ready")
+                .is_some_and(|c| c.status == "True");
+            Ok(ready && s.2 == Some(140))
+        }
+    })
+    .await
+    .expect("mended, the package is Ready again");
+
     // A ledger edited by hand into one that cannot be read: regie writes nothing over it and a
     // Warning event on the tenant says why; repaired, the next change is recorded.
     let usages: Api<Usage> = Api::all(client.clone());

@@ -301,13 +301,20 @@ pub async fn operate(
             _ = stopped() => return Ok(()),
         }
     }
-    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(None::<leader::Loss>);
     let when_lost = move || {
         let mut rx = lost_rx.clone();
         async move {
             // A sender dropped without a loss (no lease) never resolves.
-            if rx.wait_for(|l| *l).await.is_err() {
-                std::future::pending::<()>().await;
+            let seen = rx
+                .wait_for(Option::is_some)
+                .await
+                .map(|l| *l)
+                .ok()
+                .flatten();
+            match seen {
+                Some(loss) => loss,
+                None => std::future::pending().await,
             }
         }
     };
@@ -316,9 +323,9 @@ pub async fn operate(
         let client = client.clone();
         let metrics = metrics.clone();
         AbortOnDrop(tokio::spawn(async move {
-            leader::hold(&client, &lease, &metrics).await;
+            let loss = leader::hold(&client, &lease, &metrics).await;
             // Seen by receivers after the sender is gone too: they look at the value first.
-            let _ = lost_tx.send(true);
+            let _ = lost_tx.send(Some(loss));
         }))
     });
     let lost = Arc::new(AtomicBool::new(false));
@@ -329,13 +336,17 @@ pub async fn operate(
         async move {
             tokio::select! {
                 _ = stop => {},
-                () = lost_now => lost.store(true, Ordering::Relaxed),
+                _ = lost_now => lost.store(true, Ordering::Relaxed),
             }
         }
     };
-    // A lost lease may be another's within the renewal interval that remained: reconciles
-    // still running then are cut off, not finished, so that two processes never write at once.
-    let cut_off = lease.as_ref().map_or(Duration::ZERO, |l| l.renew_every / 2);
+    // A lease not renewed in time may be another's within the renewal interval that remained:
+    // reconciles still running then are cut off, not finished, so that two processes never
+    // write at once. A lease another process holds already is theirs now: cut off at once.
+    let cut_off = |loss| match (&lease, loss) {
+        (Some(l), leader::Loss::NotRenewed) => l.renew_every / 2,
+        _ => Duration::ZERO,
+    };
     let controller = controller::run(
         client.clone(),
         options,
@@ -346,8 +357,8 @@ pub async fn operate(
     tokio::select! {
         () = controller => {},
         () = async {
-            when_lost().await;
-            tokio::time::sleep(cut_off).await;
+            let loss = when_lost().await;
+            tokio::time::sleep(cut_off(loss)).await;
         } => {
             tracing::error!("reconciles still running when the lease was lost; cut off");
             lost.store(true, Ordering::Relaxed);

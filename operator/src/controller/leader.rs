@@ -158,12 +158,21 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
     }
 }
 
-/// Renews the lease while leading; returns when leadership is lost (not renewed in time).
-pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
+/// How leadership was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Another process holds the lease: it may be writing already.
+    Taken,
+    /// Not renewed in time: stepped down before the lease can expire for others.
+    NotRenewed,
+}
+
+/// Renews the lease while leading; returns when leadership is lost, and how.
+pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) -> Loss {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let mut last_renewed = Instant::now();
     let mut observed = Observed::default();
-    loop {
+    let loss = loop {
         tokio::time::sleep(cfg.renew_every).await;
         // A renewal that hangs (a dead connection, an API server that stopped answering) must
         // not keep this process leading past the moment it has to step down: by then a standby
@@ -177,19 +186,20 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) {
             Ok(true) => last_renewed = Instant::now(),
             Ok(false) => {
                 tracing::error!(identity = %cfg.identity, "lost the leader lease to another process");
-                break;
+                break Loss::Taken;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew the leader lease");
                 // Step down before the lease can expire for others, so two never write at once.
                 if last_renewed.elapsed() + cfg.renew_every >= cfg.duration {
                     tracing::error!("leader lease not renewed in time; stepping down");
-                    break;
+                    break Loss::NotRenewed;
                 }
             }
         }
-    }
+    };
     metrics.leader.with_label_values(&[&cfg.identity]).set(0);
+    loss
 }
 
 /// Hands leadership over on a clean shutdown: the next process need not wait for expiry.

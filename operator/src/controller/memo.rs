@@ -57,7 +57,9 @@ impl StatusMemo {
     }
 
     /// Whether `digest` is what this process wrote for `uid` less than [`WINDOW`] before `now`,
-    /// and the cache, at `cached_version`, has not caught up with that write yet.
+    /// and the cache, at `cached_version`, has not caught up with that write yet. A cache past
+    /// the write shows what someone wrote after it (a component marked as of no tenant, say),
+    /// which the status written must then replace.
     pub fn just_wrote(
         &self,
         uid: &str,
@@ -66,7 +68,7 @@ impl StatusMemo {
         now: Instant,
     ) -> bool {
         self.recent(uid, now, |w| {
-            w.digest == digest && w.resource_version.as_deref() != cached_version
+            w.digest == digest && behind(cached_version, w.resource_version.as_deref())
         })
     }
 
@@ -160,6 +162,9 @@ mod tests {
         assert!(!memo.just_wrote("uid-1", Some("11"), 8, t0));
         // Once the cache holds the written version, the cache decides alone.
         assert!(!memo.just_wrote("uid-1", Some("12"), digest, t0));
+        // And once it is past it: someone wrote another status after regie's (the component
+        // marked as of no tenant by a racing pass), which regie's must replace.
+        assert!(!memo.just_wrote("uid-1", Some("13"), digest, t0));
         // Other objects are unaffected.
         assert!(!memo.just_wrote("uid-2", Some("10"), digest, t0));
         // After the window the cache decides alone too: someone else may have written since.

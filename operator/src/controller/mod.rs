@@ -256,6 +256,12 @@ impl Context {
             .map(|t| t.name().to_string())
     }
 
+    /// Drops every claim of `tenant`, offboarded: a claim that never became a label (the
+    /// tenant stalled before applying its namespace) would otherwise be held for good.
+    pub fn forget_namespace_claims_of(&self, tenant: &str) {
+        self.claims().retain(|_, claimer| claimer != tenant);
+    }
+
     /// Drops `tenant`'s claim on namespace `ns` once the child index knows the namespace as
     /// `tenant`'s (right after applying it): from then on its label decides.
     pub fn release_namespace_claim(&self, ns: &str, tenant: &str) {

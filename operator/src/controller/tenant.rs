@@ -223,7 +223,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         .collect();
     let meter_accounts: Vec<_> = pkgs
         .iter()
-        .map(|p| (p.spec.profile.clone(), super::accounts::of_package(&ctx, p)))
+        .filter_map(|p| package_billing(&ctx, p).map(|a| (p.spec.profile.clone(), a)))
         .collect();
     let billable = super::metering::billable_state(&tier.name, &meter_accounts, meter_components);
     let namespace = ctx.index.get(&("Namespace".into(), None, ns.clone()));
@@ -297,17 +297,14 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     }
     let mut accounts = 0;
     let mut packages = Rollup::default();
-    for (p, billed) in pkgs.iter().zip(package_results?) {
+    for (p, (valid, billed)) in pkgs.iter().zip(package_results?) {
         packages.total += 1;
-        match billed {
-            Some(billed) => {
-                packages.ready += 1;
-                accounts += billed;
-            }
-            None => {
-                packages.not_ready.push(p.name_any());
-                root_causes.push(format!("WorkplacePackage {}: invalid spec", p.name_any()));
-            }
+        accounts += billed;
+        if valid {
+            packages.ready += 1;
+        } else {
+            packages.not_ready.push(p.name_any());
+            root_causes.push(format!("WorkplacePackage {}: invalid spec", p.name_any()));
         }
     }
     let outcome = if namespace_terminating {
@@ -603,6 +600,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     ctx.metrics.write("patch", "Tenant");
+    ctx.forget_namespace_claims_of(&name);
     tracing::info!(tenant = %name, "tenant removed; finalizer released");
     Ok(Next::AwaitChange)
 }
@@ -994,11 +992,38 @@ fn placeholder_tenant(c: &HostingComponent) -> Tenant {
 }
 
 /// Writes a package's status; the billed accounts when valid.
+/// What a package is billed. A valid one: what its accounts come to (see `accounts`). An
+/// invalid one: what its status last recorded, as a stalled component is billed as its ledger
+/// last recorded it — bad input changes no bill, nor does the bill then differ from what the
+/// statuses report; nothing when nothing was recorded, or when its profile, which prices it,
+/// is itself what is invalid.
+fn package_billing(
+    ctx: &Context,
+    p: &WorkplacePackage,
+) -> Option<super::accounts::PackageAccounts> {
+    let errors = p.spec.validate();
+    if errors.is_empty() {
+        return Some(super::accounts::of_package(ctx, p));
+    }
+    if errors.iter().any(|e| e.path == "spec.profile") {
+        return None;
+    }
+    let recorded = p.status.as_ref()?;
+    Some(super::accounts::PackageAccounts {
+        measured: recorded.measured_accounts,
+        measured_at: recorded.measured_at.clone(),
+        billed: recorded.billed_accounts?,
+        condition: super::accounts::ConditionUpdate::Keep,
+    })
+}
+
+/// Writes a package's status; whether its spec is valid, and the accounts it is billed for
+/// (see [`package_billing`]).
 async fn write_package_status(
     ctx: &Context,
     p: &WorkplacePackage,
     now: jiff::Timestamp,
-) -> Result<Option<i64>, Error> {
+) -> Result<(bool, i64), Error> {
     let old = p.status.clone().unwrap_or_default();
     let generation = p.meta().generation;
     let now = to_time(now);
@@ -1045,12 +1070,15 @@ async fn write_package_status(
             None,
             None,
         );
-        Some(billed)
+        (true, billed)
     } else {
         let stall = Stall {
             reason: "InvalidSpec",
             message: join(&errors),
         };
+        new.billed_accounts = package_billing(ctx, p).map(|a| a.billed);
+        new.measured_accounts = old.measured_accounts;
+        new.measured_at = old.measured_at.clone();
         set_kstatus(
             &mut new.conditions,
             generation,
@@ -1059,7 +1087,7 @@ async fn write_package_status(
             Some(&stall),
             None,
         );
-        None
+        (false, new.billed_accounts.unwrap_or(0))
     };
     let current = cache_is_current(ctx, p, &new);
     if new != old || !current {
