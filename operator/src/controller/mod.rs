@@ -480,6 +480,11 @@ async fn follow_tenants(
 
 /// Keeps the cache of a tenant's kind filled, and sends each change to the tenant of the
 /// object's namespace (after the cache holds it: the reconcile reads it there).
+///
+/// A re-list (the watch expired: an API server restarted, a long partition) fills the cache
+/// only when it is done, and says nothing of the objects deleted meanwhile: its objects are
+/// sent once it is done, with the namespaces that held objects before it, so that a component
+/// created, changed or deleted while the watch was down is reconciled now, not at the resync.
 async fn follow<K: TenantKind + Split>(
     ctx: Arc<Context>,
     cache: Arc<Cache<Kept<K>>>,
@@ -487,33 +492,101 @@ async fn follow<K: TenantKind + Split>(
     trigger: tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let mut events = std::pin::pin!(cache::watch_all::<K>(ctx.client.clone()));
-    let mut filler = cache::Filler::new(cache, cache::differ);
+    let mut filler = cache::Filler::new(cache.clone(), cache::differ);
+    let mut changes = Changes::default();
     while let Some(ev) = events.next().await {
         // Before the caches are synced the first full reconcile covers everything; after
         // that, a lookup in a half-filled tenant cache would call an object orphaned.
-        let touched = match &ev {
-            _ if !started.load(std::sync::atomic::Ordering::Acquire) => None,
-            Event::Apply(o) | Event::InitApply(o) => Some((o.clone(), false)),
-            Event::Delete(o) => Some((o.clone(), true)),
-            Event::Init | Event::InitDone => None,
-        };
+        let live = started.load(std::sync::atomic::Ordering::Acquire);
+        changes.see(&ev, live, || cache.namespaces());
         filler.handle(ev, |o, key| Kept::keyed(slimmed(o), key));
-        let Some((o, deleted)) = touched else {
+        let (touched, looked_at) = changes.take();
+        if touched.is_empty() && looked_at.is_empty() {
             continue;
-        };
+        }
         ctx.tenants.wait_listed().await;
-        match ctx.tenant_name_of_namespace(&o.namespace().unwrap_or_default()) {
-            Some(name) => {
-                let _ = trigger.send(name);
-            }
-            None if !deleted => K::mark_orphan(&ctx, &o).await,
-            // The last of them gone from a namespace its tenant left: that tenant deletes it.
-            None => {
-                if let Some(left) = ctx.namespace_label(&o.namespace().unwrap_or_default()) {
-                    let _ = trigger.send(left.to_string());
+        for (o, deleted) in touched {
+            let ns = o.namespace().unwrap_or_default();
+            match ctx.tenant_name_of_namespace(&ns) {
+                Some(name) => {
+                    let _ = trigger.send(name);
+                }
+                None if !deleted => K::mark_orphan(&ctx, &o).await,
+                // The last of them gone from a namespace its tenant left: that tenant deletes
+                // it.
+                None => {
+                    if let Some(left) = ctx.namespace_label(&ns) {
+                        let _ = trigger.send(left.to_string());
+                    }
                 }
             }
         }
+        for ns in looked_at {
+            let owner = ctx
+                .tenant_name_of_namespace(&ns)
+                .or_else(|| ctx.namespace_label(&ns).map(|t| t.to_string()));
+            if let Some(name) = owner {
+                let _ = trigger.send(name);
+            }
+        }
+    }
+}
+
+/// What one watch event of a tenant's kind asks to look at, once the cache holds it: objects
+/// changed (and whether deleted), and namespaces whose objects may have gone unseen. See
+/// [`follow`].
+struct Changes<K> {
+    touched: Vec<(K, bool)>,
+    looked_at: std::collections::BTreeSet<String>,
+    /// During a re-list after the start: the namespaces the cache held before it, and what it
+    /// listed so far.
+    relist: Option<(std::collections::BTreeSet<String>, Vec<K>)>,
+}
+
+impl<K> Default for Changes<K> {
+    fn default() -> Self {
+        Changes {
+            touched: Vec::new(),
+            looked_at: Default::default(),
+            relist: None,
+        }
+    }
+}
+
+impl<K: Clone> Changes<K> {
+    /// Notes event `ev`; `live` once the caches were synced at the start, `cached_namespaces`
+    /// the namespaces the cache holds objects in (asked when a re-list begins).
+    fn see(
+        &mut self,
+        ev: &Event<K>,
+        live: bool,
+        cached_namespaces: impl FnOnce() -> std::collections::BTreeSet<String>,
+    ) {
+        match ev {
+            _ if !live => {}
+            Event::Apply(o) => self.touched.push((o.clone(), false)),
+            Event::Delete(o) => self.touched.push((o.clone(), true)),
+            Event::Init => self.relist = Some((cached_namespaces(), Vec::new())),
+            Event::InitApply(o) => {
+                if let Some((_, listed)) = self.relist.as_mut() {
+                    listed.push(o.clone());
+                }
+            }
+            Event::InitDone => {
+                if let Some((before, listed)) = self.relist.take() {
+                    self.looked_at = before;
+                    self.touched.extend(listed.into_iter().map(|o| (o, false)));
+                }
+            }
+        }
+    }
+
+    /// What to look at now (see [`Changes`]), emptied.
+    fn take(&mut self) -> (Vec<(K, bool)>, std::collections::BTreeSet<String>) {
+        (
+            std::mem::take(&mut self.touched),
+            std::mem::take(&mut self.looked_at),
+        )
     }
 }
 
@@ -576,6 +649,7 @@ pub async fn run(
     {
         let ctx = ctx.clone();
         let tx = trigger_tx.clone();
+        let started = started.clone();
         let stream = reflector::reflector(
             levels_writer,
             watcher::watcher(
@@ -590,6 +664,15 @@ pub async fn run(
             while let Some(ev) = stream.next().await {
                 let name = match ev {
                     Ok(Event::Apply(l) | Event::Delete(l)) => l.name_any(),
+                    // A re-list after the start says nothing of what changed while the watch
+                    // was down: every tenant looks at its levels again (a reconcile of an
+                    // unchanged tenant writes nothing).
+                    Ok(Event::InitDone) if started.load(std::sync::atomic::Ordering::Acquire) => {
+                        for t in ctx.tenants.state() {
+                            let _ = tx.send(t.name().to_string());
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 for t in ctx.tenants.state() {
@@ -784,4 +867,35 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relist_after_the_start_is_looked_at_once_the_cache_holds_it() {
+        let mut changes: Changes<&'static str> = Changes::default();
+        let before: std::collections::BTreeSet<String> =
+            ["tenant-a".to_string(), "tenant-gone".to_string()].into();
+        // Before the start: nothing (the first full reconcile covers it).
+        changes.see(&Event::Apply("early"), false, Default::default);
+        assert_eq!(changes.take(), (vec![], Default::default()));
+        // A change as it comes.
+        changes.see(&Event::Apply("web"), true, Default::default);
+        changes.see(&Event::Delete("db"), true, Default::default);
+        assert_eq!(changes.take().0, vec![("web", false), ("db", true)]);
+        // A re-list: nothing while it runs (the cache is not filled yet) ...
+        changes.see(&Event::Init, true, || before.clone());
+        changes.see(&Event::InitApply("web"), true, Default::default);
+        changes.see(&Event::InitApply("new"), true, Default::default);
+        assert_eq!(changes.take(), (vec![], Default::default()));
+        // ... everything listed once it is done, and the namespaces held before it: an object
+        // deleted meanwhile has no event of its own.
+        changes.see(&Event::InitDone, true, Default::default);
+        let (touched, looked_at) = changes.take();
+        assert_eq!(touched, vec![("web", false), ("new", false)]);
+        assert_eq!(looked_at, before);
+        assert_eq!(changes.take(), (vec![], Default::default()));
+    }
 }
