@@ -86,6 +86,9 @@ pub struct Context {
     /// keeps a second tenant naming the same namespace from applying its children (its
     /// RoleBinding, its groups) into it at the same moment.
     namespace_claims: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The tenants whose last reconciles failed, with how many failed in a row: each is tried
+    /// again later than the one before (see [`tenant::retry_after`]).
+    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// The fields of a Tenant's spec that the loops over every tenant read, decoded without the
@@ -185,6 +188,7 @@ impl Context {
             status_memo: memo::StatusMemo::default(),
             activity: activity::Activity::default(),
             namespace_claims: Default::default(),
+            failures: Default::default(),
         }
     }
 

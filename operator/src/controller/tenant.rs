@@ -62,6 +62,18 @@ impl Error {
     }
 }
 
+/// How soon a tenant is tried again after `failures` failed reconciles in a row: 5 s, then
+/// twice as long each time, at most five minutes. A tenant that keeps failing (a ledger too
+/// large to write, a server that refuses it every time) must not cost a read and a write every
+/// few seconds for good; one that failed once is tried again soon.
+pub fn retry_after(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MOST: Duration = Duration::from_secs(300);
+    FIRST
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(MOST)
+}
+
 /// After a failed reconcile: retry soon, without hammering a struggling server.
 fn error_policy(tenant: &str, error: &Error, ctx: &Context) -> Next {
     ctx.metrics
@@ -72,8 +84,29 @@ fn error_policy(tenant: &str, error: &Error, ctx: &Context) -> Next {
         .reconcile_errors
         .with_label_values(&["Tenant", error.reason()])
         .inc();
-    tracing::warn!(tenant = %tenant, error = %error, "reconcile failed; retrying");
-    Next::After(Duration::from_secs(5))
+    let failures = {
+        let mut failures = ctx
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(tenant.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let after = retry_after(failures);
+    tracing::warn!(tenant = %tenant, error = %error, failures, retry_in = ?after, "reconcile failed; retrying");
+    Next::After(after)
+}
+
+/// A reconcile of `tenant` that did not fail: its next failure is tried again soon.
+fn succeeded(tenant: &str, ctx: &Context) {
+    let mut failures = ctx
+        .failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !failures.is_empty() {
+        failures.remove(tenant);
+    }
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -102,10 +135,14 @@ struct ComponentPlan {
 /// nothing (its finalizer held it until its cleanup was done).
 pub async fn reconcile_named(name: String, ctx: Arc<Context>) -> Next {
     let Some(tenant) = ctx.tenant(&name) else {
+        succeeded(&name, &ctx);
         return Next::AwaitChange;
     };
     match reconcile(tenant, ctx.clone()).await {
-        Ok(next) => next,
+        Ok(next) => {
+            succeeded(&name, &ctx);
+            next
+        }
         Err(e) => error_policy(&name, &e, &ctx),
     }
 }
@@ -1167,5 +1204,23 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_that_keeps_failing_is_tried_again_ever_later_up_to_five_minutes() {
+        let secs = |n| retry_after(n).as_secs();
+        assert_eq!(
+            [1, 2, 3, 4, 5, 6, 7].map(secs),
+            [5, 10, 20, 40, 80, 160, 300]
+        );
+        assert_eq!(secs(40), 300);
+        assert_eq!(secs(u32::MAX), 300);
+        // Called with no failure at all (never, but harmless): the first delay.
+        assert_eq!(secs(0), 5);
     }
 }
