@@ -143,8 +143,14 @@ impl Inventory {
         v
     }
 
-    /// Every problem: each object's own rules, then the rules across objects.
+    /// Every problem, a tenant's namespace judged against the default allowed namespaces.
     pub fn check(&self) -> Vec<Problem> {
+        self.check_with(&crate::desired::Settings::default().allowed_namespaces)
+    }
+
+    /// Every problem: each object's own rules, then the rules across objects. A tenant may not
+    /// take one of `allowed_namespaces` (those every tenant admits traffic from) as its own.
+    pub fn check_with(&self, allowed_namespaces: &[String]) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut push = |source: &Source, object: String, errs: Vec<FieldError>| {
             for e in errs {
@@ -160,14 +166,14 @@ impl Inventory {
             push(
                 &l.source,
                 ident("ServiceLevel", None, &l.object.name_any()),
-                l.object.spec.validate(),
+                regie_crds::validate::service_level(&l.object),
             );
         }
         for t in &self.tenants {
             push(
                 &t.source,
                 ident("Tenant", None, &t.object.name_any()),
-                t.object.spec.validate(),
+                regie_crds::validate::tenant(&t.object, allowed_namespaces),
             );
         }
         for p in &self.packages {

@@ -187,3 +187,32 @@ fn duplicates_and_type_errors_never_panic() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn a_tenant_namespace_that_breaks_isolation_is_refused() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, namespace: monitoring, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/bergen: spec.namespace: \"monitoring\" is one of the namespaces every tenant admits traffic from"),
+        "{p}"
+    );
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, namespace: tenant-halderberge, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/bergen: spec.namespace: \"tenant-halderberge\" is the namespace of a Tenant named \"halderberge\""),
+        "{p}"
+    );
+}
+
+#[test]
+fn tenant_names_that_make_no_namespace_are_refused() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: gemeente.bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/gemeente.bergen: metadata.name: \"gemeente.bergen\" cannot name a tenant"),
+        "{p}"
+    );
+}
