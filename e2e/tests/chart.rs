@@ -309,6 +309,10 @@ fn the_chart_lints_and_lint_refuses_wrong_values() {
         json!({"securityContext": {"readOnlyRootFilesystem": false}}),
         json!({"imag": {}}),
         json!({"operator": {"mallocTunables": "arena_max=1"}}),
+        // A tenant role that lets the tenant's groups change their namespace itself.
+        json!({"operator": {"tenantRole": "cluster-admin"}}),
+        json!({"operator": {"tenantRole": "admin"}}),
+        json!({"operator": {"tenantRole": "system:aggregate-to-edit"}}),
     ] {
         let copy = chart_copy_with_values(&bad);
         let res =

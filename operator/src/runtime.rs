@@ -47,8 +47,9 @@ pub struct RunArgs {
         default_value = "regie-system,monitoring,ingress-nginx"
     )]
     pub allowed_namespaces: Vec<String>,
-    /// ClusterRole bound to each tenant's groups in its namespace.
-    #[arg(long, default_value = "edit")]
+    /// ClusterRole bound to each tenant's groups in its namespace; never
+    /// cluster-admin, admin or system:*.
+    #[arg(long, default_value = "edit", value_parser = crate::rbac::tenant_role)]
     pub tenant_role: String,
     /// Seconds in which every tenant is reconciled once even when nothing changed, spread
     /// evenly over the period (they write nothing unless something drifted).

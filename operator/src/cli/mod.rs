@@ -39,8 +39,9 @@ pub enum Command {
         namespace: String,
         #[arg(long, default_value = "regie")]
         service_account: String,
-        /// ClusterRole bound to each tenant's groups in its namespace.
-        #[arg(long, default_value = "edit")]
+        /// ClusterRole bound to each tenant's groups in its namespace; never
+        /// cluster-admin, admin or system:*.
+        #[arg(long, default_value = "edit", value_parser = crate::rbac::tenant_role)]
         tenant_role: String,
         /// The Secret `regie run --billing-token-secret` names, if not `regie-billing` in
         /// --namespace: only it may be read.
