@@ -59,6 +59,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderFormat::Yaml)]
         output: RenderFormat,
+        #[command(flatten)]
+        settings: crate::runtime::SettingsArgs,
     },
     /// Compute SLA compliance from recorded probe samples, as the operator does; without
     /// --samples, print the SlaReports found in the inputs (e.g. exported with kubectl).
@@ -100,6 +102,8 @@ pub enum Command {
         /// Month to price, YYYY-MM; the current month when absent.
         #[arg(long)]
         period: Option<String>,
+        #[command(flatten)]
+        settings: crate::runtime::SettingsArgs,
     },
 }
 
@@ -162,7 +166,11 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { paths } => validate::run(&paths),
-        Command::Render { paths, output } => render::run(&paths, output),
+        Command::Render {
+            paths,
+            output,
+            settings,
+        } => render::run(&paths, output, &settings.settings()),
         Command::Sla {
             paths,
             samples,
@@ -176,7 +184,12 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
             out,
         } => bill::run(&paths, &period, output, out.as_deref()),
-        Command::Diff { base, head, period } => diff::run(&base, &head, period.as_deref()),
+        Command::Diff {
+            base,
+            head,
+            period,
+            settings,
+        } => diff::run(&base, &head, period.as_deref(), &settings.settings()),
     }
 }
 
