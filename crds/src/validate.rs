@@ -158,6 +158,54 @@ pub fn check_quantity(s: &str) -> Result<(), String> {
     }
 }
 
+/// The exact value of a quantity `check_quantity` accepts ("250m" is 0.25, "1Gi" 1073741824), or
+/// `None` when it is malformed or beyond what a decimal holds (an exponent such as "1e40").
+/// Exact, so that a request and a limit compare as the API server compares them.
+pub fn quantity_value(s: &str) -> Option<Decimal> {
+    check_quantity(s).ok()?;
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let number = number.strip_prefix('+').unwrap_or(number);
+    let number = if number.starts_with('.') {
+        format!("0{number}")
+    } else if number.ends_with('.') {
+        format!("{number}0")
+    } else {
+        number.to_string()
+    };
+    let value = Decimal::from_str_exact(&number).ok()?;
+    let binary = |power: u32| Decimal::from(1u64 << power);
+    let ten = |exp: i64| -> Option<Decimal> {
+        if exp >= 0 {
+            (0..exp).try_fold(Decimal::ONE, |d, _| d.checked_mul(Decimal::TEN))
+        } else {
+            Some(Decimal::new(1, u32::try_from(-exp).ok().filter(|e| *e <= 28)?))
+        }
+    };
+    let factor = match suffix {
+        "" => Decimal::ONE,
+        "Ki" => binary(10),
+        "Mi" => binary(20),
+        "Gi" => binary(30),
+        "Ti" => binary(40),
+        "Pi" => binary(50),
+        "Ei" => binary(60),
+        "n" => ten(-9)?,
+        "u" => ten(-6)?,
+        "m" => ten(-3)?,
+        "k" => ten(3)?,
+        "M" => ten(6)?,
+        "G" => ten(9)?,
+        "T" => ten(12)?,
+        "P" => ten(15)?,
+        "E" => ten(18)?,
+        exp => ten(exp[1..].parse().ok()?)?,
+    };
+    value.checked_mul(factor)
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -636,6 +684,21 @@ impl Validate for HostingComponentSpec {
                         }
                     }
                 }
+                // The API server refuses a container whose request exceeds its limit, on every
+                // try: the component would never run.
+                for (resource, request) in &r.requests {
+                    let Some(limit) = r.limits.get(resource) else {
+                        continue;
+                    };
+                    if let (Some(rq), Some(lm)) = (quantity_value(request), quantity_value(limit))
+                        && rq > lm
+                    {
+                        e.push(
+                            format!("spec.hosted.resources.requests.{resource}"),
+                            format!("{request} is above its limit {limit}"),
+                        );
+                    }
+                }
             }
             for name in h.env.keys() {
                 let valid = !name.is_empty()
@@ -934,6 +997,52 @@ mod tests {
         let longest = "a".repeat(MAX_TENANT_NAME);
         assert_eq!(format!("{NAMESPACE_PREFIX}{longest}").len(), 63);
         assert!(tenant(&tenant_named(&longest, None, &[]), &allowed()).is_empty());
+    }
+
+    #[test]
+    fn quantities_have_exact_values() {
+        for (s, want) in [
+            ("2", "2"),
+            ("250m", "0.250"),
+            ("1.5", "1.5"),
+            (".5", "0.5"),
+            ("1Gi", "1073741824"),
+            ("512Mi", "536870912"),
+            ("1G", "1000000000"),
+            ("1e3", "1000"),
+            ("5E-3", "0.005"),
+            ("100n", "0.0000001"),
+        ] {
+            assert_eq!(
+                quantity_value(s),
+                Some(Decimal::from_str_exact(want).expect("decimal")),
+                "{s}"
+            );
+        }
+        assert_eq!(quantity_value("1e40"), None);
+        assert_eq!(quantity_value("lots"), None);
+        assert!(quantity_value("1Gi") > quantity_value("1000Mi"));
+        assert!(quantity_value("501m") > quantity_value("0.5"));
+    }
+
+    #[test]
+    fn a_hosted_request_above_its_limit_is_refused() {
+        let spec = |resources: &str| -> HostingComponentSpec {
+            serde_yaml::from_str(&format!(
+                "class: applicationHosting\nhosted: {{image: x, port: 8080, healthPath: /, resources: {resources}}}\n"
+            ))
+            .expect("spec")
+        };
+        let errors = spec("{requests: {memory: 1Gi, cpu: \"2\"}, limits: {memory: 1000Mi, cpu: 2000m}}")
+            .validate();
+        assert_eq!(
+            paths(&errors),
+            ["spec.hosted.resources.requests.memory"],
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("1Gi is above its limit 1000Mi"));
+        assert!(spec("{requests: {memory: 1Gi}, limits: {memory: 1Gi}}").validate().is_empty());
+        assert!(spec("{requests: {memory: 1Gi}}").validate().is_empty());
     }
 
     #[test]
