@@ -181,7 +181,10 @@ pub fn quantity_value(s: &str) -> Option<Decimal> {
         if exp >= 0 {
             (0..exp).try_fold(Decimal::ONE, |d, _| d.checked_mul(Decimal::TEN))
         } else {
-            Some(Decimal::new(1, u32::try_from(-exp).ok().filter(|e| *e <= 28)?))
+            Some(Decimal::new(
+                1,
+                u32::try_from(-exp).ok().filter(|e| *e <= 28)?,
+            ))
         }
     };
     let factor = match suffix {
@@ -967,7 +970,10 @@ mod tests {
         let other = vec!["observability".to_string()];
         assert!(tenant(&tenant_named("b", Some("monitoring"), &[]), &other).is_empty());
         assert_eq!(
-            paths(&tenant(&tenant_named("b", Some("observability"), &[]), &other)),
+            paths(&tenant(
+                &tenant_named("b", Some("observability"), &[]),
+                &other
+            )),
             ["spec.namespace"]
         );
         // Its own default namespace, named explicitly, and a name of its own are fine.
@@ -1033,15 +1039,20 @@ mod tests {
             ))
             .expect("spec")
         };
-        let errors = spec("{requests: {memory: 1Gi, cpu: \"2\"}, limits: {memory: 1000Mi, cpu: 2000m}}")
-            .validate();
+        let errors =
+            spec("{requests: {memory: 1Gi, cpu: \"2\"}, limits: {memory: 1000Mi, cpu: 2000m}}")
+                .validate();
         assert_eq!(
             paths(&errors),
             ["spec.hosted.resources.requests.memory"],
             "{errors:?}"
         );
         assert!(errors[0].message.contains("1Gi is above its limit 1000Mi"));
-        assert!(spec("{requests: {memory: 1Gi}, limits: {memory: 1Gi}}").validate().is_empty());
+        assert!(
+            spec("{requests: {memory: 1Gi}, limits: {memory: 1Gi}}")
+                .validate()
+                .is_empty()
+        );
         assert!(spec("{requests: {memory: 1Gi}}").validate().is_empty());
     }
 

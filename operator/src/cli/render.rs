@@ -99,8 +99,8 @@ mod tests {
             .iter()
             .find(|c| c.kind == "NetworkPolicy")
             .expect("a policy");
-        let admitted = &policy.body["spec"]["ingress"][0]["from"][1]["namespaceSelector"]
-            ["matchExpressions"][0]["values"];
+        let admitted = &policy.body["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"]
+            [0]["values"];
         assert_eq!(admitted, &serde_json::json!(["observability", "regie"]));
         let binding = children
             .iter()
