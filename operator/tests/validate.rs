@@ -216,3 +216,33 @@ fn tenant_names_that_make_no_namespace_are_refused() {
         "{p}"
     );
 }
+
+#[test]
+fn cost_pools_billing_cannot_allocate_are_refused() {
+    // fixedShares without a share for a tenant the selector picks.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: shared}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: fixedShares, shares: {roosendaal: \"2\", tholen: \"1\"}, tenantSelector: {matchLabels: {regie.dev/organisation: ict-wbw}}}\n",
+    );
+    assert!(
+        p.starts_with(
+            "TMP/extra.yaml: CostPool/shared: spec.shares: has no share for Tenant \"etten-leur\""
+        ),
+        "{p}"
+    );
+    // perInhabitant over tenants that all have 0 inhabitants.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: lab, labels: {kind: lab}}\nspec: {displayName: Lab, serviceLevel: gold, inhabitants: 0, membership: {joined: \"2026-01-01\"}}\n---\napiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: labs}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: perInhabitant, tenantSelector: {matchLabels: {kind: lab}}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: CostPool/labs: spec.allocation: the weights of the selected tenants add up to zero"),
+        "{p}"
+    );
+    // A selector that picks no member.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: nobody}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: equalShares, tenantSelector: {matchLabels: {kind: nobody}}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: CostPool/nobody: spec.tenantSelector: selects no tenant"),
+        "{p}"
+    );
+}
