@@ -114,6 +114,10 @@ pub fn parse_date_or_time(s: &str) -> Result<DateOrTime, String> {
         .map_err(|_| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
+/// The time zone a PriceList's dates are midnight in: billing's (`billing::TIME_ZONE` in the
+/// operator, where a test keeps the two equal), so validation compares the instants pricing does.
+pub const PRICE_TIME_ZONE: &str = "Europe/Amsterdam";
+
 /// `YYYY-MM` into (year, month).
 pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
     let bad = || format!("{s:?} is not a month (YYYY-MM)");
@@ -755,17 +759,20 @@ impl Validate for PriceListSpec {
             match parse_date_or_time(until) {
                 Err(m) => e.push("spec.effectiveUntil", m),
                 Ok(u) => {
-                    if let Ok(f) = from {
-                        let tz = jiff::tz::TimeZone::UTC;
-                        if u.instant(&tz) <= f.instant(&tz) {
-                            e.push(
-                                "spec.effectiveUntil",
-                                format!(
-                                    "{until} must be after effectiveFrom {}",
-                                    self.effective_from
-                                ),
-                            );
-                        }
+                    // Dates are midnight in billing's time zone, as pricing reads them: in
+                    // UTC an until of 2026-03-01 is after a from of 2026-02-28T23:30Z, for
+                    // pricing it is half an hour before.
+                    if let Ok(f) = from
+                        && let Ok(tz) = jiff::tz::TimeZone::get(PRICE_TIME_ZONE)
+                        && u.instant(&tz) <= f.instant(&tz)
+                    {
+                        e.push(
+                            "spec.effectiveUntil",
+                            format!(
+                                "{until} must be after effectiveFrom {}",
+                                self.effective_from
+                            ),
+                        );
                     }
                 }
             }
@@ -1054,6 +1061,25 @@ mod tests {
                 .is_empty()
         );
         assert!(spec("{requests: {memory: 1Gi}}").validate().is_empty());
+    }
+
+    #[test]
+    fn price_list_dates_are_midnight_where_pricing_reads_them() {
+        let spec = |from: &str, until: &str| -> PriceListSpec {
+            serde_yaml::from_str(&format!(
+                "currency: EUR\neffectiveFrom: {from:?}\neffectiveUntil: {until:?}\nvat: {{category: S, percent: \"21\"}}\nrates: [{{item: account, per: month, amount: \"1.00\"}}]\n"
+            ))
+            .expect("spec")
+        };
+        // Midnight of 1 March in Amsterdam is 23:00 UTC on 28 February: before this from.
+        let errors = spec("2026-02-28T23:30:00Z", "2026-03-01").validate();
+        assert_eq!(paths(&errors), ["spec.effectiveUntil"], "{errors:?}");
+        assert!(
+            spec("2026-02-28T22:30:00Z", "2026-03-01")
+                .validate()
+                .is_empty()
+        );
+        assert!(spec("2026-01-01", "2026-07-01").validate().is_empty());
     }
 
     #[test]

@@ -530,6 +530,15 @@ mod tests {
         t
     }
 
+    /// Validation reads a PriceList's dates in the time zone pricing reads them in.
+    #[test]
+    fn price_lists_are_validated_in_billings_time_zone() {
+        assert_eq!(
+            regie_crds::validate::PRICE_TIME_ZONE,
+            crate::billing::TIME_ZONE
+        );
+    }
+
     #[test]
     fn a_tenants_namespace_is_recognised_without_building_it() {
         for (t, ns, expected) in [
