@@ -246,3 +246,14 @@ fn cost_pools_billing_cannot_allocate_are_refused() {
         "{p}"
     );
 }
+
+#[test]
+fn misspelt_fields_are_reported() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, membership: {joined: \"2026-01-01\"}, acess: {groups: [gem-bergen]}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: Tenant/bergen: spec.acess: unknown field: Tenant has no such field (misspelt?)"
+    );
+}
