@@ -447,9 +447,14 @@ impl Inventory {
     /// a selector that picks no member, a `fixedShares` pool without a share for a tenant it
     /// selects, or weights that add up to zero (`perInhabitant` over tenants of 0 inhabitants)
     /// fail `regie validate` instead of only `regie bill`. A pool or tenant whose own fields are
-    /// wrong is reported by its own rules and left out here.
+    /// wrong is reported by its own rules and left out here. Inputs without any Tenant are a
+    /// catalogue read on its own (`regie rules examples/catalogue`, the chart's generator): there
+    /// is nothing to allocate over, and that is no fault of the pools.
     fn pool_allocations(&self) -> Vec<Problem> {
         use crate::billing::pools::{Member, Pool};
+        if self.tenants.is_empty() {
+            return Vec::new();
+        }
         let members: Vec<Member> = self
             .tenants
             .iter()

@@ -38,6 +38,13 @@ fn the_examples_are_valid() {
     assert!(count >= 30, "{count}");
 }
 
+/// A catalogue read on its own has pools and no tenant to allocate them over: not a problem.
+#[test]
+fn the_catalogue_alone_is_valid() {
+    let (problems, _) = regie::cli::validate::check(&[repo().join("examples/catalogue")]);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn unknown_service_level() {
     let p = one(
