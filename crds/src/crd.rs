@@ -37,6 +37,18 @@ pub const CEL_RULES: &[CelRule] = &[
         message: "leaves must not be before joined",
     },
     CelRule {
+        kind: "Tenant",
+        path: &["spec", "namespace"],
+        rule: "self != 'default' && !self.startsWith('kube-')",
+        message: "default and kube-* are namespaces of the cluster itself, never a tenant's",
+    },
+    CelRule {
+        kind: "Tenant",
+        path: &["spec", "access", "groups", "items"],
+        rule: "!self.startsWith('system:')",
+        message: "system:* groups are Kubernetes's own, not the participant's staff",
+    },
+    CelRule {
         kind: "ServiceLevel",
         path: &["spec", "workload"],
         rule: "self.minAvailable == 0 || self.minAvailable < self.minReplicas",

@@ -47,7 +47,8 @@ pub struct TenantSpec {
     /// Name of the ServiceLevel the participant takes (bronze, silver, gold).
     #[schemars(length(min = 1))]
     pub service_level: String,
-    /// Namespace for the tenant's workloads; `tenant-<name>` when absent.
+    /// Namespace for the tenant's workloads; `tenant-<name>` when absent. Never `default`,
+    /// `kube-*`, one of the operator's allowed namespaces or another tenant's `tenant-<other>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
     pub namespace: Option<String>,
@@ -129,6 +130,7 @@ pub enum InvoicingPeriod {
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     /// The participant's own staff groups; they get edit rights in the tenant's namespace only.
+    /// Kubernetes's own `system:*` groups are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
 }

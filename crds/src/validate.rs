@@ -10,13 +10,16 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::catalogue::ServiceLevelSpec;
+use crate::catalogue::{ServiceLevel, ServiceLevelSpec};
 use crate::commercial::{
     AllocationKey, CostPoolSpec, PriceListSpec, RateItem, RatePer, ServiceOrderSpec,
 };
 use crate::duration::parse_duration;
 use crate::generated::UsageSpec;
-use crate::tenancy::{HostingComponent, HostingComponentSpec, TenantSpec, WorkplacePackageSpec};
+use crate::tenancy::{
+    HostingComponent, HostingComponentSpec, NAMESPACE_PREFIX, Tenant, TenantSpec,
+    WorkplacePackageSpec,
+};
 use crate::window::{Monitoring, Window};
 
 /// One problem with one field; `path` is relative to the object, e.g. `spec.serviceHours[0]`.
@@ -111,6 +114,10 @@ pub fn parse_date_or_time(s: &str) -> Result<DateOrTime, String> {
         .map_err(|_| format!("{s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
+/// The time zone a PriceList's dates are midnight in: billing's (`billing::TIME_ZONE` in the
+/// operator, where a test keeps the two equal), so validation compares the instants pricing does.
+pub const PRICE_TIME_ZONE: &str = "Europe/Amsterdam";
+
 /// `YYYY-MM` into (year, month).
 pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
     let bad = || format!("{s:?} is not a month (YYYY-MM)");
@@ -155,6 +162,57 @@ pub fn check_quantity(s: &str) -> Result<(), String> {
     }
 }
 
+/// The exact value of a quantity `check_quantity` accepts ("250m" is 0.25, "1Gi" 1073741824), or
+/// `None` when it is malformed or beyond what a decimal holds (an exponent such as "1e40").
+/// Exact, so that a request and a limit compare as the API server compares them.
+pub fn quantity_value(s: &str) -> Option<Decimal> {
+    check_quantity(s).ok()?;
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let number = number.strip_prefix('+').unwrap_or(number);
+    let number = if number.starts_with('.') {
+        format!("0{number}")
+    } else if number.ends_with('.') {
+        format!("{number}0")
+    } else {
+        number.to_string()
+    };
+    let value = Decimal::from_str_exact(&number).ok()?;
+    let binary = |power: u32| Decimal::from(1u64 << power);
+    let ten = |exp: i64| -> Option<Decimal> {
+        if exp >= 0 {
+            (0..exp).try_fold(Decimal::ONE, |d, _| d.checked_mul(Decimal::TEN))
+        } else {
+            Some(Decimal::new(
+                1,
+                u32::try_from(-exp).ok().filter(|e| *e <= 28)?,
+            ))
+        }
+    };
+    let factor = match suffix {
+        "" => Decimal::ONE,
+        "Ki" => binary(10),
+        "Mi" => binary(20),
+        "Gi" => binary(30),
+        "Ti" => binary(40),
+        "Pi" => binary(50),
+        "Ei" => binary(60),
+        "n" => ten(-9)?,
+        "u" => ten(-6)?,
+        "m" => ten(-3)?,
+        "k" => ten(3)?,
+        "M" => ten(6)?,
+        "G" => ten(9)?,
+        "T" => ten(12)?,
+        "P" => ten(15)?,
+        "E" => ten(18)?,
+        exp => ten(exp[1..].parse().ok()?)?,
+    };
+    value.checked_mul(factor)
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -184,6 +242,98 @@ pub fn hosting_component(component: &HostingComponent) -> Vec<FieldError> {
             ),
         });
     }
+    errors
+}
+
+/// Names Kubernetes reserves for its own users, groups and roles (`system:authenticated`…).
+pub const SYSTEM_PREFIX: &str = "system:";
+
+/// Longest tenant name: its namespace `tenant-<name>` must still be a DNS label (63).
+pub const MAX_TENANT_NAME: usize = 63 - NAMESPACE_PREFIX.len();
+
+/// Why a namespace belongs to the cluster itself and can never be a tenant's: `default` holds
+/// whatever is created without a namespace, `kube-*` the control plane's own objects.
+fn system_namespace(ns: &str) -> Option<String> {
+    if ns == "default" || ns.starts_with("kube-") {
+        Some(format!(
+            "{ns:?} is a namespace of the cluster itself (default, kube-*), never a tenant's"
+        ))
+    } else {
+        None
+    }
+}
+
+/// A Tenant whole: its spec, its name (which names its namespace `tenant-<name>` and is the
+/// value of every child's `regie.dev/tenant` label) and the namespace it asks for, which must be
+/// neither one every tenant's NetworkPolicy admits traffic from (`allowed_namespaces`: a tenant
+/// there would reach all others and be reached by them) nor another tenant's `tenant-<other>`
+/// (created first, it would take that namespace from the tenant it is named after for good).
+/// The CLI passes the default or its `--allowed-namespaces`, the controller its settings.
+pub fn tenant(tenant: &Tenant, allowed_namespaces: &[String]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let name = tenant.metadata.name.as_deref().unwrap_or_default();
+    if !is_dns_label(name) || name.len() > MAX_TENANT_NAME {
+        errors.push(FieldError {
+            path: "metadata.name".into(),
+            message: format!(
+                "{name:?} cannot name a tenant: its namespace {NAMESPACE_PREFIX}<name> must be a \
+                 DNS label, so at most {MAX_TENANT_NAME} lowercase letters, digits and '-', \
+                 starting and ending with a letter or digit"
+            ),
+        });
+    }
+    errors.extend(tenant.spec.validate());
+    if let Some(ns) = &tenant.spec.namespace {
+        if allowed_namespaces.iter().any(|a| a == ns) {
+            errors.push(FieldError {
+                path: "spec.namespace".into(),
+                message: format!(
+                    "{ns:?} is one of the namespaces every tenant admits traffic from \
+                     (allowed namespaces: {}), never a tenant's",
+                    allowed_namespaces.join(", ")
+                ),
+            });
+        } else if let Some(other) = ns.strip_prefix(NAMESPACE_PREFIX)
+            && other != name
+        {
+            errors.push(FieldError {
+                path: "spec.namespace".into(),
+                message: format!(
+                    "{ns:?} is the namespace of a Tenant named {other:?}: name this \
+                     tenant's own {NAMESPACE_PREFIX}{name} or one without that prefix"
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// Whether `s` can be a label value: at most 63 letters, digits, '-', '_' and '.', starting
+/// and ending with a letter or digit.
+fn is_label_value(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && (s.is_empty()
+            || (s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())))
+}
+
+/// A ServiceLevel whole: its spec and its name, the value of every child's
+/// `regie.dev/service-level` label (so at most 63 characters, or every apply is refused).
+pub fn service_level(level: &ServiceLevel) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let name = level.metadata.name.as_deref().unwrap_or_default();
+    if name.is_empty() || !is_label_value(name) {
+        errors.push(FieldError {
+            path: "metadata.name".into(),
+            message: format!(
+                "{name:?} cannot name a ServiceLevel: it is a label value, at most 63 letters, \
+                 digits, '-', '_' and '.', starting and ending with a letter or digit"
+            ),
+        });
+    }
+    errors.extend(level.spec.validate());
     errors
 }
 
@@ -358,13 +508,15 @@ impl Validate for TenantSpec {
         if self.service_level.is_empty() {
             e.push("spec.serviceLevel", "must name a ServiceLevel");
         }
-        if let Some(ns) = &self.namespace
-            && !is_dns_label(ns)
-        {
-            e.push(
-                "spec.namespace",
-                format!("{ns:?} is not a valid namespace name"),
-            );
+        if let Some(ns) = &self.namespace {
+            if !is_dns_label(ns) {
+                e.push(
+                    "spec.namespace",
+                    format!("{ns:?} is not a valid namespace name"),
+                );
+            } else if let Some(why) = system_namespace(ns) {
+                e.push("spec.namespace", why);
+            }
         }
         let joined = parse_date(&self.membership.joined);
         if let Err(m) = &joined {
@@ -397,6 +549,15 @@ impl Validate for TenantSpec {
         for (i, g) in self.access.groups.iter().enumerate() {
             if g.trim().is_empty() {
                 e.push(format!("spec.access.groups[{i}]"), "must not be empty");
+            } else if g.starts_with(SYSTEM_PREFIX) {
+                // `system:authenticated`, `system:serviceaccounts`… are every user or every
+                // workload of the cluster: binding them would give them all edit rights here.
+                e.push(
+                    format!("spec.access.groups[{i}]"),
+                    format!(
+                        "{g:?} is a Kubernetes system group (system:…), not the participant's own staff"
+                    ),
+                );
             }
         }
         if let Some(q) = &self.quota {
@@ -530,6 +691,21 @@ impl Validate for HostingComponentSpec {
                         }
                     }
                 }
+                // The API server refuses a container whose request exceeds its limit, on every
+                // try: the component would never run.
+                for (resource, request) in &r.requests {
+                    let Some(limit) = r.limits.get(resource) else {
+                        continue;
+                    };
+                    if let (Some(rq), Some(lm)) = (quantity_value(request), quantity_value(limit))
+                        && rq > lm
+                    {
+                        e.push(
+                            format!("spec.hosted.resources.requests.{resource}"),
+                            format!("{request} is above its limit {limit}"),
+                        );
+                    }
+                }
             }
             for name in h.env.keys() {
                 let valid = !name.is_empty()
@@ -583,17 +759,20 @@ impl Validate for PriceListSpec {
             match parse_date_or_time(until) {
                 Err(m) => e.push("spec.effectiveUntil", m),
                 Ok(u) => {
-                    if let Ok(f) = from {
-                        let tz = jiff::tz::TimeZone::UTC;
-                        if u.instant(&tz) <= f.instant(&tz) {
-                            e.push(
-                                "spec.effectiveUntil",
-                                format!(
-                                    "{until} must be after effectiveFrom {}",
-                                    self.effective_from
-                                ),
-                            );
-                        }
+                    // Dates are midnight in billing's time zone, as pricing reads them: in
+                    // UTC an until of 2026-03-01 is after a from of 2026-02-28T23:30Z, for
+                    // pricing it is half an hour before.
+                    if let Ok(f) = from
+                        && let Ok(tz) = jiff::tz::TimeZone::get(PRICE_TIME_ZONE)
+                        && u.instant(&tz) <= f.instant(&tz)
+                    {
+                        e.push(
+                            "spec.effectiveUntil",
+                            format!(
+                                "{until} must be after effectiveFrom {}",
+                                self.effective_from
+                            ),
+                        );
                     }
                 }
             }
@@ -753,5 +932,167 @@ impl Validate for UsageSpec {
             e.push("spec.period", m);
         }
         e.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant_named(name: &str, namespace: Option<&str>, groups: &[&str]) -> Tenant {
+        let mut t: Tenant = serde_yaml::from_str(&format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {{name: {name:?}}}\nspec: {{displayName: X, serviceLevel: gold, membership: {{joined: \"2026-01-01\"}}}}\n"
+        ))
+        .expect("tenant");
+        t.spec.namespace = namespace.map(Into::into);
+        t.spec.access.groups = groups.iter().map(|g| g.to_string()).collect();
+        t
+    }
+
+    fn allowed() -> Vec<String> {
+        ["regie-system", "monitoring", "ingress-nginx"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn paths(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn a_tenant_cannot_take_a_namespace_that_breaks_isolation() {
+        for ns in [
+            "ingress-nginx",
+            "monitoring",
+            "regie-system",
+            "default",
+            "kube-system",
+            "kube-public",
+            "tenant-a",
+        ] {
+            let errors = tenant(&tenant_named("b", Some(ns), &[]), &allowed());
+            assert_eq!(paths(&errors), ["spec.namespace"], "{ns}: {errors:?}");
+        }
+        // The allowed namespaces are the installation's, not a fixed list.
+        let other = vec!["observability".to_string()];
+        assert!(tenant(&tenant_named("b", Some("monitoring"), &[]), &other).is_empty());
+        assert_eq!(
+            paths(&tenant(
+                &tenant_named("b", Some("observability"), &[]),
+                &other
+            )),
+            ["spec.namespace"]
+        );
+        // Its own default namespace, named explicitly, and a name of its own are fine.
+        for ns in ["tenant-b", "gem-b", "kubernetes-b"] {
+            let errors = tenant(&tenant_named("b", Some(ns), &[]), &allowed());
+            assert!(errors.is_empty(), "{ns}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn system_groups_get_no_access() {
+        let errors = tenant(
+            &tenant_named("b", None, &["gem-b-admins", "system:authenticated"]),
+            &allowed(),
+        );
+        assert_eq!(paths(&errors), ["spec.access.groups[1]"], "{errors:?}");
+        assert!(errors[0].message.contains("system group"));
+    }
+
+    #[test]
+    fn tenant_names_must_make_a_namespace_and_a_label() {
+        let long = "a".repeat(MAX_TENANT_NAME + 1);
+        for name in ["gemeente.roosendaal", long.as_str(), "Roosendaal", "-x"] {
+            let errors = tenant(&tenant_named(name, None, &[]), &allowed());
+            assert_eq!(paths(&errors), ["metadata.name"], "{name}: {errors:?}");
+        }
+        let longest = "a".repeat(MAX_TENANT_NAME);
+        assert_eq!(format!("{NAMESPACE_PREFIX}{longest}").len(), 63);
+        assert!(tenant(&tenant_named(&longest, None, &[]), &allowed()).is_empty());
+    }
+
+    #[test]
+    fn quantities_have_exact_values() {
+        for (s, want) in [
+            ("2", "2"),
+            ("250m", "0.250"),
+            ("1.5", "1.5"),
+            (".5", "0.5"),
+            ("1Gi", "1073741824"),
+            ("512Mi", "536870912"),
+            ("1G", "1000000000"),
+            ("1e3", "1000"),
+            ("5E-3", "0.005"),
+            ("100n", "0.0000001"),
+        ] {
+            assert_eq!(
+                quantity_value(s),
+                Some(Decimal::from_str_exact(want).expect("decimal")),
+                "{s}"
+            );
+        }
+        assert_eq!(quantity_value("1e40"), None);
+        assert_eq!(quantity_value("lots"), None);
+        assert!(quantity_value("1Gi") > quantity_value("1000Mi"));
+        assert!(quantity_value("501m") > quantity_value("0.5"));
+    }
+
+    #[test]
+    fn a_hosted_request_above_its_limit_is_refused() {
+        let spec = |resources: &str| -> HostingComponentSpec {
+            serde_yaml::from_str(&format!(
+                "class: applicationHosting\nhosted: {{image: x, port: 8080, healthPath: /, resources: {resources}}}\n"
+            ))
+            .expect("spec")
+        };
+        let errors =
+            spec("{requests: {memory: 1Gi, cpu: \"2\"}, limits: {memory: 1000Mi, cpu: 2000m}}")
+                .validate();
+        assert_eq!(
+            paths(&errors),
+            ["spec.hosted.resources.requests.memory"],
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("1Gi is above its limit 1000Mi"));
+        assert!(
+            spec("{requests: {memory: 1Gi}, limits: {memory: 1Gi}}")
+                .validate()
+                .is_empty()
+        );
+        assert!(spec("{requests: {memory: 1Gi}}").validate().is_empty());
+    }
+
+    #[test]
+    fn price_list_dates_are_midnight_where_pricing_reads_them() {
+        let spec = |from: &str, until: &str| -> PriceListSpec {
+            serde_yaml::from_str(&format!(
+                "currency: EUR\neffectiveFrom: {from:?}\neffectiveUntil: {until:?}\nvat: {{category: S, percent: \"21\"}}\nrates: [{{item: account, per: month, amount: \"1.00\"}}]\n"
+            ))
+            .expect("spec")
+        };
+        // Midnight of 1 March in Amsterdam is 23:00 UTC on 28 February: before this from.
+        let errors = spec("2026-02-28T23:30:00Z", "2026-03-01").validate();
+        assert_eq!(paths(&errors), ["spec.effectiveUntil"], "{errors:?}");
+        assert!(
+            spec("2026-02-28T22:30:00Z", "2026-03-01")
+                .validate()
+                .is_empty()
+        );
+        assert!(spec("2026-01-01", "2026-07-01").validate().is_empty());
+    }
+
+    #[test]
+    fn service_level_names_must_be_label_values() {
+        let level = |name: &str| -> ServiceLevel {
+            serde_yaml::from_str(&format!(
+                "apiVersion: regie.dev/v1alpha1\nkind: ServiceLevel\nmetadata: {{name: {name:?}}}\nspec: {{rank: 0, serviceHours: [\"Mon-Fri 08:00-17:00\"], responseTimes: {{urgent: 1h, other: 2d}}, kpiReport: monthly, availability: {{target: \"98\"}}, probe: {{interval: 60s, timeout: 10s}}}}\n"
+            ))
+            .expect("level")
+        };
+        assert!(service_level(&level("bronze")).is_empty());
+        assert!(service_level(&level(&"b".repeat(63))).is_empty());
+        let errors = service_level(&level(&"b".repeat(64)));
+        assert_eq!(paths(&errors), ["metadata.name"], "{errors:?}");
     }
 }

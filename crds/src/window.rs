@@ -89,7 +89,8 @@ impl Window {
 fn parse_clock(s: &str, what: &str) -> Result<u16, WindowError> {
     let bad = || WindowError(format!("{what} time {s:?} is not a valid HH:MM time"));
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    // Two digits each, as the pattern has it ("+8" would parse as a number).
+    if h.len() != 2 || m.len() != 2 || !h.chars().chain(m.chars()).all(|c| c.is_ascii_digit()) {
         return Err(bad());
     }
     let h: u16 = h.parse().map_err(|_| bad())?;
@@ -106,11 +107,17 @@ impl FromStr for Window {
     type Err = WindowError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut parts = s.split_whitespace();
-        let (days, times) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(d), Some(t), None) => (d, t),
-            _ => return Err(WindowError(format!("{s:?}: {SYNTAX}"))),
-        };
+        // Exactly one space between days and times, nothing around them: the CRD's
+        // WINDOW_PATTERN says so, and a tab or a trailing blank the API server refuses must not
+        // pass `regie validate`.
+        let (days, times) = s
+            .split_once(' ')
+            .filter(|(d, t)| {
+                !d.is_empty()
+                    && !t.is_empty()
+                    && ![d, t].iter().any(|p| p.contains(char::is_whitespace))
+            })
+            .ok_or_else(|| WindowError(format!("{s:?}: {SYNTAX}")))?;
         let (first, last) = match days.split_once('-') {
             Some((a, b)) => (a, b),
             None => (days, days),
@@ -184,7 +191,8 @@ impl<'de> Deserialize<'de> for Window {
     }
 }
 
-/// The regular expression the CRD schema uses; the parser above is stricter (ranges, order).
+/// The regular expression the CRD schema uses. The parser above accepts nothing this refuses
+/// (the same single space, days and digits) and is stricter within it (ranges, order).
 pub const WINDOW_PATTERN: &str = r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(-(Mon|Tue|Wed|Thu|Fri|Sat|Sun))? ([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$";
 
 /// The monitoring windows of a service level: `none`, `12x5`, `24x7`, or comma-separated windows.
@@ -296,6 +304,26 @@ mod tests {
         assert!(w("Mon-Fri").is_err());
         assert!(w("Mon-Fri 08:00-17:00 extra").is_err());
         assert!(w("").is_err());
+    }
+
+    /// What the API server refuses (WINDOW_PATTERN) `regie validate` refuses too.
+    #[test]
+    fn accepts_no_more_than_the_crd_pattern() {
+        for bad in [
+            "Mon-Fri\t08:00-17:00",
+            " Sat 09:00-12:00 ",
+            "Sat 09:00-12:00 ",
+            " Sat 09:00-12:00",
+            "Mon-Fri  08:00-17:00",
+            "Mon-Fri\u{a0}08:00-17:00",
+            "Mon-Fri 08:00-17:00\n",
+            "Mon-Fri +8:00-17:00",
+            "Mon-Fri 08:+0-17:00",
+            "mon-fri 08:00-17:00",
+        ] {
+            assert!(w(bad).is_err(), "{bad:?}");
+        }
+        assert!(w("Mon-Fri 08:00-17:00").is_ok());
     }
 
     #[test]

@@ -309,6 +309,13 @@ fn the_chart_lints_and_lint_refuses_wrong_values() {
         json!({"securityContext": {"readOnlyRootFilesystem": false}}),
         json!({"imag": {}}),
         json!({"operator": {"mallocTunables": "arena_max=1"}}),
+        // A tenant role that lets the tenant's groups change their namespace itself.
+        json!({"operator": {"tenantRole": "cluster-admin"}}),
+        json!({"operator": {"tenantRole": "admin"}}),
+        json!({"operator": {"tenantRole": "system:aggregate-to-edit"}}),
+        // Pod security weakened by a property the schema does not list.
+        json!({"podSecurityContext": {"appArmorProfile": {"type": "Unconfined"}}}),
+        json!({"podSecurityContext": {"seLinuxOptions": {"type": "spc_t"}}}),
     ] {
         let copy = chart_copy_with_values(&bad);
         let res =

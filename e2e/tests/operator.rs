@@ -648,8 +648,9 @@ async fn operator_end_to_end() {
         .await
         .expect("a component outside any tenant's namespace is Stalled");
 
-    // 5. A tenant that names another's namespace is Stalled and takes nothing over; deleting
-    // it leaves that namespace alone.
+    // 5. A tenant that names another's namespace is Stalled (its spec is refused: tenant-<other>
+    // is never another tenant's to name) and takes nothing over; deleting it leaves that
+    // namespace alone.
     let copycat = small_tenant(
         "copycat",
         serde_json::json!({"serviceLevel": "gold", "namespace": "tenant-tholen"}),
@@ -666,8 +667,9 @@ async fn operator_end_to_end() {
             let st = t.status.unwrap_or_default();
             Ok(find(&st.conditions, STALLED).is_some_and(|c| {
                 c.status == "True"
-                    && c.reason == "NamespaceConflict"
-                    && c.message.contains("belongs to Tenant tholen")
+                    && c.reason == "InvalidSpec"
+                    && c.message.contains("spec.namespace")
+                    && c.message.contains("namespace of a Tenant named \"tholen\"")
             }))
         }
     })
@@ -685,10 +687,13 @@ async fn operator_end_to_end() {
         "Tholen's namespace is not deleted with the copycat"
     );
 
-    // A tenant naming a namespace that exists and regie did not make — here `default`, where
-    // this operator keeps its own state, as `regie-system` in a real installation — is Stalled
-    // and nothing is written into the namespace; deleting the tenant leaves the namespace.
-    let squatter = small_tenant("squatter", serde_json::json!({"namespace": "default"}));
+    // A tenant naming a namespace that exists and regie did not make is Stalled and nothing is
+    // written into the namespace; deleting the tenant leaves the namespace. (`default`, where
+    // this operator keeps its own state, and the allowed namespaces are refused outright.)
+    cluster
+        .kubectl_ok(&["create", "namespace", "squatted"])
+        .expect("ns");
+    let squatter = small_tenant("squatter", serde_json::json!({"namespace": "squatted"}));
     tenants
         .create(&Default::default(), &squatter)
         .await
@@ -701,32 +706,32 @@ async fn operator_end_to_end() {
             Ok(find(&st.conditions, STALLED).is_some_and(|c| {
                 c.status == "True"
                     && c.reason == "NamespaceNotOwned"
-                    && c.message.contains("namespace default exists")
+                    && c.message.contains("namespace squatted exists")
             }))
         }
     })
     .await
     .expect("a tenant naming a namespace regie did not make is Stalled");
-    let default_ns = namespaces.get("default").await.expect("namespace");
+    let squatted_ns = namespaces.get("squatted").await.expect("namespace");
     assert_eq!(
-        tenant_label(&default_ns),
+        tenant_label(&squatted_ns),
         None,
         "not labelled for the squatter"
     );
-    let made = made_by_regie(&client, &pdb_version, "default", "squatter")
+    let made = made_by_regie(&client, &pdb_version, "squatted", "squatter")
         .await
         .expect("count");
     assert_eq!(
         made, [0; 7],
-        "nothing of the squatter's applied into `default`"
+        "nothing of the squatter's applied into `squatted`"
     );
     offboarded(&tenants, "squatter")
         .await
         .expect("its finalizer released");
-    let default_ns = namespaces.get("default").await.expect("namespace");
+    let squatted_ns = namespaces.get("squatted").await.expect("namespace");
     assert!(
-        default_ns.metadata.deletion_timestamp.is_none(),
-        "`default` is not deleted with the squatter"
+        squatted_ns.metadata.deletion_timestamp.is_none(),
+        "`squatted` is not deleted with the squatter"
     );
 
     // A tenant's own `tenant-<name>`, created before it by a pipeline, is taken over.

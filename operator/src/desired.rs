@@ -195,7 +195,7 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
                 default: Some(BTreeMap::from([
-                    ("cpu".into(), q("500m")),
+                    ("cpu".into(), q(LIMIT_RANGE_CPU)),
                     ("memory".into(), q("512Mi")),
                 ])),
                 default_request: Some(BTreeMap::from([
@@ -267,6 +267,54 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
     out
 }
 
+/// Defaults of a container: requests, and limits (memory here; CPU through the namespace's
+/// LimitRange, whose default applies to a container that sets no CPU limit of its own).
+const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "100m"), ("memory", "128Mi")];
+const DEFAULT_LIMITS: [(&str, &str); 2] = [("cpu", LIMIT_RANGE_CPU), ("memory", "512Mi")];
+/// The LimitRange's default CPU limit.
+const LIMIT_RANGE_CPU: &str = "500m";
+
+/// A hosted container's requests and limits: the component's own, and the defaults for what it
+/// leaves out — but a default never clashes with what it gives, for the API server refuses a
+/// request above its limit (the tenant would stall, or its pods never be created): a default
+/// limit is raised to the request (`requests: {memory: 1Gi}` gets a 1Gi limit, `cpu: "2"` a
+/// limit of 2 instead of the LimitRange's 500m), and a default request lowered to the limit.
+/// Validation refuses a request above an explicit limit.
+fn container_resources(
+    resources: Option<&regie_crds::tenancy::Resources>,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+    use regie_crds::validate::quantity_value;
+    let own = resources.cloned().unwrap_or_default();
+    let above = |a: &str, b: &str| match (quantity_value(a), quantity_value(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    };
+    let mut requests: BTreeMap<String, Quantity> = BTreeMap::new();
+    for (resource, default) in DEFAULT_REQUESTS {
+        let value = match own.limits.get(resource) {
+            Some(limit) if above(default, limit) => limit.as_str(),
+            _ => default,
+        };
+        requests.insert(resource.into(), q(value));
+    }
+    requests.extend(own.requests.iter().map(|(k, v)| (k.clone(), q(v))));
+    let mut limits: BTreeMap<String, Quantity> = BTreeMap::new();
+    for (resource, default) in DEFAULT_LIMITS {
+        match own.requests.get(resource) {
+            Some(request) if above(request, default) => {
+                limits.insert(resource.into(), q(request));
+            }
+            // CPU is left to the LimitRange unless it must be raised.
+            _ if resource == "cpu" => {}
+            _ => {
+                limits.insert(resource.into(), q(default));
+            }
+        }
+    }
+    limits.extend(own.limits.iter().map(|(k, v)| (k.clone(), q(v))));
+    (requests, limits)
+}
+
 /// Replicas a hosted component runs: its wish, but never fewer than the tier's floor.
 pub fn replicas(component: &HostingComponent, tier: &Tier) -> i32 {
     let wish = component
@@ -311,12 +359,7 @@ pub fn component_children(
         failure_threshold: Some(failures),
         ..Probe::default()
     };
-    let resources = hosted.resources.clone().unwrap_or_default();
-    let mut requests: BTreeMap<String, Quantity> =
-        BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))]);
-    requests.extend(resources.requests.iter().map(|(k, v)| (k.clone(), q(v))));
-    let mut limits: BTreeMap<String, Quantity> = BTreeMap::from([("memory".into(), q("512Mi"))]);
-    limits.extend(resources.limits.iter().map(|(k, v)| (k.clone(), q(v))));
+    let (requests, limits) = container_resources(hosted.resources.as_ref());
 
     let container = Container {
         name: "app".into(),
@@ -512,4 +555,44 @@ pub fn render(inv: &Inventory, settings: &Settings) -> BTreeMap<String, Vec<Chil
         out.insert(tenant.name_any(), children);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(yaml: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let r: regie_crds::tenancy::Resources = serde_yaml::from_str(yaml).expect("resources");
+        let (requests, limits) = container_resources(Some(&r));
+        let plain = |m: BTreeMap<String, Quantity>| m.into_iter().map(|(k, v)| (k, v.0)).collect();
+        (plain(requests), plain(limits))
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_limits_never_fall_below_the_requests() {
+        // The reviewer's case: a 1Gi request had a 512Mi limit, a CPU request of 2 the
+        // LimitRange's 500m.
+        let (requests, limits) = resources("{requests: {memory: 1Gi, cpu: \"2\"}}");
+        assert_eq!(requests, map(&[("cpu", "2"), ("memory", "1Gi")]));
+        assert_eq!(limits, map(&[("cpu", "2"), ("memory", "1Gi")]));
+        // Below the defaults, the defaults stay (CPU left to the LimitRange).
+        let (requests, limits) = resources("{requests: {memory: 256Mi, cpu: 500m}}");
+        assert_eq!(requests, map(&[("cpu", "500m"), ("memory", "256Mi")]));
+        assert_eq!(limits, map(&[("memory", "512Mi")]));
+        // A limit below a default request lowers that request.
+        let (requests, limits) = resources("{limits: {memory: 64Mi, cpu: 50m}}");
+        assert_eq!(requests, map(&[("cpu", "50m"), ("memory", "64Mi")]));
+        assert_eq!(limits, map(&[("cpu", "50m"), ("memory", "64Mi")]));
+        // Nothing given: the defaults as before.
+        let (requests, limits) = container_resources(None);
+        assert_eq!(requests.len(), 2);
+        assert_eq!(limits.keys().collect::<Vec<_>>(), ["memory"]);
+    }
 }

@@ -223,6 +223,17 @@ pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
             problem("metadata.name".into(), "is required".into());
             continue;
         }
+        // A field the schema lacks is ignored by serde and pruned by the API server: a
+        // misspelling would silently mean nothing. `document` is the JSON form of the YAML (a
+        // document whose keys are not all strings is left to the typed read below).
+        if let Ok(document) = serde_json::to_value(&value) {
+            for path in crate::unknown_fields::unknown_fields(&kind, &document) {
+                problem(
+                    path,
+                    format!("unknown field: {kind} has no such field (misspelt?)"),
+                );
+            }
+        }
         let parsed = match kind.as_str() {
             "ServiceLevel" => typed(value).map(Object::ServiceLevel),
             "Tenant" => typed(value).map(Object::Tenant),
@@ -310,6 +321,18 @@ mod tests {
         assert_eq!(l.problems.len(), 2);
         assert!(l.problems[0].message.contains("not a regie.dev kind"));
         assert!(l.problems[1].message.contains("not served"));
+    }
+
+    #[test]
+    fn unknown_fields_are_problems_naming_file_object_and_path() {
+        let l = parse(
+            "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: pool}\nspec: {amount: \"1.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: equalShares, tenantSelecter: {matchLabels: {a: b}}}\n",
+        );
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert_eq!(
+            l.problems[0].to_string(),
+            "t.yaml: CostPool/pool: spec.tenantSelecter: unknown field: CostPool has no such field (misspelt?)"
+        );
     }
 
     #[test]

@@ -143,8 +143,14 @@ impl Inventory {
         v
     }
 
-    /// Every problem: each object's own rules, then the rules across objects.
+    /// Every problem, a tenant's namespace judged against the default allowed namespaces.
     pub fn check(&self) -> Vec<Problem> {
+        self.check_with(&crate::desired::Settings::default().allowed_namespaces)
+    }
+
+    /// Every problem: each object's own rules, then the rules across objects. A tenant may not
+    /// take one of `allowed_namespaces` (those every tenant admits traffic from) as its own.
+    pub fn check_with(&self, allowed_namespaces: &[String]) -> Vec<Problem> {
         let mut out = Vec::new();
         let mut push = |source: &Source, object: String, errs: Vec<FieldError>| {
             for e in errs {
@@ -160,14 +166,14 @@ impl Inventory {
             push(
                 &l.source,
                 ident("ServiceLevel", None, &l.object.name_any()),
-                l.object.spec.validate(),
+                regie_crds::validate::service_level(&l.object),
             );
         }
         for t in &self.tenants {
             push(
                 &t.source,
                 ident("Tenant", None, &t.object.name_any()),
-                t.object.spec.validate(),
+                regie_crds::validate::tenant(&t.object, allowed_namespaces),
             );
         }
         for p in &self.packages {
@@ -419,6 +425,7 @@ impl Inventory {
                 }
             }
         }
+        out.extend(self.pool_allocations());
         for u in &self.usages {
             let want = format!("{}-{}", u.object.spec.tenant, u.object.spec.period);
             if u.object.name_any() != want {
@@ -429,6 +436,87 @@ impl Inventory {
                     format!("must be {want} (<tenant>-<yyyy-mm>)"),
                 ));
             }
+        }
+        out
+    }
+}
+
+impl Inventory {
+    /// Each CostPool allocated over the tenants as billing allocates it
+    /// ([`Pool::allocate`](crate::billing::pools::Pool::allocate), the very same code), so that
+    /// a selector that picks no member, a `fixedShares` pool without a share for a tenant it
+    /// selects, or weights that add up to zero (`perInhabitant` over tenants of 0 inhabitants)
+    /// fail `regie validate` instead of only `regie bill`. A pool or tenant whose own fields are
+    /// wrong is reported by its own rules and left out here. Inputs without any Tenant are a
+    /// catalogue read on its own (`regie rules examples/catalogue`, the chart's generator): there
+    /// is nothing to allocate over, and that is no fault of the pools.
+    fn pool_allocations(&self) -> Vec<Problem> {
+        use crate::billing::pools::{Member, Pool};
+        if self.tenants.is_empty() {
+            return Vec::new();
+        }
+        let members: Vec<Member> = self
+            .tenants
+            .iter()
+            .filter_map(|t| {
+                let spec = &t.object.spec;
+                let joined = regie_crds::validate::parse_date(&spec.membership.joined).ok()?;
+                let leaves = match &spec.membership.leaves {
+                    Some(l) => Some(regie_crds::validate::parse_date(l).ok()?),
+                    None => None,
+                };
+                // The accounts billing weighs: a package's billed count when it carries one.
+                let accounts = self
+                    .packages_of(&t.object)
+                    .iter()
+                    .map(|p| {
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.billed_accounts)
+                            .unwrap_or(p.spec.accounts)
+                    })
+                    .sum();
+                Some(Member {
+                    tenant: t.object.name_any(),
+                    labels: t.object.labels().clone(),
+                    joined,
+                    leaves,
+                    inhabitants: spec.inhabitants,
+                    accounts,
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for p in &self.pools {
+            let Ok(pool) = Pool::from_object(&p.object) else {
+                continue;
+            };
+            let Err(e) = pool.allocate(&members) else {
+                continue;
+            };
+            // Billing's message is `CostPool/<name>: <field> …` or `CostPool/<name>: <why>`;
+            // the field is split off so the line reads like every other problem.
+            let id = ident("CostPool", None, &p.object.name_any());
+            let text = e.to_string();
+            let text = text
+                .strip_prefix(&format!("{id}: "))
+                .unwrap_or(&text)
+                .to_string();
+            let (field, message) = match text.strip_prefix("spec.") {
+                Some(rest) => {
+                    let end = rest.find([':', ' ']).unwrap_or(rest.len());
+                    let field = format!("spec.{}", &rest[..end]);
+                    let message = rest[end..].trim_start_matches([':', ' ']).to_string();
+                    (field, message)
+                }
+                None => ("spec.allocation".to_string(), text),
+            };
+            out.push(Problem {
+                file: p.source.to_string(),
+                object: id,
+                field,
+                message,
+            });
         }
         out
     }
@@ -445,6 +533,15 @@ mod tests {
         .expect("tenant");
         t.spec.namespace = namespace.map(Into::into);
         t
+    }
+
+    /// Validation reads a PriceList's dates in the time zone pricing reads them in.
+    #[test]
+    fn price_lists_are_validated_in_billings_time_zone() {
+        assert_eq!(
+            regie_crds::validate::PRICE_TIME_ZONE,
+            crate::billing::TIME_ZONE
+        );
     }
 
     #[test]

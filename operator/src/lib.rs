@@ -5,7 +5,8 @@
 //! - the face: [`cli`] (offline commands) and `runtime` (`regie run`);
 //! - the pure core: [`inventory`] (cross-object rules), [`desired`] (objects to apply),
 //!   [`tier`] (parsed service levels), [`sla`] (compliance) and [`billing`] (money);
-//! - the bottom: [`input`] (reading YAML) and the API types of `regie-crds`.
+//! - the bottom: [`input`] (reading YAML, with [`unknown_fields`]) and the API types of
+//!   `regie-crds`.
 
 pub mod api_client;
 pub mod billing;
@@ -20,3 +21,4 @@ pub mod room;
 pub mod runtime;
 pub mod sla;
 pub mod tier;
+pub mod unknown_fields;

@@ -51,6 +51,25 @@ pub fn cluster_rules() -> Value {
     ])
 }
 
+/// Checks `--tenant-role` (`regie run`, `regie rbac`, `regie render`, `regie diff`; the chart's
+/// `operator.tenantRole`). `cluster-admin` and `admin` would let a tenant's groups edit the
+/// namespace object itself (remove its Pod Security label, its regie labels) and its
+/// RoleBindings; `system:*` roles are Kubernetes's own. `edit`, or a role of the platform's own
+/// making, is what a tenant gets.
+pub fn tenant_role(role: &str) -> Result<String, String> {
+    if role.is_empty() {
+        return Err("must name a ClusterRole, e.g. edit".into());
+    }
+    if role == "cluster-admin" || role == "admin" || role.starts_with("system:") {
+        return Err(format!(
+            "{role:?} would let a tenant's groups change their namespace itself (its Pod Security \
+             and regie labels) or act as Kubernetes's own components; use edit or a ClusterRole \
+             of your own"
+        ));
+    }
+    Ok(role.to_string())
+}
+
 /// The one Secret regie may read: the billing system's token, in regie's own namespace.
 pub const BILLING_TOKEN_SECRET: &str = "regie-billing";
 
@@ -130,4 +149,31 @@ pub fn manifests(
         );
     }
     manifests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_roles_that_reach_beyond_the_namespace_are_refused() {
+        for bad in ["cluster-admin", "admin", "system:aggregate-to-edit", ""] {
+            assert!(tenant_role(bad).is_err(), "{bad}");
+        }
+        for ok in ["edit", "view", "regie-tenant"] {
+            assert_eq!(tenant_role(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn the_cli_refuses_them_too() {
+        use clap::Parser;
+        for args in [
+            ["regie", "rbac", "--tenant-role", "cluster-admin"].as_slice(),
+            &["regie", "run", "--tenant-role", "admin"],
+        ] {
+            let err = crate::cli::Cli::try_parse_from(args).expect_err("refused");
+            assert!(err.to_string().contains("--tenant-role"), "{err}");
+        }
+    }
 }

@@ -40,16 +40,9 @@ pub struct RunArgs {
     /// Tenants reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
-    /// Namespaces whose pods may reach every tenant (monitoring, ingress, regie itself).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "regie-system,monitoring,ingress-nginx"
-    )]
-    pub allowed_namespaces: Vec<String>,
-    /// ClusterRole bound to each tenant's groups in its namespace.
-    #[arg(long, default_value = "edit")]
-    pub tenant_role: String,
+    /// What every tenant gets: the namespaces admitted to it, the role its groups get.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     /// Seconds in which every tenant is reconciled once even when nothing changed, spread
     /// evenly over the period (they write nothing unless something drifted).
     #[arg(long, default_value_t = 1800)]
@@ -67,6 +60,34 @@ pub struct RunArgs {
     /// Delivery of usage and final invoices to a billing system.
     #[command(flatten)]
     pub billing: Box<BillingArgs>,
+}
+
+/// The installation's choices that shape every tenant's objects (`regie run`), taken by
+/// `regie render` and `regie diff` too with the same names and defaults, so that what they show
+/// is what the cluster gets.
+#[derive(Args, Debug, Clone)]
+pub struct SettingsArgs {
+    /// Namespaces whose pods may reach every tenant (monitoring, ingress, regie itself).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "regie-system,monitoring,ingress-nginx"
+    )]
+    pub allowed_namespaces: Vec<String>,
+    /// ClusterRole bound to each tenant's groups in its namespace; never
+    /// cluster-admin, admin or system:*.
+    #[arg(long, default_value = "edit", value_parser = crate::rbac::tenant_role)]
+    pub tenant_role: String,
+}
+
+impl SettingsArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            allowed_namespaces: self.allowed_namespaces.clone(),
+            tenant_cluster_role: self.tenant_role.clone(),
+            ..Settings::default()
+        }
+    }
 }
 
 /// Where usage and final invoices go (`regie run --billing-*`).
@@ -251,11 +272,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.leader_election_namespace.clone(),
         invoice_interval: Duration::from_secs(args.invoice_interval_seconds.max(1)),
         probe_policy: args.probes.policy(),
-        settings: Settings {
-            allowed_namespaces: args.allowed_namespaces.clone(),
-            tenant_cluster_role: args.tenant_role.clone(),
-            ..Settings::default()
-        },
+        settings: args.settings.settings(),
         ..Options::default()
     };
     let mut stop = stop_rx;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use regie_crds::ServiceLevel;
 use regie_crds::catalogue::KpiCadence;
 use regie_crds::duration::parse_duration;
-use regie_crds::validate::{FieldError, Validate, parse_decimal};
+use regie_crds::validate::{FieldError, parse_decimal};
 use regie_crds::window::{Monitoring, Window};
 use rust_decimal::Decimal;
 
@@ -37,7 +37,8 @@ pub struct Tier {
 impl Tier {
     /// Parses a ServiceLevel; fails with every field error when it is not valid.
     pub fn from_level(level: &ServiceLevel) -> Result<Tier, Vec<FieldError>> {
-        let errors = level.spec.validate();
+        // The name too: it is the `regie.dev/service-level` label of every child.
+        let errors = regie_crds::validate::service_level(level);
         if !errors.is_empty() {
             return Err(errors);
         }

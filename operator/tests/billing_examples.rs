@@ -337,8 +337,10 @@ fn bad_input_gives_clear_errors_and_exit_1() {
     let (code, _, err) = regie(&["bill", &d, "--period", "2026-03"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("CostPool/i-programme-2024 (")
-            && err.contains("catalogue/cost-pools.yaml): spec.tenantSelector selects no tenant"),
+        // Found by the checks every command runs (as `regie validate` does), before pricing.
+        err.contains(
+            "catalogue/cost-pools.yaml: CostPool/i-programme-2024: spec.tenantSelector: selects no tenant"
+        ),
         "{err}"
     );
 }

@@ -38,6 +38,13 @@ fn the_examples_are_valid() {
     assert!(count >= 30, "{count}");
 }
 
+/// A catalogue read on its own has pools and no tenant to allocate them over: not a problem.
+#[test]
+fn the_catalogue_alone_is_valid() {
+    let (problems, _) = regie::cli::validate::check(&[repo().join("examples/catalogue")]);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn unknown_service_level() {
     let p = one(
@@ -185,5 +192,75 @@ fn duplicates_and_type_errors_never_panic() {
         p.iter()
             .any(|l| l.contains("WorkplacePackage/tenant-tholen/x: spec.accounts: invalid type")),
         "{p:#?}"
+    );
+}
+
+#[test]
+fn a_tenant_namespace_that_breaks_isolation_is_refused() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, namespace: monitoring, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/bergen: spec.namespace: \"monitoring\" is one of the namespaces every tenant admits traffic from"),
+        "{p}"
+    );
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, namespace: tenant-halderberge, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/bergen: spec.namespace: \"tenant-halderberge\" is the namespace of a Tenant named \"halderberge\""),
+        "{p}"
+    );
+}
+
+#[test]
+fn tenant_names_that_make_no_namespace_are_refused() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: gemeente.bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, membership: {joined: \"2026-01-01\"}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Tenant/gemeente.bergen: metadata.name: \"gemeente.bergen\" cannot name a tenant"),
+        "{p}"
+    );
+}
+
+#[test]
+fn cost_pools_billing_cannot_allocate_are_refused() {
+    // fixedShares without a share for a tenant the selector picks.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: shared}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: fixedShares, shares: {roosendaal: \"2\", tholen: \"1\"}, tenantSelector: {matchLabels: {regie.dev/organisation: ict-wbw}}}\n",
+    );
+    assert!(
+        p.starts_with(
+            "TMP/extra.yaml: CostPool/shared: spec.shares: has no share for Tenant \"etten-leur\""
+        ),
+        "{p}"
+    );
+    // perInhabitant over tenants that all have 0 inhabitants.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: lab, labels: {kind: lab}}\nspec: {displayName: Lab, serviceLevel: gold, inhabitants: 0, membership: {joined: \"2026-01-01\"}}\n---\napiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: labs}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: perInhabitant, tenantSelector: {matchLabels: {kind: lab}}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: CostPool/labs: spec.allocation: the weights of the selected tenants add up to zero"),
+        "{p}"
+    );
+    // A selector that picks no member.
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: nobody}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: equalShares, tenantSelector: {matchLabels: {kind: nobody}}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: CostPool/nobody: spec.tenantSelector: selects no tenant"),
+        "{p}"
+    );
+}
+
+#[test]
+fn misspelt_fields_are_reported() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, membership: {joined: \"2026-01-01\"}, acess: {groups: [gem-bergen]}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: Tenant/bergen: spec.acess: unknown field: Tenant has no such field (misspelt?)"
     );
 }

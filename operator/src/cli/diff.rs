@@ -47,11 +47,15 @@ pub struct Diff {
     pub prices: BTreeMap<String, PriceChange>,
 }
 
-fn load(dir: &Path) -> Result<Inventory, Vec<String>> {
+fn load(dir: &Path, settings: &Settings) -> Result<Inventory, Vec<String>> {
     let loaded = input::load(&[dir.to_path_buf()]);
     let mut problems: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
     let inv = Inventory::new(loaded.objects);
-    problems.extend(inv.check().iter().map(ToString::to_string));
+    problems.extend(
+        inv.check_with(&settings.allowed_namespaces)
+            .iter()
+            .map(ToString::to_string),
+    );
     if problems.is_empty() {
         Ok(inv)
     } else {
@@ -217,24 +221,24 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
     s
 }
 
-/// Computes the diff of two trees for a month.
+/// Computes the diff of two trees for a month, rendered with the installation's `settings`.
 pub fn diff(
     base: &Path,
     head: &Path,
     month: Month,
     now: jiff::Timestamp,
+    settings: &Settings,
 ) -> Result<Diff, Vec<String>> {
     let tag = |side: &str, ps: Vec<String>| {
         ps.into_iter()
             .map(|p| format!("{side}: {p}"))
             .collect::<Vec<_>>()
     };
-    let bi = load(base).map_err(|p| tag("base", p))?;
-    let hi = load(head).map_err(|p| tag("head", p))?;
-    let settings = Settings::default();
+    let bi = load(base, settings).map_err(|p| tag("base", p))?;
+    let hi = load(head, settings).map_err(|p| tag("head", p))?;
     let objects = object_changes(
-        &crate::desired::render(&bi, &settings),
-        &crate::desired::render(&hi, &settings),
+        &crate::desired::render(&bi, settings),
+        &crate::desired::render(&hi, settings),
     );
     let period = month.to_string();
     let bb =
@@ -248,7 +252,7 @@ pub fn diff(
     })
 }
 
-pub fn run(base: &Path, head: &Path, period: Option<&str>) -> ExitCode {
+pub fn run(base: &Path, head: &Path, period: Option<&str>, settings: &Settings) -> ExitCode {
     let now = match super::bill::now() {
         Ok(n) => n,
         Err(e) => {
@@ -278,7 +282,7 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>) -> ExitCode {
             }
         },
     };
-    match diff(base, head, month, now) {
+    match diff(base, head, month, now, settings) {
         Ok(d) => {
             super::emit(&markdown(
                 &d,

@@ -39,8 +39,9 @@ pub enum Command {
         namespace: String,
         #[arg(long, default_value = "regie")]
         service_account: String,
-        /// ClusterRole bound to each tenant's groups in its namespace.
-        #[arg(long, default_value = "edit")]
+        /// ClusterRole bound to each tenant's groups in its namespace; never
+        /// cluster-admin, admin or system:*.
+        #[arg(long, default_value = "edit", value_parser = crate::rbac::tenant_role)]
         tenant_role: String,
         /// The Secret `regie run --billing-token-secret` names, if not `regie-billing` in
         /// --namespace: only it may be read.
@@ -58,6 +59,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = RenderFormat::Yaml)]
         output: RenderFormat,
+        #[command(flatten)]
+        settings: crate::runtime::SettingsArgs,
     },
     /// Compute SLA compliance from recorded probe samples, as the operator does; without
     /// --samples, print the SlaReports found in the inputs (e.g. exported with kubectl).
@@ -99,6 +102,8 @@ pub enum Command {
         /// Month to price, YYYY-MM; the current month when absent.
         #[arg(long)]
         period: Option<String>,
+        #[command(flatten)]
+        settings: crate::runtime::SettingsArgs,
     },
 }
 
@@ -161,7 +166,11 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { paths } => validate::run(&paths),
-        Command::Render { paths, output } => render::run(&paths, output),
+        Command::Render {
+            paths,
+            output,
+            settings,
+        } => render::run(&paths, output, &settings.settings()),
         Command::Sla {
             paths,
             samples,
@@ -175,7 +184,12 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
             out,
         } => bill::run(&paths, &period, output, out.as_deref()),
-        Command::Diff { base, head, period } => diff::run(&base, &head, period.as_deref()),
+        Command::Diff {
+            base,
+            head,
+            period,
+            settings,
+        } => diff::run(&base, &head, period.as_deref(), &settings.settings()),
     }
 }
 

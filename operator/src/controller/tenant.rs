@@ -171,7 +171,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     // tenant's: taking that over would break the other's isolation, and deleting either tenant
     // would take the other's workloads with it.
     let ns = tenant_namespace(&tenant);
-    let errors = tenant.spec.validate();
+    let errors = regie_crds::validate::tenant(&tenant, &ctx.settings.allowed_namespaces);
     let tier = if !errors.is_empty() {
         Err(Stall {
             reason: "InvalidSpec",
