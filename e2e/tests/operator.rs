@@ -756,12 +756,7 @@ async fn operator_end_to_end() {
     // A tenant's namespace deleted by hand: while it terminates (a component held by a
     // finalizer of someone else's keeps it so) the component says it goes with it, not Ready,
     // and the tenant waits; once it is gone regie makes it again.
-    let holder = small_tenant("holder", serde_json::json!({}));
-    tenants
-        .create(&Default::default(), &holder)
-        .await
-        .expect("create holder");
-    tenants_ready(&client, &["holder"], WAIT)
+    onboarded(&client, &tenants, "holder")
         .await
         .expect("holder Ready");
     let held = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: held, namespace: tenant-holder, finalizers: [e2e.regie.dev/hold]}\nspec: {class: applicationHosting, saas: {url: \"https://held.example/\"}}\n";
@@ -1018,12 +1013,7 @@ async fn operator_end_to_end() {
 
     // A tenant deleted while a namespace it left still holds a component: the finalizer is
     // released only once both its namespaces are gone.
-    let leaver = small_tenant("leaver", serde_json::json!({}));
-    tenants
-        .create(&Default::default(), &leaver)
-        .await
-        .expect("create leaver");
-    tenants_ready(&client, &["leaver"], WAIT)
+    onboarded(&client, &tenants, "leaver")
         .await
         .expect("leaver Ready");
     let lost_in_left = "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {name: lost, namespace: tenant-leaver}\nspec: {class: applicationHosting, saas: {url: \"https://lost.example/\"}}\n";
@@ -1557,6 +1547,13 @@ fn small_tenant(name: &str, spec: serde_json::Value) -> Tenant {
         }
     }
     serde_json::from_value(body).expect("a tenant")
+}
+
+/// Creates a small tenant `name` and waits until it is Ready.
+async fn onboarded(client: &Client, tenants: &Api<Tenant>, name: &str) -> anyhow::Result<()> {
+    let tenant = small_tenant(name, serde_json::json!({}));
+    tenants.create(&Default::default(), &tenant).await?;
+    tenants_ready(client, &[name], WAIT).await
 }
 
 /// Deletes tenant `name` and waits until it is gone: its cleanup done, its finalizer released.
