@@ -766,7 +766,11 @@ fn correction_prefix(number: &str, period: &str) -> String {
 /// What has been billed for the period of final invoice `name`: its lines, plus the correction
 /// lines that later final invoices carried for it, folded into the lines they correct where
 /// their VAT is the same, else beside them.
-/// `recomputed` supplies the kind of a line the final invoice did not have.
+/// `recomputed` supplies the kind of a line the final invoice did not have. A correction whose
+/// line exists in neither (an SLA credit whose percentage changed again, a late ServiceOrder
+/// deleted since) is still billed: it is kept as a line of its own, under its own description,
+/// period and VAT, so that [`corrections`] finds it gone from the recomputation and reverses
+/// it. Dropped, it would stay billed for good and its replacement be billed on top.
 fn billed_so_far(
     name: &str,
     spec: &InvoiceSpec,
@@ -804,12 +808,16 @@ fn billed_so_far(
                 // folded in, it would take the line's old VAT and be made again next time.
                 if let Some(target) = lines.iter_mut().find(|x| same(x) && x.vat.same_tax(&c.vat)) {
                     target.amount += c.amount;
-                } else if let Some(kind) = lines
-                    .iter()
-                    .chain(&recomputed.lines)
-                    .find(|x| same(x))
-                    .map(|x| x.kind)
-                {
+                } else {
+                    // Of a line no longer billed the kind is not known: it is kept as a
+                    // correction. Every correction of that line in this call takes the same
+                    // kind (the first one found here, or the recomputation's), so they fold
+                    // together above and are reversed once, as one key.
+                    let kind = lines
+                        .iter()
+                        .chain(&recomputed.lines)
+                        .find(|x| same(x))
+                        .map_or(LineKind::Correction, |x| x.kind);
                     lines.push(Line {
                         kind,
                         description: description.into(),
@@ -2501,6 +2509,169 @@ spec:
         assert!(
             may.lines.iter().all(|l| l.kind != "correction"),
             "corrected once: {may:#?}"
+        );
+    }
+
+    /// A correction whose line is gone again is reversed, not dropped. March (one hosted
+    /// component at 2,544.50 a month) is final without a credit; April's pass finds a 5% credit
+    /// for March (−127.225 → −127.23) and April, final, carries it as a correction; then the
+    /// report changes to 10% (−254.45). May must carry +127.23 and −254.45, so that March is
+    /// credited −254.45 in all; dropping the 5% correction gave −381.68. A ServiceOrder added
+    /// late and deleted again is reversed the same way.
+    #[test]
+    fn a_correction_whose_line_is_gone_again_is_reversed() {
+        let list: PriceList = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: p}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+    - {item: component, class: applicationHosting, serviceLevel: silver, per: month, amount: "2544.50"}
+"#,
+        )
+        .unwrap();
+        let cal = Calendar::amsterdam().unwrap();
+        let cat = Catalogue {
+            book: PriceBook::new(&[list], &cal).unwrap(),
+            cal,
+            pools: vec![],
+        };
+        let mut segment = seg(
+            "2026-03-01T00:00:00+01:00",
+            Some("2026-04-01T00:00:00+02:00"),
+            "silver",
+            0,
+        );
+        segment.accounts.clear();
+        segment.components = vec![regie_crds::generated::SegmentComponent {
+            name: "archive".into(),
+            class: regie_crds::tenancy::ComponentClass::ApplicationHosting,
+            service_level: "silver".into(),
+        }];
+        let mut april = segment.clone();
+        april.from = "2026-04-01T00:00:00+02:00".into();
+        april.to = None;
+        let mut tholen = tenant(vec![
+            (Month::new(2026, 3), vec![segment]),
+            (Month::new(2026, 4), vec![april]),
+        ]);
+        let credit = |percent: i64| {
+            Credits::from([(
+                ("tholen".to_string(), "archive".to_string(), Month::new(2026, 3)),
+                Decimal::from(percent),
+            )])
+        };
+        let step = |tenants: &[TenantInput],
+                    credits: &Credits,
+                    existing: &BTreeMap<String, InvoiceSpec>,
+                    now: &str| {
+            plan(
+                &cat,
+                tenants,
+                credits,
+                existing,
+                &BTreeSet::new(),
+                &Scope::All,
+                t(now),
+                false,
+            )
+            .unwrap()
+        };
+        let sum = |lines: &[&InvoiceLine]| -> Decimal {
+            lines
+                .iter()
+                .map(|l| Decimal::from_str_exact(&l.amount).unwrap())
+                .sum()
+        };
+        let final_of = |intents: &[Intent], name: &str, number: &str| {
+            let i = intents
+                .iter()
+                .find(|i| matches!(i, Intent::Final { name: n, .. } if n == name))
+                .unwrap_or_else(|| panic!("{name} final: {intents:#?}"));
+            spec_of(i, Some(number))
+        };
+        let draft_of = |intents: &[Intent], name: &str| {
+            let i = intents
+                .iter()
+                .find(|i| matches!(i, Intent::Draft { name: n, .. } if n == name))
+                .unwrap_or_else(|| panic!("{name} draft: {intents:#?}"));
+            spec_of(i, None).1
+        };
+        let mut existing = BTreeMap::new();
+        let none = Credits::new();
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-04-01T00:00:05+02:00",
+        );
+        let (n, march) = final_of(&intents, "tholen-2026-03", "RG-2026-000001");
+        assert_eq!(march.subtotal, "2544.50");
+        existing.insert(n, march);
+        // April: the 5% credit arrives and April closes with its correction.
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &credit(5),
+            &existing,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, april) = final_of(&intents, "tholen-2026-04", "RG-2026-000002");
+        assert_eq!(sum(&corrections_on(&april)), Decimal::new(-12723, 2));
+        existing.insert(n, april);
+        // May: the report now says 10%.
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &credit(10),
+            &existing,
+            "2026-05-10T00:00:00+02:00",
+        );
+        let may = draft_of(&intents, "tholen-2026-05");
+        let corr = corrections_on(&may);
+        assert_eq!(corr.len(), 2, "{corr:#?}");
+        assert_eq!(sum(&corr), Decimal::new(-12722, 2), "+127.23 − 254.45");
+        assert!(
+            corr.iter()
+                .any(|l| l.amount == "127.23" && l.description.contains("5%")),
+            "{corr:#?}"
+        );
+        // In all March is credited −254.45 (−127.23 in April, −127.22 in May).
+
+        // The same with a ServiceOrder for March added after March was final, then deleted.
+        let march = existing["tholen-2026-03"].clone();
+        let mut existing = BTreeMap::from([("tholen-2026-03".to_string(), march)]);
+        tholen.orders = vec![crate::billing::engine::Order {
+            id: "ServiceOrder/tenant-tholen/migration".into(),
+            date: date(2026, 3, 20),
+            hours: Decimal::from(10),
+            rate: Some(Decimal::from(100)),
+            description: "migration".into(),
+        }];
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, april) = final_of(&intents, "tholen-2026-04", "RG-2026-000002");
+        assert_eq!(sum(&corrections_on(&april)), Decimal::from(1000));
+        existing.insert(n, april);
+        tholen.orders.clear();
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-05-10T00:00:00+02:00",
+        );
+        let may = draft_of(&intents, "tholen-2026-05");
+        assert_eq!(
+            sum(&corrections_on(&may)),
+            Decimal::from(-1000),
+            "the order deleted is credited: {may:#?}"
         );
     }
 
