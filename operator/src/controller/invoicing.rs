@@ -518,12 +518,23 @@ async fn run(ctx: Arc<Context>) {
 /// The first wait after a failed pass; it doubles with every further failure.
 const FAILED_PASS_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Offboarding: makes the tenant's invoices up to now final (its usage must be closed first).
-/// `Ok(false)` when they cannot be priced: a Warning event names why, and the caller keeps the
-/// namespace until they can.
+/// Offboarding: makes the tenant's invoices up to the instant it left final (its usage must be
+/// closed first). `Ok(false)` when they cannot be priced: a Warning event names why, and the
+/// caller keeps the namespace until they can.
+///
+/// The finalizer calls this on every pass until the namespace is gone, which may be after a
+/// month end: the tenant left at its deletion timestamp, not at the pass's `now`, so a pass
+/// after the month end must not make a final invoice of the new month (nor bill the pool
+/// instalment due at its start).
 pub async fn offboard(ctx: &Context, tenant: &Tenant) -> Result<bool, kube::Error> {
     ctx.invoicing.ready().await;
-    match pass(ctx, Scope::Leaving(tenant.name_any())).await {
+    let now = ctx.now();
+    let left = tenant
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0.min(now));
+    match pass(ctx, Scope::Leaving(tenant.name_any(), left)).await {
         Ok(()) => Ok(true),
         Err(PassError::Kube(e)) => Err(e),
         Err(PassError::Billing(_)) => Ok(false),
@@ -543,8 +554,11 @@ enum PassError {
 pub enum Scope {
     /// Every tenant's, except tenants being deleted (their finalizer does theirs).
     All,
-    /// Only this tenant's, which is leaving now: its current period becomes final too.
-    Leaving(String),
+    /// Only this tenant's, which left at the instant given (its Tenant's deletion timestamp):
+    /// its period of that instant becomes final too, and nothing after it is billed. The
+    /// instant is taken as at most the pass's `now` (a clock behind the API server's, as in
+    /// tests, bills up to `now`).
+    Leaving(String, Timestamp),
 }
 
 fn cluster_source() -> Source {
@@ -1007,6 +1021,13 @@ pub fn plan(
     metered_elsewhere: bool,
 ) -> Result<Vec<Intent>, BillingError> {
     let cal = &cat.cal;
+    // A leaving tenant is priced as at the instant it left: its periods are those up to then
+    // (a period that starts after it is not billed, and so neither is a pool instalment due at
+    // its start), its files fill months only up to then.
+    let now = match scope {
+        Scope::Leaving(_, left) => now.min(*left),
+        Scope::All => now,
+    };
     let current = cal.month_of(now);
     let mut quarters: BTreeSet<Period> = BTreeSet::new();
     quarters.insert(Period::quarter_of(current));
@@ -1037,7 +1058,7 @@ pub fn plan(
     // metering started and, for a tenant leaving, until now.
     let record = Record::Ledgers {
         leaving: match scope {
-            Scope::Leaving(t) => Some(t.as_str()),
+            Scope::Leaving(t, _) => Some(t.as_str()),
             Scope::All => None,
         },
     };
@@ -1073,8 +1094,8 @@ pub fn plan(
         let leaving = match scope {
             Scope::All if deleting.contains(&tenant) => continue,
             Scope::All => false,
-            Scope::Leaving(t) if *t != tenant => continue,
-            Scope::Leaving(_) => true,
+            Scope::Leaving(t, _) if *t != tenant => continue,
+            Scope::Leaving(..) => true,
         };
         if unpriced.contains_key(&tenant) {
             continue;
@@ -1101,7 +1122,7 @@ pub fn plan(
             }
         }
     }
-    if let Scope::Leaving(t) = scope
+    if let Scope::Leaving(t, _) = scope
         && let Some(message) = unpriced.get(t.as_str())
     {
         // A leaving tenant's final invoice is not skipped: its offboarding waits for it.
@@ -1114,7 +1135,7 @@ pub fn plan(
         Scope::All => {
             !deleting.contains(tenant) && priced.contains(tenant) && !unpriced.contains_key(tenant)
         }
-        Scope::Leaving(t) => t == tenant,
+        Scope::Leaving(t, _) => t == tenant,
     };
     for (name, spec) in existing {
         if spec.state == InvoiceState::Draft && in_scope(&spec.tenant) && !wanted.contains(name) {
@@ -1210,7 +1231,10 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     // moment ago and the cache may not have seen it yet.
     let mut fetched: Vec<Usage> = Vec::new();
     let mut replaced: BTreeSet<String> = BTreeSet::new();
-    if let Scope::Leaving(tenant) = &scope {
+    if let Scope::Leaving(tenant, left) = &scope {
+        // Up to the month it left in: a ledger of a later month (opened by a pass after the
+        // month end) is not billed, nor carried into one.
+        let now = now.min(*left);
         let api: Api<Usage> = Api::all(ctx.client.clone());
         let month = cal.month_of(now);
         let mut last: Option<Usage> = None;
@@ -1289,7 +1313,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                 tracing::error!(error = %message, "invoices cannot be priced");
                 let regarding = tenants.iter().filter(|x| match &scope {
                     Scope::All => true,
-                    Scope::Leaving(t) => x.name() == t,
+                    Scope::Leaving(t, _) => x.name() == t,
                 });
                 for t in regarding.filter_map(|t| t.object()) {
                     ctx.warn(&t, "InvoicingFailed", "Invoice", &message).await;
@@ -2372,7 +2396,7 @@ spec:
             &Credits::new(),
             &existing,
             &BTreeSet::new(),
-            &Scope::Leaving("moerdijk".into()),
+            &Scope::Leaving("moerdijk".into(), t("2026-03-25T11:00:00Z")),
             t("2026-03-25T11:00:00Z"),
             false,
         );
@@ -2723,7 +2747,7 @@ spec:
         let intents = run(
             &tenants,
             &BTreeMap::new(),
-            Scope::Leaving("tholen".into()),
+            Scope::Leaving("tholen".into(), t("2026-03-25T11:00:00Z")),
             "2026-03-25T11:00:00Z",
         );
         assert_eq!(intents.len(), 1);
@@ -2738,10 +2762,37 @@ spec:
         let others = run(
             &tenants,
             &BTreeMap::new(),
-            Scope::Leaving("other".into()),
+            Scope::Leaving("other".into(), t("2026-03-25T11:00:00Z")),
             "2026-03-25T11:00:00Z",
         );
         assert!(others.is_empty());
+    }
+
+    /// Offboarding that runs past a month end: the Tenant was deleted on 31 March at 23:59:40
+    /// (its ledger closed then), its namespace still terminating at 1 April 00:00:05 when the
+    /// finalizer's pass runs again. March is its last invoice, up to 23:59:40; there is no
+    /// April invoice (it was a final one with 5 seconds of accounts, and any pool instalment due
+    /// on 1 April, before).
+    #[test]
+    fn offboarding_past_a_month_end_bills_nothing_of_the_next_month() {
+        let mut segs = march();
+        segs[2].to = Some("2026-03-31T23:59:40+02:00".into());
+        let tenants = [tenant(vec![(Month::new(2026, 3), segs)])];
+        let left = t("2026-03-31T23:59:40+02:00");
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::Leaving("tholen".into(), left),
+            "2026-04-01T00:00:05+02:00",
+        );
+        let names: Vec<_> = intents.iter().map(|i| spec_of(i, None).0).collect();
+        assert_eq!(names, ["tholen-2026-03"], "{intents:#?}");
+        assert!(matches!(intents[0], Intent::Final { .. }));
+        let (_, march) = spec_of(&intents[0], None);
+        assert!(march.lines.iter().all(|l| t(&l.to) <= left), "{march:#?}");
+        // 240 h bronze 100, 240 h silver 100 and 263 h less 20 s silver 120 of March's 743 h:
+        // 969.04 + 1162.85 + 4320.00 × 946 780 / 2 674 800 (1529.12) = 3661.01.
+        assert_eq!(march.subtotal, "3661.01", "{march:#?}");
     }
 
     /// A quarterly tenant's final invoice on leaving ends when it leaves: the rest of the
@@ -2772,7 +2823,7 @@ spec:
         let intents = run(
             &[quarterly],
             &BTreeMap::new(),
-            Scope::Leaving("tholen".into()),
+            Scope::Leaving("tholen".into(), t("2026-05-15T10:00:00Z")),
             "2026-05-15T10:00:00Z",
         );
         assert_eq!(intents.len(), 1, "{intents:#?}");
