@@ -69,7 +69,12 @@ fn catalogue(lists: &[&str], pools: &[&str]) -> Catalogue {
         .iter()
         .map(|y| Pool::from_object(&serde_yaml::from_str::<CostPool>(y).unwrap()).unwrap())
         .collect();
-    Catalogue { cal, book, pools }
+    Catalogue {
+        cal,
+        book,
+        pools,
+        departed: Vec::new(),
+    }
 }
 
 fn state(level: &str, accounts: i64, components: &[(&str, ComponentClass, &str)]) -> BillableState {

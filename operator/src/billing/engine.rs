@@ -64,6 +64,13 @@ pub struct Catalogue {
     pub cal: Calendar,
     pub book: PriceBook,
     pub pools: Vec<Pool>,
+    /// Tenants that have left and whose Tenant is gone, as pools knew them when they left
+    /// (their `leaves` the day they left at the latest). They are billed no more, but stay
+    /// members of the pool periods they were members of: dropped, their share would be
+    /// allocated over the others again, on top of what they had been invoiced (a pool over
+    /// five with one gone is recomputed over four and collected 5/4 of its amount). `regie
+    /// bill` has none: a repository's tenants are those in its files.
+    pub departed: Vec<Member>,
 }
 
 /// Service credits: (tenant, component, month) → percent of that component's month charges.
@@ -80,7 +87,12 @@ pub fn catalogue<'a>(
         .into_iter()
         .map(Pool::from_object)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Catalogue { cal, book, pools })
+    Ok(Catalogue {
+        cal,
+        book,
+        pools,
+        departed: Vec::new(),
+    })
 }
 
 /// One tenant and its objects that billing reads, each with the file it came from (for
@@ -390,22 +402,31 @@ fn months_between(first: Month, last: Month) -> Vec<Month> {
     v
 }
 
+/// The tenant as cost pools see it.
+pub fn member_of(t: &TenantInput) -> Member {
+    Member {
+        tenant: t.name.clone(),
+        labels: t.labels.clone(),
+        joined: t.joined,
+        leaves: t.leaves,
+        inhabitants: t.inhabitants,
+        accounts: t.declared.accounts.values().sum(),
+    }
+}
+
 /// Pool instalments per tenant, with the pool they come from.
 fn pool_instalments(
     cat: &Catalogue,
     tenants: &[TenantInput],
 ) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
-    let members: Vec<Member> = tenants
-        .iter()
-        .map(|t| Member {
-            tenant: t.name.clone(),
-            labels: t.labels.clone(),
-            joined: t.joined,
-            leaves: t.leaves,
-            inhabitants: t.inhabitants,
-            accounts: t.declared.accounts.values().sum(),
-        })
-        .collect();
+    let mut members: Vec<Member> = tenants.iter().map(member_of).collect();
+    // A departed tenant that is a tenant again (made anew under its name) is that tenant.
+    members.extend(
+        cat.departed
+            .iter()
+            .filter(|d| !tenants.iter().any(|t| t.name == d.tenant))
+            .cloned(),
+    );
     let mut out: BTreeMap<String, Vec<(usize, Instalment)>> = BTreeMap::new();
     for (i, pool) in cat.pools.iter().enumerate() {
         for (tenant, plan) in pool.schedule(&members)? {

@@ -20,6 +20,9 @@
 //!   installing regie does not issue invoices for months before it ran.
 //! - Offboarding ([`offboard`], from the Tenant finalizer, after its usage is closed): the
 //!   tenant's invoices up to the deletion instant become final before its namespace goes.
+//!   They carry the tenant as cost pools knew it ([`MEMBER_ANNOTATION`]): once its Tenant is
+//!   gone it stays a member of the pool periods it was a member of, so its share is not
+//!   allocated over the others again.
 //! - Without cost pools a pass prices a part of the tenants at a time (`Options::invoice_part`,
 //!   64): it first finds every final and the tenants whose drafts differ, writes the finals in
 //!   their numbering order, then prices those tenants again a part at a time as it writes
@@ -65,12 +68,14 @@ use super::kept::{Kept, Split, Version};
 use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, tenant_input,
+    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, member_of,
+    tenant_input,
 };
 use crate::billing::invoice::{
     Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
 };
 use crate::billing::period::{Month, Period};
+use crate::billing::pools::Member;
 use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
 use crate::input::Source;
@@ -82,6 +87,12 @@ pub const COUNTER: &str = "regie-invoice-numbers";
 const CLAIM: &str = "claim.";
 /// Label on every Invoice: the tenant it bills.
 pub const TENANT_LABEL: &str = "regie.dev/tenant";
+/// Annotation on a leaving tenant's final invoices: the tenant as cost pools knew it when it
+/// left (a [`Member`] as JSON, `leaves` the day it left at the latest). Once its Tenant is gone
+/// this is what keeps it a member of the pool periods it was a member of (see
+/// [`departed_members`]); the final invoices are the billing state regie keeps of a tenant
+/// after it is gone, and are never deleted.
+pub const MEMBER_ANNOTATION: &str = "regie.dev/pool-member";
 
 /// The caches invoicing bills from (beside the controller's tenants, packages and components),
 /// and what wakes it. Each keeps only what a pass reads (see [`super::cache`]).
@@ -279,6 +290,48 @@ impl StoredInvoice {
         o.metadata.resource_version = self.version.resource_version();
         o
     }
+}
+
+/// The tenants that have left and whose Tenant is gone (not in `tenants`), as cost pools knew
+/// them when they left: from the [`MEMBER_ANNOTATION`] of their final invoices. An annotation
+/// that does not read is an error naming the invoice: pools priced without that member would
+/// charge its share to the others.
+pub fn departed_members<'a>(
+    invoices: impl IntoIterator<Item = &'a StoredInvoice>,
+    tenants: &HashSet<&str>,
+) -> Result<Vec<Member>, BillingError> {
+    let mut departed: BTreeMap<String, Member> = BTreeMap::new();
+    for inv in invoices {
+        if !inv.is_final() || tenants.contains(inv.tenant()) {
+            continue;
+        }
+        let Some(text) = inv
+            .extra
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(MEMBER_ANNOTATION))
+        else {
+            continue;
+        };
+        let member: Member = serde_json::from_str(text).map_err(|e| {
+            BillingError::input(format!(
+                "Invoice/{}: metadata.annotations[{MEMBER_ANNOTATION}]: not a pool member: {e}",
+                inv.name
+            ))
+        })?;
+        if member.tenant != inv.tenant() {
+            return Err(BillingError::input(format!(
+                "Invoice/{}: metadata.annotations[{MEMBER_ANNOTATION}]: names tenant {:?}, the \
+                 invoice bills {:?}",
+                inv.name,
+                member.tenant,
+                inv.tenant()
+            )));
+        }
+        // The same on each of its final invoices (written by one offboarding pass).
+        departed.entry(member.tenant.clone()).or_insert(member);
+    }
+    Ok(departed.into_values().collect())
 }
 
 /// Keeps one cache filled; when what it keeps changes (`same` tells), and at the end of a list,
@@ -734,7 +787,12 @@ pub enum Intent {
     /// The invoice of an open period, as it stands.
     Draft { name: String, invoice: Invoice },
     /// A closed period's (or a leaving tenant's) invoice, complete, still without a number.
-    Final { name: String, invoice: Invoice },
+    /// A leaving tenant's carries `member`, written as [`MEMBER_ANNOTATION`].
+    Final {
+        name: String,
+        invoice: Invoice,
+        member: Option<Box<Member>>,
+    },
     /// A draft the tenant no longer gets (its invoicing period changed, nothing is billed).
     Obsolete { name: String },
     /// A tenant whose input of its own does not allow a correct bill (`message` says why): its
@@ -1028,6 +1086,27 @@ pub fn plan(
         Scope::Leaving(_, left) => now.min(*left),
         Scope::All => now,
     };
+    // ... and as a member of cost pools until the day it left: its last instalments settle its
+    // share for the days it was a member, and the others' shares take the rest, as they will
+    // once it is a departed member (see `Catalogue::departed`).
+    let adjusted: Vec<TenantInput>;
+    let tenants = match scope {
+        Scope::Leaving(name, _) => {
+            let day = now.to_zoned(cal.tz().clone()).date();
+            adjusted = tenants
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    if t.name == *name {
+                        t.leaves = Some(t.leaves.map_or(day, |l| l.min(day)));
+                    }
+                    t
+                })
+                .collect();
+            &adjusted[..]
+        }
+        Scope::All => tenants,
+    };
     let current = cal.month_of(now);
     let mut quarters: BTreeSet<Period> = BTreeSet::new();
     quarters.insert(Period::quarter_of(current));
@@ -1196,9 +1275,14 @@ fn tenant_intents(
         crate::billing::invoice::sort_lines(&mut inv.lines);
         let intent = if inv.state == State::Final || leaving {
             inv.state = State::Final;
+            let member = leaving
+                .then(|| tenants.iter().find(|t| t.name == tenant))
+                .flatten()
+                .map(|t| Box::new(member_of(t)));
             Intent::Final {
                 name: name.clone(),
                 invoice: inv,
+                member,
             }
         } else {
             Intent::Draft {
@@ -1280,12 +1364,18 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     );
     let existing: BTreeMap<String, InvoiceSpec> =
         stored.iter().map(|(n, i)| (n.clone(), i.spec())).collect();
+    let departed = {
+        let names: HashSet<&str> = tenants.iter().map(|t| t.name()).collect();
+        departed_members(stored.values().map(|i| &**i), &names)
+    };
     let planned = {
         let scope = scope.clone();
         let (stored, tz, part) = (Arc::clone(&stored), tz.clone(), inv.part);
         in_background(move || -> Result<(Arc<Pricing>, Planned), BillingError> {
+            let mut cat = snapshot.catalogue(cal)?;
+            cat.departed = departed?;
             let pricing = Arc::new(Pricing {
-                cat: snapshot.catalogue(cal)?,
+                cat,
                 groups: snapshot.groups(),
                 snapshot,
                 credits: credits_of(reports.iter().map(|r| &**r)),
@@ -1647,12 +1737,17 @@ impl Writer {
                     self.written |=
                         write_draft(ctx, &self.api, &name, stored.get(&name), spec).await?;
                 }
-                Intent::Final { name, invoice } => {
+                Intent::Final {
+                    name,
+                    invoice,
+                    member,
+                } => {
                     finalize(
                         ctx,
                         &self.api,
                         &name,
                         invoice,
+                        member.as_deref(),
                         &self.known,
                         &self.tz,
                         self.now,
@@ -1809,11 +1904,14 @@ async fn remove_draft(
 }
 
 /// Numbers and writes a final invoice once. Re-reads it first: a final one is left alone.
+/// A leaving tenant's carries its pool membership (`member`, see [`MEMBER_ANNOTATION`]).
+#[allow(clippy::too_many_arguments)]
 async fn finalize(
     ctx: &Context,
     api: &Api<InvoiceObject>,
     name: &str,
     mut invoice: Invoice,
+    member: Option<&Member>,
     known: &[String],
     tz: &jiff::tz::TimeZone,
     now: Timestamp,
@@ -1833,13 +1931,25 @@ async fn finalize(
     }
     invoice.number = Some(number.clone());
     let spec = invoice.to_spec(tz);
+    let annotate = |o: &mut InvoiceObject| {
+        if let Some(text) = member.and_then(|m| serde_json::to_string(m).ok()) {
+            o.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(MEMBER_ANNOTATION.to_string(), text);
+        }
+    };
     let written = match fresh {
-        None => api
-            .create(&PostParams::default(), &new_object(name, spec))
-            .await
-            .map(|_| "create"),
+        None => {
+            let mut o = new_object(name, spec);
+            annotate(&mut o);
+            api.create(&PostParams::default(), &o)
+                .await
+                .map(|_| "create")
+        }
         Some(mut o) => {
             o.spec = spec;
+            annotate(&mut o);
             api.replace(name, &PostParams::default(), &o)
                 .await
                 .map(|_| "update")
@@ -1996,6 +2106,7 @@ spec:
             cal,
             book,
             pools: vec![],
+            departed: vec![],
         }
     }
 
@@ -2454,7 +2565,7 @@ spec:
     fn spec_of(i: &Intent, number: Option<&str>) -> (String, InvoiceSpec) {
         let tz = crate::billing::amsterdam().unwrap();
         match i {
-            Intent::Draft { name, invoice } | Intent::Final { name, invoice } => {
+            Intent::Draft { name, invoice } | Intent::Final { name, invoice, .. } => {
                 let mut inv = invoice.clone();
                 inv.number = number.map(Into::into);
                 (name.clone(), inv.to_spec(&tz))
@@ -2564,6 +2675,7 @@ spec:
             book: PriceBook::new(&[list], &cal).unwrap(),
             cal,
             pools: vec![],
+            departed: vec![],
         };
         let mut segment = seg(
             "2026-03-01T00:00:00+01:00",
@@ -2793,6 +2905,153 @@ spec:
         // 240 h bronze 100, 240 h silver 100 and 263 h less 20 s silver 120 of March's 743 h:
         // 969.04 + 1162.85 + 4320.00 × 946 780 / 2 674 800 (1529.12) = 3661.01.
         assert_eq!(march.subtotal, "3661.01", "{march:#?}");
+    }
+
+    /// ICT West-Brabant West's €650,000 i-programme 2025, equal shares over five, quarterly
+    /// (32,500.00 each a quarter). Q4 2025 is final for all five when Tholen leaves on 15
+    /// January 2026 and its Tenant is deleted. Priced again in January over the four left, the
+    /// pool gave each of them 40,625.00 for Q4: +8,125.00 corrections on four January
+    /// invoices, €682,500 collected. Tholen, a departed member until 15 January, keeps the pool
+    /// as it was: no correction. Its offboarding pass is what records it as such.
+    #[test]
+    fn a_departed_tenant_stays_a_member_of_the_pools_it_was_in() {
+        let list: PriceList = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: p}
+spec:
+  currency: EUR
+  effectiveFrom: "2025-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+"#,
+        )
+        .unwrap();
+        let pool: regie_crds::CostPool = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: CostPool
+metadata: {name: i-programme-2025}
+spec:
+  description: Joint i-programme 2025
+  amount: "650000.00"
+  from: "2025-01-01"
+  until: "2025-12-31"
+  allocation: equalShares
+  tenantSelector: {matchLabels: {regie.dev/organisation: ict-wbw}}
+  instalments: quarterly
+"#,
+        )
+        .unwrap();
+        let cat = || crate::billing::engine::catalogue(&[list.clone()], [&pool], Calendar::amsterdam().unwrap()).unwrap();
+        let five: Vec<TenantInput> = ["etten-leur", "moerdijk", "roosendaal", "tholen", "werkplein"]
+            .into_iter()
+            .map(|name| {
+                let mut t = tenant(vec![(
+                    Month::new(2025, 10),
+                    vec![seg("2025-10-01T00:00:00+02:00", None, "silver", 120)],
+                )]);
+                t.name = name.into();
+                t.labels = BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]);
+                t
+            })
+            .collect();
+        let step = |cat: &Catalogue,
+                    tenants: &[TenantInput],
+                    existing: &BTreeMap<String, InvoiceSpec>,
+                    scope: &Scope,
+                    now: &str| {
+            plan(cat, tenants, &Credits::new(), existing, &BTreeSet::new(), scope, t(now), false)
+                .unwrap()
+        };
+        // 2 January 2026: Q4 2025 becomes final for all five, each with 32,500.00 of the pool.
+        let mut existing = BTreeMap::new();
+        let intents = step(&cat(), &five, &existing, &Scope::All, "2026-01-02T10:00:00+01:00");
+        let mut seq = 0;
+        for i in &intents {
+            if let Intent::Final { name, .. } = i {
+                seq += 1;
+                let (n, spec) = spec_of(i, Some(&format!("RG-2026-{seq:06}")));
+                if n.ends_with("2025-10") {
+                    let pool_lines: Vec<_> = spec.lines.iter().filter(|l| l.kind == "pool").collect();
+                    assert_eq!(pool_lines.len(), 1, "{name}: {spec:#?}");
+                    assert_eq!(pool_lines[0].amount, "32500.00", "{name}");
+                }
+                existing.insert(n, spec);
+            }
+        }
+        assert_eq!(seq, 15, "October to December of five: {intents:#?}");
+        // 15 January, 10:00: Tholen leaves; its offboarding pass records it as a member until
+        // that day.
+        let leaving = step(
+            &cat(),
+            &five,
+            &existing,
+            &Scope::Leaving("tholen".into(), t("2026-01-15T10:00:00+01:00")),
+            "2026-01-15T10:00:05+01:00",
+        );
+        let member = leaving
+            .iter()
+            .find_map(|i| match i {
+                Intent::Final { name, member, .. } if name == "tholen-2026-01" => member.clone(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("tholen's final January names it: {leaving:#?}"));
+        assert_eq!(member.tenant, "tholen");
+        assert_eq!(member.leaves, Some(date(2026, 1, 15)));
+        // Its Tenant is gone: the four are priced again.
+        let four: Vec<TenantInput> = five.iter().filter(|t| t.name != "tholen").cloned().collect();
+        let correction = |cat: &Catalogue| -> Decimal {
+            step(cat, &four, &existing, &Scope::All, "2026-01-20T10:00:00+01:00")
+                .iter()
+                .filter_map(|i| match i {
+                    Intent::Draft { invoice, .. } => Some(invoice),
+                    _ => None,
+                })
+                .flat_map(|inv| inv.lines.iter().filter(|l| l.kind == LineKind::Correction))
+                .map(|l| l.amount)
+                .sum()
+        };
+        assert_eq!(
+            correction(&cat()),
+            Decimal::from(4 * 8125),
+            "without it, Q4 is shared over four (the defect)"
+        );
+        let mut with_tholen = cat();
+        with_tholen.departed = vec![*member];
+        assert_eq!(correction(&with_tholen), Decimal::ZERO, "the pool stays as it was");
+    }
+
+    /// Departed members are read from the annotation of final invoices of tenants that are
+    /// gone; one that does not read is an error naming the invoice and the annotation.
+    #[test]
+    fn departed_members_come_from_final_invoices_of_tenants_gone() {
+        let member = Member {
+            tenant: "tholen".into(),
+            labels: BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]),
+            joined: date(2024, 1, 1),
+            leaves: Some(date(2026, 1, 15)),
+            inhabitants: 26_000,
+            accounts: 120,
+        };
+        let annotated = |text: &str| {
+            let mut o = in_cluster(stored_spec(InvoiceState::Final, "300.00"));
+            o.metadata.annotations =
+                Some(BTreeMap::from([(MEMBER_ANNOTATION.to_string(), text.to_string())]));
+            kept_invoice(o)
+        };
+        let good = annotated(&serde_json::to_string(&member).unwrap());
+        let none: HashSet<&str> = HashSet::new();
+        assert_eq!(departed_members([&good], &none).unwrap(), [member.clone()]);
+        let still_there: HashSet<&str> = HashSet::from(["tholen"]);
+        assert!(departed_members([&good], &still_there).unwrap().is_empty());
+        let e = departed_members([&annotated("{")], &none).unwrap_err().to_string();
+        assert!(
+            e.contains("Invoice/tholen-2026-03") && e.contains(MEMBER_ANNOTATION),
+            "{e}"
+        );
     }
 
     /// A quarterly tenant's final invoice on leaving ends when it leaves: the rest of the
