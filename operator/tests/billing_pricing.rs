@@ -830,3 +830,59 @@ spec:
     assert!(e.contains("PriceList/pl-dear"), "{e}");
     assert!(e.contains("more than billing takes"), "{e}");
 }
+
+/// A component reclassified mid-month is charged under two keys (its name with each class);
+/// its service credit is a share of all its charges for the month, not of the first class's.
+/// April 2026 (720 h): `app` as applicationHosting at 2400.00 a month for the first 15 days
+/// (1200.00), then as systemIntegration at 2000.00 (1000.00); 5% of 2200.00 is −110.00 (the
+/// first class alone gave −60.00).
+#[test]
+fn a_credit_covers_every_class_a_component_was_charged_under() {
+    let prices = r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: pl-2026}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: year, amount: "2135.00"}
+    - {item: component, class: applicationHosting, per: month, amount: "2400.00"}
+    - {item: component, class: systemIntegration, per: month, amount: "2000.00"}
+"#;
+    let cat = catalogue(&[prices], &[]);
+    let hosting = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "bronze")],
+    );
+    let integration = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::SystemIntegration, "bronze")],
+    );
+    let mut t = tenant("a", hosting.clone());
+    t.usage.insert(
+        Month::new(2026, 4),
+        vec![
+            seg(
+                "2026-04-01T00:00:00+02:00",
+                "2026-04-16T00:00:00+02:00",
+                &hosting,
+            ),
+            seg(
+                "2026-04-16T00:00:00+02:00",
+                "2026-05-01T00:00:00+02:00",
+                &integration,
+            ),
+        ],
+    );
+    let credits: Credits = BTreeMap::from([(
+        ("a".to_string(), "app".to_string(), Month::new(2026, 4)),
+        Decimal::from(5),
+    )]);
+    let inv = &run(&cat, &[t], &credits, "2026-04")[0];
+    assert_eq!(lines_of(inv, LineKind::Component), [120_000, 100_000]);
+    assert_eq!(lines_of(inv, LineKind::Credit), [-11_000]);
+    assert_eq!(cents(inv.subtotal()), 220_000 - 11_000);
+}
