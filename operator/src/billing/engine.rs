@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use regie_crds::commercial::RateItem;
 use regie_crds::generated::{Segment, SegmentComponent};
 use regie_crds::tenancy::InvoicingPeriod;
-use regie_crds::validate::{parse_date, parse_decimal};
+use regie_crds::validate::{FieldError, Validate, parse_date, parse_decimal};
 use regie_crds::{
     CostPool, HostingComponent, PriceList, ServiceOrder, Tenant, Usage, WorkplacePackage,
 };
@@ -76,16 +76,36 @@ pub struct Catalogue {
 /// Service credits: (tenant, component, month) → percent of that component's month charges.
 pub type Credits = BTreeMap<(String, String, Month), Decimal>;
 
+/// `Err` naming the object and every field `regie validate` refuses in it, if any.
+fn checked(what: impl FnOnce() -> String, errors: Vec<FieldError>) -> Result<(), BillingError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(BillingError::input(format!("{}: {}", what(), fields.join("; "))))
+}
+
 /// The catalogue of price lists and cost pools.
+///
+/// Each list and pool is first checked as `regie validate` checks it (the same
+/// `spec.validate()`): the API server admits what its schema allows, so without this the
+/// controller would price with a list `regie validate` refuses (VAT category E at 21%, a rate
+/// of 2135.123456). `regie bill` reads only valid objects; for it this changes nothing.
 pub fn catalogue<'a>(
     lists: &[PriceList],
     pools: impl IntoIterator<Item = &'a CostPool>,
     cal: Calendar,
 ) -> Result<Catalogue, BillingError> {
+    for l in lists {
+        checked(|| format!("PriceList/{}", l.name_any()), l.spec.validate())?;
+    }
     let book = PriceBook::new(lists, &cal)?;
     let pools = pools
         .into_iter()
-        .map(Pool::from_object)
+        .map(|p| {
+            checked(|| format!("CostPool/{}", p.name_any()), p.spec.validate())?;
+            Pool::from_object(p)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Catalogue {
         cal,
@@ -210,6 +230,8 @@ pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError>
         let f =
             |fld: &str, m: String| BillingError::input(format!("{order_source}: {id}: {fld}: {m}"));
         let s = &o.spec;
+        // As `regie validate` checks it (see `catalogue`).
+        checked(|| format!("{order_source}: {id}"), s.validate())?;
         let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
         if hours < Decimal::ZERO {
             return Err(f(

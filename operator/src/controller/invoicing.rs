@@ -2217,6 +2217,54 @@ spec:
         );
     }
 
+    /// A PriceList, CostPool or ServiceOrder that `regie validate` refuses (the API server's
+    /// schema admits it) is refused by a pass too, with the object and field named: VAT category
+    /// E at 21%, a rate of 2135.123456 (more than 4 decimals), an order without a description.
+    #[test]
+    fn a_pass_refuses_what_regie_validate_refuses() {
+        let inv = examples_inventory();
+        let cal = || Calendar::amsterdam().unwrap();
+        let refused = |edit: &dyn Fn(&mut PriceList)| -> String {
+            let mut snapshot = snapshot_of(&inv);
+            let mut list = (*snapshot.price_lists[0]).clone();
+            edit(&mut list);
+            snapshot.price_lists[0] = Arc::new(list);
+            snapshot.catalogue(cal()).unwrap_err().to_string()
+        };
+        let name = inv.price_lists[0].object.name_any();
+        let e = refused(&|l| {
+            l.spec.vat.category = "E".into();
+            l.spec.vat.percent = "21".into();
+        });
+        assert!(
+            e.contains(&format!("PriceList/{name}: spec.vat.percent: must be 0")),
+            "{e}"
+        );
+        let e = refused(&|l| l.spec.rates[0].amount = "2135.123456".into());
+        assert!(
+            e.contains(&format!("PriceList/{name}: spec.rates[0].amount")),
+            "{e}"
+        );
+        let mut snapshot = snapshot_of(&inv);
+        let mut pool = (*snapshot.pools[0]).clone();
+        pool.spec.amount = "650000.005".into();
+        snapshot.pools[0] = Arc::new(pool);
+        let e = snapshot.catalogue(cal()).unwrap_err().to_string();
+        assert!(e.contains("CostPool/") && e.contains("spec.amount"), "{e}");
+        let mut snapshot = snapshot_of(&inv);
+        let mut order = (*snapshot.orders[0]).clone();
+        order.spec.description = " ".into();
+        snapshot.orders[0] = Arc::new(order);
+        let e = snapshot
+            .inputs_of(&snapshot.groups(), &snapshot.tenants)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ServiceOrder/") && e.contains("spec.description: must not be empty"),
+            "{e}"
+        );
+    }
+
     /// Priced a part at a time (no cost pools), a pass finds the finals priced all at once would
     /// find, in the same order (their numbers follow it), the same drafts to write and the same
     /// drafts to drop — also of a part where no tenant is metered.
