@@ -886,3 +886,67 @@ spec:
     assert_eq!(lines_of(inv, LineKind::Credit), [-11_000]);
     assert_eq!(cents(inv.subtotal()), 220_000 - 11_000);
 }
+
+/// A PriceList Peppol would reject is refused where both `regie validate` and billing read it:
+/// category S at 0% (BR-S-05), AE without a buyer VAT identifier (BR-AE-02). A month priced
+/// partly under a list of category O and partly under one of S is refused naming the O list
+/// (BR-O-11 to BR-O-14): category O goes on an invoice alone.
+#[test]
+fn vat_treatments_peppol_rejects_are_refused() {
+    let with_vat = |name: &str, from: &str, vat: &str| {
+        format!(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {{name: {name}}}
+spec:
+  currency: EUR
+  effectiveFrom: "{from}"
+  vat: {vat}
+  rates:
+    - {{item: account, profile: standard, serviceLevel: bronze, per: month, amount: "30.00"}}
+"#
+        )
+    };
+    let refused = |yaml: &str| -> String {
+        let list: PriceList = serde_yaml::from_str(yaml).unwrap();
+        regie::billing::engine::catalogue(&[list], [], Calendar::amsterdam().unwrap())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = refused(&with_vat("zero", "2026-01-01", r#"{category: S, percent: "0"}"#));
+    assert!(
+        e.contains("PriceList/zero: spec.vat.percent") && e.contains("BR-S-05"),
+        "{e}"
+    );
+    let e = refused(&with_vat("reverse", "2026-01-01", r#"{category: AE, percent: "0"}"#));
+    assert!(
+        e.contains("PriceList/reverse: spec.vat.category") && e.contains("BR-AE-02"),
+        "{e}"
+    );
+    let standard = with_vat("standard", "2026-01-01", r#"{category: S, percent: "21"}"#);
+    let outside = with_vat(
+        "outside",
+        "2026-03-16",
+        r#"{category: O, percent: "0", exemptionReason: "Not subject to VAT"}"#,
+    );
+    let cat = catalogue(&[&standard, &outside], &[]);
+    let t = tenant("a", state("bronze", 10, &[]));
+    let e = bill(
+        &cat,
+        std::slice::from_ref(&t),
+        &Credits::new(),
+        Period::parse("2026-03").unwrap(),
+        now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("Tenant/a") && e.contains("PriceList/outside: spec.vat.category O"),
+        "{e}"
+    );
+    // A month wholly under one of them is fine: 10 accounts at 30.00.
+    let april = run(&cat, &[t], &Credits::new(), "2026-04");
+    assert_eq!(cents(april[0].subtotal()), 30_000);
+    assert!(april[0].lines.iter().all(|l| l.vat.category == "O"));
+}

@@ -659,6 +659,8 @@ fn bill_tenant(
         if lines.is_empty() {
             continue;
         }
+        outside_scope_alone(&cat.book, &lines, (from, to))
+            .map_err(|m| BillingError::input(format!("Invoice of Tenant/{} for {bp}: {m}", t.name)))?;
         crate::billing::invoice::sort_lines(&mut lines);
         invoices.push(Invoice {
             tenant: t.name.clone(),
@@ -672,6 +674,43 @@ fn bill_tenant(
         });
     }
     Ok(())
+}
+
+/// Peppol BIS 3.0 allows VAT category O (not subject to VAT) on an invoice only alone: no other
+/// VAT breakdown, no line of another category (BR-O-11 to BR-O-14). An invoice mixes them when
+/// a PriceList of category O and one of another take effect within one invoicing period, or a
+/// correction at the old category lands on an invoice at O. Refused here, naming the PriceList,
+/// rather than written as an invoice the buyer's access point rejects.
+fn outside_scope_alone(
+    book: &PriceBook,
+    lines: &[Line],
+    (from, to): (Timestamp, Timestamp),
+) -> Result<(), String> {
+    let outside = lines.iter().any(|l| l.vat.category == "O");
+    let Some(other) = lines.iter().find(|l| l.vat.category != "O") else {
+        return Ok(());
+    };
+    if !outside {
+        return Ok(());
+    }
+    let o_lists: Vec<String> = book
+        .lists
+        .iter()
+        .filter(|l| l.vat.category == "O")
+        .filter(|l| l.from < to && l.until.is_none_or(|u| u > from))
+        .map(|l| format!("PriceList/{}", l.name))
+        .collect();
+    let named = if o_lists.is_empty() {
+        "a line at VAT category O".to_string()
+    } else {
+        format!("{}: spec.vat.category O", o_lists.join(", "))
+    };
+    Err(format!(
+        "{named} (not subject to VAT) shares the invoice with VAT category {} (\"{}\"); Peppol \
+         allows category O on an invoice only alone (BR-O-11 to BR-O-14): let a PriceList of \
+         category O take effect at the start of an invoicing period",
+        other.vat.category, other.description
+    ))
 }
 
 fn allocation_text(pool: &Pool) -> &'static str {
