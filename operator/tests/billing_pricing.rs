@@ -950,3 +950,44 @@ spec:
     assert_eq!(cents(april[0].subtotal()), 30_000);
     assert!(april[0].lines.iter().all(|l| l.vat.category == "O"));
 }
+
+/// A Usage is billed within the tenant's membership only, as its files are: a Tenant with
+/// `joined: 2026-04-01` applied on 20 March has a ledger from 20 March, and nothing of March is
+/// billed (it was 12 days); one that `leaves: 2026-03-15` and still runs to the month's end is
+/// billed to the end of 15 March: 10 bronze accounts at 2135.00 a year for 360 of 8760 hours,
+/// 877.40 (it was the whole month, 1810.85).
+#[test]
+fn a_ledger_is_billed_within_the_membership_only() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let bronze = state("bronze", 10, &[]);
+    let mut early = tenant("early", bronze.clone());
+    early.joined = date(2026, 4, 1);
+    early.usage.insert(
+        Month::new(2026, 3),
+        vec![seg(
+            "2026-03-20T09:00:00+01:00",
+            "2026-04-01T00:00:00+02:00",
+            &bronze,
+        )],
+    );
+    assert!(
+        run(&cat, &[early], &Credits::new(), "2026-03").is_empty(),
+        "nothing before it joined"
+    );
+    let mut leaving = tenant("leaving", bronze.clone());
+    leaving.leaves = Some(date(2026, 3, 15));
+    leaving.usage.insert(
+        Month::new(2026, 3),
+        vec![seg(
+            "2026-03-01T00:00:00+01:00",
+            "2026-04-01T00:00:00+02:00",
+            &bronze,
+        )],
+    );
+    let inv = &run(&cat, &[leaving], &Credits::new(), "2026-03")[0];
+    assert_eq!(
+        lines_of(inv, LineKind::Account),
+        [half_up(10 * 213_500 * 360, 8760)]
+    );
+    assert_eq!(lines_of(inv, LineKind::Account), [87_740]);
+}

@@ -1,8 +1,8 @@
 //! The billing run: from tenants (their files and their Usage ledgers), the price book, cost
 //! pools, service orders and service credits to one invoice per tenant per billing period.
 //!
-//! A month with a `Usage` object is billed from its segments; a month without one is billed as
-//! the tenant's files describe it, for the part of the month it is a member. The timeline
+//! A month with a `Usage` object is billed from its segments, a month without one as the
+//! tenant's files describe it; either only for the part of the month it is a member. The timeline
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
 use std::collections::{BTreeMap, HashMap};
@@ -355,8 +355,13 @@ fn timeline<'a>(
             Some(segs) => {
                 let what = format!("Usage/{}-{m}", t.name);
                 for ((from, to), s) in bounds(segs, &what)?.into_iter().zip(segs) {
+                    // Within the month and the membership, as the files are: a ledger may run
+                    // before `joined` (a Tenant applied early) or after `leaves` (still
+                    // running), and a leaving tenant's past the instant it left; none of that
+                    // is billed.
                     let to = to.unwrap_or(me).min(me);
-                    let from = from.max(ms);
+                    let to = left.map_or(to, |l| to.min(l));
+                    let from = from.max(ms).max(joined);
                     if from >= to {
                         continue;
                     }
