@@ -914,12 +914,20 @@ spec:
             .unwrap_err()
             .to_string()
     };
-    let e = refused(&with_vat("zero", "2026-01-01", r#"{category: S, percent: "0"}"#));
+    let e = refused(&with_vat(
+        "zero",
+        "2026-01-01",
+        r#"{category: S, percent: "0"}"#,
+    ));
     assert!(
         e.contains("PriceList/zero: spec.vat.percent") && e.contains("BR-S-05"),
         "{e}"
     );
-    let e = refused(&with_vat("reverse", "2026-01-01", r#"{category: AE, percent: "0"}"#));
+    let e = refused(&with_vat(
+        "reverse",
+        "2026-01-01",
+        r#"{category: AE, percent: "0"}"#,
+    ));
     assert!(
         e.contains("PriceList/reverse: spec.vat.category") && e.contains("BR-AE-02"),
         "{e}"

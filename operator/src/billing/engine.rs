@@ -82,7 +82,11 @@ fn checked(what: impl FnOnce() -> String, errors: Vec<FieldError>) -> Result<(),
         return Ok(());
     }
     let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    Err(BillingError::input(format!("{}: {}", what(), fields.join("; "))))
+    Err(BillingError::input(format!(
+        "{}: {}",
+        what(),
+        fields.join("; ")
+    )))
 }
 
 /// The catalogue of price lists and cost pools.
@@ -664,8 +668,9 @@ fn bill_tenant(
         if lines.is_empty() {
             continue;
         }
-        outside_scope_alone(&cat.book, &lines, (from, to))
-            .map_err(|m| BillingError::input(format!("Invoice of Tenant/{} for {bp}: {m}", t.name)))?;
+        outside_scope_alone(&cat.book, &lines, (from, to)).map_err(|m| {
+            BillingError::input(format!("Invoice of Tenant/{} for {bp}: {m}", t.name))
+        })?;
         crate::billing::invoice::sort_lines(&mut lines);
         invoices.push(Invoice {
             tenant: t.name.clone(),

@@ -749,15 +749,28 @@ mod tests {
             currency: "EUR".into(),
             lines,
         };
-        let xml = |lines| invoice_xml(&inv(lines), &buyer(), &Seller::default(), date(2026, 2, 2), &tz);
+        let xml = |lines| {
+            invoice_xml(
+                &inv(lines),
+                &buyer(),
+                &Seller::default(),
+                date(2026, 2, 2),
+                &tz,
+            )
+        };
         let seller_vat = "<cbc:CompanyID>NL001234567B01</cbc:CompanyID>";
         let standard = xml(vec![line("a", "S", 21)]).unwrap();
         assert!(standard.contains(seller_vat), "{standard}");
         let outside = xml(vec![line("a", "O", 0), line("b", "O", 0)]).unwrap();
         assert!(!outside.contains(seller_vat), "BR-O-02: {outside}");
         assert!(!outside.contains("<cac:PartyTaxScheme>"), "{outside}");
-        let e = xml(vec![line("a", "O", 0), line("b", "S", 21)]).unwrap_err().to_string();
-        assert!(e.contains("CONCEPT-tholen-2026-01") && e.contains("BR-O-11"), "{e}");
+        let e = xml(vec![line("a", "O", 0), line("b", "S", 21)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CONCEPT-tholen-2026-01") && e.contains("BR-O-11"),
+            "{e}"
+        );
         let e = xml(vec![line("a", "S", 0)]).unwrap_err().to_string();
         assert!(e.contains("BR-S-05") && e.contains("\"a\""), "{e}");
         let e = xml(vec![line("a", "AE", 0)]).unwrap_err().to_string();

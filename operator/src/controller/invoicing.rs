@@ -2746,7 +2746,11 @@ spec:
         ]);
         let credit = |percent: i64| {
             Credits::from([(
-                ("tholen".to_string(), "archive".to_string(), Month::new(2026, 3)),
+                (
+                    "tholen".to_string(),
+                    "archive".to_string(),
+                    Month::new(2026, 3),
+                ),
                 Decimal::from(percent),
             )])
         };
@@ -2993,37 +2997,66 @@ spec:
 "#,
         )
         .unwrap();
-        let cat = || crate::billing::engine::catalogue(&[list.clone()], [&pool], Calendar::amsterdam().unwrap()).unwrap();
-        let five: Vec<TenantInput> = ["etten-leur", "moerdijk", "roosendaal", "tholen", "werkplein"]
-            .into_iter()
-            .map(|name| {
-                let mut t = tenant(vec![(
-                    Month::new(2025, 10),
-                    vec![seg("2025-10-01T00:00:00+02:00", None, "silver", 120)],
-                )]);
-                t.name = name.into();
-                t.labels = BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]);
-                t
-            })
-            .collect();
+        let cat = || {
+            crate::billing::engine::catalogue(
+                std::slice::from_ref(&list),
+                [&pool],
+                Calendar::amsterdam().unwrap(),
+            )
+            .unwrap()
+        };
+        let five: Vec<TenantInput> = [
+            "etten-leur",
+            "moerdijk",
+            "roosendaal",
+            "tholen",
+            "werkplein",
+        ]
+        .into_iter()
+        .map(|name| {
+            let mut t = tenant(vec![(
+                Month::new(2025, 10),
+                vec![seg("2025-10-01T00:00:00+02:00", None, "silver", 120)],
+            )]);
+            t.name = name.into();
+            t.labels = BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]);
+            t
+        })
+        .collect();
         let step = |cat: &Catalogue,
                     tenants: &[TenantInput],
                     existing: &BTreeMap<String, InvoiceSpec>,
                     scope: &Scope,
                     now: &str| {
-            plan(cat, tenants, &Credits::new(), existing, &BTreeSet::new(), scope, t(now), false)
-                .unwrap()
+            plan(
+                cat,
+                tenants,
+                &Credits::new(),
+                existing,
+                &BTreeSet::new(),
+                scope,
+                t(now),
+                false,
+            )
+            .unwrap()
         };
         // 2 January 2026: Q4 2025 becomes final for all five, each with 32,500.00 of the pool.
         let mut existing = BTreeMap::new();
-        let intents = step(&cat(), &five, &existing, &Scope::All, "2026-01-02T10:00:00+01:00");
+        let intents = step(
+            &cat(),
+            &five,
+            &existing,
+            &Scope::All,
+            "2026-01-02T10:00:00+01:00",
+        );
         let mut seq = 0;
         for i in &intents {
             if let Intent::Final { name, .. } = i {
                 seq += 1;
                 let (n, spec) = spec_of(i, Some(&format!("RG-2026-{seq:06}")));
                 if n.ends_with("2025-10") {
-                    let pool_lines: Vec<_> = spec.lines.iter().filter(|l| l.kind == "pool").collect();
+                    let pool_lines: Vec<_> =
+                        spec.lines.iter().filter(|l| l.kind == "pool").collect();
                     assert_eq!(pool_lines.len(), 1, "{name}: {spec:#?}");
                     assert_eq!(pool_lines[0].amount, "32500.00", "{name}");
                 }
@@ -3050,17 +3083,27 @@ spec:
         assert_eq!(member.tenant, "tholen");
         assert_eq!(member.leaves, Some(date(2026, 1, 15)));
         // Its Tenant is gone: the four are priced again.
-        let four: Vec<TenantInput> = five.iter().filter(|t| t.name != "tholen").cloned().collect();
+        let four: Vec<TenantInput> = five
+            .iter()
+            .filter(|t| t.name != "tholen")
+            .cloned()
+            .collect();
         let correction = |cat: &Catalogue| -> Decimal {
-            step(cat, &four, &existing, &Scope::All, "2026-01-20T10:00:00+01:00")
-                .iter()
-                .filter_map(|i| match i {
-                    Intent::Draft { invoice, .. } => Some(invoice),
-                    _ => None,
-                })
-                .flat_map(|inv| inv.lines.iter().filter(|l| l.kind == LineKind::Correction))
-                .map(|l| l.amount)
-                .sum()
+            step(
+                cat,
+                &four,
+                &existing,
+                &Scope::All,
+                "2026-01-20T10:00:00+01:00",
+            )
+            .iter()
+            .filter_map(|i| match i {
+                Intent::Draft { invoice, .. } => Some(invoice),
+                _ => None,
+            })
+            .flat_map(|inv| inv.lines.iter().filter(|l| l.kind == LineKind::Correction))
+            .map(|l| l.amount)
+            .sum()
         };
         assert_eq!(
             correction(&cat()),
@@ -3069,7 +3112,11 @@ spec:
         );
         let mut with_tholen = cat();
         with_tholen.departed = vec![*member];
-        assert_eq!(correction(&with_tholen), Decimal::ZERO, "the pool stays as it was");
+        assert_eq!(
+            correction(&with_tholen),
+            Decimal::ZERO,
+            "the pool stays as it was"
+        );
     }
 
     /// Departed members are read from the annotation of final invoices of tenants that are
@@ -3086,16 +3133,23 @@ spec:
         };
         let annotated = |text: &str| {
             let mut o = in_cluster(stored_spec(InvoiceState::Final, "300.00"));
-            o.metadata.annotations =
-                Some(BTreeMap::from([(MEMBER_ANNOTATION.to_string(), text.to_string())]));
+            o.metadata.annotations = Some(BTreeMap::from([(
+                MEMBER_ANNOTATION.to_string(),
+                text.to_string(),
+            )]));
             kept_invoice(o)
         };
         let good = annotated(&serde_json::to_string(&member).unwrap());
         let none: HashSet<&str> = HashSet::new();
-        assert_eq!(departed_members([&good], &none).unwrap(), [member.clone()]);
+        assert_eq!(
+            departed_members([&good], &none).unwrap(),
+            std::slice::from_ref(&member)
+        );
         let still_there: HashSet<&str> = HashSet::from(["tholen"]);
         assert!(departed_members([&good], &still_there).unwrap().is_empty());
-        let e = departed_members([&annotated("{")], &none).unwrap_err().to_string();
+        let e = departed_members([&annotated("{")], &none)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("Invoice/tholen-2026-03") && e.contains(MEMBER_ANNOTATION),
             "{e}"

@@ -428,23 +428,43 @@ mod tests {
     #[test]
     fn a_month_opens_from_the_latest_earlier_ledger() {
         let cal = Calendar::amsterdam().unwrap();
-        let (jan, feb, mar) = (Month::new(2026, 1), Month::new(2026, 2), Month::new(2026, 3));
+        let (jan, feb, mar) = (
+            Month::new(2026, 1),
+            Month::new(2026, 2),
+            Month::new(2026, 3),
+        );
         assert_eq!(latest_before(mar, CARRY_MONTHS, |m| m == jan), Some(jan));
-        assert_eq!(latest_before(mar, CARRY_MONTHS, |m| m == feb || m == jan), Some(feb));
-        assert_eq!(latest_before(mar, CARRY_MONTHS, |m| m == mar), None, "not itself");
+        assert_eq!(
+            latest_before(mar, CARRY_MONTHS, |m| m == feb || m == jan),
+            Some(feb)
+        );
+        assert_eq!(
+            latest_before(mar, CARRY_MONTHS, |m| m == mar),
+            None,
+            "not itself"
+        );
         assert_eq!(latest_before(mar, 1, |m| m == jan), None, "bounded");
         let january = vec![
-            segment("2026-01-01T00:00:00+01:00", Some("2026-01-28T10:00:00+01:00")),
+            segment(
+                "2026-01-01T00:00:00+01:00",
+                Some("2026-01-28T10:00:00+01:00"),
+            ),
             segment("2026-01-28T10:00:00+01:00", None),
         ];
         let opening = opened(&january, jan, mar, &cal).unwrap();
         assert!(opening.closed);
         assert_eq!(
             opening.earlier[1],
-            segment("2026-01-28T10:00:00+01:00", Some("2026-02-01T00:00:00+01:00"))
+            segment(
+                "2026-01-28T10:00:00+01:00",
+                Some("2026-02-01T00:00:00+01:00")
+            )
         );
         assert_eq!(opening.earlier.len(), 2, "{:#?}", opening.earlier);
-        assert_eq!(opening.segments, [segment("2026-03-01T00:00:00+01:00", None)]);
+        assert_eq!(
+            opening.segments,
+            [segment("2026-03-01T00:00:00+01:00", None)]
+        );
         // Again after January's close landed but March's write did not: the same March.
         let again = opened(&opening.earlier, jan, mar, &cal).unwrap();
         assert!(!again.closed);
