@@ -791,10 +791,24 @@ impl Validate for PriceListSpec {
                 ),
             );
         }
+        // Peppol BIS 3.0 rejects reverse charge without the buyer's VAT identifier (BR-AE-02),
+        // and a Tenant carries none.
+        if self.vat.category == "AE" {
+            e.push(
+                "spec.vat.category",
+                "AE (reverse charge) needs the buyer's VAT identifier on the invoice (Peppol \
+                 BR-AE-02), which a Tenant does not carry",
+            );
+        }
         match parse_decimal(&self.vat.percent) {
             Ok(p) if p < Decimal::ZERO || p > Decimal::ONE_HUNDRED => {
                 e.push("spec.vat.percent", "must be 0 to 100")
             }
+            // Standard rate at 0% is refused by Peppol (BR-S-05): a zero rate is category Z.
+            Ok(p) if self.vat.category == "S" && p.is_zero() => e.push(
+                "spec.vat.percent",
+                "must be more than 0 for VAT category S (Peppol BR-S-05); a zero rate is category Z",
+            ),
             Ok(p) if self.vat.category != "S" && !p.is_zero() => e.push(
                 "spec.vat.percent",
                 format!("must be 0 for VAT category {}", self.vat.category),

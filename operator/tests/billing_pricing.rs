@@ -69,7 +69,12 @@ fn catalogue(lists: &[&str], pools: &[&str]) -> Catalogue {
         .iter()
         .map(|y| Pool::from_object(&serde_yaml::from_str::<CostPool>(y).unwrap()).unwrap())
         .collect();
-    Catalogue { cal, book, pools }
+    Catalogue {
+        cal,
+        book,
+        pools,
+        departed: Vec::new(),
+    }
 }
 
 fn state(level: &str, accounts: i64, components: &[(&str, ComponentClass, &str)]) -> BillableState {
@@ -824,4 +829,173 @@ spec:
     );
     assert!(e.contains("PriceList/pl-dear"), "{e}");
     assert!(e.contains("more than billing takes"), "{e}");
+}
+
+/// A component reclassified mid-month is charged under two keys (its name with each class);
+/// its service credit is a share of all its charges for the month, not of the first class's.
+/// April 2026 (720 h): `app` as applicationHosting at 2400.00 a month for the first 15 days
+/// (1200.00), then as systemIntegration at 2000.00 (1000.00); 5% of 2200.00 is −110.00 (the
+/// first class alone gave −60.00).
+#[test]
+fn a_credit_covers_every_class_a_component_was_charged_under() {
+    let prices = r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: pl-2026}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  rates:
+    - {item: account, profile: standard, serviceLevel: bronze, per: year, amount: "2135.00"}
+    - {item: component, class: applicationHosting, per: month, amount: "2400.00"}
+    - {item: component, class: systemIntegration, per: month, amount: "2000.00"}
+"#;
+    let cat = catalogue(&[prices], &[]);
+    let hosting = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "bronze")],
+    );
+    let integration = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::SystemIntegration, "bronze")],
+    );
+    let mut t = tenant("a", hosting.clone());
+    t.usage.insert(
+        Month::new(2026, 4),
+        vec![
+            seg(
+                "2026-04-01T00:00:00+02:00",
+                "2026-04-16T00:00:00+02:00",
+                &hosting,
+            ),
+            seg(
+                "2026-04-16T00:00:00+02:00",
+                "2026-05-01T00:00:00+02:00",
+                &integration,
+            ),
+        ],
+    );
+    let credits: Credits = BTreeMap::from([(
+        ("a".to_string(), "app".to_string(), Month::new(2026, 4)),
+        Decimal::from(5),
+    )]);
+    let inv = &run(&cat, &[t], &credits, "2026-04")[0];
+    assert_eq!(lines_of(inv, LineKind::Component), [120_000, 100_000]);
+    assert_eq!(lines_of(inv, LineKind::Credit), [-11_000]);
+    assert_eq!(cents(inv.subtotal()), 220_000 - 11_000);
+}
+
+/// A PriceList Peppol would reject is refused where both `regie validate` and billing read it:
+/// category S at 0% (BR-S-05), AE without a buyer VAT identifier (BR-AE-02). A month priced
+/// partly under a list of category O and partly under one of S is refused naming the O list
+/// (BR-O-11 to BR-O-14): category O goes on an invoice alone.
+#[test]
+fn vat_treatments_peppol_rejects_are_refused() {
+    let with_vat = |name: &str, from: &str, vat: &str| {
+        format!(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {{name: {name}}}
+spec:
+  currency: EUR
+  effectiveFrom: "{from}"
+  vat: {vat}
+  rates:
+    - {{item: account, profile: standard, serviceLevel: bronze, per: month, amount: "30.00"}}
+"#
+        )
+    };
+    let refused = |yaml: &str| -> String {
+        let list: PriceList = serde_yaml::from_str(yaml).unwrap();
+        regie::billing::engine::catalogue(&[list], [], Calendar::amsterdam().unwrap())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = refused(&with_vat(
+        "zero",
+        "2026-01-01",
+        r#"{category: S, percent: "0"}"#,
+    ));
+    assert!(
+        e.contains("PriceList/zero: spec.vat.percent") && e.contains("BR-S-05"),
+        "{e}"
+    );
+    let e = refused(&with_vat(
+        "reverse",
+        "2026-01-01",
+        r#"{category: AE, percent: "0"}"#,
+    ));
+    assert!(
+        e.contains("PriceList/reverse: spec.vat.category") && e.contains("BR-AE-02"),
+        "{e}"
+    );
+    let standard = with_vat("standard", "2026-01-01", r#"{category: S, percent: "21"}"#);
+    let outside = with_vat(
+        "outside",
+        "2026-03-16",
+        r#"{category: O, percent: "0", exemptionReason: "Not subject to VAT"}"#,
+    );
+    let cat = catalogue(&[&standard, &outside], &[]);
+    let t = tenant("a", state("bronze", 10, &[]));
+    let e = bill(
+        &cat,
+        std::slice::from_ref(&t),
+        &Credits::new(),
+        Period::parse("2026-03").unwrap(),
+        now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("Tenant/a") && e.contains("PriceList/outside: spec.vat.category O"),
+        "{e}"
+    );
+    // A month wholly under one of them is fine: 10 accounts at 30.00.
+    let april = run(&cat, &[t], &Credits::new(), "2026-04");
+    assert_eq!(cents(april[0].subtotal()), 30_000);
+    assert!(april[0].lines.iter().all(|l| l.vat.category == "O"));
+}
+
+/// A Usage is billed within the tenant's membership only, as its files are: a Tenant with
+/// `joined: 2026-04-01` applied on 20 March has a ledger from 20 March, and nothing of March is
+/// billed (it was 12 days); one that `leaves: 2026-03-15` and still runs to the month's end is
+/// billed to the end of 15 March: 10 bronze accounts at 2135.00 a year for 360 of 8760 hours,
+/// 877.40 (it was the whole month, 1810.85).
+#[test]
+fn a_ledger_is_billed_within_the_membership_only() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let bronze = state("bronze", 10, &[]);
+    let mut early = tenant("early", bronze.clone());
+    early.joined = date(2026, 4, 1);
+    early.usage.insert(
+        Month::new(2026, 3),
+        vec![seg(
+            "2026-03-20T09:00:00+01:00",
+            "2026-04-01T00:00:00+02:00",
+            &bronze,
+        )],
+    );
+    assert!(
+        run(&cat, &[early], &Credits::new(), "2026-03").is_empty(),
+        "nothing before it joined"
+    );
+    let mut leaving = tenant("leaving", bronze.clone());
+    leaving.leaves = Some(date(2026, 3, 15));
+    leaving.usage.insert(
+        Month::new(2026, 3),
+        vec![seg(
+            "2026-03-01T00:00:00+01:00",
+            "2026-04-01T00:00:00+02:00",
+            &bronze,
+        )],
+    );
+    let inv = &run(&cat, &[leaving], &Credits::new(), "2026-03")[0];
+    assert_eq!(
+        lines_of(inv, LineKind::Account),
+        [half_up(10 * 213_500 * 360, 8760)]
+    );
+    assert_eq!(lines_of(inv, LineKind::Account), [87_740]);
 }

@@ -86,7 +86,12 @@ fn catalogue(cal: Calendar) -> Result<Catalogue> {
         let p: CostPool = serde::Deserialize::deserialize(doc)?;
         pools.push(Pool::from_object(&p)?);
     }
-    Ok(Catalogue { cal, book, pools })
+    Ok(Catalogue {
+        cal,
+        book,
+        pools,
+        departed: Vec::new(),
+    })
 }
 
 const LEVELS: [&str; 3] = ["bronze", "silver", "gold"];

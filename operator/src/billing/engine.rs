@@ -1,8 +1,8 @@
 //! The billing run: from tenants (their files and their Usage ledgers), the price book, cost
 //! pools, service orders and service credits to one invoice per tenant per billing period.
 //!
-//! A month with a `Usage` object is billed from its segments; a month without one is billed as
-//! the tenant's files describe it, for the part of the month it is a member. The timeline
+//! A month with a `Usage` object is billed from its segments, a month without one as the
+//! tenant's files describe it; either only for the part of the month it is a member. The timeline
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use regie_crds::commercial::RateItem;
 use regie_crds::generated::{Segment, SegmentComponent};
 use regie_crds::tenancy::InvoicingPeriod;
-use regie_crds::validate::{parse_date, parse_decimal};
+use regie_crds::validate::{FieldError, Validate, parse_date, parse_decimal};
 use regie_crds::{
     CostPool, HostingComponent, PriceList, ServiceOrder, Tenant, Usage, WorkplacePackage,
 };
@@ -64,23 +64,59 @@ pub struct Catalogue {
     pub cal: Calendar,
     pub book: PriceBook,
     pub pools: Vec<Pool>,
+    /// Tenants that have left and whose Tenant is gone, as pools knew them when they left
+    /// (their `leaves` the day they left at the latest). They are billed no more, but stay
+    /// members of the pool periods they were members of: dropped, their share would be
+    /// allocated over the others again, on top of what they had been invoiced (a pool over
+    /// five with one gone is recomputed over four and collected 5/4 of its amount). `regie
+    /// bill` has none: a repository's tenants are those in its files.
+    pub departed: Vec<Member>,
 }
 
 /// Service credits: (tenant, component, month) → percent of that component's month charges.
 pub type Credits = BTreeMap<(String, String, Month), Decimal>;
 
+/// `Err` naming the object and every field `regie validate` refuses in it, if any.
+fn checked(what: impl FnOnce() -> String, errors: Vec<FieldError>) -> Result<(), BillingError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(BillingError::input(format!(
+        "{}: {}",
+        what(),
+        fields.join("; ")
+    )))
+}
+
 /// The catalogue of price lists and cost pools.
+///
+/// Each list and pool is first checked as `regie validate` checks it (the same
+/// `spec.validate()`): the API server admits what its schema allows, so without this the
+/// controller would price with a list `regie validate` refuses (VAT category E at 21%, a rate
+/// of 2135.123456). `regie bill` reads only valid objects; for it this changes nothing.
 pub fn catalogue<'a>(
     lists: &[PriceList],
     pools: impl IntoIterator<Item = &'a CostPool>,
     cal: Calendar,
 ) -> Result<Catalogue, BillingError> {
+    for l in lists {
+        checked(|| format!("PriceList/{}", l.name_any()), l.spec.validate())?;
+    }
     let book = PriceBook::new(lists, &cal)?;
     let pools = pools
         .into_iter()
-        .map(Pool::from_object)
+        .map(|p| {
+            checked(|| format!("CostPool/{}", p.name_any()), p.spec.validate())?;
+            Pool::from_object(p)
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Catalogue { cal, book, pools })
+    Ok(Catalogue {
+        cal,
+        book,
+        pools,
+        departed: Vec::new(),
+    })
 }
 
 /// One tenant and its objects that billing reads, each with the file it came from (for
@@ -198,6 +234,8 @@ pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError>
         let f =
             |fld: &str, m: String| BillingError::input(format!("{order_source}: {id}: {fld}: {m}"));
         let s = &o.spec;
+        // As `regie validate` checks it (see `catalogue`).
+        checked(|| format!("{order_source}: {id}"), s.validate())?;
         let hours = parse_decimal(&s.hours).map_err(|m| f("spec.hours", m))?;
         if hours < Decimal::ZERO {
             return Err(f(
@@ -321,8 +359,13 @@ fn timeline<'a>(
             Some(segs) => {
                 let what = format!("Usage/{}-{m}", t.name);
                 for ((from, to), s) in bounds(segs, &what)?.into_iter().zip(segs) {
+                    // Within the month and the membership, as the files are: a ledger may run
+                    // before `joined` (a Tenant applied early) or after `leaves` (still
+                    // running), and a leaving tenant's past the instant it left; none of that
+                    // is billed.
                     let to = to.unwrap_or(me).min(me);
-                    let from = from.max(ms);
+                    let to = left.map_or(to, |l| to.min(l));
+                    let from = from.max(ms).max(joined);
                     if from >= to {
                         continue;
                     }
@@ -390,22 +433,31 @@ fn months_between(first: Month, last: Month) -> Vec<Month> {
     v
 }
 
+/// The tenant as cost pools see it.
+pub fn member_of(t: &TenantInput) -> Member {
+    Member {
+        tenant: t.name.clone(),
+        labels: t.labels.clone(),
+        joined: t.joined,
+        leaves: t.leaves,
+        inhabitants: t.inhabitants,
+        accounts: t.declared.accounts.values().sum(),
+    }
+}
+
 /// Pool instalments per tenant, with the pool they come from.
 fn pool_instalments(
     cat: &Catalogue,
     tenants: &[TenantInput],
 ) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
-    let members: Vec<Member> = tenants
-        .iter()
-        .map(|t| Member {
-            tenant: t.name.clone(),
-            labels: t.labels.clone(),
-            joined: t.joined,
-            leaves: t.leaves,
-            inhabitants: t.inhabitants,
-            accounts: t.declared.accounts.values().sum(),
-        })
-        .collect();
+    let mut members: Vec<Member> = tenants.iter().map(member_of).collect();
+    // A departed tenant that is a tenant again (made anew under its name) is that tenant.
+    members.extend(
+        cat.departed
+            .iter()
+            .filter(|d| !tenants.iter().any(|t| t.name == d.tenant))
+            .cloned(),
+    );
     let mut out: BTreeMap<String, Vec<(usize, Instalment)>> = BTreeMap::new();
     for (i, pool) in cat.pools.iter().enumerate() {
         for (tenant, plan) in pool.schedule(&members)? {
@@ -616,6 +668,9 @@ fn bill_tenant(
         if lines.is_empty() {
             continue;
         }
+        outside_scope_alone(&cat.book, &lines, (from, to)).map_err(|m| {
+            BillingError::input(format!("Invoice of Tenant/{} for {bp}: {m}", t.name))
+        })?;
         crate::billing::invoice::sort_lines(&mut lines);
         invoices.push(Invoice {
             tenant: t.name.clone(),
@@ -629,6 +684,43 @@ fn bill_tenant(
         });
     }
     Ok(())
+}
+
+/// Peppol BIS 3.0 allows VAT category O (not subject to VAT) on an invoice only alone: no other
+/// VAT breakdown, no line of another category (BR-O-11 to BR-O-14). An invoice mixes them when
+/// a PriceList of category O and one of another take effect within one invoicing period, or a
+/// correction at the old category lands on an invoice at O. Refused here, naming the PriceList,
+/// rather than written as an invoice the buyer's access point rejects.
+fn outside_scope_alone(
+    book: &PriceBook,
+    lines: &[Line],
+    (from, to): (Timestamp, Timestamp),
+) -> Result<(), String> {
+    let outside = lines.iter().any(|l| l.vat.category == "O");
+    let Some(other) = lines.iter().find(|l| l.vat.category != "O") else {
+        return Ok(());
+    };
+    if !outside {
+        return Ok(());
+    }
+    let o_lists: Vec<String> = book
+        .lists
+        .iter()
+        .filter(|l| l.vat.category == "O")
+        .filter(|l| l.from < to && l.until.is_none_or(|u| u > from))
+        .map(|l| format!("PriceList/{}", l.name))
+        .collect();
+    let named = if o_lists.is_empty() {
+        "a line at VAT category O".to_string()
+    } else {
+        format!("{}: spec.vat.category O", o_lists.join(", "))
+    };
+    Err(format!(
+        "{named} (not subject to VAT) shares the invoice with VAT category {} (\"{}\"); Peppol \
+         allows category O on an invoice only alone (BR-O-11 to BR-O-14): let a PriceList of \
+         category O take effect at the start of an invoicing period",
+        other.vat.category, other.description
+    ))
 }
 
 fn allocation_text(pool: &Pool) -> &'static str {

@@ -69,8 +69,11 @@ pub fn selects(
     Ok(true)
 }
 
-/// A tenant as pools see it.
-#[derive(Clone, Debug, PartialEq)]
+/// A tenant as pools see it. Serialized (camelCase JSON) it is kept on a departed tenant's
+/// final invoices, so that it stays a member of the pool periods it was a member of after its
+/// Tenant is gone (see `controller::invoicing`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Member {
     pub tenant: String,
     pub labels: BTreeMap<String, String>,

@@ -783,13 +783,15 @@ pub fn price_periods(
     }
     for (p, &(pf, pt)) in bounds.iter().enumerate() {
         for ((component, m), percent) in credits {
-            let key = tab
+            // A component reclassified during the month is charged under one key per class
+            // (its name with each): the credit is a share of all its charges for the month.
+            let charge = &tab
                 .keys
                 .iter()
-                .position(|k| matches!(k, ItemKey::Component(n, _) if n == component));
-            let Some(charge) = key.and_then(|k| component_month.get(&(p, k, *m))) else {
-                continue;
-            };
+                .enumerate()
+                .filter(|(_, k)| matches!(k, ItemKey::Component(n, _) if n == component))
+                .filter_map(|(k, _)| component_month.get(&(p, k, *m)))
+                .sum::<Decimal>();
             if percent.is_zero() || charge.is_zero() {
                 continue;
             }

@@ -184,6 +184,42 @@ fn tax_category(x: &mut Xml, tag: &str, category: &str, percent: Decimal, reason
     x.close(tag);
 }
 
+/// The VAT treatments Peppol BIS 3.0 rejects, refused before a document is written: the
+/// PriceLists are validated so (see `regie_crds::validate`), but an invoice may carry lines
+/// priced before that (a final one, a correction at an old treatment). Category O only alone
+/// (BR-O-11 to BR-O-14); S only above 0% (BR-S-05); AE not at all, as it needs the buyer's VAT
+/// identifier (BR-AE-02), which a Tenant does not carry.
+fn peppol_vat(inv: &Invoice) -> Result<(), String> {
+    let mut categories: Vec<&str> = inv.lines.iter().map(|l| l.vat.category.as_str()).collect();
+    categories.sort_unstable();
+    categories.dedup();
+    if categories.contains(&"O") && categories.len() > 1 {
+        return Err(format!(
+            "VAT category O (not subject to VAT) cannot share an invoice with other categories \
+             (Peppol BR-O-11 to BR-O-14); it has {}",
+            categories.join(", ")
+        ));
+    }
+    if categories.contains(&"AE") {
+        return Err(
+            "VAT category AE (reverse charge) needs the buyer's VAT identifier (Peppol \
+             BR-AE-02), which a Tenant does not carry"
+                .into(),
+        );
+    }
+    if let Some(l) = inv
+        .lines
+        .iter()
+        .find(|l| l.vat.category == "S" && l.vat.percent.is_zero())
+    {
+        return Err(format!(
+            "line \"{}\" is VAT category S at 0% (Peppol BR-S-05: a zero rate is category Z)",
+            l.description
+        ));
+    }
+    Ok(())
+}
+
 /// The reason printed for categories that carry no VAT, when the PriceList gives none.
 fn exemption_reason(category: &str, given: Option<&str>) -> Option<String> {
     if category == "S" || category == "Z" {
@@ -229,6 +265,9 @@ pub fn invoice_xml(
         .number
         .clone()
         .unwrap_or_else(|| format!("CONCEPT-{}-{}", inv.tenant, inv.period));
+    peppol_vat(inv).map_err(|m| BillingError::input(format!("UBL invoice {id}: {m}")))?;
+    // Not subject to VAT: the invoice carries no seller VAT identifier (Peppol BR-O-02).
+    let outside_scope = inv.lines.iter().any(|l| l.vat.category == "O");
     let due = issue
         .checked_add(jiff::Span::new().days(i64::from(seller.payment_days)))
         .map_err(|e| BillingError::input(format!("due date of {id}: {e}")))?;
@@ -307,7 +346,7 @@ pub fn invoice_xml(
         seller.postal_code.as_deref(),
         &seller.country,
     );
-    if let Some(v) = &seller.vat_id {
+    if let Some(v) = seller.vat_id.as_ref().filter(|_| !outside_scope) {
         x.open("cac:PartyTaxScheme");
         x.leaf("cbc:CompanyID", v);
         x.open("cac:TaxScheme");
@@ -674,5 +713,67 @@ mod tests {
             xml.contains("<cbc:Description>standard</cbc:Description>"),
             "a line within the period keeps its description: {xml}"
         );
+    }
+
+    /// Peppol's VAT category rules: an invoice not subject to VAT (O) names no seller VAT
+    /// identifier (BR-O-02) and has no other category (BR-O-11 to 14); S is above 0% (BR-S-05);
+    /// AE needs the buyer's VAT identifier (BR-AE-02), which a Tenant does not carry.
+    #[test]
+    fn vat_categories_follow_peppol() {
+        use super::super::invoice::{Line, LineKind, Unit, VatTreatment};
+        use jiff::civil::date;
+        use std::sync::Arc;
+        let tz = super::super::amsterdam().unwrap();
+        let line = |desc: &str, category: &str, percent: i64| Line {
+            kind: LineKind::Account,
+            description: desc.into(),
+            quantity: Decimal::ONE,
+            unit: Unit::Item,
+            unit_price: Decimal::ONE_HUNDRED,
+            amount: Decimal::ONE_HUNDRED,
+            from: at(date(2026, 1, 1), &tz),
+            to: at(date(2026, 2, 1), &tz),
+            vat: Arc::new(VatTreatment {
+                category: category.into(),
+                percent: Decimal::from(percent),
+                exemption_reason: None,
+            }),
+        };
+        let inv = |lines: Vec<Line>| Invoice {
+            tenant: "tholen".into(),
+            period: "2026-01".into(),
+            from: at(date(2026, 1, 1), &tz),
+            to: at(date(2026, 2, 1), &tz),
+            state: State::Draft,
+            number: None,
+            currency: "EUR".into(),
+            lines,
+        };
+        let xml = |lines| {
+            invoice_xml(
+                &inv(lines),
+                &buyer(),
+                &Seller::default(),
+                date(2026, 2, 2),
+                &tz,
+            )
+        };
+        let seller_vat = "<cbc:CompanyID>NL001234567B01</cbc:CompanyID>";
+        let standard = xml(vec![line("a", "S", 21)]).unwrap();
+        assert!(standard.contains(seller_vat), "{standard}");
+        let outside = xml(vec![line("a", "O", 0), line("b", "O", 0)]).unwrap();
+        assert!(!outside.contains(seller_vat), "BR-O-02: {outside}");
+        assert!(!outside.contains("<cac:PartyTaxScheme>"), "{outside}");
+        let e = xml(vec![line("a", "O", 0), line("b", "S", 21)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CONCEPT-tholen-2026-01") && e.contains("BR-O-11"),
+            "{e}"
+        );
+        let e = xml(vec![line("a", "S", 0)]).unwrap_err().to_string();
+        assert!(e.contains("BR-S-05") && e.contains("\"a\""), "{e}");
+        let e = xml(vec![line("a", "AE", 0)]).unwrap_err().to_string();
+        assert!(e.contains("BR-AE-02"), "{e}");
     }
 }

@@ -20,6 +20,9 @@
 //!   installing regie does not issue invoices for months before it ran.
 //! - Offboarding ([`offboard`], from the Tenant finalizer, after its usage is closed): the
 //!   tenant's invoices up to the deletion instant become final before its namespace goes.
+//!   They carry the tenant as cost pools knew it ([`MEMBER_ANNOTATION`]): once its Tenant is
+//!   gone it stays a member of the pool periods it was a member of, so its share is not
+//!   allocated over the others again.
 //! - Without cost pools a pass prices a part of the tenants at a time (`Options::invoice_part`,
 //!   64): it first finds every final and the tenants whose drafts differ, writes the finals in
 //!   their numbering order, then prices those tenants again a part at a time as it writes
@@ -65,12 +68,14 @@ use super::kept::{Kept, Split, Version};
 use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, tenant_input,
+    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, member_of,
+    tenant_input,
 };
 use crate::billing::invoice::{
     Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
 };
 use crate::billing::period::{Month, Period};
+use crate::billing::pools::Member;
 use crate::billing::proration::Calendar;
 use crate::billing::{BillingError, parse_instant};
 use crate::input::Source;
@@ -82,6 +87,12 @@ pub const COUNTER: &str = "regie-invoice-numbers";
 const CLAIM: &str = "claim.";
 /// Label on every Invoice: the tenant it bills.
 pub const TENANT_LABEL: &str = "regie.dev/tenant";
+/// Annotation on a leaving tenant's final invoices: the tenant as cost pools knew it when it
+/// left (a [`Member`] as JSON, `leaves` the day it left at the latest). Once its Tenant is gone
+/// this is what keeps it a member of the pool periods it was a member of (see
+/// [`departed_members`]); the final invoices are the billing state regie keeps of a tenant
+/// after it is gone, and are never deleted.
+pub const MEMBER_ANNOTATION: &str = "regie.dev/pool-member";
 
 /// The caches invoicing bills from (beside the controller's tenants, packages and components),
 /// and what wakes it. Each keeps only what a pass reads (see [`super::cache`]).
@@ -279,6 +290,48 @@ impl StoredInvoice {
         o.metadata.resource_version = self.version.resource_version();
         o
     }
+}
+
+/// The tenants that have left and whose Tenant is gone (not in `tenants`), as cost pools knew
+/// them when they left: from the [`MEMBER_ANNOTATION`] of their final invoices. An annotation
+/// that does not read is an error naming the invoice: pools priced without that member would
+/// charge its share to the others.
+pub fn departed_members<'a>(
+    invoices: impl IntoIterator<Item = &'a StoredInvoice>,
+    tenants: &HashSet<&str>,
+) -> Result<Vec<Member>, BillingError> {
+    let mut departed: BTreeMap<String, Member> = BTreeMap::new();
+    for inv in invoices {
+        if !inv.is_final() || tenants.contains(inv.tenant()) {
+            continue;
+        }
+        let Some(text) = inv
+            .extra
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(MEMBER_ANNOTATION))
+        else {
+            continue;
+        };
+        let member: Member = serde_json::from_str(text).map_err(|e| {
+            BillingError::input(format!(
+                "Invoice/{}: metadata.annotations[{MEMBER_ANNOTATION}]: not a pool member: {e}",
+                inv.name
+            ))
+        })?;
+        if member.tenant != inv.tenant() {
+            return Err(BillingError::input(format!(
+                "Invoice/{}: metadata.annotations[{MEMBER_ANNOTATION}]: names tenant {:?}, the \
+                 invoice bills {:?}",
+                inv.name,
+                member.tenant,
+                inv.tenant()
+            )));
+        }
+        // The same on each of its final invoices (written by one offboarding pass).
+        departed.entry(member.tenant.clone()).or_insert(member);
+    }
+    Ok(departed.into_values().collect())
 }
 
 /// Keeps one cache filled; when what it keeps changes (`same` tells), and at the end of a list,
@@ -518,12 +571,23 @@ async fn run(ctx: Arc<Context>) {
 /// The first wait after a failed pass; it doubles with every further failure.
 const FAILED_PASS_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Offboarding: makes the tenant's invoices up to now final (its usage must be closed first).
-/// `Ok(false)` when they cannot be priced: a Warning event names why, and the caller keeps the
-/// namespace until they can.
+/// Offboarding: makes the tenant's invoices up to the instant it left final (its usage must be
+/// closed first). `Ok(false)` when they cannot be priced: a Warning event names why, and the
+/// caller keeps the namespace until they can.
+///
+/// The finalizer calls this on every pass until the namespace is gone, which may be after a
+/// month end: the tenant left at its deletion timestamp, not at the pass's `now`, so a pass
+/// after the month end must not make a final invoice of the new month (nor bill the pool
+/// instalment due at its start).
 pub async fn offboard(ctx: &Context, tenant: &Tenant) -> Result<bool, kube::Error> {
     ctx.invoicing.ready().await;
-    match pass(ctx, Scope::Leaving(tenant.name_any())).await {
+    let now = ctx.now();
+    let left = tenant
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0.min(now));
+    match pass(ctx, Scope::Leaving(tenant.name_any(), left)).await {
         Ok(()) => Ok(true),
         Err(PassError::Kube(e)) => Err(e),
         Err(PassError::Billing(_)) => Ok(false),
@@ -543,8 +607,11 @@ enum PassError {
 pub enum Scope {
     /// Every tenant's, except tenants being deleted (their finalizer does theirs).
     All,
-    /// Only this tenant's, which is leaving now: its current period becomes final too.
-    Leaving(String),
+    /// Only this tenant's, which left at the instant given (its Tenant's deletion timestamp):
+    /// its period of that instant becomes final too, and nothing after it is billed. The
+    /// instant is taken as at most the pass's `now` (a clock behind the API server's, as in
+    /// tests, bills up to `now`).
+    Leaving(String, Timestamp),
 }
 
 fn cluster_source() -> Source {
@@ -720,7 +787,12 @@ pub enum Intent {
     /// The invoice of an open period, as it stands.
     Draft { name: String, invoice: Invoice },
     /// A closed period's (or a leaving tenant's) invoice, complete, still without a number.
-    Final { name: String, invoice: Invoice },
+    /// A leaving tenant's carries `member`, written as [`MEMBER_ANNOTATION`].
+    Final {
+        name: String,
+        invoice: Invoice,
+        member: Option<Box<Member>>,
+    },
     /// A draft the tenant no longer gets (its invoicing period changed, nothing is billed).
     Obsolete { name: String },
     /// A tenant whose input of its own does not allow a correct bill (`message` says why): its
@@ -766,7 +838,11 @@ fn correction_prefix(number: &str, period: &str) -> String {
 /// What has been billed for the period of final invoice `name`: its lines, plus the correction
 /// lines that later final invoices carried for it, folded into the lines they correct where
 /// their VAT is the same, else beside them.
-/// `recomputed` supplies the kind of a line the final invoice did not have.
+/// `recomputed` supplies the kind of a line the final invoice did not have. A correction whose
+/// line exists in neither (an SLA credit whose percentage changed again, a late ServiceOrder
+/// deleted since) is still billed: it is kept as a line of its own, under its own description,
+/// period and VAT, so that [`corrections`] finds it gone from the recomputation and reverses
+/// it. Dropped, it would stay billed for good and its replacement be billed on top.
 fn billed_so_far(
     name: &str,
     spec: &InvoiceSpec,
@@ -804,12 +880,16 @@ fn billed_so_far(
                 // folded in, it would take the line's old VAT and be made again next time.
                 if let Some(target) = lines.iter_mut().find(|x| same(x) && x.vat.same_tax(&c.vat)) {
                     target.amount += c.amount;
-                } else if let Some(kind) = lines
-                    .iter()
-                    .chain(&recomputed.lines)
-                    .find(|x| same(x))
-                    .map(|x| x.kind)
-                {
+                } else {
+                    // Of a line no longer billed the kind is not known: it is kept as a
+                    // correction. Every correction of that line in this call takes the same
+                    // kind (the first one found here, or the recomputation's), so they fold
+                    // together above and are reversed once, as one key.
+                    let kind = lines
+                        .iter()
+                        .chain(&recomputed.lines)
+                        .find(|x| same(x))
+                        .map_or(LineKind::Correction, |x| x.kind);
                     lines.push(Line {
                         kind,
                         description: description.into(),
@@ -999,6 +1079,34 @@ pub fn plan(
     metered_elsewhere: bool,
 ) -> Result<Vec<Intent>, BillingError> {
     let cal = &cat.cal;
+    // A leaving tenant is priced as at the instant it left: its periods are those up to then
+    // (a period that starts after it is not billed, and so neither is a pool instalment due at
+    // its start), its files fill months only up to then.
+    let now = match scope {
+        Scope::Leaving(_, left) => now.min(*left),
+        Scope::All => now,
+    };
+    // ... and as a member of cost pools until the day it left: its last instalments settle its
+    // share for the days it was a member, and the others' shares take the rest, as they will
+    // once it is a departed member (see `Catalogue::departed`).
+    let adjusted: Vec<TenantInput>;
+    let tenants = match scope {
+        Scope::Leaving(name, _) => {
+            let day = now.to_zoned(cal.tz().clone()).date();
+            adjusted = tenants
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    if t.name == *name {
+                        t.leaves = Some(t.leaves.map_or(day, |l| l.min(day)));
+                    }
+                    t
+                })
+                .collect();
+            &adjusted[..]
+        }
+        Scope::All => tenants,
+    };
     let current = cal.month_of(now);
     let mut quarters: BTreeSet<Period> = BTreeSet::new();
     quarters.insert(Period::quarter_of(current));
@@ -1029,7 +1137,7 @@ pub fn plan(
     // metering started and, for a tenant leaving, until now.
     let record = Record::Ledgers {
         leaving: match scope {
-            Scope::Leaving(t) => Some(t.as_str()),
+            Scope::Leaving(t, _) => Some(t.as_str()),
             Scope::All => None,
         },
     };
@@ -1065,8 +1173,8 @@ pub fn plan(
         let leaving = match scope {
             Scope::All if deleting.contains(&tenant) => continue,
             Scope::All => false,
-            Scope::Leaving(t) if *t != tenant => continue,
-            Scope::Leaving(_) => true,
+            Scope::Leaving(t, _) if *t != tenant => continue,
+            Scope::Leaving(..) => true,
         };
         if unpriced.contains_key(&tenant) {
             continue;
@@ -1093,7 +1201,7 @@ pub fn plan(
             }
         }
     }
-    if let Scope::Leaving(t) = scope
+    if let Scope::Leaving(t, _) = scope
         && let Some(message) = unpriced.get(t.as_str())
     {
         // A leaving tenant's final invoice is not skipped: its offboarding waits for it.
@@ -1106,7 +1214,7 @@ pub fn plan(
         Scope::All => {
             !deleting.contains(tenant) && priced.contains(tenant) && !unpriced.contains_key(tenant)
         }
-        Scope::Leaving(t) => t == tenant,
+        Scope::Leaving(t, _) => t == tenant,
     };
     for (name, spec) in existing {
         if spec.state == InvoiceState::Draft && in_scope(&spec.tenant) && !wanted.contains(name) {
@@ -1167,9 +1275,14 @@ fn tenant_intents(
         crate::billing::invoice::sort_lines(&mut inv.lines);
         let intent = if inv.state == State::Final || leaving {
             inv.state = State::Final;
+            let member = leaving
+                .then(|| tenants.iter().find(|t| t.name == tenant))
+                .flatten()
+                .map(|t| Box::new(member_of(t)));
             Intent::Final {
                 name: name.clone(),
                 invoice: inv,
+                member,
             }
         } else {
             Intent::Draft {
@@ -1202,7 +1315,10 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     // moment ago and the cache may not have seen it yet.
     let mut fetched: Vec<Usage> = Vec::new();
     let mut replaced: BTreeSet<String> = BTreeSet::new();
-    if let Scope::Leaving(tenant) = &scope {
+    if let Scope::Leaving(tenant, left) = &scope {
+        // Up to the month it left in: a ledger of a later month (opened by a pass after the
+        // month end) is not billed, nor carried into one.
+        let now = now.min(*left);
         let api: Api<Usage> = Api::all(ctx.client.clone());
         let month = cal.month_of(now);
         let mut last: Option<Usage> = None;
@@ -1248,12 +1364,18 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
     );
     let existing: BTreeMap<String, InvoiceSpec> =
         stored.iter().map(|(n, i)| (n.clone(), i.spec())).collect();
+    let departed = {
+        let names: HashSet<&str> = tenants.iter().map(|t| t.name()).collect();
+        departed_members(stored.values().map(|i| &**i), &names)
+    };
     let planned = {
         let scope = scope.clone();
         let (stored, tz, part) = (Arc::clone(&stored), tz.clone(), inv.part);
         in_background(move || -> Result<(Arc<Pricing>, Planned), BillingError> {
+            let mut cat = snapshot.catalogue(cal)?;
+            cat.departed = departed?;
             let pricing = Arc::new(Pricing {
-                cat: snapshot.catalogue(cal)?,
+                cat,
                 groups: snapshot.groups(),
                 snapshot,
                 credits: credits_of(reports.iter().map(|r| &**r)),
@@ -1281,7 +1403,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
                 tracing::error!(error = %message, "invoices cannot be priced");
                 let regarding = tenants.iter().filter(|x| match &scope {
                     Scope::All => true,
-                    Scope::Leaving(t) => x.name() == t,
+                    Scope::Leaving(t, _) => x.name() == t,
                 });
                 for t in regarding.filter_map(|t| t.object()) {
                     ctx.warn(&t, "InvoicingFailed", "Invoice", &message).await;
@@ -1615,12 +1737,17 @@ impl Writer {
                     self.written |=
                         write_draft(ctx, &self.api, &name, stored.get(&name), spec).await?;
                 }
-                Intent::Final { name, invoice } => {
+                Intent::Final {
+                    name,
+                    invoice,
+                    member,
+                } => {
                     finalize(
                         ctx,
                         &self.api,
                         &name,
                         invoice,
+                        member.as_deref(),
                         &self.known,
                         &self.tz,
                         self.now,
@@ -1777,11 +1904,14 @@ async fn remove_draft(
 }
 
 /// Numbers and writes a final invoice once. Re-reads it first: a final one is left alone.
+/// A leaving tenant's carries its pool membership (`member`, see [`MEMBER_ANNOTATION`]).
+#[allow(clippy::too_many_arguments)]
 async fn finalize(
     ctx: &Context,
     api: &Api<InvoiceObject>,
     name: &str,
     mut invoice: Invoice,
+    member: Option<&Member>,
     known: &[String],
     tz: &jiff::tz::TimeZone,
     now: Timestamp,
@@ -1801,13 +1931,25 @@ async fn finalize(
     }
     invoice.number = Some(number.clone());
     let spec = invoice.to_spec(tz);
+    let annotate = |o: &mut InvoiceObject| {
+        if let Some(text) = member.and_then(|m| serde_json::to_string(m).ok()) {
+            o.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(MEMBER_ANNOTATION.to_string(), text);
+        }
+    };
     let written = match fresh {
-        None => api
-            .create(&PostParams::default(), &new_object(name, spec))
-            .await
-            .map(|_| "create"),
+        None => {
+            let mut o = new_object(name, spec);
+            annotate(&mut o);
+            api.create(&PostParams::default(), &o)
+                .await
+                .map(|_| "create")
+        }
         Some(mut o) => {
             o.spec = spec;
+            annotate(&mut o);
             api.replace(name, &PostParams::default(), &o)
                 .await
                 .map(|_| "update")
@@ -1964,6 +2106,7 @@ spec:
             cal,
             book,
             pools: vec![],
+            departed: vec![],
         }
     }
 
@@ -2071,6 +2214,54 @@ spec:
             from_files
                 .iter()
                 .any(|t| !t.usage.is_empty() && t.orders.len() == 2)
+        );
+    }
+
+    /// A PriceList, CostPool or ServiceOrder that `regie validate` refuses (the API server's
+    /// schema admits it) is refused by a pass too, with the object and field named: VAT category
+    /// E at 21%, a rate of 2135.123456 (more than 4 decimals), an order without a description.
+    #[test]
+    fn a_pass_refuses_what_regie_validate_refuses() {
+        let inv = examples_inventory();
+        let cal = || Calendar::amsterdam().unwrap();
+        let refused = |edit: &dyn Fn(&mut PriceList)| -> String {
+            let mut snapshot = snapshot_of(&inv);
+            let mut list = (*snapshot.price_lists[0]).clone();
+            edit(&mut list);
+            snapshot.price_lists[0] = Arc::new(list);
+            snapshot.catalogue(cal()).unwrap_err().to_string()
+        };
+        let name = inv.price_lists[0].object.name_any();
+        let e = refused(&|l| {
+            l.spec.vat.category = "E".into();
+            l.spec.vat.percent = "21".into();
+        });
+        assert!(
+            e.contains(&format!("PriceList/{name}: spec.vat.percent: must be 0")),
+            "{e}"
+        );
+        let e = refused(&|l| l.spec.rates[0].amount = "2135.123456".into());
+        assert!(
+            e.contains(&format!("PriceList/{name}: spec.rates[0].amount")),
+            "{e}"
+        );
+        let mut snapshot = snapshot_of(&inv);
+        let mut pool = (*snapshot.pools[0]).clone();
+        pool.spec.amount = "650000.005".into();
+        snapshot.pools[0] = Arc::new(pool);
+        let e = snapshot.catalogue(cal()).unwrap_err().to_string();
+        assert!(e.contains("CostPool/") && e.contains("spec.amount"), "{e}");
+        let mut snapshot = snapshot_of(&inv);
+        let mut order = (*snapshot.orders[0]).clone();
+        order.spec.description = " ".into();
+        snapshot.orders[0] = Arc::new(order);
+        let e = snapshot
+            .inputs_of(&snapshot.groups(), &snapshot.tenants)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ServiceOrder/") && e.contains("spec.description: must not be empty"),
+            "{e}"
         );
     }
 
@@ -2364,7 +2555,7 @@ spec:
             &Credits::new(),
             &existing,
             &BTreeSet::new(),
-            &Scope::Leaving("moerdijk".into()),
+            &Scope::Leaving("moerdijk".into(), t("2026-03-25T11:00:00Z")),
             t("2026-03-25T11:00:00Z"),
             false,
         );
@@ -2422,7 +2613,7 @@ spec:
     fn spec_of(i: &Intent, number: Option<&str>) -> (String, InvoiceSpec) {
         let tz = crate::billing::amsterdam().unwrap();
         match i {
-            Intent::Draft { name, invoice } | Intent::Final { name, invoice } => {
+            Intent::Draft { name, invoice } | Intent::Final { name, invoice, .. } => {
                 let mut inv = invoice.clone();
                 inv.number = number.map(Into::into);
                 (name.clone(), inv.to_spec(&tz))
@@ -2504,6 +2695,174 @@ spec:
         );
     }
 
+    /// A correction whose line is gone again is reversed, not dropped. March (one hosted
+    /// component at 2,544.50 a month) is final without a credit; April's pass finds a 5% credit
+    /// for March (−127.225 → −127.23) and April, final, carries it as a correction; then the
+    /// report changes to 10% (−254.45). May must carry +127.23 and −254.45, so that March is
+    /// credited −254.45 in all; dropping the 5% correction gave −381.68. A ServiceOrder added
+    /// late and deleted again is reversed the same way.
+    #[test]
+    fn a_correction_whose_line_is_gone_again_is_reversed() {
+        let list: PriceList = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: p}
+spec:
+  currency: EUR
+  effectiveFrom: "2026-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+    - {item: component, class: applicationHosting, serviceLevel: silver, per: month, amount: "2544.50"}
+"#,
+        )
+        .unwrap();
+        let cal = Calendar::amsterdam().unwrap();
+        let cat = Catalogue {
+            book: PriceBook::new(&[list], &cal).unwrap(),
+            cal,
+            pools: vec![],
+            departed: vec![],
+        };
+        let mut segment = seg(
+            "2026-03-01T00:00:00+01:00",
+            Some("2026-04-01T00:00:00+02:00"),
+            "silver",
+            0,
+        );
+        segment.accounts.clear();
+        segment.components = vec![regie_crds::generated::SegmentComponent {
+            name: "archive".into(),
+            class: regie_crds::tenancy::ComponentClass::ApplicationHosting,
+            service_level: "silver".into(),
+        }];
+        let mut april = segment.clone();
+        april.from = "2026-04-01T00:00:00+02:00".into();
+        april.to = None;
+        let mut tholen = tenant(vec![
+            (Month::new(2026, 3), vec![segment]),
+            (Month::new(2026, 4), vec![april]),
+        ]);
+        let credit = |percent: i64| {
+            Credits::from([(
+                (
+                    "tholen".to_string(),
+                    "archive".to_string(),
+                    Month::new(2026, 3),
+                ),
+                Decimal::from(percent),
+            )])
+        };
+        let step = |tenants: &[TenantInput],
+                    credits: &Credits,
+                    existing: &BTreeMap<String, InvoiceSpec>,
+                    now: &str| {
+            plan(
+                &cat,
+                tenants,
+                credits,
+                existing,
+                &BTreeSet::new(),
+                &Scope::All,
+                t(now),
+                false,
+            )
+            .unwrap()
+        };
+        let sum = |lines: &[&InvoiceLine]| -> Decimal {
+            lines
+                .iter()
+                .map(|l| Decimal::from_str_exact(&l.amount).unwrap())
+                .sum()
+        };
+        let final_of = |intents: &[Intent], name: &str, number: &str| {
+            let i = intents
+                .iter()
+                .find(|i| matches!(i, Intent::Final { name: n, .. } if n == name))
+                .unwrap_or_else(|| panic!("{name} final: {intents:#?}"));
+            spec_of(i, Some(number))
+        };
+        let draft_of = |intents: &[Intent], name: &str| {
+            let i = intents
+                .iter()
+                .find(|i| matches!(i, Intent::Draft { name: n, .. } if n == name))
+                .unwrap_or_else(|| panic!("{name} draft: {intents:#?}"));
+            spec_of(i, None).1
+        };
+        let mut existing = BTreeMap::new();
+        let none = Credits::new();
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-04-01T00:00:05+02:00",
+        );
+        let (n, march) = final_of(&intents, "tholen-2026-03", "RG-2026-000001");
+        assert_eq!(march.subtotal, "2544.50");
+        existing.insert(n, march);
+        // April: the 5% credit arrives and April closes with its correction.
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &credit(5),
+            &existing,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, april) = final_of(&intents, "tholen-2026-04", "RG-2026-000002");
+        assert_eq!(sum(&corrections_on(&april)), Decimal::new(-12723, 2));
+        existing.insert(n, april);
+        // May: the report now says 10%.
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &credit(10),
+            &existing,
+            "2026-05-10T00:00:00+02:00",
+        );
+        let may = draft_of(&intents, "tholen-2026-05");
+        let corr = corrections_on(&may);
+        assert_eq!(corr.len(), 2, "{corr:#?}");
+        assert_eq!(sum(&corr), Decimal::new(-12722, 2), "+127.23 − 254.45");
+        assert!(
+            corr.iter()
+                .any(|l| l.amount == "127.23" && l.description.contains("5%")),
+            "{corr:#?}"
+        );
+        // In all March is credited −254.45 (−127.23 in April, −127.22 in May).
+
+        // The same with a ServiceOrder for March added after March was final, then deleted.
+        let march = existing["tholen-2026-03"].clone();
+        let mut existing = BTreeMap::from([("tholen-2026-03".to_string(), march)]);
+        tholen.orders = vec![crate::billing::engine::Order {
+            id: "ServiceOrder/tenant-tholen/migration".into(),
+            date: date(2026, 3, 20),
+            hours: Decimal::from(10),
+            rate: Some(Decimal::from(100)),
+            description: "migration".into(),
+        }];
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, april) = final_of(&intents, "tholen-2026-04", "RG-2026-000002");
+        assert_eq!(sum(&corrections_on(&april)), Decimal::from(1000));
+        existing.insert(n, april);
+        tholen.orders.clear();
+        let intents = step(
+            std::slice::from_ref(&tholen),
+            &none,
+            &existing,
+            "2026-05-10T00:00:00+02:00",
+        );
+        let may = draft_of(&intents, "tholen-2026-05");
+        assert_eq!(
+            sum(&corrections_on(&may)),
+            Decimal::from(-1000),
+            "the order deleted is credited: {may:#?}"
+        );
+    }
+
     /// March billed exempt, its PriceList's treatment fixed to S 21% afterwards: same amounts,
     /// so only the VAT differs. April credits March at E and bills it anew at S; May, with
     /// April final, has nothing left to correct.
@@ -2552,7 +2911,7 @@ spec:
         let intents = run(
             &tenants,
             &BTreeMap::new(),
-            Scope::Leaving("tholen".into()),
+            Scope::Leaving("tholen".into(), t("2026-03-25T11:00:00Z")),
             "2026-03-25T11:00:00Z",
         );
         assert_eq!(intents.len(), 1);
@@ -2567,10 +2926,234 @@ spec:
         let others = run(
             &tenants,
             &BTreeMap::new(),
-            Scope::Leaving("other".into()),
+            Scope::Leaving("other".into(), t("2026-03-25T11:00:00Z")),
             "2026-03-25T11:00:00Z",
         );
         assert!(others.is_empty());
+    }
+
+    /// Offboarding that runs past a month end: the Tenant was deleted on 31 March at 23:59:40
+    /// (its ledger closed then), its namespace still terminating at 1 April 00:00:05 when the
+    /// finalizer's pass runs again. March is its last invoice, up to 23:59:40; there is no
+    /// April invoice (it was a final one with 5 seconds of accounts, and any pool instalment due
+    /// on 1 April, before).
+    #[test]
+    fn offboarding_past_a_month_end_bills_nothing_of_the_next_month() {
+        let mut segs = march();
+        segs[2].to = Some("2026-03-31T23:59:40+02:00".into());
+        let tenants = [tenant(vec![(Month::new(2026, 3), segs)])];
+        let left = t("2026-03-31T23:59:40+02:00");
+        let intents = run(
+            &tenants,
+            &BTreeMap::new(),
+            Scope::Leaving("tholen".into(), left),
+            "2026-04-01T00:00:05+02:00",
+        );
+        let names: Vec<_> = intents.iter().map(|i| spec_of(i, None).0).collect();
+        assert_eq!(names, ["tholen-2026-03"], "{intents:#?}");
+        assert!(matches!(intents[0], Intent::Final { .. }));
+        let (_, march) = spec_of(&intents[0], None);
+        assert!(march.lines.iter().all(|l| t(&l.to) <= left), "{march:#?}");
+        // 240 h bronze 100, 240 h silver 100 and 263 h less 20 s silver 120 of March's 743 h:
+        // 969.04 + 1162.85 + 4320.00 × 946 780 / 2 674 800 (1529.12) = 3661.01.
+        assert_eq!(march.subtotal, "3661.01", "{march:#?}");
+    }
+
+    /// ICT West-Brabant West's €650,000 i-programme 2025, equal shares over five, quarterly
+    /// (32,500.00 each a quarter). Q4 2025 is final for all five when Tholen leaves on 15
+    /// January 2026 and its Tenant is deleted. Priced again in January over the four left, the
+    /// pool gave each of them 40,625.00 for Q4: +8,125.00 corrections on four January
+    /// invoices, €682,500 collected. Tholen, a departed member until 15 January, keeps the pool
+    /// as it was: no correction. Its offboarding pass is what records it as such.
+    #[test]
+    fn a_departed_tenant_stays_a_member_of_the_pools_it_was_in() {
+        let list: PriceList = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: PriceList
+metadata: {name: p}
+spec:
+  currency: EUR
+  effectiveFrom: "2025-01-01"
+  vat: {category: S, percent: "21"}
+  rates:
+    - {item: account, profile: standard, serviceLevel: silver, per: month, amount: "36.00"}
+"#,
+        )
+        .unwrap();
+        let pool: regie_crds::CostPool = serde_yaml::from_str(
+            r#"
+apiVersion: regie.dev/v1alpha1
+kind: CostPool
+metadata: {name: i-programme-2025}
+spec:
+  description: Joint i-programme 2025
+  amount: "650000.00"
+  from: "2025-01-01"
+  until: "2025-12-31"
+  allocation: equalShares
+  tenantSelector: {matchLabels: {regie.dev/organisation: ict-wbw}}
+  instalments: quarterly
+"#,
+        )
+        .unwrap();
+        let cat = || {
+            crate::billing::engine::catalogue(
+                std::slice::from_ref(&list),
+                [&pool],
+                Calendar::amsterdam().unwrap(),
+            )
+            .unwrap()
+        };
+        let five: Vec<TenantInput> = [
+            "etten-leur",
+            "moerdijk",
+            "roosendaal",
+            "tholen",
+            "werkplein",
+        ]
+        .into_iter()
+        .map(|name| {
+            let mut t = tenant(vec![(
+                Month::new(2025, 10),
+                vec![seg("2025-10-01T00:00:00+02:00", None, "silver", 120)],
+            )]);
+            t.name = name.into();
+            t.labels = BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]);
+            t
+        })
+        .collect();
+        let step = |cat: &Catalogue,
+                    tenants: &[TenantInput],
+                    existing: &BTreeMap<String, InvoiceSpec>,
+                    scope: &Scope,
+                    now: &str| {
+            plan(
+                cat,
+                tenants,
+                &Credits::new(),
+                existing,
+                &BTreeSet::new(),
+                scope,
+                t(now),
+                false,
+            )
+            .unwrap()
+        };
+        // 2 January 2026: Q4 2025 becomes final for all five, each with 32,500.00 of the pool.
+        let mut existing = BTreeMap::new();
+        let intents = step(
+            &cat(),
+            &five,
+            &existing,
+            &Scope::All,
+            "2026-01-02T10:00:00+01:00",
+        );
+        let mut seq = 0;
+        for i in &intents {
+            if let Intent::Final { name, .. } = i {
+                seq += 1;
+                let (n, spec) = spec_of(i, Some(&format!("RG-2026-{seq:06}")));
+                if n.ends_with("2025-10") {
+                    let pool_lines: Vec<_> =
+                        spec.lines.iter().filter(|l| l.kind == "pool").collect();
+                    assert_eq!(pool_lines.len(), 1, "{name}: {spec:#?}");
+                    assert_eq!(pool_lines[0].amount, "32500.00", "{name}");
+                }
+                existing.insert(n, spec);
+            }
+        }
+        assert_eq!(seq, 15, "October to December of five: {intents:#?}");
+        // 15 January, 10:00: Tholen leaves; its offboarding pass records it as a member until
+        // that day.
+        let leaving = step(
+            &cat(),
+            &five,
+            &existing,
+            &Scope::Leaving("tholen".into(), t("2026-01-15T10:00:00+01:00")),
+            "2026-01-15T10:00:05+01:00",
+        );
+        let member = leaving
+            .iter()
+            .find_map(|i| match i {
+                Intent::Final { name, member, .. } if name == "tholen-2026-01" => member.clone(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("tholen's final January names it: {leaving:#?}"));
+        assert_eq!(member.tenant, "tholen");
+        assert_eq!(member.leaves, Some(date(2026, 1, 15)));
+        // Its Tenant is gone: the four are priced again.
+        let four: Vec<TenantInput> = five
+            .iter()
+            .filter(|t| t.name != "tholen")
+            .cloned()
+            .collect();
+        let correction = |cat: &Catalogue| -> Decimal {
+            step(
+                cat,
+                &four,
+                &existing,
+                &Scope::All,
+                "2026-01-20T10:00:00+01:00",
+            )
+            .iter()
+            .filter_map(|i| match i {
+                Intent::Draft { invoice, .. } => Some(invoice),
+                _ => None,
+            })
+            .flat_map(|inv| inv.lines.iter().filter(|l| l.kind == LineKind::Correction))
+            .map(|l| l.amount)
+            .sum()
+        };
+        assert_eq!(
+            correction(&cat()),
+            Decimal::from(4 * 8125),
+            "without it, Q4 is shared over four (the defect)"
+        );
+        let mut with_tholen = cat();
+        with_tholen.departed = vec![*member];
+        assert_eq!(
+            correction(&with_tholen),
+            Decimal::ZERO,
+            "the pool stays as it was"
+        );
+    }
+
+    /// Departed members are read from the annotation of final invoices of tenants that are
+    /// gone; one that does not read is an error naming the invoice and the annotation.
+    #[test]
+    fn departed_members_come_from_final_invoices_of_tenants_gone() {
+        let member = Member {
+            tenant: "tholen".into(),
+            labels: BTreeMap::from([("regie.dev/organisation".into(), "ict-wbw".into())]),
+            joined: date(2024, 1, 1),
+            leaves: Some(date(2026, 1, 15)),
+            inhabitants: 26_000,
+            accounts: 120,
+        };
+        let annotated = |text: &str| {
+            let mut o = in_cluster(stored_spec(InvoiceState::Final, "300.00"));
+            o.metadata.annotations = Some(BTreeMap::from([(
+                MEMBER_ANNOTATION.to_string(),
+                text.to_string(),
+            )]));
+            kept_invoice(o)
+        };
+        let good = annotated(&serde_json::to_string(&member).unwrap());
+        let none: HashSet<&str> = HashSet::new();
+        assert_eq!(
+            departed_members([&good], &none).unwrap(),
+            std::slice::from_ref(&member)
+        );
+        let still_there: HashSet<&str> = HashSet::from(["tholen"]);
+        assert!(departed_members([&good], &still_there).unwrap().is_empty());
+        let e = departed_members([&annotated("{")], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Invoice/tholen-2026-03") && e.contains(MEMBER_ANNOTATION),
+            "{e}"
+        );
     }
 
     /// A quarterly tenant's final invoice on leaving ends when it leaves: the rest of the
@@ -2601,7 +3184,7 @@ spec:
         let intents = run(
             &[quarterly],
             &BTreeMap::new(),
-            Scope::Leaving("tholen".into()),
+            Scope::Leaving("tholen".into(), t("2026-05-15T10:00:00Z")),
             "2026-05-15T10:00:00Z",
         );
         assert_eq!(intents.len(), 1, "{intents:#?}");

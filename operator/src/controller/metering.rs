@@ -217,6 +217,48 @@ pub async fn record(
     Ok(())
 }
 
+/// How far back an earlier ledger is looked for when a month opens (regie down that long).
+const CARRY_MONTHS: usize = 12;
+/// How long opening a month waits for the Usage cache's first list to look further back.
+const LISTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The latest month before `before` (not itself), at most `months` back, for which `exists`.
+fn latest_before(before: Month, months: usize, exists: impl Fn(Month) -> bool) -> Option<Month> {
+    std::iter::successors(Some(before.prev()), |m| Some(m.prev()))
+        .take(months)
+        .find(|m| exists(*m))
+}
+
+/// A month opened from an earlier month's ledger.
+#[derive(Debug, PartialEq)]
+struct Opening {
+    /// The earlier ledger, closed at the end of its own month (never cut into later months).
+    earlier: Vec<Segment>,
+    /// Whether closing it changed it (it was still open).
+    closed: bool,
+    /// The new month's ledger: the state open at the earlier month's end, from the new month's
+    /// first instant.
+    segments: Vec<Segment>,
+}
+
+/// `month` opened from the ledger `prev` of the earlier month `at` (last month's, or an older
+/// one after regie was down): None when nothing carries (`prev` was closed before its month's
+/// end: the tenant had left) or a ledger does not read.
+fn opened(prev: &[Segment], at: Month, month: Month, cal: &Calendar) -> Option<Opening> {
+    let end = at.next().start(cal.tz()).ok()?;
+    let start = month.start(cal.tz()).ok()?;
+    let open = ledger::carried_state(prev, end)?;
+    let mut earlier = prev.to_vec();
+    let closed = ledger::close(&mut earlier, end, cal).unwrap_or(false);
+    let mut segments = Vec::new();
+    ledger::record(&mut segments, &open, start, cal).ok()?;
+    Some(Opening {
+        earlier,
+        closed,
+        segments,
+    })
+}
+
 /// Whether a ledger write landed.
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -248,6 +290,24 @@ impl Ledger<'_> {
         self.api.get_opt(&name).await
     }
 
+    /// The latest ledger of the tenant older than last month's, at most [`CARRY_MONTHS`] back:
+    /// found through the Usage cache (waited for, briefly, if not yet listed), so a tenant that
+    /// has none — every new one — costs no reads of the API server; the one found is read fresh.
+    async fn read_older(&self, month: Month) -> Result<Option<(Month, Usage)>, kube::Error> {
+        let usages = &self.ctx.invoicing.usages;
+        let listed = tokio::time::timeout(LISTED_WITHIN, usages.wait_listed()).await;
+        if listed.is_err() {
+            return Ok(None);
+        }
+        let found = latest_before(month.prev(), CARRY_MONTHS, |m| {
+            !usages.lacks(&usage_name(self.tenant, m))
+        });
+        match found {
+            Some(m) => Ok(self.read(m, false).await?.map(|u| (m, u))),
+            None => Ok(None),
+        }
+    }
+
     async fn record(
         &self,
         state: &BillableState,
@@ -263,22 +323,28 @@ impl Ledger<'_> {
             .map(|s| s.segments)
             .unwrap_or_default();
         if segments.is_empty() {
-            // A new month: the state that was open at its start carries over from the last
-            // month. Idempotent: if the last month was closed at this one's start but this
-            // month's write did not land, the state still carries (see `ledger::carried_state`).
-            if let Some(prev) = self.read(month.prev(), cached_absence).await? {
-                let mut prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
-                if let Ok(start) = month.start(cal.tz())
-                    && let Some(open) = ledger::carried_state(&prev_segments, start)
-                {
-                    if ledger::close(&mut prev_segments, start, cal).unwrap_or(false)
+            // A new month: the state that was open at its start carries over from the latest
+            // earlier ledger — last month's, or, when regie was down for a whole month or more,
+            // an older one (else this month's first days went unbilled and that ledger stayed
+            // open for good). That ledger is closed at the end of its own month; the months
+            // between have no ledger and are billed from the files, as any such month is.
+            // Idempotent: if the earlier ledger was closed at its month's end but this month's
+            // write did not land, the state still carries (see `ledger::carried_state`).
+            let earlier = match self.read(month.prev(), cached_absence).await? {
+                Some(prev) => Some((month.prev(), prev)),
+                None => self.read_older(month).await?,
+            };
+            if let Some((at, prev)) = earlier {
+                let prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
+                if let Some(opening) = opened(&prev_segments, at, month, cal) {
+                    if opening.closed
                         && write(
                             ctx,
                             api,
                             self.tenant,
-                            month.prev(),
+                            at,
                             Some(&prev),
-                            prev_segments,
+                            opening.earlier,
                             true,
                         )
                         .await?
@@ -286,7 +352,7 @@ impl Ledger<'_> {
                     {
                         return Ok(Outcome::Raced);
                     }
-                    let _ = ledger::record(&mut segments, &open, start, cal);
+                    segments = opening.segments;
                 }
             }
         }
@@ -338,4 +404,76 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(from: &str, to: Option<&str>) -> Segment {
+        Segment {
+            from: from.into(),
+            to: to.map(Into::into),
+            service_level: "silver".into(),
+            accounts: BTreeMap::from([("standard".to_string(), 120)]),
+            measured_accounts: BTreeMap::new(),
+            components: vec![],
+        }
+    }
+
+    /// regie down from 28 January to 3 March 2026: February has no ledger. Opening March finds
+    /// January's (it found only February's before, so March began on 3 March and 1 to 3 March
+    /// went unbilled, and January stayed open), closes it at the end of January — not cut into
+    /// February and March — and carries its state into March from 1 March 00:00.
+    #[test]
+    fn a_month_opens_from_the_latest_earlier_ledger() {
+        let cal = Calendar::amsterdam().unwrap();
+        let (jan, feb, mar) = (
+            Month::new(2026, 1),
+            Month::new(2026, 2),
+            Month::new(2026, 3),
+        );
+        assert_eq!(latest_before(mar, CARRY_MONTHS, |m| m == jan), Some(jan));
+        assert_eq!(
+            latest_before(mar, CARRY_MONTHS, |m| m == feb || m == jan),
+            Some(feb)
+        );
+        assert_eq!(
+            latest_before(mar, CARRY_MONTHS, |m| m == mar),
+            None,
+            "not itself"
+        );
+        assert_eq!(latest_before(mar, 1, |m| m == jan), None, "bounded");
+        let january = vec![
+            segment(
+                "2026-01-01T00:00:00+01:00",
+                Some("2026-01-28T10:00:00+01:00"),
+            ),
+            segment("2026-01-28T10:00:00+01:00", None),
+        ];
+        let opening = opened(&january, jan, mar, &cal).unwrap();
+        assert!(opening.closed);
+        assert_eq!(
+            opening.earlier[1],
+            segment(
+                "2026-01-28T10:00:00+01:00",
+                Some("2026-02-01T00:00:00+01:00")
+            )
+        );
+        assert_eq!(opening.earlier.len(), 2, "{:#?}", opening.earlier);
+        assert_eq!(
+            opening.segments,
+            [segment("2026-03-01T00:00:00+01:00", None)]
+        );
+        // Again after January's close landed but March's write did not: the same March.
+        let again = opened(&opening.earlier, jan, mar, &cal).unwrap();
+        assert!(!again.closed);
+        assert_eq!(again.segments, opening.segments);
+        // A ledger closed before its month's end (the tenant left) carries nothing.
+        let left = vec![segment(
+            "2026-01-01T00:00:00+01:00",
+            Some("2026-01-28T10:00:00+01:00"),
+        )];
+        assert_eq!(opened(&left, jan, mar, &cal), None);
+    }
 }
