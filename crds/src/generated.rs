@@ -50,6 +50,11 @@ pub struct UsageStatus {
     /// True once the month is over or the tenant has left; no segment changes after that.
     #[serde(default)]
     pub closed: bool,
+    /// How many of `segments`, from the first, the billing system has accepted (set by the
+    /// delivery; absent before the first). A tenant made again in the month it left adds
+    /// segments, which are delivered on their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_segments: Option<i32>,
 }
 
 /// One stretch of time in which nothing billable changed.

@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use regie_crds::generated::InvoiceState;
+use regie_crds::generated::UsageStatus;
 use regie_crds::status::{self, is_true};
 use regie_crds::{Invoice, Usage};
 use serde_json::json;
@@ -111,6 +112,8 @@ pub struct Pending {
     /// End of the period it covers; an invoice follows the usage of the months it covers.
     period_end: Timestamp,
     rank: u8,
+    /// Of a Usage's event: how many of its segments are delivered once its events are.
+    segments: usize,
 }
 
 /// What a scan found: the events not yet delivered, in delivery order, the Usage objects that
@@ -118,7 +121,8 @@ pub struct Pending {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Work {
     pub pending: Vec<Pending>,
-    pub empty_usages: Vec<String>,
+    /// With their segment count.
+    pub empty_usages: Vec<(String, usize)>,
     pub broken: Vec<(Origin, String)>,
 }
 
@@ -135,6 +139,16 @@ fn usage_finished(u: &Usage, now: Timestamp, cal: &Calendar) -> Result<bool, Str
     Ok(month.end(cal.tz()).map_err(|e| e.to_string())? <= now)
 }
 
+/// How many of a Usage's segments were delivered: all of them for a Usage marked delivered
+/// before the count was kept.
+fn delivered_segments(st: &UsageStatus) -> usize {
+    match st.delivered_segments {
+        Some(n) => usize::try_from(n).unwrap_or(0),
+        None if is_true(&st.conditions, DELIVERED) => st.segments.len(),
+        None => 0,
+    }
+}
+
 /// The work in `usages` and `invoices` (pure: the objects, the clock, the calendar).
 pub fn work(
     usages: &[Usage],
@@ -147,7 +161,8 @@ pub fn work(
     for u in usages {
         let name = u.name_any();
         let st = u.status.clone().unwrap_or_default();
-        if is_true(&st.conditions, DELIVERED) {
+        let delivered = delivered_segments(&st);
+        if delivered >= st.segments.len() && is_true(&st.conditions, DELIVERED) {
             continue;
         }
         let finished = match usage_finished(u, now, cal) {
@@ -165,21 +180,27 @@ pub fn work(
             continue;
         };
         let end = month.end(cal.tz()).unwrap_or(now);
+        // Only the segments not delivered yet, as a version of their own: usage events add up
+        // at the receiver, so the month's segments sent again would count twice. The first
+        // delivery is version 1, as it always was.
+        let delivered = delivered.min(st.segments.len());
+        let version = u32::try_from(delivered).map_or(u32::MAX, |d| d.saturating_add(1));
         match usage_events(
             installation,
             &u.spec.tenant,
             month,
-            &st.segments,
-            1,
+            &st.segments[delivered..],
+            version,
             end,
             cal,
         ) {
-            Ok(events) if events.is_empty() => w.empty_usages.push(name),
+            Ok(events) if events.is_empty() => w.empty_usages.push((name, st.segments.len())),
             Ok(events) => w.pending.extend(events.into_iter().map(|event| Pending {
                 origin: Origin::Usage(name.clone()),
                 event,
                 period_end: end,
                 rank: 0,
+                segments: st.segments.len(),
             })),
             Err(e) => w.broken.push((Origin::Usage(name), e.to_string())),
         }
@@ -216,6 +237,7 @@ pub fn work(
                 event,
                 period_end: end,
                 rank: 1,
+                segments: 0,
             }),
             Err(e) => w.broken.push((Origin::Invoice(name), e.to_string())),
         }
@@ -240,8 +262,9 @@ pub fn work(
 struct State {
     outbox: Outbox,
     origins: HashMap<String, Origin>,
-    /// Event ids per Usage, to know when all of them were accepted.
-    usage_ids: HashMap<String, Vec<String>>,
+    /// Event ids per Usage, to know when all of them were accepted, and how many of its
+    /// segments they cover.
+    usage_ids: HashMap<String, (Vec<String>, usize)>,
     /// The failure last written to each Usage's condition, so it is written once.
     failure_shown: HashMap<String, String>,
     token_problem: Option<String>,
@@ -265,7 +288,15 @@ async fn read_token(client: &kube::Client, r: &SecretRef) -> Result<String, Stri
     Ok(token.trim().to_string())
 }
 
-async fn mark_usage(ctx: &Context, name: &str, ok: bool, reason: &str, message: String) {
+/// Writes a Usage's `Delivered` condition, and, once delivered, how many of its segments were.
+async fn mark_usage(
+    ctx: &Context,
+    name: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    segments: Option<usize>,
+) {
     let api: Api<Usage> = Api::all(ctx.client.clone());
     let mut conditions = Vec::new();
     status::set_condition(
@@ -279,8 +310,11 @@ async fn mark_usage(ctx: &Context, name: &str, ok: bool, reason: &str, message: 
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ctx.now()),
         ),
     );
-    let body = json!({"apiVersion": Usage::api_version(&()), "kind": "Usage",
+    let mut body = json!({"apiVersion": Usage::api_version(&()), "kind": "Usage",
                       "status": {"conditions": conditions}});
+    if let Some(n) = segments {
+        body["status"]["deliveredSegments"] = json!(n);
+    }
     match api
         .patch_status(
             name,
@@ -325,7 +359,7 @@ async fn settle(ctx: &Context, st: &mut State, endpoint: &str, id: &str) {
         }
         Some(Origin::Invoice(_)) => {}
         Some(Origin::Usage(name)) => {
-            let ids = st.usage_ids.get(&name).cloned().unwrap_or_default();
+            let (ids, segments) = st.usage_ids.get(&name).cloned().unwrap_or_default();
             if ids.iter().all(|i| st.outbox.delivered.contains(i)) {
                 mark_usage(
                     ctx,
@@ -333,6 +367,7 @@ async fn settle(ctx: &Context, st: &mut State, endpoint: &str, id: &str) {
                     true,
                     "Accepted",
                     format!("{} usage events accepted by {endpoint}", ids.len()),
+                    Some(segments),
                 )
                 .await;
                 st.failure_shown.remove(&name);
@@ -363,13 +398,14 @@ async fn scan(ctx: &Context, config: &Config, st: &mut State, cal: &Calendar, en
         }
     };
     let w = work(&usages, &invoices, &config.installation, ctx.now(), cal);
-    for name in w.empty_usages {
+    for (name, segments) in w.empty_usages {
         mark_usage(
             ctx,
             &name,
             true,
             "NothingToDeliver",
             "the month has no billable usage".into(),
+            Some(segments),
         )
         .await;
     }
@@ -377,18 +413,20 @@ async fn scan(ctx: &Context, config: &Config, st: &mut State, cal: &Calendar, en
         if let Origin::Usage(name) = &origin
             && st.failure_shown.get(name) != Some(&why)
         {
-            mark_usage(ctx, name, false, "InvalidLedger", why.clone()).await;
+            mark_usage(ctx, name, false, "InvalidLedger", why.clone(), None).await;
             st.failure_shown.insert(name.clone(), why.clone());
         }
         tracing::warn!(?origin, error = %why, "cannot turn this object into an event");
     }
-    let mut ids_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut ids_of: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
     let mut complete: Vec<String> = Vec::new();
     let now = ctx.now();
     for p in w.pending {
         let id = p.event.id.clone();
         if let Origin::Usage(name) = &p.origin {
-            ids_of.entry(name.clone()).or_default().push(id.clone());
+            let (ids, segments) = ids_of.entry(name.clone()).or_default();
+            ids.push(id.clone());
+            *segments = p.segments;
         }
         st.origins.insert(id.clone(), p.origin.clone());
         if st.outbox.delivered.contains(&id) {
@@ -503,7 +541,8 @@ async fn deliver_round(
                         let shown = format!("not accepted yet: {why}; retrying with backoff");
                         if st.failure_shown.get(&name) != Some(&shown) {
                             tracing::warn!(usage = %name, error = %why, "delivery failed; retrying with backoff");
-                            mark_usage(ctx, &name, false, "DeliveryFailed", shown.clone()).await;
+                            mark_usage(ctx, &name, false, "DeliveryFailed", shown.clone(), None)
+                                .await;
                             st.failure_shown.insert(name, shown);
                         }
                     } else {
@@ -634,6 +673,55 @@ mod tests {
         assert_eq!(
             work(&usages, &invoices, "wbw", later, &cal).pending,
             w.pending
+        );
+    }
+
+    /// A tenant deleted and made again in the month it left: the Usage delivered when it
+    /// left gets segments after it, which are sent on their own, as a version of their own (the
+    /// month's first segments sent again would count twice at the receiver).
+    #[test]
+    fn segments_added_after_a_delivery_are_delivered_alone() {
+        let cal = Calendar::amsterdam().unwrap();
+        let now: Timestamp = "2026-04-02T00:00:00Z".parse().unwrap();
+        let segment = |from: &str, to: &str, accounts: i64| Segment {
+            from: from.into(),
+            to: Some(to.into()),
+            service_level: "silver".into(),
+            accounts: [("standard".to_string(), accounts)].into(),
+            measured_accounts: BTreeMap::new(),
+            components: vec![],
+        };
+        let mut u = usage("a", "2026-03", true, true);
+        let st = u.status.as_mut().unwrap();
+        st.segments = vec![
+            segment("2026-03-01T00:00:00+01:00", "2026-03-10T00:00:00+01:00", 10),
+            segment("2026-03-20T00:00:00+01:00", "2026-04-01T00:00:00+02:00", 30),
+        ];
+        st.delivered_segments = Some(1);
+        let w = work(std::slice::from_ref(&u), &[], "wbw", now, &cal);
+        assert_eq!(w.pending.len(), 1);
+        let event = &w.pending[0].event;
+        assert_eq!(
+            event.id,
+            crate::billing::events::event_id("a", "accounts-standard-silver", "2026-03", 2)
+        );
+        // 30 accounts over 287 of March's 743 hours (12 days and 31 days, less the hour the
+        // clocks went forward on the 29th): the second stretch alone.
+        assert_eq!(event.data["value"], "11.588156");
+        assert_eq!(w.pending[0].segments, 2);
+        // Both delivered: nothing.
+        u.status.as_mut().unwrap().delivered_segments = Some(2);
+        assert!(
+            work(std::slice::from_ref(&u), &[], "wbw", now, &cal)
+                .pending
+                .is_empty()
+        );
+        // Marked delivered before the count was kept: all of it counts as delivered.
+        u.status.as_mut().unwrap().delivered_segments = None;
+        assert!(
+            work(std::slice::from_ref(&u), &[], "wbw", now, &cal)
+                .pending
+                .is_empty()
         );
     }
 

@@ -2408,6 +2408,7 @@ spec:
             ],
             segment_count: Some(2),
             closed: false,
+            delivered_segments: None,
         });
         let json = |u: &Usage| serde_json::to_value(u).unwrap();
         let kept = Ledger::of(usage.clone(), &name_key(&usage.metadata));
