@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
+use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use regie_crds::generated::{Segment, SegmentComponent, UsageSpec, UsageStatus};
@@ -383,14 +384,27 @@ impl Ledger<'_> {
     }
 }
 
-/// Offboarding: the tenant's usage ends now; the ledger is closed before its namespace goes.
+/// When an offboarded tenant's usage ends, seen at `now`: when it was deleted (`now` if that is
+/// later, a clock behind the API server's).
+fn usage_end(tenant: &Tenant, now: Timestamp) -> Timestamp {
+    tenant
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |deleted| deleted.0.min(now))
+}
+
+/// Offboarding: the tenant's usage ends when it was deleted (as invoicing bills it); the ledger
+/// is closed before its namespace goes. At the deletion, not at this pass: a cleanup that runs
+/// past a month's end (a namespace slow to terminate) would otherwise look for a ledger of the
+/// next month, find none, and leave the month the tenant left in open for good.
 pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
     let Ok(cal) = Calendar::amsterdam() else {
         return Ok(());
     };
     let name = tenant.name_any();
     ctx.metered.forget(&name);
-    let now = ctx.now();
+    let now = usage_end(tenant, ctx.now());
     let month = cal.month_of(now);
     let api: Api<Usage> = Api::all(ctx.client.clone());
     if let Some(current) = api.get_opt(&usage_name(&name, month)).await? {
@@ -409,6 +423,28 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offboarded_tenants_usage_ends_when_it_was_deleted() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let mut tenant = Tenant::new(
+            "tholen",
+            serde_json::from_value(serde_json::json!({
+                "displayName": "Tholen", "serviceLevel": "silver",
+                "membership": {"joined": "2026-01-01"}
+            }))
+            .unwrap(),
+        );
+        let april = at("2026-03-31T22:00:05Z");
+        assert_eq!(usage_end(&tenant, april), april, "not deleted: now");
+        tenant.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at("2026-03-31T21:59:40Z")),
+        );
+        // Deleted at 23:59:40 on 31 March, cleaned up after midnight: March's ledger is closed.
+        assert_eq!(usage_end(&tenant, april), at("2026-03-31T21:59:40Z"));
+        let cal = Calendar::amsterdam().unwrap();
+        assert_eq!(cal.month_of(usage_end(&tenant, april)), Month::new(2026, 3));
+    }
 
     fn segment(from: &str, to: Option<&str>) -> Segment {
         Segment {
