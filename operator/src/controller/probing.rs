@@ -452,7 +452,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// plan is good (`tier` given), not probed when it is stalled. A target refused as written (an
 /// address or name the policy refuses) is the component's stall: it is never probed. One whose
 /// name resolved to a refused address at its last probe stalls it too, and is probed again
-/// every interval: names move.
+/// every interval: names move. Each such refused probe is a failed sample for its SLA (the
+/// service is unreachable to its users; see [`ProbeResult::sla_sample`]).
 pub fn sync_component(
     ctx: &Context,
     tenant: &Tenant,
@@ -623,8 +624,8 @@ async fn handle(
         .lock()
         .count(&report.key, &report.target.labels, &report.result);
     let tenant = &report.target.labels.tenant;
-    let outcome = match &report.result {
-        ProbeResult::Probed(o) => {
+    match &report.result {
+        ProbeResult::Probed(_) => {
             let was_refused = probes
                 .lock()
                 .refused_when_resolved
@@ -634,7 +635,6 @@ async fn handle(
                 tracing::info!(component = %report.key, "probe target no longer refused");
                 let _ = reconcile.send(tenant.to_string());
             }
-            o.clone()
         }
         ProbeResult::Refused(r) => {
             let refusal = r.to_string();
@@ -651,9 +651,13 @@ async fn handle(
                 tracing::warn!(component = %report.key, reason = %refusal, "probe refused");
                 let _ = reconcile.send(tenant.to_string());
             }
-            return;
+            // Refused when its name resolved: the component is Stalled (above) and the probe
+            // still counts as a failed sample below — the service is unreachable to its users.
         }
         ProbeResult::Skipped(_) => return,
+    }
+    let Some(sample) = report.result.sla_sample() else {
+        return;
     };
     let key: &str = &report.key;
     // Before its first sample counts, a component's history is resumed from its stored reports.
@@ -664,7 +668,7 @@ async fn handle(
         };
         !t.resumed
     };
-    if to_resume && !resume(ctx, probes, key, outcome.at).await {
+    if to_resume && !resume(ctx, probes, key, sample.at).await {
         // The reports could not be read: this sample waits, the next one tries again.
         return;
     }
@@ -679,13 +683,7 @@ async fn handle(
             // A result of the target as it was before an upsert; the next one counts.
             return;
         }
-        let seen = t.history.observe(
-            &t.tier,
-            Sample {
-                at: outcome.at,
-                success: outcome.success,
-            },
-        );
+        let seen = t.history.observe(&t.tier, sample);
         let tenant = t.labels.tenant.clone();
         let available = t
             .saas
@@ -699,10 +697,14 @@ async fn handle(
         available
     };
     if let Some((component, interval)) = available {
-        let message = match (&outcome.error, outcome.status) {
-            (Some(e), _) => e.clone(),
-            (None, Some(s)) => format!("HTTP {s} from {}", report.target.url_text()),
-            (None, None) => "probe succeeded".into(),
+        let message = match &report.result {
+            ProbeResult::Probed(o) => match (&o.error, o.status) {
+                (Some(e), _) => e.clone(),
+                (None, Some(s)) => format!("HTTP {s} from {}", report.target.url_text()),
+                (None, None) => "probe succeeded".into(),
+            },
+            ProbeResult::Refused(r) => r.to_string(),
+            ProbeResult::Skipped(_) => return,
         };
         let hold = AVAILABLE_HOLD.max(interval);
         set_available(
@@ -711,7 +713,7 @@ async fn handle(
             key,
             namespace_of(key),
             &component,
-            outcome.success,
+            sample.success,
             message,
             hold,
         )

@@ -156,7 +156,15 @@ impl Series {
             ProbeResult::Probed(outcome) => {
                 self.record(outcome.success, outcome.duration.as_secs_f64())
             }
-            ProbeResult::Refused(_) => self.refused = self.refused.wrapping_add(1),
+            ProbeResult::Refused(r) => {
+                self.refused = self.refused.wrapping_add(1);
+                // Refused when its name resolved: a failed probe for the SLA (see
+                // `ProbeResult::sla_sample`), so the error ratios and alerts agree with the
+                // reports. Nothing was sent: no time spent.
+                if r.at.is_some() {
+                    self.record(false, 0.0);
+                }
+            }
             ProbeResult::Skipped(_) => {}
         }
     }
@@ -586,6 +594,22 @@ mod tests {
         observe(&m, &mut components, &report(&l, outcome(false)));
         let t = written(&components);
         assert!(t.contains(&total("failure", 1)), "{t}");
+    }
+
+    /// A probe refused because the name resolved to a refused address is a failed probe for
+    /// the error ratios (the SLA counts it as down); one refused as written is not.
+    #[test]
+    fn a_refusal_when_resolved_counts_as_a_failure() {
+        use crate::sla::target::Refused;
+        let mut s = Series::default();
+        s.observe(&ProbeResult::Refused(Refused::new("x")));
+        assert_eq!(s.probes, None);
+        assert_eq!(s.refused, 1);
+        let at = "2026-03-02T08:00:00Z".parse().unwrap();
+        s.observe(&ProbeResult::Refused(Refused::new("x").when_probed(at)));
+        let p = s.probes.as_ref().unwrap();
+        assert_eq!((p.failures, p.successes, p.last_success), (1, 0, false));
+        assert_eq!(s.refused, 2);
     }
 
     #[test]
