@@ -352,12 +352,23 @@ async fn names_are_checked_after_resolution_and_pinned() {
     .await;
     assert!(o.success, "{o:?}");
     // A name for a metadata address is refused as a target, before any connection.
-    match p.probe(&target(&format!("http://evil.test:{port}/"), 2000)).await {
-        ProbeResult::Refused(r) => assert!(
-            r.reason.contains("\"evil.test\" resolves to a refused address: 169.254.169.254 is a link-local address"),
-            "{}",
-            r.reason
-        ),
+    match p
+        .probe(&target(&format!("http://evil.test:{port}/"), 2000))
+        .await
+    {
+        ProbeResult::Refused(r) => {
+            assert!(
+                r.reason.contains("\"evil.test\" resolves to a refused address: 169.254.169.254 is a link-local address"),
+                "{}",
+                r.reason
+            );
+            // Refused as it ran: a failed sample for the SLA, not a gap.
+            assert!(r.at.is_some(), "{r:?}");
+            assert_eq!(
+                ProbeResult::Refused(r).sla_sample().map(|s| s.success),
+                Some(false)
+            );
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     // The same name behind a redirect fails the probe and names the hop.
@@ -409,9 +420,10 @@ async fn only_a_components_own_service_may_reach_private_ranges() {
     // A SaaS URL someone typed may not point into the private network, literally or by name;
     // the same URL built by regie for a Service may.
     for url in ["http://10.1.2.3/health", "http://[fd00::1]/health"] {
+        // Refused as written: never probed, so no sample for the SLA.
         assert!(matches!(
             p.probe(&target(url, 2000)).await,
-            ProbeResult::Refused(r) if r.reason.contains("allowPrivate: false")
+            ProbeResult::Refused(r) if r.reason.contains("allowPrivate: false") && r.at.is_none()
         ));
         assert!(
             p.check(&target(url, 2000).for_own_service()).is_ok(),

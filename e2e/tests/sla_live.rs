@@ -463,5 +463,52 @@ async fn sla_prober_live() {
     assert_eq!(failing.incidents[0].start, started, "{failing:?}");
     assert!(failing.incidents[0].end.is_none());
     assert_eq!(figures(&r, "healthy").expect("healthy").down_seconds, 0);
+
+    // A component that stalls (its URL edited to a refused address) is no longer probed but
+    // keeps its place in the month's report with what was measured — invoicing reads its credit
+    // there: through the write with its figures up to the stall and the writes after it, which
+    // carry its stored entry over.
+    cluster
+        .apply_yaml(
+            dir.path(),
+            "failing.yaml",
+            &component("failing", "http://169.254.169.254/latest/meta-data"),
+        )
+        .expect("manifest applies");
+    eventually("failing: Stalled once its URL is refused", WAIT, || {
+        let api = api.clone();
+        async move {
+            let got = condition(&api, "failing", STALLED).await?;
+            Ok(got.is_some_and(|(status, reason, _)| {
+                status == "True" && reason == "ProbeTargetRefused"
+            }))
+        }
+    })
+    .await
+    .expect("the edited component stalls");
+    for round in ["the write after the stall", "a later write"] {
+        let before = report(&client)
+            .await
+            .expect("read")
+            .and_then(|r| r.status.and_then(|s| s.measured_until))
+            .unwrap_or_default();
+        eventually(round, WAIT, || {
+            let client = client.clone();
+            let before = before.clone();
+            async move {
+                let Some(r) = report(&client).await? else {
+                    return Ok(false);
+                };
+                let until = r.status.and_then(|s| s.measured_until).unwrap_or_default();
+                Ok(until > before)
+            }
+        })
+        .await
+        .expect("the report is written again");
+        let r = report(&client).await.expect("read").expect("report");
+        let stalled = figures(&r, "failing").expect("a stalled component stays in the report");
+        assert!(stalled.down_seconds > 0, "{stalled:?}");
+        assert_eq!(stalled.incidents[0].start, started, "{stalled:?}");
+    }
     op.stop().await.expect("operator stops");
 }

@@ -3,7 +3,8 @@
 //! `promtool check rules --lint-fatal`; and `promtool test rules` shows that a gold component
 //! failing at night pages, a silver one failing at night does not but does in working hours, a
 //! silver one does not page once its monitoring window closes (a ticket instead), bronze never
-//! pages but gets a ticket when its budget is spent, and an unprobed component gets a ticket.
+//! pages but gets the slow-burn ticket and one when its budget is spent, and an unprobed
+//! component gets a ticket.
 //!
 //! The window gauges fed to promtool are computed by the real service-window calendar for real
 //! instants (Tuesday 3 March 2026, 02:00 and 10:00 in Amsterdam), so the test also pins what the
@@ -306,12 +307,14 @@ fn promtool_unit_tests_page_only_inside_monitoring_windows() {
     t.push_str(&format!(
         "      - eval_time: 2m\n        alertname: {ALERT_FAST_BURN}\n        exp_alerts: []\n"
     ));
-    // Tickets for failures inside service hours (not at night, not for bronze's burn).
+    // Tickets for failures inside service hours (not at night), bronze's too: it has no page, but
+    // its monthly target and credits hold all the same.
     t.push_str(&format!(
         "      - eval_time: 70m\n        alertname: {ALERT_SLOW_BURN}\n        exp_alerts:\n"
     ));
     expected(&mut t, &tiers, ALERT_SLOW_BURN, silver_day, "100%");
     expected(&mut t, &tiers, ALERT_SLOW_BURN, silver_evening, "100%");
+    expected(&mut t, &tiers, ALERT_SLOW_BURN, bronze_day, "100%");
     t.push_str(&format!(
         "      - eval_time: 70m\n        alertname: {ALERT_BUDGET_EXHAUSTED}\n        exp_alerts:\n"
     ));

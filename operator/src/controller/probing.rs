@@ -32,6 +32,15 @@
 //! until the next one; so after a restart — which resumes the history from the reports — what
 //! is lost is at most one probe interval (plus a write still in flight).
 //!
+//! **Stalled components.** A component whose plan has no tier (an invalid spec, a missing
+//! level) or whose target is refused as written is not probed, but it keeps its place in the
+//! tenant's open reports with what was measured: invoicing reads its credit there. Its history
+//! stays until the tenant's reports are written once more, with figures that end one probe
+//! interval after its last sample (the time not probed counts neither as up nor as down); from
+//! then on each write carries its stored entries over unchanged ([`carry_over`]). Should it be
+//! probed again, its history resumes from those entries, and the gap counts as a gap between two
+//! samples does (the last outcome holds), as after a restart. A deleted component goes.
+//!
 //! **Reconciles first.** Report writes wait while a reconcile is in progress (see
 //! [`super::activity`]): a cold start's wave of first reports, each opening an incident, must not
 //! slow the tenants' convergence or a tier change. The wait ends when the reconciles pause, or
@@ -48,8 +57,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 use regie_crds::generated::{LastSample, SlaReportStatus};
 use regie_crds::status::{self, AVAILABLE};
 use regie_crds::{HostingComponent, SlaReport, SlaReportSpec, Tenant};
@@ -117,6 +126,10 @@ struct Tracked {
     history: History,
     /// Whether `history` was resumed from the stored reports (done before its first sample).
     resumed: bool,
+    /// Whether the scheduler probes it. False once it stalls: it then stays only until its
+    /// figures up to the stall are written, after which its stored entries are carried over
+    /// (see [`carry_over`]).
+    probed: bool,
     /// The Available value this process last wrote, and when.
     written: Option<(bool, Instant)>,
     /// Its numbers at `/metrics`, under `labels`: kept here rather than in a map of their own,
@@ -144,6 +157,10 @@ struct TenantProbes {
     keys: Vec<Arc<str>>,
     /// When its reports were last written.
     last_write: Option<Instant>,
+    /// Keys of its components that exist but are stalled (their plan has no tier, or their
+    /// target is refused as written), sorted: not probed, yet they keep their place in the
+    /// tenant's open reports with what was measured of them (see [`carry_over`]). Usually empty.
+    stalled: Vec<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -237,11 +254,49 @@ impl State {
         let tenant = &*t.labels.tenant;
         if let Some(t) = self.by_tenant.get_mut(tenant) {
             t.keys.retain(|k| &**k != key);
-            if t.keys.is_empty() {
+            if t.keys.is_empty() && t.stalled.is_empty() {
                 self.by_tenant.remove(tenant);
             }
         }
         true
+    }
+
+    /// Marks `key` of `tenant` stalled: the scheduler no longer probes it (the caller removes
+    /// it there when this says so), its history stays until its figures up to now are written
+    /// (the tenant's reports are due), and afterwards its stored entries are carried over.
+    /// Whether the scheduler was probing it.
+    fn stall(&mut self, key: &str, tenant: &str) -> bool {
+        self.refused_when_resolved.remove(key);
+        let shared_tenant: Arc<str> = match self.by_tenant.get_key_value(tenant) {
+            Some((t, _)) => t.clone(),
+            None => tenant.into(),
+        };
+        let shared_key: Arc<str> = match self.tracked.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => key.into(),
+        };
+        let stalled = &mut self.by_tenant.entry(shared_tenant).or_default().stalled;
+        if let Err(at) = stalled.binary_search_by(|k| (**k).cmp(key)) {
+            stalled.insert(at, shared_key);
+        }
+        let was_probed = match self.tracked.get_mut(key) {
+            Some(t) if t.labels.tenant.as_ref() == tenant => {
+                std::mem::replace(&mut t.probed, false)
+            }
+            _ => false,
+        };
+        if was_probed {
+            self.dirty.insert(tenant.to_string());
+            self.urgent.insert(tenant.to_string());
+        }
+        was_probed
+    }
+
+    /// `key` of `tenant` is not stalled (any more).
+    fn unstall(&mut self, key: &str, tenant: &str) {
+        if let Some(t) = self.by_tenant.get_mut(tenant) {
+            t.stalled.retain(|k| &**k != key);
+        }
     }
 
     /// The scheduler key `key` and `labels` made of the strings the prober already holds, so
@@ -441,6 +496,13 @@ impl Probes {
             let _ = self.scheduler.remove(key);
         }
     }
+
+    /// See [`State::stall`].
+    fn stall(&self, key: &str, tenant: &str) {
+        if self.lock().stall(key, tenant) {
+            let _ = self.scheduler.remove(key);
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -452,7 +514,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 /// plan is good (`tier` given), not probed when it is stalled. A target refused as written (an
 /// address or name the policy refuses) is the component's stall: it is never probed. One whose
 /// name resolved to a refused address at its last probe stalls it too, and is probed again
-/// every interval: names move.
+/// every interval: names move. Each such refused probe is a failed sample for its SLA (the
+/// service is unreachable to its users; see [`ProbeResult::sla_sample`]).
 pub fn sync_component(
     ctx: &Context,
     tenant: &Tenant,
@@ -461,12 +524,15 @@ pub fn sync_component(
 ) -> Option<Stall> {
     let probes = ctx.probes.as_ref()?;
     let key = component_key(component);
+    let tenant_name = tenant.name_any();
+    // A stalled component is not probed, but it is not forgotten: what was measured of it this
+    // month (its incidents, a credit) stays in the tenant's open reports (see `State::stall`).
     let Some(tier) = tier else {
-        probes.forget(&key);
+        probes.stall(&key, &tenant_name);
         return None;
     };
     let refused = |key: &str, r: String| {
-        probes.forget(key);
+        probes.stall(key, &tenant_name);
         Some(Stall {
             reason: REFUSED,
             message: r,
@@ -501,15 +567,18 @@ pub fn sync_component(
             return None;
         }
     }
+    state.unstall(&key, &labels.tenant);
     let t = state.track(&key, &labels, || Tracked {
         labels: labels.clone(),
         saas: false,
         tier: tier.clone(),
         history: History::new(),
         resumed: false,
+        probed: true,
         written: None,
         series: Series::default(),
     });
+    t.probed = true;
     t.relabel(labels);
     t.saas = component.spec.saas.is_some();
     t.tier = tier;
@@ -531,12 +600,22 @@ pub fn retain<'a>(
         return;
     };
     let keep: BTreeSet<String> = keep.into_iter().map(component_key).collect();
-    let gone: Vec<Arc<str>> = probes
-        .lock()
-        .of_tenant(tenant)
-        .filter(|(k, _)| !keep.contains(&***k))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let gone: Vec<Arc<str>> = {
+        let mut state = probes.lock();
+        // A deleted component goes from the reports with its history: only a stalled one that
+        // still exists is carried over.
+        if let Some(t) = state.by_tenant.get_mut(tenant) {
+            t.stalled.retain(|k| keep.contains(&**k));
+            if t.keys.is_empty() && t.stalled.is_empty() {
+                state.by_tenant.remove(tenant);
+            }
+        }
+        state
+            .of_tenant(tenant)
+            .filter(|(k, _)| !keep.contains(&***k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
     for k in gone {
         probes.forget(&k);
     }
@@ -623,8 +702,8 @@ async fn handle(
         .lock()
         .count(&report.key, &report.target.labels, &report.result);
     let tenant = &report.target.labels.tenant;
-    let outcome = match &report.result {
-        ProbeResult::Probed(o) => {
+    match &report.result {
+        ProbeResult::Probed(_) => {
             let was_refused = probes
                 .lock()
                 .refused_when_resolved
@@ -634,7 +713,6 @@ async fn handle(
                 tracing::info!(component = %report.key, "probe target no longer refused");
                 let _ = reconcile.send(tenant.to_string());
             }
-            o.clone()
         }
         ProbeResult::Refused(r) => {
             let refusal = r.to_string();
@@ -651,9 +729,13 @@ async fn handle(
                 tracing::warn!(component = %report.key, reason = %refusal, "probe refused");
                 let _ = reconcile.send(tenant.to_string());
             }
-            return;
+            // Refused when its name resolved: the component is Stalled (above) and the probe
+            // still counts as a failed sample below — the service is unreachable to its users.
         }
         ProbeResult::Skipped(_) => return,
+    }
+    let Some(sample) = report.result.sla_sample() else {
+        return;
     };
     let key: &str = &report.key;
     // Before its first sample counts, a component's history is resumed from its stored reports.
@@ -664,7 +746,7 @@ async fn handle(
         };
         !t.resumed
     };
-    if to_resume && !resume(ctx, probes, key, outcome.at).await {
+    if to_resume && !resume(ctx, probes, key, sample.at).await {
         // The reports could not be read: this sample waits, the next one tries again.
         return;
     }
@@ -679,13 +761,7 @@ async fn handle(
             // A result of the target as it was before an upsert; the next one counts.
             return;
         }
-        let seen = t.history.observe(
-            &t.tier,
-            Sample {
-                at: outcome.at,
-                success: outcome.success,
-            },
-        );
+        let seen = t.history.observe(&t.tier, sample);
         let tenant = t.labels.tenant.clone();
         let available = t
             .saas
@@ -699,10 +775,14 @@ async fn handle(
         available
     };
     if let Some((component, interval)) = available {
-        let message = match (&outcome.error, outcome.status) {
-            (Some(e), _) => e.clone(),
-            (None, Some(s)) => format!("HTTP {s} from {}", report.target.url_text()),
-            (None, None) => "probe succeeded".into(),
+        let message = match &report.result {
+            ProbeResult::Probed(o) => match (&o.error, o.status) {
+                (Some(e), _) => e.clone(),
+                (None, Some(s)) => format!("HTTP {s} from {}", report.target.url_text()),
+                (None, None) => "probe succeeded".into(),
+            },
+            ProbeResult::Refused(r) => r.to_string(),
+            ProbeResult::Skipped(_) => return,
         };
         let hold = AVAILABLE_HOLD.max(interval);
         set_available(
@@ -711,7 +791,7 @@ async fn handle(
             key,
             namespace_of(key),
             &component,
-            outcome.success,
+            sample.success,
             message,
             hold,
         )
@@ -1017,11 +1097,30 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
         }
     }
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
+    // Stalled components: their names (to carry their stored entries over), and those still
+    // tracked (written once more with their figures up to the stall, then let go).
+    let stalled: Vec<String>;
+    let unprobed: Vec<Arc<str>>;
     {
         let mut state = probes.lock();
         if let Some(p) = state.by_tenant.get_mut(tenant) {
             p.last_write = Some(Instant::now());
         }
+        stalled = state
+            .by_tenant
+            .get(tenant)
+            .map(|p| {
+                p.stalled
+                    .iter()
+                    .map(|k| k.rsplit_once('/').map_or(&**k, |(_, n)| n).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        unprobed = state
+            .of_tenant(tenant)
+            .filter(|(_, t)| !t.probed)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut gauges: Vec<(Arc<str>, SlaGauges)> = Vec::new();
         let mut mine: Vec<(&Arc<str>, &Tracked)> = state.of_tenant(tenant).collect();
         mine.sort_by(|a, b| a.1.labels.component.cmp(&b.1.labels.component));
@@ -1032,8 +1131,18 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 .iter()
                 .map(|p| (*p, true))
                 .chain(h.open_periods().iter().map(|p| (*p, false)));
+            // A stalled component's figures end where its samples do (its last sample and the
+            // probe interval that covers): the time it is not probed counts neither as up nor as
+            // down, as nothing was measured. Should probing resume in the same period, that gap
+            // counts as any gap between two samples does (the last outcome holds), as after a
+            // restart of the operator.
+            let until = if t.probed {
+                now
+            } else {
+                covered_until(h, &t.tier, now)
+            };
             for (period, closing) in periods {
-                let Ok((bounds, result)) = h.figures(&t.tier, period, now) else {
+                let Ok((bounds, result)) = h.figures(&t.tier, period, until) else {
                     continue;
                 };
                 if !closing && matches!(period, Period::Month { .. }) {
@@ -1066,6 +1175,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
         }
     }
     let api: Api<SlaReport> = Api::all(ctx.client.clone());
+    let mut all_written = true;
     for (name, draft) in reports {
         let Draft {
             period,
@@ -1089,6 +1199,28 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
             });
         }
         status.conditions = vec![final_condition(closing, bounds, now)];
+        // The stored entries of stalled components that are not tracked any more: the merge
+        // patch below replaces `components` whole, and they must not drop out (nor their credit
+        // from the invoice). Read only when there are such components.
+        let missing = stalled
+            .iter()
+            .any(|c| !status.components.iter().any(|s| s.component == *c));
+        if missing && ctx.invoicing.reports.named(&name).is_some() {
+            match api.get_opt(&name).await {
+                Ok(stored) => {
+                    if let Some(stored) = stored.and_then(|r| r.status) {
+                        carry_over(&mut status, &stored, &stalled);
+                    }
+                }
+                Err(e) => {
+                    // Written without them, they would be lost: this report waits.
+                    tracing::warn!(report = %name, error = %e, "SlaReport not read; retrying at the next flush");
+                    probes.lock().dirty.insert(tenant.to_string());
+                    all_written = false;
+                    continue;
+                }
+            }
+        }
         let object = SlaReport::new(
             &name,
             SlaReportSpec {
@@ -1134,9 +1266,60 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
             Err(e) => {
                 tracing::warn!(report = %name, error = %e, "SlaReport not written; retrying at the next flush");
                 probes.lock().dirty.insert(tenant.to_string());
+                all_written = false;
             }
         }
     }
+    if all_written {
+        // Their figures up to the stall are stored now; from here on they are carried over.
+        let mut state = probes.lock();
+        for key in unprobed {
+            if state.tracked.get(&*key).is_some_and(|t| !t.probed) {
+                state.untrack(&key);
+            }
+        }
+    }
+}
+
+/// Where the figures of a component that is not probed any more end: one probe interval after
+/// its last sample (what that sample covers), at most `now`.
+fn covered_until(history: &History, tier: &Tier, now: Timestamp) -> Timestamp {
+    history
+        .run()
+        .last()
+        .and_then(|s| {
+            let interval = jiff::SignedDuration::try_from(tier.probe_interval).ok()?;
+            s.at.checked_add(interval).ok()
+        })
+        .map_or(now, |end| end.min(now))
+}
+
+/// Adds to `status`, a report about to be written, the entries `stored` holds of the stalled
+/// components named in `stalled` that `status` lacks, as they were last written (the figures
+/// measured up to the stall), in component order; the report's `met` and worst availability
+/// then count them too. Components neither in `status` nor stalled (deleted ones) stay out.
+fn carry_over(status: &mut SlaReportStatus, stored: &SlaReportStatus, stalled: &[String]) {
+    let carried: Vec<_> = stored
+        .components
+        .iter()
+        .filter(|c| stalled.contains(&c.component))
+        .filter(|c| !status.components.iter().any(|s| s.component == c.component))
+        .cloned()
+        .collect();
+    if carried.is_empty() {
+        return;
+    }
+    status.components.extend(carried);
+    status
+        .components
+        .sort_by(|a, b| a.component.cmp(&b.component));
+    status.met = Some(status.components.iter().all(|c| c.met));
+    status.worst_availability = status
+        .components
+        .iter()
+        .filter_map(|c| Some((c.availability.parse::<rust_decimal::Decimal>().ok()?, c)))
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, c)| c.availability.clone());
 }
 
 /// `Final=True` once the period has ended and these are its complete figures.
@@ -1222,6 +1405,7 @@ mod tests {
             tier,
             history: History::new(),
             resumed: false,
+            probed: true,
             written: None,
             series: Series::default(),
         });
@@ -1478,6 +1662,126 @@ mod tests {
         .expect("bronze")
     }
 
+    /// `website` of tholen was down 10 h in March (a credit) and stalls on 20 March (its URL
+    /// edited to a refused address): the prober stops probing it but keeps its history, and the
+    /// tenant's reports are due, so they are written once more with its figures up to the stall.
+    /// Until then it stays tracked; a deleted component is forgotten instead.
+    #[test]
+    fn a_stalled_component_stays_until_its_figures_are_written() {
+        let mut state = State::default();
+        let (key, _) = track(&mut state, "tholen", "tenant-tholen/website");
+        let (other, _) = track(&mut state, "tholen", "tenant-tholen/zaaksysteem");
+        state.urgent.clear();
+        assert!(state.stall(&key, "tholen"), "it was probed");
+        assert!(!state.stall(&key, "tholen"), "stalled once");
+        let t = state
+            .tracked
+            .get(&*key)
+            .expect("still tracked, with its history");
+        assert!(!t.probed);
+        assert!(state.urgent.contains("tholen") && state.dirty.contains("tholen"));
+        assert_eq!(
+            state.by_tenant["tholen"].stalled,
+            std::slice::from_ref(&key)
+        );
+        // Let go after the write (as `write_report` does): the tenant keeps it as stalled, so
+        // its stored entries are carried over.
+        state.untrack(&key);
+        state.untrack(&other);
+        assert_eq!(
+            state.by_tenant["tholen"].stalled,
+            std::slice::from_ref(&key)
+        );
+        // Fixed: probed again, not stalled any more.
+        state.unstall(&key, "tholen");
+        assert!(state.by_tenant["tholen"].stalled.is_empty());
+    }
+
+    /// The stored entry of a stalled component that is no longer tracked stays in the report
+    /// (with its credit: invoicing reads it) when the others' figures are written; a deleted
+    /// one does not. `met` and the worst availability count the carried entry.
+    #[test]
+    fn a_stalled_components_stored_entry_is_carried_over() {
+        let figures = |name: &str, down: i64, availability: &str, met: bool, credit: i32| {
+            regie_crds::generated::ComponentCompliance {
+                component: name.into(),
+                service_level: "bronze".into(),
+                window_seconds: 712_800,
+                down_seconds: down,
+                availability: availability.into(),
+                target: "99.0".into(),
+                met,
+                credit_percent: credit,
+                ..Default::default()
+            }
+        };
+        let website = figures("website", 36_000, "94.949", false, 5);
+        let stored = report(
+            vec![
+                figures("oud-portaal", 0, "100", true, 0),
+                website.clone(),
+                figures("zaaksysteem", 0, "100", true, 0),
+            ],
+            false,
+        );
+        let mut status = report(vec![figures("zaaksysteem", 60, "99.992", true, 0)], false);
+        status.met = Some(true);
+        status.worst_availability = Some("99.992".into());
+        carry_over(&mut status, &stored, &["website".to_string()]);
+        let names: Vec<&str> = status
+            .components
+            .iter()
+            .map(|c| c.component.as_str())
+            .collect();
+        assert_eq!(names, ["website", "zaaksysteem"], "oud-portaal was deleted");
+        assert_eq!(status.components[0], website);
+        assert_eq!(
+            status.components[1].down_seconds, 60,
+            "the new figures stay"
+        );
+        assert_eq!(status.met, Some(false));
+        assert_eq!(status.worst_availability.as_deref(), Some("94.949"));
+        // Nothing to carry: unchanged.
+        let before = status.clone();
+        carry_over(&mut status, &stored, &["zaaksysteem".to_string()]);
+        assert_eq!(status, before);
+    }
+
+    /// A stalled component's figures end one probe interval after its last sample: the time it
+    /// is not probed is neither up nor down. Bronze, last sample (a failure) Friday 20 March
+    /// 10:00 local: the open incident and the window both end at 10:01.
+    #[test]
+    fn a_stalled_components_figures_end_where_its_samples_do() {
+        let tier = bronze();
+        let mut h = History::new();
+        for (at, ok) in [
+            ("2026-03-20T08:00:00Z", true),  // 09:00 CET
+            ("2026-03-20T09:00:00Z", false), // 10:00 CET
+        ] {
+            h.observe(
+                &tier,
+                Sample {
+                    at: ts(at),
+                    success: ok,
+                },
+            );
+        }
+        let now = ts("2026-03-25T12:00:00Z");
+        let until = covered_until(&h, &tier, now);
+        assert_eq!(until, ts("2026-03-20T09:01:00Z"));
+        let march = Period::month(2026, 3).expect("month");
+        let (_, stopped) = h.figures(&tier, march, until).expect("figures");
+        assert_eq!(stopped.down_seconds, 60);
+        // Through 19 March: 14 working days of 9 h, then 20 March 08:00-10:01.
+        assert_eq!(stopped.window_seconds, 14 * 9 * 3600 + 2 * 3600 + 60);
+        // Not before `now`, and `now` when nothing was sampled.
+        assert_eq!(
+            covered_until(&h, &tier, ts("2026-03-20T09:00:30Z")),
+            ts("2026-03-20T09:00:30Z")
+        );
+        assert_eq!(covered_until(&History::new(), &tier, now), now);
+    }
+
     /// Monday 2 March 2026 at 08:10 in Amsterdam: ten minutes of bronze window so far, one
     /// failed 60-second probe. A budget of 1% of those 600 s (6 s) would be overspent ten
     /// times (−9) and raise RegieSlaErrorBudgetExhausted; the month's budget is 1% of March's
@@ -1566,6 +1870,7 @@ mod tests {
             tier: silver.clone(),
             history: History::new(),
             resumed: false,
+            probed: true,
             written: None,
             series: Series::default(),
         });

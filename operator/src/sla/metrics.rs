@@ -156,7 +156,15 @@ impl Series {
             ProbeResult::Probed(outcome) => {
                 self.record(outcome.success, outcome.duration.as_secs_f64())
             }
-            ProbeResult::Refused(_) => self.refused = self.refused.wrapping_add(1),
+            ProbeResult::Refused(r) => {
+                self.refused = self.refused.wrapping_add(1);
+                // Refused when its name resolved: a failed probe for the SLA (see
+                // `ProbeResult::sla_sample`), so the error ratios and alerts agree with the
+                // reports. Nothing was sent: no time spent.
+                if r.at.is_some() {
+                    self.record(false, 0.0);
+                }
+            }
             ProbeResult::Skipped(_) => {}
         }
     }
@@ -398,12 +406,14 @@ fn write_series(
                 sample(out, (name, ""), l, None, None, flag(open));
             }
         }
-        (0, Some(p), _) => {
-            for (result, n) in [(RESULT_FAILURE, p.failures), (RESULT_SUCCESS, p.successes)] {
-                if n > 0 {
-                    head(out);
-                    sample(out, (name, ""), l, Some(result), None, f64::from(n));
-                }
+        (0, p, _) => {
+            // Both results from 0, from the moment the component is followed (before its first
+            // probe): `rate()` and `increase()` need a sample before the first increase, so a
+            // series that appeared at 1 would hide that first failure from every error ratio.
+            let (failures, successes) = p.as_ref().map_or((0, 0), |p| (p.failures, p.successes));
+            head(out);
+            for (result, n) in [(RESULT_FAILURE, failures), (RESULT_SUCCESS, successes)] {
+                sample(out, (name, ""), l, Some(result), None, f64::from(n));
             }
         }
         (1, Some(p), _) => {
@@ -557,6 +567,49 @@ mod tests {
         ] {
             assert!(t.contains(&line), "missing {line} in\n{t}");
         }
+    }
+
+    /// A component's first failure must be a visible increase to `rate()`: both result series
+    /// are there at 0 before any probe, and the failure series stays once a success came first.
+    #[test]
+    fn both_results_are_exported_from_zero() {
+        let registry = Registry::new();
+        let m = ProbeMetrics::register(&registry).unwrap();
+        let mut components = Components::new();
+        let l = TargetLabels::new("tholen", "website", "bronze");
+        let total = |result: &str, n: u32| {
+            format!(
+                "regie_probe_total{{component=\"website\",result=\"{result}\",service_level=\"bronze\",tenant=\"tholen\"}} {n}\n"
+            )
+        };
+        // Followed, not probed yet.
+        components.entry(l.clone()).or_default();
+        let t = written(&components);
+        assert!(t.contains(&total("failure", 0)), "{t}");
+        assert!(t.contains(&total("success", 0)), "{t}");
+        observe(&m, &mut components, &report(&l, outcome(true)));
+        let t = written(&components);
+        assert!(t.contains(&total("failure", 0)), "{t}");
+        assert!(t.contains(&total("success", 1)), "{t}");
+        observe(&m, &mut components, &report(&l, outcome(false)));
+        let t = written(&components);
+        assert!(t.contains(&total("failure", 1)), "{t}");
+    }
+
+    /// A probe refused because the name resolved to a refused address is a failed probe for
+    /// the error ratios (the SLA counts it as down); one refused as written is not.
+    #[test]
+    fn a_refusal_when_resolved_counts_as_a_failure() {
+        use crate::sla::target::Refused;
+        let mut s = Series::default();
+        s.observe(&ProbeResult::Refused(Refused::new("x")));
+        assert_eq!(s.probes, None);
+        assert_eq!(s.refused, 1);
+        let at = "2026-03-02T08:00:00Z".parse().unwrap();
+        s.observe(&ProbeResult::Refused(Refused::new("x").when_probed(at)));
+        let p = s.probes.as_ref().unwrap();
+        assert_eq!((p.failures, p.successes, p.last_success), (1, 0, false));
+        assert_eq!(s.refused, 2);
     }
 
     #[test]
@@ -755,13 +808,15 @@ mod tests {
             })
             .collect();
         for (l, s) in components {
+            let (successes, failures) = s
+                .probes
+                .as_ref()
+                .map_or((0, 0), |p| (p.successes, p.failures));
+            let totals = families[0].mut_metric();
+            for (result, n) in [(RESULT_SUCCESS, successes), (RESULT_FAILURE, failures)] {
+                totals.push(counter_metric(l, Some(result), n));
+            }
             if let Some(p) = &s.probes {
-                let totals = families[0].mut_metric();
-                for (result, n) in [(RESULT_SUCCESS, p.successes), (RESULT_FAILURE, p.failures)] {
-                    if n > 0 {
-                        totals.push(counter_metric(l, Some(result), n));
-                    }
-                }
                 let success = f64::from(u8::from(p.last_success));
                 families[1].mut_metric().push(gauge_metric(l, success));
                 families[2].mut_metric().push(histogram_metric(l, p));

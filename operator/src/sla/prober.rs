@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use tokio::time::Instant;
 use url::Url;
 
+use super::compliance::Sample;
 use super::target::{GuardedResolver, Lookup, ProbePolicy, ProbeTarget, Refused, SystemLookup};
 
 /// Wall-clock time, injectable so that tests are deterministic.
@@ -81,11 +82,31 @@ pub enum ProbeResult {
     /// The target was probed; `success` says whether it was up.
     Probed(ProbeOutcome),
     /// The target itself is not allowed (its host, or what its name resolves to): nothing was
-    /// sent. The controller makes the component `Stalled` with the reason; it is not downtime.
+    /// sent. The controller makes the component `Stalled` with the reason. Refused as written
+    /// it is not downtime (it is never probed); refused when its name resolved at probe time
+    /// (`at` set) it is: see [`ProbeResult::sla_sample`].
     Refused(Refused),
     /// The scheduler did not run this probe (the previous one still ran, or every probe slot
     /// stayed busy until the timeout). Not downtime either: the previous sample stands.
     Skipped(SkipReason),
+}
+
+impl ProbeResult {
+    /// What this result counts as for the SLA: a probe's outcome; a failure at the probe's start
+    /// when the target's name resolved to a refused address — the DNS answer (say 127.0.0.1 or
+    /// 0.0.0.0 from a parked or blocked name) makes the service unreachable to everyone who
+    /// uses it, so the time must not be covered by the last success before it; nothing for a
+    /// target refused as written (never probed) or a skipped probe (the previous sample stands).
+    pub fn sla_sample(&self) -> Option<Sample> {
+        match self {
+            ProbeResult::Probed(o) => Some(Sample {
+                at: o.at,
+                success: o.success,
+            }),
+            ProbeResult::Refused(r) => r.at.map(|at| Sample { at, success: false }),
+            ProbeResult::Skipped(_) => None,
+        }
+    }
 }
 
 /// Why the scheduler did not run a due probe.
@@ -272,7 +293,11 @@ impl Prober {
         let (status, error) = match walked {
             Ok(Ok(status)) if target.is_success(status) => (Some(status), None),
             Ok(Ok(status)) => (Some(status), Some(unexpected(status, target.expect_status))),
-            Ok(Err(Stop::Refused(refused))) => return ProbeResult::Refused(refused),
+            // `check` above passed, so the URL as written is allowed: what `walk` refuses is
+            // the address its name resolved to at this probe.
+            Ok(Err(Stop::Refused(refused))) => {
+                return ProbeResult::Refused(refused.when_probed(at));
+            }
             Ok(Err(Stop::Failed(message))) => (None, Some(message)),
             Err(_) => (
                 None,
@@ -477,6 +502,57 @@ mod tests {
     fn messages_never_echo_paths_or_queries() {
         let u = Url::parse("https://app.example.nl:8443/x?token=secret").unwrap();
         assert_eq!(host_of(&u), "app.example.nl:8443");
+    }
+
+    /// Last success 08:59:30 local, then the name resolves to 127.0.0.1 from 09:00 to 13:00
+    /// (every probe refused), then a success: four hours down in service hours, not 0 s.
+    #[test]
+    fn a_refusal_when_resolved_is_a_failed_sample() {
+        use crate::sla::history::History;
+        use crate::tier::Tier;
+        use crate::tier::tests::level;
+        let tier = Tier::from_level(&level(
+            "bronze",
+            "  rank: 1\n  serviceHours: [\"Mon-Fri 08:00-17:00\"]\n  responseTimes: {urgent: 60m, other: 48h}\n  kpiReport: monthly\n  availability: {target: \"99.0\"}\n  probe: {interval: 60s, timeout: 10s}\n  workload: {minReplicas: 1}\n  credits: [{below: \"99.0\", percent: 5}]\n",
+        ))
+        .unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let probed = |t: &str, success: bool| {
+            ProbeResult::Probed(ProbeOutcome {
+                at: at(t),
+                success,
+                duration: Duration::from_millis(5),
+                status: Some(200),
+                error: None,
+            })
+        };
+        let refused = Refused::new("\"shop.example\" resolves to a refused address: 127.0.0.1");
+        // Monday 2 March 2026, CET (UTC+1): 08:59:30 local is 07:59:30Z.
+        let mut results = vec![probed("2026-03-02T07:59:30Z", true)];
+        let start = at("2026-03-02T08:00:00Z");
+        for minute in 0..240 {
+            let t = start + jiff::SignedDuration::from_mins(minute);
+            results.push(ProbeResult::Refused(refused.clone().when_probed(t)));
+        }
+        results.push(probed("2026-03-02T12:00:00Z", true));
+        // A refusal as written and a skip are no samples.
+        assert_eq!(ProbeResult::Refused(refused.clone()).sla_sample(), None);
+        assert_eq!(ProbeResult::Skipped(SkipReason::Busy).sla_sample(), None);
+        let mut h = History::new();
+        for r in &results {
+            if let Some(s) = r.sla_sample() {
+                h.observe(&tier, s);
+            }
+        }
+        let (_, result) = h
+            .figures(
+                &tier,
+                crate::sla::calendar::Period::month(2026, 3).unwrap(),
+                at("2026-03-02T13:00:00Z"),
+            )
+            .unwrap();
+        assert_eq!(result.down_seconds, 14_400);
+        assert_eq!(result.incidents.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

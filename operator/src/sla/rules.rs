@@ -15,7 +15,8 @@
 //! the 5-minute probe rates, both masked by the window gauge, so time outside the window simply
 //! does not count. Budgets are `1 − target/100` of the tier; the burn-rate pairs are Google's
 //! SRE workbook defaults (page: 14.4× over 1h and 5m, 6× over 6h and 30m; ticket: 3× over 1d
-//! and 2h, 1× over 3d and 6h). A tier without monitoring windows (bronze) never pages.
+//! and 2h, 1× over 3d and 6h). A tier without monitoring windows (bronze) never pages, but gets
+//! the slow-burn ticket like every tier.
 
 use std::collections::BTreeMap;
 
@@ -278,20 +279,26 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
                 tier.monitoring_label
             ),
         ));
-        rules.push(alert(
-            name,
-            ALERT_SLOW_BURN,
-            format!("(\n{}\n)", burn_expr(sla_error_ratio, &sel, budget, &TICKET_BURN)),
-            "15m",
-            "ticket",
-            format!("{who} is steadily burning its error budget"),
-            format!(
-                "{{{{ $value | humanizePercentage }}}} of probes in service hours fail; the month's \
-                 target of {}% will be missed if this goes on.",
-                tier.target
-            ),
-        ));
     }
+    // Every tier gets the ticket: the contract (service hours, target, credits) holds for bronze
+    // too, and a steady burn is what eats its monthly budget. Only the page depends on a
+    // monitoring window, which bronze does not have.
+    rules.push(alert(
+        name,
+        ALERT_SLOW_BURN,
+        format!(
+            "(\n{}\n)",
+            burn_expr(sla_error_ratio, &sel, budget, &TICKET_BURN)
+        ),
+        "15m",
+        "ticket",
+        format!("{who} is steadily burning its error budget"),
+        format!(
+            "{{{{ $value | humanizePercentage }}}} of probes in service hours fail; the month's \
+             target of {}% will be missed if this goes on.",
+            tier.target
+        ),
+    ));
     rules.push(alert(
         name,
         ALERT_BUDGET_EXHAUSTED,
@@ -408,10 +415,20 @@ mod tests {
         );
         let g = tier_group(&Tier::from_level(&bronze).unwrap());
         assert!(g.rules.iter().all(|r| r.labels["severity"] == "ticket"));
+        let names: Vec<_> = g
+            .rules
+            .iter()
+            .map(|r| r.alert.as_deref().unwrap())
+            .collect();
+        // No page, but the slow-burn ticket as for every tier (bronze's budget of 1%: 3% / 1%).
+        assert_eq!(
+            names,
+            [ALERT_SLOW_BURN, ALERT_BUDGET_EXHAUSTED, ALERT_NOT_PROBED]
+        );
+        let ticket = &g.rules[0].expr;
         assert!(
-            g.rules
-                .iter()
-                .any(|r| r.alert.as_deref() == Some(ALERT_BUDGET_EXHAUSTED))
+            ticket.contains("regie:sla_error:ratio_rate1d{service_level=\"bronze\"} > 0.03"),
+            "{ticket}"
         );
     }
 

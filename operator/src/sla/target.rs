@@ -34,13 +34,27 @@ use crate::tier::Tier;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
     pub reason: String,
+    /// When a probe was refused as it ran, because the target's host name resolved to a refused
+    /// address (see [`Refused::when_probed`]); None for a target refused as written, which is
+    /// never probed.
+    pub at: Option<jiff::Timestamp>,
 }
 
 impl Refused {
     pub fn new(reason: impl Into<String>) -> Refused {
         Refused {
             reason: reason.into(),
+            at: None,
         }
+    }
+
+    /// This refusal as the outcome of the probe started at `at`: the name resolved to a
+    /// refused address (a parked or blocked DNS answer such as 127.0.0.1 or 0.0.0.0). To the
+    /// participant's users the service is unreachable then, so the SLA counts it as a failed
+    /// sample (see [`super::prober::ProbeResult::sla_sample`]).
+    pub fn when_probed(mut self, at: jiff::Timestamp) -> Refused {
+        self.at = Some(at);
+        self
     }
 }
 
