@@ -193,6 +193,7 @@ pub static PACKAGE_SPEC: Words = Words::new(&[
 pub static USAGE_STATUS: Words = Words::new(&[
     r#""closed":"#,
     r#""conditions":"#,
+    r#""deliveredSegments":"#,
     r#""observedGeneration":"#,
     r#""segmentCount":"#,
     r#""segments":"#,
