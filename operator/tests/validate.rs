@@ -213,6 +213,22 @@ fn a_tenant_namespace_that_breaks_isolation_is_refused() {
     );
 }
 
+/// `regie validate --allowed-namespaces` judges tenants as that installation's `regie run`
+/// would: a namespace it admits traffic from is no tenant's.
+#[test]
+fn the_installations_allowed_namespaces_are_refused_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tenant = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: gold, namespace: observability, membership: {joined: \"2026-01-01\"}}\n";
+    std::fs::write(dir.path().join("extra.yaml"), tenant).expect("write");
+    let paths = [repo().join("examples"), dir.path().to_path_buf()];
+    let (by_default, _) = regie::cli::validate::check(&paths);
+    assert!(by_default.is_empty(), "{by_default:#?}");
+    let allowed = ["regie-system".to_string(), "observability".to_string()];
+    let (here, _) = regie::cli::validate::check_with(&paths, &allowed);
+    assert_eq!(here.len(), 1, "{here:#?}");
+    assert_eq!(here[0].field, "spec.namespace");
+}
+
 #[test]
 fn tenant_names_that_make_no_namespace_are_refused() {
     let p = one(

@@ -52,6 +52,9 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// As `regie run`'s: the installation's settings the tenants are judged against.
+        #[command(flatten)]
+        settings: crate::runtime::SettingsArgs,
     },
     /// Print every Kubernetes object the controller would create for the inputs.
     Render {
@@ -165,7 +168,9 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Validate { paths } => validate::run(&paths),
+        Command::Validate { paths, settings } => {
+            validate::run(&paths, &settings.settings().allowed_namespaces)
+        }
         Command::Render {
             paths,
             output,

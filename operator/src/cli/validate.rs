@@ -6,19 +6,32 @@ use std::process::ExitCode;
 use crate::input;
 use crate::inventory::Inventory;
 
-/// Reads and checks; returns the sorted problems and the number of objects read.
+/// Reads and checks with the default settings; returns the sorted problems and the number of
+/// objects read.
 pub fn check(paths: &[PathBuf]) -> (Vec<input::Problem>, usize) {
+    check_with(
+        paths,
+        &crate::desired::Settings::default().allowed_namespaces,
+    )
+}
+
+/// Reads and checks as an installation whose `--allowed-namespaces` are `allowed_namespaces`
+/// would (no tenant may take one of them as its own).
+pub fn check_with(
+    paths: &[PathBuf],
+    allowed_namespaces: &[String],
+) -> (Vec<input::Problem>, usize) {
     let loaded = input::load(paths);
     let count = loaded.objects.len();
     let mut problems = loaded.problems;
-    problems.extend(Inventory::new(loaded.objects).check());
+    problems.extend(Inventory::new(loaded.objects).check_with(allowed_namespaces));
     problems.sort();
     problems.dedup();
     (problems, count)
 }
 
-pub fn run(paths: &[PathBuf]) -> ExitCode {
-    let (problems, count) = check(paths);
+pub fn run(paths: &[PathBuf], allowed_namespaces: &[String]) -> ExitCode {
+    let (problems, count) = check_with(paths, allowed_namespaces);
     if problems.is_empty() {
         eprintln!("{count} objects valid");
         ExitCode::SUCCESS
