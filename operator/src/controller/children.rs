@@ -830,7 +830,18 @@ pub async fn delete(
         index.forget(key);
         return Ok(false);
     };
-    if !applied_by_regie(&live.metadata) {
+    delete_read(&api, index, metrics, key, &live.metadata).await
+}
+
+/// [`delete`] of a child already read (`live`, its metadata with managed fields).
+pub async fn delete_read(
+    api: &Api<DynamicObject>,
+    index: &ChildIndex,
+    metrics: &Metrics,
+    key: &ChildKey,
+    live: &kube::api::ObjectMeta,
+) -> Result<bool, kube::Error> {
+    if !applied_by_regie(live) {
         tracing::warn!(
             kind = %key.0,
             namespace = key.1.as_deref().unwrap_or(""),
@@ -842,7 +853,7 @@ pub async fn delete(
     // The object checked, not one made since under its name.
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: live.metadata.uid.clone(),
+            uid: live.uid.clone(),
             resource_version: None,
         }),
         ..DeleteParams::background()

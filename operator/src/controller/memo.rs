@@ -67,9 +67,7 @@ impl StatusMemo {
         digest: u64,
         now: Instant,
     ) -> bool {
-        self.recent(uid, now, |w| {
-            w.digest == digest && behind(cached_version, w.resource_version.as_deref())
-        })
+        self.unseen_write(uid, cached_version, now) == Some(digest)
     }
 
     /// Whether this process wrote, less than [`WINDOW`] before `now`, a status for `uid` other
@@ -82,17 +80,21 @@ impl StatusMemo {
         digest: u64,
         now: Instant,
     ) -> bool {
-        self.recent(uid, now, |w| {
-            w.digest != digest && behind(cached_version, w.resource_version.as_deref())
-        })
+        self.unseen_write(uid, cached_version, now)
+            .is_some_and(|written| written != digest)
     }
 
-    /// Whether the write held for `uid` is younger than [`WINDOW`] at `now` and passes `test`.
-    fn recent(&self, uid: &str, now: Instant, test: impl FnOnce(&Written) -> bool) -> bool {
+    /// The digest of the status this process wrote for `uid` less than [`WINDOW`] before `now`,
+    /// when the cache, at `cached_version`, has not seen that write yet.
+    fn unseen_write(&self, uid: &str, cached_version: Option<&str>, now: Instant) -> Option<u64> {
         self.lock()
             .by_uid
             .get(uid)
-            .is_some_and(|w| now.saturating_duration_since(w.at) < WINDOW && test(w))
+            .filter(|w| {
+                now.saturating_duration_since(w.at) < WINDOW
+                    && behind(cached_version, w.resource_version.as_deref())
+            })
+            .map(|w| w.digest)
     }
 
     /// Notes that this process wrote the status of digest `digest` for `uid` at `now`, and the

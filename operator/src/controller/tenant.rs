@@ -647,7 +647,10 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
 /// over: the tenant stalled before its first apply) or regie never applied it.
 async fn offboard_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<bool, Error> {
     let key: ChildKey = ("Namespace".into(), None, ns.to_string());
-    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let Some(kind) = ctx.kinds.iter().find(|k| k.kind == "Namespace") else {
+        return Ok(false);
+    };
+    let api = children::api_for(&ctx.client, kind, None);
     let Some(live) = api.get_metadata_opt(ns).await? else {
         ctx.index.forget(&key);
         return Ok(false);
@@ -659,7 +662,8 @@ async fn offboard_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<boo
     if live.metadata.deletion_timestamp.is_some() {
         return Ok(true);
     }
-    Ok(children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, &key).await?)
+    // Read once: the label above and regie's field manager below.
+    Ok(children::delete_read(&api, &ctx.index, &ctx.metrics, &key, &live.metadata).await?)
 }
 
 enum TenantOutcome {
