@@ -216,6 +216,15 @@ pub struct SlaReportStatus {
 pub struct ComponentCompliance {
     pub component: String,
     pub service_level: String,
+    /// Start of the part of the period this entry measures (RFC 3339), when the component's
+    /// service level changed within the period: each level held gets an entry of its own,
+    /// measured in its own service hours against its own target. Absent: from the period's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End of that part (exclusive, RFC 3339) for a level the component no longer holds.
+    /// Absent: to the period's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub window_seconds: i64,
     pub down_seconds: i64,
     /// Percent, e.g. "99.95".

@@ -729,7 +729,7 @@ async fn regie_sla_agrees_with_the_live_figures_on_the_same_samples() {
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
     let inv = regie::inventory::Inventory::new(loaded.objects);
     assert!(inv.check().is_empty(), "{:?}", inv.check());
-    let tier = inv.tiers().remove("live").expect("tier");
+    let tier = std::sync::Arc::new(inv.tiers().remove("live").expect("tier"));
 
     let mut csv = String::from("time,tenant,component,success\n");
     let mut histories: HashMap<&str, History> = HashMap::new();
@@ -758,7 +758,9 @@ async fn regie_sla_agrees_with_the_live_figures_on_the_same_samples() {
         for row in &offline.results {
             let h = &histories[row.component.as_str()];
             let end = period.bounds(&tier.time_zone).unwrap().end;
-            let (_, live) = h.figures(&tier, period, end).unwrap();
+            let (_, parts) = h.figures(&tier, period, end).unwrap();
+            assert_eq!(parts.len(), 1, "one level all along");
+            let live = &parts[0].result;
             assert_eq!(
                 (
                     live.window_seconds,

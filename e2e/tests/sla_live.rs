@@ -510,5 +510,129 @@ async fn sla_prober_live() {
         assert!(stalled.down_seconds > 0, "{stalled:?}");
         assert_eq!(stalled.incidents[0].start, started, "{stalled:?}");
     }
+
+    // A change of level (a pull request moving the hanging component to a stricter level)
+    // splits its periods at the first sample under the new level: the month's and the day's
+    // reports hold an entry per level, the old one ending where the new one begins, each with
+    // its own target; the outage going on is cut there. A restart keeps both parts.
+    cluster
+        .apply_yaml(dir.path(), "stricter.yaml", STRICTER)
+        .expect("manifest applies");
+    let moved = component("hanging", &targets.url("/hanging")).replace(
+        "  class: applicationHosting\n",
+        "  class: applicationHosting\n  serviceLevel: live-plus\n",
+    );
+    cluster
+        .apply_yaml(dir.path(), "hanging.yaml", &moved)
+        .expect("manifest applies");
+    let split = |r: &SlaReport| -> Option<(ComponentCompliance, ComponentCompliance)> {
+        let parts: Vec<ComponentCompliance> = r
+            .status
+            .as_ref()?
+            .components
+            .iter()
+            .filter(|c| c.component == "hanging")
+            .cloned()
+            .collect();
+        match parts.as_slice() {
+            [before, now] => Some((before.clone(), now.clone())),
+            _ => None,
+        }
+    };
+    for len in [7, 10] {
+        eventually(
+            &format!("hanging split in the report of period length {len}"),
+            WAIT,
+            || {
+                let client = client.clone();
+                async move {
+                    let Some(r) = report_of(&client, len).await? else {
+                        return Ok(false);
+                    };
+                    Ok(split(&r).is_some())
+                }
+            },
+        )
+        .await
+        .expect("two parts");
+    }
+    let month_report = report(&client).await.expect("read").expect("report");
+    let (before, now) = split(&month_report).expect("two parts");
+    assert_eq!(
+        (before.service_level.as_str(), now.service_level.as_str()),
+        ("live", "live-plus")
+    );
+    assert_eq!(
+        (before.target.as_str(), now.target.as_str()),
+        ("99.0", "99.5")
+    );
+    let at = before.to.clone().expect("the old part ends");
+    assert_eq!(
+        before.from, None,
+        "the old part runs from the month's start"
+    );
+    assert_eq!(now.from.as_deref(), Some(at.as_str()), "{now:?}");
+    assert_eq!(now.to, None);
+    assert!(before.last_sample.is_none() && now.last_sample.is_some());
+    let cut = before.incidents.last().expect("hanging was down");
+    assert_eq!(
+        cut.end.as_deref(),
+        Some(at.as_str()),
+        "cut at the split: {before:?}"
+    );
+    assert!(
+        now.incidents
+            .first()
+            .is_some_and(|i| i.start == at && i.end.is_none()),
+        "goes on from the split: {now:?}"
+    );
+    op.stop().await.expect("operator stops");
+    let op = RunningOperator::start(client.clone(), options(), None);
+    let written = month_report
+        .status
+        .as_ref()
+        .and_then(|s| s.measured_until.clone())
+        .unwrap_or_default();
+    eventually("a report written after the second restart", WAIT, || {
+        let client = client.clone();
+        let written = written.clone();
+        async move {
+            let Some(r) = report(&client).await? else {
+                return Ok(false);
+            };
+            let until = r.status.as_ref().and_then(|s| s.measured_until.clone());
+            Ok(until.is_some_and(|u| u > written) && split(&r).is_some())
+        }
+    })
+    .await
+    .expect("report after restart");
+    let (again, now_again) = split(&report(&client).await.expect("read").expect("report"))
+        .expect("both parts after the restart");
+    assert_eq!(again, before, "the old part as it was written");
+    assert_eq!(now_again.from, now.from);
+    assert!(now_again.window_seconds >= now.window_seconds);
     op.stop().await.expect("operator stops");
 }
+
+/// A stricter level for the change-of-level step: the same hours and probes, a higher target.
+const STRICTER: &str = r#"
+apiVersion: regie.dev/v1alpha1
+kind: ServiceLevel
+metadata:
+  name: live-plus
+spec:
+  rank: 2
+  timeZone: Europe/Amsterdam
+  serviceHours: ["Mon-Sun 00:00-24:00"]
+  responseTimes: {urgent: 30m, other: 24h}
+  kpiReport: daily
+  localSupport: digital
+  securityManagement: basic
+  supplierManagement: none
+  monitoring: 24x7
+  availability: {target: "99.5"}
+  probe: {interval: 1s, timeout: 1s}
+  workload: {minReplicas: 1, minAvailable: 0}
+  credits:
+    - {below: "99.5", percent: 10}
+"#;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use jiff::civil::date;
-use regie::billing::engine::{Catalogue, Credits, Order, TenantInput, bill};
+use regie::billing::engine::{Catalogue, Credit, Credits, Order, TenantInput, bill};
 use regie::billing::invoice::{Invoice, LineKind, State};
 use regie::billing::ledger::BillableState;
 use regie::billing::period::{Month, Period};
@@ -397,7 +397,7 @@ fn credits_on_a_quarterly_invoice_are_a_share_of_that_months_charges() {
     t.invoicing = InvoicingPeriod::Quarterly;
     let credits: Credits = BTreeMap::from([(
         ("q".to_string(), "app".to_string(), Month::new(2026, 2)),
-        Decimal::from(10),
+        vec![Credit::month(Decimal::from(10))],
     )]);
     let invs = run(&cat, &[t], &credits, "2026-Q1");
     assert_eq!(invs.len(), 1, "one quarterly invoice");
@@ -572,7 +572,7 @@ fn daylight_saving_months_are_prorated_over_743_and_745_hours() {
     // A 10% service credit in March is 10% of the component's unrounded March charges.
     let credits: Credits = BTreeMap::from([(
         ("a".to_string(), "app".to_string(), Month::new(2026, 3)),
-        Decimal::from(10),
+        vec![Credit::month(Decimal::from(10))],
     )]);
     let invs = run(&cat, &[t], &credits, "2026");
     let month = |m: &str| invs.iter().find(|i| i.period == m).unwrap();
@@ -879,7 +879,7 @@ spec:
     );
     let credits: Credits = BTreeMap::from([(
         ("a".to_string(), "app".to_string(), Month::new(2026, 4)),
-        Decimal::from(5),
+        vec![Credit::month(Decimal::from(5))],
     )]);
     let inv = &run(&cat, &[t], &credits, "2026-04")[0];
     assert_eq!(lines_of(inv, LineKind::Component), [120_000, 100_000]);
@@ -998,4 +998,78 @@ fn a_ledger_is_billed_within_the_membership_only() {
         [half_up(10 * 213_500 * 360, 8760)]
     );
     assert_eq!(lines_of(inv, LineKind::Account), [87_740]);
+}
+
+/// A component moved from bronze to gold on 16 April 2026 (an upgrade, billed at once from
+/// midnight); its first gold probe ran at 09:00, where its SLA report splits April. Each part
+/// is credited from the charges of its own stretch of time: the bronze part (5 %) from
+/// 1 April to 16 April 09:00 — the bronze fortnight, € 750.00, and nine gold hours,
+/// € 25.00 — and the gold part (10 %) from there to the month's end, € 975.00.
+#[test]
+fn a_credit_for_part_of_a_month_is_a_share_of_that_parts_charges() {
+    let cat = catalogue(&[PRICES_2026], &[]);
+    let bronze = state(
+        "bronze",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "bronze")],
+    );
+    let gold = state(
+        "gold",
+        0,
+        &[("app", ComponentClass::ApplicationHosting, "gold")],
+    );
+    let mut t = tenant("a", bronze.clone());
+    t.usage.insert(
+        Month::new(2026, 4),
+        vec![
+            seg(
+                "2026-04-01T00:00:00+02:00",
+                "2026-04-16T00:00:00+02:00",
+                &bronze,
+            ),
+            seg(
+                "2026-04-16T00:00:00+02:00",
+                "2026-05-01T00:00:00+02:00",
+                &gold,
+            ),
+        ],
+    );
+    let split: Timestamp = "2026-04-16T09:00:00+02:00".parse().unwrap();
+    let credits: Credits = BTreeMap::from([(
+        ("a".to_string(), "app".to_string(), Month::new(2026, 4)),
+        vec![
+            Credit {
+                percent: Decimal::from(5),
+                from: None,
+                to: Some(split),
+            },
+            Credit {
+                percent: Decimal::from(10),
+                from: Some(split),
+                to: None,
+            },
+        ],
+    )]);
+    let inv = &run(&cat, &[t], &credits, "2026-04")[0];
+    assert_eq!(lines_of(inv, LineKind::Component), [75_000, 100_000]);
+    let mut credited = lines_of(inv, LineKind::Credit);
+    credited.sort_unstable();
+    assert_eq!(credited, [-9_750, -3_875]);
+    assert_eq!(cents(inv.subtotal()), 175_000 - 9_750 - 3_875);
+    let gold_part = inv
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Credit && l.amount == Decimal::new(-9_750, 2))
+        .unwrap();
+    assert_eq!(
+        (gold_part.from, gold_part.to.to_string()),
+        (split, "2026-04-30T22:00:00Z".into())
+    );
+    assert!(
+        gold_part
+            .description
+            .contains("10% of its charges from 2026-04-16 09:00 to 2026-05-01 00:00 (975.00)"),
+        "{}",
+        gold_part.description
+    );
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use jiff::civil::date;
-use regie::billing::engine::{Catalogue, Credits, TenantInput, bill};
+use regie::billing::engine::{Catalogue, Credit, Credits, TenantInput, bill};
 use regie::billing::events::{Jitter, SplitMix64};
 use regie::billing::export::to_csv;
 use regie::billing::invoice::{Invoice, LineKind};
@@ -243,7 +243,7 @@ fn main() -> Result<()> {
     for t in ts.iter().step_by(7) {
         credits.insert(
             (t.name.clone(), "c0".into(), Month::new(2026, 3)),
-            Decimal::from(5),
+            vec![Credit::month(Decimal::from(5))],
         );
     }
     let segments: usize = ts.iter().flat_map(|t| t.usage.values()).map(Vec::len).sum();

@@ -24,6 +24,7 @@ use super::invoice::{Invoice, Line, LineKind, Unit, state_at};
 use super::ledger::{BillableState, bounds};
 use super::period::{Month, Period, midnight};
 use super::pools::{Instalment, Member, Pool};
+pub use super::pricing::Credit;
 use super::pricing::{ComponentCredits, PriceBook, SpanRef, max_amount, price_periods};
 use super::proration::Calendar;
 use super::{BillingError, round_cents};
@@ -73,8 +74,9 @@ pub struct Catalogue {
     pub departed: Vec<Member>,
 }
 
-/// Service credits: (tenant, component, month) → percent of that component's month charges.
-pub type Credits = BTreeMap<(String, String, Month), Decimal>;
+/// Service credits: (tenant, component, month) → the credits of that component's month charges
+/// (one, or one per level held when the component's level changed in the month).
+pub type Credits = BTreeMap<(String, String, Month), Vec<Credit>>;
 
 /// `Err` naming the object and every field `regie validate` refuses in it, if any.
 fn checked(what: impl FnOnce() -> String, errors: Vec<FieldError>) -> Result<(), BillingError> {
@@ -615,7 +617,7 @@ fn bill_tenant(
     let tenant_credits: ComponentCredits = credits
         .range((t.name.clone(), String::new(), Month::new(i16::MIN, 1))..)
         .take_while(|((tn, _, _), _)| *tn == t.name)
-        .map(|((_, c, m), p)| ((c.clone(), *m), *p))
+        .map(|((_, c, m), p)| ((c.clone(), *m), p.clone()))
         .collect();
     let periods = billing_periods(period, t.invoicing);
     let bounds = periods

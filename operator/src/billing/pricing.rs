@@ -5,7 +5,7 @@
 //! A later `effectiveFrom` supersedes a list from that instant, so a stretch that crosses it is
 //! split there (an interim increase from 1 July prices June at the old rate, July at the new).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -584,8 +584,71 @@ struct Run {
     unit_price: Decimal,
 }
 
-/// Service credits: (component, month) → percent of that component's charges for the month.
-pub type ComponentCredits = BTreeMap<(String, Month), Decimal>;
+/// A service credit: a percentage of a component's charges for a month, or for the part of the
+/// month one level was held when the component's level changed in it (each level's part is
+/// judged against that level's target, and credited from that level's charges).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credit {
+    pub percent: Decimal,
+    /// Start of the part; `None`: the month's start.
+    pub from: Option<Timestamp>,
+    /// End of the part; `None`: the month's end.
+    pub to: Option<Timestamp>,
+}
+
+impl Credit {
+    /// A percentage of the whole month's charges.
+    pub fn month(percent: Decimal) -> Credit {
+        Credit {
+            percent,
+            from: None,
+            to: None,
+        }
+    }
+
+    fn is_part(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// The credit one entry of a monthly `SlaReport` grants: none at 0 %, an error naming the
+    /// field for a percentage outside 0 to 100 or a part's bound that is no RFC 3339 time.
+    pub fn of_entry(
+        c: &regie_crds::generated::ComponentCompliance,
+    ) -> Result<Option<Credit>, String> {
+        if !(0..=100).contains(&c.credit_percent) {
+            return Err(format!(
+                "status.components[{}].creditPercent: {} must be 0 to 100",
+                c.component, c.credit_percent
+            ));
+        }
+        if c.credit_percent == 0 {
+            return Ok(None);
+        }
+        let time = |field: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| {
+                    t.parse::<Timestamp>().map_err(|e| {
+                        format!(
+                            "status.components[{}].{field}: {t:?} is not an RFC 3339 time: {e}",
+                            c.component
+                        )
+                    })
+                })
+                .transpose()
+        };
+        Ok(Some(Credit {
+            percent: c.credit_percent.into(),
+            from: time("from", &c.from)?,
+            to: time("to", &c.to)?,
+        }))
+    }
+}
+
+/// A stretch of one item's charges: from, to, amount.
+type Piece = (Timestamp, Timestamp, Decimal);
+
+/// Service credits: (component, month) → the credits of that component's charges in the month.
+pub type ComponentCredits = BTreeMap<(String, Month), Vec<Credit>>;
 
 /// The priced lines of a timeline over `[from, to)`: accounts and components per stretch of
 /// constant price, notice after reductions, and credits. `spans` may reach back before `from`
@@ -644,6 +707,14 @@ pub fn price_periods(
     let mut last_run: Vec<Option<usize>> = vec![None; tab.keys.len()];
     // (period, item, month) → that item's charges in the month within the period.
     let mut component_month: BTreeMap<(usize, usize, Month), Decimal> = BTreeMap::new();
+    // The same, piece by piece (from, to, amount), for the components credited for part of a
+    // month only: a charge accrues evenly over a piece, so a part's share is its share of time.
+    let partly: BTreeSet<&str> = credits
+        .iter()
+        .filter(|(_, c)| c.iter().any(Credit::is_part))
+        .map(|((n, _), _)| n.as_str())
+        .collect();
+    let mut component_pieces: BTreeMap<(usize, usize, Month), Vec<Piece>> = BTreeMap::new();
     let mut pieces: Vec<(usize, Month, Timestamp, Timestamp)> = Vec::new();
     let mut months = Months::new(cal);
     for si in 0..tab.spans.len() {
@@ -687,8 +758,14 @@ pub fn price_periods(
                     // multiplied by seconds.
                     let amount = tab.value(si, ii, list)?.0 * secs / den;
                     let unit = rate * secs / den;
-                    if matches!(tab.keys[key], ItemKey::Component(..)) {
+                    if let ItemKey::Component(name, _) = &tab.keys[key] {
                         *component_month.entry((p, key, m)).or_default() += amount;
+                        if partly.contains(name.as_str()) {
+                            component_pieces
+                                .entry((p, key, m))
+                                .or_default()
+                                .push((ma, mb, amount));
+                        }
                     }
                     let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
                         r.period == p
@@ -782,26 +859,66 @@ pub fn price_periods(
         });
     }
     for (p, &(pf, pt)) in bounds.iter().enumerate() {
-        for ((component, m), percent) in credits {
+        for ((component, m), credit) in credits
+            .iter()
+            .flat_map(|(k, cs)| cs.iter().map(move |c| (k, c)))
+        {
+            let percent = &credit.percent;
             // A component reclassified during the month is charged under one key per class
-            // (its name with each): the credit is a share of all its charges for the month.
-            let charge = &tab
-                .keys
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| matches!(k, ItemKey::Component(n, _) if n == component))
-                .filter_map(|(k, _)| component_month.get(&(p, k, *m)))
-                .sum::<Decimal>();
+            // (its name with each): the credit is a share of all its charges for the month, or
+            // for the part of the month it is about.
+            let keys = || {
+                tab.keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| matches!(k, ItemKey::Component(n, _) if n == component))
+                    .map(|(k, _)| (p, k, *m))
+            };
+            let (ma, mb) = cal.month_bounds(*m)?;
+            let (part_from, part_to) = (
+                credit.from.unwrap_or(ma).max(ma),
+                credit.to.unwrap_or(mb).min(mb),
+            );
+            let charge = &if credit.is_part() {
+                keys()
+                    .filter_map(|k| component_pieces.get(&k))
+                    .flatten()
+                    .map(|&(a, b, amount)| {
+                        let whole = b.as_second() - a.as_second();
+                        let inside = b.min(part_to).as_second() - a.max(part_from).as_second();
+                        if inside <= 0 || whole <= 0 {
+                            Decimal::ZERO
+                        } else if inside >= whole {
+                            amount
+                        } else {
+                            amount * Decimal::from(inside) / Decimal::from(whole)
+                        }
+                    })
+                    .sum::<Decimal>()
+            } else {
+                keys()
+                    .filter_map(|k| component_month.get(&k))
+                    .sum::<Decimal>()
+            };
             if percent.is_zero() || charge.is_zero() {
                 continue;
             }
-            let (ma, mb) = cal.month_bounds(*m)?;
-            let (a, b) = (ma.max(pf), mb.min(pt));
+            let (a, b) = (part_from.max(pf), part_to.min(pt));
             let (list, _) = book.at(a)?;
+            let of = if credit.is_part() {
+                let day = |t: Timestamp| {
+                    t.to_zoned(cal.tz().clone())
+                        .strftime("%Y-%m-%d %H:%M")
+                        .to_string()
+                };
+                format!("of its charges from {} to {}", day(part_from), day(part_to))
+            } else {
+                "of its charges for the month".to_string()
+            };
             lines[p].push(Line {
                 kind: LineKind::Credit,
                 description: format!(
-                    "Service credit {m}: component {component} below its availability target, {percent}% of its charges for the month ({})",
+                    "Service credit {m}: component {component} below its availability target, {percent}% {of} ({})",
                     super::money(*charge)
                 )
                 .into(),

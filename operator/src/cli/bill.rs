@@ -15,7 +15,7 @@ use regie_crds::Tenant;
 use regie_crds::generated::InvoiceState;
 
 use super::BillFormat;
-use crate::billing::engine::{Credits, bill, from_inventory};
+use crate::billing::engine::{Credit, Credits, bill, from_inventory};
 use crate::billing::export::{file_name, to_csv, to_json};
 use crate::billing::invoice::{Invoice, State};
 use crate::billing::period::{Month, Period, local_date};
@@ -58,18 +58,15 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
                     continue;
                 };
                 for c in r.status.iter().flat_map(|s| s.components.iter()) {
-                    if c.credit_percent < 0 || c.credit_percent > 100 {
-                        problems.push(format!(
-                            "{source}: SlaReport/{}: status.components[{}].creditPercent: {} must be 0 to 100",
-                            r.name_any(),
-                            c.component,
-                            c.credit_percent
-                        ));
-                    } else if c.credit_percent > 0 {
-                        credits.insert(
-                            (r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)),
-                            c.credit_percent.into(),
-                        );
+                    match Credit::of_entry(c) {
+                        Err(e) => {
+                            problems.push(format!("{source}: SlaReport/{}: {e}", r.name_any()))
+                        }
+                        Ok(None) => {}
+                        Ok(Some(credit)) => credits
+                            .entry((r.spec.tenant.clone(), c.component.clone(), Month::new(y, m)))
+                            .or_default()
+                            .push(credit),
                     }
                 }
             }

@@ -68,8 +68,8 @@ use super::kept::{Kept, Split, Version};
 use super::kept_text::{self, KeptText, Vocabulary};
 use super::{Context, slimmed};
 use crate::billing::engine::{
-    Catalogue, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue, member_of,
-    tenant_input,
+    Catalogue, Credit, Credits, Record, TenantInput, TenantObjects, bill_each, catalogue,
+    member_of, tenant_input,
 };
 use crate::billing::invoice::{
     Invoice, Line, LineKind, NUMBER_PREFIX, State, Unit, VatTreatment, corrections,
@@ -452,8 +452,9 @@ pub struct ReportCredits(Option<Box<Granted>>);
 struct Granted {
     tenant: String,
     month: Month,
-    /// Component and credit percentage, for the components that earned a credit.
-    credits: Vec<(String, i32)>,
+    /// Component and credit, for the components (or the parts of the month under one level)
+    /// that earned a credit.
+    credits: Vec<(String, Credit)>,
 }
 
 impl ReportCredits {
@@ -461,12 +462,19 @@ impl ReportCredits {
         let Ok((year, month)) = regie_crds::validate::parse_month(&r.spec.period) else {
             return ReportCredits(None);
         };
-        let credits: Vec<(String, i32)> = r
+        let name = r.metadata.name.as_deref().unwrap_or_default();
+        let credits: Vec<(String, Credit)> = r
             .status
-            .into_iter()
-            .flat_map(|s| s.components)
-            .filter(|c| c.credit_percent != 0)
-            .map(|c| (c.component, c.credit_percent))
+            .iter()
+            .flat_map(|s| &s.components)
+            .filter_map(|c| match Credit::of_entry(c) {
+                Ok(credit) => credit.map(|credit| (c.component.clone(), credit)),
+                Err(e) => {
+                    // Only a hand-edited report gets here; its credit waits until it is mended.
+                    tracing::warn!(report = %name, error = %e, "service credit not read");
+                    None
+                }
+            })
             .collect();
         ReportCredits((!credits.is_empty()).then(|| {
             Box::new(Granted {
@@ -764,13 +772,11 @@ struct Groups {
 pub fn credits_of<'a>(reports: impl IntoIterator<Item = &'a ReportCredits>) -> Credits {
     let mut credits = Credits::new();
     for granted in reports.into_iter().filter_map(|r| r.0.as_deref()) {
-        for (component, percent) in &granted.credits {
-            if (1..=100).contains(percent) {
-                credits.insert(
-                    (granted.tenant.clone(), component.clone(), granted.month),
-                    (*percent).into(),
-                );
-            }
+        for (component, credit) in &granted.credits {
+            credits
+                .entry((granted.tenant.clone(), component.clone(), granted.month))
+                .or_default()
+                .push(credit.clone());
         }
     }
     credits
@@ -2752,7 +2758,7 @@ spec:
                     "archive".to_string(),
                     Month::new(2026, 3),
                 ),
-                Decimal::from(percent),
+                vec![Credit::month(Decimal::from(percent))],
             )])
         };
         let step = |tenants: &[TenantInput],
@@ -3560,6 +3566,8 @@ spec:
                 components: vec![ComponentCompliance {
                     component: "zaaksysteem".into(),
                     service_level: "gold".into(),
+                    from: None,
+                    to: None,
                     window_seconds: 1000,
                     down_seconds: 10,
                     availability: availability.into(),
@@ -3604,5 +3612,55 @@ spec:
             ..SlaReportStatus::default()
         });
         assert_eq!(ReportCredits::of(credited), ReportCredits(None));
+    }
+
+    /// A component whose level changed in the month has an entry per level; each credit is of
+    /// its own part of the month.
+    #[test]
+    fn a_reports_parts_are_credited_each_for_its_part() {
+        use regie_crds::generated::{ComponentCompliance, SlaReportSpec, SlaReportStatus};
+        let mut r = SlaReport::new(
+            "tholen-2026-03",
+            SlaReportSpec {
+                tenant: "tholen".into(),
+                period: "2026-03".into(),
+                from: "2026-03-01T00:00:00+01:00".into(),
+                to: "2026-04-01T00:00:00+02:00".into(),
+            },
+        );
+        let part =
+            |level: &str, from: Option<&str>, to: Option<&str>, credit: i32| ComponentCompliance {
+                component: "website".into(),
+                service_level: level.into(),
+                from: from.map(Into::into),
+                to: to.map(Into::into),
+                credit_percent: credit,
+                ..ComponentCompliance::default()
+            };
+        let change = "2026-03-16T10:00:00Z";
+        r.status = Some(SlaReportStatus {
+            components: vec![
+                part("bronze", None, Some(change), 10),
+                part("silver", Some(change), None, 5),
+            ],
+            ..SlaReportStatus::default()
+        });
+        let credits = credits_of(&[ReportCredits::of(r)]);
+        let at: jiff::Timestamp = change.parse().unwrap();
+        assert_eq!(
+            credits[&("tholen".into(), "website".into(), Month::new(2026, 3))],
+            [
+                Credit {
+                    percent: 10.into(),
+                    from: None,
+                    to: Some(at)
+                },
+                Credit {
+                    percent: 5.into(),
+                    from: Some(at),
+                    to: None
+                },
+            ]
+        );
     }
 }

@@ -72,7 +72,7 @@ use super::{Clock, Context};
 use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
 use crate::sla::compliance::Sample;
-use crate::sla::history::{History, periods_at};
+use crate::sla::history::{History, Part, periods_at};
 use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges, Windows};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig, SystemClock};
 use crate::sla::report::{ComponentReport, TenantReport};
@@ -951,7 +951,15 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
         let last = stored_state(&component, &stored).last;
         want = still_to_read(&tier, &current, last);
     }
+    let s = stored_state(&component, &stored);
+    let levels = stored_levels(&component, &stored, &tier.time_zone, s.last);
     let mut state = probes.lock();
+    // The level the last stored sample was taken under: another than now when the level
+    // changed while no process probed, and the first sample here splits the periods there.
+    let sampled = levels
+        .level
+        .filter(|l| *l != tier.name)
+        .and_then(|l| state.tiers.get(l.as_str()).cloned());
     let Some(t) = state.tracked.get_mut(key) else {
         return true;
     };
@@ -959,9 +967,16 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
         return true;
     }
     t.resumed = true;
-    let s = stored_state(&component, &stored);
     if s.last.is_some() {
-        t.history = History::resume(&t.tier, s.last, s.closed, s.ongoing, &s.unfinished);
+        let sampled = sampled.unwrap_or_else(|| t.tier.clone());
+        t.history = History::resume(
+            &sampled,
+            s.last,
+            s.closed,
+            s.ongoing,
+            &s.unfinished,
+            levels.retiered,
+        );
     }
     // Kept only for the tenant's components still to resume: once none is left, a component
     // added later reads the reports afresh.
@@ -985,6 +1000,58 @@ struct Stored {
     ongoing: Option<Timestamp>,
     /// Periods whose report lists it but is not final.
     unfinished: Vec<Period>,
+}
+
+/// What the stored reports say of the levels one component held.
+#[derive(Debug, Default, PartialEq)]
+struct StoredLevels {
+    /// The level of the entry written with the last sample `last`.
+    level: Option<String>,
+    /// Where the current level's part began, and the parts of the levels before it (the
+    /// entries that end before their period does).
+    retiered: Option<(Timestamp, Vec<Part>)>,
+}
+
+fn stored_levels(
+    component: &str,
+    reports: &[(Period, SlaReportStatus)],
+    tz: &jiff::tz::TimeZone,
+    last: Option<Sample>,
+) -> StoredLevels {
+    let mut out = StoredLevels::default();
+    let mut since: Option<Timestamp> = None;
+    let mut before = Vec::new();
+    for (p, s) in reports {
+        let Ok(bounds) = p.bounds(tz) else {
+            continue;
+        };
+        for c in s.components.iter().filter(|c| c.component == component) {
+            let written_last = c.last_sample.as_ref().is_some_and(|l| {
+                last.is_some_and(|last| l.time.parse::<Timestamp>().is_ok_and(|t| t == last.at))
+            });
+            if written_last {
+                out.level = Some(c.service_level.clone());
+            }
+            // A part that cannot be read back is measured afresh under the current level.
+            let Ok(entry) = ComponentReport::from_entry(c, bounds) else {
+                continue;
+            };
+            match entry.to {
+                Some(_) => before.push(Part {
+                    period: *p,
+                    service_level: entry.service_level,
+                    result: entry.result,
+                }),
+                None => {
+                    if let Some(from) = entry.from {
+                        since = Some(since.map_or(from, |s| s.max(from)));
+                    }
+                }
+            }
+        }
+    }
+    out.retiered = since.map(|s| (s, before));
+    out
 }
 
 fn stored_state(component: &str, reports: &[(Period, SlaReportStatus)]) -> Stored {
@@ -1142,12 +1209,20 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 covered_until(h, &t.tier, now)
             };
             for (period, closing) in periods {
-                let Ok((bounds, result)) = h.figures(&t.tier, period, until) else {
+                let Ok((bounds, parts)) = h.figures(&t.tier, period, until) else {
+                    continue;
+                };
+                let Some(current) = parts.last() else {
                     continue;
                 };
                 if !closing && matches!(period, Period::Month { .. }) {
-                    gauges.push((key.clone(), sla_gauges(&t.tier, bounds, &result)));
+                    // The error budget of the part of the month under the level held now.
+                    let part = Interval::new(current.result.period.start, bounds.end);
+                    gauges.push((key.clone(), sla_gauges(&t.tier, part, &current.result)));
                 }
+                // A period left early (the component's new level reports at another cadence)
+                // is final only once it has ended.
+                let closing = closing && bounds.end <= now;
                 let entry = reports
                     .entry(report_name(tenant, &period))
                     .or_insert_with(|| Draft {
@@ -1159,11 +1234,15 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                         keys: Vec::new(),
                     });
                 entry.closing &= closing;
-                entry.components.push(ComponentReport {
-                    component: t.labels.component.to_string(),
-                    service_level: t.labels.service_level.to_string(),
-                    result,
-                });
+                let entries = ComponentReport::parts(
+                    &t.labels.component,
+                    bounds,
+                    parts.into_iter().map(|p| (p.service_level, p.result)),
+                );
+                let count = entries.len();
+                entry.components.extend(entries);
+                // The run state goes with the current part: a restart goes on from there.
+                entry.lasts.extend((1..count).map(|_| None));
                 entry.lasts.push(h.run().last());
                 entry.keys.push(key.clone());
             }
@@ -1352,7 +1431,8 @@ fn final_condition(closing: bool, bounds: Interval, now: Timestamp) -> status::C
     }
 }
 
-/// The gauges of a component of `tier` from its month-to-date `result` for the month `month`.
+/// The gauges of a component of `tier` from its month-to-date `result` for the month `month`
+/// (from the change, when its level changed in the month).
 /// The error budget is the whole month's: a share of the month's service-window time so far
 /// would make one failed probe early in the month overspend it many times over.
 fn sla_gauges(
@@ -1574,6 +1654,49 @@ mod tests {
         }
     }
 
+    /// A March report written after the component moved from bronze to silver on 16 March:
+    /// the bronze part is read back whole, the silver part says where silver began, and the
+    /// level of the last sample is silver's.
+    #[test]
+    fn stored_parts_of_a_level_change_are_read_back() {
+        let march = Period::month(2026, 3).expect("month");
+        let change = "2026-03-16T10:00:00Z";
+        let mut bronze = entry("gis", &[("2026-03-10T17:00:00Z", Some(change))], ("", true));
+        bronze.last_sample = None;
+        bronze.service_level = "bronze".into();
+        bronze.to = Some(change.into());
+        bronze.window_seconds = 334_800;
+        bronze.availability = "100".into();
+        bronze.target = "99.0".into();
+        bronze.met = true;
+        let mut silver = entry("gis", &[], ("2026-03-17T18:00:00Z", true));
+        silver.service_level = "silver".into();
+        silver.from = Some(change.into());
+        silver.availability = "100".into();
+        silver.target = "99.5".into();
+        let other = entry("website", &[], ("2026-03-17T18:00:00Z", true));
+        let reports = [(march, report(vec![bronze, silver, other], false))];
+        let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("tz");
+        let last = Sample {
+            at: ts("2026-03-17T18:00:00Z"),
+            success: true,
+        };
+        let levels = stored_levels("gis", &reports, &tz, Some(last));
+        assert_eq!(levels.level.as_deref(), Some("silver"));
+        let (since, before) = levels.retiered.expect("a change");
+        assert_eq!(since, ts(change));
+        assert_eq!(before.len(), 1);
+        assert_eq!(
+            (before[0].period, before[0].service_level.as_str()),
+            (march, "bronze")
+        );
+        assert_eq!(before[0].result.window_seconds, 334_800);
+        assert_eq!(before[0].result.period.end, ts(change));
+        // A component that never changed level has no parts.
+        let levels = stored_levels("website", &reports, &tz, Some(last));
+        assert_eq!(levels.retiered, None);
+    }
+
     /// A gold component (daily reports) whose operator stopped at 23:50 on 31 March and came
     /// back after midnight: the reports of 1 April do not exist, so those of March and of
     /// 31 March are read; both are left open, and the incident going on at the last sample
@@ -1626,7 +1749,7 @@ mod tests {
 
         // Resumed and fed the first sample after midnight, both periods close with the incident
         // running to their end.
-        let mut h = History::resume(&tier, s.last, s.closed, s.ongoing, &s.unfinished);
+        let mut h = History::resume(&tier, s.last, s.closed, s.ongoing, &s.unfinished, None);
         let seen = h.observe(
             &tier,
             Sample {
@@ -1654,12 +1777,23 @@ mod tests {
     }
 
     /// Bronze: office hours, 99.0.
-    fn bronze() -> Tier {
-        Tier::from_level(&crate::tier::tests::level(
-            "bronze",
-            "  rank: 1\n  serviceHours: [\"Mon-Fri 08:00-17:00\"]\n  responseTimes: {urgent: 60m, other: 48h}\n  kpiReport: monthly\n  availability: {target: \"99.0\"}\n  probe: {interval: 60s, timeout: 10s}\n  workload: {minReplicas: 1}\n  credits: [{below: \"99.0\", percent: 5}]\n",
-        ))
-        .expect("bronze")
+    fn bronze() -> Arc<Tier> {
+        Arc::new(
+            Tier::from_level(&crate::tier::tests::level(
+                "bronze",
+                "  rank: 1\n  serviceHours: [\"Mon-Fri 08:00-17:00\"]\n  responseTimes: {urgent: 60m, other: 48h}\n  kpiReport: monthly\n  availability: {target: \"99.0\"}\n  probe: {interval: 60s, timeout: 10s}\n  workload: {minReplicas: 1}\n  credits: [{below: \"99.0\", percent: 5}]\n",
+            ))
+            .expect("bronze"),
+        )
+    }
+
+    /// The figures of a period held under one level.
+    fn one(
+        (bounds, parts): (Interval, Vec<Part>),
+    ) -> (Interval, crate::sla::compliance::ComponentResult) {
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        let part = parts.into_iter().next().expect("a part");
+        (bounds, part.result)
     }
 
     /// `website` of tholen was down 10 h in March (a credit) and stalls on 20 March (its URL
@@ -1770,7 +1904,7 @@ mod tests {
         let until = covered_until(&h, &tier, now);
         assert_eq!(until, ts("2026-03-20T09:01:00Z"));
         let march = Period::month(2026, 3).expect("month");
-        let (_, stopped) = h.figures(&tier, march, until).expect("figures");
+        let (_, stopped) = one(h.figures(&tier, march, until).expect("figures"));
         assert_eq!(stopped.down_seconds, 60);
         // Through 19 March: 14 working days of 9 h, then 20 March 08:00-10:01.
         assert_eq!(stopped.window_seconds, 14 * 9 * 3600 + 2 * 3600 + 60);
@@ -1808,7 +1942,7 @@ mod tests {
             year: 2026,
             month: 3,
         };
-        let (bounds, result) = h.figures(&tier, march, now).expect("figures");
+        let (bounds, result) = one(h.figures(&tier, march, now).expect("figures"));
         assert_eq!((result.window_seconds, result.down_seconds), (600, 60));
         let g = sla_gauges(&tier, bounds, &result);
         let expected = 1.0 - 60.0 / 7_128.0;
@@ -1837,7 +1971,7 @@ mod tests {
             );
         }
         let now = ts("2026-10-26T09:00:00Z");
-        let (bounds, result) = h.figures(&tier, october, now).expect("figures");
+        let (bounds, result) = one(h.figures(&tier, october, now).expect("figures"));
         let g = sla_gauges(&tier, bounds, &result);
         let expected = 1.0 - 60.0 / (22.0 * 9.0 * 36.0);
         assert!(

@@ -1,10 +1,19 @@
 //! What the live prober remembers of one component across report periods: its run state, the
 //! incidents closed while any of its report periods was open, which periods are being measured
 //! (always the calendar month, for credits; besides it the week or day when the component's
-//! tier reports at that cadence), and which ended periods still owe their final report.
+//! tier reports at that cadence), which ended periods still owe their final report, and — once
+//! its service level changed — the figures of the level it held before.
+//!
+//! A change of level splits a period: the part before is measured in the old level's service
+//! hours against its target and credits, the part after in the new one's (a member that moves
+//! from bronze to silver on the 15th is not held to silver's evening hours for the first half
+//! of the month, nor paid silver's credits for it). The split falls at the first sample taken
+//! under the new level, so that `regie sla` finds it at the same instant in the samples.
 //!
 //! Pure: the operator feeds it samples in time order and asks it for figures; the split at a
 //! period's end is decided here, so a test can cross a month end without a cluster.
+
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use regie_crds::catalogue::KpiCadence;
@@ -20,6 +29,16 @@ pub fn periods_at(tier: &Tier, at: Timestamp) -> OpenPeriods {
     match tier.kpi_report {
         KpiCadence::Monthly => OpenPeriods::of(&[month]),
         cadence => OpenPeriods::of(&[month, Period::containing(cadence, at, &tier.time_zone)]),
+    }
+}
+
+/// Whether a component of `tier` is reported in `period`: every month, and the week or day of
+/// its KPI cadence.
+fn reports(tier: &Tier, period: Period) -> bool {
+    match period {
+        Period::Month { .. } => true,
+        Period::Week { .. } => tier.kpi_report == KpiCadence::Weekly,
+        Period::Day(_) => tier.kpi_report == KpiCadence::Daily,
     }
 }
 
@@ -90,6 +109,29 @@ pub struct History {
     open: OpenPeriods,
     /// Periods that ended and whose final figures are not written yet.
     closing: Vec<Period>,
+    /// The level the last sample was taken under (shared with every component at that level).
+    tier: Option<Arc<Tier>>,
+    /// Only for a component whose level changed within a period still reported: boxed, as
+    /// nearly every component never needs it.
+    retiered: Option<Box<Retiered>>,
+}
+
+/// A level change within the periods still reported.
+#[derive(Clone, Debug, PartialEq)]
+struct Retiered {
+    /// Where the level now held took over: the current figures start here.
+    since: Timestamp,
+    /// The figures of the levels held before, per period.
+    before: Vec<Part>,
+}
+
+/// The figures of one period under one level, over the part of it the level was held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    pub period: Period,
+    pub service_level: String,
+    /// `result.period` is the part measured, within the period's bounds.
+    pub result: ComponentResult,
 }
 
 /// What one sample changed.
@@ -116,12 +158,16 @@ impl History {
     /// between two samples does — the last known outcome holds. An unfinished period that had
     /// ended before the last sample (the process took that sample but stopped before the final
     /// write) is closing at once: its figures cannot change any more.
+    ///
+    /// `tier` is the level the last sample was taken under; `before`, the stored figures of
+    /// levels held earlier in the stored periods, and `since`, where `tier` took over from them.
     pub fn resume(
-        tier: &Tier,
+        tier: &Arc<Tier>,
         last: Option<Sample>,
         closed: Vec<Interval>,
         ongoing: Option<Timestamp>,
         unfinished: &[Period],
+        retiered: Option<(Timestamp, Vec<Part>)>,
     ) -> History {
         let open = last.map_or(OpenPeriods::NONE, |s| periods_at(tier, s.at));
         let closing = match last {
@@ -133,11 +179,17 @@ impl History {
                 .collect(),
             None => Vec::new(),
         };
+        let retiered = retiered.map(|(since, mut before)| {
+            before.retain(|p| open.contains(&p.period) || closing.contains(&p.period));
+            Box::new(Retiered { since, before })
+        });
         let mut history = History {
             run: RunState::resume(last, ongoing),
             closed: super::calendar::merge(closed),
             open,
             closing,
+            tier: last.is_some().then(|| tier.clone()),
+            retiered,
         };
         history.prune(tier);
         history
@@ -157,10 +209,16 @@ impl History {
         &self.closing
     }
 
-    /// Takes the next sample. The periods that do not hold it any more are closed first; the
-    /// sample then counts (it may close an incident that began in a closed period, whose final
-    /// figures then run to that period's end).
-    pub fn observe(&mut self, tier: &Tier, sample: Sample) -> Observed {
+    /// Takes the next sample, taken under `tier`. The periods that do not hold it any more are
+    /// closed first; the sample then counts (it may close an incident that began in a closed
+    /// period, whose final figures then run to that period's end). A sample under another level
+    /// than the last one ends that level's part of every period still reported here.
+    pub fn observe(&mut self, tier: &Arc<Tier>, sample: Sample) -> Observed {
+        let previous = match &self.tier {
+            Some(old) if old.name != tier.name => Some(old.clone()),
+            _ => None,
+        };
+        let was_open = self.open;
         let now_open = periods_at(tier, sample.at);
         let mut closed_period = false;
         for p in std::mem::take(&mut self.open) {
@@ -169,9 +227,11 @@ impl History {
             }
             // A sample older than the period (clock stepped back) leaves the period open.
             let ended = p.bounds(&tier.time_zone).is_ok_and(|b| b.end <= sample.at);
-            if ended && !self.closing.contains(&p) {
+            // A period the new level does not report (a week, for a level reporting daily)
+            // has the old level's part to report: it closes when it ends.
+            if (ended || previous.is_some()) && !self.closing.contains(&p) {
                 self.closing.push(p);
-                closed_period = true;
+                closed_period |= ended;
             }
         }
         self.open = now_open;
@@ -179,6 +239,13 @@ impl History {
         if let Some(incident) = self.run.observe(sample.at, sample.success) {
             self.closed.push(incident);
         }
+        if let Some(old) = previous {
+            // After the sample counted: an outage going on across the change is the old
+            // level's up to this instant, as `regie sla` cuts it.
+            let periods: Vec<Period> = was_open.iter().chain(&self.closing).copied().collect();
+            self.retier(&old, &periods, sample.at);
+        }
+        self.tier = Some(tier.clone());
         self.prune(tier);
         Observed {
             transition: was_down != self.run.down_since().is_some(),
@@ -186,25 +253,98 @@ impl History {
         }
     }
 
-    /// The figures of `period` measured up to `now` (its end, once it has ended). Service credits
+    /// Ends the part of `periods` measured under `old` at `at`: its figures are kept as they
+    /// stand, and the current figures start at `at`.
+    fn retier(&mut self, old: &Tier, periods: &[Period], at: Timestamp) {
+        let mut parts = Vec::new();
+        for p in periods {
+            let Ok(bounds) = p.bounds(&old.time_zone) else {
+                continue;
+            };
+            let range = Interval::new(self.since().max(bounds.start), at.min(bounds.end));
+            if range.is_empty() || parts.iter().any(|q: &Part| q.period == *p) {
+                continue;
+            }
+            let mut result = self.measure(old, *p, range, at);
+            // An outage going on goes on in the new level's part: this part of it has ended.
+            for i in &mut result.incidents {
+                i.ongoing = false;
+            }
+            parts.push(Part {
+                period: *p,
+                service_level: old.name.clone(),
+                result,
+            });
+        }
+        let retiered = self.retiered.get_or_insert_with(|| {
+            Box::new(Retiered {
+                since: at,
+                before: Vec::new(),
+            })
+        });
+        retiered.since = at;
+        retiered.before.extend(parts);
+    }
+
+    /// Where the figures of the level held now start (the dawn of time when it never changed).
+    fn since(&self) -> Timestamp {
+        self.retiered.as_ref().map_or(Timestamp::MIN, |r| r.since)
+    }
+
+    /// The figures of `period` over `range` under `tier`, measured up to `now`. Service credits
     /// are monthly: a week's or a day's report shows none.
+    fn measure(
+        &self,
+        tier: &Tier,
+        period: Period,
+        range: Interval,
+        now: Timestamp,
+    ) -> ComponentResult {
+        let mut result = compliance_live(tier, range, &self.closed, &self.run, now);
+        if !matches!(period, Period::Month { .. }) {
+            result.credit_percent = 0;
+        }
+        result
+    }
+
+    /// The figures of `period` measured up to `now` (its end, once it has ended), one part per
+    /// level held in it, in time order: the parts of levels held before as they were when the
+    /// level changed, then the current level's (under the level of the last sample; `tier`
+    /// before the first). Service credits are monthly: a week's or a day's report shows none.
     pub fn figures(
         &self,
         tier: &Tier,
         period: Period,
         now: Timestamp,
-    ) -> Result<(Interval, ComponentResult), PeriodError> {
+    ) -> Result<(Interval, Vec<Part>), PeriodError> {
+        let tier = self.tier.as_deref().unwrap_or(tier);
         let bounds = period.bounds(&tier.time_zone)?;
-        let mut result = compliance_live(tier, bounds, &self.closed, &self.run, now);
-        if !matches!(period, Period::Month { .. }) {
-            result.credit_percent = 0;
+        let mut parts: Vec<Part> = self
+            .retiered
+            .iter()
+            .flat_map(|r| &r.before)
+            .filter(|p| p.period == period)
+            .cloned()
+            .collect();
+        let range = Interval::new(self.since().max(bounds.start), bounds.end);
+        // A week the level held now does not report (it reports daily, say) has only the parts
+        // of the levels before; a month is always reported.
+        if (!range.is_empty() && reports(tier, period)) || parts.is_empty() {
+            parts.push(Part {
+                period,
+                service_level: tier.name.clone(),
+                result: self.measure(tier, period, range, now),
+            });
         }
-        Ok((bounds, result))
+        Ok((bounds, parts))
     }
 
     /// The final report of `period` is written: forget it and what only it needed.
     pub fn finished(&mut self, tier: &Tier, period: Period) {
         self.closing.retain(|p| *p != period);
+        if let Some(r) = &mut self.retiered {
+            r.before.retain(|p| p.period != period);
+        }
         self.prune(tier);
     }
 
@@ -220,6 +360,14 @@ impl History {
         if let Some(earliest) = earliest {
             self.closed.retain(|i| i.end > earliest);
         }
+        // Once no period reported holds a part before the change, the change is history.
+        if self
+            .retiered
+            .as_ref()
+            .is_some_and(|r| r.before.is_empty() && earliest.is_none_or(|e| r.since <= e))
+        {
+            self.retiered = None;
+        }
     }
 }
 
@@ -234,9 +382,13 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn tier(cadence: &str) -> Tier {
+    fn tier(cadence: &str) -> Arc<Tier> {
+        Arc::new(named("t", cadence))
+    }
+
+    fn named(name: &str, cadence: &str) -> Tier {
         Tier::from_level(&level(
-            "t",
+            name,
             &format!(
                 "  rank: 1\n  serviceHours: [\"Mon-Sun 00:00-24:00\"]\n  responseTimes: {{urgent: 60m, other: 48h}}\n  kpiReport: {cadence}\n  availability: {{target: \"99.0\"}}\n  probe: {{interval: 60s, timeout: 10s}}\n  workload: {{minReplicas: 1}}\n  credits: [{{below: \"99.0\", percent: 5}}]\n"
             ),
@@ -244,7 +396,15 @@ mod tests {
         .unwrap()
     }
 
-    fn feed(h: &mut History, tier: &Tier, samples: &[(&str, bool)]) -> Vec<Observed> {
+    /// The figures of a period held under one level.
+    fn whole((bounds, parts): (Interval, Vec<Part>)) -> (Interval, ComponentResult) {
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        let part = parts.into_iter().next().unwrap();
+        assert_eq!(part.result.period.start, bounds.start);
+        (bounds, part.result)
+    }
+
+    fn feed(h: &mut History, tier: &Arc<Tier>, samples: &[(&str, bool)]) -> Vec<Observed> {
         samples
             .iter()
             .map(|(at, ok)| {
@@ -331,7 +491,7 @@ mod tests {
         assert_eq!(h.open_periods(), &[april]);
 
         let now = ts("2026-04-01T08:00:00Z");
-        let (mb, m) = h.figures(&t, march, now).unwrap();
+        let (mb, m) = whole(h.figures(&t, march, now).unwrap());
         assert_eq!(m.down_seconds, 3600, "{m:?}");
         assert_eq!(
             m.window_seconds,
@@ -341,7 +501,7 @@ mod tests {
         assert_eq!(m.incidents.len(), 1);
         assert_eq!(m.incidents[0].end, mb.end, "cut at local midnight");
         assert!(!m.incidents[0].ongoing);
-        let (ab, a) = h.figures(&t, april, now).unwrap();
+        let (ab, a) = whole(h.figures(&t, april, now).unwrap());
         assert_eq!(a.down_seconds, 3600, "{a:?}");
         assert_eq!(a.incidents[0].start, ab.start);
 
@@ -367,7 +527,7 @@ mod tests {
         h.finished(&t, march);
         assert!(h.closing_periods().is_empty());
         // The incident began in March but touches April: it is kept.
-        let (_, again) = h.figures(&t, april, now).unwrap();
+        let (_, again) = whole(h.figures(&t, april, now).unwrap());
         assert_eq!(again, a);
     }
 
@@ -384,8 +544,8 @@ mod tests {
                 ("2026-03-31T22:01:00Z", false),
             ],
         );
-        let (b, m) = h
-            .figures(
+        let (b, m) = whole(
+            h.figures(
                 &t,
                 Period::Month {
                     year: 2026,
@@ -393,7 +553,8 @@ mod tests {
                 },
                 ts("2026-04-01T00:00:00Z"),
             )
-            .unwrap();
+            .unwrap(),
+        );
         assert_eq!(m.down_seconds, 1800);
         assert_eq!(m.incidents[0].end, b.end);
     }
@@ -426,14 +587,14 @@ mod tests {
         assert_eq!(h.closing_periods(), &[march, w14]);
         h.finished(&t, march);
         // March's incident is still needed by W14's final report.
-        let (_, w) = h.figures(&t, w14, ts("2026-04-06T08:00:00Z")).unwrap();
+        let (_, w) = whole(h.figures(&t, w14, ts("2026-04-06T08:00:00Z")).unwrap());
         assert_eq!(w.down_seconds, 3600);
         assert_eq!(w.credit_percent, 0, "credits are monthly");
         assert!(w.met, "one hour in a week is 99.404%: met");
         h.finished(&t, w14);
         assert!(h.closing_periods().is_empty());
-        let (_, w15) = h
-            .figures(
+        let (_, w15) = whole(
+            h.figures(
                 &t,
                 Period::Week {
                     year: 2026,
@@ -441,7 +602,8 @@ mod tests {
                 },
                 ts("2026-04-06T09:00:00Z"),
             )
-            .unwrap();
+            .unwrap(),
+        );
         assert_eq!(w15.down_seconds, 0);
     }
 
@@ -460,16 +622,18 @@ mod tests {
             )],
             Some(ts("2026-03-02T08:00:00Z")),
             &[],
+            None,
         );
         let seen = feed(&mut h, &t, &[("2026-03-02T09:01:00Z", true)]);
         assert!(seen[0].transition);
-        let (_, d) = h
-            .figures(
+        let (_, d) = whole(
+            h.figures(
                 &t,
                 Period::Day(jiff::civil::date(2026, 3, 2)),
                 ts("2026-03-02T10:00:00Z"),
             )
-            .unwrap();
+            .unwrap(),
+        );
         assert_eq!(d.down_seconds, 600 + 3660);
         assert_eq!(d.incidents.len(), 2);
     }
@@ -497,6 +661,7 @@ mod tests {
             vec![earlier],
             Some(ts("2026-03-31T21:30:00Z")),
             &[march, day],
+            None,
         );
         assert!(
             h.closing_periods().is_empty(),
@@ -511,12 +676,12 @@ mod tests {
 
         let now = ts("2026-03-31T22:06:00Z");
         for p in [march, day] {
-            let (b, r) = h.figures(&t, p, now).unwrap();
+            let (b, r) = whole(h.figures(&t, p, now).unwrap());
             assert_eq!(r.down_seconds, 600 + 1800, "{p}: {r:?}");
             let last = r.incidents.last().unwrap();
             assert_eq!((last.end, last.ongoing), (b.end, false), "{p}");
         }
-        let (_, a) = h.figures(&t, april, now).unwrap();
+        let (_, a) = whole(h.figures(&t, april, now).unwrap());
         assert_eq!(a.down_seconds, 300, "the gap after midnight is down too");
     }
 
@@ -541,11 +706,12 @@ mod tests {
             )],
             None,
             &[march],
+            None,
         );
         let seen = feed(&mut h, &t, &[("2026-04-01T06:00:00Z", false)]);
         assert!(seen[0].closed_period);
         assert_eq!(h.closing_periods(), &[march]);
-        let (_, m) = h.figures(&t, march, ts("2026-04-01T06:01:00Z")).unwrap();
+        let (_, m) = whole(h.figures(&t, march, ts("2026-04-01T06:01:00Z")).unwrap());
         assert_eq!(m.down_seconds, 600);
     }
 
@@ -568,11 +734,227 @@ mod tests {
             Vec::new(),
             None,
             &[march],
+            None,
         );
         assert_eq!(h.closing_periods(), &[march]);
         assert_eq!(h.open_periods(), &[march.next().unwrap()]);
         // Without a stored sample nothing is known to close.
-        let h = History::resume(&t, None, Vec::new(), None, &[march]);
+        let h = History::resume(&t, None, Vec::new(), None, &[march], None);
         assert!(h.closing_periods().is_empty() && h.open_periods().is_empty());
+    }
+
+    fn office(name: &str, hours: &str, cadence: &str, target: &str, interval: &str) -> Arc<Tier> {
+        Arc::new(
+            Tier::from_level(&level(
+                name,
+                &format!(
+                    "  rank: 1\n  serviceHours: [\"{hours}\"]\n  responseTimes: {{urgent: 60m, other: 48h}}\n  kpiReport: {cadence}\n  availability: {{target: \"{target}\"}}\n  probe: {{interval: {interval}, timeout: 5s}}\n  workload: {{minReplicas: 1}}\n  credits: [{{below: \"{target}\", percent: 5}}, {{below: \"97.0\", percent: 10}}]\n"
+                ),
+            ))
+            .unwrap(),
+        )
+    }
+
+    /// The examples' bronze and silver, as far as they matter here.
+    fn bronze_silver() -> (Arc<Tier>, Arc<Tier>) {
+        (
+            office("bronze", "Mon-Fri 08:00-17:00", "monthly", "99.0", "60s"),
+            office("silver", "Mon-Fri 08:00-22:00", "weekly", "99.5", "30s"),
+        )
+    }
+
+    /// A member moves from bronze to silver on Monday 16 March 2026; the first silver probe runs
+    /// at 11:00 local (10:00Z). An outage on Tuesday 10 March 18:00-20:00 local falls outside
+    /// bronze's hours and counts for nothing (under silver's hours, re-rated, it was 7,200 s);
+    /// one on Tuesday 17 March 18:00-19:00 local falls inside silver's. March has two parts,
+    /// each in its own level's hours, target and credits.
+    #[test]
+    fn a_level_change_splits_the_month_at_the_first_sample_under_the_new_level() {
+        let (bronze, silver) = bronze_silver();
+        let mut h = History::new();
+        feed(
+            &mut h,
+            &bronze,
+            &[
+                ("2026-03-02T07:00:00Z", true),
+                ("2026-03-10T17:00:00Z", false),
+                ("2026-03-10T19:00:00Z", true),
+            ],
+        );
+        let seen = feed(&mut h, &silver, &[("2026-03-16T10:00:00Z", true)]);
+        assert!(!seen[0].closed_period && !seen[0].transition);
+        feed(
+            &mut h,
+            &silver,
+            &[
+                ("2026-03-17T17:00:00Z", false),
+                ("2026-03-17T18:00:00Z", true),
+            ],
+        );
+        let march = Period::month(2026, 3).unwrap();
+        let end = ts("2026-03-31T22:00:00Z");
+        let (bounds, parts) = h.figures(&silver, march, end).unwrap();
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        let (b, s) = (&parts[0], &parts[1]);
+        assert_eq!(b.service_level, "bronze");
+        assert_eq!(
+            b.result.period,
+            Interval::new(bounds.start, ts("2026-03-16T10:00:00Z"))
+        );
+        // 2-13 March: ten working days of 9 h; Monday 16 March 08:00-11:00.
+        assert_eq!(b.result.window_seconds, 10 * 9 * 3600 + 3 * 3600);
+        assert_eq!(
+            b.result.down_seconds, 0,
+            "the evening outage is outside bronze hours"
+        );
+        assert_eq!(b.result.incidents.len(), 1);
+        assert!(!b.result.incidents[0].in_service_hours);
+        assert!(b.result.met);
+        assert_eq!(b.result.credit_percent, 0);
+        assert_eq!(b.result.target, "99.0".parse().unwrap());
+
+        assert_eq!(s.service_level, "silver");
+        assert_eq!(
+            s.result.period,
+            Interval::new(ts("2026-03-16T10:00:00Z"), bounds.end)
+        );
+        // Monday 16 March 11:00-22:00, then eleven working days of 14 h (across the clock
+        // change on 29 March: local hours).
+        assert_eq!(s.result.window_seconds, 11 * 3600 + 11 * 14 * 3600);
+        assert_eq!(s.result.down_seconds, 3600);
+        assert!(!s.result.met, "99.393% is below silver's 99.5%");
+        assert_eq!(s.result.credit_percent, 5);
+        assert_eq!(s.result.target, "99.5".parse().unwrap());
+
+        // The week of the change is silver's from the change on.
+        let w12 = Period::Week {
+            year: 2026,
+            week: 12,
+        };
+        assert_eq!(h.open_periods(), &[march, w12]);
+        let (_, parts) = h.figures(&silver, w12, ts("2026-03-22T23:00:00Z")).unwrap();
+        let week = &parts[0].result;
+        assert_eq!(parts.len(), 1, "bronze reports no weeks");
+        assert_eq!(week.period.start, ts("2026-03-16T10:00:00Z"));
+        assert_eq!(week.down_seconds, 3600);
+        assert_eq!(week.credit_percent, 0, "credits are monthly");
+
+        // The change is forgotten once March is finished: April is silver's alone.
+        feed(&mut h, &silver, &[("2026-04-01T06:00:00Z", true)]);
+        assert_eq!(h.closing_periods(), &[march, w12]);
+        let (_, parts) = h.figures(&silver, march, end).unwrap();
+        assert_eq!(parts.len(), 2);
+        h.finished(&silver, w12);
+        h.finished(&silver, march);
+        assert_eq!(h.retiered, None);
+        let april = march.next().unwrap();
+        let (_, a) = whole(
+            h.figures(&silver, april, ts("2026-04-01T07:00:00Z"))
+                .unwrap(),
+        );
+        assert_eq!(a.down_seconds, 0);
+    }
+
+    /// An outage going on across the change is the old level's up to the first sample under the
+    /// new one, and the new level's from there, as `regie sla` cuts the same samples.
+    #[test]
+    fn an_outage_across_a_level_change_is_cut_at_the_change() {
+        let (bronze, silver) = bronze_silver();
+        let mut h = History::new();
+        feed(&mut h, &bronze, &[("2026-03-16T08:00:00Z", false)]);
+        feed(
+            &mut h,
+            &silver,
+            &[
+                ("2026-03-16T08:01:30Z", false),
+                ("2026-03-16T08:30:00Z", true),
+            ],
+        );
+        let march = Period::month(2026, 3).unwrap();
+        let (bounds, parts) = h
+            .figures(&silver, march, ts("2026-03-16T09:00:00Z"))
+            .unwrap();
+        assert_eq!(
+            parts[0].result.down_seconds, 90,
+            "to the first silver sample"
+        );
+        assert!(!parts[0].result.incidents[0].ongoing);
+        assert_eq!(parts[1].result.down_seconds, 1710);
+        let samples: Vec<Sample> = [
+            ("2026-03-16T08:00:00Z", false),
+            ("2026-03-16T08:01:30Z", false),
+            ("2026-03-16T08:30:00Z", true),
+        ]
+        .iter()
+        .map(|(at, ok)| Sample {
+            at: ts(at),
+            success: *ok,
+        })
+        .collect();
+        let down = down_intervals(&samples, silver.probe_interval, bounds.end);
+        let change = ts("2026-03-16T08:01:30Z");
+        let offline_bronze = compliance(&bronze, Interval::new(bounds.start, change), &down);
+        assert_eq!(offline_bronze.down_seconds, 90);
+        let offline_silver = compliance(
+            &silver,
+            Interval::new(change, ts("2026-03-16T09:00:00Z")),
+            &down,
+        );
+        assert_eq!(offline_silver.down_seconds, parts[1].result.down_seconds);
+    }
+
+    /// Silver reports weekly, gold daily: a move on Wednesday leaves the week with silver's part
+    /// only, to be reported when the week ends; the day of the change is gold's from the change.
+    #[test]
+    fn a_week_the_new_level_does_not_report_closes_with_the_old_levels_part() {
+        let (_, silver) = bronze_silver();
+        let gold = office("gold", "Mon-Sat 08:00-22:00", "daily", "99.9", "10s");
+        let mut h = History::new();
+        feed(&mut h, &silver, &[("2026-03-16T08:00:00Z", true)]);
+        let seen = feed(&mut h, &gold, &[("2026-03-18T09:00:00Z", true)]);
+        assert!(!seen[0].closed_period, "the week has not ended");
+        let w12 = Period::Week {
+            year: 2026,
+            week: 12,
+        };
+        assert_eq!(h.closing_periods(), &[w12]);
+        let (bounds, parts) = h.figures(&gold, w12, ts("2026-03-18T10:00:00Z")).unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(parts[0].service_level, "silver");
+        assert_eq!(
+            parts[0].result.period,
+            Interval::new(bounds.start, ts("2026-03-18T09:00:00Z"))
+        );
+        let day = Period::Day(jiff::civil::date(2026, 3, 18));
+        let (_, parts) = h.figures(&gold, day, ts("2026-03-18T10:00:00Z")).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].service_level, "gold");
+        assert_eq!(parts[0].result.period.start, ts("2026-03-18T09:00:00Z"));
+    }
+
+    /// A restart after the change reads both parts back: the stored earlier part as written, the
+    /// current one from where it began.
+    #[test]
+    fn a_resumed_history_keeps_the_parts_before_the_change() {
+        let (bronze, silver) = bronze_silver();
+        let mut h = History::new();
+        feed(&mut h, &bronze, &[("2026-03-02T07:00:00Z", true)]);
+        feed(&mut h, &silver, &[("2026-03-16T10:00:00Z", true)]);
+        let march = Period::month(2026, 3).unwrap();
+        let now = ts("2026-03-16T11:00:00Z");
+        let (_, parts) = h.figures(&silver, march, now).unwrap();
+        let change = ts("2026-03-16T10:00:00Z");
+        let resumed = History::resume(
+            &silver,
+            Some(Sample {
+                at: change,
+                success: true,
+            }),
+            Vec::new(),
+            None,
+            &[march],
+            Some((change, vec![parts[0].clone()])),
+        );
+        assert_eq!(resumed.figures(&silver, march, now).unwrap().1, parts);
     }
 }

@@ -5,7 +5,10 @@
 //!
 //! The CSV has a header naming at least `time`, `tenant`, `component` and `success` (in any
 //! order; further columns such as `latencyMs` are ignored); `time` is RFC 3339 and `success` is
-//! `true` or `false`. Rows need not be sorted. Every bad row is reported with its line number.
+//! `true` or `false`. An optional `serviceLevel` column names the level each sample was taken
+//! under (empty: the inventory's): where a component's level changes, its periods are split at
+//! the first sample under the new level, as the operator splits them. Rows need not be sorted.
+//! Every bad row is reported with its line number.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -21,9 +24,45 @@ use crate::inventory::Inventory;
 use crate::tier::Tier;
 
 /// Samples per (tenant, component).
-pub type Samples = BTreeMap<(String, String), Vec<Sample>>;
+pub type Samples = BTreeMap<(String, String), Probed>;
+
+/// One component's samples, in input order, and the level each was taken under where the input
+/// says (`levels[k]` is that of `samples[k]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Probed {
+    pub samples: Vec<Sample>,
+    pub levels: Vec<Option<String>>,
+}
+
+impl Probed {
+    /// The samples in time order (stable), and where each level held took over: the first
+    /// level (`default` when the first sample names none) from the dawn of time, each next one
+    /// from its first sample.
+    fn by_level<'a>(&'a self, default: &'a str) -> (Vec<Sample>, Vec<(Timestamp, &'a str)>) {
+        let mut order: Vec<usize> = (0..self.samples.len()).collect();
+        order.sort_by_key(|k| self.samples[*k].at);
+        let mut changes: Vec<(Timestamp, &str)> = Vec::new();
+        for &k in &order {
+            let level = self
+                .levels
+                .get(k)
+                .and_then(Option::as_deref)
+                .unwrap_or(default);
+            match changes.last() {
+                Some((_, l)) if *l == level => {}
+                Some(_) => changes.push((self.samples[k].at, level)),
+                None => changes.push((Timestamp::MIN, level)),
+            }
+        }
+        if changes.is_empty() {
+            changes.push((Timestamp::MIN, default));
+        }
+        (order.iter().map(|k| self.samples[*k]).collect(), changes)
+    }
+}
 
 const COLUMNS: [&str; 4] = ["time", "tenant", "component", "success"];
+const LEVEL_COLUMN: &str = "serviceLevel";
 
 /// At most this many bad rows are reported; the rest are counted.
 const MAX_ERRORS: usize = 20;
@@ -63,6 +102,8 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
             missing.join(", ")
         )]);
     }
+    let level_col = header.iter().position(|h| h == LEVEL_COLUMN);
+    let levels = inv.tiers();
     let mut out = Samples::new();
     let mut errors = Vec::new();
     let mut extra = 0usize;
@@ -147,9 +188,28 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
             );
             continue;
         }
-        out.entry((tenant.to_string(), component.to_string()))
-            .or_default()
-            .push(Sample { at, success });
+        let level = level_col
+            .and_then(|k| record.get(k))
+            .filter(|l| !l.is_empty());
+        if let Some(level) = level
+            && !levels.contains_key(level)
+        {
+            let names: Vec<&str> = levels.keys().map(String::as_str).collect();
+            fail(
+                &mut errors,
+                line,
+                format!(
+                    "serviceLevel {level:?} is no ServiceLevel of the inventory (known: {})",
+                    names.join(", ")
+                ),
+            );
+            continue;
+        }
+        let probed = out
+            .entry((tenant.to_string(), component.to_string()))
+            .or_default();
+        probed.samples.push(Sample { at, success });
+        probed.levels.push(level.map(str::to_string));
     }
     if extra > 0 {
         errors.push(format!("{file}: {extra} more bad rows not shown"));
@@ -189,29 +249,48 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
         let mut components = Vec::new();
         for c in inv.components_of(tenant) {
             let level = component_level(tenant, c);
-            let tier = tiers.get(level).ok_or_else(|| {
-                format!(
-                    "HostingComponent/{}: unknown ServiceLevel {level:?}",
-                    c.name_any()
-                )
-            })?;
+            let tier_of = |level: &str| {
+                tiers.get(level).ok_or_else(|| {
+                    format!(
+                        "HostingComponent/{}: unknown ServiceLevel {level:?}",
+                        c.name_any()
+                    )
+                })
+            };
+            let tier = tier_of(level)?;
             zone.get_or_insert_with(|| tier.time_zone.clone());
-            let (range, w) = window_of(level, tier)?;
             let key = (tenant.name_any(), c.name_any());
-            let down = samples
-                .get(&key)
-                .map(|s| down_intervals(s, tier.probe_interval, range.end))
-                .unwrap_or_default();
-            let mut result = compliance_in(tier, &w, range, &down, None);
-            if !monthly {
-                // Credits are settled per calendar month, as in the operator's reports.
-                result.credit_percent = 0;
+            let none = Probed::default();
+            let (sorted, changes) = samples.get(&key).unwrap_or(&none).by_level(level);
+            // The level held at the period's end (at the last sample) covers the last sample.
+            let last_tier = match changes.last() {
+                Some((_, l)) => tier_of(l)?,
+                None => tier,
+            };
+            let (range, _) = window_of(level, tier)?;
+            let down = down_intervals(&sorted, last_tier.probe_interval, range.end);
+            let mut parts = Vec::new();
+            for (k, (start, part_level)) in changes.iter().enumerate() {
+                let part_tier = tier_of(part_level)?;
+                let (whole, w) = window_of(part_level, part_tier)?;
+                let end = changes.get(k + 1).map_or(Timestamp::MAX, |(s, _)| *s);
+                let part = Interval::new((*start).max(whole.start), end.min(whole.end));
+                if part.is_empty() && !(parts.is_empty() && k + 1 == changes.len()) {
+                    continue;
+                }
+                let mut result = if part == whole {
+                    compliance_in(part_tier, &w, whole, &down, None)
+                } else {
+                    let w = calendar::service_intervals(part_tier, part);
+                    compliance_in(part_tier, &w, part, &down, None)
+                };
+                if !monthly {
+                    // Credits are settled per calendar month, as in the operator's reports.
+                    result.credit_percent = 0;
+                }
+                parts.push((part_level.to_string(), result));
             }
-            components.push(ComponentReport {
-                component: c.name_any(),
-                service_level: level.to_string(),
-                result,
-            });
+            components.extend(ComponentReport::parts(&c.name_any(), range, parts));
         }
         out.push(TenantReport {
             tenant: tenant.name_any(),
@@ -258,7 +337,7 @@ mod tests {
             "latencyMs,success,component,tenant,time\n12,true,website,tholen,2026-03-02T08:00:00Z\n\n13,false,website,tholen,2026-03-02T08:01:00+01:00\n",
         )
         .unwrap();
-        let v = &s[&("tholen".to_string(), "website".to_string())];
+        let v = &s[&("tholen".to_string(), "website".to_string())].samples;
         assert_eq!(v.len(), 2);
         assert!(!v[1].success);
         assert_eq!(
@@ -330,5 +409,102 @@ mod tests {
         let n: usize = r.tenants.iter().map(|t| t.components.len()).sum();
         assert_eq!(n, inv.components.len());
         assert!(r.tenants.iter().all(|t| t.met()));
+    }
+
+    /// tholen (bronze in the inventory) moved its website to silver on 16 March: the samples
+    /// say under which level each was taken. `regie sla` splits March where the operator's
+    /// prober does, and their figures agree part by part.
+    #[test]
+    fn a_level_change_in_the_samples_splits_the_period_as_the_prober_does() {
+        use crate::sla::history::History;
+        use std::sync::Arc;
+        let inv = examples();
+        let rows = [
+            ("2026-03-02T07:00:00Z", true, "bronze"),
+            ("2026-03-10T17:00:00Z", false, "bronze"),
+            ("2026-03-10T19:00:00Z", true, ""),
+            ("2026-03-16T10:00:00Z", true, "silver"),
+            ("2026-03-17T17:00:00Z", false, "silver"),
+            ("2026-03-17T18:00:00Z", true, "silver"),
+        ];
+        let mut csv = String::from("time,tenant,component,success,serviceLevel\n");
+        // Out of order on purpose: the split follows time, not input order.
+        for (at, ok, level) in rows.iter().rev() {
+            csv.push_str(&format!("{at},tholen,website,{ok},{level}\n"));
+        }
+        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let march: Period = "2026-03".parse().unwrap();
+        let report = build_report(&inv, march, &samples).unwrap();
+        let tholen = report
+            .tenants
+            .iter()
+            .find(|t| t.tenant == "tholen")
+            .unwrap();
+        let website: Vec<&ComponentReport> = tholen
+            .components
+            .iter()
+            .filter(|c| c.component == "website")
+            .collect();
+        assert_eq!(website.len(), 2, "{website:?}");
+        let change: Timestamp = "2026-03-16T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            (
+                website[0].service_level.as_str(),
+                website[0].from,
+                website[0].to
+            ),
+            ("bronze", None, Some(change))
+        );
+        assert_eq!(
+            (
+                website[1].service_level.as_str(),
+                website[1].from,
+                website[1].to
+            ),
+            ("silver", Some(change), None)
+        );
+        assert_eq!(website[0].result.down_seconds, 0);
+        assert_eq!(website[1].result.down_seconds, 3600);
+        assert_eq!(website[1].result.credit_percent, 5);
+
+        let tiers = inv.tiers();
+        let shared = |name: &str| Arc::new(tiers[name].clone());
+        let (bronze, silver) = (shared("bronze"), shared("silver"));
+        let mut live = History::new();
+        for (at, ok, level) in rows {
+            let tier = if level == "silver" { &silver } else { &bronze };
+            live.observe(
+                tier,
+                Sample {
+                    at: at.parse().unwrap(),
+                    success: ok,
+                },
+            );
+        }
+        let (bounds, parts) = live.figures(&silver, march, report.range.end).unwrap();
+        assert_eq!(bounds, report.range);
+        let entries = ComponentReport::parts(
+            "website",
+            bounds,
+            parts.into_iter().map(|p| (p.service_level, p.result)),
+        );
+        assert_eq!(entries.len(), 2);
+        for (live, offline) in entries.iter().zip(&website) {
+            assert_eq!(live, *offline);
+        }
+    }
+
+    #[test]
+    fn an_unknown_service_level_in_the_samples_names_its_line() {
+        let errors = read(
+            "time,tenant,component,success,serviceLevel\n2026-03-02T08:00:00Z,tholen,website,true,platinum\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "s.csv:2: serviceLevel \"platinum\" is no ServiceLevel of the inventory (known: bronze, gold, silver)"
+            ]
+        );
     }
 }

@@ -511,11 +511,11 @@ mod tests {
         use crate::sla::history::History;
         use crate::tier::Tier;
         use crate::tier::tests::level;
-        let tier = Tier::from_level(&level(
+        let tier = std::sync::Arc::new(Tier::from_level(&level(
             "bronze",
             "  rank: 1\n  serviceHours: [\"Mon-Fri 08:00-17:00\"]\n  responseTimes: {urgent: 60m, other: 48h}\n  kpiReport: monthly\n  availability: {target: \"99.0\"}\n  probe: {interval: 60s, timeout: 10s}\n  workload: {minReplicas: 1}\n  credits: [{below: \"99.0\", percent: 5}]\n",
         ))
-        .unwrap();
+        .unwrap());
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
         let probed = |t: &str, success: bool| {
             ProbeResult::Probed(ProbeOutcome {
@@ -544,13 +544,14 @@ mod tests {
                 h.observe(&tier, s);
             }
         }
-        let (_, result) = h
+        let (_, parts) = h
             .figures(
                 &tier,
                 crate::sla::calendar::Period::month(2026, 3).unwrap(),
                 at("2026-03-02T13:00:00Z"),
             )
             .unwrap();
+        let result = &parts[0].result;
         assert_eq!(result.down_seconds, 14_400);
         assert_eq!(result.incidents.len(), 1);
     }

@@ -52,12 +52,44 @@ pub struct TenantReport {
     pub components: Vec<ComponentReport>,
 }
 
-/// One component's figures.
+/// One component's figures under one level: over the whole period, or over the part of it the
+/// level was held when the component's level changed within the period.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComponentReport {
     pub component: String,
     pub service_level: String,
     pub result: ComponentResult,
+    /// Where the part begins, when after the period's start.
+    pub from: Option<Timestamp>,
+    /// Where the part ends, for a level held before the current one.
+    pub to: Option<Timestamp>,
+}
+
+impl ComponentReport {
+    /// The entries of one component of a period with `bounds`, from its figures per level held,
+    /// in time order (the last is the level held now, or at the period's end): each part but the
+    /// last ends where the next begins.
+    pub fn parts(
+        component: &str,
+        bounds: Interval,
+        parts: impl IntoIterator<Item = (String, ComponentResult)>,
+    ) -> Vec<ComponentReport> {
+        let mut out: Vec<ComponentReport> = parts
+            .into_iter()
+            .map(|(service_level, result)| ComponentReport {
+                component: component.to_string(),
+                service_level,
+                from: (result.period.start > bounds.start).then_some(result.period.start),
+                to: None,
+                result,
+            })
+            .collect();
+        let ends: Vec<Option<Timestamp>> = out.iter().skip(1).map(|c| c.from).collect();
+        for (c, next_start) in out.iter_mut().zip(ends) {
+            c.to = next_start;
+        }
+        out
+    }
 }
 
 impl TenantReport {
@@ -81,6 +113,8 @@ impl TenantReport {
                 .map(|c| ComponentCompliance {
                     component: c.component.clone(),
                     service_level: c.service_level.clone(),
+                    from: c.from.map(|t| t.to_string()),
+                    to: c.to.map(|t| t.to_string()),
                     window_seconds: c.result.window_seconds,
                     down_seconds: c.result.down_seconds,
                     availability: present(c.result.availability).to_string(),
@@ -105,54 +139,67 @@ impl TenantReport {
         range: Interval,
         status: &SlaReportStatus,
     ) -> Result<TenantReport, String> {
-        let dec = |field: &str, c: &str, v: &str| {
-            v.parse::<Decimal>()
-                .map_err(|e| format!("status.components[{c}].{field}: {v:?} is not a decimal: {e}"))
-        };
-        let time = |field: &str, c: &str, v: &str| {
-            v.parse::<Timestamp>().map_err(|e| {
-                format!("status.components[{c}].{field}: {v:?} is not an RFC 3339 time: {e}")
-            })
-        };
-        let mut components = Vec::new();
-        for c in &status.components {
-            let name = c.component.as_str();
-            let mut incidents = Vec::new();
-            for i in &c.incidents {
-                let start = time("incidents.start", name, &i.start)?;
-                let (end, ongoing) = match &i.end {
-                    Some(e) => (time("incidents.end", name, e)?, false),
-                    None => (range.end, true),
-                };
-                incidents.push(Incident {
-                    start,
-                    end,
-                    ongoing,
-                    duration_seconds: i.duration_seconds,
-                    in_service_hours_seconds: i.in_service_hours_seconds,
-                    in_service_hours: i.in_service_hours,
-                });
-            }
-            components.push(ComponentReport {
-                component: c.component.clone(),
-                service_level: c.service_level.clone(),
-                result: ComponentResult {
-                    period: range,
-                    window_seconds: c.window_seconds,
-                    down_seconds: c.down_seconds,
-                    availability: dec("availability", name, &c.availability)?,
-                    target: dec("target", name, &c.target)?,
-                    met: c.met,
-                    credit_percent: c.credit_percent,
-                    incidents,
-                },
-            });
-        }
         Ok(TenantReport {
             tenant: tenant.to_string(),
             display_name: None,
             service_level: None,
-            components,
+            components: status
+                .components
+                .iter()
+                .map(|c| ComponentReport::from_entry(c, range))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl ComponentReport {
+    /// Reads one entry of an `SlaReport`'s status back, for a period with bounds `range`.
+    pub fn from_entry(c: &ComponentCompliance, range: Interval) -> Result<ComponentReport, String> {
+        let name = c.component.as_str();
+        let dec = |field: &str, v: &str| {
+            v.parse::<Decimal>().map_err(|e| {
+                format!("status.components[{name}].{field}: {v:?} is not a decimal: {e}")
+            })
+        };
+        let time = |field: &str, v: &str| {
+            v.parse::<Timestamp>().map_err(|e| {
+                format!("status.components[{name}].{field}: {v:?} is not an RFC 3339 time: {e}")
+            })
+        };
+        let from = c.from.as_deref().map(|v| time("from", v)).transpose()?;
+        let to = c.to.as_deref().map(|v| time("to", v)).transpose()?;
+        let part = Interval::new(from.unwrap_or(range.start), to.unwrap_or(range.end));
+        let mut incidents = Vec::new();
+        for i in &c.incidents {
+            let start = time("incidents.start", &i.start)?;
+            let (end, ongoing) = match &i.end {
+                Some(e) => (time("incidents.end", e)?, false),
+                None => (part.end, true),
+            };
+            incidents.push(Incident {
+                start,
+                end,
+                ongoing,
+                duration_seconds: i.duration_seconds,
+                in_service_hours_seconds: i.in_service_hours_seconds,
+                in_service_hours: i.in_service_hours,
+            });
+        }
+        Ok(ComponentReport {
+            component: c.component.clone(),
+            service_level: c.service_level.clone(),
+            from,
+            to,
+            result: ComponentResult {
+                period: part,
+                window_seconds: c.window_seconds,
+                down_seconds: c.down_seconds,
+                availability: dec("availability", &c.availability)?,
+                target: dec("target", &c.target)?,
+                met: c.met,
+                credit_percent: c.credit_percent,
+                incidents,
+            },
         })
     }
 }
@@ -267,6 +314,13 @@ pub struct JsonResult {
     pub tenant: String,
     pub component: String,
     pub service_level: String,
+    /// Start of the part of the period this result covers, when the component's level changed
+    /// within the period (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End of that part, for a level held before the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub window_seconds: i64,
     pub down_seconds: i64,
     /// Percent, presented (truncated to 3 decimals).
@@ -295,6 +349,8 @@ pub fn to_json(report: &Report) -> JsonReport {
                 tenant: t.tenant.clone(),
                 component: c.component.clone(),
                 service_level: c.service_level.clone(),
+                from: c.from.map(|t| t.to_string()),
+                to: c.to.map(|t| t.to_string()),
                 window_seconds: c.result.window_seconds,
                 down_seconds: c.result.down_seconds,
                 availability: present(c.result.availability).to_string(),
@@ -304,6 +360,7 @@ pub fn to_json(report: &Report) -> JsonReport {
             })
         })
         .collect();
+    // Stable: a component's parts stay in time order.
     results.sort_by(|a, b| (&a.tenant, &a.component).cmp(&(&b.tenant, &b.component)));
     JsonReport {
         period: report.period.clone(),
@@ -397,12 +454,20 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
     if let Some(l) = &t.service_level {
         let _ = write!(out, "Service level: {l}. ");
     }
-    let n = t.components.len();
-    let met = t.components.iter().filter(|c| c.result.met).count();
-    let credited = t
-        .components
+    // A component whose level changed in the period has an entry per level: it met its target
+    // when it met each, and a credit applies when one does.
+    let names: BTreeSet<&str> = t.components.iter().map(|c| c.component.as_str()).collect();
+    let all = |name: &str, test: fn(&ComponentResult) -> bool| {
+        t.components
+            .iter()
+            .filter(|c| c.component == name)
+            .all(|c| test(&c.result))
+    };
+    let n = names.len();
+    let met = names.iter().filter(|c| all(c, |r| r.met)).count();
+    let credited = names
         .iter()
-        .filter(|c| c.result.credit_percent > 0)
+        .filter(|c| !all(c, |r| r.credit_percent == 0))
         .count();
     if n == 0 {
         out.push_str("No hosting components.\n");
@@ -426,7 +491,7 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
             out,
             "| {} | {} | {}% | {}% | {} | {}% | {} |",
             c.component,
-            c.service_level,
+            level_part(c, tz),
             present(r.availability),
             r.target,
             yes_no(r.met),
@@ -436,7 +501,7 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
     }
     for c in &t.components {
         let r = &c.result;
-        let _ = writeln!(out, "\n### {} ({})\n", c.component, c.service_level);
+        let _ = writeln!(out, "\n### {} ({})\n", c.component, level_part(c, tz));
         out.push_str("| Figure | Value |\n|---|---:|\n");
         let _ = writeln!(
             out,
@@ -481,6 +546,16 @@ pub fn render_tenant(t: &TenantReport, tz: &TimeZone) -> String {
         }
     }
     out
+}
+
+/// The level of an entry, with the part of the period it covers when that is not all of it.
+fn level_part(c: &ComponentReport, tz: &TimeZone) -> String {
+    match (c.from, c.to) {
+        (None, None) => c.service_level.clone(),
+        (Some(a), None) => format!("{} from {}", c.service_level, local(a, tz)),
+        (None, Some(b)) => format!("{} until {}", c.service_level, local(b, tz)),
+        (Some(a), Some(b)) => format!("{} {} to {}", c.service_level, local(a, tz), local(b, tz)),
+    }
 }
 
 #[cfg(test)]
@@ -534,11 +609,15 @@ mod tests {
                     ComponentReport {
                         component: "document-archive".into(),
                         service_level: "bronze".into(),
+                        from: None,
+                        to: None,
                         result: result(1800, true, 0, vec![incident, night]),
                     },
                     ComponentReport {
                         component: "website".into(),
                         service_level: "bronze".into(),
+                        from: None,
+                        to: None,
                         result: result(14_256, false, 5, vec![]),
                     },
                 ],
