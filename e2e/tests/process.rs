@@ -68,6 +68,39 @@ async fn polled<T>(what: &str, log: &Path, mut f: impl FnMut() -> Option<T>) -> 
     }
 }
 
+/// Starts `regie run` against the cluster of `kubeconfig`, logging JSON to `log`.
+fn start(kubeconfig: &Path, log: &Path, identity: &str) -> Regie {
+    Regie(
+        Command::new(regie_bin())
+            .args([
+                "run",
+                "--metrics-addr=127.0.0.1:0",
+                "--log-json",
+                "--lease-duration=15",
+                &format!("--leader-election-namespace={NS}"),
+                &format!("--identity={identity}"),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start regie run"),
+    )
+}
+
+/// The address the process serves on, from its own log: port 0 lets the system choose.
+async fn served_at(log: &Path) -> String {
+    polled("the address logged", log, || {
+        log_lines(log).into_iter().find_map(|l| {
+            (l["fields"]["message"] == "serving /metrics, /healthz and /readyz")
+                .then(|| l["fields"]["addr"].as_str().map(String::from))
+                .flatten()
+        })
+    })
+    .await
+}
+
 async fn holder(leases: &Api<Lease>) -> anyhow::Result<Option<String>> {
     Ok(leases
         .get_opt("regie-leader")
@@ -84,44 +117,50 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
         .kubectl_ok(&["create", "namespace", NS])
         .expect("regie's namespace");
     let work = tempfile::tempdir().expect("tempdir");
-    let log = work.path().join("regie.log");
-    let mut regie = Regie(
-        Command::new(regie_bin())
-            .args([
-                "run",
-                "--metrics-addr=127.0.0.1:0",
-                "--log-json",
-                "--lease-duration=15",
-                &format!("--leader-election-namespace={NS}"),
-                &format!("--identity={IDENTITY}"),
-            ])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("RUST_LOG", "info,kube=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start regie run"),
-    );
-
-    // The address it bound, from its own log: port 0 lets the system choose a free one.
-    let addr = polled("the address logged", &log, || {
-        log_lines(&log).into_iter().find_map(|l| {
-            (l["fields"]["message"] == "serving /metrics, /healthz and /readyz")
-                .then(|| l["fields"]["addr"].as_str().map(String::from))
-                .flatten()
-        })
-    })
-    .await;
     let http = reqwest::Client::new();
-    let get = |path: &str| {
+    let get_from = |addr: &str, path: &str| {
         let (http, url) = (http.clone(), format!("http://{addr}{path}"));
         async move {
             let r = http.get(url).send().await.expect("request");
             (r.status().as_u16(), r.text().await.expect("body"))
         }
     };
+
+    // A replica that cannot reach the API server is alive but not ready, and says why: a
+    // rollout waits for it rather than replace a replica that works.
+    let unreachable = work.path().join("unreachable.kubeconfig");
+    let config = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig");
+    let config: Vec<String> = config
+        .lines()
+        .map(|l| match l.find("server:") {
+            Some(at) => format!("{}server: https://127.0.0.1:9", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&unreachable, config.join("\n")).expect("write kubeconfig");
+    let stray_log = work.path().join("unreachable.log");
+    let stray = start(&unreachable, &stray_log, "regie-unreachable");
+    let stray_addr = served_at(&stray_log).await;
+    assert_eq!(
+        get_from(&stray_addr, "/healthz").await,
+        (200, "ok".to_string())
+    );
+    let (code, why) = get_from(&stray_addr, "/readyz").await;
+    assert_eq!(code, 503, "{why}");
+    assert!(why.starts_with("not ready: "), "{why}");
+    drop(stray);
+
+    let log = work.path().join("regie.log");
+    let mut regie = start(&cluster.kubeconfig, &log, IDENTITY);
+    let addr = served_at(&log).await;
+    let get = |path: &str| get_from(&addr, path);
     assert_eq!(get("/healthz").await, (200, "ok".to_string()));
-    assert_eq!(get("/readyz").await, (200, "ok".to_string()));
+    // Ready once it has listed Tenants with its credentials.
+    eventually("/readyz", Duration::from_secs(30), || async {
+        Ok(get("/readyz").await == (200, "ok".to_string()))
+    })
+    .await
+    .expect("ready once the API server answers");
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     eventually("regie to lead", Duration::from_secs(30), || {

@@ -143,6 +143,8 @@ impl ProbeArgs {
 struct Health {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
+    /// Why it is not ready yet (the last failed check), for `/readyz`'s body.
+    waiting: Arc<std::sync::Mutex<String>>,
 }
 
 /// A scrape, sent a page at a time as the client reads it: at thousands of components the
@@ -166,11 +168,42 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     if h.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+        let why = h.waiting.lock().map(|w| w.clone()).unwrap_or_default();
+        (StatusCode::SERVICE_UNAVAILABLE, why)
+    }
+}
+
+/// Marks the process ready once the API server answers an authorised list of Tenants with its
+/// credentials: that proves the connection, the RBAC and the CRDs, which a standby needs as much
+/// as a leader to take over. A rollout waits for it, so a replica that cannot work (a bad
+/// ServiceAccount, a missing CRD, no route to the API server) never replaces one that can.
+/// Tried every second, then ever less often, at most every 30 s.
+async fn ready_when_reachable(client: Client, health: Health) {
+    let tenants: kube::Api<regie_crds::Tenant> = kube::Api::all(client);
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match tenants
+            .list_metadata(&kube::api::ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => {
+                health.ready.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                let why = format!("not ready: cannot list Tenants: {e}");
+                tracing::warn!(error = %e, "not ready: cannot list Tenants");
+                if let Ok(mut w) = health.waiting.lock() {
+                    *w = why;
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -220,6 +253,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let health = Health {
         metrics: metrics.clone(),
         ready: Arc::new(AtomicBool::new(false)),
+        waiting: Arc::new(std::sync::Mutex::new(
+            "not ready: the API server has not answered yet".into(),
+        )),
     };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -233,12 +269,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
-    // A standby is healthy and ready to take over; readiness is about the process, not the lease.
-    health.ready.store(true, Ordering::Relaxed);
+    // A standby is as ready as the leader once it can reach the API server: readiness is
+    // about the process, not the lease.
+    let reachable = AbortOnDrop(tokio::spawn(ready_when_reachable(
+        client.clone(),
+        health.clone(),
+    )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        // Stopping: no new traffic is routed here (the metrics stay served until the end).
+        health.ready.store(false, Ordering::Relaxed);
+        if let Ok(mut w) = health.waiting.lock() {
+            *w = "not ready: shutting down".into();
+        }
         let _ = stop_tx.send(true);
     });
     let lease = args.leader_elect.then(|| leader::LeaseConfig {
@@ -287,6 +332,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    drop(reachable);
     tracing::info!("stopped");
     Ok(())
 }
