@@ -652,9 +652,7 @@ pub async fn consume(
             // Reports held back by reconciles go as soon as those pause.
             _ = ctx.activity.quiet_or(until), if deferred_until.is_some() => {
                 let due = probes.lock().due_now(ctx.activity.is_quiet());
-                for tenant in due {
-                    write_report(&ctx, &probes, &tenant).await;
-                }
+                write_reports(&ctx, &probes, due, true).await;
             }
             _ = flush.tick() => {
                 slot = (slot + 1) % FLUSH_SLOTS;
@@ -678,9 +676,7 @@ pub async fn consume(
                     }
                     due
                 };
-                for tenant in dirty {
-                    write_report(&ctx, &probes, &tenant).await;
-                }
+                write_reports(&ctx, &probes, dirty, false).await;
             }
         }
     }
@@ -798,8 +794,26 @@ async fn handle(
         .await;
     }
     let due = probes.lock().due_now(ctx.activity.is_quiet());
-    for tenant in due {
-        write_report(ctx, probes, &tenant).await;
+    write_reports(ctx, probes, due, true).await;
+}
+
+/// Writes the reports of `tenants` one after the other, until a write fails: the API server
+/// failing or hanging then costs this round one request's time limit, not one per tenant, and
+/// the probe events that queue meanwhile are handled before the next round; the tenants not
+/// written are owed still (`urgent` ones stay urgent).
+async fn write_reports(ctx: &Context, probes: &Probes, tenants: Vec<String>, urgent: bool) {
+    let mut tenants = tenants.into_iter();
+    for tenant in tenants.by_ref() {
+        if !write_report(ctx, probes, &tenant).await {
+            break;
+        }
+    }
+    let mut state = probes.lock();
+    for tenant in tenants {
+        if urgent {
+            state.urgent.insert(tenant.clone());
+        }
+        state.dirty.insert(tenant);
     }
 }
 
@@ -1145,7 +1159,8 @@ struct Draft {
 
 /// Writes the tenant's `SlaReport`s (every open period, and the final write of ended ones) from
 /// the histories, and the SLA gauges.
-async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
+/// False when something was not written (the tenant is dirty again).
+async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
     let now = ctx.now();
     // A component whose history is not resumed yet (no sample of it handled since the start)
     // would be written with an empty history over what its stored report holds: resume it first.
@@ -1160,7 +1175,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
     for key in pending {
         if !resume(ctx, probes, &key, now).await {
             probes.lock().dirty.insert(tenant.to_string());
-            return;
+            return false;
         }
     }
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
@@ -1296,7 +1311,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                     tracing::warn!(report = %name, error = %e, "SlaReport not read; retrying at the next flush");
                     probes.lock().dirty.insert(tenant.to_string());
                     all_written = false;
-                    continue;
+                    break;
                 }
             }
         }
@@ -1346,6 +1361,8 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
                 tracing::warn!(report = %name, error = %e, "SlaReport not written; retrying at the next flush");
                 probes.lock().dirty.insert(tenant.to_string());
                 all_written = false;
+                // The tenant's other reports wait too: the next would most likely fail alike.
+                break;
             }
         }
     }
@@ -1358,6 +1375,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) {
             }
         }
     }
+    all_written
 }
 
 /// Where the figures of a component that is not probed any more end: one probe interval after
