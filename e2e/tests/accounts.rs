@@ -183,6 +183,21 @@ fn standard(s: &Segment) -> Option<i64> {
     s.accounts.get("standard").copied()
 }
 
+/// How long a count taken up is held here: long enough to see a flap held back, short enough
+/// not to slow the test down much (`regie run` holds an hour).
+const HOLD: Duration = Duration::from_secs(8);
+
+fn options() -> Options {
+    Options {
+        probe_policy: ProbePolicy {
+            allow_loopback: true,
+            ..ProbePolicy::default()
+        },
+        measured_hold: HOLD,
+        ..Options::default()
+    }
+}
+
 #[tokio::test]
 async fn measured_accounts_reach_status_and_the_usage_ledger() {
     let (dir_service, base) = directory().await;
@@ -190,17 +205,7 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     let cluster = TestCluster::start().expect("control plane");
     let client = cluster.client().await.expect("client");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let op = RunningOperator::start(
-        client.clone(),
-        Options {
-            probe_policy: ProbePolicy {
-                allow_loopback: true,
-                ..ProbePolicy::default()
-            },
-            ..Options::default()
-        },
-        None,
-    );
+    let op = RunningOperator::start(client.clone(), options(), None);
     cluster
         .apply_yaml(tmp.path(), "tenant.yaml", LEVEL_AND_TENANT)
         .expect("manifest applies");
@@ -285,6 +290,22 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     let at_150 = shown(&api, "standard").await.expect("status");
     assert_ne!(at_150.1, first.1, "measuredAt moves with the count");
 
+    // A flap within the hold is not taken up: no status write, no segment. (Back to 150
+    // before the hold ends, so nothing is owed.)
+    dir_service.accounts.store(151, Ordering::Relaxed);
+    tokio::time::sleep(HOLD / 2).await;
+    dir_service.accounts.store(150, Ordering::Relaxed);
+    assert_eq!(
+        shown(&api, "standard").await.expect("status").4,
+        at_150.4,
+        "a count read within the hold writes nothing"
+    );
+    assert_eq!(
+        segments(&client).await.expect("segments"),
+        after,
+        "a count read within the hold is no segment"
+    );
+
     // The source fails: a condition says why; the last good count stays billed.
     dir_service.status.store(503, Ordering::Relaxed);
     eventually("AccountsMeasured=False FetchFailed", WAIT, || {
@@ -342,17 +363,7 @@ async fn measured_accounts_reach_status_and_the_usage_ledger() {
     op.stop().await.expect("stop");
     dir_service.status.store(200, Ordering::Relaxed);
     dir_service.accounts.store(140, Ordering::Relaxed);
-    let op = RunningOperator::start(
-        client.clone(),
-        Options {
-            probe_policy: ProbePolicy {
-                allow_loopback: true,
-                ..ProbePolicy::default()
-            },
-            ..Options::default()
-        },
-        None,
-    );
+    let op = RunningOperator::start(client.clone(), options(), None);
     eventually("140 after the restart", WAIT, || {
         let api = api.clone();
         async move {

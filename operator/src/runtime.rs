@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// to usage, credits, prices or orders starts one at once.
     #[arg(long, default_value_t = 120)]
     pub invoice_interval_seconds: u64,
+    /// Seconds for which a measured account count, once taken up, is held: a package's count
+    /// changes at most once per this time (a flapping source would otherwise grow the month's
+    /// Usage by a segment at every read).
+    #[arg(long, default_value_t = 3600)]
+    pub measured_hold_seconds: u64,
     /// Log as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -316,6 +321,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds),
         namespace: args.leader_election_namespace.clone(),
         invoice_interval: Duration::from_secs(args.invoice_interval_seconds.max(1)),
+        measured_hold: Duration::from_secs(args.measured_hold_seconds),
         probe_policy: args.probes.policy(),
         settings: args.settings.settings(),
         ..Options::default()

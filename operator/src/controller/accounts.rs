@@ -34,6 +34,13 @@ pub const CONDITION: &str = "AccountsMeasured";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// How long one read may take unless the source says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A count is taken up at most once per this time per package. Each change is a segment of the
+/// month's `Usage` (and writes of it and of the package status): a source that flaps between
+/// two counts at every read, read every second, would otherwise grow the month's Usage past
+/// what the API server stores in one object within days, and stop metering the tenant. With
+/// the hold a package adds at most 744 segments to a month; a change after a quiet hour is
+/// taken at once, and a count read within the hour is taken at the first read after it.
+pub const MEASURED_HOLD: Duration = Duration::from_secs(3600);
 
 /// Why the latest read gave no count.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,17 +228,23 @@ pub fn schedule_of(src: &AccountSource) -> (Duration, Duration) {
     (interval, timeout)
 }
 
-/// The observation after a read: the count moves only on success, and `at` only with it.
+/// The observation after a read: the count moves only on success, and `at` only with it; a
+/// count taken less than `hold` ago ([`MEASURED_HOLD`] by default) stays until a read after it.
 pub fn next_observation(
     prev: Option<&Observation>,
     source: &AccountSource,
     result: Result<i64, Problem>,
     now: jiff::Timestamp,
+    hold: Duration,
 ) -> Observation {
     let prev = prev.filter(|o| o.source == *source);
     let (count, at) = (prev.and_then(|o| o.count), prev.and_then(|o| o.at));
+    let held = count.is_some()
+        && at.is_some_and(|at| {
+            jiff::SignedDuration::try_from(hold).is_ok_and(|h| now.duration_since(at) < h)
+        });
     match result {
-        Ok(n) if Some(n) == count => Observation {
+        Ok(n) if Some(n) == count || held => Observation {
             source: source.clone(),
             count,
             at,
@@ -345,7 +358,12 @@ struct SourceOnly {
 
 /// Reads every package's source on its interval until the task is aborted; a changed
 /// observation wakes the package's tenant through `trigger`.
-pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSender<String>) {
+pub async fn run(
+    ctx: Arc<Context>,
+    policy: ProbePolicy,
+    hold: Duration,
+    trigger: UnboundedSender<String>,
+) {
     let client = match client(&policy) {
         Ok(c) => c,
         Err(e) => {
@@ -371,7 +389,7 @@ pub async fn run(ctx: Arc<Context>, policy: ProbePolicy, trigger: UnboundedSende
                 let now = ctx.now();
                 let changed = {
                     let mut all = ctx.measurements.lock();
-                    let next = next_observation(all.get(&key), &src, result, now);
+                    let next = next_observation(all.get(&key), &src, result, now, hold);
                     let changed = all.get(&key) != Some(&next);
                     all.insert(key.clone(), next);
                     changed
@@ -483,7 +501,13 @@ mod tests {
     #[test]
     fn a_read_count_is_billed_by_basis_and_its_time_moves_only_with_the_count() {
         let src = source(AccountBasis::Max);
-        let first = next_observation(None, &src, Ok(325), t("2026-03-02T08:00:00Z"));
+        let first = next_observation(
+            None,
+            &src,
+            Ok(325),
+            t("2026-03-02T08:00:00Z"),
+            MEASURED_HOLD,
+        );
         let a = package_accounts(
             &spec(310, Some(src.clone())),
             &WorkplacePackageStatus::default(),
@@ -507,7 +531,13 @@ mod tests {
         );
 
         // The same count again: nothing moves, so status needs no write.
-        let again = next_observation(Some(&first), &src, Ok(325), t("2026-03-02T08:01:00Z"));
+        let again = next_observation(
+            Some(&first),
+            &src,
+            Ok(325),
+            t("2026-03-02T08:01:00Z"),
+            MEASURED_HOLD,
+        );
         assert_eq!(again, first);
         // Status written from the first read survives a restart (no observation yet).
         let status = WorkplacePackageStatus {
@@ -515,17 +545,76 @@ mod tests {
             measured_at: Some("2026-03-02T08:00:00Z".into()),
             ..WorkplacePackageStatus::default()
         };
-        let restarted = next_observation(None, &src, Ok(325), t("2026-03-02T09:00:00Z"));
+        let restarted = next_observation(
+            None,
+            &src,
+            Ok(325),
+            t("2026-03-02T09:00:00Z"),
+            MEASURED_HOLD,
+        );
         let b = package_accounts(&spec(310, Some(src.clone())), &status, Some(&restarted));
         assert_eq!(b.measured_at.as_deref(), Some("2026-03-02T08:00:00Z"));
         let kept = package_accounts(&spec(310, Some(src)), &status, None);
         assert_eq!((kept.billed, kept.condition), (325, ConditionUpdate::Keep));
     }
 
+    /// A source flapping between 325 and 326 at every read, read every minute: the count
+    /// changes at most once an hour, so the ledger gains at most a segment an hour.
+    #[test]
+    fn a_flapping_count_is_taken_up_at_most_once_an_hour() {
+        let src = source(AccountBasis::Measured);
+        let mut o = next_observation(
+            None,
+            &src,
+            Ok(325),
+            t("2026-03-02T08:00:00Z"),
+            MEASURED_HOLD,
+        );
+        let mut changes = Vec::new();
+        let start = t("2026-03-02T08:00:00Z");
+        for minute in 1..=180 {
+            let now = start + jiff::SignedDuration::from_mins(minute);
+            let read = if minute % 2 == 1 { 326 } else { 325 };
+            let next = next_observation(Some(&o), &src, Ok(read), now, MEASURED_HOLD);
+            if next.count != o.count {
+                changes.push((minute, next.count));
+            }
+            o = next;
+        }
+        // At 09:00 (an even minute) 325 is read, the count held: the first change is 326 at
+        // 09:01; an hour later 10:01 reads 326, the count already, and 10:02 reads 325.
+        assert_eq!(changes, [(61, Some(326)), (122, Some(325))]);
+        // A change after a quiet hour is taken at once.
+        let quiet = next_observation(
+            Some(&o),
+            &src,
+            Ok(400),
+            t("2026-03-02T12:30:00Z"),
+            MEASURED_HOLD,
+        );
+        assert_eq!(quiet.count, Some(400));
+        assert_eq!(quiet.at, Some(t("2026-03-02T12:30:00Z")));
+        // Within the hour the count read is not taken, and nothing else moves either: no write.
+        let soon = next_observation(
+            Some(&quiet),
+            &src,
+            Ok(401),
+            t("2026-03-02T12:31:00Z"),
+            MEASURED_HOLD,
+        );
+        assert_eq!(soon, quiet);
+    }
+
     #[test]
     fn a_failing_source_keeps_the_last_count_and_says_why() {
         let src = source(AccountBasis::Measured);
-        let ok = next_observation(None, &src, Ok(290), t("2026-03-02T08:00:00Z"));
+        let ok = next_observation(
+            None,
+            &src,
+            Ok(290),
+            t("2026-03-02T08:00:00Z"),
+            MEASURED_HOLD,
+        );
         let failed = next_observation(
             Some(&ok),
             &src,
@@ -534,6 +623,7 @@ mod tests {
                 message: "https://idm.example/count answered HTTP 503".into(),
             }),
             t("2026-03-02T08:15:00Z"),
+            MEASURED_HOLD,
         );
         assert_eq!((failed.count, failed.at), (ok.count, ok.at));
         let a = package_accounts(
@@ -564,6 +654,7 @@ mod tests {
                 message: "refused".into(),
             }),
             t("2026-03-02T08:00:00Z"),
+            MEASURED_HOLD,
         );
         let b = package_accounts(
             &spec(310, Some(src)),
@@ -578,7 +669,7 @@ mod tests {
         let old = source(AccountBasis::Measured);
         let mut new = old.clone();
         new.url = "https://other.example/count".into();
-        let o = next_observation(None, &old, Ok(5), t("2026-03-02T08:00:00Z"));
+        let o = next_observation(None, &old, Ok(5), t("2026-03-02T08:00:00Z"), MEASURED_HOLD);
         let a = package_accounts(
             &spec(310, Some(new)),
             &WorkplacePackageStatus::default(),

@@ -352,6 +352,9 @@ pub struct Options {
     pub billing: Option<delivery::Config>,
     /// How the prober resolves host names; none is the system's resolver (tests play DNS).
     pub probe_lookup: Option<ProbeLookup>,
+    /// A measured account count is taken up at most once per this time per package (see
+    /// [`accounts::MEASURED_HOLD`], the default).
+    pub measured_hold: Duration,
 }
 
 /// A name lookup for the prober, in [`Options`].
@@ -379,6 +382,7 @@ impl Default for Options {
             invoice_part: invoicing::TENANTS_PER_PART,
             billing: None,
             probe_lookup: None,
+            measured_hold: accounts::MEASURED_HOLD,
         }
     }
 }
@@ -723,6 +727,7 @@ pub async fn run(
     tasks.spawn(accounts::run(
         ctx.clone(),
         options.probe_policy.clone(),
+        options.measured_hold,
         trigger_tx.clone(),
     ));
     if let Some(billing) = options.billing.clone() {
