@@ -1264,6 +1264,7 @@ async fn operator_end_to_end() {
     // both); regie puts both back. A Service has no `generation`: its `resourceVersion` shows it.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "tenant-tholen");
     let services: Api<Service> = Api::namespaced(client.clone(), "tenant-tholen");
+    let ns_api: Api<Namespace> = Api::all(client.clone());
     let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
     let selector = |s: &Service| s.spec.as_ref().and_then(|s| s.selector.clone());
     let want_replicas = replicas(&deployments.get("document-archive").await.expect("get"));
@@ -1314,6 +1315,37 @@ async fn operator_end_to_end() {
         )
         .await
         .expect("scale to 0 while no regie runs");
+    // The Service pointed at other pods and the namespace's Pod Security level lowered, while no
+    // regie ran: the managed fields of both show another manager's change after regie's apply,
+    // and the restarted operator puts both back.
+    services
+        .patch(
+            "document-archive",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"selector": {"regie.dev/component": "staff-while-down"}}
+            })),
+        )
+        .await
+        .expect("other pods while no regie runs");
+    let enforce = |n: &Namespace| {
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-security.kubernetes.io/enforce").cloned())
+    };
+    let want_enforce = enforce(&ns_api.get("tenant-tholen").await.expect("namespace"));
+    assert_eq!(want_enforce.as_deref(), Some("restricted"));
+    ns_api
+        .patch(
+            "tenant-tholen",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}
+            })),
+        )
+        .await
+        .expect("a lower Pod Security level while no regie runs");
     let op = RunningOperator::start(operator_client.clone(), Options::default(), None);
     lost_component_stalled(&client, "stray-while-down")
         .await
@@ -1324,6 +1356,21 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("a Deployment scaled while no regie ran is scaled back after the restart");
+    eventually(
+        "regie to undo what was changed while it was down",
+        WAIT,
+        || {
+            let (services, ns_api) = (services.clone(), ns_api.clone());
+            let (want_selector, want_enforce) = (want_selector.clone(), want_enforce.clone());
+            async move {
+                let s = services.get("document-archive").await?;
+                let n = ns_api.get("tenant-tholen").await?;
+                Ok(selector(&s) == want_selector && enforce(&n) == want_enforce)
+            }
+        },
+    )
+    .await
+    .expect("children changed while no regie ran are corrected after the restart");
 
     // 7. A tenant deleted: its namespace goes, then the finalizer is released.
     tenants

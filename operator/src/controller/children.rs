@@ -6,9 +6,10 @@
 //! make zero writes while the watches hold metadata only. A change by someone else to a child
 //! shows as a new version of it — its `generation`, or its `resourceVersion` for the kinds
 //! without one that no controller writes (see [`version_of`]) — and the child is applied over
-//! again. After a restart the versions listed are taken as regie's: a change made while no
-//! regie ran is corrected at the child's next change, not before — but for a Deployment's
-//! replicas, which its watch holds and which are compared with the desired ones at once.
+//! again. After a restart no version is known to be regie's own: a child listed then is
+//! regie's at the version listed unless its managed fields say that another manager changed
+//! what regie applies after regie's last apply ([`super::views::changed_by_others`]) — then it is applied
+//! again at once, as is a Deployment whose replicas differ from the desired ones.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::{NonZeroI64, NonZeroU64};
@@ -453,7 +454,9 @@ impl ChildIndex {
         let previous = map.get(&key);
         known.applied_generation = match &previous {
             Some(p) => p.applied_generation,
-            None => known.digest.and(known.generation),
+            None => known
+                .applied_generation
+                .or(known.digest.and(known.generation)),
         };
         let interesting = match previous {
             None => true,
@@ -547,7 +550,12 @@ impl ChildIndex {
     }
 }
 
-fn known_from_meta(kind: &str, meta: &kube::api::ObjectMeta) -> Known {
+/// What `applied_generation` says of a child listed after a restart that another manager
+/// changed after regie's last apply: a version no object has, so that the child is applied
+/// again.
+pub const CHANGED_BY_OTHERS: NonZeroI64 = NonZeroI64::MIN;
+
+fn known_from_meta(kind: &str, meta: &kube::api::ObjectMeta, changed_by_others: bool) -> Known {
     Known {
         tenant: meta
             .labels
@@ -561,7 +569,8 @@ fn known_from_meta(kind: &str, meta: &kube::api::ObjectMeta) -> Known {
             .and_then(|h| parse_hex(h))
             .map(|h| short(&h)),
         generation: version_of(kind, meta),
-        applied_generation: None,
+        // Read where nothing is known of regie's own applies yet (see `observe` and the re-list).
+        applied_generation: changed_by_others.then_some(CHANGED_BY_OTHERS),
         terminating: meta.deletion_timestamp.is_some(),
         replicas: None,
     }
@@ -584,7 +593,7 @@ pub async fn watch_kind(
         let api: Api<DeploymentView> = Api::all(client);
         let stream = watcher::watcher(api, config);
         drive(stream, kind.kind, index, trigger, |d: &DeploymentView| {
-            let mut known = known_from_meta(kind.kind, d.meta());
+            let mut known = known_from_meta(kind.kind, d.meta(), d.metadata.changed_by_others);
             let status = d.status.clone().unwrap_or_default();
             known.replicas = Some(Box::new(ReplicaCounts {
                 desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -601,8 +610,8 @@ pub async fn watch_kind(
         let name = kind.kind;
         drive(stream, name, index, trigger, move |m: &ChildMeta| {
             (
-                key_for(name, &m.metadata),
-                known_from_meta(name, &m.metadata),
+                key_for(name, &m.metadata.meta),
+                known_from_meta(name, &m.metadata.meta, m.metadata.changed_by_others),
             )
         })
         .await;
@@ -651,13 +660,15 @@ async fn drive<K, S, F>(
             Ok(Event::InitDone) => {
                 let entries = std::mem::take(&mut relist);
                 // Keep what regie applied itself across a re-list; a child first listed with
-                // regie's annotation (after a restart) is regie's at the version listed.
+                // regie's annotation (after a restart) is regie's at the version listed, unless
+                // its managed fields show someone else's change since regie's apply.
                 let entries = entries
                     .into_iter()
                     .map(|(k, mut v)| {
                         v.applied_generation = index
                             .get(&k)
                             .and_then(|p| p.applied_generation)
+                            .or(v.applied_generation)
                             .or(v.digest.and(v.generation));
                         (k, v)
                     })
@@ -998,6 +1009,26 @@ mod tests {
             None,
             "then as before: no drift seen"
         );
+    }
+
+    /// A child listed after a restart whose managed fields show someone else's change since
+    /// regie's apply (see `views::changed_by_others`) is applied again.
+    #[test]
+    fn a_child_listed_as_changed_by_others_is_applied_again() {
+        let index = ChildIndex::default();
+        let key = (
+            "NetworkPolicy".to_string(),
+            Some("tenant-a".to_string()),
+            "isolate".to_string(),
+        );
+        let mut listed = known_from_meta("NetworkPolicy", &kube::api::ObjectMeta::default(), true);
+        listed.tenant = Some(Arc::from("a"));
+        listed.digest = NonZeroU64::new(7);
+        listed.generation = NonZeroI64::new(3);
+        index.observe(key.clone(), listed);
+        let known = index.get(&key).expect("indexed");
+        assert_eq!(known.applied_generation, Some(CHANGED_BY_OTHERS));
+        assert_ne!(known.generation, known.applied_generation);
     }
 
     /// After a restart nothing is known of regie's own applies: a child first seen with regie's

@@ -8,14 +8,20 @@
 //! its pod template a few hundred optional fields), and an operator restarting over 100 tenants
 //! reached its peak heap while decoding the first page of their Deployments (heaptrack; see
 //! docs/performance.md, "Run 21"). Every other kind is watched as metadata, whose managed fields
-//! were decoded the same way.
+//! were decoded the same way. Of the managed fields, one answer is kept, worked out while they
+//! are read and nothing of them built: whether another manager changed what regie applies since
+//! regie's last apply ([`Slim::changed_by_others`]), which a restarted operator needs.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::{ApiResource, DynamicResourceScope};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+
+use super::children::FIELD_MANAGER;
 
 /// The metadata fields the child index and the watcher read.
 #[derive(Deserialize)]
@@ -29,28 +35,172 @@ struct SlimMeta {
     resource_version: Option<String>,
     generation: Option<i64>,
     deletion_timestamp: Option<Time>,
+    #[serde(default)]
+    managed_fields: Vec<ManagerEntry>,
 }
 
-fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let m = SlimMeta::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        labels: m.labels,
-        annotations: m.annotations,
-        resource_version: m.resource_version,
-        generation: m.generation,
-        deletion_timestamp: m.deletion_timestamp,
-        ..ObjectMeta::default()
-    })
+/// One managed-fields entry, its field set reduced to whether it holds any of regie's.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagerEntry {
+    pub manager: Option<String>,
+    pub operation: Option<String>,
+    pub subresource: Option<String>,
+    pub time: Option<Time>,
+    #[serde(default, rename = "fieldsV1")]
+    pub fields: HoldsRegies,
+}
+
+/// Whether a `FieldsV1` set holds anything but status and labels or annotations of others':
+/// read key by key, nothing built.
+#[derive(Debug, Default, PartialEq)]
+pub struct HoldsRegies(pub bool);
+
+/// Label and annotation keys of regie's: another manager owning one of them changed it.
+fn regies_key(key: &str) -> bool {
+    [
+        "regie.dev/",
+        "app.kubernetes.io/",
+        "pod-security.kubernetes.io/",
+    ]
+    .iter()
+    .any(|prefix| key.starts_with(prefix))
+}
+
+impl<'de> Deserialize<'de> for HoldsRegies {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a FieldsV1 set")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                let mut holds = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    holds |= match &*key {
+                        "f:status" | "." => map.next_value::<IgnoredAny>().map(|_| false)?,
+                        "f:metadata" => map.next_value::<MetadataFields>()?.0,
+                        _ => map.next_value::<IgnoredAny>().map(|_| true)?,
+                    };
+                }
+                Ok(holds)
+            }
+        }
+        d.deserialize_map(Top).map(HoldsRegies)
+    }
+}
+
+/// The `f:metadata` part of a field set: regie's when it holds owner references, or a label or
+/// annotation key of regie's.
+struct MetadataFields(bool);
+
+impl<'de> Deserialize<'de> for MetadataFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Meta;
+        impl<'de> Visitor<'de> for Meta {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the metadata of a FieldsV1 set")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                let mut holds = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    holds |= match &*key {
+                        "f:labels" | "f:annotations" => map.next_value::<KeysOfRegie>()?.0,
+                        "f:ownerReferences" => map.next_value::<IgnoredAny>().map(|_| true)?,
+                        _ => map.next_value::<IgnoredAny>().map(|_| false)?,
+                    };
+                }
+                Ok(holds)
+            }
+        }
+        d.deserialize_map(Meta).map(MetadataFields)
+    }
+}
+
+/// Label or annotation keys (`f:<key>`): whether one is regie's.
+struct KeysOfRegie(bool);
+
+impl<'de> Deserialize<'de> for KeysOfRegie {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("label or annotation keys of a FieldsV1 set")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+                let mut holds = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    holds |= key.strip_prefix("f:").is_some_and(regies_key);
+                }
+                Ok(holds)
+            }
+        }
+        d.deserialize_map(Keys).map(KeysOfRegie)
+    }
+}
+
+/// Whether another manager changed part of what regie applies after regie's last apply, as the
+/// managed fields record it: an entry of another manager on the object itself (not a
+/// subresource), no older than regie's latest `Apply`, holding anything but status and labels
+/// or annotations of others' (the Deployment controller's revision annotation, a label someone
+/// added). Someone's change of a field regie applies takes that field from regie, so it shows
+/// here, also to a process that has just started; a field someone only removed does not.
+pub fn changed_by_others(entries: &[ManagerEntry]) -> bool {
+    let Some(applied) = entries
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter(|e| e.operation.as_deref() == Some("Apply"))
+        .filter_map(|e| e.time.as_ref())
+        .max()
+    else {
+        return false;
+    };
+    entries
+        .iter()
+        .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
+        .filter(|e| e.subresource.as_deref().is_none_or(str::is_empty))
+        .filter(|e| e.time.as_ref().is_some_and(|t| t >= applied))
+        .any(|e| e.fields.0)
+}
+
+/// An object's metadata as the child index reads it, and the one answer it keeps of the
+/// managed fields.
+#[derive(Clone, Debug, Default)]
+pub struct Slim {
+    pub meta: ObjectMeta,
+    /// See [`changed_by_others`].
+    pub changed_by_others: bool,
+}
+
+impl<'de> Deserialize<'de> for Slim {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = SlimMeta::deserialize(d)?;
+        Ok(Slim {
+            changed_by_others: changed_by_others(&m.managed_fields),
+            meta: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                labels: m.labels,
+                annotations: m.annotations,
+                resource_version: m.resource_version,
+                generation: m.generation,
+                deletion_timestamp: m.deletion_timestamp,
+                ..ObjectMeta::default()
+            },
+        })
+    }
 }
 
 /// Any child's metadata, served by the API server's metadata-only form
 /// (`PartialObjectMetadata`), which is all a child of most kinds needs to be indexed.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ChildMeta {
-    #[serde(default, deserialize_with = "slim_meta")]
-    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub metadata: Slim,
 }
 
 impl kube::Resource for ChildMeta {
@@ -82,19 +232,19 @@ impl kube::Resource for ChildMeta {
     }
 
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        &self.metadata.meta
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        &mut self.metadata.meta
     }
 }
 
 /// A Deployment as the child index reads it: metadata and replica counts.
 #[derive(Clone, Debug, Deserialize)]
 pub struct DeploymentView {
-    #[serde(default, deserialize_with = "slim_meta")]
-    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub metadata: Slim,
     pub spec: Option<DeploymentSpecView>,
     pub status: Option<DeploymentStatusView>,
 }
@@ -134,11 +284,11 @@ impl kube::Resource for DeploymentView {
     }
 
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        &self.metadata.meta
     }
 
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        &mut self.metadata.meta
     }
 }
 
@@ -211,6 +361,80 @@ mod tests {
         assert_eq!(status.observed_generation, whole_status.observed_generation);
     }
 
+    /// Managed fields as a restarted operator lists them: `regie`'s apply at 08:00, then
+    /// others'.
+    fn listed(others: serde_json::Value) -> ChildMeta {
+        let mut fields = vec![json!({
+            "manager": "regie", "operation": "Apply", "apiVersion": "v1",
+            "time": "2026-03-02T08:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:regie.dev/tenant": {}}}, "f:spec": {"f:selector": {}}}
+        })];
+        fields.extend(others.as_array().cloned().unwrap_or_default());
+        serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {"name": "web", "namespace": "tenant-a", "managedFields": fields}
+        }))
+        .unwrap()
+    }
+
+    fn by(manager: &str, time: &str, fields: serde_json::Value) -> serde_json::Value {
+        json!({"manager": manager, "operation": "Update", "apiVersion": "v1", "time": time,
+               "fieldsType": "FieldsV1", "fieldsV1": fields})
+    }
+
+    #[test]
+    fn a_change_by_someone_else_since_regies_apply_is_read_from_the_managed_fields() {
+        let changed = |others| listed(others).metadata.changed_by_others;
+        // The controllers' own writes: status, and the Deployment controller's revision.
+        let controller = by(
+            "kube-controller-manager",
+            "2026-03-02T08:00:01Z",
+            json!({"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}, "f:status": {"f:replicas": {}}}),
+        );
+        assert!(!changed(json!([controller.clone()])));
+        // A label of someone's own is none of regie's business.
+        let team = by(
+            "kubectl-label",
+            "2026-03-02T09:00:00Z",
+            json!({"f:metadata": {"f:labels": {"f:team": {}}}}),
+        );
+        assert!(!changed(json!([team])));
+        // An edit of the spec, or of a label of regie's (the Pod Security level), since regie's
+        // apply: changed.
+        let edited = by(
+            "kubectl-edit",
+            "2026-03-02T09:00:00Z",
+            json!({"f:spec": {"f:selector": {"f:regie.dev/component": {}}}}),
+        );
+        assert!(changed(json!([controller, edited.clone()])));
+        let relabelled = by(
+            "kubectl-label",
+            "2026-03-02T08:00:00Z",
+            json!({"f:metadata": {"f:labels": {"f:pod-security.kubernetes.io/enforce": {}}}}),
+        );
+        assert!(changed(json!([relabelled])), "in the same second counts");
+        // An edit before regie's last apply was overwritten by it.
+        let earlier = by(
+            "kubectl-edit",
+            "2026-03-02T07:59:59Z",
+            json!({"f:spec": {"f:selector": {}}}),
+        );
+        assert!(!changed(json!([earlier])));
+        // A status written through its subresource is the controller's.
+        let mut status = edited.clone();
+        status["subresource"] = json!("status");
+        assert!(!changed(json!([status])));
+        // An object regie never applied is held to nothing.
+        let foreign: ChildMeta = serde_json::from_value(json!({
+            "metadata": {"name": "x", "managedFields": [edited]}
+        }))
+        .unwrap();
+        assert!(!foreign.metadata.changed_by_others);
+        // Nothing of the managed fields is kept.
+        assert!(listed(json!([])).meta().managed_fields.is_none());
+    }
+
     #[test]
     fn metadata_is_asked_for_in_the_metadata_only_form() {
         assert!(ChildMeta::metadata_api());
@@ -220,8 +444,8 @@ mod tests {
             "metadata": served()["metadata"].clone(),
         });
         let m: ChildMeta = serde_json::from_value(served).unwrap();
-        assert_eq!(m.metadata.name.as_deref(), Some("portaal"));
-        assert!(m.metadata.managed_fields.is_none());
+        assert_eq!(m.metadata.meta.name.as_deref(), Some("portaal"));
+        assert!(m.metadata.meta.managed_fields.is_none());
         let ar = ApiResource::from_gvk_with_plural(
             &kube::core::GroupVersionKind::gvk("", "v1", "ResourceQuota"),
             "resourcequotas",
@@ -234,6 +458,6 @@ mod tests {
         let view: DeploymentView =
             serde_json::from_value(json!({"spec": {"replicas": 1}})).unwrap();
         assert!(view.status.is_none());
-        assert_eq!(view.metadata, ObjectMeta::default());
+        assert_eq!(view.metadata.meta, ObjectMeta::default());
     }
 }
