@@ -611,6 +611,46 @@ async fn sla_prober_live() {
     assert_eq!(again, before, "the old part as it was written");
     assert_eq!(now_again.from, now.from);
     assert!(now_again.window_seconds >= now.window_seconds);
+
+    // Moved back while no regie ran: the restarted operator reads the level of the last stored
+    // sample from its entry and splits at its first sample under the level held now.
+    op.stop().await.expect("operator stops");
+    cluster
+        .apply_yaml(
+            dir.path(),
+            "hanging.yaml",
+            &component("hanging", &targets.url("/hanging")),
+        )
+        .expect("manifest applies");
+    let op = RunningOperator::start(client.clone(), options(), None);
+    let thrice = |r: &SlaReport| -> Vec<ComponentCompliance> {
+        r.status
+            .iter()
+            .flat_map(|s| &s.components)
+            .filter(|c| c.component == "hanging")
+            .cloned()
+            .collect()
+    };
+    eventually("hanging in three parts", WAIT, || {
+        let client = client.clone();
+        async move {
+            let Some(r) = report(&client).await? else {
+                return Ok(false);
+            };
+            Ok(thrice(&r).len() == 3)
+        }
+    })
+    .await
+    .expect("a change while no regie ran splits the month too");
+    let parts = thrice(&report(&client).await.expect("read").expect("report"));
+    let levels: Vec<&str> = parts.iter().map(|p| p.service_level.as_str()).collect();
+    assert_eq!(levels, ["live", "live-plus", "live"]);
+    assert_eq!(parts[0], before, "the first part as it was written");
+    assert_eq!(parts[1].from, now.from);
+    assert!(
+        parts[1].to.is_some() && parts[1].to == parts[2].from,
+        "{parts:#?}"
+    );
     op.stop().await.expect("operator stops");
 }
 

@@ -967,13 +967,21 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
     }
     let s = stored_state(&component, &stored);
     let levels = stored_levels(&component, &stored, &tier.time_zone, s.last);
-    let mut state = probes.lock();
     // The level the last stored sample was taken under: another than now when the level
-    // changed while no process probed, and the first sample here splits the periods there.
-    let sampled = levels
+    // changed while no process probed, and the first sample here splits the periods there. A
+    // level no longer in the catalogue leaves the period to the level held now.
+    let earlier = levels
         .level
+        .as_deref()
         .filter(|l| *l != tier.name)
-        .and_then(|l| state.tiers.get(l.as_str()).cloned());
+        .and_then(|l| {
+            let level = ctx
+                .levels
+                .get(&kube::runtime::reflector::ObjectRef::new(l))?;
+            Tier::from_level(&level).ok()
+        });
+    let mut state = probes.lock();
+    let sampled = earlier.map(|t| state.shared_tier(&t));
     let Some(t) = state.tracked.get_mut(key) else {
         return true;
     };
