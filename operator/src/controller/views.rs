@@ -67,79 +67,80 @@ fn regies_key(key: &str) -> bool {
     .any(|prefix| key.starts_with(prefix))
 }
 
+/// What a key of a field set says of whether the set holds one of regie's fields.
+#[derive(Clone, Copy)]
+enum Key {
+    /// Not regie's, whatever lies under it.
+    Others,
+    /// Regie's.
+    Regies,
+    /// Depends on the keys under it, judged by this.
+    Under(fn(&str) -> Key),
+}
+
+/// The top of a field set: status and the set's own marker are not regie's, metadata depends,
+/// anything else (the spec, a RoleBinding's subjects) is.
+fn top_key(key: &str) -> Key {
+    match key {
+        "f:status" | "." => Key::Others,
+        "f:metadata" => Key::Under(metadata_key),
+        _ => Key::Regies,
+    }
+}
+
+/// Metadata: owner references are regie's; labels and annotations depend on their keys.
+fn metadata_key(key: &str) -> Key {
+    match key {
+        "f:labels" | "f:annotations" => Key::Under(label_key),
+        "f:ownerReferences" => Key::Regies,
+        _ => Key::Others,
+    }
+}
+
+fn label_key(key: &str) -> Key {
+    if key.strip_prefix("f:").is_some_and(regies_key) {
+        Key::Regies
+    } else {
+        Key::Others
+    }
+}
+
+/// Reads a map of a field set, judging its keys with the function it holds.
+#[derive(Clone, Copy)]
+struct FieldSet(fn(&str) -> Key);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSet {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSet {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a FieldsV1 set")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut holds = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            holds |= match (self.0)(&key) {
+                Key::Others => map.next_value::<IgnoredAny>().map(|_| false)?,
+                Key::Regies => map.next_value::<IgnoredAny>().map(|_| true)?,
+                Key::Under(judge) => map.next_value_seed(FieldSet(judge))?,
+            };
+        }
+        Ok(holds)
+    }
+}
+
 impl<'de> Deserialize<'de> for HoldsRegies {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Top;
-        impl<'de> Visitor<'de> for Top {
-            type Value = bool;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a FieldsV1 set")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-                let mut holds = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    holds |= match &*key {
-                        "f:status" | "." => map.next_value::<IgnoredAny>().map(|_| false)?,
-                        "f:metadata" => map.next_value::<MetadataFields>()?.0,
-                        _ => map.next_value::<IgnoredAny>().map(|_| true)?,
-                    };
-                }
-                Ok(holds)
-            }
-        }
-        d.deserialize_map(Top).map(HoldsRegies)
-    }
-}
-
-/// The `f:metadata` part of a field set: regie's when it holds owner references, or a label or
-/// annotation key of regie's.
-struct MetadataFields(bool);
-
-impl<'de> Deserialize<'de> for MetadataFields {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Meta;
-        impl<'de> Visitor<'de> for Meta {
-            type Value = bool;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("the metadata of a FieldsV1 set")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-                let mut holds = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    holds |= match &*key {
-                        "f:labels" | "f:annotations" => map.next_value::<KeysOfRegie>()?.0,
-                        "f:ownerReferences" => map.next_value::<IgnoredAny>().map(|_| true)?,
-                        _ => map.next_value::<IgnoredAny>().map(|_| false)?,
-                    };
-                }
-                Ok(holds)
-            }
-        }
-        d.deserialize_map(Meta).map(MetadataFields)
-    }
-}
-
-/// Label or annotation keys (`f:<key>`): whether one is regie's.
-struct KeysOfRegie(bool);
-
-impl<'de> Deserialize<'de> for KeysOfRegie {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Keys;
-        impl<'de> Visitor<'de> for Keys {
-            type Value = bool;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("label or annotation keys of a FieldsV1 set")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-                let mut holds = false;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    map.next_value::<IgnoredAny>()?;
-                    holds |= key.strip_prefix("f:").is_some_and(regies_key);
-                }
-                Ok(holds)
-            }
-        }
-        d.deserialize_map(Keys).map(KeysOfRegie)
+        use serde::de::DeserializeSeed;
+        FieldSet(top_key).deserialize(d).map(HoldsRegies)
     }
 }
 
