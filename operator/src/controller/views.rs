@@ -36,19 +36,69 @@ struct SlimMeta {
     generation: Option<i64>,
     deletion_timestamp: Option<Time>,
     #[serde(default)]
-    managed_fields: Vec<ManagerEntry>,
+    managed_fields: ManagedSummary,
 }
 
-/// One managed-fields entry, its field set reduced to whether it holds any of regie's.
-#[derive(Debug, Deserialize, PartialEq)]
+/// One managed-fields entry, its field set reduced to whether it holds any of regie's; its
+/// strings borrowed from the response where they can be.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ManagerEntry {
-    pub manager: Option<String>,
-    pub operation: Option<String>,
-    pub subresource: Option<String>,
-    pub time: Option<Time>,
+struct ManagerEntry<'a> {
+    #[serde(borrow)]
+    manager: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subresource: Option<Cow<'a, str>>,
+    time: Option<Time>,
     #[serde(default, rename = "fieldsV1")]
-    pub fields: HoldsRegies,
+    fields: HoldsRegies,
+}
+
+/// What the managed fields say, folded entry by entry as they are read (no list is built): when
+/// regie last applied the object, and when another manager last wrote part of what regie
+/// applies to the object itself (not a subresource; see [`HoldsRegies`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct ManagedSummary {
+    pub regie_applied: Option<Time>,
+    pub others_wrote: Option<Time>,
+}
+
+impl<'de> Deserialize<'de> for ManagedSummary {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = ManagedSummary;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("managed fields")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ManagedSummary, A::Error> {
+                let mut out = ManagedSummary::default();
+                while let Some(e) = seq.next_element::<ManagerEntry<'de>>()? {
+                    let Some(time) = e.time else { continue };
+                    let slot = if e.manager.as_deref() == Some(FIELD_MANAGER) {
+                        if e.operation.as_deref() != Some("Apply") {
+                            continue;
+                        }
+                        &mut out.regie_applied
+                    } else {
+                        if !e.subresource.as_deref().is_none_or(str::is_empty) || !e.fields.0 {
+                            continue;
+                        }
+                        &mut out.others_wrote
+                    };
+                    if slot.as_ref().is_none_or(|t| *t < time) {
+                        *slot = Some(time);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Entries)
+    }
 }
 
 /// Whether a `FieldsV1` set holds anything but status and labels or annotations of others':
@@ -150,22 +200,11 @@ impl<'de> Deserialize<'de> for HoldsRegies {
 /// or annotations of others' (the Deployment controller's revision annotation, a label someone
 /// added). Someone's change of a field regie applies takes that field from regie, so it shows
 /// here, also to a process that has just started; a field someone only removed does not.
-pub fn changed_by_others(entries: &[ManagerEntry]) -> bool {
-    let Some(applied) = entries
-        .iter()
-        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
-        .filter(|e| e.operation.as_deref() == Some("Apply"))
-        .filter_map(|e| e.time.as_ref())
-        .max()
-    else {
-        return false;
-    };
-    entries
-        .iter()
-        .filter(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
-        .filter(|e| e.subresource.as_deref().is_none_or(str::is_empty))
-        .filter(|e| e.time.as_ref().is_some_and(|t| t >= applied))
-        .any(|e| e.fields.0)
+pub fn changed_by_others(managed: &ManagedSummary) -> bool {
+    match (&managed.regie_applied, &managed.others_wrote) {
+        (Some(applied), Some(wrote)) => wrote >= applied,
+        _ => false,
+    }
 }
 
 /// An object's metadata as the child index reads it, and the one answer it keeps of the
