@@ -705,15 +705,10 @@ pub fn price_periods(
     let mut tab = Table::new(book, spans, since, to);
     let mut runs: Vec<Run> = Vec::new();
     let mut last_run: Vec<Option<usize>> = vec![None; tab.keys.len()];
-    // (period, item, month) → that item's charges in the month within the period.
-    let mut component_month: BTreeMap<(usize, usize, Month), Decimal> = BTreeMap::new();
-    // The same, piece by piece (from, to, amount), for the components credited for part of a
-    // month only: a charge accrues evenly over a piece, so a part's share is its share of time.
-    let partly: BTreeSet<&str> = credits
-        .iter()
-        .filter(|(_, c)| c.iter().any(Credit::is_part))
-        .map(|((n, _), _)| n.as_str())
-        .collect();
+    // (period, item, month) → that item's charges in the month within the period, piece by
+    // piece (from, to, amount), for the components a credit is of: a charge accrues evenly over
+    // a piece, so the share of a part of the month is its share of time.
+    let credited: BTreeSet<&str> = credits.keys().map(|(n, _)| n.as_str()).collect();
     let mut component_pieces: BTreeMap<(usize, usize, Month), Vec<Piece>> = BTreeMap::new();
     let mut pieces: Vec<(usize, Month, Timestamp, Timestamp)> = Vec::new();
     let mut months = Months::new(cal);
@@ -758,14 +753,13 @@ pub fn price_periods(
                     // multiplied by seconds.
                     let amount = tab.value(si, ii, list)?.0 * secs / den;
                     let unit = rate * secs / den;
-                    if let ItemKey::Component(name, _) = &tab.keys[key] {
-                        *component_month.entry((p, key, m)).or_default() += amount;
-                        if partly.contains(name.as_str()) {
-                            component_pieces
-                                .entry((p, key, m))
-                                .or_default()
-                                .push((ma, mb, amount));
-                        }
+                    if let ItemKey::Component(name, _) = &tab.keys[key]
+                        && credited.contains(name.as_str())
+                    {
+                        component_pieces
+                            .entry((p, key, m))
+                            .or_default()
+                            .push((ma, mb, amount));
                     }
                     let extend = last_run[key].map(|i| &runs[i]).is_some_and(|r| {
                         r.period == p
@@ -879,27 +873,21 @@ pub fn price_periods(
                 credit.from.unwrap_or(ma).max(ma),
                 credit.to.unwrap_or(mb).min(mb),
             );
-            let charge = &if credit.is_part() {
-                keys()
-                    .filter_map(|k| component_pieces.get(&k))
-                    .flatten()
-                    .map(|&(a, b, amount)| {
-                        let whole = b.as_second() - a.as_second();
-                        let inside = b.min(part_to).as_second() - a.max(part_from).as_second();
-                        if inside <= 0 || whole <= 0 {
-                            Decimal::ZERO
-                        } else if inside >= whole {
-                            amount
-                        } else {
-                            amount * Decimal::from(inside) / Decimal::from(whole)
-                        }
-                    })
-                    .sum::<Decimal>()
-            } else {
-                keys()
-                    .filter_map(|k| component_month.get(&k))
-                    .sum::<Decimal>()
-            };
+            let charge = &keys()
+                .filter_map(|k| component_pieces.get(&k))
+                .flatten()
+                .map(|&(a, b, amount)| {
+                    let whole = b.as_second() - a.as_second();
+                    let inside = b.min(part_to).as_second() - a.max(part_from).as_second();
+                    if inside <= 0 || whole <= 0 {
+                        Decimal::ZERO
+                    } else if inside >= whole {
+                        amount
+                    } else {
+                        amount * Decimal::from(inside) / Decimal::from(whole)
+                    }
+                })
+                .sum::<Decimal>();
             if percent.is_zero() || charge.is_zero() {
                 continue;
             }
