@@ -966,11 +966,11 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
         want = still_to_read(&tier, &current, last);
     }
     let s = stored_state(&component, &stored);
-    let levels = stored_levels(&component, &stored, &tier.time_zone, s.last);
+    let retiered = stored_parts(&component, &stored, &tier.time_zone);
     // The level the last stored sample was taken under: another than now when the level
     // changed while no process probed, and the first sample here splits the periods there. A
     // level no longer in the catalogue leaves the period to the level held now.
-    let earlier = levels
+    let earlier = s
         .level
         .as_deref()
         .filter(|l| *l != tier.name)
@@ -997,7 +997,7 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
             s.closed,
             s.ongoing,
             &s.unfinished,
-            levels.retiered,
+            retiered,
         );
     }
     // Kept only for the tenant's components still to resume: once none is left, a component
@@ -1022,25 +1022,18 @@ struct Stored {
     ongoing: Option<Timestamp>,
     /// Periods whose report lists it but is not final.
     unfinished: Vec<Period>,
-}
-
-/// What the stored reports say of the levels one component held.
-#[derive(Debug, Default, PartialEq)]
-struct StoredLevels {
-    /// The level of the entry written with the last sample `last`.
+    /// The level of the entry written with `last`.
     level: Option<String>,
-    /// Where the current level's part began, and the parts of the levels before it (the
-    /// entries that end before their period does).
-    retiered: Option<(Timestamp, Vec<Part>)>,
 }
 
-fn stored_levels(
+/// What the stored reports say of the levels one component held before its current one: where
+/// the current level's part began, and the parts of the levels before it (the entries that end
+/// before their period does). None when its level never changed in the stored periods.
+fn stored_parts(
     component: &str,
     reports: &[(Period, SlaReportStatus)],
     tz: &jiff::tz::TimeZone,
-    last: Option<Sample>,
-) -> StoredLevels {
-    let mut out = StoredLevels::default();
+) -> Option<(Timestamp, Vec<Part>)> {
     let mut since: Option<Timestamp> = None;
     let mut before = Vec::new();
     for (p, s) in reports {
@@ -1048,12 +1041,6 @@ fn stored_levels(
             continue;
         };
         for c in s.components.iter().filter(|c| c.component == component) {
-            let written_last = c.last_sample.as_ref().is_some_and(|l| {
-                last.is_some_and(|last| l.time.parse::<Timestamp>().is_ok_and(|t| t == last.at))
-            });
-            if written_last {
-                out.level = Some(c.service_level.clone());
-            }
             // A part that cannot be read back is measured afresh under the current level.
             let Ok(entry) = ComponentReport::from_entry(c, bounds) else {
                 continue;
@@ -1072,8 +1059,7 @@ fn stored_levels(
             }
         }
     }
-    out.retiered = since.map(|s| (s, before));
-    out
+    since.map(|s| (s, before))
 }
 
 fn stored_state(component: &str, reports: &[(Period, SlaReportStatus)]) -> Stored {
@@ -1115,6 +1101,9 @@ fn stored_state(component: &str, reports: &[(Period, SlaReportStatus)]) -> Store
     // The open incident of the reports written with the last sample: an older report's may be
     // one that has ended since.
     for (_, _, c) in entries().filter(|(_, _, c)| sample_of(c) == out.last) {
+        if out.last.is_some() {
+            out.level = Some(c.service_level.clone());
+        }
         for start in c
             .incidents
             .iter()
@@ -1707,9 +1696,10 @@ mod tests {
             at: ts("2026-03-17T18:00:00Z"),
             success: true,
         };
-        let levels = stored_levels("gis", &reports, &tz, Some(last));
-        assert_eq!(levels.level.as_deref(), Some("silver"));
-        let (since, before) = levels.retiered.expect("a change");
+        let s = stored_state("gis", &reports);
+        assert_eq!(s.last, Some(last));
+        assert_eq!(s.level.as_deref(), Some("silver"));
+        let (since, before) = stored_parts("gis", &reports, &tz).expect("a change");
         assert_eq!(since, ts(change));
         assert_eq!(before.len(), 1);
         assert_eq!(
@@ -1719,8 +1709,7 @@ mod tests {
         assert_eq!(before[0].result.window_seconds, 334_800);
         assert_eq!(before[0].result.period.end, ts(change));
         // A component that never changed level has no parts.
-        let levels = stored_levels("website", &reports, &tz, Some(last));
-        assert_eq!(levels.retiered, None);
+        assert_eq!(stored_parts("website", &reports, &tz), None);
     }
 
     /// A gold component (daily reports) whose operator stopped at 23:50 on 31 March and came

@@ -276,14 +276,18 @@ impl History {
                 result,
             });
         }
-        let retiered = self.retiered.get_or_insert_with(|| {
-            Box::new(Retiered {
-                since: at,
-                before: Vec::new(),
-            })
-        });
-        retiered.since = at;
-        retiered.before.extend(parts);
+        match &mut self.retiered {
+            Some(r) => {
+                r.since = at;
+                r.before.extend(parts);
+            }
+            None => {
+                self.retiered = Some(Box::new(Retiered {
+                    since: at,
+                    before: parts,
+                }))
+            }
+        }
     }
 
     /// Where the figures of the level held now start (the dawn of time when it never changed).
