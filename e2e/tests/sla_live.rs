@@ -12,10 +12,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::Client;
-use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use regie::controller::{Options, ProbeLookup};
 use regie::sla::target::{Lookup, ProbePolicy, SystemLookup};
-use regie_crds::generated::ComponentCompliance;
+use regie_crds::generated::{ComponentCompliance, SlaReportSpec, SlaReportStatus};
 use regie_crds::status::{AVAILABLE, STALLED, find};
 use regie_crds::{HostingComponent, SlaReport};
 use regie_e2e::cluster::TestCluster;
@@ -108,7 +110,7 @@ async fn condition(
     }))
 }
 
-/// The tenant's report whose period has `len` characters: 7 for the month, 10 for a day.
+/// The tenant's latest report whose period has `len` characters: 7 for the month, 10 for a day.
 async fn report_of(client: &Client, len: usize) -> anyhow::Result<Option<SlaReport>> {
     let api: Api<SlaReport> = Api::all(client.clone());
     Ok(api
@@ -116,7 +118,59 @@ async fn report_of(client: &Client, len: usize) -> anyhow::Result<Option<SlaRepo
         .await?
         .items
         .into_iter()
-        .find(|r| r.spec.tenant == TENANT && r.spec.period.len() == len))
+        .filter(|r| r.spec.tenant == TENANT && r.spec.period.len() == len)
+        .max_by(|a, b| a.spec.period.cmp(&b.spec.period)))
+}
+
+/// A report of `tenant` for a period that ended, as a process left it: figures measured up to
+/// an hour before the end, `Final=False`.
+async fn left_report(
+    client: &Client,
+    tenant: &str,
+    period: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> anyhow::Result<String> {
+    let api: Api<SlaReport> = Api::all(client.clone());
+    let name = format!("{tenant}-{}", period.to_lowercase());
+    let spec = SlaReportSpec {
+        tenant: tenant.into(),
+        period: period.into(),
+        from: from.to_string(),
+        to: to.to_string(),
+    };
+    api.create(&PostParams::default(), &SlaReport::new(&name, spec))
+        .await?;
+    let measured = to - jiff::SignedDuration::from_hours(1);
+    let status = SlaReportStatus {
+        conditions: vec![regie_crds::status::condition(
+            "Final",
+            false,
+            "PeriodOpen",
+            format!("measured up to {measured}; the period ends at {to}"),
+            None,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(from),
+        )],
+        components: vec![ComponentCompliance {
+            component: "healthy".into(),
+            service_level: "live".into(),
+            window_seconds: 3600,
+            availability: "100".into(),
+            target: "99.0".into(),
+            met: true,
+            ..ComponentCompliance::default()
+        }],
+        met: Some(true),
+        measured_until: Some(measured.to_string()),
+        ..SlaReportStatus::default()
+    };
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(name)
 }
 
 async fn report(client: &Client) -> anyhow::Result<Option<SlaReport>> {
@@ -323,6 +377,58 @@ async fn sla_prober_live() {
     })
     .await
     .expect("report");
+
+    // Reports that nothing will write again are made final as they stand: a day two days ago
+    // that none of the tenant's components measures, and last month's of a tenant that left.
+    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("time zone");
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    let midnight = |d: jiff::civil::Date| d.to_zoned(tz.clone()).expect("midnight").timestamp();
+    let day = today.checked_sub(jiff::Span::new().days(2)).expect("a day");
+    let month = today
+        .first_of_month()
+        .checked_sub(jiff::Span::new().months(1))
+        .expect("a month");
+    let left = [
+        left_report(
+            &client,
+            TENANT,
+            &day.to_string(),
+            midnight(day),
+            midnight(day.tomorrow().expect("a day")),
+        )
+        .await
+        .expect("a day's report left open"),
+        left_report(
+            &client,
+            "departed",
+            &format!("{:04}-{:02}", month.year(), month.month()),
+            midnight(month),
+            midnight(today.first_of_month()),
+        )
+        .await
+        .expect("a month's report left open"),
+    ];
+    let reports: Api<SlaReport> = Api::all(client.clone());
+    for name in &left {
+        eventually(&format!("{name}: Final=True"), WAIT, || {
+            let reports = reports.clone();
+            async move {
+                let r = reports.get(name).await?;
+                Ok(
+                    final_condition(&r).is_some_and(|(status, reason, message)| {
+                        status == "True"
+                            && reason == "PeriodClosed"
+                            && message.contains("none of its components was measured")
+                    }),
+                )
+            }
+        })
+        .await
+        .expect("a report nothing writes is closed");
+        let r = reports.get(name).await.expect("read");
+        assert!(figures(&r, "healthy").is_some(), "its figures stand: {r:?}");
+    }
+
     let r = report(&client).await.expect("read").expect("report");
     assert!(
         r.metadata
@@ -511,6 +617,41 @@ async fn sla_prober_live() {
         assert_eq!(stalled.incidents[0].start, started, "{stalled:?}");
     }
 
+    // Deleted components (the stalled one and one probed) keep their entries in the month's
+    // report — they were billed for part of it, and a credit they earned stands — through the
+    // write with their last figures and the writes after it.
+    for name in ["failing", "flapping-too"] {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("component deleted");
+    }
+    for round in ["the write after the deletions", "a later write"] {
+        let before = report(&client)
+            .await
+            .expect("read")
+            .and_then(|r| r.status.and_then(|s| s.measured_until))
+            .unwrap_or_default();
+        eventually(round, WAIT, || {
+            let client = client.clone();
+            let before = before.clone();
+            async move {
+                let Some(r) = report(&client).await? else {
+                    return Ok(false);
+                };
+                let until = r.status.and_then(|s| s.measured_until).unwrap_or_default();
+                Ok(until > before)
+            }
+        })
+        .await
+        .expect("the report is written again");
+        let r = report(&client).await.expect("read").expect("report");
+        let failing = figures(&r, "failing").expect("a deleted component stays in the report");
+        assert!(failing.down_seconds > 0, "{failing:?}");
+        assert_eq!(failing.incidents[0].start, started, "{failing:?}");
+        assert!(figures(&r, "flapping-too").is_some(), "{r:?}");
+    }
+    let deleted = report(&client).await.expect("read").expect("report");
+
     // A change of level (a pull request moving the hanging component to a stricter level)
     // splits its periods at the first sample under the new level: the month's and the day's
     // reports hold an entry per level, the old one ending where the new one begins, each with
@@ -651,6 +792,12 @@ async fn sla_prober_live() {
         parts[1].to.is_some() && parts[1].to == parts[2].from,
         "{parts:#?}"
     );
+    // The components deleted before these restarts are still there, as they were written: the
+    // processes since found them in the reports they resumed from.
+    let r = report(&client).await.expect("read").expect("report");
+    for name in ["failing", "flapping-too"] {
+        assert_eq!(figures(&r, name), figures(&deleted, name), "{name}");
+    }
     op.stop().await.expect("operator stops");
 }
 

@@ -54,6 +54,15 @@ impl<V> Cache<V> {
         .collect()
     }
 
+    /// The keys of the objects held that `pick` picks.
+    pub fn keys_where(&self, pick: impl Fn(&V) -> bool) -> Vec<Arc<str>> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.iter()
+            .filter(|(_, v)| pick(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// The namespaces the objects held live in.
     pub fn namespaces(&self) -> std::collections::BTreeSet<String> {
         let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
@@ -137,7 +146,8 @@ pub fn key_of(meta: &ObjectMeta) -> Arc<str> {
 pub struct Filler<V> {
     cache: Arc<Cache<V>>,
     relisting: Option<BTreeMap<Arc<str>, Arc<V>>>,
-    /// Whether two kept values are the same to readers; [`differ`] when they cannot tell.
+    /// Whether two kept values are the same to readers (an update that is wakes no one);
+    /// [`differ`] when they cannot tell.
     same: fn(&V, &V) -> bool,
 }
 
@@ -205,10 +215,12 @@ impl<V> Filler<V> {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
                 match live.get_mut(&key) {
-                    Some(old) if (self.same)(old, &value) => false,
                     Some(old) => {
+                        // Kept even when the same to readers: what they do not read (a
+                        // report's end while it is open, say) may have changed.
+                        let news = !(self.same)(old, &value);
                         *old = Arc::new(value);
-                        true
+                        news
                     }
                     None => {
                         live.insert(key, Arc::new(value));
@@ -280,6 +292,19 @@ mod tests {
         assert!(!cache.lacks("tholen-2026-12"));
         filler.handle(Event::Apply(map(Some("ns"), "a", "2")), value);
         assert!(!cache.lacks("ns/a") && cache.lacks("a"));
+    }
+
+    #[test]
+    fn an_update_the_same_to_readers_is_kept_without_news() {
+        let cache = Arc::new(Cache::default());
+        let mut filler = Filler::new(cache.clone(), |a: &String, b: &String| {
+            a.eq_ignore_ascii_case(b)
+        });
+        assert!(filler.handle(Event::Apply(map(None, "a", "x")), value));
+        assert!(!filler.handle(Event::Apply(map(None, "a", "X")), value));
+        assert_eq!(sorted(&cache), ["X"], "kept all the same");
+        assert_eq!(cache.keys_where(|v| v == "X"), [Arc::<str>::from("a")]);
+        assert!(filler.handle(Event::Apply(map(None, "a", "y")), value));
     }
 
     #[test]

@@ -44,6 +44,7 @@
 //! the spec (and labels) of Invoices.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::num::NonZeroI64;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -442,11 +443,17 @@ impl Ledger {
 }
 
 /// An SlaReport as invoicing's cache keeps it: the credits it grants (see [`credits_of`]), none
-/// of the figures and incidents behind them, so that only a change of credits wakes invoicing.
-/// A report that grants none — most months' reports, and every week's or day's, which billing
-/// does not read — keeps nothing but its place in the cache.
+/// of the figures and incidents behind them, so that only a change of credits wakes invoicing
+/// (see [`ReportCredits::same_credits`]). A report that grants none — most months' reports, and
+/// every week's or day's, which billing does not read — keeps nothing else but, while it is not
+/// final, the end of its period: the prober closes a report that nothing will write again
+/// (see `probing::close_left_reports`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ReportCredits(Option<Box<Granted>>);
+pub struct ReportCredits {
+    granted: Option<Box<Granted>>,
+    /// The end of the period, in seconds since the epoch, while the report is not final.
+    open_until: Option<NonZeroI64>,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 struct Granted {
@@ -459,8 +466,29 @@ struct Granted {
 
 impl ReportCredits {
     pub fn of(r: SlaReport) -> ReportCredits {
+        let is_final = r.status.as_ref().is_some_and(|s| {
+            regie_crds::status::find(&s.conditions, super::probing::FINAL)
+                .is_some_and(|c| c.status == "True")
+        });
+        let open_until = if is_final {
+            None
+        } else {
+            // A report whose end does not read is not regie's to close.
+            r.spec
+                .to
+                .parse::<Timestamp>()
+                .ok()
+                .and_then(|t| NonZeroI64::new(t.as_second()))
+        };
+        ReportCredits {
+            granted: Self::granted(r),
+            open_until,
+        }
+    }
+
+    fn granted(r: SlaReport) -> Option<Box<Granted>> {
         let Ok((year, month)) = regie_crds::validate::parse_month(&r.spec.period) else {
-            return ReportCredits(None);
+            return None;
         };
         let name = r.metadata.name.as_deref().unwrap_or_default();
         let credits: Vec<(String, Credit)> = r
@@ -476,13 +504,25 @@ impl ReportCredits {
                 }
             })
             .collect();
-        ReportCredits((!credits.is_empty()).then(|| {
+        (!credits.is_empty()).then(|| {
             Box::new(Granted {
                 tenant: r.spec.tenant,
                 month: Month::new(year, month),
                 credits,
             })
-        }))
+        })
+    }
+
+    /// Whether invoicing reads the same in both: a report closing changes no credit.
+    pub fn same_credits(a: &ReportCredits, b: &ReportCredits) -> bool {
+        a.granted == b.granted
+    }
+
+    /// The end of the report's period when it is not final and the period ended at or before
+    /// `before`.
+    pub fn ended_open(&self, before: Timestamp) -> Option<Timestamp> {
+        let end = Timestamp::from_second(self.open_until?.get()).ok()?;
+        (end <= before).then_some(end)
     }
 }
 
@@ -524,7 +564,7 @@ pub fn spawn(ctx: Arc<Context>, tasks: &mut tokio::task::JoinSet<()>) {
         reports,
         inv.clone(),
         |r, _| ReportCredits::of(r),
-        ReportCredits::eq,
+        ReportCredits::same_credits,
         true,
     ));
     // Its own output: nothing to price again.
@@ -771,7 +811,7 @@ struct Groups {
 /// Service credits of the monthly SlaReports, as `regie bill` reads them.
 pub fn credits_of<'a>(reports: impl IntoIterator<Item = &'a ReportCredits>) -> Credits {
     let mut credits = Credits::new();
-    for granted in reports.into_iter().filter_map(|r| r.0.as_deref()) {
+    for granted in reports.into_iter().filter_map(|r| r.granted.as_deref()) {
         for (component, credit) in &granted.credits {
             credits
                 .entry((granted.tenant.clone(), component.clone(), granted.month))
@@ -3583,14 +3623,41 @@ spec:
             });
             ReportCredits::of(r)
         };
-        assert_eq!(report("99.0", 5), report("98.0", 5));
-        assert_ne!(report("98.0", 5), report("97.0", 10));
-        assert_eq!(report("99.95", 0), report("99.99", 0));
+        let same = ReportCredits::same_credits;
+        assert!(same(&report("99.0", 5), &report("98.0", 5)));
+        assert!(!same(&report("98.0", 5), &report("97.0", 10)));
+        assert!(same(&report("99.95", 0), &report("99.99", 0)));
+        let end: Timestamp = "2026-03-31T22:00:00Z".parse().unwrap();
         assert_eq!(
             report("99.95", 0),
-            ReportCredits(None),
-            "no credit, nothing kept"
+            ReportCredits {
+                granted: None,
+                open_until: NonZeroI64::new(end.as_second()),
+            },
+            "no credit: only the end of a period not final"
         );
+        // Open until it is final; ended from its end on.
+        let open = report("99.95", 0);
+        assert_eq!(open.ended_open(end), Some(end));
+        assert_eq!(
+            open.ended_open(end - jiff::SignedDuration::from_secs(1)),
+            None
+        );
+        let mut closed = SlaReport::new("tholen-2026-03", open_spec());
+        closed.status = Some(SlaReportStatus {
+            conditions: vec![regie_crds::status::condition(
+                super::super::probing::FINAL,
+                true,
+                super::super::probing::PERIOD_CLOSED,
+                "ended",
+                None,
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(end),
+            )],
+            ..SlaReportStatus::default()
+        });
+        let closed = ReportCredits::of(closed);
+        assert_eq!(closed.ended_open(Timestamp::MAX), None);
+        assert!(same(&closed, &open), "closing changes no credit");
         let credits = credits_of(&[report("98.0", 5), report("99.95", 0)]);
         assert_eq!(credits.len(), 1);
         // A week's report is not billed from, whatever it says.
@@ -3611,7 +3678,16 @@ spec:
             }],
             ..SlaReportStatus::default()
         });
-        assert_eq!(ReportCredits::of(credited), ReportCredits(None));
+        assert_eq!(ReportCredits::of(credited).granted, None);
+    }
+
+    fn open_spec() -> regie_crds::generated::SlaReportSpec {
+        regie_crds::generated::SlaReportSpec {
+            tenant: "tholen".into(),
+            period: "2026-03".into(),
+            from: "2026-03-01T00:00:00+01:00".into(),
+            to: "2026-04-01T00:00:00+02:00".into(),
+        }
     }
 
     /// A component whose level changed in the month has an entry per level; each credit is of

@@ -39,7 +39,16 @@
 //! interval after its last sample (the time not probed counts neither as up nor as down); from
 //! then on each write carries its stored entries over unchanged ([`carry_over`]). Should it be
 //! probed again, its history resumes from those entries, and the gap counts as a gap between two
-//! samples does (the last outcome holds), as after a restart. A deleted component goes.
+//! samples does (the last outcome holds), as after a restart. A deleted component is let go the
+//! same way: its figures up to the deletion are written once more, and its stored entries are
+//! carried over in the reports of the periods it was measured in — it was billed for that part
+//! of the month, and its credit stays (see [`Gone`]); a process that starts after the deletion
+//! finds such entries in the reports it resumes from.
+//!
+//! **Reports nothing closes.** A report is closed by the first sample after its end of a
+//! component measured in it; when there is none — every component of the tenant stalled or
+//! deleted in the period, or the tenant left — [`close_left_reports`] makes it final as it
+//! stands, some minutes after the end, once no component followed here can still write it.
 //!
 //! **Reconciles first.** Report writes wait while a reconcile is in progress (see
 //! [`super::activity`]): a cold start's wave of first reports, each opening an incident, must not
@@ -161,7 +170,48 @@ struct TenantProbes {
     /// target is refused as written), sorted: not probed, yet they keep their place in the
     /// tenant's open reports with what was measured of them (see [`carry_over`]). Usually empty.
     stalled: Vec<Arc<str>>,
+    /// Its components deleted while reports that hold them may still be written. Usually empty.
+    gone: Vec<Gone>,
 }
+
+impl TenantProbes {
+    /// Whether nothing is kept of the tenant: its entry can go.
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.stalled.is_empty() && self.gone.is_empty()
+    }
+
+    /// The names of the components whose stored entries a report of the tenant starting at
+    /// `start` carries over: the stalled ones, and those deleted after `start` (a report of a
+    /// later period never held them).
+    fn carried(&self, start: Timestamp) -> Vec<String> {
+        let stalled = self
+            .stalled
+            .iter()
+            .map(|k| k.rsplit_once('/').map_or(&**k, |(_, n)| n).to_string());
+        let gone = self
+            .gone
+            .iter()
+            .filter(|g| g.since >= start)
+            .map(|g| g.component.to_string());
+        stalled.chain(gone).collect()
+    }
+}
+
+/// A component deleted (or found in the stored reports but no longer in the cluster): what was
+/// measured of it stays in the reports of the periods it was measured in, with its credit — it
+/// was billed for that part of the month — so the reports written after carry its stored
+/// entries over (see [`carry_over`]).
+#[derive(Debug, PartialEq)]
+struct Gone {
+    component: Arc<str>,
+    /// When it was last measured or deleted: only a report of a period starting at or before
+    /// this holds it.
+    since: Timestamp,
+}
+
+/// How long a deleted component's entries are carried at most: longer than any period that
+/// held it (a month) goes on after its deletion.
+const GONE_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 32);
 
 #[derive(Default)]
 struct State {
@@ -193,6 +243,9 @@ struct State {
     /// The operator's clock, for the window gauges at scrape time (set when the consumer
     /// starts; until then no window gauge is written).
     clock: Option<Clock>,
+    /// Reports whose period ended that [`close_left_reports`] found still to be written by
+    /// someone, and when: looked at again only a flush period later. Usually empty.
+    left_checked: HashMap<Arc<str>, Instant>,
 }
 
 impl State {
@@ -254,11 +307,156 @@ impl State {
         let tenant = &*t.labels.tenant;
         if let Some(t) = self.by_tenant.get_mut(tenant) {
             t.keys.retain(|k| &**k != key);
-            if t.keys.is_empty() && t.stalled.is_empty() {
+            if t.is_empty() {
                 self.by_tenant.remove(tenant);
             }
         }
         true
+    }
+
+    /// `key` of `tenant` was deleted: it is not probed any more (the caller removes it from the
+    /// scheduler when this says so); like a stalled one, its figures up to now are written once
+    /// more, and from then on its stored entries are carried over in the reports of the periods
+    /// it was measured in (see [`Gone`]). Whether the scheduler was probing it.
+    fn depart(&mut self, key: &str, tenant: &str, now: Timestamp) -> bool {
+        let Some(shared_tenant) = self.by_tenant.get_key_value(tenant).map(|(k, _)| k.clone())
+        else {
+            return false;
+        };
+        let Some(t) = self.by_tenant.get_mut(tenant) else {
+            return false;
+        };
+        t.stalled.retain(|k| &**k != key);
+        let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
+        match t.gone.iter_mut().find(|g| &*g.component == name) {
+            Some(g) => g.since = g.since.max(now),
+            None => t.gone.push(Gone {
+                component: name.into(),
+                since: now,
+            }),
+        }
+        match self.tracked.get_mut(key) {
+            Some(t) if *t.labels.tenant == *tenant => {
+                let was_probed = std::mem::replace(&mut t.probed, false);
+                self.dirty.insert(shared_tenant.to_string());
+                self.urgent.insert(shared_tenant.to_string());
+                was_probed
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the components that the stored reports `stored` of `tenant` hold but that are
+    /// neither followed nor stalled (deleted while no regie ran) as [`Gone`]: from the time
+    /// their entry was last measured, or its period's start.
+    fn gone_from_stored(
+        &mut self,
+        tenant: &str,
+        stored: &[(Period, SlaReportStatus)],
+        tz: &jiff::tz::TimeZone,
+    ) {
+        let known: BTreeSet<&str> = self
+            .of_tenant(tenant)
+            .map(|(_, t)| &*t.labels.component)
+            .collect();
+        let mut found: Vec<Gone> = Vec::new();
+        for (period, status) in stored {
+            let Ok(bounds) = period.bounds(tz) else {
+                continue;
+            };
+            for c in &status.components {
+                if known.contains(c.component.as_str()) {
+                    continue;
+                }
+                let since = c
+                    .last_sample
+                    .as_ref()
+                    .and_then(|s| s.time.parse::<Timestamp>().ok())
+                    .unwrap_or(bounds.start)
+                    .max(bounds.start);
+                match found.iter_mut().find(|g| *g.component == *c.component) {
+                    Some(g) => g.since = g.since.max(since),
+                    None => found.push(Gone {
+                        component: c.component.as_str().into(),
+                        since,
+                    }),
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let Some(t) = self.by_tenant.get_mut(tenant) else {
+            return;
+        };
+        for g in found {
+            let stalled = t
+                .stalled
+                .iter()
+                .any(|k| k.rsplit_once('/').is_some_and(|(_, n)| n == &*g.component));
+            if !stalled && !t.gone.iter().any(|o| o.component == g.component) {
+                t.gone.push(g);
+            }
+        }
+    }
+
+    /// Whether nothing will write the tenant's report of `period` again, so that it is final as
+    /// it stands: each of the tenant's components (`components`, their scheduler keys) is
+    /// followed or stalled here — none waits for its tenant's first reconcile since the start —
+    /// and of those followed none is still to resume its history or has the period open or
+    /// still to close. True for a tenant that has no components (any more), or is gone.
+    fn left_open(&self, tenant: &str, period: Period, components: &[String]) -> bool {
+        let stalled: &[Arc<str>] = self.by_tenant.get(tenant).map_or(&[], |t| &t.stalled);
+        let accounted = components
+            .iter()
+            .all(|k| self.tracked.contains_key(k.as_str()) || stalled.iter().any(|s| **s == **k));
+        accounted
+            && self.of_tenant(tenant).all(|(_, t)| {
+                t.resumed
+                    && !t.history.open_periods().contains(&period)
+                    && !t.history.closing_periods().contains(&period)
+            })
+    }
+
+    /// Lets go of the deleted components whose entries no report still to be written holds:
+    /// those deleted [`GONE_KEPT`] ago, and — while the tenant has components followed — those
+    /// deleted before every period its components are measured in began.
+    fn prune_gone(&mut self, now: Timestamp) {
+        let Some(oldest) = now.checked_sub(GONE_KEPT).ok() else {
+            return;
+        };
+        let tenants: Vec<Arc<str>> = self
+            .by_tenant
+            .iter()
+            .filter(|(_, t)| !t.gone.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for tenant in tenants {
+            // The earliest start of the periods the tenant's followed components may still
+            // write; none when none of them has been measured yet (then a component's first
+            // sample may fall in the periods of a deleted one).
+            let earliest = self
+                .of_tenant(&tenant)
+                .flat_map(|(_, t)| {
+                    let tz = t.tier.time_zone.clone();
+                    t.history
+                        .open_periods()
+                        .iter()
+                        .chain(t.history.closing_periods())
+                        .filter_map(move |p| p.bounds(&tz).ok())
+                        .map(|b| b.start)
+                        .collect::<Vec<_>>()
+                })
+                .min();
+            let Some(t) = self.by_tenant.get_mut(&tenant) else {
+                continue;
+            };
+            t.gone
+                .retain(|g| g.since >= oldest && earliest.is_none_or(|e| g.since >= e));
+            if t.is_empty() {
+                self.by_tenant.remove(&tenant);
+            }
+        }
     }
 
     /// Marks `key` of `tenant` stalled: the scheduler no longer probes it (the caller removes
@@ -590,7 +788,8 @@ pub fn sync_component(
 }
 
 /// Stops probing the components of `tenant` that are not in `keep` (deleted components, or all
-/// of them when the tenant goes).
+/// of them when the tenant goes). What was measured of them stays in the reports of the periods
+/// they were measured in (see [`State::depart`]).
 pub fn retain<'a>(
     ctx: &Context,
     tenant: &str,
@@ -600,24 +799,23 @@ pub fn retain<'a>(
         return;
     };
     let keep: BTreeSet<String> = keep.into_iter().map(component_key).collect();
-    let gone: Vec<Arc<str>> = {
-        let mut state = probes.lock();
-        // A deleted component goes from the reports with its history: only a stalled one that
-        // still exists is carried over.
-        if let Some(t) = state.by_tenant.get_mut(tenant) {
-            t.stalled.retain(|k| keep.contains(&**k));
-            if t.keys.is_empty() && t.stalled.is_empty() {
-                state.by_tenant.remove(tenant);
-            }
-        }
-        state
-            .of_tenant(tenant)
-            .filter(|(k, _)| !keep.contains(&***k))
-            .map(|(k, _)| k.clone())
-            .collect()
-    };
+    let now = ctx.now();
+    let mut state = probes.lock();
+    let stalled: &[Arc<str>] = state.by_tenant.get(tenant).map_or(&[], |t| &t.stalled);
+    // Those followed but not probed and not stalled have left already (their last figures are
+    // still to be written).
+    let gone: BTreeSet<Arc<str>> = state
+        .of_tenant(tenant)
+        .filter(|(k, t)| t.probed || stalled.contains(k))
+        .map(|(k, _)| k)
+        .chain(stalled)
+        .filter(|k| !keep.contains(&***k))
+        .cloned()
+        .collect();
     for k in gone {
-        probes.forget(&k);
+        if state.depart(&k, tenant, now) {
+            let _ = probes.scheduler.remove(k);
+        }
     }
 }
 
@@ -677,6 +875,120 @@ pub async fn consume(
                     due
                 };
                 write_reports(&ctx, &probes, dirty, false).await;
+                if slot == 0 {
+                    probes.lock().prune_gone(ctx.now());
+                }
+                close_left_reports(&ctx, &probes).await;
+            }
+        }
+    }
+}
+
+/// How long after its period's end a report that is not final is left to the components
+/// measured in it (the first sample after the end closes it, see the module's documentation)
+/// before [`close_left_reports`] looks at it.
+const LEFT_OPEN_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
+
+/// Closes the reports whose period ended some time ago that nothing will write again: a
+/// tenant's whose components were all stalled or deleted in the period, or that left (its
+/// Tenant deleted). Their figures stand as last written, measured up to `measuredUntil`; only
+/// the condition `Final` is written. A report that a component followed here may still write
+/// is left to it (see [`State::left_open`]) and looked at again a flush period later.
+async fn close_left_reports(ctx: &Context, probes: &Probes) {
+    let caches_listed =
+        ctx.invoicing.reports.is_listed() && ctx.tenants.is_listed() && ctx.components.is_listed();
+    if !caches_listed {
+        return;
+    }
+    let now = ctx.now();
+    let Ok(before) = now.checked_sub(LEFT_OPEN_AFTER) else {
+        return;
+    };
+    let ended = ctx
+        .invoicing
+        .reports
+        .keys_where(|r| r.ended_open(before).is_some());
+    let due: Vec<Arc<str>> = {
+        let mut state = probes.lock();
+        state.left_checked.retain(|k, _| ended.contains(k));
+        let flush_every = probes.flush_every;
+        ended
+            .into_iter()
+            .filter(|k| {
+                state
+                    .left_checked
+                    .get(k)
+                    .is_none_or(|at| at.elapsed() >= flush_every)
+            })
+            .collect()
+    };
+    let api: Api<SlaReport> = Api::all(ctx.client.clone());
+    for name in due {
+        probes
+            .lock()
+            .left_checked
+            .insert(name.clone(), Instant::now());
+        let report = match api.get_opt(&name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not read; looked at again later");
+                return;
+            }
+        };
+        let status = report.status.unwrap_or_default();
+        let is_final = status::find(&status.conditions, FINAL).is_some_and(|f| f.status == "True");
+        let (Ok(period), Ok(end)) = (
+            report.spec.period.parse::<Period>(),
+            report.spec.to.parse::<Timestamp>(),
+        ) else {
+            continue;
+        };
+        if is_final || end > before {
+            continue;
+        }
+        let tenant = report.spec.tenant.as_str();
+        let components: Vec<String> = ctx
+            .tenants
+            .named(tenant)
+            .and_then(|t| t.spec_part::<super::Placement>())
+            .map(|p| {
+                let ns = p.namespace_of(tenant);
+                ctx.components
+                    .in_namespace(&ns)
+                    .iter()
+                    .map(|c| format!("{ns}/{}", c.name()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !probes.lock().left_open(tenant, period, &components) {
+            continue;
+        }
+        let measured = status.measured_until.as_deref().unwrap_or("its last write");
+        let condition = status::condition(
+            FINAL,
+            true,
+            PERIOD_CLOSED,
+            format!(
+                "the period ended at {end}; none of its components was measured in it after \
+                 {measured} (stalled, deleted, or the tenant left), so these figures are final"
+            ),
+            None,
+            Time(end),
+        );
+        let patch = json!({"status": {"conditions": [condition]}});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics.write("status", "SlaReport");
+                probes.lock().left_checked.remove(&name);
+                tracing::info!(report = %name, "SlaReport final: nothing measured in it any more");
+            }
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not closed; tried again later");
+                return;
             }
         }
     }
@@ -981,6 +1293,7 @@ async fn resume(ctx: &Context, probes: &Probes, key: &str, at: Timestamp) -> boo
             Tier::from_level(&level).ok()
         });
     let mut state = probes.lock();
+    state.gone_from_stored(&tenant, &stored, &tier.time_zone);
     let sampled = earlier.map(|t| state.shared_tier(&t));
     let Some(t) = state.tracked.get_mut(key) else {
         return true;
@@ -1176,25 +1489,14 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
         }
     }
     let mut reports: BTreeMap<String, Draft> = BTreeMap::new();
-    // Stalled components: their names (to carry their stored entries over), and those still
-    // tracked (written once more with their figures up to the stall, then let go).
-    let stalled: Vec<String>;
+    // Components stalled or deleted and still tracked: written once more with their figures up
+    // to the stall or deletion, then let go (their stored entries are carried over after).
     let unprobed: Vec<Arc<str>>;
     {
         let mut state = probes.lock();
         if let Some(p) = state.by_tenant.get_mut(tenant) {
             p.last_write = Some(Instant::now());
         }
-        stalled = state
-            .by_tenant
-            .get(tenant)
-            .map(|p| {
-                p.stalled
-                    .iter()
-                    .map(|k| k.rsplit_once('/').map_or(&**k, |(_, n)| n).to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
         unprobed = state
             .of_tenant(tenant)
             .filter(|(_, t)| !t.probed)
@@ -1290,17 +1592,23 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
             });
         }
         status.conditions = vec![final_condition(closing, bounds, now)];
-        // The stored entries of stalled components that are not tracked any more: the merge
-        // patch below replaces `components` whole, and they must not drop out (nor their credit
-        // from the invoice). Read only when there are such components.
-        let missing = stalled
+        // The stored entries of stalled or deleted components that are not tracked any more: the
+        // merge patch below replaces `components` whole, and they must not drop out (nor their
+        // credit from the invoice). Read only when there are such components.
+        let carried = probes
+            .lock()
+            .by_tenant
+            .get(tenant)
+            .map(|t| t.carried(bounds.start))
+            .unwrap_or_default();
+        let missing = carried
             .iter()
             .any(|c| !status.components.iter().any(|s| s.component == *c));
         if missing && ctx.invoicing.reports.named(&name).is_some() {
             match api.get_opt(&name).await {
                 Ok(stored) => {
                     if let Some(stored) = stored.and_then(|r| r.status) {
-                        carry_over(&mut status, &stored, &stalled);
+                        carry_over(&mut status, &stored, &carried);
                     }
                 }
                 Err(e) => {
@@ -1389,14 +1697,14 @@ fn covered_until(history: &History, tier: &Tier, now: Timestamp) -> Timestamp {
 }
 
 /// Adds to `status`, a report about to be written, the entries `stored` holds of the stalled
-/// components named in `stalled` that `status` lacks, as they were last written (the figures
-/// measured up to the stall), in component order; the report's `met` and worst availability
-/// then count them too. Components neither in `status` nor stalled (deleted ones) stay out.
-fn carry_over(status: &mut SlaReportStatus, stored: &SlaReportStatus, stalled: &[String]) {
+/// or deleted components named in `carried` that `status` lacks, as they were last written (the
+/// figures measured up to the stall or deletion), in component order; the report's `met` and
+/// worst availability then count them too. Other components not in `status` stay out.
+fn carry_over(status: &mut SlaReportStatus, stored: &SlaReportStatus, carried: &[String]) {
     let carried: Vec<_> = stored
         .components
         .iter()
-        .filter(|c| stalled.contains(&c.component))
+        .filter(|c| carried.contains(&c.component))
         .filter(|c| !status.components.iter().any(|s| s.component == c.component))
         .cloned()
         .collect();
@@ -1814,7 +2122,7 @@ mod tests {
     /// `website` of tholen was down 10 h in March (a credit) and stalls on 20 March (its URL
     /// edited to a refused address): the prober stops probing it but keeps its history, and the
     /// tenant's reports are due, so they are written once more with its figures up to the stall.
-    /// Until then it stays tracked; a deleted component is forgotten instead.
+    /// Until then it stays tracked.
     #[test]
     fn a_stalled_component_stays_until_its_figures_are_written() {
         let mut state = State::default();
@@ -1847,8 +2155,9 @@ mod tests {
     }
 
     /// The stored entry of a stalled component that is no longer tracked stays in the report
-    /// (with its credit: invoicing reads it) when the others' figures are written; a deleted
-    /// one does not. `met` and the worst availability count the carried entry.
+    /// (with its credit: invoicing reads it) when the others' figures are written; one not named
+    /// (deleted before the report's period began, say) does not. `met` and the worst
+    /// availability count the carried entry.
     #[test]
     fn a_stalled_components_stored_entry_is_carried_over() {
         let figures = |name: &str, down: i64, availability: &str, met: bool, credit: i32| {
@@ -1882,7 +2191,11 @@ mod tests {
             .iter()
             .map(|c| c.component.as_str())
             .collect();
-        assert_eq!(names, ["website", "zaaksysteem"], "oud-portaal was deleted");
+        assert_eq!(
+            names,
+            ["website", "zaaksysteem"],
+            "oud-portaal is not named"
+        );
         assert_eq!(status.components[0], website);
         assert_eq!(
             status.components[1].down_seconds, 60,
@@ -1894,6 +2207,183 @@ mod tests {
         let before = status.clone();
         carry_over(&mut status, &stored, &["zaaksysteem".to_string()]);
         assert_eq!(status, before);
+    }
+
+    /// tholen deletes `website` on 20 March: it is probed no more, written once more with its
+    /// figures up to then, and afterwards carried over in the reports of periods that began
+    /// before the deletion — not in those of later periods. A stalled component deleted moves
+    /// from the stalled ones to the gone ones.
+    #[test]
+    fn a_deleted_component_is_written_once_more_then_carried_over() {
+        let mut state = State::default();
+        let (website, _) = track(&mut state, "tholen", "tenant-tholen/website");
+        let (zaak, _) = track(&mut state, "tholen", "tenant-tholen/zaaksysteem");
+        let (gis, _) = track(&mut state, "tholen", "tenant-tholen/gis");
+        state.stall(&gis, "tholen");
+        state.untrack(&gis);
+        state.urgent.clear();
+        let deleted = ts("2026-03-20T10:00:00Z");
+        assert!(state.depart(&website, "tholen", deleted), "it was probed");
+        assert!(!state.tracked[&*website].probed, "kept until written");
+        assert!(state.urgent.contains("tholen"), "written soon");
+        assert!(
+            !state.depart(&gis, "tholen", deleted),
+            "a stalled one was not probed"
+        );
+        let t = &state.by_tenant["tholen"];
+        assert!(t.stalled.is_empty());
+        let march = ts("2026-02-28T23:00:00Z");
+        assert_eq!(t.carried(march), ["website", "gis"]);
+        assert_eq!(t.carried(ts("2026-03-20T10:00:00Z")), ["website", "gis"]);
+        assert!(t.carried(ts("2026-03-31T22:00:00Z")).is_empty(), "April's");
+        // Written and let go: the tenant is kept for what is carried.
+        state.untrack(&website);
+        state.untrack(&zaak);
+        assert!(state.by_tenant.contains_key("tholen"));
+        // With no component followed, kept for a month and more: one added in March would write
+        // March's reports; then let go.
+        state.prune_gone(ts("2026-04-15T00:00:00Z"));
+        assert_eq!(state.by_tenant["tholen"].gone.len(), 2);
+        state.prune_gone(ts("2026-04-22T10:00:01Z"));
+        assert!(!state.by_tenant.contains_key("tholen"));
+    }
+
+    /// Kept while a component followed still measures a period that began before the deletion
+    /// (March, closing after the month's end), let go once all it measures began after.
+    #[test]
+    fn a_deleted_component_is_let_go_once_no_report_holding_it_is_written() {
+        let mut state = State::default();
+        let (website, _) = track(&mut state, "tholen", "tenant-tholen/website");
+        let (zaak, _) = track(&mut state, "tholen", "tenant-tholen/zaaksysteem");
+        state.depart(&website, "tholen", ts("2026-03-20T10:00:00Z"));
+        state.untrack(&website);
+        let tier = gold();
+        let observe = |state: &mut State, at: &str| {
+            let t = state.tracked.get_mut(&*zaak).expect("tracked");
+            t.history.observe(
+                &tier,
+                Sample {
+                    at: ts(at),
+                    success: true,
+                },
+            );
+        };
+        observe(&mut state, "2026-03-31T21:59:00Z");
+        state.prune_gone(ts("2026-03-31T21:59:30Z"));
+        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "March is open");
+        // April's first sample: March closes, its final write still to come.
+        observe(&mut state, "2026-03-31T22:00:30Z");
+        state.prune_gone(ts("2026-03-31T22:00:40Z"));
+        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "March to close");
+        let march = Period::month(2026, 3).expect("month");
+        state
+            .tracked
+            .get_mut(&*zaak)
+            .expect("tracked")
+            .history
+            .finished(&tier, march);
+        // Gold also reports daily: 31 March's report is closing too.
+        let day = Period::Day(jiff::civil::date(2026, 3, 31));
+        state
+            .tracked
+            .get_mut(&*zaak)
+            .expect("tracked")
+            .history
+            .finished(&tier, day);
+        state.prune_gone(ts("2026-03-31T22:01:00Z"));
+        assert!(state.by_tenant["tholen"].gone.is_empty());
+    }
+
+    /// After a start, the components the stored reports hold that are neither followed nor
+    /// stalled were deleted while no regie ran: gone since their last sample.
+    #[test]
+    fn components_deleted_while_no_regie_ran_are_found_in_the_stored_reports() {
+        let mut state = State::default();
+        track(&mut state, "tholen", "tenant-tholen/zaaksysteem");
+        let (gis, _) = track(&mut state, "tholen", "tenant-tholen/gis");
+        state.stall(&gis, "tholen");
+        state.untrack(&gis);
+        let march = Period::month(2026, 3).expect("month");
+        let stored = [(
+            march,
+            report(
+                vec![
+                    entry("gis", &[], ("2026-03-10T09:00:00Z", true)),
+                    entry("website", &[], ("2026-03-20T09:59:00Z", false)),
+                    entry("zaaksysteem", &[], ("2026-03-20T09:59:00Z", true)),
+                ],
+                false,
+            ),
+        )];
+        let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("tz");
+        state.gone_from_stored("tholen", &stored, &tz);
+        assert_eq!(
+            state.by_tenant["tholen"].gone,
+            [Gone {
+                component: "website".into(),
+                since: ts("2026-03-20T09:59:00Z"),
+            }]
+        );
+        state.gone_from_stored("tholen", &stored, &tz);
+        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "once");
+    }
+
+    /// A report whose period ended is final as it stands once nothing here can write it: every
+    /// component of the tenant followed (resumed, not measuring the period) or stalled. Not
+    /// while a component waits for its tenant's first reconcile, is still to resume, or still
+    /// measures the period.
+    #[test]
+    fn a_report_is_left_open_only_when_nothing_will_write_it() {
+        let mut state = State::default();
+        let march = Period::month(2026, 3).expect("month");
+        let keys = |names: &[&str]| -> Vec<String> {
+            names.iter().map(|n| format!("tenant-tholen/{n}")).collect()
+        };
+        assert!(
+            state.left_open("tholen", march, &[]),
+            "a tenant gone, or without components"
+        );
+        assert!(
+            !state.left_open("tholen", march, &keys(&["zaak"])),
+            "a component not reconciled yet"
+        );
+        let (zaak, _) = track(&mut state, "tholen", "tenant-tholen/zaak");
+        assert!(
+            !state.left_open("tholen", march, &keys(&["zaak"])),
+            "to resume"
+        );
+        let tier = gold();
+        let t = state.tracked.get_mut(&*zaak).expect("tracked");
+        t.resumed = true;
+        t.history.observe(
+            &tier,
+            Sample {
+                at: ts("2026-03-31T21:00:00Z"),
+                success: true,
+            },
+        );
+        assert!(
+            !state.left_open("tholen", march, &keys(&["zaak"])),
+            "measures March"
+        );
+        let april = Period::month(2026, 4).expect("month");
+        assert!(
+            state.left_open("tholen", april, &keys(&["zaak"])),
+            "not April"
+        );
+        let t = state.tracked.get_mut(&*zaak).expect("tracked");
+        t.history = History::new();
+        t.history.observe(
+            &tier,
+            Sample {
+                at: ts("2026-04-01T09:00:00Z"),
+                success: true,
+            },
+        );
+        let (gis, _) = track(&mut state, "tholen", "tenant-tholen/gis");
+        state.stall(&gis, "tholen");
+        state.untrack(&gis);
+        assert!(state.left_open("tholen", march, &keys(&["gis", "zaak"])));
     }
 
     /// A stalled component's figures end one probe interval after its last sample: the time it
