@@ -58,7 +58,9 @@
 //! **Write storms.** A flapping target therefore costs at most one report write per tenant per
 //! probe interval however many components flap, and its `Available` condition is written at most
 //! once per [`AVAILABLE_HOLD`] (or probe interval, if longer); a held value is written by the
-//! first probe after the hold, so the condition always converges to the latest outcome.
+//! first probe after the hold, so the condition always converges to the latest outcome. That
+//! write goes in a task of its own (one per component at a time), so no probe outcome waits for
+//! an API request of another component.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -141,6 +143,8 @@ struct Tracked {
     probed: bool,
     /// The Available value this process last wrote, and when.
     written: Option<(bool, Instant)>,
+    /// Whether a write of its Available condition is in flight.
+    writing_available: bool,
     /// Its numbers at `/metrics`, under `labels`: kept here rather than in a map of their own,
     /// which cost a table slot and a block per component (about 100 bytes). Started afresh when
     /// the labels change, as Prometheus sees a new series then.
@@ -774,6 +778,7 @@ pub fn sync_component(
         resumed: false,
         probed: true,
         written: None,
+        writing_available: false,
         series: Series::default(),
     });
     t.probed = true;
@@ -997,7 +1002,7 @@ async fn close_left_reports(ctx: &Context, probes: &Probes) {
 /// A probe's result: its sample into the component's history and metrics; a refusal, or the
 /// end of one, to the component's tenant, whose reconcile stalls the component or frees it.
 async fn handle(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     probes: &Probes,
     reconcile: &UnboundedSender<String>,
     ev: ProbeEvent,
@@ -1093,17 +1098,7 @@ async fn handle(
             ProbeResult::Skipped(_) => return,
         };
         let hold = AVAILABLE_HOLD.max(interval);
-        set_available(
-            ctx,
-            probes,
-            key,
-            namespace_of(key),
-            &component,
-            sample.success,
-            message,
-            hold,
-        )
-        .await;
+        set_available(ctx, probes, key, &component, sample.success, message, hold);
     }
     let due = probes.lock().due_now(ctx.activity.is_quiet());
     write_reports(ctx, probes, due, true).await;
@@ -1131,18 +1126,21 @@ async fn write_reports(ctx: &Context, probes: &Probes, tenants: Vec<String>, urg
 
 /// Writes the SaaS component's `Available` condition when the outcome differs from what the
 /// cluster shows, at most once per `hold`; a held change is written by the first probe after the
-/// hold, with the outcome of that probe.
+/// hold, with the outcome of that probe. The write goes in a task of its own, one per component
+/// at a time: the probe events wait for no API request (an API server slow to answer would
+/// otherwise hold every probe outcome back, and the reports with them), and two writes of one
+/// component never race each other.
 #[allow(clippy::too_many_arguments)]
-async fn set_available(
-    ctx: &Context,
+fn set_available(
+    ctx: &Arc<Context>,
     probes: &Probes,
     key: &str,
-    ns: &str,
     name: &str,
     up: bool,
     message: String,
     hold: Duration,
 ) {
+    let ns = namespace_of(key);
     let Some(c) = ctx.components.object(ns, name) else {
         return;
     };
@@ -1159,10 +1157,11 @@ async fn set_available(
         let Some(t) = state.tracked.get_mut(key) else {
             return;
         };
-        if t.written.is_some_and(|(_, at)| at.elapsed() < hold) {
+        if t.writing_available || t.written.is_some_and(|(_, at)| at.elapsed() < hold) {
             return;
         }
         t.written = Some((up, Instant::now()));
+        t.writing_available = true;
     }
     let mut conditions = conditions;
     status::set_condition(
@@ -1177,22 +1176,31 @@ async fn set_available(
         ),
     );
     let api: Api<HostingComponent> = Api::namespaced(ctx.client.clone(), ns);
-    match api
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": conditions}})),
-        )
-        .await
-    {
-        Ok(_) => ctx.metrics.write("status", "HostingComponent"),
-        Err(e) => {
-            tracing::warn!(component = %key, error = %e, "Available not written");
-            if let Some(t) = probes.lock().tracked.get_mut(key) {
+    let (ctx, probes, key, name) = (
+        ctx.clone(),
+        probes.clone(),
+        key.to_string(),
+        name.to_string(),
+    );
+    tokio::spawn(async move {
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conditions}})),
+            )
+            .await;
+        match &written {
+            Ok(_) => ctx.metrics.write("status", "HostingComponent"),
+            Err(e) => tracing::warn!(component = %key, error = %e, "Available not written"),
+        }
+        if let Some(t) = probes.lock().tracked.get_mut(key.as_str()) {
+            t.writing_available = false;
+            if written.is_err() {
                 t.written = None;
             }
         }
-    }
+    });
 }
 
 /// Reads the stored reports `names` that are not held yet into `State::stored`. False when one
@@ -1810,6 +1818,7 @@ mod tests {
             resumed: false,
             probed: true,
             written: None,
+            writing_available: false,
             series: Series::default(),
         });
         (key, labels)
@@ -2511,6 +2520,7 @@ mod tests {
             resumed: false,
             probed: true,
             written: None,
+            writing_available: false,
             series: Series::default(),
         });
         let windows = |state: &State| {
