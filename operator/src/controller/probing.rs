@@ -170,18 +170,43 @@ struct TenantProbes {
     keys: Vec<Arc<str>>,
     /// When its reports were last written.
     last_write: Option<Instant>,
+    /// Its components stalled or deleted: boxed, as nearly every tenant has none (the map of
+    /// tenants holds this record in each of its slots).
+    left: Option<Box<Left>>,
+}
+
+/// A tenant's components that are not probed but whose entries stay in its reports.
+#[derive(Default)]
+struct Left {
     /// Keys of its components that exist but are stalled (their plan has no tier, or their
     /// target is refused as written), sorted: not probed, yet they keep their place in the
-    /// tenant's open reports with what was measured of them (see [`carry_over`]). Usually empty.
+    /// tenant's open reports with what was measured of them (see [`carry_over`]).
     stalled: Vec<Arc<str>>,
-    /// Its components deleted while reports that hold them may still be written. Usually empty.
+    /// Its components deleted while reports that hold them may still be written.
     gone: Vec<Gone>,
 }
 
 impl TenantProbes {
     /// Whether nothing is kept of the tenant: its entry can go.
     fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.stalled.is_empty() && self.gone.is_empty()
+        self.keys.is_empty() && self.left.is_none()
+    }
+
+    fn stalled(&self) -> &[Arc<str>] {
+        self.left.as_deref().map_or(&[], |l| &l.stalled)
+    }
+
+    fn gone(&self) -> &[Gone] {
+        self.left.as_deref().map_or(&[], |l| &l.gone)
+    }
+
+    /// Changes what is left of the tenant's components, dropping the box when nothing is.
+    fn change_left(&mut self, change: impl FnOnce(&mut Left)) {
+        let left = self.left.get_or_insert_default();
+        change(left);
+        if left.stalled.is_empty() && left.gone.is_empty() {
+            self.left = None;
+        }
     }
 
     /// The names of the components whose stored entries a report of the tenant starting at
@@ -189,11 +214,11 @@ impl TenantProbes {
     /// later period never held them).
     fn carried(&self, start: Timestamp) -> Vec<String> {
         let stalled = self
-            .stalled
+            .stalled()
             .iter()
             .map(|k| k.rsplit_once('/').map_or(&**k, |(_, n)| n).to_string());
         let gone = self
-            .gone
+            .gone()
             .iter()
             .filter(|g| g.since >= start)
             .map(|g| g.component.to_string());
@@ -330,15 +355,17 @@ impl State {
         let Some(t) = self.by_tenant.get_mut(tenant) else {
             return false;
         };
-        t.stalled.retain(|k| &**k != key);
         let name = key.rsplit_once('/').map_or(key, |(_, n)| n);
-        match t.gone.iter_mut().find(|g| &*g.component == name) {
-            Some(g) => g.since = g.since.max(now),
-            None => t.gone.push(Gone {
-                component: name.into(),
-                since: now,
-            }),
-        }
+        t.change_left(|left| {
+            left.stalled.retain(|k| &**k != key);
+            match left.gone.iter_mut().find(|g| &*g.component == name) {
+                Some(g) => g.since = g.since.max(now),
+                None => left.gone.push(Gone {
+                    component: name.into(),
+                    since: now,
+                }),
+            }
+        });
         match self.tracked.get_mut(key) {
             Some(t) if *t.labels.tenant == *tenant => {
                 let was_probed = std::mem::replace(&mut t.probed, false);
@@ -393,15 +420,17 @@ impl State {
         let Some(t) = self.by_tenant.get_mut(tenant) else {
             return;
         };
-        for g in found {
-            let stalled = t
-                .stalled
-                .iter()
-                .any(|k| k.rsplit_once('/').is_some_and(|(_, n)| n == &*g.component));
-            if !stalled && !t.gone.iter().any(|o| o.component == g.component) {
-                t.gone.push(g);
+        t.change_left(|left| {
+            for g in found {
+                let stalled = left
+                    .stalled
+                    .iter()
+                    .any(|k| k.rsplit_once('/').is_some_and(|(_, n)| n == &*g.component));
+                if !stalled && !left.gone.iter().any(|o| o.component == g.component) {
+                    left.gone.push(g);
+                }
             }
-        }
+        });
     }
 
     /// Whether nothing will write the tenant's report of `period` again, so that it is final as
@@ -410,7 +439,7 @@ impl State {
     /// and of those followed none is still to resume its history or has the period open or
     /// still to close. True for a tenant that has no components (any more), or is gone.
     fn left_open(&self, tenant: &str, period: Period, components: &[String]) -> bool {
-        let stalled: &[Arc<str>] = self.by_tenant.get(tenant).map_or(&[], |t| &t.stalled);
+        let stalled: &[Arc<str>] = self.by_tenant.get(tenant).map_or(&[], |t| t.stalled());
         let accounted = components
             .iter()
             .all(|k| self.tracked.contains_key(k.as_str()) || stalled.iter().any(|s| **s == **k));
@@ -432,7 +461,7 @@ impl State {
         let tenants: Vec<Arc<str>> = self
             .by_tenant
             .iter()
-            .filter(|(_, t)| !t.gone.is_empty())
+            .filter(|(_, t)| !t.gone().is_empty())
             .map(|(k, _)| k.clone())
             .collect();
         for tenant in tenants {
@@ -455,8 +484,10 @@ impl State {
             let Some(t) = self.by_tenant.get_mut(&tenant) else {
                 continue;
             };
-            t.gone
-                .retain(|g| g.since >= oldest && earliest.is_none_or(|e| g.since >= e));
+            t.change_left(|left| {
+                left.gone
+                    .retain(|g| g.since >= oldest && earliest.is_none_or(|e| g.since >= e));
+            });
             if t.is_empty() {
                 self.by_tenant.remove(&tenant);
             }
@@ -477,10 +508,14 @@ impl State {
             Some((k, _)) => k.clone(),
             None => key.into(),
         };
-        let stalled = &mut self.by_tenant.entry(shared_tenant).or_default().stalled;
-        if let Err(at) = stalled.binary_search_by(|k| (**k).cmp(key)) {
-            stalled.insert(at, shared_key);
-        }
+        self.by_tenant
+            .entry(shared_tenant)
+            .or_default()
+            .change_left(|left| {
+                if let Err(at) = left.stalled.binary_search_by(|k| (**k).cmp(key)) {
+                    left.stalled.insert(at, shared_key);
+                }
+            });
         let was_probed = match self.tracked.get_mut(key) {
             Some(t) if t.labels.tenant.as_ref() == tenant => {
                 std::mem::replace(&mut t.probed, false)
@@ -496,8 +531,10 @@ impl State {
 
     /// `key` of `tenant` is not stalled (any more).
     fn unstall(&mut self, key: &str, tenant: &str) {
-        if let Some(t) = self.by_tenant.get_mut(tenant) {
-            t.stalled.retain(|k| &**k != key);
+        if let Some(t) = self.by_tenant.get_mut(tenant)
+            && t.left.is_some()
+        {
+            t.change_left(|left| left.stalled.retain(|k| &**k != key));
         }
     }
 
@@ -806,7 +843,7 @@ pub fn retain<'a>(
     let keep: BTreeSet<String> = keep.into_iter().map(component_key).collect();
     let now = ctx.now();
     let mut state = probes.lock();
-    let stalled: &[Arc<str>] = state.by_tenant.get(tenant).map_or(&[], |t| &t.stalled);
+    let stalled: &[Arc<str>] = state.by_tenant.get(tenant).map_or(&[], |t| t.stalled());
     // Those followed but not probed and not stalled have left already (their last figures are
     // still to be written).
     let gone: BTreeSet<Arc<str>> = state
@@ -2147,7 +2184,7 @@ mod tests {
         assert!(!t.probed);
         assert!(state.urgent.contains("tholen") && state.dirty.contains("tholen"));
         assert_eq!(
-            state.by_tenant["tholen"].stalled,
+            state.by_tenant["tholen"].stalled(),
             std::slice::from_ref(&key)
         );
         // Let go after the write (as `write_report` does): the tenant keeps it as stalled, so
@@ -2155,12 +2192,12 @@ mod tests {
         state.untrack(&key);
         state.untrack(&other);
         assert_eq!(
-            state.by_tenant["tholen"].stalled,
+            state.by_tenant["tholen"].stalled(),
             std::slice::from_ref(&key)
         );
         // Fixed: probed again, not stalled any more.
         state.unstall(&key, "tholen");
-        assert!(state.by_tenant["tholen"].stalled.is_empty());
+        assert!(state.by_tenant["tholen"].stalled().is_empty());
     }
 
     /// The stored entry of a stalled component that is no longer tracked stays in the report
@@ -2240,7 +2277,7 @@ mod tests {
             "a stalled one was not probed"
         );
         let t = &state.by_tenant["tholen"];
-        assert!(t.stalled.is_empty());
+        assert!(t.stalled().is_empty());
         let march = ts("2026-02-28T23:00:00Z");
         assert_eq!(t.carried(march), ["website", "gis"]);
         assert_eq!(t.carried(ts("2026-03-20T10:00:00Z")), ["website", "gis"]);
@@ -2252,7 +2289,7 @@ mod tests {
         // With no component followed, kept for a month and more: one added in March would write
         // March's reports; then let go.
         state.prune_gone(ts("2026-04-15T00:00:00Z"));
-        assert_eq!(state.by_tenant["tholen"].gone.len(), 2);
+        assert_eq!(state.by_tenant["tholen"].gone().len(), 2);
         state.prune_gone(ts("2026-04-22T10:00:01Z"));
         assert!(!state.by_tenant.contains_key("tholen"));
     }
@@ -2279,11 +2316,11 @@ mod tests {
         };
         observe(&mut state, "2026-03-31T21:59:00Z");
         state.prune_gone(ts("2026-03-31T21:59:30Z"));
-        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "March is open");
+        assert_eq!(state.by_tenant["tholen"].gone().len(), 1, "March is open");
         // April's first sample: March closes, its final write still to come.
         observe(&mut state, "2026-03-31T22:00:30Z");
         state.prune_gone(ts("2026-03-31T22:00:40Z"));
-        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "March to close");
+        assert_eq!(state.by_tenant["tholen"].gone().len(), 1, "March to close");
         let march = Period::month(2026, 3).expect("month");
         state
             .tracked
@@ -2300,7 +2337,7 @@ mod tests {
             .history
             .finished(&tier, day);
         state.prune_gone(ts("2026-03-31T22:01:00Z"));
-        assert!(state.by_tenant["tholen"].gone.is_empty());
+        assert!(state.by_tenant["tholen"].gone().is_empty());
     }
 
     /// After a start, the components the stored reports hold that are neither followed nor
@@ -2327,14 +2364,14 @@ mod tests {
         let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("tz");
         state.gone_from_stored("tholen", &stored, &tz);
         assert_eq!(
-            state.by_tenant["tholen"].gone,
+            state.by_tenant["tholen"].gone(),
             [Gone {
                 component: "website".into(),
                 since: ts("2026-03-20T09:59:00Z"),
             }]
         );
         state.gone_from_stored("tholen", &stored, &tz);
-        assert_eq!(state.by_tenant["tholen"].gone.len(), 1, "once");
+        assert_eq!(state.by_tenant["tholen"].gone().len(), 1, "once");
     }
 
     /// A report whose period ended is final as it stands once nothing here can write it: every
