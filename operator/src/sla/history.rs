@@ -214,6 +214,12 @@ impl History {
     /// period, whose final figures then run to that period's end). A sample under another level
     /// than the last one ends that level's part of every period still reported here.
     pub fn observe(&mut self, tier: &Arc<Tier>, sample: Sample) -> Observed {
+        // A sample older than the last one (the wall clock stepped back) says nothing new, and
+        // taken it would move the history back into a period it has closed — reopened, that
+        // period would be written again as open, and finally from what is left of it.
+        if self.run.last().is_some_and(|last| sample.at < last.at) {
+            return Observed::default();
+        }
         let previous = match &self.tier {
             Some(old) if old.name != tier.name => Some(old.clone()),
             _ => None,
@@ -225,7 +231,6 @@ impl History {
             if now_open.contains(&p) {
                 continue;
             }
-            // A sample older than the period (clock stepped back) leaves the period open.
             let ended = p.bounds(&tier.time_zone).is_ok_and(|b| b.end <= sample.at);
             // A period the new level does not report (a week, for a level reporting daily)
             // has the old level's part to report: it closes when it ends.
@@ -609,6 +614,38 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(w15.down_seconds, 0);
+    }
+
+    /// The wall clock steps back across the end of March after April's first sample closed
+    /// March: the samples until it catches up are not taken, and March stays closed.
+    #[test]
+    fn a_clock_stepped_back_across_a_period_end_does_not_reopen_it() {
+        let t = tier("monthly");
+        let mut h = History::new();
+        let march = Period::month(2026, 3).expect("a month");
+        let april = Period::month(2026, 4).expect("a month");
+        feed(
+            &mut h,
+            &t,
+            &[
+                ("2026-03-31T21:59:00Z", true),
+                ("2026-03-31T22:00:30Z", false),
+            ],
+        );
+        assert_eq!(h.closing_periods(), &[march]);
+        h.finished(&t, march);
+        let stepped = feed(&mut h, &t, &[("2026-03-31T21:59:50Z", true)]);
+        assert_eq!(stepped, [Observed::default()]);
+        assert_eq!(h.open_periods(), &[april]);
+        assert!(h.closing_periods().is_empty());
+        assert!(
+            h.run().down_since().is_some(),
+            "the failure at 22:00:30 goes on"
+        );
+        // Caught up: the samples count again.
+        let seen = feed(&mut h, &t, &[("2026-03-31T22:01:30Z", true)]);
+        assert!(seen[0].transition);
+        assert_eq!(h.open_periods(), &[april]);
     }
 
     #[test]
