@@ -348,10 +348,6 @@ impl State {
     /// more, and from then on its stored entries are carried over in the reports of the periods
     /// it was measured in (see [`Gone`]). Whether the scheduler was probing it.
     fn depart(&mut self, key: &str, tenant: &str, now: Timestamp) -> bool {
-        let Some(shared_tenant) = self.by_tenant.get_key_value(tenant).map(|(k, _)| k.clone())
-        else {
-            return false;
-        };
         let Some(t) = self.by_tenant.get_mut(tenant) else {
             return false;
         };
@@ -369,8 +365,8 @@ impl State {
         match self.tracked.get_mut(key) {
             Some(t) if *t.labels.tenant == *tenant => {
                 let was_probed = std::mem::replace(&mut t.probed, false);
-                self.dirty.insert(shared_tenant.to_string());
-                self.urgent.insert(shared_tenant.to_string());
+                self.dirty.insert(tenant.to_string());
+                self.urgent.insert(tenant.to_string());
                 was_probed
             }
             _ => false,
