@@ -207,6 +207,29 @@ where
     Ok(n)
 }
 
+/// The month's report once it has been written again (its `measuredUntil` moved on).
+async fn written_again(client: &Client, round: &str) -> SlaReport {
+    let before = report(client)
+        .await
+        .expect("read")
+        .and_then(|r| r.status.and_then(|s| s.measured_until))
+        .unwrap_or_default();
+    eventually(round, WAIT, || {
+        let client = client.clone();
+        let before = before.clone();
+        async move {
+            let Some(r) = report(&client).await? else {
+                return Ok(false);
+            };
+            let until = r.status.and_then(|s| s.measured_until).unwrap_or_default();
+            Ok(until > before)
+        }
+    })
+    .await
+    .expect("the report is written again");
+    report(client).await.expect("read").expect("report")
+}
+
 fn figures(r: &SlaReport, component: &str) -> Option<ComponentCompliance> {
     r.status
         .as_ref()?
@@ -593,25 +616,7 @@ async fn sla_prober_live() {
     .await
     .expect("the edited component stalls");
     for round in ["the write after the stall", "a later write"] {
-        let before = report(&client)
-            .await
-            .expect("read")
-            .and_then(|r| r.status.and_then(|s| s.measured_until))
-            .unwrap_or_default();
-        eventually(round, WAIT, || {
-            let client = client.clone();
-            let before = before.clone();
-            async move {
-                let Some(r) = report(&client).await? else {
-                    return Ok(false);
-                };
-                let until = r.status.and_then(|s| s.measured_until).unwrap_or_default();
-                Ok(until > before)
-            }
-        })
-        .await
-        .expect("the report is written again");
-        let r = report(&client).await.expect("read").expect("report");
+        let r = written_again(&client, round).await;
         let stalled = figures(&r, "failing").expect("a stalled component stays in the report");
         assert!(stalled.down_seconds > 0, "{stalled:?}");
         assert_eq!(stalled.incidents[0].start, started, "{stalled:?}");
@@ -626,25 +631,7 @@ async fn sla_prober_live() {
             .expect("component deleted");
     }
     for round in ["the write after the deletions", "a later write"] {
-        let before = report(&client)
-            .await
-            .expect("read")
-            .and_then(|r| r.status.and_then(|s| s.measured_until))
-            .unwrap_or_default();
-        eventually(round, WAIT, || {
-            let client = client.clone();
-            let before = before.clone();
-            async move {
-                let Some(r) = report(&client).await? else {
-                    return Ok(false);
-                };
-                let until = r.status.and_then(|s| s.measured_until).unwrap_or_default();
-                Ok(until > before)
-            }
-        })
-        .await
-        .expect("the report is written again");
-        let r = report(&client).await.expect("read").expect("report");
+        let r = written_again(&client, round).await;
         let failing = figures(&r, "failing").expect("a deleted component stays in the report");
         assert!(failing.down_seconds > 0, "{failing:?}");
         assert_eq!(failing.incidents[0].start, started, "{failing:?}");
