@@ -1455,6 +1455,8 @@ async fn operator_end_to_end() {
         // e2e/tests/sla_live.rs (here only when a probe comes round before the restarted
         // operator is stopped, which the timing decides).
         "get regie.dev/slareports",
+        // Deleting final daily and weekly SlaReports past their retention: e2e/tests/sla_live.rs.
+        "delete regie.dev/slareports",
         // `bind` is checked when a RoleBinding to `edit` is written, never sent as a request.
         "bind rbac.authorization.k8s.io/clusterroles",
     ];

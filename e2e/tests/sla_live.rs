@@ -131,6 +131,18 @@ async fn left_report(
     from: jiff::Timestamp,
     to: jiff::Timestamp,
 ) -> anyhow::Result<String> {
+    stored_report(client, tenant, period, (from, to), false).await
+}
+
+/// A report of `tenant` for a period that ended, with figures measured up to an hour before
+/// its end, final or not.
+async fn stored_report(
+    client: &Client,
+    tenant: &str,
+    period: &str,
+    (from, to): (jiff::Timestamp, jiff::Timestamp),
+    final_: bool,
+) -> anyhow::Result<String> {
     let api: Api<SlaReport> = Api::all(client.clone());
     let name = format!("{tenant}-{}", period.to_lowercase());
     let spec = SlaReportSpec {
@@ -145,8 +157,8 @@ async fn left_report(
     let status = SlaReportStatus {
         conditions: vec![regie_crds::status::condition(
             "Final",
-            false,
-            "PeriodOpen",
+            final_,
+            if final_ { "PeriodClosed" } else { "PeriodOpen" },
             format!("measured up to {measured}; the period ends at {to}"),
             None,
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(from),
@@ -256,6 +268,39 @@ async fn sla_prober_live() {
         probe_lookup: Some(lookup.clone()),
         ..Options::default()
     };
+    // Final reports of long ago, left by an earlier process: the day's past the retention
+    // (400 days) goes, the month's (billing reads months) and a recent day's stay.
+    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("time zone");
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    let midnight = |d: jiff::civil::Date| d.to_zoned(tz.clone()).expect("midnight").timestamp();
+    let day_of = |days: i64| {
+        let day = today
+            .checked_sub(jiff::Span::new().days(days))
+            .expect("a day");
+        (
+            day.to_string(),
+            (midnight(day), midnight(day.tomorrow().expect("a day"))),
+        )
+    };
+    let long_ago = today
+        .checked_sub(jiff::Span::new().days(500))
+        .expect("a day")
+        .first_of_month();
+    let old_month = (
+        format!("{:04}-{:02}", long_ago.year(), long_ago.month()),
+        (
+            midnight(long_ago),
+            midnight(long_ago.last_of_month().tomorrow().expect("a day")),
+        ),
+    );
+    let mut retired = Vec::new();
+    for (period, bounds) in [day_of(500), old_month, day_of(30)] {
+        retired.push(
+            stored_report(&client, TENANT, &period, bounds, true)
+                .await
+                .expect("an old report"),
+        );
+    }
     let op = RunningOperator::start(client.clone(), options(), None);
 
     cluster
@@ -401,11 +446,25 @@ async fn sla_prober_live() {
     .await
     .expect("report");
 
+    // Past its retention, the old day's report is gone; the old month's and the recent day's
+    // are kept.
+    let reports: Api<SlaReport> = Api::all(client.clone());
+    eventually("the day's report past its retention deleted", WAIT, || {
+        let reports = reports.clone();
+        let name = retired[0].clone();
+        async move { Ok(reports.get_opt(&name).await?.is_none()) }
+    })
+    .await
+    .expect("an old day's report goes");
+    for name in &retired[1..] {
+        assert!(
+            reports.get_opt(name).await.expect("read").is_some(),
+            "{name} is kept"
+        );
+    }
+
     // Reports that nothing will write again are made final as they stand: a day two days ago
     // that none of the tenant's components measures, and last month's of a tenant that left.
-    let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").expect("time zone");
-    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
-    let midnight = |d: jiff::civil::Date| d.to_zoned(tz.clone()).expect("midnight").timestamp();
     let day = today.checked_sub(jiff::Span::new().days(2)).expect("a day");
     let month = today
         .first_of_month()
@@ -431,7 +490,6 @@ async fn sla_prober_live() {
         .await
         .expect("a month's report left open"),
     ];
-    let reports: Api<SlaReport> = Api::all(client.clone());
     for name in &left {
         eventually(&format!("{name}: Final=True"), WAIT, || {
             let reports = reports.clone();

@@ -15,7 +15,8 @@ pub const CLUSTER_ROLE: &str = "regie-operator";
 /// Rules of the ClusterRole, as Kubernetes PolicyRules. Each verb is one the controller uses:
 /// its inputs and children are read through watches alone (list, watch: no `get`), children
 /// are server-side applied and pruned, the Tenant's finalizer is a merge patch, statuses are
-/// patched, Usages are created (their ledger is status), SLA reports applied, and invoices
+/// patched, Usages are created (their ledger is status), SLA reports applied (and deleted past
+/// their retention: final daily and weekly ones), and invoices
 /// created, replaced and — drafts no longer wanted — deleted. `get` is for what is read fresh
 /// before a write: a tenant's namespace before it is deleted, ledgers, invoices, SLA reports.
 /// Nothing is ever `update`d but an Invoice. `e2e/tests/operator.rs` checks both halves against
@@ -36,7 +37,7 @@ pub fn cluster_rules() -> Value {
                        "usages/status", "invoices/status", "slareports/status"],
          "verbs": ["patch"]},
         {"apiGroups": ["regie.dev"], "resources": ["usages"], "verbs": ["get", "list", "watch", "create"]},
-        {"apiGroups": ["regie.dev"], "resources": ["slareports"], "verbs": ["get", "list", "watch", "create", "patch"]},
+        {"apiGroups": ["regie.dev"], "resources": ["slareports"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": ["regie.dev"], "resources": ["invoices"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "services"], "verbs": children},

@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Usage by a segment at every read).
     #[arg(long, default_value_t = 3600)]
     pub measured_hold_seconds: u64,
+    /// Days a final daily or weekly SlaReport is kept after its period ended (0: for ever).
+    /// Monthly reports, which billing reads, are always kept.
+    #[arg(long, default_value_t = 400)]
+    pub sla_report_retention_days: u64,
     /// Log as JSON lines (for log collectors) instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -322,6 +326,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace: args.leader_election_namespace.clone(),
         invoice_interval: Duration::from_secs(args.invoice_interval_seconds.max(1)),
         measured_hold: Duration::from_secs(args.measured_hold_seconds),
+        report_retention: (args.sla_report_retention_days > 0)
+            .then(|| Duration::from_secs(args.sla_report_retention_days.saturating_mul(86_400))),
         probe_policy: args.probes.policy(),
         settings: args.settings.settings(),
         ..Options::default()

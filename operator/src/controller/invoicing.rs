@@ -518,6 +518,11 @@ impl ReportCredits {
         a.granted == b.granted
     }
 
+    /// Whether the report is not final (and the end of its period reads).
+    pub fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
     /// The end of the report's period when it is not final and the period ended at or before
     /// `before`.
     pub fn ended_open(&self, before: Timestamp) -> Option<Timestamp> {

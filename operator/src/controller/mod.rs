@@ -355,6 +355,10 @@ pub struct Options {
     /// A measured account count is taken up at most once per this time per package (see
     /// [`accounts::MEASURED_HOLD`], the default).
     pub measured_hold: Duration,
+    /// How long a final daily or weekly SlaReport is kept after its period's end (see
+    /// [`probing::REPORT_RETENTION`], the default); none keeps them for ever. Monthly reports,
+    /// which billing reads, are always kept.
+    pub report_retention: Option<Duration>,
 }
 
 /// A name lookup for the prober, in [`Options`].
@@ -383,6 +387,7 @@ impl Default for Options {
             billing: None,
             probe_lookup: None,
             measured_hold: accounts::MEASURED_HOLD,
+            report_retention: Some(probing::REPORT_RETENTION),
         }
     }
 }
@@ -615,7 +620,10 @@ pub async fn run(
         options.probe_lookup.as_ref().map(|l| l.0.clone()),
         &metrics,
     ) {
-        Ok((p, events)) => (Some(p), Some(events)),
+        Ok((mut p, events)) => {
+            p.retention = options.report_retention;
+            (Some(p), Some(events))
+        }
         Err(e) => {
             tracing::error!(error = %e, "the SLA prober did not start; nothing is probed");
             (None, None)

@@ -675,6 +675,8 @@ pub struct Probes {
     state: Arc<Mutex<State>>,
     /// See [`FLUSH_EVERY`].
     pub flush_every: Duration,
+    /// See [`REPORT_RETENTION`]; none keeps every report.
+    pub retention: Option<Duration>,
 }
 
 impl Probes {
@@ -713,6 +715,7 @@ impl Probes {
                 metrics: probe_metrics,
                 state,
                 flush_every: FLUSH_EVERY,
+                retention: Some(REPORT_RETENTION),
             },
             events,
         ))
@@ -872,6 +875,9 @@ pub async fn consume(
         tokio::time::interval_at(tokio::time::Instant::now() + slot_length, slot_length);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut slot: u64 = 0;
+    // Whether a pass over the reports past their retention is owed: at the start, then once per
+    // flush period.
+    let mut retire_due = true;
     loop {
         // Past the bound, reports are written with the events again: no wait to select.
         let deferred_until = probes
@@ -915,11 +921,108 @@ pub async fn consume(
                 write_reports(&ctx, &probes, dirty, false).await;
                 if slot == 0 {
                     probes.lock().prune_gone(ctx.now());
+                    retire_due = true;
                 }
                 close_left_reports(&ctx, &probes).await;
+                if retire_due && let Some(retention) = probes.retention {
+                    retire_due = !retire_old_reports(&ctx, retention).await;
+                }
             }
         }
     }
+}
+
+/// How long a final daily or weekly report is kept after its period's end by default: a year and
+/// a month, for a year's comparisons. Monthly reports, which billing reads, are always kept.
+pub const REPORT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+/// How many reports past their retention one pass deletes at most: the first pass over years of
+/// reports is spread over several.
+const RETIRED_PER_PASS: usize = 100;
+
+/// The end of the day or ISO week that a report's name ends in (`<tenant>-2026-03-31`,
+/// `<tenant>-2026-w14`), a day late, as the name does not say the time zone; None for a month's
+/// report or a name of another form.
+fn short_period_end(name: &str) -> Option<Timestamp> {
+    let period = [10, 8].into_iter().find_map(|len| {
+        let at = name.len().checked_sub(len)?;
+        let (head, suffix) = (name.get(..at)?, name.get(at..)?);
+        if !head.ends_with('-') || head.len() < 2 {
+            return None;
+        }
+        match suffix.to_ascii_uppercase().parse::<Period>().ok()? {
+            p @ (Period::Day(_) | Period::Week { .. }) => Some(p),
+            Period::Month { .. } => None,
+        }
+    })?;
+    let end = period.next().ok()?.first_day().ok()?.tomorrow().ok()?;
+    end.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// Deletes the final daily and weekly reports whose period ended more than the retention ago,
+/// at most [`RETIRED_PER_PASS`]; monthly reports are kept. Candidates are found by name in the
+/// SlaReport cache, and each is read before it is deleted (final, a day or a week, its end
+/// past the retention) and deleted only as read. True when the pass is done (false: the cache
+/// is not listed yet, or more are left).
+async fn retire_old_reports(ctx: &Context, retention: Duration) -> bool {
+    if !ctx.invoicing.reports.is_listed() {
+        return false;
+    }
+    let Ok(retention) = jiff::SignedDuration::try_from(retention) else {
+        return true;
+    };
+    let Ok(cutoff) = ctx.now().checked_sub(retention) else {
+        return true;
+    };
+    let mut old = ctx.invoicing.reports.keys_where(|r| !r.is_open());
+    old.retain(|name| short_period_end(name).is_some_and(|end| end < cutoff));
+    let more = old.len() > RETIRED_PER_PASS;
+    let api: Api<SlaReport> = Api::all(ctx.client.clone());
+    for name in old.into_iter().take(RETIRED_PER_PASS) {
+        let report = match api.get_opt(&name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not read; retired later");
+                return false;
+            }
+        };
+        let is_final = report.status.as_ref().is_some_and(|s| {
+            status::find(&s.conditions, FINAL).is_some_and(|f| f.status == "True")
+        });
+        let short = matches!(
+            report.spec.period.parse::<Period>(),
+            Ok(Period::Day(_) | Period::Week { .. })
+        );
+        let ended = report
+            .spec
+            .to
+            .parse::<Timestamp>()
+            .is_ok_and(|end| end < cutoff);
+        if !(is_final && short && ended) {
+            continue;
+        }
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: report.metadata.resource_version.clone(),
+                uid: report.metadata.uid.clone(),
+            }),
+            ..kube::api::DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                ctx.metrics.write("delete", "SlaReport");
+                tracing::info!(report = %name, "SlaReport deleted: past its retention");
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(report = %name, error = %e, "SlaReport not deleted; retired later");
+                return false;
+            }
+        }
+    }
+    !more
 }
 
 /// How long after its period's end a report that is not final is left to the components
@@ -2426,6 +2529,37 @@ mod tests {
         state.stall(&gis, "tholen");
         state.untrack(&gis);
         assert!(state.left_open("tholen", march, &keys(&["gis", "zaak"])));
+    }
+
+    /// Only the names of daily and weekly reports give an end, a day after the period's (any
+    /// time zone's end is before it); a month's report, or a tenant whose name looks like a
+    /// date, gives none.
+    #[test]
+    fn the_names_of_daily_and_weekly_reports_give_their_end() {
+        assert_eq!(
+            short_period_end("tholen-2026-03-31"),
+            Some(ts("2026-04-02T00:00:00Z"))
+        );
+        assert_eq!(
+            short_period_end("tholen-2026-w14"),
+            Some(ts("2026-04-07T00:00:00Z")),
+            "W14 runs Monday 30 March to Sunday 5 April"
+        );
+        for name in [
+            "tholen-2026-03",
+            "a-2026-03-31-2026-04",
+            "x-2026-2026-03",
+            "2026-03-31",
+            "-2026-03-31",
+            "tholen-2026-13-01",
+        ] {
+            assert_eq!(short_period_end(name), None, "{name}");
+        }
+        assert_eq!(
+            short_period_end("a-2026-03-31-2026-04-01"),
+            Some(ts("2026-04-03T00:00:00Z")),
+            "a day's report of tenant a-2026-03-31"
+        );
     }
 
     /// A stalled component's figures end one probe interval after its last sample: the time it
