@@ -466,11 +466,7 @@ struct Granted {
 
 impl ReportCredits {
     pub fn of(r: SlaReport) -> ReportCredits {
-        let is_final = r.status.as_ref().is_some_and(|s| {
-            regie_crds::status::find(&s.conditions, super::probing::FINAL)
-                .is_some_and(|c| c.status == "True")
-        });
-        let open_until = if is_final {
+        let open_until = if r.status.as_ref().is_some_and(super::probing::is_final) {
             None
         } else {
             // A report whose end does not read is not regie's to close.

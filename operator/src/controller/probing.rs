@@ -103,6 +103,11 @@ pub const FINAL: &str = "Final";
 pub const PERIOD_OPEN: &str = "PeriodOpen";
 pub const PERIOD_CLOSED: &str = "PeriodClosed";
 
+/// Whether a report's figures are final (its condition [`FINAL`] is true).
+pub fn is_final(status: &SlaReportStatus) -> bool {
+    status::find(&status.conditions, FINAL).is_some_and(|f| f.status == "True")
+}
+
 /// How often the figures are written even without an incident opening or closing. This only
 /// refreshes the month-to-date numbers people read (the persistence bound rests on transitions,
 /// see above), and it is the operator's one steady write load: every tenant's report once per
@@ -988,9 +993,7 @@ async fn retire_old_reports(ctx: &Context, retention: Duration) -> bool {
                 return false;
             }
         };
-        let is_final = report.status.as_ref().is_some_and(|s| {
-            status::find(&s.conditions, FINAL).is_some_and(|f| f.status == "True")
-        });
+        let closed = report.status.as_ref().is_some_and(is_final);
         let short = matches!(
             report.spec.period.parse::<Period>(),
             Ok(Period::Day(_) | Period::Week { .. })
@@ -1000,7 +1003,7 @@ async fn retire_old_reports(ctx: &Context, retention: Duration) -> bool {
             .to
             .parse::<Timestamp>()
             .is_ok_and(|end| end < cutoff);
-        if !(is_final && short && ended) {
+        if !(closed && short && ended) {
             continue;
         }
         let params = kube::api::DeleteParams {
@@ -1078,14 +1081,14 @@ async fn close_left_reports(ctx: &Context, probes: &Probes) {
             }
         };
         let status = report.status.unwrap_or_default();
-        let is_final = status::find(&status.conditions, FINAL).is_some_and(|f| f.status == "True");
+        let closed = is_final(&status);
         let (Ok(period), Ok(end)) = (
             report.spec.period.parse::<Period>(),
             report.spec.to.parse::<Timestamp>(),
         ) else {
             continue;
         };
-        if is_final || end > before {
+        if closed || end > before {
             continue;
         }
         let tenant = report.spec.tenant.as_str();
@@ -1544,9 +1547,7 @@ fn stored_state(component: &str, reports: &[(Period, SlaReportStatus)]) -> Store
         {
             out.last = Some(sample);
         }
-        let is_final =
-            status::find(&s.conditions, FINAL).is_some_and(|f| f.status.as_str() == "True");
-        if !is_final && !out.unfinished.contains(p) {
+        if !is_final(s) && !out.unfinished.contains(p) {
             out.unfinished.push(*p);
         }
         out.closed.extend(
