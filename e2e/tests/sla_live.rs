@@ -378,6 +378,34 @@ async fn sla_prober_live() {
         "the refused target is never contacted (and is not on this server anyway)"
     );
 
+    // The prober's Available write replaces the conditions list whole (a merge patch), so it is
+    // made conditional on the version its cache read: the API server refuses it on any other,
+    // and a reconcile's conditions written in between are not put back as they were.
+    let read = api.get("failing").await.expect("read failing");
+    api.patch(
+        "failing",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"e2e.regie.dev/touched": "1"}}}),
+        ),
+    )
+    .await
+    .expect("a change of another writer");
+    let stale = api
+        .patch_status(
+            "failing",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"resourceVersion": read.metadata.resource_version},
+                "status": {"conditions": read.status.map(|s| s.conditions).unwrap_or_default()},
+            })),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(kube::Error::Api(e)) if e.code == 409),
+        "a status patch on an older version is refused: {stale:?}"
+    );
+
     // A name that resolves to a refused address stalls its component, and is looked up again
     // at every probe: once it resolves to the target server, the component is probed.
     eventually(

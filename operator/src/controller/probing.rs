@@ -1269,7 +1269,6 @@ async fn write_reports(ctx: &Context, probes: &Probes, tenants: Vec<String>, urg
 /// at a time: the probe events wait for no API request (an API server slow to answer would
 /// otherwise hold every probe outcome back, and the reports with them), and two writes of one
 /// component never race each other.
-#[allow(clippy::too_many_arguments)]
 fn set_available(
     ctx: &Arc<Context>,
     probes: &Probes,
@@ -1283,11 +1282,7 @@ fn set_available(
     let Some(c) = ctx.components.object(ns, name) else {
         return;
     };
-    let reason = if up { SUCCEEDED } else { FAILED };
-    let want = if up { "True" } else { "False" };
-    let conditions = c.status.clone().unwrap_or_default().conditions;
-    if status::find(&conditions, AVAILABLE).is_some_and(|a| a.status == want && a.reason == reason)
-    {
+    if available_patch(&c, up, &message, Time(ctx.now())).is_none() {
         return;
     }
     {
@@ -1302,19 +1297,6 @@ fn set_available(
         t.written = Some((up, Instant::now()));
         t.writing_available = true;
     }
-    let mut conditions = conditions;
-    status::set_condition(
-        &mut conditions,
-        status::condition(
-            AVAILABLE,
-            up,
-            reason,
-            message,
-            c.meta().generation,
-            Time(ctx.now()),
-        ),
-    );
-    let api: Api<HostingComponent> = Api::namespaced(ctx.client.clone(), ns);
     let (ctx, probes, key, name) = (
         ctx.clone(),
         probes.clone(),
@@ -1322,15 +1304,10 @@ fn set_available(
         name.to_string(),
     );
     tokio::spawn(async move {
-        let written = api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"conditions": conditions}})),
-            )
-            .await;
+        let written = write_available(&ctx, &key, &name, up, &message).await;
         match &written {
-            Ok(_) => ctx.metrics.write("status", "HostingComponent"),
+            Ok(true) => ctx.metrics.write("status", "HostingComponent"),
+            Ok(false) => {}
             Err(e) => tracing::warn!(component = %key, error = %e, "Available not written"),
         }
         if let Some(t) = probes.lock().tracked.get_mut(key.as_str()) {
@@ -1340,6 +1317,94 @@ fn set_available(
             }
         }
     });
+}
+
+/// How often the `Available` write is tried again when the component changed between the read
+/// of the cache and the write, and how long each try waits for the cache to show the change.
+const AVAILABLE_TRIES: usize = 3;
+const AVAILABLE_CACHE_WAIT: Duration = Duration::from_secs(2);
+
+/// Writes `Available` over the component as the cache holds it, on the condition that the
+/// component is still that version: the patch carries the conditions list whole (a JSON merge
+/// patch replaces a list), so without the condition a write based on a cache that lagged a
+/// reconcile's status would put back the conditions that reconcile had just replaced — a
+/// `Ready` of before a stall, say. A conflict waits for the cache to catch up and tries again
+/// from it. Ok(false) when there was nothing to write (any more), or the component is gone.
+async fn write_available(
+    ctx: &Context,
+    key: &str,
+    name: &str,
+    up: bool,
+    message: &str,
+) -> Result<bool, kube::Error> {
+    let ns = namespace_of(key);
+    let api: Api<HostingComponent> = Api::namespaced(ctx.client.clone(), ns);
+    for attempt in 1..=AVAILABLE_TRIES {
+        let Some(c) = ctx.components.object(ns, name) else {
+            return Ok(false);
+        };
+        let Some(patch) = available_patch(&c, up, message, Time(ctx.now())) else {
+            return Ok(false);
+        };
+        let based_on = c.meta().resource_version.clone();
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < AVAILABLE_TRIES => {
+                tracing::debug!(component = %key, "component changed since the cache was read; Available waits for the cache");
+                let waited = Instant::now();
+                while waited.elapsed() < AVAILABLE_CACHE_WAIT
+                    && ctx
+                        .components
+                        .object(ns, name)
+                        .is_some_and(|now| now.meta().resource_version == based_on)
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// The merge patch that sets component `c`'s `Available` to the probe's outcome, with `c`'s
+/// resourceVersion as its precondition; None when the condition already says so.
+fn available_patch(
+    c: &HostingComponent,
+    up: bool,
+    message: &str,
+    now: Time,
+) -> Option<serde_json::Value> {
+    let reason = if up { SUCCEEDED } else { FAILED };
+    let want = if up { "True" } else { "False" };
+    let mut conditions = c
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if status::find(&conditions, AVAILABLE).is_some_and(|a| a.status == want && a.reason == reason)
+    {
+        return None;
+    }
+    status::set_condition(
+        &mut conditions,
+        status::condition(
+            AVAILABLE,
+            up,
+            reason,
+            message.to_string(),
+            c.meta().generation,
+            now,
+        ),
+    );
+    Some(json!({
+        "metadata": {"resourceVersion": c.meta().resource_version},
+        "status": {"conditions": conditions},
+    }))
 }
 
 /// Reads the stored reports `names` that are not held yet into `State::stored`. False when one
@@ -1935,6 +2000,55 @@ mod tests {
             "{per_slot:?}"
         );
         assert_eq!(flush_slot("tholen"), flush_slot("tholen"));
+    }
+
+    fn saas_component(conditions: serde_json::Value) -> HostingComponent {
+        serde_json::from_value(json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "HostingComponent",
+            "metadata": {"name": "zaak", "namespace": "tenant-a", "generation": 3,
+                         "resourceVersion": "4711"},
+            "spec": {"class": "applicationHosting", "serviceLevel": "gold",
+                     "saas": {"url": "https://zaak.example/health"}},
+            "status": {"conditions": conditions}
+        }))
+        .expect("a valid component")
+    }
+
+    #[test]
+    fn the_available_patch_is_conditional_on_the_version_it_was_built_from() {
+        let at = |s: &str| Time(s.parse().expect("time"));
+        let ready = json!({"type": "Ready", "status": "False", "reason": "Stalled",
+                           "message": "m", "lastTransitionTime": "2026-05-01T00:00:00Z"});
+        let c = saas_component(json!([ready,
+            {"type": "Available", "status": "True", "reason": SUCCEEDED, "message": "ok",
+             "lastTransitionTime": "2026-05-01T00:00:00Z"}]));
+        assert_eq!(
+            available_patch(&c, true, "ok", at("2026-05-02T00:00:00Z")),
+            None
+        );
+        let patch =
+            available_patch(&c, false, "HTTP 503", at("2026-05-02T00:00:00Z")).expect("a change");
+        // The merge patch replaces the list: only on the version whose other entries it copies.
+        assert_eq!(patch["metadata"]["resourceVersion"], "4711");
+        let conditions = patch["status"]["conditions"].as_array().expect("list");
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(
+            conditions[0], ready,
+            "the reconcile's condition as the cache has it"
+        );
+        assert_eq!(conditions[1]["type"], "Available");
+        assert_eq!(conditions[1]["status"], "False");
+        assert_eq!(conditions[1]["reason"], FAILED);
+        assert_eq!(conditions[1]["observedGeneration"], 3);
+        assert_eq!(conditions[1]["lastTransitionTime"], "2026-05-02T00:00:00Z");
+        let first = available_patch(
+            &saas_component(json!([])),
+            true,
+            "ok",
+            at("2026-05-02T00:00:00Z"),
+        )
+        .expect("a first write");
+        assert_eq!(first["status"]["conditions"][0]["reason"], SUCCEEDED);
     }
 
     fn gold() -> Arc<Tier> {
