@@ -267,6 +267,57 @@ fn a_downgrade_and_a_cut_are_billed_at_the_old_level_for_the_notice_period() {
     assert!(lines_of(month("2026-02"), LineKind::Notice).is_empty());
 }
 
+/// A reduction at 02:30 on 29 December: its 90th day is 29 March, when 02:30 does not exist.
+/// The notice ends at 03:00 summer time, the first instant after the skipped hour — not at the
+/// month's end, where the surcharge ran on to when the end was taken as 01:30 winter time.
+#[test]
+fn a_notice_ending_in_the_hour_the_spring_change_skips_ends_after_it() {
+    let prices_2025 = PRICES_2026.replace("2026-01-01", "2025-01-01");
+    let cat = catalogue(&[&prices_2025], &[]);
+    let silver = state("silver", 620, &[]);
+    let bronze = state("bronze", 500, &[]);
+    let mut t = tenant("a", silver.clone());
+    t.usage.insert(
+        Month::new(2025, 12),
+        vec![
+            seg(
+                "2025-12-01T00:00:00+01:00",
+                "2025-12-29T02:30:00+01:00",
+                &silver,
+            ),
+            seg(
+                "2025-12-29T02:30:00+01:00",
+                "2026-01-01T00:00:00+01:00",
+                &bronze,
+            ),
+        ],
+    );
+    for (m, from, to) in [
+        (1, "2026-01-01T00:00:00+01:00", "2026-02-01T00:00:00+01:00"),
+        (2, "2026-02-01T00:00:00+01:00", "2026-03-01T00:00:00+01:00"),
+        (3, "2026-03-01T00:00:00+01:00", "2026-04-01T00:00:00+02:00"),
+        (4, "2026-04-01T00:00:00+02:00", "2026-05-01T00:00:00+02:00"),
+    ] {
+        t.usage
+            .insert(Month::new(2026, m), vec![seg(from, to, &bronze)]);
+    }
+    let excess_per_year: i128 = 620 * 234_850 - 500 * 213_500;
+    let invs = run(&cat, &[t], &Credits::new(), "2026");
+    let month = |m: &str| invs.iter().find(|i| i.period == m).unwrap();
+    // 1 March 00:00 CET to 29 March 03:00 CEST: 28 days and 3 wall-clock hours, one skipped.
+    assert_eq!(
+        lines_of(month("2026-03"), LineKind::Notice),
+        [half_up(excess_per_year * 674, 8760)]
+    );
+    let notice = month("2026-03")
+        .lines
+        .iter()
+        .find(|l| l.kind == LineKind::Notice)
+        .unwrap();
+    assert_eq!(notice.to.to_string(), "2026-03-29T01:00:00Z");
+    assert!(lines_of(month("2026-04"), LineKind::Notice).is_empty());
+}
+
 /// A tenant that leaves during its notice period pays the notice until it leaves: after that it
 /// has no service at either level, and its final invoice ends there.
 #[test]

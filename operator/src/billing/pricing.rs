@@ -949,6 +949,41 @@ fn shift(t: Timestamp, secs: i64, cal: &Calendar, forward: bool) -> Timestamp {
     })
 }
 
+/// Where a state that ended at `end` leaves the notice window of `secs`: the first instant
+/// whose window (back from it by [`shift`]) starts at or after `end`. Whole days shifted forward
+/// and back are not each other's inverse at a change of UTC offset — 90 days after 29 December
+/// 02:30 is a local time the spring change skips — and the surcharge runs until this point, so
+/// it is found from the backward shift itself, the one the window is measured by.
+fn notice_end(end: Timestamp, secs: i64, cal: &Calendar) -> Timestamp {
+    let guess = shift(end, secs, cal, true);
+    let back = |t: Timestamp| shift(t, secs, cal, false);
+    let before = guess.checked_sub(jiff::SignedDuration::from_nanos(1));
+    if back(guess) >= end && before.is_ok_and(|b| back(b) < end) {
+        return guess;
+    }
+    // The backward shift does not decrease with its argument, and differs from the exact one
+    // by the offsets' difference (an hour or two): a day either side brackets the answer.
+    let day = jiff::SignedDuration::from_hours(24);
+    let (Ok(mut lo), Ok(mut hi)) = (guess.checked_sub(day), guess.checked_add(day)) else {
+        return guess;
+    };
+    if back(lo) >= end || back(hi) < end {
+        return guess;
+    }
+    // back(lo) < end <= back(hi), to the nanosecond.
+    while let Ok(mid) = lo.checked_add(hi.duration_since(lo) / 2)
+        && mid > lo
+        && mid < hi
+    {
+        if back(mid) >= end {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
 /// A stretch in which the notice surcharge of one item has one cause.
 struct NoticeRun {
     period: usize,
@@ -1108,7 +1143,7 @@ fn notice_runs(
             }
         }
         for n in &notices {
-            let p = shift(s.to, *n, cal, true);
+            let p = notice_end(s.to, *n, cal);
             if p >= from && p <= to {
                 points.push(p);
             }
@@ -1349,5 +1384,58 @@ fn notice_lines(tab: &Table, runs: Vec<NoticeRun>, lines: &mut [Vec<Line>]) {
     });
     for (line, period, _, _) in made {
         lines[period].push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAYS_90: i64 = 90 * 86_400;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("a timestamp")
+    }
+
+    #[test]
+    fn a_notice_ends_at_the_first_instant_whose_window_no_longer_holds_the_state() {
+        let cal = Calendar::amsterdam().expect("the calendar");
+        // 90 days after 16 March 00:00 is 14 June 00:00, summer time or not.
+        assert_eq!(
+            notice_end(ts("2026-03-15T23:00:00Z"), DAYS_90, &cal),
+            ts("2026-06-13T22:00:00Z")
+        );
+        // 90 days after 29 December 02:30 is 29 March 02:30, which the spring change skips:
+        // the notice ends at 03:00 summer time, not at 01:30 winter time (which left the
+        // surcharge running until the next breakpoint, the month's end).
+        assert_eq!(
+            notice_end(ts("2025-12-29T01:30:00Z"), DAYS_90, &cal),
+            ts("2026-03-29T01:00:00Z")
+        );
+        // Exact seconds need no correction.
+        assert_eq!(
+            notice_end(ts("2025-12-29T01:30:00Z"), 3_600, &cal),
+            ts("2025-12-29T02:30:00Z")
+        );
+        // Every quarter hour over the nights whose 90th day falls on a change of offset, and
+        // the changes themselves: the end is where the window lets go, to the nanosecond.
+        let nanosecond = jiff::SignedDuration::from_nanos(1);
+        for start in [
+            "2025-12-28T22:00:00Z",
+            "2026-03-28T22:00:00Z",
+            "2026-07-26T22:00:00Z",
+            "2026-10-24T22:00:00Z",
+        ] {
+            let mut end = ts(start);
+            for _ in 0..(6 * 4) {
+                let at = notice_end(end, DAYS_90, &cal);
+                assert!(shift(at, DAYS_90, &cal, false) >= end, "{end} → {at}");
+                let before = at.checked_sub(nanosecond).expect("in range");
+                assert!(shift(before, DAYS_90, &cal, false) < end, "{end} → {at}");
+                end = end
+                    .checked_add(jiff::SignedDuration::from_mins(15))
+                    .expect("in range");
+            }
+        }
     }
 }
