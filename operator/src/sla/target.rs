@@ -199,8 +199,9 @@ enum Class {
 }
 
 /// The IPv4 address an IPv6 address carries, where it is one in disguise: mapped
-/// (`::ffff:a.b.c.d`), the deprecated compatible form (`::a.b.c.d`), NAT64 (`64:ff9b::/96`),
-/// 6to4 (`2002::/16`) and Teredo (`2001::/32`, whose client address is stored inverted).
+/// (`::ffff:a.b.c.d`), translated (SIIT, `::ffff:0:a.b.c.d`), the deprecated compatible form
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and Teredo (`2001::/32`, whose
+/// client address is stored inverted).
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
@@ -208,6 +209,9 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6] == [0; 6] && !v6.is_unspecified() && !v6.is_loopback() {
+        return Some(tail);
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
         return Some(tail);
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
@@ -276,6 +280,9 @@ fn classify_v4(v4: Ipv4Addr) -> Class {
         [169, 254, ..] => Class::Forbidden(LINK_LOCAL_V4),
         // Alibaba Cloud's metadata service and Azure's host endpoint (wire server).
         [100, 100, 100, 200] | [168, 63, 129, 16] => Class::Forbidden(METADATA_ADDRESS),
+        // IETF protocol assignments, none of them a service to probe; Oracle Cloud's older
+        // metadata service answers at 192.0.0.192.
+        [192, 0, 0, _] => Class::Forbidden("an IETF protocol assignment (192.0.0.0/24)"),
         [224..=239, ..] => Class::Forbidden("a multicast address"),
         [240..=255, ..] => Class::Forbidden("a reserved or broadcast address"),
         [127, ..] => Class::Loopback,
@@ -730,6 +737,8 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://100.100.100.200/",
             "http://168.63.129.16/",
+            "http://192.0.0.192/",
+            "http://[::ffff:192.0.0.192]/",
             "http://0.0.0.0/",
             "http://[::]/",
             "http://224.0.0.1/",
@@ -770,6 +779,7 @@ mod tests {
             "http://[::ffff:169.254.169.254]/",
             "http://[::ffff:a9fe:a9fe]/",
             "http://[::169.254.169.254]/",
+            "http://[::ffff:0:169.254.169.254]/",
             "http://[64:ff9b::169.254.169.254]/",
             "http://[2002:a9fe:a9fe::1]/",
             // Teredo: server 192.0.2.1, client 169.254.169.254 inverted (5601:5601).
