@@ -224,9 +224,24 @@ impl History {
             Some(old) if old.name != tier.name => Some(old.clone()),
             _ => None,
         };
+        let last_at = self.run.last().map(|l| l.at);
         let was_open = self.open;
         let now_open = periods_at(tier, sample.at);
-        let mut closed_period = false;
+        // A period left early (the level changed to one that does not report it) that ends now
+        // is due its final write at once, as an open one that ends is.
+        let mut closed_period = self.closing.iter().any(|p| {
+            p.bounds(&tier.time_zone)
+                .is_ok_and(|b| b.end <= sample.at && last_at.is_some_and(|l| l < b.end))
+        });
+        // Periods that began since the last sample, which the old level would have been
+        // measuring: the time from their start to this sample was held under it.
+        let begun: Vec<Period> = previous.as_ref().map_or_else(Vec::new, |old| {
+            periods_at(old, sample.at)
+                .into_iter()
+                .filter(|p| !was_open.contains(p) && !self.closing.contains(p))
+                .filter(|p| p.bounds(&old.time_zone).is_ok_and(|b| b.start < sample.at))
+                .collect()
+        });
         for p in std::mem::take(&mut self.open) {
             if now_open.contains(&p) {
                 continue;
@@ -239,7 +254,16 @@ impl History {
                 closed_period |= ended;
             }
         }
+        for p in &begun {
+            // Reported by the old level only: it has the old level's part to report.
+            if !now_open.contains(p) {
+                self.closing.push(*p);
+            }
+        }
         self.open = now_open;
+        // A period the level reports again (it changed back within the period) is open, and is
+        // written once, with its parts.
+        self.closing.retain(|p| !now_open.contains(p));
         let was_down = self.run.down_since().is_some();
         if let Some(incident) = self.run.observe(sample.at, sample.success) {
             self.closed.push(incident);
@@ -247,7 +271,12 @@ impl History {
         if let Some(old) = previous {
             // After the sample counted: an outage going on across the change is the old
             // level's up to this instant, as `regie sla` cuts it.
-            let periods: Vec<Period> = was_open.iter().chain(&self.closing).copied().collect();
+            let periods: Vec<Period> = was_open
+                .iter()
+                .chain(&self.closing)
+                .chain(&begun)
+                .copied()
+                .collect();
             self.retier(&old, &periods, sample.at);
         }
         self.tier = Some(tier.clone());
@@ -259,10 +288,14 @@ impl History {
     }
 
     /// Ends the part of `periods` measured under `old` at `at`: its figures are kept as they
-    /// stand, and the current figures start at `at`.
+    /// stand, and the current figures start at `at`. A period `old` does not report (a week,
+    /// for a level reporting daily) gets no part of it.
     fn retier(&mut self, old: &Tier, periods: &[Period], at: Timestamp) {
         let mut parts = Vec::new();
         for p in periods {
+            if !reports(old, *p) {
+                continue;
+            }
             let Ok(bounds) = p.bounds(&old.time_zone) else {
                 continue;
             };
@@ -971,6 +1004,123 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].service_level, "gold");
         assert_eq!(parts[0].result.period.start, ts("2026-03-18T09:00:00Z"));
+    }
+
+    /// The first sample of April is the first under silver (the level changed overnight, or
+    /// while no regie ran): April's first hours were bronze's, and the outage going on since
+    /// March is bronze's up to that sample — as `regie sla` cuts the same samples — not in no
+    /// part at all.
+    #[test]
+    fn a_level_change_at_a_periods_first_sample_leaves_the_old_level_its_share() {
+        let (bronze, silver) = bronze_silver();
+        let mut h = History::new();
+        feed(&mut h, &bronze, &[("2026-03-31T21:50:00Z", false)]);
+        // Wednesday 1 April 09:00 local.
+        let seen = feed(&mut h, &silver, &[("2026-04-01T07:00:00Z", false)]);
+        assert!(seen[0].closed_period, "March ended");
+        let april = Period::month(2026, 4).unwrap();
+        let change = ts("2026-04-01T07:00:00Z");
+        let (bounds, parts) = h
+            .figures(&silver, april, ts("2026-04-01T08:00:00Z"))
+            .unwrap();
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert_eq!(parts[0].service_level, "bronze");
+        assert_eq!(parts[0].result.period, Interval::new(bounds.start, change));
+        // Bronze's hours begin at 08:00 local: one hour, down.
+        assert_eq!(parts[0].result.window_seconds, 3600);
+        assert_eq!(parts[0].result.down_seconds, 3600);
+        assert_eq!(parts[0].result.credit_percent, 10);
+        assert_eq!(parts[1].service_level, "silver");
+        assert_eq!(parts[1].result.period.start, change);
+        let samples = [
+            Sample {
+                at: ts("2026-03-31T21:50:00Z"),
+                success: false,
+            },
+            Sample {
+                at: change,
+                success: false,
+            },
+        ];
+        let down = down_intervals(&samples, silver.probe_interval, bounds.end);
+        let offline = compliance(&bronze, Interval::new(bounds.start, change), &down);
+        assert_eq!(offline.down_seconds, parts[0].result.down_seconds);
+        assert_eq!(offline.window_seconds, parts[0].result.window_seconds);
+        // The week silver reports began on Monday under bronze, which reports no weeks.
+        let w14 = Period::Week {
+            year: 2026,
+            week: 14,
+        };
+        assert_eq!(h.open_periods(), &[april, w14]);
+        let (_, parts) = h.figures(&silver, w14, ts("2026-04-01T08:00:00Z")).unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(parts[0].result.period.start, change);
+    }
+
+    /// Silver (weekly) to gold (daily) on Wednesday and back on Thursday: the week is reported
+    /// once, open, with silver's two parts and no part of gold's, which reports no weeks;
+    /// Thursday's day report has gold's part. The week left early closes at once when it ends.
+    #[test]
+    fn a_level_changed_and_back_within_a_week_reports_the_week_once() {
+        let (_, silver) = bronze_silver();
+        let gold = office("gold", "Mon-Sat 08:00-22:00", "daily", "99.9", "10s");
+        let mut h = History::new();
+        feed(&mut h, &silver, &[("2026-03-16T08:00:00Z", true)]);
+        feed(&mut h, &gold, &[("2026-03-18T09:00:00Z", true)]);
+        let w12 = Period::Week {
+            year: 2026,
+            week: 12,
+        };
+        assert_eq!(h.closing_periods(), &[w12]);
+        feed(
+            &mut h,
+            &gold,
+            &[
+                ("2026-03-18T23:30:00Z", true),
+                ("2026-03-19T10:00:00Z", true),
+            ],
+        );
+        let wednesday = Period::Day(jiff::civil::date(2026, 3, 18));
+        let thursday = Period::Day(jiff::civil::date(2026, 3, 19));
+        h.finished(&gold, wednesday);
+        feed(&mut h, &silver, &[("2026-03-19T12:00:00Z", true)]);
+        let march = Period::month(2026, 3).unwrap();
+        assert_eq!(h.open_periods(), &[march, w12]);
+        assert_eq!(
+            h.closing_periods(),
+            &[thursday],
+            "the week is open, not closing"
+        );
+        let now = ts("2026-03-19T13:00:00Z");
+        let (bounds, parts) = h.figures(&silver, w12, now).unwrap();
+        let levels: Vec<&str> = parts.iter().map(|p| p.service_level.as_str()).collect();
+        assert_eq!(levels, ["silver", "silver"], "{parts:?}");
+        assert_eq!(
+            parts[0].result.period,
+            Interval::new(bounds.start, ts("2026-03-18T09:00:00Z"))
+        );
+        assert_eq!(parts[1].result.period.start, ts("2026-03-19T12:00:00Z"));
+        let (day, parts) = h.figures(&silver, thursday, now).unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(parts[0].service_level, "gold");
+        assert_eq!(
+            parts[0].result.period,
+            Interval::new(day.start, ts("2026-03-19T12:00:00Z"))
+        );
+
+        // To bronze, which reports monthly, for the rest of the week: the week left early is
+        // due its final write when it ends, though no period bronze reports ends there.
+        let bronze = bronze_silver().0;
+        let mut h = History::new();
+        feed(&mut h, &silver, &[("2026-03-16T08:00:00Z", true)]);
+        feed(&mut h, &bronze, &[("2026-03-18T09:00:00Z", true)]);
+        assert_eq!(h.closing_periods(), &[w12]);
+        let sunday = feed(&mut h, &bronze, &[("2026-03-22T22:50:00Z", true)]);
+        assert!(!sunday[0].closed_period, "the week goes on");
+        let monday = feed(&mut h, &bronze, &[("2026-03-22T23:00:10Z", true)]);
+        assert!(monday[0].closed_period, "the week ended");
+        let next = feed(&mut h, &bronze, &[("2026-03-22T23:01:10Z", true)]);
+        assert!(!next[0].closed_period, "once");
     }
 
     /// A restart after the change reads both parts back: the stored earlier part as written, the
