@@ -301,7 +301,16 @@ async fn sla_prober_live() {
                 .expect("an old report"),
         );
     }
-    let op = RunningOperator::start(client.clone(), options(), None);
+    // Shared with the first operator: the test holds back the writes that wait for reconciles.
+    let activity = Arc::new(regie::controller::activity::Activity::default());
+    let op = RunningOperator::start(
+        client.clone(),
+        Options {
+            activity: Some(activity.clone()),
+            ..options()
+        },
+        None,
+    );
 
     cluster
         .apply_yaml(dir.path(), "tenant.yaml", LEVEL_AND_TENANT)
@@ -636,7 +645,22 @@ async fn sla_prober_live() {
     // A restart goes on from the stored report: the failing component's incident stays one
     // incident with the same start, not a new one.
     let started = failing.incidents[0].start.clone();
+    // A stop asked for writes what is owed first. With the writes that wait for reconciles held
+    // back, as a reconcile that does not end holds them, the flapping component's run-state
+    // changes of the last seconds are written by the stop itself, not lost with the process.
+    let held = activity.reconciling();
+    let held_at = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
     op.stop().await.expect("operator stops");
+    drop(held);
+    let stopped = report(&client).await.expect("read").expect("report");
+    let last = figures(&stopped, "flapping")
+        .and_then(|f| f.last_sample)
+        .map(|s| s.time.parse::<jiff::Timestamp>().expect("a time"));
+    assert!(
+        last.is_some_and(|l| l > held_at),
+        "the last sample written at the stop ({last:?}) was taken while the writes were held (from {held_at})"
+    );
     let op = RunningOperator::start(client.clone(), options(), None);
     let before = r
         .status

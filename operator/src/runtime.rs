@@ -410,8 +410,11 @@ pub async fn operate(
         let lost_now = when_lost();
         async move {
             tokio::select! {
-                _ = stop => {},
-                _ = lost_now => lost.store(true, Ordering::Relaxed),
+                _ = stop => controller::Stop::Requested,
+                _ = lost_now => {
+                    lost.store(true, Ordering::Relaxed);
+                    controller::Stop::LeadershipLost
+                }
             }
         }
     };

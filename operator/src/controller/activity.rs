@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The reconciles in progress.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Activity {
     in_progress: AtomicUsize,
     quiet: Notify,

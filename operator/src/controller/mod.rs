@@ -80,7 +80,7 @@ pub struct Context {
     /// The statuses this process has just written, ahead of the cache.
     pub status_memo: memo::StatusMemo,
     /// The reconciles in progress: SLA reports and invoice drafts are written between them.
-    pub activity: activity::Activity,
+    pub activity: Arc<activity::Activity>,
     /// Namespaces a tenant's reconcile is creating, by namespace: the tenant that claimed it
     /// first. Until the namespace's watch shows its `regie.dev/tenant` label, this is what
     /// keeps a second tenant naming the same namespace from applying its children (its
@@ -186,7 +186,7 @@ impl Context {
             measurements: accounts::Measurements::default(),
             metered: metering::Recorded::default(),
             status_memo: memo::StatusMemo::default(),
-            activity: activity::Activity::default(),
+            activity: options.activity.clone().unwrap_or_default(),
             namespace_claims: Default::default(),
             failures: Default::default(),
         }
@@ -359,6 +359,10 @@ pub struct Options {
     /// [`probing::REPORT_RETENTION`], the default); none keeps them for ever. Monthly reports,
     /// which billing reads, are always kept.
     pub report_retention: Option<Duration>,
+    /// The record of reconciles in progress that the writes which wait for them consult; none
+    /// is one of the controller's own. A program embedding the controller (a test) shares one
+    /// to hold those writes back, as a reconcile that does not end would.
+    pub activity: Option<Arc<activity::Activity>>,
 }
 
 /// A name lookup for the prober, in [`Options`].
@@ -388,6 +392,7 @@ impl Default for Options {
             probe_lookup: None,
             measured_hold: accounts::MEASURED_HOLD,
             report_retention: Some(probing::REPORT_RETENTION),
+            activity: None,
         }
     }
 }
@@ -603,13 +608,23 @@ impl<K: Clone> Changes<K> {
     }
 }
 
+/// Why the controllers stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Asked to (SIGTERM): the lease is still this process's, so what is owed a write of its
+    /// own is written before the end (see [`probing::FLUSH_AT_STOP`]).
+    Requested,
+    /// The lease is lost: another process may be writing already, so nothing more is written.
+    LeadershipLost,
+}
+
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     options: Options,
     metrics: Metrics,
     clock: Clock,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = Stop> + Send + Sync + 'static,
 ) {
     let pdb = children::pdb_version(&client).await;
     let kinds = children::child_kinds(&pdb);
@@ -648,8 +663,10 @@ pub async fn run(
     let probes = ctx.probes.clone();
     let mut tasks = tokio::task::JoinSet::new();
     let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Apart from the other tasks: at a requested stop it is awaited while it writes what is owed.
+    let mut consumer = tokio::task::JoinSet::new();
     if let Some(events) = probe_events {
-        tasks.spawn(probing::consume(ctx.clone(), events, trigger_tx.clone()));
+        consumer.spawn(probing::consume(ctx.clone(), events, trigger_tx.clone()));
     }
     for kind in kinds {
         tasks.spawn(children::watch_kind(
@@ -766,8 +783,9 @@ pub async fn run(
         tokio::select! {
             _ = &mut synced => break,
             _ = shutdown.clone() => {
+                // Nothing is probed before the first reconcile: nothing is owed.
                 if let Some(p) = &probes {
-                    p.shutdown();
+                    p.stop(false);
                 }
                 tasks.abort_all();
                 return;
@@ -803,12 +821,19 @@ pub async fn run(
         triggers,
         usize::from(options.concurrency),
         reconcile,
-        shutdown,
+        futures::FutureExt::map(shutdown.clone(), |_| ()),
     )
     .await;
+    let stop = shutdown.await;
     if let Some(p) = &probes {
-        p.shutdown();
+        p.stop(stop == Stop::Requested);
     }
+    if stop == Stop::Requested {
+        // The consumer ends by itself once it has written what it owes, within its bound.
+        let bound = probing::FLUSH_AT_STOP + Duration::from_secs(1);
+        let _ = tokio::time::timeout(bound, consumer.join_next()).await;
+    }
+    consumer.abort_all();
     tasks.abort_all();
 }
 

@@ -30,7 +30,9 @@
 //! of the period, so the steady load is even instead of a burst of every tenant at once. Between
 //! two transitions every sample has the same outcome, and a persisted sample covers the time
 //! until the next one; so after a restart — which resumes the history from the reports — what
-//! is lost is at most one probe interval (plus a write still in flight).
+//! is lost is at most one probe interval (plus a write still in flight). A stop asked for
+//! (SIGTERM, a rolling upgrade) first writes what is owed ([`write_owed_at_stop`]), so it loses
+//! nothing; a crash or a lost lease loses what the bound says.
 //!
 //! **Stalled components.** A component whose plan has no tier (an invalid spec, a missing
 //! level) or whose target is refused as written is not probed, but it keeps its place in the
@@ -682,6 +684,8 @@ pub struct Probes {
     pub flush_every: Duration,
     /// See [`REPORT_RETENTION`]; none keeps every report.
     pub retention: Option<Duration>,
+    /// Set by a requested stop: the consumer writes what is owed before it ends.
+    write_owed_at_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Probes {
@@ -721,12 +725,18 @@ impl Probes {
                 state,
                 flush_every: FLUSH_EVERY,
                 retention: Some(REPORT_RETENTION),
+                write_owed_at_stop: Arc::default(),
             },
             events,
         ))
     }
 
-    pub fn shutdown(&self) {
+    /// Stops probing; the consumer ends once it has handled the events still queued, after
+    /// writing what is owed (see [`FLUSH_AT_STOP`]) when `write_owed` — only while the lease
+    /// is still this process's.
+    pub fn stop(&self, write_owed: bool) {
+        self.write_owed_at_stop
+            .store(write_owed, std::sync::atomic::Ordering::Release);
         self.scheduler.shutdown();
     }
 
@@ -894,7 +904,12 @@ pub async fn consume(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => handle(&ctx, &probes, &reconcile, ev).await,
-                None => break,
+                None => {
+                    if probes.write_owed_at_stop.load(std::sync::atomic::Ordering::Acquire) {
+                        write_owed_at_stop(&ctx, &probes).await;
+                    }
+                    break;
+                }
             },
             // Reports held back by reconciles go as soon as those pause.
             _ = ctx.activity.quiet_or(until), if deferred_until.is_some() => {
@@ -934,6 +949,46 @@ pub async fn consume(
                 }
             }
         }
+    }
+}
+
+/// How long a requested stop waits at most for the writes owed (see [`write_owed_at_stop`]):
+/// well inside the 30 s a pod is given to end, with the lease released after it.
+pub const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
+
+/// At a requested stop, writes the reports owed a write of their own — an incident that opened
+/// or closed, a period that ended, a component that left — which were waiting for the hold
+/// after the tenant's last write or for reconciles to pause (up to [`DEFER_AT_MOST`]), and
+/// waits for the `Available` writes in flight; all within [`FLUSH_AT_STOP`]. Without it a
+/// rolling upgrade on a busy cluster lost the transitions of its last minutes: the next process
+/// resumes from the stored reports, where the last stored outcome covers the time since. The
+/// figures of tenants that are only due their steady refresh are not written: the stored ones
+/// already say all that resuming needs.
+async fn write_owed_at_stop(ctx: &Context, probes: &Probes) {
+    let deadline = tokio::time::Instant::now() + FLUSH_AT_STOP;
+    let owed: Vec<String> = {
+        let mut state = probes.lock();
+        let owed: Vec<String> = std::mem::take(&mut state.urgent).into_iter().collect();
+        for t in &owed {
+            state.dirty.remove(t);
+        }
+        owed
+    };
+    let count = owed.len();
+    if tokio::time::timeout_at(deadline, write_reports(ctx, probes, owed, true))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tenants = count,
+            "stopping: not every SLA report owed a write was written in time; the next process \
+             resumes from the stored ones"
+        );
+    }
+    while tokio::time::Instant::now() < deadline
+        && probes.lock().tracked.values().any(|t| t.writing_available)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
