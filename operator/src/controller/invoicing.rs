@@ -898,12 +898,16 @@ fn billed_so_far(
     cal: &Calendar,
 ) -> Result<Invoice, BillingError> {
     let period = Period::parse(&spec.period)?;
-    // Its own correction lines settle other invoices; they are not part of its period.
+    // Its own correction lines settle other invoices; they are not part of its period — except
+    // those taking off what finals inside its period billed (after a change of invoicing
+    // period), which its recomputation is settled with again (see [`invoiced_on`]).
     let mut lines = spec
         .lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.kind != LineKind::Correction.as_str())
+        .filter(|(_, l)| {
+            l.kind != LineKind::Correction.as_str() || l.description.starts_with(INVOICED_ON)
+        })
         .map(|(i, l)| line_of(l, &format!("Invoice/{name}: spec.lines[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(number) = &spec.number {
@@ -1026,7 +1030,7 @@ impl OtherPeriods {
                 .invoices
                 .into_iter()
                 .find(|i| i.tenant == tenant && i.period == spec.period);
-            let recomputed = again.unwrap_or_else(|| Invoice {
+            let mut recomputed = again.unwrap_or_else(|| Invoice {
                 tenant: tenant.to_string(),
                 period: spec.period.clone(),
                 from,
@@ -1036,6 +1040,21 @@ impl OtherPeriods {
                 currency: spec.currency.clone(),
                 lines: Vec::new(),
             });
+            // What it took off for the finals inside it, as they bill now (they are among the
+            // recomputed invoices: a month of a quarter invoiced before the switch back).
+            for inner in invoices {
+                if inner.from >= from && inner.to <= to && inner.period != spec.period {
+                    let Some(number) = mine
+                        .iter()
+                        .find(|(_, o)| o.state == InvoiceState::Final && o.period == inner.period)
+                        .and_then(|(_, o)| o.number.as_deref())
+                    else {
+                        continue;
+                    };
+                    let lines: Vec<Line> = invoiced_on(number, &inner.period, inner).collect();
+                    recomputed.lines.extend(lines);
+                }
+            }
             let billed = billed_so_far(name, spec, mine, &recomputed, cal)?;
             finals.push(OtherFinal {
                 from,
@@ -1083,27 +1102,35 @@ impl OtherPeriods {
             return false;
         }
         for f in inside {
-            let reference = f.billed.number.clone().unwrap_or_default();
-            for l in &f.recomputed.lines {
-                inv.lines.push(Line {
-                    kind: LineKind::Correction,
-                    description: format!(
-                        "Invoiced on {reference} ({}): {}",
-                        f.billed.period, l.description
-                    )
-                    .into(),
-                    quantity: Decimal::ONE,
-                    unit: Unit::Item,
-                    unit_price: -l.amount,
-                    amount: -l.amount,
-                    from: l.from,
-                    to: l.to,
-                    vat: l.vat.clone(),
-                });
-            }
+            let reference = f.billed.number.as_deref().unwrap_or_default();
+            inv.lines
+                .extend(invoiced_on(reference, &f.billed.period, &f.recomputed));
         }
         true
     }
+}
+
+/// How the lines that take off what a final inside an invoice's period billed begin.
+const INVOICED_ON: &str = "Invoiced on ";
+
+/// The lines that take off of an invoice what final `reference` of `period`, inside it, bills
+/// as `recomputed` now: one per line, its amount negated.
+fn invoiced_on<'a>(
+    reference: &'a str,
+    period: &'a str,
+    recomputed: &'a Invoice,
+) -> impl Iterator<Item = Line> + 'a {
+    recomputed.lines.iter().map(move |l| Line {
+        kind: LineKind::Correction,
+        description: format!("{INVOICED_ON}{reference} ({period}): {}", l.description).into(),
+        quantity: Decimal::ONE,
+        unit: Unit::Item,
+        unit_price: -l.amount,
+        amount: -l.amount,
+        from: l.from,
+        to: l.to,
+        vat: l.vat.clone(),
+    })
 }
 
 /// The pure heart of a pass: prices the tenants' recent billing periods at `now` and says
@@ -1164,7 +1191,12 @@ pub fn plan(
         if spec.state == InvoiceState::Draft
             && let Ok(p) = Period::parse(&spec.period)
         {
-            quarters.insert(Period::quarter_of(p.first_month()));
+            // The draft's own quarter and the one before it: the corrections it carries were
+            // found against the final invoices of those, and must still be there when it
+            // becomes final in the next quarter, or they are lost with the window.
+            let quarter = Period::quarter_of(p.first_month());
+            quarters.insert(Period::quarter_of(quarter.first_month().prev()));
+            quarters.insert(quarter);
         }
     }
     // Metering started in the first month with a Usage: nothing is invoiced before it.
@@ -1309,6 +1341,9 @@ fn tenant_intents(
         if let Some(spec) = existing.get(&name)
             && spec.state == InvoiceState::Final
         {
+            // Settled as it was when it was written: a late change to a final inside it is
+            // corrected on that final's account, not once more on this one's.
+            others.settle(&mut inv);
             let billed = billed_so_far(&name, spec, mine, &inv, cal)?;
             pending.extend(corrections(&billed, &inv));
             wants.push((name, None));
@@ -2743,6 +2778,56 @@ spec:
         );
     }
 
+    /// A change to March found in June is carried by June's draft; on 1 July, when June
+    /// becomes final, March is no longer in the window of the current and the previous quarter,
+    /// yet the correction must stay on June's final invoice (it was dropped with the window).
+    #[test]
+    fn a_correction_from_the_quarter_before_stays_when_its_draft_becomes_final() {
+        let tenants = [tenant(vec![(Month::new(2026, 3), march())])];
+        let mut existing = BTreeMap::new();
+        let mut number = 0;
+        let mut keep = |intents: Vec<Intent>, existing: &mut BTreeMap<String, InvoiceSpec>| {
+            for i in &intents {
+                let final_ = matches!(i, Intent::Final { .. });
+                if final_ {
+                    number += 1;
+                }
+                let (n, s) = spec_of(i, final_.then(|| format!("RG-2026-{number:06}")).as_deref());
+                existing.insert(n, s);
+            }
+        };
+        keep(
+            run(&tenants, &existing, Scope::All, "2026-04-02T00:00:00Z"),
+            &mut existing,
+        );
+        keep(
+            run(&tenants, &existing, Scope::All, "2026-06-10T00:00:00Z"),
+            &mut existing,
+        );
+        assert_eq!(existing["tholen-2026-05"].state, InvoiceState::Final);
+        let mut late = march();
+        late[0].accounts.insert("standard".into(), 101);
+        let tenants = [tenant(vec![(Month::new(2026, 3), late)])];
+        keep(
+            run(&tenants, &existing, Scope::All, "2026-06-20T00:00:00Z"),
+            &mut existing,
+        );
+        let june = &existing["tholen-2026-06"];
+        assert_eq!(june.state, InvoiceState::Draft);
+        assert_eq!(corrections_on(june).len(), 1, "{june:#?}");
+        let intents = run(&tenants, &existing, Scope::All, "2026-07-01T00:00:05+02:00");
+        let (n, june) = intents
+            .iter()
+            .find(|i| matches!(i, Intent::Final { .. }))
+            .map(|i| spec_of(i, None))
+            .expect("June becomes final");
+        assert_eq!(n, "tholen-2026-06");
+        let corr = corrections_on(&june);
+        assert_eq!(corr.len(), 1, "{june:#?}");
+        assert_eq!(corr[0].amount, "9.69");
+        assert!(corr[0].description.contains("RG-2026-000001"));
+    }
+
     /// A correction whose line is gone again is reversed, not dropped. March (one hosted
     /// component at 2,544.50 a month) is final without a credit; April's pass finds a 5% credit
     /// for March (−127.225 → −127.23) and April, final, carries it as a correction; then the
@@ -3375,6 +3460,82 @@ spec:
         assert_eq!(corr[0].amount, "36.00");
         // 8640.00 for May and June plus one account more in April.
         assert_eq!(spec.subtotal, "8676.00");
+    }
+
+    /// The quarter of a change of invoicing period is final, April's final inside it taken
+    /// off; a later change to April is corrected once — on April's account — and not once more
+    /// on the quarter's (whose "Invoiced on" lines follow April as it bills now).
+    #[test]
+    fn a_late_change_to_a_month_taken_off_a_final_quarter_is_corrected_once() {
+        let april = vec![seg(
+            "2026-04-01T00:00:00+02:00",
+            Some("2026-05-01T00:00:00+02:00"),
+            "silver",
+            120,
+        )];
+        let intents = run(
+            &[tenant(vec![(Month::new(2026, 4), april.clone())])],
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-05-01T00:00:05+02:00",
+        );
+        let (n, s) = spec_of(&intents[0], Some("RG-2026-000001"));
+        let mut existing = BTreeMap::from([(n, s)]);
+        let mut quarterly = tenant(vec![
+            (Month::new(2026, 4), april.clone()),
+            (
+                Month::new(2026, 5),
+                vec![seg("2026-05-01T00:00:00+02:00", None, "silver", 120)],
+            ),
+        ]);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(
+            &[quarterly.clone()],
+            &existing,
+            Scope::All,
+            "2026-07-01T00:00:05+02:00",
+        );
+        let q2 = intents
+            .iter()
+            .find(|i| matches!(i, Intent::Final { name, .. } if name == "tholen-2026-q2"))
+            .expect("the quarter final");
+        let (n, s) = spec_of(q2, Some("RG-2026-000002"));
+        assert_eq!(s.subtotal, "8640.00");
+        existing.insert(n, s);
+        let mut late = april;
+        late[0].accounts.insert("standard".into(), 121);
+        quarterly.usage.insert(Month::new(2026, 4), late);
+        // Back to monthly from July: the quarter is then one of the finals of another period.
+        let mut monthly = quarterly.clone();
+        monthly.invoicing = regie_crds::tenancy::InvoicingPeriod::Monthly;
+        let intents = run(&[monthly], &existing, Scope::All, "2026-07-10T00:00:00Z");
+        let (n, july) = spec_of(
+            intents
+                .iter()
+                .find(|i| matches!(i, Intent::Draft { .. }))
+                .expect("July's draft"),
+            None,
+        );
+        assert_eq!(n, "tholen-2026-07");
+        let corrected: Decimal = corrections_on(&july)
+            .iter()
+            .map(|l| l.amount.parse::<Decimal>().expect("an amount"))
+            .sum();
+        assert_eq!(corrected, Decimal::new(3600, 2), "{july:#?}");
+        let intents = run(&[quarterly], &existing, Scope::All, "2026-07-10T00:00:00Z");
+        let (n, q3) = spec_of(
+            intents
+                .iter()
+                .find(|i| matches!(i, Intent::Draft { .. }))
+                .expect("the next quarter's draft"),
+            None,
+        );
+        assert_eq!(n, "tholen-2026-q3");
+        let corrected: Decimal = corrections_on(&q3)
+            .iter()
+            .map(|l| l.amount.parse::<Decimal>().expect("an amount"))
+            .sum();
+        assert_eq!(corrected, Decimal::new(3600, 2), "{q3:#?}");
     }
 
     #[test]
