@@ -378,5 +378,74 @@ async fn usage_and_invoices_survive_an_outage_a_stall_and_a_crash() {
             Some(invoice_id("gamma", "2026-01"))
         );
     }
+
+    // A segment added to a delivered month (its tenant made again within it) goes on its own,
+    // as version 2. Its first attempt fails: the mark that says so keeps the count of segments
+    // delivered, so that a new operator still sends version 2 — sent again as version 1, the
+    // receiver would drop it as seen and the segment would never be billed.
+    rx.mode.store(FAILING, Ordering::SeqCst);
+    let failed = rx.log.lock().unwrap().failed;
+    let usages: Api<Usage> = Api::all(client.clone());
+    let segment = |from: &str, to: &str| {
+        json!({"from": from, "to": to, "serviceLevel": "silver", "accounts": {"standard": 250},
+               "components": [{"name": "zaak", "class": "applicationHosting", "serviceLevel": "silver"}]})
+    };
+    usages
+        .patch_status(
+            "beta-2026-02",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {
+                "segments": [
+                    segment("2026-02-01T00:00:00+01:00", "2026-02-15T00:00:00+01:00"),
+                    segment("2026-02-20T00:00:00+01:00", "2026-03-01T00:00:00+01:00"),
+                ],
+                "segmentCount": 2,
+            }})),
+        )
+        .await
+        .expect("a segment added");
+    until("the added segment failing", |l| l.failed > failed, &rx).await;
+    eventually("beta-2026-02: Delivered=False", WAIT, || {
+        let client = client.clone();
+        async move {
+            let c = delivered_usage(&client, "beta-2026-02").await?;
+            Ok(c.is_some_and(|(s, m)| s == "False" && m.contains("DeliveryFailed")))
+        }
+    })
+    .await
+    .expect("failure shown");
+    let kept = usages
+        .get("beta-2026-02")
+        .await
+        .expect("read")
+        .status
+        .and_then(|s| s.delivered_segments);
+    assert_eq!(kept, Some(1), "the failure keeps the count delivered");
+    op.kill();
+    rx.mode.store(UP, Ordering::SeqCst);
+    let op = RunningOperator::start(client.clone(), options(&endpoint), None);
+    let version_2 = [
+        event_id("beta", "accounts-standard-silver", "2026-02", 2),
+        event_id("beta", "component-applicationHosting-silver", "2026-02", 2),
+    ];
+    until(
+        "the added segment counted as version 2",
+        |l| {
+            version_2
+                .iter()
+                .all(|id| l.counted.iter().any(|(_, c)| c == id))
+        },
+        &rx,
+    )
+    .await;
+    eventually("beta-2026-02: two segments delivered", WAIT, || {
+        let usages = usages.clone();
+        async move {
+            let st = usages.get("beta-2026-02").await?.status.unwrap_or_default();
+            Ok(st.delivered_segments == Some(2))
+        }
+    })
+    .await
+    .expect("delivered");
     op.stop().await.expect("stop");
 }

@@ -292,3 +292,68 @@ async fn measured_accounts_from_a_loopback_endpoint() {
         assert!(e.contains(&base), "the message names the URL: {e}");
     }
 }
+
+/// A receiver behind a redirect: followed, the POST would become a GET without its body, and a
+/// 200 to that (the receiver's list of events) would count as delivered. The redirect is a
+/// failure, retried; nothing reaches the events list.
+#[tokio::test]
+async fn a_redirect_is_a_failure_not_a_delivery() {
+    let listed = Arc::new(Mutex::new(0usize));
+    let seen = listed.clone();
+    let app = Router::new()
+        .route(
+            "/api/v1/events",
+            post(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, "/api/v1/events/")],
+                )
+            }),
+        )
+        .route(
+            "/api/v1/events/",
+            get(move || {
+                let seen = seen.clone();
+                async move {
+                    *seen.lock().unwrap() += 1;
+                    js(json!({"items": []}))
+                }
+            }),
+        );
+    let base = serve(app).await;
+    let sender = Sender::new(&base, Some("s3cret".into()), Duration::from_millis(500)).unwrap();
+    let e = sender.send(&event("tholen", 1)).await.unwrap_err();
+    assert!(e.contains("HTTP 302"), "{e}");
+    assert_eq!(*listed.lock().unwrap(), 0, "the redirect is not followed");
+}
+
+#[test]
+fn a_billing_url_with_credentials_is_refused() {
+    let Err(e) = Sender::new(
+        "https://user:pw@billing.example",
+        None,
+        Duration::from_secs(1),
+    ) else {
+        panic!("refused")
+    };
+    let e = e.to_string();
+    assert!(e.contains("user name or password"), "{e}");
+    assert!(!e.contains("pw"), "{e}");
+}
+
+/// reqwest's error names the URL in its normalised form (a slash before the query here), which
+/// the controller's redaction of the URL as written would not find: the message names only
+/// the URL as written, so that redaction takes the query out.
+#[tokio::test]
+async fn a_failed_fetch_names_the_url_only_as_written() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}?key=s3cret", listener.local_addr().unwrap());
+    drop(listener);
+    let client = reqwest::Client::new();
+    let e = fetch_measured(&client, &url, None, None, Duration::from_millis(500))
+        .await
+        .unwrap_err()
+        .to_string();
+    let shown = e.replace(&url, "SHOWN");
+    assert!(!shown.contains("s3cret"), "{e}");
+}

@@ -61,7 +61,11 @@ pub async fn fetch_measured(
                 timeout.as_secs_f32()
             ))
         } else {
-            // reqwest's own message hides the cause (refused, reset, no route): name it.
+            // reqwest's own message hides the cause (refused, reset, no route): name it. Its
+            // text would also name the URL in its own normalised form, which the caller's
+            // redaction of the URL as written does not find: without it, the caller's URL is
+            // the only one in the message.
+            let e = e.without_url();
             let mut why = e.to_string();
             let mut cause = std::error::Error::source(&e);
             while let Some(c) = cause {

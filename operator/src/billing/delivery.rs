@@ -30,9 +30,19 @@ impl Sender {
     ) -> Result<Sender, BillingError> {
         regie_crds::validate::check_http_url(base)
             .map_err(|m| BillingError::input(format!("billing system URL: {m}")))?;
+        // The URL is shown in conditions and logs: credentials go in the token's Secret.
+        if url::Url::parse(base).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            return Err(BillingError::input(
+                "billing system URL: user name or password in the URL; give the token in --billing-token-secret",
+            ));
+        }
+        // No redirects: a 301 or 302 turns the POST into a GET without its body, and a 200 to
+        // that (the receiver's list of events) would count as delivered. An answer that is not
+        // 2xx or 409 to the POST itself is a failure, retried.
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BillingError::Remote(format!("cannot build the HTTP client: {e}")))?;
         Ok(Sender {

@@ -288,7 +288,10 @@ async fn read_token(client: &kube::Client, r: &SecretRef) -> Result<String, Stri
     Ok(token.trim().to_string())
 }
 
-/// Writes a Usage's `Delivered` condition, and, once delivered, how many of its segments were.
+/// Writes a Usage's `Delivered` condition, and how many of its segments were delivered:
+/// `segments`, or (None: a failure) the count it shows. The apply owns that count, so a mark
+/// without it would delete it — and a month whose added segments failed to go would then send
+/// all its segments again as its first version, which the receiver drops as seen.
 async fn mark_usage(
     ctx: &Context,
     name: &str,
@@ -298,6 +301,19 @@ async fn mark_usage(
     segments: Option<usize>,
 ) {
     let api: Api<Usage> = Api::all(ctx.client.clone());
+    let segments = match segments {
+        Some(n) => Some(n),
+        None => match api.get_opt(name).await {
+            Ok(u) => u
+                .and_then(|u| u.status)
+                .map(|st| delivered_segments(&st))
+                .filter(|n| *n > 0),
+            Err(e) => {
+                tracing::warn!(usage = name, error = %e, "cannot read the usage to mark its delivery");
+                return;
+            }
+        },
+    };
     let mut conditions = Vec::new();
     status::set_condition(
         &mut conditions,
