@@ -133,6 +133,35 @@ pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
     Ok((y, m))
 }
 
+/// A container resource the API server takes: `cpu`, `memory`, `ephemeral-storage`,
+/// `hugepages-<size>`, or an extended resource named `domain/name`. Any other name (`memroy`)
+/// makes it refuse the whole Deployment, on every try.
+fn check_resource_name(name: &str) -> Result<(), String> {
+    let extended = name.split_once('/').is_some_and(|(domain, rest)| {
+        !domain.is_empty()
+            && domain.contains('.')
+            && !rest.is_empty()
+            && !domain.ends_with("kubernetes.io")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/'))
+    });
+    match name {
+        "cpu" | "memory" | "ephemeral-storage" => Ok(()),
+        n if n
+            .strip_prefix("hugepages-")
+            .is_some_and(|size| !size.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ if extended => Ok(()),
+        _ => Err(format!(
+            "{name:?} is not a container resource: cpu, memory, ephemeral-storage, \
+             hugepages-<size>, or an extended resource named domain/name"
+        )),
+    }
+}
+
 /// Whether `s` is a Kubernetes resource quantity of zero or more ("8", "250m", "1.5", "16Gi",
 /// "1e3"): a decimal number and an optional suffix, binary (Ki…Ei), decimal (n, u, m, k, M…E)
 /// or an exponent. The API server rejects an object with any other, so regie says which field.
@@ -686,7 +715,9 @@ impl Validate for HostingComponentSpec {
             if let Some(r) = &h.resources {
                 for (part, amounts) in [("requests", &r.requests), ("limits", &r.limits)] {
                     for (resource, value) in amounts {
-                        if let Err(m) = check_quantity(value) {
+                        if let Err(m) =
+                            check_resource_name(resource).and_then(|()| check_quantity(value))
+                        {
                             e.push(format!("spec.hosted.resources.{part}.{resource}"), m);
                         }
                     }
@@ -1050,6 +1081,24 @@ mod tests {
         assert_eq!(quantity_value("lots"), None);
         assert!(quantity_value("1Gi") > quantity_value("1000Mi"));
         assert!(quantity_value("501m") > quantity_value("0.5"));
+    }
+
+    #[test]
+    fn a_hosted_resource_the_api_server_does_not_know_is_refused() {
+        let spec: HostingComponentSpec = serde_yaml::from_str(
+            "class: applicationHosting\nhosted: {image: x, port: 8080, healthPath: /, resources: {requests: {memroy: 256Mi, cpu: 100m, ephemeral-storage: 1Gi, hugepages-2Mi: 4Mi, example.com/gpu: \"1\"}, limits: {kubernetes.io/x: \"1\"}}}\n",
+        )
+        .expect("spec");
+        let errors = spec.validate();
+        assert_eq!(
+            paths(&errors),
+            [
+                "spec.hosted.resources.requests.memroy",
+                "spec.hosted.resources.limits.kubernetes.io/x"
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("not a container resource"));
     }
 
     #[test]

@@ -208,6 +208,18 @@ async fn operator_end_to_end() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let tmp = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "tmp")
+        .and_then(|v| v.empty_dir.as_ref())
+        .and_then(|e| e.size_limit.as_ref());
+    assert_eq!(
+        tmp.map(|q| q.0.as_str()),
+        Some(regie::desired::TMP_SIZE_LIMIT),
+        "a bounded /tmp"
+    );
     let gateway = deployments.get("api-gateway").await.expect("gold override");
     assert_eq!(
         gateway.spec.as_ref().and_then(|s| s.replicas),

@@ -269,6 +269,8 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
 
 /// Defaults of a container: requests, and limits (memory here; CPU through the namespace's
 /// LimitRange, whose default applies to a container that sets no CPU limit of its own).
+/// The most a hosted component's pod may write to its `/tmp`, its only writable place.
+pub const TMP_SIZE_LIMIT: &str = "256Mi";
 const DEFAULT_REQUESTS: [(&str, &str); 2] = [("cpu", "100m"), ("memory", "128Mi")];
 const DEFAULT_LIMITS: [(&str, &str); 2] = [("cpu", LIMIT_RANGE_CPU), ("memory", "512Mi")];
 /// The LimitRange's default CPU limit.
@@ -458,7 +460,12 @@ pub fn component_children(
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        // Bounded: an unbounded /tmp lets one tenant's pod fill its node's disk,
+                        // and the kubelet's evictions under disk pressure hit other tenants.
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(q(TMP_SIZE_LIMIT)),
+                            ..EmptyDirVolumeSource::default()
+                        }),
                         ..Volume::default()
                     }]),
                     topology_spread_constraints: spread,

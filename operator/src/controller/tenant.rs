@@ -594,6 +594,14 @@ async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
+/// When offboarding looks again at namespaces still going, `deleting_for` into the tenant's
+/// deletion: at once at first, then less often — a namespace stuck terminating (a finalizer
+/// whose controller is gone) costs a few requests a minute, not several a second, for as long
+/// as it stays.
+fn offboarding_retry(deleting_for: Duration) -> Duration {
+    (deleting_for / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
 /// Offboarding: the tenant's namespaces — its own and any it left when its `spec.namespace`
 /// changed — go (and with them every component and package in them), then the finalizer is
 /// released, once none of them is left: a tenant gone is a tenant cleaned up.
@@ -624,7 +632,14 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Next, Error> {
     )
     .await?;
     if going.into_iter().any(|g| g) {
-        return Ok(Next::After(Duration::from_secs(1)));
+        // The namespaces' watch reconciles the tenant when they go; this look is the fallback.
+        let deleting_for = tenant
+            .meta()
+            .deletion_timestamp
+            .as_ref()
+            .and_then(|t| ctx.now().duration_since(t.0).try_into().ok())
+            .unwrap_or_default();
+        return Ok(Next::After(offboarding_retry(deleting_for)));
     }
     let finalizers: Vec<String> = tenant
         .finalizers()
@@ -1214,6 +1229,15 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offboarding_looks_again_less_often_the_longer_it_takes() {
+        let secs = Duration::from_secs;
+        assert_eq!(offboarding_retry(Duration::ZERO), secs(1));
+        assert_eq!(offboarding_retry(secs(5)), secs(1));
+        assert_eq!(offboarding_retry(secs(100)), secs(10));
+        assert_eq!(offboarding_retry(secs(86_400)), secs(60));
+    }
 
     #[test]
     fn a_tenant_that_keeps_failing_is_tried_again_ever_later_up_to_five_minutes() {
