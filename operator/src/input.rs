@@ -79,15 +79,23 @@ pub struct Loaded {
 /// Lists the YAML files under `paths` (directories recursively), sorted so output is stable.
 pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
-        collect(p, &mut out)?;
+        collect(p, &mut out, &mut seen)?;
     }
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
+/// `seen` holds the directories walked, as their canonical paths: a directory reached again (a
+/// symbolic link to `.` or to a parent, or one directory under two names) is walked once, not
+/// until the system's limit on link depth — nor its files read twice.
+fn collect(
+    path: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), Problem> {
     let problem = |m: String| Problem {
         file: path.display().to_string(),
         object: String::new(),
@@ -96,6 +104,11 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
     };
     let meta = std::fs::metadata(path).map_err(|e| problem(format!("cannot read: {e}")))?;
     if meta.is_dir() {
+        let canonical =
+            std::fs::canonicalize(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+        if !seen.insert(canonical) {
+            return Ok(());
+        }
         let entries = std::fs::read_dir(path).map_err(|e| problem(format!("cannot list: {e}")))?;
         for entry in entries {
             let entry = entry.map_err(|e| problem(format!("cannot list: {e}")))?;
@@ -108,7 +121,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
                 continue;
             }
             if p.is_dir() {
-                collect(&p, out)?;
+                collect(&p, out, seen)?;
             } else if is_yaml(&p) {
                 out.push(p);
             }
@@ -276,6 +289,19 @@ fn typed<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<T, (String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_linked_to_again_is_walked_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("tenants");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("a.yaml"), "kind: X\n").expect("write");
+        // A link to the directory itself and one to its parent: a loop, and a second name.
+        std::os::unix::fs::symlink(&sub, sub.join("again")).expect("link");
+        std::os::unix::fs::symlink(dir.path(), sub.join("up")).expect("link");
+        let files = yaml_files(&[dir.path().to_path_buf()]).expect("listed");
+        assert_eq!(files, [sub.join("a.yaml")]);
+    }
 
     fn parse(text: &str) -> Loaded {
         let mut l = Loaded::default();
