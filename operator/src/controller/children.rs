@@ -822,14 +822,18 @@ fn replicas_of(body: &Value) -> Option<i32> {
         .and_then(|n| i32::try_from(n).ok())
 }
 
-/// Deletes a child regie no longer wants, if regie applied it (see [`applied_by_regie`]): one
-/// read before the delete, which is rare. Returns true on a write.
+/// Deletes a child `tenant` no longer wants, if regie applied it (see [`applied_by_regie`])
+/// and it is still `tenant`'s: one read before the delete, which is rare, and the delete only
+/// of the version read. Another tenant taking over the namespace this one left may apply the
+/// same names there at the same moment; what it applied is its own, and stays. Returns true on
+/// a write.
 pub async fn delete(
     client: &Client,
     kinds: &[ChildKind],
     index: &ChildIndex,
     metrics: &Metrics,
     key: &ChildKey,
+    tenant: &str,
 ) -> Result<bool, kube::Error> {
     let Some(kind) = kinds.iter().find(|k| k.kind == key.0) else {
         return Ok(false);
@@ -841,16 +845,39 @@ pub async fn delete(
         index.forget(key);
         return Ok(false);
     };
-    delete_read(&api, index, metrics, key, &live.metadata).await
+    let labelled = live
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_TENANT));
+    if labelled.map(String::as_str) != Some(tenant) {
+        tracing::info!(
+            %tenant,
+            kind = %key.0,
+            namespace = key.1.as_deref().unwrap_or(""),
+            name = %key.2,
+            owner = labelled.map(String::as_str).unwrap_or(""),
+            "no longer this tenant's; left in place"
+        );
+        return Ok(false);
+    }
+    match delete_read(&api, index, metrics, key, &live.metadata, true).await {
+        // Changed since it was read: the watch brings that change, and the next reconcile
+        // decides again from it.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        other => other,
+    }
 }
 
-/// [`delete`] of a child already read (`live`, its metadata with managed fields).
+/// [`delete`] of a child already read (`live`, its metadata with managed fields); with
+/// `as_read`, only at the version read (else any version of the object read: same uid).
 pub async fn delete_read(
     api: &Api<DynamicObject>,
     index: &ChildIndex,
     metrics: &Metrics,
     key: &ChildKey,
     live: &kube::api::ObjectMeta,
+    as_read: bool,
 ) -> Result<bool, kube::Error> {
     if !applied_by_regie(live) {
         tracing::warn!(
@@ -865,7 +892,11 @@ pub async fn delete_read(
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: live.uid.clone(),
-            resource_version: None,
+            resource_version: if as_read {
+                live.resource_version.clone()
+            } else {
+                None
+            },
         }),
         ..DeleteParams::background()
     };

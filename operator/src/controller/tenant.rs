@@ -440,9 +440,16 @@ async fn apply_and_prune(
         .map(|(key, _)| key)
         .collect::<std::collections::BTreeSet<_>>();
     in_order(unwanted.iter().map(|key| async move {
-        children::delete(&ctx.client, &ctx.kinds, &ctx.index, &ctx.metrics, key)
-            .await
-            .map_err(|e| refused(e, "deletion of", &key.0, key.1.as_deref(), &key.2))
+        children::delete(
+            &ctx.client,
+            &ctx.kinds,
+            &ctx.index,
+            &ctx.metrics,
+            key,
+            tenant,
+        )
+        .await
+        .map_err(|e| refused(e, "deletion of", &key.0, key.1.as_deref(), &key.2))
     }))
     .await?;
     for ns in left_behind {
@@ -678,7 +685,7 @@ async fn offboard_namespace(ctx: &Context, tenant: &str, ns: &str) -> Result<boo
         return Ok(true);
     }
     // Read once: the label above and regie's field manager below.
-    Ok(children::delete_read(&api, &ctx.index, &ctx.metrics, &key, &live.metadata).await?)
+    Ok(children::delete_read(&api, &ctx.index, &ctx.metrics, &key, &live.metadata, false).await?)
 }
 
 enum TenantOutcome {
