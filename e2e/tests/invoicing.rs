@@ -896,3 +896,93 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
         "a write over a stale version is refused: {over_read:?}"
     );
 }
+
+/// A tenant deleted minutes into April, before any reconcile of April opened its ledger: the
+/// offboarding opens April from March's ledger as that reconcile would have — March closed at
+/// its month's end, April holding the minutes up to the deletion, closed — instead of leaving
+/// March open (a tenant made again under the name would then have carried March's state over
+/// from 1 April, the time it did not exist billed as a correction).
+#[tokio::test]
+async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_before() {
+    use kube::api::PostParams;
+    use regie::billing::ledger::{self, BillableState};
+    use regie::controller::{Context, children, metering};
+    use regie_crds::generated::{UsageSpec, UsageStatus};
+
+    let cluster = TestCluster::start().expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let cal = Calendar::amsterdam().expect("Europe/Amsterdam");
+    let silver = BillableState {
+        service_level: "silver".into(),
+        accounts: BTreeMap::from([("standard".to_string(), 100)]),
+        measured_accounts: BTreeMap::new(),
+        components: Vec::new(),
+    };
+    let mut march = Vec::new();
+    ledger::record(&mut march, &silver, t("2026-03-02T09:00:00+01:00"), &cal).expect("recorded");
+    let usages: Api<Usage> = Api::all(client.clone());
+    usages
+        .create(
+            &PostParams::default(),
+            &Usage::new(
+                "early-2026-03",
+                UsageSpec {
+                    tenant: "early".into(),
+                    period: "2026-03".into(),
+                },
+            ),
+        )
+        .await
+        .expect("created");
+    let status = UsageStatus {
+        segment_count: Some(march.len() as i32),
+        segments: march,
+        ..UsageStatus::default()
+    };
+    usages
+        .patch_status(
+            "early-2026-03",
+            &PatchParams::apply(children::FIELD_MANAGER),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "regie.dev/v1alpha1", "kind": "Usage", "status": status,
+            })),
+        )
+        .await
+        .expect("March's segments");
+
+    let clock: Clock = Arc::new(|| t("2026-04-01T00:20:00+02:00"));
+    let ctx = Context::new(
+        client.clone(),
+        &Options::default(),
+        Metrics::new(),
+        clock,
+        children::child_kinds("v1"),
+        kube::runtime::reflector::store().0,
+        None,
+    );
+    let tenant: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "early", "deletionTimestamp": "2026-03-31T22:05:00Z",
+                     "finalizers": ["regie.dev/cleanup"]},
+        "spec": {"displayName": "Early", "serviceLevel": "silver", "membership": {"joined": "2026-01-01"}},
+    }))
+    .expect("tenant");
+    metering::close(&ctx, &tenant).await.expect("closed");
+
+    let march = segments_named(&client, "early-2026-03").await;
+    assert_eq!(
+        march.last().and_then(|s| s.to.clone()).as_deref(),
+        Some("2026-04-01T00:00:00+02:00"),
+        "March closed at its end: {march:?}"
+    );
+    let april = usages.get("early-2026-04").await.expect("April opened");
+    let april = april.status.expect("status");
+    assert!(april.closed, "{april:?}");
+    assert_eq!(april.segments.len(), 1, "{april:?}");
+    assert_eq!(april.segments[0].from, "2026-04-01T00:00:00+02:00");
+    assert_eq!(
+        april.segments[0].to.as_deref(),
+        Some("2026-04-01T00:05:00+02:00")
+    );
+    assert_eq!(april.segments[0].service_level, "silver");
+}

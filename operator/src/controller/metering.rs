@@ -407,7 +407,35 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
     let now = usage_end(tenant, ctx.now());
     let month = cal.month_of(now);
     let api: Api<Usage> = Api::all(ctx.client.clone());
-    if let Some(current) = api.get_opt(&usage_name(&name, month)).await? {
+    let mut current = api.get_opt(&usage_name(&name, month)).await?;
+    if current.is_none() {
+        // Deleted before its first reconcile of the month (minutes after midnight, or while no
+        // regie ran): the month is opened from the latest earlier ledger as that reconcile
+        // would have, so that the earlier one is closed at its own month's end — left open, a
+        // tenant made again under the name would carry its state over from the month's start —
+        // and this month's holds the time up to the deletion.
+        let ledger = Ledger {
+            ctx,
+            api: &api,
+            cal: &cal,
+            tenant: &name,
+            month,
+        };
+        let earlier = match ledger.read(month.prev(), false).await? {
+            Some(u) => Some((month.prev(), u)),
+            None => ledger.read_older(month).await?,
+        };
+        let carried = earlier.and_then(|(at, prev)| {
+            let end = at.next().start(cal.tz()).ok()?;
+            let segments = prev.status.map(|s| s.segments).unwrap_or_default();
+            ledger::carried_state(&segments, end)
+        });
+        if let Some(state) = carried {
+            ledger.record(&state, &BTreeSet::new(), now, false).await?;
+            current = api.get_opt(&usage_name(&name, month)).await?;
+        }
+    }
+    if let Some(current) = current {
         let status = current.status.clone().unwrap_or_default();
         if status.closed {
             return Ok(());
