@@ -1051,8 +1051,9 @@ impl OtherPeriods {
                     else {
                         continue;
                     };
-                    let lines: Vec<Line> = invoiced_on(number, &inner.period, inner).collect();
-                    recomputed.lines.extend(lines);
+                    recomputed
+                        .lines
+                        .extend(invoiced_on(number, &inner.period, inner));
                 }
             }
             let billed = billed_so_far(name, spec, mine, &recomputed, cal)?;

@@ -655,11 +655,16 @@ impl State {
             })
             .cloned()
             .collect();
-        for t in &due {
+        self.take(due)
+    }
+
+    /// `tenants`, taken out of `urgent` and `dirty`: their write is about to be made.
+    fn take(&mut self, tenants: Vec<String>) -> Vec<String> {
+        for t in &tenants {
             self.urgent.remove(t);
             self.dirty.remove(t);
         }
-        due
+        tenants
     }
 }
 
@@ -932,11 +937,7 @@ pub async fn consume(
                         .filter(|t| flush_slot(t) == slot)
                         .cloned()
                         .collect();
-                    for t in &due {
-                        state.dirty.remove(t);
-                        state.urgent.remove(t);
-                    }
-                    due
+                    state.take(due)
                 };
                 write_reports(&ctx, &probes, dirty, false).await;
                 if slot == 0 {
@@ -966,13 +967,10 @@ pub const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
 /// already say all that resuming needs.
 async fn write_owed_at_stop(ctx: &Context, probes: &Probes) {
     let deadline = tokio::time::Instant::now() + FLUSH_AT_STOP;
-    let owed: Vec<String> = {
+    let owed = {
         let mut state = probes.lock();
-        let owed: Vec<String> = std::mem::take(&mut state.urgent).into_iter().collect();
-        for t in &owed {
-            state.dirty.remove(t);
-        }
-        owed
+        let urgent: Vec<String> = state.urgent.iter().cloned().collect();
+        state.take(urgent)
     };
     let count = owed.len();
     if tokio::time::timeout_at(deadline, write_reports(ctx, probes, owed, true))
