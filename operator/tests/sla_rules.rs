@@ -4,7 +4,8 @@
 //! failing at night pages, a silver one failing at night does not but does in working hours, a
 //! silver one does not page once its monitoring window closes (a ticket instead), bronze never
 //! pages but gets the slow-burn ticket and one when its budget is spent, and an unprobed
-//! component gets a ticket.
+//! component gets a ticket; and that a window opening after a closed spell neither counts what
+//! failed before it nor takes one failed probe for a burn.
 //!
 //! The window gauges fed to promtool are computed by the real service-window calendar for real
 //! instants (Tuesday 3 March 2026, 02:00 and 10:00 in Amsterdam), so the test also pins what the
@@ -328,6 +329,140 @@ fn promtool_unit_tests_page_only_inside_monitoring_windows() {
     t.push_str("      - expr: regie:sla_error:ratio_rate1h{tenant=\"moerdijk\"}\n        eval_time: 70m\n        exp_samples:\n          - labels: 'regie:sla_error:ratio_rate1h{tenant=\"moerdijk\",component=\"zaaksysteem\",service_level=\"silver\"}'\n            value: 1\n");
     t.push_str("      - expr: regie:probes_in_service_window:rate5m{tenant=\"werkplein\"}\n        eval_time: 70m\n        exp_samples:\n          - labels: 'regie:probes_in_service_window:rate5m{tenant=\"werkplein\",component=\"client-portal\",service_level=\"gold\"}'\n            value: 0\n");
     t.push_str("      - expr: regie:probe_failures_in_monitoring_window:rate5m{tenant=\"werkplein\"}\n        eval_time: 70m\n        exp_samples:\n          - labels: 'regie:probe_failures_in_monitoring_window:rate5m{tenant=\"werkplein\",component=\"client-portal\",service_level=\"gold\"}'\n            value: 0.1\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
+    std::fs::write(dir.path().join("test.yaml"), &t).unwrap();
+    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}\n{}\n--- test.yaml ---\n{t}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A window that opens after a long closed spell (a night, a weekend): what happened before it
+/// opened does not count, nor does one failed probe in its first minutes pass for a burn, while
+/// an outage from the opening still pages within minutes. Series of one sample a minute; both
+/// window gauges open at minute 1000.
+#[test]
+fn promtool_unit_tests_a_window_opening_neither_counts_the_night_nor_pages_on_one_failure() {
+    let tiers = tiers();
+    let open = "0x999 1x100";
+    // tenant, component, level, failures, successes, service gauge, monitoring gauge
+    let scenarios: [(&str, &str, &str, &str, &str, &str, &str); 4] = [
+        // Down all night (two probes a minute, every one failing), up from the opening.
+        (
+            "night",
+            "web",
+            "silver",
+            "0+2x999 1998x100",
+            "0x999 0+2x100",
+            open,
+            open,
+        ),
+        // One failed probe at minute 1006, six minutes after the opening.
+        (
+            "blip",
+            "web",
+            "silver",
+            "0x1005 1x94",
+            "0+2x1005 2011+2x94",
+            open,
+            open,
+        ),
+        // Down from the opening on.
+        (
+            "outage",
+            "web",
+            "silver",
+            "0x999 0+2x100",
+            "0+2x999 1998x100",
+            open,
+            open,
+        ),
+        // Bronze (one probe a minute, no monitoring window): one failed probe at minute 1003.
+        (
+            "bronze-blip",
+            "web",
+            "bronze",
+            "0x1002 1x97",
+            "0+1x1002 1002+1x97",
+            open,
+            "0x1100",
+        ),
+    ];
+    let mut t = String::from(
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (tenant, component, level, failures, successes, service, monitoring) in scenarios {
+        let labels = format!(
+            "job=\"regie\",instance=\"regie-0:9090\",tenant=\"{tenant}\",component=\"{component}\",service_level=\"{level}\""
+        );
+        let target = tiers[level].target;
+        for (name, extra, values) in [
+            (
+                "regie_probe_total",
+                ",result=\"failure\"",
+                failures.to_string(),
+            ),
+            (
+                "regie_probe_total",
+                ",result=\"success\"",
+                successes.to_string(),
+            ),
+            ("regie_sla_in_service_window", "", service.to_string()),
+            ("regie_sla_in_monitoring_window", "", monitoring.to_string()),
+            ("regie_sla_target_percent", "", format!("{target}x1100")),
+            (
+                "regie_sla_error_budget_remaining_ratio",
+                "",
+                "1x1100".to_string(),
+            ),
+        ] {
+            let _ = writeln!(
+                t,
+                "      - series: '{name}{{{labels}{extra}}}'\n        values: '{values}'"
+            );
+        }
+    }
+    t.push_str("    alert_rule_test:\n");
+    // Only the outage pages (its first five in-window minutes at 1005, then the `for` of 2m).
+    let outage = Scenario {
+        tenant: "outage",
+        component: "web",
+        level: "silver",
+        failures_per_minute: None,
+        in_service: String::new(),
+        in_monitoring: String::new(),
+        budget_left: "1",
+    };
+    // At each minute: the alert, and whether the outage (and it alone) has it.
+    let checks = [
+        (ALERT_FAST_BURN, 1004, false),
+        (ALERT_FAST_BURN, 1008, true),
+        (ALERT_FAST_BURN, 1012, true),
+        (ALERT_FAST_BURN, 1016, true),
+        // The ticket's `for` is 15m: the outage's comes at 1020, nobody else's.
+        (ALERT_SLOW_BURN, 1010, false),
+        (ALERT_SLOW_BURN, 1030, true),
+    ];
+    for (alert, minute, outage_has_it) in checks {
+        let _ = write!(
+            t,
+            "      - eval_time: {minute}m\n        alertname: {alert}\n        exp_alerts:"
+        );
+        if outage_has_it {
+            t.push('\n');
+            expected(&mut t, &tiers, alert, &outage, "100%");
+        } else {
+            t.push_str(" []\n");
+        }
+    }
+    // The night's failures are not in the first rates after the opening.
+    t.push_str("    promql_expr_test:\n");
+    t.push_str("      - expr: regie:probe_failures_in_service_window:rate5m{tenant=\"night\"}\n        eval_time: 1003m\n        exp_samples:\n          - labels: 'regie:probe_failures_in_service_window:rate5m{tenant=\"night\",component=\"web\",service_level=\"silver\"}'\n            value: 0\n");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();

@@ -13,10 +13,15 @@
 //!
 //! Over each window W the ratio is the sum of the 5-minute failure rates divided by the sum of
 //! the 5-minute probe rates, both masked by the window gauge, so time outside the window simply
-//! does not count. Budgets are `1 − target/100` of the tier; the burn-rate pairs are Google's
-//! SRE workbook defaults (page: 14.4× over 1h and 5m, 6× over 6h and 30m; ticket: 3× over 1d
-//! and 2h, 1× over 3d and 6h). A tier without monitoring windows (bronze) never pages, but gets
-//! the slow-burn ticket like every tier.
+//! does not count. A 5-minute rate counts only when the window was open for all of its five
+//! minutes: one taken just after the window opened would hold probes made before. Budgets are
+//! `1 − target/100` of the tier; the burn-rate pairs are Google's SRE workbook defaults (page:
+//! 14.4× over 1h and 5m, 6× over 6h and 30m; ticket: 3× over 1d and 2h, 1× over 3d and 6h).
+//! The long window of a pair asks that the budget burnt in it is what that burn over the whole
+//! window would burn: its ratio is weighed by the part of it the window was open, so that just
+//! after a window opens (a Monday morning) a long ratio of a few minutes' probes — one failed
+//! probe among ten — does not pass for a sustained burn. A tier without monitoring windows
+//! (bronze) never pages, but gets the slow-burn ticket like every tier.
 
 use std::collections::BTreeMap;
 
@@ -164,10 +169,11 @@ fn alert(
     }
 }
 
-/// Probe rates masked by a 0/1 window gauge: zero while the window is closed. A failure counter
-/// the prober has not created yet counts as zero failures.
+/// Probe rates masked by a 0/1 window gauge: zero unless the window was open for the whole of
+/// the rate's five minutes. A failure counter the prober has not created yet counts as zero
+/// failures.
 fn masked_rates(gauge: &str, probes: &str, failures: &str) -> [Rule; 2] {
-    let mask = format!("* on ({BY}) max by ({BY}) ({gauge})");
+    let mask = format!("* on ({BY}) max by ({BY}) (min_over_time({gauge}[5m]))");
     [
         record(
             probes,
@@ -231,7 +237,16 @@ pub fn budget(tier: &Tier) -> Decimal {
     (Decimal::ONE_HUNDRED - tier.target) / Decimal::ONE_HUNDRED
 }
 
-fn burn_expr(ratio: fn(&str) -> String, sel: &str, budget: Decimal, pairs: &[Burn]) -> String {
+/// The burn-rate conditions `pairs` on the error ratios `ratio` of the window `gauge`: the short
+/// window's ratio above `factor × budget`, and the long window's above that divided by the part
+/// of the long window the window was open (see the module's description).
+fn burn_expr(
+    ratio: fn(&str) -> String,
+    gauge: &str,
+    sel: &str,
+    budget: Decimal,
+    pairs: &[Burn],
+) -> String {
     pairs
         .iter()
         .map(
@@ -242,7 +257,7 @@ fn burn_expr(ratio: fn(&str) -> String, sel: &str, budget: Decimal, pairs: &[Bur
              }| {
                 let threshold = (factor * budget).normalize();
                 format!(
-                    "  (\n    {}{sel} > {threshold}\n    and\n    {}{sel} > {threshold}\n  )",
+                    "  (\n    {}{sel}\n      > on ({BY}) ({threshold} / max by ({BY}) (avg_over_time({gauge}{sel}[{long}])))\n    and\n    {}{sel} > {threshold}\n  )",
                     ratio(long),
                     ratio(short)
                 )
@@ -260,7 +275,13 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
     let who = "{{ $labels.tenant }}/{{ $labels.component }} ({{ $labels.service_level }})";
     let mut rules = Vec::new();
     if !tier.monitoring.is_empty() {
-        let burn = burn_expr(monitoring_error_ratio, &sel, budget, &PAGE_BURN);
+        let burn = burn_expr(
+            monitoring_error_ratio,
+            SLA_IN_MONITORING_WINDOW,
+            &sel,
+            budget,
+            &PAGE_BURN,
+        );
         rules.push(alert(
             name,
             ALERT_FAST_BURN,
@@ -288,7 +309,13 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
         ALERT_SLOW_BURN,
         format!(
             "(\n{}\n)",
-            burn_expr(sla_error_ratio, &sel, budget, &TICKET_BURN)
+            burn_expr(
+                sla_error_ratio,
+                SLA_IN_SERVICE_WINDOW,
+                &sel,
+                budget,
+                &TICKET_BURN
+            )
         ),
         "15m",
         "ticket",
@@ -321,9 +348,10 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
         "10m",
         "ticket",
         format!("{who} is not being probed"),
-        "No probe result in the last 15 minutes: the target may be refused by the probe policy \
-         (see the component's Stalled condition) or the prober is not running. Compliance cannot be \
-         proven for this time."
+        "No probe result in the last 15 minutes: the prober is not running or cannot keep up. \
+         Compliance cannot be proven for this time. (A component whose target the probe policy \
+         refuses goes Stalled and is not followed here: the operator's RegieStalledObjects \
+         alert names it.)"
             .to_string(),
     ));
     RuleGroup {
@@ -385,7 +413,11 @@ mod tests {
         );
         let page = &g.rules[0].expr;
         assert!(
-            page.contains("regie:monitoring_error:ratio_rate1h{service_level=\"gold\"} > 0.0144"),
+            page.contains(
+                "regie:monitoring_error:ratio_rate1h{service_level=\"gold\"}\n      > on (tenant, \
+                 component, service_level) (0.0144 / max by (tenant, component, service_level) \
+                 (avg_over_time(regie_sla_in_monitoring_window{service_level=\"gold\"}[1h])))"
+            ),
             "{page}"
         );
         assert!(
@@ -398,11 +430,14 @@ mod tests {
         );
         let ticket = &g.rules[1].expr;
         assert!(
-            ticket.contains("regie:sla_error:ratio_rate1d{service_level=\"gold\"} > 0.003"),
+            ticket.contains(
+                "(0.003 / max by (tenant, component, service_level) \
+                 (avg_over_time(regie_sla_in_service_window{service_level=\"gold\"}[1d])))"
+            ),
             "{ticket}"
         );
         assert!(
-            ticket.contains("regie:sla_error:ratio_rate3d{service_level=\"gold\"} > 0.001"),
+            ticket.contains("regie:sla_error:ratio_rate6h{service_level=\"gold\"} > 0.001"),
             "{ticket}"
         );
     }
@@ -427,7 +462,7 @@ mod tests {
         );
         let ticket = &g.rules[0].expr;
         assert!(
-            ticket.contains("regie:sla_error:ratio_rate1d{service_level=\"bronze\"} > 0.03"),
+            ticket.contains("regie:sla_error:ratio_rate2h{service_level=\"bronze\"} > 0.03"),
             "{ticket}"
         );
     }
