@@ -625,12 +625,34 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         .map(|c| c.metadata.name.clone().unwrap_or_default())
         .collect();
 
-    // 1. Install with the default values.
+    // 1. Install with the default values and the catalogue asked for: Helm cannot make a
+    // ServiceLevel in the release that brings its CRD, so the catalogue waits for the next
+    // upgrade (step 2), and the notes say so.
+    let with_levels = values_file(
+        tmp.path(),
+        "levels.json",
+        &json!({"serviceLevels": {"install": true}}),
+    );
     let rel = c
-        .helm("install", &["--create-namespace", RELEASE, &chart])
+        .helm(
+            "install",
+            &[
+                "--create-namespace",
+                RELEASE,
+                &chart,
+                "--values",
+                &with_levels,
+            ],
+        )
         .unwrap_or_else(|e| panic!("install: {e}"));
     assert_eq!(rel["info"]["status"], "deployed");
     assert_eq!(rel["version"], 1);
+    let notes = rel["info"]["notes"].as_str().unwrap_or_default();
+    assert!(
+        notes.contains("NOT installed yet") && notes.contains("--reuse-values"),
+        "the notes say the catalogue comes with the next upgrade: {notes}"
+    );
+    assert!(!c.exists(&["servicelevel", "gold"]));
     let objects = manifest_objects(rel["manifest"].as_str().expect("manifest"));
     let want: BTreeSet<String> = [
         "ClusterRole",
@@ -978,10 +1000,14 @@ fn the_chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
         "the catalogue was deleted by the uninstall"
     );
 
-    // 6. Installing again adopts the kept CRDs.
+    // 6. Installing again adopts the kept CRDs; with one replica there is no disruption budget
+    // (one keeping it would block every node drain).
+    let single = values_file(tmp.path(), "single.json", &json!({"replicaCount": 1}));
     let rel = c
-        .helm("install", &[RELEASE, &chart])
+        .helm("install", &[RELEASE, &chart, "--values", &single])
         .unwrap_or_else(|e| panic!("install over kept CRDs: {e}"));
     assert_eq!(rel["info"]["status"], "deployed");
+    let objects = manifest_objects(rel["manifest"].as_str().expect("manifest"));
+    assert!(!kinds(&objects).contains("PodDisruptionBudget"));
     assert_hardened(&c);
 }

@@ -150,6 +150,54 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
     assert!(why.starts_with("not ready: "), "{why}");
     drop(stray);
 
+    // One that may list Tenants but not the components: the leader it would become waits for
+    // ever for its caches, so it is not ready either, and names what it cannot read.
+    cluster
+        .kubectl_ok(&[
+            "create",
+            "clusterrole",
+            "tenants-only",
+            "--verb=list",
+            "--resource=tenants.regie.dev",
+        ])
+        .expect("a role that reads Tenants only");
+    cluster
+        .kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            "tenants-only",
+            "--clusterrole=tenants-only",
+            "--user=regie-half",
+        ])
+        .expect("bound to a user of its own");
+    let half = work.path().join("half.kubeconfig");
+    let config = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig");
+    let config: Vec<String> = config
+        .lines()
+        .map(|l| match l.find("token:") {
+            Some(at) => format!("{l}\n{}as: regie-half", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&half, config.join("\n")).expect("write kubeconfig");
+    let half_log = work.path().join("half.log");
+    let half_rbac = start(&half, &half_log, "regie-half");
+    let half_addr = served_at(&half_log).await;
+    eventually(
+        "/readyz to name the kind it cannot list",
+        Duration::from_secs(30),
+        || {
+            let get = get_from(&half_addr, "/readyz");
+            async move {
+                let (code, why) = get.await;
+                Ok(code == 503 && why.contains("cannot list hostingcomponents.regie.dev"))
+            }
+        },
+    )
+    .await
+    .expect("a replica without RBAC for a kind it watches is not ready");
+    drop(half_rbac);
+
     let log = work.path().join("regie.log");
     let mut regie = start(&cluster.kubeconfig, &log, IDENTITY);
     let addr = served_at(&log).await;

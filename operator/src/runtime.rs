@@ -186,34 +186,73 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     }
 }
 
-/// Marks the process ready once the API server answers an authorised list of Tenants with its
-/// credentials: that proves the connection, the RBAC and the CRDs, which a standby needs as much
-/// as a leader to take over. A rollout waits for it, so a replica that cannot work (a bad
-/// ServiceAccount, a missing CRD, no route to the API server) never replaces one that can.
-/// Tried every second, then ever less often, at most every 30 s.
-async fn ready_when_reachable(client: Client, health: Health) {
-    let tenants: kube::Api<regie_crds::Tenant> = kube::Api::all(client);
+/// Marks the process ready once it can read all it works from with its credentials: one object
+/// (metadata only) of every kind it watches — its own and the children it makes — and the leader
+/// Lease. That proves the connection, the RBAC and the CRDs, which a standby needs as much as a
+/// leader to take over. A rollout waits for it, so a replica that cannot work (a bad
+/// ServiceAccount, a ClusterRole missing a kind, a missing CRD, no route to the API server)
+/// never replaces one that can: a leader that cannot list a kind waits for ever before its first
+/// reconcile. Tried every second, then ever less often, at most every 30 s.
+async fn ready_when_able(client: Client, lease: Option<(String, String)>, health: Health) {
     let mut pause = Duration::from_secs(1);
     loop {
-        match tenants
-            .list_metadata(&kube::api::ListParams::default().limit(1))
-            .await
-        {
-            Ok(_) => {
+        match unreadable(&client, lease.as_ref()).await {
+            None => {
                 health.ready.store(true, Ordering::Relaxed);
                 return;
             }
-            Err(e) => {
-                let why = format!("not ready: cannot list Tenants: {e}");
-                tracing::warn!(error = %e, "not ready: cannot list Tenants");
+            Some(why) => {
+                tracing::warn!(reason = %why, "not ready");
                 if let Ok(mut w) = health.waiting.lock() {
-                    *w = why;
+                    *w = format!("not ready: {why}");
                 }
             }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
     }
+}
+
+/// What this process cannot read of what it needs (see [`ready_when_able`]), or None. `lease`:
+/// the leader Lease's namespace and name, when it elects a leader.
+async fn unreadable(client: &Client, lease: Option<&(String, String)>) -> Option<String> {
+    use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+    use regie_crds::{
+        CostPool, HostingComponent, Invoice, PriceList, ServiceLevel, ServiceOrder, SlaReport,
+        Tenant, Usage, WorkplacePackage,
+    };
+    let mut kinds = vec![
+        ApiResource::erase::<Tenant>(&()),
+        ApiResource::erase::<HostingComponent>(&()),
+        ApiResource::erase::<WorkplacePackage>(&()),
+        ApiResource::erase::<ServiceLevel>(&()),
+        ApiResource::erase::<Usage>(&()),
+        ApiResource::erase::<Invoice>(&()),
+        ApiResource::erase::<SlaReport>(&()),
+        ApiResource::erase::<PriceList>(&()),
+        ApiResource::erase::<ServiceOrder>(&()),
+        ApiResource::erase::<CostPool>(&()),
+    ];
+    let pdb = controller::children::pdb_version(client).await;
+    kinds.extend(
+        controller::children::child_kinds(&pdb)
+            .into_iter()
+            .map(|k| k.resource),
+    );
+    for kind in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
+        if let Err(e) = api.list_metadata(&ListParams::default().limit(1)).await {
+            return Some(format!("cannot list {}.{}: {e}", kind.plural, kind.group));
+        }
+    }
+    if let Some((namespace, name)) = lease {
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client.clone(), namespace);
+        if let Err(e) = leases.get_opt(name).await {
+            return Some(format!("cannot read Lease {namespace}/{name}: {e}"));
+        }
+    }
+    None
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (info by default); JSON lines when `json`.
@@ -278,19 +317,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
-    // A standby is as ready as the leader once it can reach the API server: readiness is
-    // about the process, not the lease.
-    let reachable = AbortOnDrop(tokio::spawn(ready_when_reachable(
-        client.clone(),
-        health.clone(),
-    )));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = health.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         // Stopping: no new traffic is routed here (the metrics stay served until the end).
-        health.ready.store(false, Ordering::Relaxed);
-        if let Ok(mut w) = health.waiting.lock() {
+        stopping.ready.store(false, Ordering::Relaxed);
+        if let Ok(mut w) = stopping.waiting.lock() {
             *w = "not ready: shutting down".into();
         }
         let _ = stop_tx.send(true);
@@ -301,6 +335,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         renew_every: Duration::from_secs((args.lease_duration / 3).max(1)),
         ..leader::LeaseConfig::new(&args.leader_election_namespace, &identity)
     });
+    // A standby is as ready as the leader once it can read what it needs: readiness is about
+    // the process, not the lease.
+    let reachable = AbortOnDrop(tokio::spawn(ready_when_able(
+        client.clone(),
+        lease
+            .as_ref()
+            .map(|l| (l.namespace.clone(), l.name.clone())),
+        health.clone(),
+    )));
     let billing = match &args.billing.billing_endpoint {
         None => None,
         Some(url) => {
