@@ -277,6 +277,15 @@ pub fn hosting_component(component: &HostingComponent) -> Vec<FieldError> {
 /// Names Kubernetes reserves for its own users, groups and roles (`system:authenticated`…).
 pub const SYSTEM_PREFIX: &str = "system:";
 
+/// The most accounts one package may hold, declared or measured: ten million, far above any
+/// participant (the Netherlands has 18 million inhabitants), and low enough that no sum of
+/// packages can overflow the counts billing multiplies by prices.
+pub const MAX_ACCOUNTS: i64 = 10_000_000;
+
+/// The longest notice period a PriceList may ask: ten years. Pricing walks the months a notice
+/// reaches back over, for every tenant at every pass.
+pub const MAX_NOTICE_DAYS: u64 = 3_650;
+
 /// Longest tenant name: its namespace `tenant-<name>` must still be a DNS label (63).
 pub const MAX_TENANT_NAME: usize = 63 - NAMESPACE_PREFIX.len();
 
@@ -561,6 +570,19 @@ impl Validate for TenantSpec {
                 _ => {}
             }
         }
+        if let Some(country) = self
+            .billing
+            .address
+            .as_ref()
+            .and_then(|a| a.country.as_ref())
+            && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            // Written into the UBL invoice as it is: Peppol refuses anything but a code (BR-CL-14).
+            e.push(
+                "spec.billing.address.country",
+                format!("{country:?} must be an ISO 3166-1 alpha-2 code, e.g. NL"),
+            );
+        }
         if let Some(addr) = &self.billing.electronic_address {
             if addr.scheme.len() != 4 || !addr.scheme.chars().all(|c| c.is_ascii_digit()) {
                 e.push(
@@ -626,6 +648,11 @@ impl Validate for WorkplacePackageSpec {
                 "spec.accounts",
                 format!("must be 0 or more, not {}", self.accounts),
             );
+        } else if self.accounts > MAX_ACCOUNTS {
+            e.push(
+                "spec.accounts",
+                format!("must be at most {MAX_ACCOUNTS}, not {}", self.accounts),
+            );
         }
         if let Some(src) = &self.account_source {
             if let Err(m) = check_http_url(&src.url) {
@@ -647,6 +674,13 @@ impl Validate for WorkplacePackageSpec {
                 if let Some(d) = d {
                     match parse_duration(d) {
                         Ok(v) if v.is_zero() => e.push(path, "must be more than 0s"),
+                        // The poller looks twice a second: anything shorter is every look.
+                        Ok(v)
+                            if path.ends_with("interval")
+                                && v < std::time::Duration::from_secs(1) =>
+                        {
+                            e.push(path, format!("{d} is shorter than 1s"))
+                        }
                         Ok(_) => {}
                         Err(m) => e.push(path, m),
                     }
@@ -696,6 +730,12 @@ impl Validate for HostingComponentSpec {
         if let Some(h) = &self.hosted {
             if h.image.trim().is_empty() {
                 e.push("spec.hosted.image", "must not be empty");
+            } else if h.image.chars().any(char::is_whitespace) {
+                // The Deployment is accepted, but every pod of it is refused.
+                e.push(
+                    "spec.hosted.image",
+                    format!("{:?} must not contain spaces", h.image),
+                );
             }
             if !(1..=65535).contains(&h.port) {
                 e.push(
@@ -719,6 +759,43 @@ impl Validate for HostingComponentSpec {
                             check_resource_name(resource).and_then(|()| check_quantity(value))
                         {
                             e.push(format!("spec.hosted.resources.{part}.{resource}"), m);
+                        }
+                    }
+                }
+                // Hugepages and extended resources are never overcommitted: the API server
+                // refuses a request without a limit equal to it, and an extended resource in
+                // parts of a unit.
+                for (resource, request) in &r.requests {
+                    let never_overcommitted =
+                        resource.starts_with("hugepages-") || resource.contains('/');
+                    if !never_overcommitted || check_resource_name(resource).is_err() {
+                        continue;
+                    }
+                    let equal = r
+                        .limits
+                        .get(resource)
+                        .and_then(|l| quantity_value(l))
+                        .zip(quantity_value(request))
+                        .is_some_and(|(l, rq)| l == rq);
+                    if !equal {
+                        e.push(
+                            format!("spec.hosted.resources.requests.{resource}"),
+                            format!(
+                                "{request} needs a limit equal to it: the API server does not \
+                                 overcommit {resource}"
+                            ),
+                        );
+                    }
+                }
+                for (part, amounts) in [("requests", &r.requests), ("limits", &r.limits)] {
+                    for (resource, value) in amounts {
+                        let extended =
+                            resource.contains('/') && check_resource_name(resource).is_ok();
+                        if extended && quantity_value(value).is_some_and(|v| !v.fract().is_zero()) {
+                            e.push(
+                                format!("spec.hosted.resources.{part}.{resource}"),
+                                format!("{value} must be a whole number of {resource}"),
+                            );
                         }
                     }
                 }
@@ -779,6 +856,27 @@ impl Validate for HostingComponentSpec {
     }
 }
 
+/// Whether rates `a` and `b` can both match one line with the same specificity: the same item,
+/// as many of level, class and profile named, and none named differently.
+fn rates_tie(a: &crate::commercial::Rate, b: &crate::commercial::Rate) -> bool {
+    fn agree<T: PartialEq>(x: &Option<T>, y: &Option<T>) -> bool {
+        match (x, y) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+    }
+    let named = |r: &crate::commercial::Rate| {
+        usize::from(r.service_level.is_some())
+            + usize::from(r.class.is_some())
+            + usize::from(r.profile.is_some())
+    };
+    a.item == b.item
+        && named(a) == named(b)
+        && agree(&a.service_level, &b.service_level)
+        && agree(&a.class, &b.class)
+        && agree(&a.profile, &b.profile)
+}
+
 impl Validate for PriceListSpec {
     fn validate(&self) -> Vec<FieldError> {
         let mut e = Errors::default();
@@ -808,10 +906,30 @@ impl Validate for PriceListSpec {
                 }
             }
         }
-        if let Some(n) = &self.notice_period
-            && let Err(m) = parse_duration(n)
-        {
-            e.push("spec.noticePeriod", m);
+        // Two rates that can both be the most specific for one line make pricing refuse every
+        // tenant that line is for (see `billing::pricing::PricedList::rate`): refused here.
+        for (j, b) in self.rates.iter().enumerate() {
+            if let Some(i) = self.rates[..j].iter().position(|a| rates_tie(a, b)) {
+                e.push(
+                    format!("spec.rates[{j}]"),
+                    format!(
+                        "is as specific as spec.rates[{i}] for the same {:?} lines: one of them \
+                         would never be the one that applies; make one name another level, \
+                         class or profile, or remove it",
+                        b.item
+                    ),
+                );
+            }
+        }
+        if let Some(n) = &self.notice_period {
+            match parse_duration(n) {
+                Err(m) => e.push("spec.noticePeriod", m),
+                Ok(d) if d.as_secs() > MAX_NOTICE_DAYS * 86_400 => e.push(
+                    "spec.noticePeriod",
+                    format!("{n} is longer than {MAX_NOTICE_DAYS}d (ten years)"),
+                ),
+                Ok(_) => {}
+            }
         }
         if !["S", "Z", "E", "O", "AE", "K", "G", "L", "M"].contains(&self.vat.category.as_str()) {
             e.push(
@@ -925,6 +1043,30 @@ impl Validate for CostPoolSpec {
                 "spec.shares",
                 "shares are only used with allocation fixedShares",
             );
+        }
+        // A selector billing cannot read fails the pass of every tenant, not this pool's only.
+        let expressions = self
+            .tenant_selector
+            .iter()
+            .flat_map(|s| s.match_expressions.iter().flatten());
+        for (i, x) in expressions.enumerate() {
+            let path = format!("spec.tenantSelector.matchExpressions[{i}]");
+            let values = x.values.as_deref().unwrap_or_default();
+            match x.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => e.push(
+                    format!("{path}.values"),
+                    format!("{} needs values", x.operator),
+                ),
+                "Exists" | "DoesNotExist" if !values.is_empty() => e.push(
+                    format!("{path}.values"),
+                    format!("{} takes no values", x.operator),
+                ),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => e.push(
+                    format!("{path}.operator"),
+                    format!("{other:?} is not In, NotIn, Exists or DoesNotExist"),
+                ),
+            }
         }
         for (tenant, w) in &self.shares {
             match parse_decimal(w) {
@@ -1086,7 +1228,7 @@ mod tests {
     #[test]
     fn a_hosted_resource_the_api_server_does_not_know_is_refused() {
         let spec: HostingComponentSpec = serde_yaml::from_str(
-            "class: applicationHosting\nhosted: {image: x, port: 8080, healthPath: /, resources: {requests: {memroy: 256Mi, cpu: 100m, ephemeral-storage: 1Gi, hugepages-2Mi: 4Mi, example.com/gpu: \"1\"}, limits: {kubernetes.io/x: \"1\"}}}\n",
+            "class: applicationHosting\nhosted: {image: x, port: 8080, healthPath: /, resources: {requests: {memroy: 256Mi, cpu: 100m, ephemeral-storage: 1Gi, hugepages-2Mi: 4Mi, example.com/gpu: \"1\"}, limits: {kubernetes.io/x: \"1\", hugepages-2Mi: 4Mi, example.com/gpu: \"1\"}}}\n",
         )
         .expect("spec");
         let errors = spec.validate();
@@ -1099,6 +1241,92 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[0].message.contains("not a container resource"));
+    }
+
+    #[test]
+    fn hugepages_and_extended_resources_need_an_equal_limit_and_whole_units() {
+        let spec: HostingComponentSpec = serde_yaml::from_str(
+            "class: applicationHosting\nhosted: {image: x, port: 8080, healthPath: /, resources: {requests: {hugepages-2Mi: 4Mi, example.com/gpu: \"1\", example.com/fpga: 500m, memory: 1Gi}, limits: {hugepages-2Mi: 8Mi, example.com/fpga: 500m}}}\n",
+        )
+        .expect("spec");
+        let errors = spec.validate();
+        assert_eq!(
+            paths(&errors),
+            [
+                "spec.hosted.resources.requests.example.com/gpu",
+                "spec.hosted.resources.requests.hugepages-2Mi",
+                "spec.hosted.resources.requests.example.com/fpga",
+                "spec.hosted.resources.limits.example.com/fpga",
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("needs a limit equal to it"));
+        assert!(errors[2].message.contains("whole number"));
+    }
+
+    #[test]
+    fn rates_that_tie_for_a_line_are_refused() {
+        let list = |rates: &str| -> PriceListSpec {
+            serde_yaml::from_str(&format!(
+                "currency: EUR\neffectiveFrom: \"2026-01-01\"\nrates: {rates}\n"
+            ))
+            .expect("list")
+        };
+        // The same rate twice, and a level-only next to a class-only component rate (a gold
+        // application-hosting line matches both), are refused; a more specific one is not.
+        let twice = list(
+            "[{item: account, profile: standard, serviceLevel: gold, per: month, amount: \"2.00\"}, {item: account, profile: standard, serviceLevel: gold, per: month, amount: \"2.10\"}]",
+        );
+        assert_eq!(paths(&twice.validate()), ["spec.rates[1]"]);
+        let crossed = list(
+            "[{item: component, serviceLevel: gold, per: month, amount: \"100.00\"}, {item: component, class: applicationHosting, per: month, amount: \"90.00\"}]",
+        );
+        assert_eq!(paths(&crossed.validate()), ["spec.rates[1]"]);
+        let nested = list(
+            "[{item: component, per: month, amount: \"80.00\"}, {item: component, serviceLevel: gold, per: month, amount: \"100.00\"}, {item: component, serviceLevel: silver, per: month, amount: \"90.00\"}, {item: component, serviceLevel: gold, class: applicationHosting, per: month, amount: \"120.00\"}]",
+        );
+        assert_eq!(paths(&nested.validate()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_hosted_image_with_a_space_is_refused() {
+        let spec: HostingComponentSpec = serde_yaml::from_str(
+            "class: applicationHosting\nhosted: {image: \"nginx \", port: 8080, healthPath: /}\n",
+        )
+        .expect("spec");
+        assert_eq!(paths(&spec.validate()), ["spec.hosted.image"]);
+    }
+
+    #[test]
+    fn a_cost_pool_selector_billing_cannot_read_is_refused() {
+        let pool: CostPoolSpec = serde_yaml::from_str(
+            "amount: \"1000.00\"\nfrom: \"2026-01-01\"\nuntil: \"2026-12-31\"\nallocation: equalShares\ntenantSelector: {matchExpressions: [{key: a, operator: in, values: [x]}, {key: b, operator: In}, {key: c, operator: Exists, values: [y]}, {key: d, operator: NotIn, values: [z]}]}\n",
+        )
+        .expect("pool");
+        assert_eq!(
+            paths(&pool.validate()),
+            [
+                "spec.tenantSelector.matchExpressions[0].operator",
+                "spec.tenantSelector.matchExpressions[1].values",
+                "spec.tenantSelector.matchExpressions[2].values",
+            ]
+        );
+    }
+
+    #[test]
+    fn bounds_on_accounts_and_country() {
+        let package: WorkplacePackageSpec =
+            serde_yaml::from_str("profile: standard\naccounts: 9223372036854775807\n").unwrap();
+        assert_eq!(paths(&package.validate()), ["spec.accounts"]);
+        let mut tenant = tenant_named("tholen", None, &[]);
+        tenant.spec.billing.address = Some(crate::tenancy::PostalAddress {
+            country: Some("Nederland".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            paths(&tenant.spec.validate()),
+            ["spec.billing.address.country"]
+        );
     }
 
     #[test]

@@ -659,6 +659,15 @@ async fn operator_end_to_end() {
     lost_component_stalled(&client, "stray")
         .await
         .expect("a component outside any tenant's namespace is Stalled");
+    // Counted, for the RegieStalledObjects alert, as a tenant's stall is.
+    assert!(
+        op.metrics
+            .reconcile_errors
+            .with_label_values(&["HostingComponent", "NoTenant"])
+            .get()
+            >= 1,
+        "a component gone Stalled is counted in regie_reconcile_errors_total"
+    );
 
     // 5. A tenant that names another's namespace is Stalled (its spec is refused: tenant-<other>
     // is never another tenant's to name) and takes nothing over; deleting it leaves that
@@ -903,14 +912,15 @@ async fn operator_end_to_end() {
     // A tenant moved to another namespace: its own children are made there and go from the old
     // one, one by one, with the workloads of the components left behind, which are Stalled (the
     // old namespace stays while they are in it: deleting it would delete them); once they are
-    // moved too, the old namespace goes. Then its component becomes SaaS.
-    let mover = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: mover}\nspec: {displayName: Mover, serviceLevel: silver, inhabitants: 1000, membership: {joined: \"2026-01-01\"}, access: {groups: [\"mover:ict\"]}}\n";
+    // moved too, the old namespace goes; a tenant naming it meanwhile waits for that. Then its
+    // component becomes SaaS.
+    let mover = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: mover}\nspec: {displayName: Mover, serviceLevel: silver, inhabitants: 1000, namespace: mover-first, membership: {joined: \"2026-01-01\"}, access: {groups: [\"mover:ict\"]}}\n";
     let web = |ns: &str| {
         format!(
             "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{class: applicationHosting, hosted: {{image: \"registry.example/web:1.0\", port: 8080, healthPath: /healthz}}}}\n"
         )
     };
-    let (old_ns, new_ns, pv) = ("tenant-mover", "mover-elsewhere", pdb_version.as_str());
+    let (old_ns, new_ns, pv) = ("mover-first", "mover-elsewhere", pdb_version.as_str());
     // Every kind of child once, the component's included, in namespace `ns`.
     let all_children_in = |ns: &'static str, what: &'static str| {
         let client = client.clone();
@@ -965,6 +975,38 @@ async fn operator_end_to_end() {
         left.metadata.deletion_timestamp.is_none(),
         "a namespace left with components in it stays"
     );
+    // A tenant naming the namespace left does not take it over while the mover's component is
+    // in it: that would make the component its own, and give its groups `edit` over it.
+    tenants
+        .create(
+            &Default::default(),
+            &small_tenant("heir", serde_json::json!({"namespace": old_ns})),
+        )
+        .await
+        .expect("create heir");
+    eventually("the heir Stalled, web still of no tenant", WAIT, || {
+        let (tenants, old_comps) = (tenants.clone(), old_comps.clone());
+        async move {
+            let heir = tenants.get("heir").await?;
+            let web = old_comps.get("web").await?.status.unwrap_or_default();
+            Ok(condition(&heir, STALLED).is_some_and(|(reason, message)| {
+                reason == "NamespaceConflict" && message.contains("left there")
+            }) && find(&web.conditions, STALLED)
+                .is_some_and(|c| c.status == "True" && c.reason == "NoTenant"))
+        }
+    })
+    .await
+    .expect("a namespace left holding components is nobody else's");
+    let left = namespaces.get(old_ns).await.expect("the namespace left");
+    assert_eq!(tenant_label(&left), Some("mover"));
+    assert_eq!(
+        made_by_regie(&client, pv, old_ns, "heir")
+            .await
+            .expect("heir's"),
+        [0; 7],
+        "the heir applied nothing into the namespace left"
+    );
+    offboarded(&tenants, "heir").await.expect("heir offboarded");
     // Out of the old namespace first: nothing else would make the tenant look at it again.
     old_comps
         .delete("web", &DeleteParams::default())

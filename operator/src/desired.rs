@@ -133,6 +133,14 @@ fn q(s: &str) -> Quantity {
     Quantity(s.into())
 }
 
+/// The name of the RoleBinding that gives a tenant's groups `role` in its namespace:
+/// `regie-tenant-edit` for the default. The role is in the name because a RoleBinding's
+/// `roleRef` cannot change: with another `--tenant-role` each tenant gets a binding of the new
+/// name, made before the old one is pruned, where an apply over the old one would be refused.
+pub fn tenant_binding_name(role: &str) -> String {
+    format!("regie-tenant-{role}")
+}
+
 /// The tenant-wide objects: namespace, quota, limits, isolation, access.
 pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec<Child> {
     let name = tenant.name_any();
@@ -240,8 +248,9 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
     out.push(Child::new(&np, Some(ns.clone()), "regie-isolation".into()));
 
     if !tenant.spec.access.groups.is_empty() {
+        let binding = tenant_binding_name(&settings.tenant_cluster_role);
         let rb = RoleBinding {
-            metadata: meta("regie-tenant-edit", Some(&ns), l),
+            metadata: meta(&binding, Some(&ns), l),
             role_ref: RoleRef {
                 api_group: "rbac.authorization.k8s.io".into(),
                 kind: "ClusterRole".into(),
@@ -262,7 +271,7 @@ pub fn tenant_children(tenant: &Tenant, tier: &Tier, settings: &Settings) -> Vec
                     .collect(),
             ),
         };
-        out.push(Child::new(&rb, Some(ns), "regie-tenant-edit".into()));
+        out.push(Child::new(&rb, Some(ns), binding));
     }
     out
 }
@@ -580,6 +589,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_tenant_binding_is_named_after_its_role() {
+        // A binding's roleRef cannot change: another role must be another binding.
+        let tenant: Tenant = serde_yaml::from_str(
+            "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: tholen}\nspec: {displayName: Tholen, serviceLevel: bronze, membership: {joined: \"2026-01-01\"}, access: {groups: [\"tholen:ict\"]}}\n",
+        )
+        .unwrap();
+        for (role, name) in [
+            ("edit", "regie-tenant-edit"),
+            ("regie-tenant", "regie-tenant-regie-tenant"),
+        ] {
+            let settings = Settings {
+                tenant_cluster_role: role.into(),
+                ..Settings::default()
+            };
+            let tier = Tier::from_level(&crate::tier::tests::gold()).unwrap();
+            let bindings: Vec<_> = tenant_children(&tenant, &tier, &settings)
+                .into_iter()
+                .filter(|c| c.kind == "RoleBinding")
+                .collect();
+            assert_eq!(bindings.len(), 1);
+            assert_eq!(bindings[0].name, name);
+            assert_eq!(bindings[0].body["roleRef"]["name"], role);
+        }
     }
 
     #[test]

@@ -176,6 +176,8 @@ fn json_output_keeps_the_contract() {
                 "amount",
                 "from",
                 "to",
+                "vatCategory",
+                "vatPercent",
             ] {
                 assert!(l[k].is_string(), "line field {k} is a string: {l}");
             }

@@ -36,6 +36,12 @@ pub fn read_count(body: &Value, pointer: &str) -> Result<i64, BillingError> {
             "the value at {pointer} is {n}: a count of accounts cannot be negative"
         )));
     }
+    let most = regie_crds::validate::MAX_ACCOUNTS;
+    if n > most {
+        return Err(BillingError::Remote(format!(
+            "the value at {pointer} is {n}: more accounts than the {most} a package may hold"
+        )));
+    }
     Ok(n)
 }
 

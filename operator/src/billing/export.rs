@@ -21,7 +21,7 @@ pub fn invoice_json(inv: &Invoice, tz: &TimeZone) -> Value {
         .iter()
         .map(|l| {
             let s = line_spec(l, tz);
-            json!({
+            let mut line = json!({
                 "kind": s.kind,
                 "description": s.description,
                 "quantity": s.quantity,
@@ -30,7 +30,13 @@ pub fn invoice_json(inv: &Invoice, tz: &TimeZone) -> Value {
                 "amount": s.amount,
                 "from": s.from,
                 "to": s.to,
-            })
+                "vatCategory": s.vat_category,
+                "vatPercent": s.vat_percent,
+            });
+            if let Some(reason) = s.vat_exemption_reason {
+                line["vatExemptionReason"] = json!(reason);
+            }
+            line
         })
         .collect();
     let vat: Vec<Value> = inv

@@ -331,12 +331,19 @@ impl Pool {
             for inst in earlier {
                 let on = match then.entry(inst.due) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => e.insert(
-                        self.allocate_on(members, inst.due)?
-                            .into_iter()
-                            .map(|s| (s.tenant.clone(), s))
-                            .collect(),
-                    ),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(if self.weightless_on(members, inst.due) {
+                            // Nobody who had joined by that day weighs anything (a member of no
+                            // inhabitants first): there is no split of that day, and each pays
+                            // the instalment of its share of the whole period.
+                            BTreeMap::new()
+                        } else {
+                            self.allocate_on(members, inst.due)?
+                                .into_iter()
+                                .map(|s| (s.tenant.clone(), s))
+                                .collect()
+                        })
+                    }
                 };
                 // The member is always among them: it had joined by its own instalment's day.
                 let amount = on.get(&share.tenant).and_then(|s| {
@@ -367,6 +374,14 @@ impl Pool {
             out.push((share.tenant.clone(), plan));
         }
         Ok(out)
+    }
+}
+
+impl Pool {
+    /// Whether the members that had joined by `day` all weigh nothing under the allocation key.
+    fn weightless_on(&self, members: &[Member], day: Date) -> bool {
+        self.parts(members, Some(day))
+            .is_ok_and(|parts| parts.iter().all(|p| p.weight.is_zero()))
     }
 }
 
@@ -803,6 +818,26 @@ mod tests {
         assert_eq!(amounts(&after, "bergen-op-zoom"), [d("31194.57")]);
         let all: Decimal = after.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
         assert_eq!(all, d("650000.00"), "the pool once, to the cent");
+    }
+
+    #[test]
+    fn a_member_of_no_weight_alone_at_first_pays_its_share_of_the_whole() {
+        // Werkplein (no inhabitants of its own) joins on 1 January, the municipalities on
+        // 1 February: on January's instalment day the pool has nothing to split by.
+        let mut ms = vec![member("werkplein", 0, &[])];
+        for (name, inhabitants) in [("etten-leur", 44_000), ("tholen", 26_000)] {
+            let mut m = member(name, inhabitants, &[]);
+            m.joined = date(2024, 2, 1);
+            ms.push(m);
+        }
+        ms[0].joined = date(2024, 1, 1);
+        let p = pool("70000.00", AllocationKey::PerInhabitant, None);
+        let plan = p
+            .schedule(&ms)
+            .expect("a schedule, not an error for every tenant");
+        assert!(amounts(&plan, "werkplein").iter().all(|a| a.is_zero()));
+        let all: Decimal = plan.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
+        assert_eq!(all, d("70000.00"), "the pool once, to the cent");
     }
 
     #[test]

@@ -179,11 +179,15 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig, metrics: &Metrics) -> Loss
         // may be about to take the lease.
         let left =
             (cfg.duration.saturating_sub(cfg.renew_every)).saturating_sub(last_renewed.elapsed());
+        // A renewal counts from when it was sent, not from its answer: a standby may read the
+        // new record (and start its count) as soon as the server stores it, and a late answer
+        // would move this process's step-down past the standby's takeover.
+        let sent = Instant::now();
         let renewal = tokio::time::timeout(left, try_acquire(&api, cfg, &mut observed, metrics))
             .await
             .unwrap_or_else(|_| Err(kube::Error::Service("renewal timed out".into())));
         match renewal {
-            Ok(true) => last_renewed = Instant::now(),
+            Ok(true) => last_renewed = sent,
             Ok(false) => {
                 tracing::error!(identity = %cfg.identity, "lost the leader lease to another process");
                 break Loss::Taken;

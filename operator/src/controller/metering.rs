@@ -195,16 +195,7 @@ pub async fn record(
     if outcome == Outcome::Raced {
         // Not remembered, and the reconcile fails (and is retried): the change must not be
         // reported done before its ledger is written.
-        let message = format!(
-            "Usage {}: changed by someone else at every one of {} attempts to record",
-            usage_name(&name, month),
-            RACES + 1
-        );
-        return Err(kube::Error::Api(
-            kube::core::Status::failure(&message, "Conflict")
-                .with_code(409)
-                .boxed(),
-        ));
+        return Err(raced_every_time(&name, month, "record"));
     }
     if let Outcome::Unreadable(message) = outcome {
         // Not remembered: the tenant's next reconcile (a change, or the resync) reads the ledger
@@ -216,6 +207,21 @@ pub async fn record(
     }
     ctx.metered.remember(&name, month, fingerprint);
     Ok(())
+}
+
+/// The error of a ledger write that raced at every one of its attempts: the caller's work is
+/// not done, and is retried.
+fn raced_every_time(tenant: &str, month: Month, what: &str) -> kube::Error {
+    let message = format!(
+        "Usage {}: changed by someone else at every one of {} attempts to {what}",
+        usage_name(tenant, month),
+        RACES + 1
+    );
+    kube::Error::Api(
+        kube::core::Status::failure(&message, "Conflict")
+            .with_code(409)
+            .boxed(),
+    )
 }
 
 /// How far back an earlier ledger is looked for when a month opens (regie down that long).
@@ -407,45 +413,74 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
     let now = usage_end(tenant, ctx.now());
     let month = cal.month_of(now);
     let api: Api<Usage> = Api::all(ctx.client.clone());
-    let mut current = api.get_opt(&usage_name(&name, month)).await?;
-    if current.is_none() {
-        // Deleted before its first reconcile of the month (minutes after midnight, or while no
-        // regie ran): the month is opened from the latest earlier ledger as that reconcile
-        // would have, so that the earlier one is closed at its own month's end — left open, a
-        // tenant made again under the name would carry its state over from the month's start —
-        // and this month's holds the time up to the deletion.
-        let ledger = Ledger {
-            ctx,
-            api: &api,
-            cal: &cal,
-            tenant: &name,
-            month,
-        };
-        let earlier = match ledger.read(month.prev(), false).await? {
-            Some(u) => Some((month.prev(), u)),
-            None => ledger.read_older(month).await?,
-        };
-        let carried = earlier.and_then(|(at, prev)| {
-            let end = at.next().start(cal.tz()).ok()?;
-            let segments = prev.status.map(|s| s.segments).unwrap_or_default();
-            ledger::carried_state(&segments, end)
-        });
-        if let Some(state) = carried {
-            ledger.record(&state, &BTreeSet::new(), now, false).await?;
-            current = api.get_opt(&usage_name(&name, month)).await?;
+    let ledger = Ledger {
+        ctx,
+        api: &api,
+        cal: &cal,
+        tenant: &name,
+        month,
+    };
+    // A write that raced (the delivery marking the ledger sent, say) is read and made again:
+    // offboarding goes on only once the ledger is closed, or the tenant's cleanup fails and is
+    // retried (a ledger left open would bill the tenant on after it left).
+    for _ in 0..=RACES {
+        match ledger.close(now).await? {
+            Outcome::Done => return Ok(()),
+            Outcome::Raced => {}
+            Outcome::Unreadable(message) => {
+                tracing::error!(tenant = %name, error = %message, "usage ledger unreadable; not closed");
+                ctx.warn(tenant, "UsageLedgerUnreadable", "Meter", &message)
+                    .await;
+                return Ok(());
+            }
         }
     }
-    if let Some(current) = current {
+    Err(raced_every_time(&name, month, "close"))
+}
+
+impl Ledger<'_> {
+    /// One attempt to close this month's ledger at `now`.
+    async fn close(&self, now: Timestamp) -> Result<Outcome, kube::Error> {
+        let (api, cal, name, month) = (self.api, self.cal, self.tenant, self.month);
+        let mut current = api.get_opt(&usage_name(name, month)).await?;
+        if current.is_none() {
+            // Deleted before its first reconcile of the month (minutes after midnight, or while
+            // no regie ran): the month is opened from the latest earlier ledger as that
+            // reconcile would have, so that the earlier one is closed at its own month's end —
+            // left open, a tenant made again under the name would carry its state over from
+            // the month's start — and this month's holds the time up to the deletion.
+            let earlier = match self.read(month.prev(), false).await? {
+                Some(u) => Some((month.prev(), u)),
+                None => self.read_older(month).await?,
+            };
+            let carried = earlier.and_then(|(at, prev)| {
+                let end = at.next().start(cal.tz()).ok()?;
+                let segments = prev.status.map(|s| s.segments).unwrap_or_default();
+                ledger::carried_state(&segments, end)
+            });
+            if let Some(state) = carried {
+                let opened = self.record(&state, &BTreeSet::new(), now, false).await?;
+                if opened != Outcome::Done {
+                    return Ok(opened);
+                }
+                current = api.get_opt(&usage_name(name, month)).await?;
+            }
+        }
+        let Some(current) = current else {
+            return Ok(Outcome::Done);
+        };
         let status = current.status.clone().unwrap_or_default();
         if status.closed {
-            return Ok(());
+            return Ok(Outcome::Done);
         }
         let mut segments = status.segments;
-        if ledger::close(&mut segments, now, &cal).unwrap_or(false) || !status.closed {
-            write(ctx, &api, &name, month, Some(&current), segments, true).await?;
+        // Segments that do not read are kept as they are, and the ledger marked closed all the
+        // same: invoicing reports them, and nothing carries on from a closed ledger.
+        if let Err(e) = ledger::close(&mut segments, now, cal) {
+            tracing::error!(tenant = %name, error = %e, "usage ledger unreadable; marked closed as it is");
         }
+        write(self.ctx, api, name, month, Some(&current), segments, true).await
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ impl Placement {
 }
 
 /// Whether cached tenant `t` names namespace `ns`.
+/// The tenant that keeps another from a namespace (see [`Context::namespace_owner_besides`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamespaceHolder {
+    /// It names the namespace, and holds it or claimed it first.
+    Owner(String),
+    /// It moved out of the namespace, leaving components or packages there.
+    LeftBy(String),
+}
+
 fn names(t: &Kept<Tenant>, ns: &str) -> bool {
     t.spec_part::<Placement>()
         .is_some_and(|p| p.owns(t.name(), ns))
@@ -237,12 +246,26 @@ impl Context {
             .tenant
     }
 
+    /// The tenant namespace `ns` is labelled with when that tenant moved out of it (it names
+    /// another now) but left components or packages in it: until they are moved or deleted the
+    /// namespace is still that tenant's to delete, and no other tenant's — one taking it over
+    /// would take them over too, and give its groups `edit` over what the other's staff left.
+    fn left_holding(&self, ns: &str) -> Option<Arc<str>> {
+        let left = self.namespace_label(ns)?;
+        let moved = self.tenants.named(&left).is_some_and(|t| !names(&t, ns));
+        (moved && self.holds_regie_objects(ns)).then_some(left)
+    }
+
     /// The name of the tenant that owns namespace `ns`, if any: the one the namespace is
     /// labelled with, or that is creating it; else the one that names it (most tenants live
     /// in `tenant-<name>`, found by that name; only a namespace of another form takes a walk).
+    /// None for a namespace a tenant left holding components or packages, whoever names it.
     pub fn tenant_name_of_namespace(&self, ns: &str) -> Option<String> {
         if let Some(owner) = self.labelled_owner(ns) {
             return Some(owner.to_string());
+        }
+        if self.left_holding(ns).is_some() {
+            return None;
         }
         let claimer = self.claims().get(ns).cloned();
         if let Some(claimer) = claimer.filter(|c| self.names_namespace(c, ns)) {
@@ -287,21 +310,25 @@ impl Context {
 
     /// The tenant other than `tenant` that namespace `ns` belongs to, or None when `tenant`
     /// may have it. The namespace belongs to the tenant its `regie.dev/tenant` label names,
-    /// when that tenant still names it; a namespace not labelled so (not yet created, or
-    /// created by someone else) to the first tenant whose reconcile claims it here — the
-    /// leader is the only writer, so two tenants created together cannot both apply into it.
-    pub fn namespace_owner_besides(&self, ns: &str, tenant: &str) -> Option<String> {
+    /// when that tenant still names it or left components or packages in it; a namespace not
+    /// labelled so (not yet created, or created by someone else) to the first tenant whose
+    /// reconcile claims it here — the leader is the only writer, so two tenants created
+    /// together cannot both apply into it.
+    pub fn namespace_owner_besides(&self, ns: &str, tenant: &str) -> Option<NamespaceHolder> {
         if let Some(owner) = self.labelled_owner(ns) {
             if &*owner == tenant {
                 self.release_namespace_claim(ns, tenant);
                 return None;
             }
-            return Some(owner.to_string());
+            return Some(NamespaceHolder::Owner(owner.to_string()));
+        }
+        if let Some(left) = self.left_holding(ns) {
+            return Some(NamespaceHolder::LeftBy(left.to_string()));
         }
         let mut claims = self.claims();
         match claims.get(ns) {
             Some(claimer) if claimer != tenant && self.names_namespace(claimer, ns) => {
-                Some(claimer.clone())
+                Some(NamespaceHolder::Owner(claimer.clone()))
             }
             _ => {
                 claims.insert(ns.to_string(), tenant.to_string());
@@ -758,7 +785,9 @@ pub async fn run(
     if let Some(billing) = options.billing.clone() {
         tasks.spawn(delivery::run(ctx.clone(), billing));
     }
-    tasks.spawn(resync(ctx.clone(), trigger_tx.clone()));
+    // The resync starts with the reconciles: until the caches are synced nothing reads the
+    // triggers, and a walk per period would pile every tenant's name up in the channel.
+    let resync_trigger = trigger_tx.clone();
     drop(trigger_tx);
     tasks.spawn(housekeeping(ctx.clone()));
 
@@ -801,6 +830,7 @@ pub async fn run(
         }
     }
     started.store(true, std::sync::atomic::Ordering::Release);
+    tasks.spawn(resync(ctx.clone(), resync_trigger));
     invoicing::spawn(ctx.clone(), &mut tasks);
     // A component or package put in a namespace of no tenant while no regie ran has no watch
     // event to come; the first pass visits tenants only. Each such namespace is looked at once.

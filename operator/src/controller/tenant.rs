@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::children::{self, ChildKey, Prepared, key_of};
 use super::queue::Next;
-use super::{Context, cache};
+use super::{Context, NamespaceHolder, cache};
 use crate::desired::{self, Child};
 use crate::inventory::{tenant_namespace, unknown_level};
 use crate::tier::Tier;
@@ -181,11 +181,19 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
         resolve_tier(&ctx, &tenant.spec.service_level)
     }
     .and_then(|tier| match ctx.namespace_owner_besides(&ns, &name) {
-        Some(owner) => Err(Stall {
+        Some(NamespaceHolder::Owner(owner)) => Err(Stall {
             reason: "NamespaceConflict",
             message: format!(
                 "namespace {ns} belongs to Tenant {owner}; give this tenant a spec.namespace of \
                  its own"
+            ),
+        }),
+        Some(NamespaceHolder::LeftBy(left)) => Err(Stall {
+            reason: "NamespaceConflict",
+            message: format!(
+                "namespace {ns} still holds HostingComponents or WorkplacePackages that Tenant \
+                 {left} left there when it moved out; this tenant takes the namespace over once \
+                 they are moved or deleted"
             ),
         }),
         None => Ok(tier),
@@ -869,7 +877,10 @@ fn cache_is_current<K: Resource<DynamicType = ()>>(
     )
 }
 
-/// Publishes one Warning event when an object becomes Stalled (not on every reconcile).
+/// Publishes one Warning event when an object becomes Stalled (not on every reconcile), and
+/// counts it in `regie_reconcile_errors_total` under its reason: what the `RegieStalledObjects`
+/// alert watches, for components and packages (a probe target refused, an invalid spec) as
+/// for tenants.
 async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
@@ -885,6 +896,10 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     if was == Some((&now.reason, &now.message)) {
         return;
     }
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[K::kind(&()).as_ref(), now.reason.to_string().as_str()])
+        .inc();
     ctx.warn(obj, &now.reason, "Reconcile", &now.message).await;
 }
 
