@@ -240,6 +240,35 @@ fn the_unpriced_tenants_alert_fires_after_an_hour() {
     );
 }
 
+/// `RegieStalledObjects` fires while objects stay Stalled for a quarter of an hour (a stall of
+/// days keeps it firing), and not for a stall fixed within minutes.
+#[test]
+fn the_stalled_objects_alert_fires_while_a_stall_lasts() {
+    operator_alerts_test(
+        "stalled-test.yaml",
+        r#"  - interval: 1m
+    input_series:
+      - series: 'regie_stalled_objects{kind="HostingComponent", reason="ProbeTargetRefused", pod="leader"}'
+        values: '0x10 1x300'
+      - series: 'regie_stalled_objects{kind="Tenant", reason="InvalidSpec", pod="leader"}'
+        values: '0x10 1x5 0x300'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: RegieStalledObjects
+        exp_alerts: []
+      - eval_time: 300m
+        alertname: RegieStalledObjects
+        exp_alerts:
+          - exp_labels:
+              severity: ticket
+              kind: HostingComponent
+              reason: ProbeTargetRefused
+            exp_annotations:
+              summary: "1 HostingComponent object(s) Stalled (ProbeTargetRefused) for a quarter of an hour: see kubectl get regie -A"
+"#,
+    );
+}
+
 /// The CRD templates are exactly `regie crds`, one CRD per file, plus the chart's metadata.
 #[test]
 fn every_crd_has_a_template_that_is_kept_on_uninstall() {

@@ -1222,6 +1222,20 @@ async fn operator_end_to_end() {
             invoices_before = now;
         }
     }
+    // The stray component is still Stalled: the gauge the RegieStalledObjects alert reads says
+    // so (refreshed once a minute).
+    let stalled = op.metrics.stalled_objects.clone();
+    eventually("regie_stalled_objects to count the stray", WAIT, || {
+        let stalled = stalled.clone();
+        async move {
+            Ok(stalled
+                .with_label_values(&["HostingComponent", "NoTenant"])
+                .get()
+                >= 1)
+        }
+    })
+    .await
+    .expect("a component Stalled now is in regie_stalled_objects");
     let first_metrics = op.metrics.clone();
     op.stop().await.expect("graceful stop");
     // Every write of steps 1–5 that landed, regie counted, and none that did not: the counter

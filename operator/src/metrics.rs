@@ -19,6 +19,8 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     pub api_writes: IntCounterVec,
     pub managed_objects: IntGaugeVec,
+    /// Tenants, components and packages whose `Stalled` condition is True, by kind and reason.
+    pub stalled_objects: IntGaugeVec,
     pub tenants: IntGaugeVec,
     pub leader: IntGaugeVec,
     pub invoicing_passes: IntCounterVec,
@@ -84,6 +86,15 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let stalled_objects = IntGaugeVec::new(
+            Opts::new(
+                "regie_stalled_objects",
+                "Tenants, HostingComponents and WorkplacePackages Stalled now, by kind and reason \
+                 (on the leader, refreshed every minute)",
+            ),
+            &["kind", "reason"],
+        )
+        .expect("valid metric");
         let tenants = IntGaugeVec::new(
             Opts::new("regie_tenants", "Tenants by service level"),
             &["service_level"],
@@ -119,6 +130,7 @@ impl Metrics {
             Box::new(reconcile_duration.clone()),
             Box::new(api_writes.clone()),
             Box::new(managed_objects.clone()),
+            Box::new(stalled_objects.clone()),
             Box::new(tenants.clone()),
             Box::new(leader.clone()),
             Box::new(invoicing_passes.clone()),
@@ -133,6 +145,7 @@ impl Metrics {
             reconcile_duration,
             api_writes,
             managed_objects,
+            stalled_objects,
             tenants,
             leader,
             invoicing_passes,

@@ -475,3 +475,77 @@ fn promtool_unit_tests_a_window_opening_neither_counts_the_night_nor_pages_on_on
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A steady burn through ordinary weeks still gets its ticket: bronze (Mon-Fri 08:00-17:00, one
+/// probe a minute) failing one probe in forty (2.5%, above its 1% budget) inside service hours,
+/// day after day. A 3-day window is never open for more than 9 of every 24 hours; it is as open
+/// as a bronze week usually is, so the plain 1× threshold holds.
+#[test]
+fn promtool_unit_tests_a_steady_burn_over_office_days_gets_its_ticket() {
+    let days = 4;
+    let minutes = days * 1440;
+    let open = |m: usize| (480..1020).contains(&(m % 1440));
+    let (mut gauge, mut failures, mut successes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut failed, mut succeeded, mut probes) = (0, 0, 0);
+    for m in 0..minutes {
+        if open(m) {
+            probes += 1;
+            if probes % 40 == 0 {
+                failed += 1;
+            } else {
+                succeeded += 1;
+            }
+        } else {
+            // The prober probes around the clock; only the window's probes count.
+            succeeded += 1;
+        }
+        gauge.push(u8::from(open(m)).to_string());
+        failures.push(failed.to_string());
+        successes.push(succeeded.to_string());
+    }
+    let labels = "job=\"regie\",instance=\"regie-0:9090\",tenant=\"steady\",component=\"web\",service_level=\"bronze\"";
+    let mut t = String::from(
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (name, extra, values) in [
+        (
+            "regie_probe_total",
+            ",result=\"failure\"",
+            failures.join(" "),
+        ),
+        (
+            "regie_probe_total",
+            ",result=\"success\"",
+            successes.join(" "),
+        ),
+        ("regie_sla_in_service_window", "", gauge.join(" ")),
+        ("regie_sla_in_monitoring_window", "", format!("0x{minutes}")),
+        ("regie_sla_target_percent", "", format!("99.0x{minutes}")),
+        (
+            "regie_sla_error_budget_remaining_ratio",
+            "",
+            format!("1x{minutes}"),
+        ),
+    ] {
+        let _ = writeln!(
+            t,
+            "      - series: '{name}{{{labels}{extra}}}'\n        values: '{values}'"
+        );
+    }
+    // Day four, 14:00: firing.
+    let at = 3 * 1440 + 840;
+    let _ = writeln!(
+        t,
+        "    promql_expr_test:\n      - expr: count(ALERTS{{alertname=\"{ALERT_SLOW_BURN}\",alertstate=\"firing\",tenant=\"steady\"}})\n        eval_time: {at}m\n        exp_samples:\n          - value: 1"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
+    std::fs::write(dir.path().join("test.yaml"), &t).unwrap();
+    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

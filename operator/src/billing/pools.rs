@@ -202,6 +202,15 @@ impl Pool {
         for (last, tenant) in leavers {
             let day = last.tomorrow().unwrap_or(last);
             let mut then = self.parts(members, Some(on.map_or(day, |o| o.min(day))))?;
+            if then
+                .iter()
+                .all(|p| p.weight.is_zero() || settled.contains_key(&p.tenant))
+            {
+                // Nobody there by then weighs anything (a member of no inhabitants that came
+                // and went first): the leaver owes nothing of the pool.
+                settled.insert(tenant, Decimal::ZERO);
+                continue;
+            }
             self.split(&mut then, &settled)?;
             if let Some(s) = then.iter().find(|p| p.tenant == tenant) {
                 settled.insert(tenant, s.amount);
@@ -835,6 +844,12 @@ mod tests {
         let plan = p
             .schedule(&ms)
             .expect("a schedule, not an error for every tenant");
+        assert!(amounts(&plan, "werkplein").iter().all(|a| a.is_zero()));
+        let all: Decimal = plan.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
+        assert_eq!(all, d("70000.00"), "the pool once, to the cent");
+        // And when it leaves again before the others join.
+        ms[0].leaves = Some(date(2024, 1, 15));
+        let plan = p.schedule(&ms).expect("a schedule with the leaver");
         assert!(amounts(&plan, "werkplein").iter().all(|a| a.is_zero()));
         let all: Decimal = plan.iter().flat_map(|(_, p)| p).map(|i| i.amount).sum();
         assert_eq!(all, d("70000.00"), "the pool once, to the cent");

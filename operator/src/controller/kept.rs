@@ -192,6 +192,19 @@ impl<K: Split> Kept<K> {
         ))
     }
 
+    /// The reason of its `Stalled` condition, when that is True.
+    pub fn stalled_reason(&self) -> Option<String> {
+        let conditions = if self.conditions.is_empty() {
+            let mut status = self.status.as_ref()?.get();
+            std::mem::take(K::conditions(&mut status))
+        } else {
+            self.conditions.conditions()
+        };
+        regie_crds::status::find(&conditions, regie_crds::status::STALLED)
+            .filter(|c| c.status == "True")
+            .map(|c| c.reason.to_string())
+    }
+
     /// The status, whole.
     pub fn status(&self) -> Option<K::Status> {
         let mut status = self.status.as_ref()?.get();

@@ -900,10 +900,43 @@ const GAUGE_REFRESH: Duration = Duration::from_secs(10);
 /// longer need remembering when no new write comes to do it.
 async fn housekeeping(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(GAUGE_REFRESH);
-    loop {
+    for round in 0u64.. {
         tick.tick().await;
         refresh_gauges(&ctx);
+        // Counting stalls reads every object's conditions: once a minute is enough for an
+        // alert that waits a quarter of an hour.
+        if round % 6 == 0 {
+            refresh_stalled(&ctx);
+        }
         ctx.status_memo.prune(std::time::Instant::now());
+    }
+}
+
+/// Keeps `regie_stalled_objects` (by kind and reason) current, from the caches: what the
+/// `RegieStalledObjects` alert reads — a counter of stalls would show a stall that lasts only as
+/// the moment it began.
+fn refresh_stalled(ctx: &Context) {
+    let mut stalled = BTreeMap::<(&str, String), i64>::new();
+    let mut count = |kind: &'static str, reason: Option<String>| {
+        if let Some(reason) = reason {
+            *stalled.entry((kind, reason)).or_default() += 1;
+        }
+    };
+    for t in ctx.tenants.state().iter() {
+        count("Tenant", t.stalled_reason());
+    }
+    for c in ctx.components.state().iter() {
+        count("HostingComponent", c.stalled_reason());
+    }
+    for p in ctx.packages.state().iter() {
+        count("WorkplacePackage", p.stalled_reason());
+    }
+    ctx.metrics.stalled_objects.reset();
+    for ((kind, reason), n) in stalled {
+        ctx.metrics
+            .stalled_objects
+            .with_label_values(&[kind, &reason])
+            .set(n);
     }
 }
 

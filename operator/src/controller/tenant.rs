@@ -193,7 +193,9 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             message: format!(
                 "namespace {ns} still holds HostingComponents or WorkplacePackages that Tenant \
                  {left} left there when it moved out; this tenant takes the namespace over once \
-                 they are moved or deleted"
+                 they are moved or deleted, or at once, with them, when the namespace is handed \
+                 over by labelling it {}={name}",
+                desired::LABEL_TENANT
             ),
         }),
         None => Ok(tier),

@@ -17,11 +17,13 @@
 //! minutes: one taken just after the window opened would hold probes made before. Budgets are
 //! `1 − target/100` of the tier; the burn-rate pairs are Google's SRE workbook defaults (page:
 //! 14.4× over 1h and 5m, 6× over 6h and 30m; ticket: 3× over 1d and 2h, 1× over 3d and 6h).
-//! The long window of a pair asks that the budget burnt in it is what that burn over the whole
-//! window would burn: its ratio is weighed by the part of it the window was open, so that just
-//! after a window opens (a Monday morning) a long ratio of a few minutes' probes — one failed
-//! probe among ten — does not pass for a sustained burn. A tier without monitoring windows
-//! (bronze) never pages, but gets the slow-burn ticket like every tier.
+//! The long window of a pair must hold about as much open time as it usually does: its
+//! threshold is divided by the part of it the window was open, over the part of a week the
+//! window is open (at most 1), so that just after a window opens after a closed spell (a Monday
+//! morning) a long ratio of a few minutes' probes — one failed probe among ten — does not pass
+//! for a sustained burn, while a long window as open as usual keeps the plain threshold. A tier
+//! without monitoring windows (bronze) never pages, but gets the slow-burn ticket like every
+//! tier.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,7 @@ use super::{
     SLA_IN_SERVICE_WINDOW, SLA_TARGET_PERCENT,
 };
 use crate::tier::Tier;
+use regie_crds::window::Window;
 
 /// Probes per second inside the service window (5-minute rate).
 pub const PROBES_IN_SERVICE_WINDOW: &str = "regie:probes_in_service_window:rate5m";
@@ -237,16 +240,31 @@ pub fn budget(tier: &Tier) -> Decimal {
     (Decimal::ONE_HUNDRED - tier.target) / Decimal::ONE_HUNDRED
 }
 
-/// The burn-rate conditions `pairs` on the error ratios `ratio` of the window `gauge`: the short
-/// window's ratio above `factor × budget`, and the long window's above that divided by the part
-/// of the long window the window was open (see the module's description).
+/// The part of a week `windows` are open, 0 to 1 (4 decimals).
+pub fn weekly_open_part(windows: &[Window]) -> Decimal {
+    let minutes: u32 = windows.iter().map(Window::minutes_per_week).sum();
+    (Decimal::from(minutes) / Decimal::from(7 * 1440))
+        .min(Decimal::ONE)
+        .round_dp(4)
+}
+
+/// The burn-rate conditions `pairs` on the error ratios `ratio` of the window `gauge`, open
+/// `usual` of a week: the short window's ratio above `factor × budget`, and the long window's
+/// above that divided by how open the long window was against `usual`, at most 1 (see the
+/// module's description).
 fn burn_expr(
     ratio: fn(&str) -> String,
     gauge: &str,
+    usual: Decimal,
     sel: &str,
     budget: Decimal,
     pairs: &[Burn],
 ) -> String {
+    let usual = if usual.is_zero() {
+        Decimal::ONE
+    } else {
+        usual.normalize()
+    };
     pairs
         .iter()
         .map(
@@ -257,7 +275,7 @@ fn burn_expr(
              }| {
                 let threshold = (factor * budget).normalize();
                 format!(
-                    "  (\n    {}{sel}\n      > on ({BY}) ({threshold} / max by ({BY}) (avg_over_time({gauge}{sel}[{long}])))\n    and\n    {}{sel} > {threshold}\n  )",
+                    "  (\n    {}{sel}\n      > on ({BY}) ({threshold} / clamp_max(max by ({BY}) (avg_over_time({gauge}{sel}[{long}])) / {usual}, 1))\n    and\n    {}{sel} > {threshold}\n  )",
                     ratio(long),
                     ratio(short)
                 )
@@ -278,6 +296,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
         let burn = burn_expr(
             monitoring_error_ratio,
             SLA_IN_MONITORING_WINDOW,
+            weekly_open_part(&tier.monitoring),
             &sel,
             budget,
             &PAGE_BURN,
@@ -312,6 +331,7 @@ pub fn tier_group(tier: &Tier) -> RuleGroup {
             burn_expr(
                 sla_error_ratio,
                 SLA_IN_SERVICE_WINDOW,
+                weekly_open_part(&tier.service_hours),
                 &sel,
                 budget,
                 &TICKET_BURN
@@ -415,8 +435,9 @@ mod tests {
         assert!(
             page.contains(
                 "regie:monitoring_error:ratio_rate1h{service_level=\"gold\"}\n      > on (tenant, \
-                 component, service_level) (0.0144 / max by (tenant, component, service_level) \
-                 (avg_over_time(regie_sla_in_monitoring_window{service_level=\"gold\"}[1h])))"
+                 component, service_level) (0.0144 / clamp_max(max by (tenant, component, \
+                 service_level) (avg_over_time(regie_sla_in_monitoring_window{service_level=\"gold\"}[1h])) \
+                 / 1, 1))"
             ),
             "{page}"
         );
@@ -431,8 +452,8 @@ mod tests {
         let ticket = &g.rules[1].expr;
         assert!(
             ticket.contains(
-                "(0.003 / max by (tenant, component, service_level) \
-                 (avg_over_time(regie_sla_in_service_window{service_level=\"gold\"}[1d])))"
+                "(0.003 / clamp_max(max by (tenant, component, service_level) \
+                 (avg_over_time(regie_sla_in_service_window{service_level=\"gold\"}[1d])) / 0.5, 1))"
             ),
             "{ticket}"
         );
