@@ -128,6 +128,16 @@ async fn deployment_versions(client: &Client) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn operator_end_to_end() {
+    // The operator's warnings and errors (RUST_LOG for more) go to the test's output, shown when
+    // it fails: a step that times out then says what the operator saw.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube=error")),
+        )
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
     // The operator authenticates as a user of its own, whose requests the API server audits:
     // the restart step counts its writes where they land, not only where regie counts them.
     let cluster = TestCluster::start_auditing(&[OPERATOR_USER]).expect("control plane");

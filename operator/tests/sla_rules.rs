@@ -115,6 +115,26 @@ fn promtool_checks_the_rules_file_and_the_prometheusrule() {
     );
 }
 
+/// Runs `promtool test rules` on the unit-test file `t` against `regie rules` for the examples.
+fn promtool_test_rules(t: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
+    std::fs::write(dir.path().join("test.yaml"), t).unwrap();
+    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
+    // The four-day series are long: the file is shown only when it is short enough to read.
+    let shown = if t.len() < 100_000 {
+        t
+    } else {
+        "(too long to show)"
+    };
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}\n{}\n--- test.yaml ---\n{shown}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One component in the promtool scenario.
 struct Scenario {
     tenant: &'static str,
@@ -330,16 +350,7 @@ fn promtool_unit_tests_page_only_inside_monitoring_windows() {
     t.push_str("      - expr: regie:probes_in_service_window:rate5m{tenant=\"werkplein\"}\n        eval_time: 70m\n        exp_samples:\n          - labels: 'regie:probes_in_service_window:rate5m{tenant=\"werkplein\",component=\"client-portal\",service_level=\"gold\"}'\n            value: 0\n");
     t.push_str("      - expr: regie:probe_failures_in_monitoring_window:rate5m{tenant=\"werkplein\"}\n        eval_time: 70m\n        exp_samples:\n          - labels: 'regie:probe_failures_in_monitoring_window:rate5m{tenant=\"werkplein\",component=\"client-portal\",service_level=\"gold\"}'\n            value: 0.1\n");
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
-    std::fs::write(dir.path().join("test.yaml"), &t).unwrap();
-    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}\n{}\n--- test.yaml ---\n{t}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_test_rules(&t);
 }
 
 /// A window that opens after a long closed spell (a night, a weekend): what happened before it
@@ -464,16 +475,7 @@ fn promtool_unit_tests_a_window_opening_neither_counts_the_night_nor_pages_on_on
     t.push_str("    promql_expr_test:\n");
     t.push_str("      - expr: regie:probe_failures_in_service_window:rate5m{tenant=\"night\"}\n        eval_time: 1003m\n        exp_samples:\n          - labels: 'regie:probe_failures_in_service_window:rate5m{tenant=\"night\",component=\"web\",service_level=\"silver\"}'\n            value: 0\n");
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
-    std::fs::write(dir.path().join("test.yaml"), &t).unwrap();
-    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}\n{}\n--- test.yaml ---\n{t}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_test_rules(&t);
 }
 
 /// A steady burn through ordinary weeks still gets its ticket: bronze (Mon-Fri 08:00-17:00, one
@@ -538,14 +540,5 @@ fn promtool_unit_tests_a_steady_burn_over_office_days_gets_its_ticket() {
         t,
         "    promql_expr_test:\n      - expr: count(ALERTS{{alertname=\"{ALERT_SLOW_BURN}\",alertstate=\"firing\",tenant=\"steady\"}})\n        eval_time: {at}m\n        exp_samples:\n          - value: 1"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), regie_rules("rules")).unwrap();
-    std::fs::write(dir.path().join("test.yaml"), &t).unwrap();
-    let out = promtool(dir.path(), &["test", "rules", "test.yaml"]);
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_test_rules(&t);
 }
