@@ -21,7 +21,7 @@ use regie::billing::engine::{Credits, bill, from_inventory};
 use regie::billing::period::Period;
 use regie::billing::proration::Calendar;
 use regie::controller::invoicing::{COUNTER, claim_number};
-use regie::controller::{Clock, Options};
+use regie::controller::{Clock, Context, Options, children};
 use regie::input::{Object, Source};
 use regie::inventory::Inventory;
 use regie::metrics::Metrics;
@@ -112,6 +112,20 @@ spec:
   profile: standard
   accounts: {accounts}
 "#
+    )
+}
+
+/// A controller's shared state at `clock`, its caches empty and not listed: for the steps that
+/// drive one function of the controller against the real API server.
+fn bare_context(client: &Client, clock: Clock) -> Context {
+    Context::new(
+        client.clone(),
+        &Options::default(),
+        Metrics::new(),
+        clock,
+        children::child_kinds("v1"),
+        kube::runtime::reflector::store().0,
+        None,
     )
 }
 
@@ -767,11 +781,11 @@ spec:
 #[tokio::test]
 async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
     use kube::api::PostParams;
-    use kube::runtime::{reflector, watcher::Event};
+    use kube::runtime::watcher::Event;
     use regie::billing::ledger::{self, BillableState};
     use regie::controller::cache::{Filler, differ};
     use regie::controller::invoicing::Ledger;
-    use regie::controller::{Context, children, metering};
+    use regie::controller::{children, metering};
     use regie_crds::generated::{UsageSpec, UsageStatus};
 
     let cluster = TestCluster::start().expect("control plane");
@@ -821,16 +835,7 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
         .expect("their segments");
 
     // This process's view: every cache listed, none holding the ledger.
-    let clock: Clock = Arc::new(move || march_10);
-    let ctx = Context::new(
-        client.clone(),
-        &Options::default(),
-        Metrics::new(),
-        clock,
-        children::child_kinds("v1"),
-        reflector::store().0,
-        None,
-    );
+    let ctx = bare_context(&client, Arc::new(move || march_10));
     let mut filler = Filler::new(ctx.invoicing.usages.clone(), differ);
     let no_object = |_: Usage, _: &Arc<str>| -> Ledger { unreachable!("no object is listed") };
     filler.handle(Event::Init, no_object);
@@ -906,7 +911,7 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
 async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_before() {
     use kube::api::PostParams;
     use regie::billing::ledger::{self, BillableState};
-    use regie::controller::{Context, children, metering};
+    use regie::controller::{children, metering};
     use regie_crds::generated::{UsageSpec, UsageStatus};
 
     let cluster = TestCluster::start().expect("control plane");
@@ -950,16 +955,7 @@ async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_bef
         .await
         .expect("March's segments");
 
-    let clock: Clock = Arc::new(|| t("2026-04-01T00:20:00+02:00"));
-    let ctx = Context::new(
-        client.clone(),
-        &Options::default(),
-        Metrics::new(),
-        clock,
-        children::child_kinds("v1"),
-        kube::runtime::reflector::store().0,
-        None,
-    );
+    let ctx = bare_context(&client, Arc::new(|| t("2026-04-01T00:20:00+02:00")));
     let tenant: Tenant = serde_json::from_value(serde_json::json!({
         "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
         "metadata": {"name": "early", "deletionTimestamp": "2026-03-31T22:05:00Z",

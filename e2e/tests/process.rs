@@ -68,6 +68,20 @@ async fn polled<T>(what: &str, log: &Path, mut f: impl FnMut() -> Option<T>) -> 
     }
 }
 
+/// Writes to `to` the kubeconfig `from` with the line holding `key` replaced by
+/// `rewrite(indent, line)`.
+fn kubeconfig_with(from: &Path, to: &Path, key: &str, rewrite: impl Fn(&str, &str) -> String) {
+    let config = std::fs::read_to_string(from).expect("kubeconfig");
+    let config: Vec<String> = config
+        .lines()
+        .map(|l| match l.find(key) {
+            Some(at) => rewrite(&l[..at], l),
+            None => l.to_string(),
+        })
+        .collect();
+    std::fs::write(to, config.join("\n")).expect("write kubeconfig");
+}
+
 /// Starts `regie run` against the cluster of `kubeconfig`, logging JSON to `log`.
 fn start(kubeconfig: &Path, log: &Path, identity: &str) -> Regie {
     Regie(
@@ -129,15 +143,9 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
     // A replica that cannot reach the API server is alive but not ready, and says why: a
     // rollout waits for it rather than replace a replica that works.
     let unreachable = work.path().join("unreachable.kubeconfig");
-    let config = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig");
-    let config: Vec<String> = config
-        .lines()
-        .map(|l| match l.find("server:") {
-            Some(at) => format!("{}server: https://127.0.0.1:9", &l[..at]),
-            None => l.to_string(),
-        })
-        .collect();
-    std::fs::write(&unreachable, config.join("\n")).expect("write kubeconfig");
+    kubeconfig_with(&cluster.kubeconfig, &unreachable, "server:", |indent, _| {
+        format!("{indent}server: https://127.0.0.1:9")
+    });
     let stray_log = work.path().join("unreachable.log");
     let stray = start(&unreachable, &stray_log, "regie-unreachable");
     let stray_addr = served_at(&stray_log).await;
@@ -171,15 +179,9 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
         ])
         .expect("bound to a user of its own");
     let half = work.path().join("half.kubeconfig");
-    let config = std::fs::read_to_string(&cluster.kubeconfig).expect("kubeconfig");
-    let config: Vec<String> = config
-        .lines()
-        .map(|l| match l.find("token:") {
-            Some(at) => format!("{l}\n{}as: regie-half", &l[..at]),
-            None => l.to_string(),
-        })
-        .collect();
-    std::fs::write(&half, config.join("\n")).expect("write kubeconfig");
+    kubeconfig_with(&cluster.kubeconfig, &half, "token:", |indent, line| {
+        format!("{line}\n{indent}as: regie-half")
+    });
     let half_log = work.path().join("half.log");
     let half_rbac = start(&half, &half_log, "regie-half");
     let half_addr = served_at(&half_log).await;

@@ -172,14 +172,7 @@ pub async fn record(
     if ctx.metered.is_current(&name, month, fingerprint) {
         return Ok(());
     }
-    let api: Api<Usage> = Api::all(ctx.client.clone());
-    let ledger = Ledger {
-        ctx,
-        api: &api,
-        cal: &cal,
-        tenant: &name,
-        month,
-    };
+    let ledger = Ledger::new(ctx, &cal, &name, month);
     // A new tenant's ledgers do not exist yet: the Usage cache, once listed, says so without
     // two reads of the API server per tenant (a cold start of thousands of tenants is bound by
     // the API server). Only absence is taken from the cache, never a ledger's content, which may
@@ -280,10 +273,22 @@ enum Outcome {
 /// One tenant's ledger of one month.
 struct Ledger<'a> {
     ctx: &'a Context,
-    api: &'a Api<Usage>,
+    api: Api<Usage>,
     cal: &'a Calendar,
     tenant: &'a str,
     month: Month,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(ctx: &'a Context, cal: &'a Calendar, tenant: &'a str, month: Month) -> Self {
+        Ledger {
+            ctx,
+            api: Api::all(ctx.client.clone()),
+            cal,
+            tenant,
+            month,
+        }
+    }
 }
 
 impl Ledger<'_> {
@@ -322,7 +327,7 @@ impl Ledger<'_> {
         now: jiff::Timestamp,
         cached_absence: bool,
     ) -> Result<Outcome, kube::Error> {
-        let (ctx, api, cal, month) = (self.ctx, self.api, self.cal, self.month);
+        let (ctx, api, cal, month) = (self.ctx, &self.api, self.cal, self.month);
         let current = self.read(month, cached_absence).await?;
         let mut segments = current
             .as_ref()
@@ -412,14 +417,7 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
     ctx.metered.forget(&name);
     let now = usage_end(tenant, ctx.now());
     let month = cal.month_of(now);
-    let api: Api<Usage> = Api::all(ctx.client.clone());
-    let ledger = Ledger {
-        ctx,
-        api: &api,
-        cal: &cal,
-        tenant: &name,
-        month,
-    };
+    let ledger = Ledger::new(ctx, &cal, &name, month);
     // A write that raced (the delivery marking the ledger sent, say) is read and made again:
     // offboarding goes on only once the ledger is closed, or the tenant's cleanup fails and is
     // retried (a ledger left open would bill the tenant on after it left).
@@ -441,7 +439,7 @@ pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
 impl Ledger<'_> {
     /// One attempt to close this month's ledger at `now`.
     async fn close(&self, now: Timestamp) -> Result<Outcome, kube::Error> {
-        let (api, cal, name, month) = (self.api, self.cal, self.tenant, self.month);
+        let (api, cal, name, month) = (&self.api, self.cal, self.tenant, self.month);
         let mut current = api.get_opt(&usage_name(name, month)).await?;
         if current.is_none() {
             // Deleted before its first reconcile of the month (minutes after midnight, or while
