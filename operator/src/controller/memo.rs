@@ -56,32 +56,31 @@ impl StatusMemo {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `digest` is what this process wrote for `uid` less than [`WINDOW`] before `now`,
-    /// and the cache, at `cached_version`, has not caught up with that write yet. A cache past
-    /// the write shows what someone wrote after it (a component marked as of no tenant, say),
-    /// which the status written must then replace.
-    pub fn just_wrote(
+    /// What a reconcile about to write the status of digest `digest` should compare it with to
+    /// tell what is new in it (the Warnings of a stall that began): the cached status `cached`
+    /// (`unchanged` when it equals the new one), or `None` when there is nothing to write.
+    ///
+    /// Nothing to write either when this process wrote the same status a moment ago and the
+    /// cache has not caught up: that write published its news, and a reconcile comparing with
+    /// the older cached status published them twice (a Warning counted a repeat the user never
+    /// made). Nothing to compare with when the cache is behind another write of this process's
+    /// (a change and its revert in quick succession, A, B, A: the
+    /// third reconcile reads A from a cache that has not seen B's status): everything in the new status is news then.
+    pub fn compare_with<'a, T>(
         &self,
         uid: &str,
         cached_version: Option<&str>,
         digest: u64,
         now: Instant,
-    ) -> bool {
-        self.unseen_write(uid, cached_version, now) == Some(digest)
-    }
-
-    /// Whether this process wrote, less than [`WINDOW`] before `now`, a status for `uid` other
-    /// than `digest` that the cache, at `cached_version`, does not show yet: the cached status is
-    /// then older than the API server's, and comparing with it says nothing.
-    pub fn wrote_another(
-        &self,
-        uid: &str,
-        cached_version: Option<&str>,
-        digest: u64,
-        now: Instant,
-    ) -> bool {
-        self.unseen_write(uid, cached_version, now)
-            .is_some_and(|written| written != digest)
+        cached: &'a [T],
+        unchanged: bool,
+    ) -> Option<&'a [T]> {
+        match self.unseen_write(uid, cached_version, now) {
+            Some(written) if written == digest => None,
+            Some(_) => Some(&[]),
+            None if unchanged => None,
+            None => Some(cached),
+        }
     }
 
     /// The digest of the status this process wrote for `uid` less than [`WINDOW`] before `now`,
@@ -150,6 +149,31 @@ fn behind(cached: Option<&str>, written: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
+    impl StatusMemo {
+        /// Whether `digest` was written a moment ago, unseen by a cache at `cached_version`.
+        fn just_wrote(
+            &self,
+            uid: &str,
+            cached_version: Option<&str>,
+            digest: u64,
+            now: Instant,
+        ) -> bool {
+            self.compare_with(uid, cached_version, digest, now, &[()], false)
+                .is_none()
+        }
+
+        /// Whether another status than `digest` was written a moment ago, unseen by the cache.
+        fn wrote_another(
+            &self,
+            uid: &str,
+            cached_version: Option<&str>,
+            digest: u64,
+            now: Instant,
+        ) -> bool {
+            self.compare_with(uid, cached_version, digest, now, &[()], true) == Some(&[])
+        }
+    }
+
     #[test]
     fn a_status_just_written_is_not_written_again_until_the_cache_shows_it() {
         let memo = StatusMemo::default();
@@ -199,6 +223,46 @@ mod tests {
         );
         assert!(!memo.wrote_another("uid-2", Some("11"), a, t0));
         assert!(!memo.wrote_another("uid-1", Some("11"), a, t0 + WINDOW));
+    }
+
+    /// A reconcile that runs before the watch brings back its predecessor's write compares with
+    /// what it is told: nothing for the status just written (its Warning went out with it), the
+    /// cached conditions when the cache is current, none when the cache is behind another write.
+    #[test]
+    fn a_status_is_compared_with_what_the_api_server_holds() {
+        let memo = StatusMemo::default();
+        let t0 = Instant::now();
+        let (ready, stalled) = (7, 8);
+        let cached = ["Ready"];
+        assert_eq!(
+            memo.compare_with("uid-1", Some("10"), stalled, t0, &cached, false),
+            Some(&cached[..])
+        );
+        assert_eq!(
+            memo.compare_with("uid-1", Some("10"), ready, t0, &cached, true),
+            None,
+            "the cache shows it"
+        );
+        memo.record("uid-1", stalled, Some("12"), t0);
+        assert_eq!(
+            memo.compare_with("uid-1", Some("11"), stalled, t0, &cached, false),
+            None,
+            "written a moment ago, the cache still at 11: announced then"
+        );
+        assert_eq!(
+            memo.compare_with("uid-1", Some("11"), ready, t0, &cached, true),
+            Some(&[][..]),
+            "the cache shows Ready, the server the stall: Ready again is news"
+        );
+        assert_eq!(
+            memo.compare_with("uid-1", Some("12"), stalled, t0, &["Stalled"], true),
+            None
+        );
+        assert_eq!(
+            memo.compare_with("uid-1", Some("11"), stalled, t0 + WINDOW, &cached, false),
+            Some(&cached[..]),
+            "after the window the cache decides"
+        );
     }
 
     #[test]

@@ -852,30 +852,33 @@ async fn write_tenant_status(
         new.packages = old.packages.clone();
         new.components_summary = old.components_summary.clone();
     }
-    let current = cache_is_current(ctx, tenant, &new);
-    if new == old && current {
+    let Some(was) = compare_with(ctx, tenant, &old, &old.conditions, &new) else {
         return Ok(());
-    }
-    let was: &[Condition] = if current { &old.conditions } else { &[] };
+    };
     warn_on_new_stall(ctx, tenant, was, &new.conditions).await;
     patch_status(ctx, tenant, &new).await
 }
 
-/// Whether the cached status of `obj` is the one the API server holds, as far as this process
-/// knows: not when it wrote another status than `new` a moment ago that the cache does not show
-/// yet. A change and its revert in quick succession (A, B, A) otherwise left the status at B:
-/// the third reconcile, reading A from a cache that had not seen B's status, found nothing to
-/// write, and no later event came to correct it.
-fn cache_is_current<K: Resource<DynamicType = ()>>(
+/// The conditions `new` is to be compared with for its Warnings, or `None` when there is
+/// nothing to write (see [`super::memo::StatusMemo::compare_with`]). The cached status is not
+/// always what the API server holds: a change and its revert in quick succession (A, B, A) left
+/// the status at B when the third reconcile, reading A from a cache that had not seen B's
+/// status, found nothing to write; and a reconcile before the cache showed a stall just written
+/// published its Warning again.
+fn compare_with<'a, K: Resource<DynamicType = ()>, S: Serialize + PartialEq>(
     ctx: &Context,
     obj: &K,
-    new: &impl Serialize,
-) -> bool {
-    !ctx.status_memo.wrote_another(
+    old: &S,
+    cached: &'a [Condition],
+    new: &S,
+) -> Option<&'a [Condition]> {
+    ctx.status_memo.compare_with(
         obj.meta().uid.as_deref().unwrap_or_default(),
         obj.meta().resource_version.as_deref(),
         cache::digest(new),
         std::time::Instant::now(),
+        cached,
+        new == old,
     )
 }
 
@@ -910,15 +913,8 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
+    // Called only after `compare_with` found something to write.
     let digest = cache::digest(status);
-    if ctx.status_memo.just_wrote(
-        &uid,
-        obj.meta().resource_version.as_deref(),
-        digest,
-        std::time::Instant::now(),
-    ) {
-        return Ok(());
-    }
     let resource = kube::core::ApiResource::erase::<K>(&());
     let api: Api<kube::api::DynamicObject> = match obj.meta().namespace.as_deref() {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
@@ -1049,9 +1045,7 @@ async fn write_component_status(
             going.map_or(Ok(()), Err)
         }
     };
-    let current = cache_is_current(ctx, c.as_ref(), &new);
-    if new != old || !current {
-        let was: &[Condition] = if current { &old.conditions } else { &[] };
+    if let Some(was) = compare_with(ctx, c.as_ref(), &old, &old.conditions, &new) {
         warn_on_new_stall(ctx, c.as_ref(), was, &new.conditions).await;
         patch_status(ctx, c.as_ref(), &new).await?;
     }
@@ -1169,9 +1163,7 @@ async fn write_package_status(
         );
         (false, new.billed_accounts.unwrap_or(0))
     };
-    let current = cache_is_current(ctx, p, &new);
-    if new != old || !current {
-        let was: &[Condition] = if current { &old.conditions } else { &[] };
+    if let Some(was) = compare_with(ctx, p, &old, &old.conditions, &new) {
         warn_on_new_stall(ctx, p, was, &new.conditions).await;
         super::accounts::warn_on_failure(ctx, p, was, &new.conditions).await;
         patch_status(ctx, p, &new).await?;
@@ -1209,9 +1201,7 @@ pub async fn mark_orphan_component(ctx: &Context, c: &HostingComponent) {
         Some(&stall),
         None,
     );
-    let current = cache_is_current(ctx, c, &new);
-    if new != old || !current {
-        let was: &[Condition] = if current { &old.conditions } else { &[] };
+    if let Some(was) = compare_with(ctx, c, &old, &old.conditions, &new) {
         warn_on_new_stall(ctx, c, was, &new.conditions).await;
         if let Err(e) = patch_status(ctx, c, &new).await {
             tracing::warn!(error = %e, component = %c.name_any(), "cannot mark component stalled");
@@ -1240,9 +1230,7 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         Some(&stall),
         None,
     );
-    let current = cache_is_current(ctx, p, &new);
-    if new != old || !current {
-        let was: &[Condition] = if current { &old.conditions } else { &[] };
+    if let Some(was) = compare_with(ctx, p, &old, &old.conditions, &new) {
         warn_on_new_stall(ctx, p, was, &new.conditions).await;
         if let Err(e) = patch_status(ctx, p, &new).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
