@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -148,10 +148,17 @@ impl ProbeArgs {
     }
 }
 
+/// The states of [`Health::ready`].
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
+
 #[derive(Clone)]
 struct Health {
     metrics: Metrics,
-    ready: Arc<AtomicBool>,
+    /// [`STARTING`], [`READY`] or [`STOPPING`]: once stopping, a check that passes late does not
+    /// make the process ready again.
+    ready: Arc<AtomicU8>,
     /// Why it is not ready yet (the last failed check), for `/readyz`'s body.
     waiting: Arc<std::sync::Mutex<String>>,
 }
@@ -178,7 +185,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
-    if h.ready.load(Ordering::Relaxed) {
+    if h.ready.load(Ordering::Acquire) == READY {
         (StatusCode::OK, "ok".into())
     } else {
         let why = h.waiting.lock().map(|w| w.clone()).unwrap_or_default();
@@ -198,12 +205,19 @@ async fn ready_when_able(client: Client, lease: Option<(String, String)>, health
     loop {
         match unreadable(&client, lease.as_ref()).await {
             None => {
-                health.ready.store(true, Ordering::Relaxed);
+                let _ = health.ready.compare_exchange(
+                    STARTING,
+                    READY,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
                 return;
             }
             Some(why) => {
                 tracing::warn!(reason = %why, "not ready");
-                if let Ok(mut w) = health.waiting.lock() {
+                if let Ok(mut w) = health.waiting.lock()
+                    && health.ready.load(Ordering::Acquire) == STARTING
+                {
                     *w = format!("not ready: {why}");
                 }
             }
@@ -300,7 +314,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("regie-{}", std::process::id()));
     let health = Health {
         metrics: metrics.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
+        ready: Arc::new(AtomicU8::new(STARTING)),
         waiting: Arc::new(std::sync::Mutex::new(
             "not ready: the API server has not answered yet".into(),
         )),
@@ -323,7 +337,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         shutdown_signal().await;
         // Stopping: no new traffic is routed here (the metrics stay served until the end).
-        stopping.ready.store(false, Ordering::Relaxed);
+        // Marked first: a check that finishes meanwhile then writes no reason over this one.
+        stopping.ready.store(STOPPING, Ordering::Release);
         if let Ok(mut w) = stopping.waiting.lock() {
             *w = "not ready: shutting down".into();
         }

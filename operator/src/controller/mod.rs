@@ -554,6 +554,13 @@ async fn follow<K: TenantKind + Split>(
             let ns = o.namespace().unwrap_or_default();
             match ctx.tenant_name_of_namespace(&ns) {
                 Some(name) => {
+                    // The last of them gone from a namespace another tenant left: the first
+                    // tenant naming it takes it over; the others naming it learn whose it is.
+                    if deleted && ctx.namespace_label(&ns).is_some_and(|l| *l != *name) {
+                        for other in ctx.tenants_naming(&ns, &name) {
+                            let _ = trigger.send(other);
+                        }
+                    }
                     let _ = trigger.send(name);
                 }
                 None if !deleted => K::mark_orphan(&ctx, &o).await,

@@ -51,6 +51,17 @@ pub enum Error {
 const REJECTED_RETRY: Duration = Duration::from_secs(60);
 
 impl Error {
+    /// Whether the API server answered that tenant `name` itself does not exist.
+    fn is_gone_tenant(&self, name: &str) -> bool {
+        let Error::Kube(kube::Error::Api(s)) = self else {
+            return false;
+        };
+        s.code == 404
+            && s.details.as_ref().is_some_and(|d| {
+                d.group == Tenant::group(&()) && d.kind == Tenant::plural(&()) && d.name == name
+            })
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "Conflict",
@@ -142,6 +153,12 @@ pub async fn reconcile_named(name: String, ctx: Arc<Context>) -> Next {
         Ok(next) => {
             succeeded(&name, &ctx);
             next
+        }
+        // Queued before its finalizer was released, read from a cache that had not seen it
+        // go: nothing is left to do (a retry would fail the same way and log a warning).
+        Err(e) if e.is_gone_tenant(&name) => {
+            succeeded(&name, &ctx);
+            Next::AwaitChange
         }
         Err(e) => error_policy(&name, &e, &ctx),
     }
@@ -1241,6 +1258,26 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The API server's answer to a patch of a tenant deleted meanwhile, as it comes.
+    fn not_found(group: &str, kind: &str, name: &str) -> Error {
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+            "reason": "NotFound", "message": format!("{kind}.{group} \"{name}\" not found"),
+            "details": {"name": name, "group": group, "kind": kind}
+        }))
+        .expect("a Status");
+        Error::Kube(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn only_the_tenant_itself_not_found_is_a_tenant_gone() {
+        assert!(not_found("regie.dev", "tenants", "mover").is_gone_tenant("mover"));
+        assert!(!not_found("regie.dev", "tenants", "mover").is_gone_tenant("leaver"));
+        assert!(!not_found("regie.dev", "usages", "mover").is_gone_tenant("mover"));
+        assert!(!not_found("", "namespaces", "mover").is_gone_tenant("mover"));
+        assert!(!Error::Unreadable("x".into()).is_gone_tenant("mover"));
+    }
 
     #[test]
     fn offboarding_looks_again_less_often_the_longer_it_takes() {
