@@ -292,7 +292,7 @@ pub fn regie_bin() -> &'static Path {
 /// The YAML files under `dir` that hold regie objects (kustomizations and Argo CD or Flux
 /// manifests beside them are left out: the test server has no CRDs for those).
 pub fn regie_files(dir: &Path) -> Vec<PathBuf> {
-    let files = regie::input::yaml_files(&[dir.to_path_buf()]).unwrap_or_default();
+    let files = regie::input::yaml_files(&[dir.to_path_buf()]).0;
     files
         .into_iter()
         .filter(|f| {

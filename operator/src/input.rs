@@ -76,16 +76,20 @@ pub struct Loaded {
     pub foreign: usize,
 }
 
-/// Lists the YAML files under `paths` (directories recursively), sorted so output is stable.
-pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+/// Lists the YAML files under `paths` (directories recursively), sorted so output is stable,
+/// each once however often it is named (`dir dir/a.yaml`, `./a.yaml a.yaml`); and a problem for
+/// each path that cannot be read, the others listed all the same.
+pub fn yaml_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
     let mut out = Vec::new();
+    let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for p in paths {
-        collect(p, &mut out, &mut seen)?;
+        collect(p, true, &mut out, &mut problems, &mut seen);
     }
     out.sort();
-    out.dedup();
-    Ok(out)
+    let mut files = std::collections::HashSet::new();
+    out.retain(|f| files.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    (out, problems)
 }
 
 /// `seen` holds the directories walked, as their canonical paths: a directory reached again (a
@@ -93,74 +97,141 @@ pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
 /// until the system's limit on link depth — nor its files read twice.
 fn collect(
     path: &Path,
+    named: bool,
     out: &mut Vec<PathBuf>,
+    problems: &mut Vec<Problem>,
     seen: &mut std::collections::HashSet<PathBuf>,
-) -> Result<(), Problem> {
-    let problem = |m: String| Problem {
-        file: path.display().to_string(),
-        object: String::new(),
-        field: String::new(),
-        message: m,
+) {
+    let mut problem = |m: String| {
+        problems.push(Problem {
+            file: path.display().to_string(),
+            object: String::new(),
+            field: String::new(),
+            message: m,
+        })
     };
-    let meta = std::fs::metadata(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return problem(format!("cannot read: {e}")),
+    };
     if meta.is_dir() {
-        let canonical =
-            std::fs::canonicalize(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+        let canonical = match std::fs::canonicalize(path) {
+            Ok(c) => c,
+            Err(e) => return problem(format!("cannot read: {e}")),
+        };
         if !seen.insert(canonical) {
-            return Ok(());
+            return;
         }
-        let entries = std::fs::read_dir(path).map_err(|e| problem(format!("cannot list: {e}")))?;
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => return problem(format!("cannot list: {e}")),
+        };
+        let mut inside = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| problem(format!("cannot list: {e}")))?;
-            let p = entry.path();
+            match entry {
+                Ok(entry) => inside.push(entry.path()),
+                Err(e) => problem(format!("cannot list: {e}")),
+            }
+        }
+        for p in inside {
             let hidden = p
                 .file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if p.is_dir() {
-                collect(&p, out, seen)?;
-            } else if is_yaml(&p) {
-                out.push(p);
+            if !hidden && (p.is_dir() || is_yaml(&p)) {
+                collect(&p, false, out, problems, seen);
             }
         }
-    } else {
+    } else if meta.is_file() {
         out.push(path.to_path_buf());
+    } else if named || is_yaml(path) {
+        // A pipe or a device would block or never end: only files are read.
+        problem("not a regular file".into());
     }
-    Ok(())
 }
 
+/// `.yaml` or `.yml`, in any case (`Tenant.YAML` from a system that does not care).
 fn is_yaml(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
 /// Reads every file under `paths`.
 pub fn load(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
-    match yaml_files(paths) {
-        Ok(files) => {
-            for f in files {
-                match std::fs::read_to_string(&f) {
-                    Ok(text) => parse_into(&f, &text, &mut loaded),
-                    Err(e) => loaded.problems.push(Problem {
-                        file: f.display().to_string(),
-                        object: String::new(),
-                        field: String::new(),
-                        message: format!("cannot read: {e}"),
-                    }),
-                }
-            }
+    let (files, problems) = yaml_files(paths);
+    loaded.problems = problems;
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => parse_into(&f, &text, &mut loaded),
+            Err(e) => loaded.problems.push(Problem {
+                file: f.display().to_string(),
+                object: String::new(),
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
         }
-        Err(p) => loaded.problems.push(p),
     }
     loaded
+}
+
+/// The kinds regie serves.
+const KINDS: &[&str] = &[
+    "ServiceLevel",
+    "Tenant",
+    "WorkplacePackage",
+    "HostingComponent",
+    "PriceList",
+    "CostPool",
+    "ServiceOrder",
+    "Usage",
+    "Invoice",
+    "SlaReport",
+];
+
+/// How deep brackets may nest: serde_yaml refuses deeper documents anyway (its recursion
+/// limit), but only after a scan that takes quadratic time — seconds for 30 KB of `[`.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// The line on which `text`'s brackets (`[`, `{`) nest deeper than [`MAX_FLOW_DEPTH`], if any.
+/// Brackets in quoted strings and comments count too: a document with more than a hundred of
+/// them open in its text is not one anybody writes.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for c in text.chars() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '\n' => line += 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parses one file's text (all its documents) into `loaded`.
 pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
     let name = file.display().to_string();
+    // A byte-order mark, as some Windows editors write: YAML allows one at the start.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(line) = too_deep(text) {
+        loaded.problems.push(Problem {
+            file: name,
+            object: String::new(),
+            field: String::new(),
+            message: format!(
+                "brackets nest deeper than {MAX_FLOW_DEPTH} levels at line {line}; not read"
+            ),
+        });
+        return;
+    }
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value: serde_yaml::Value = match serde::Deserialize::deserialize(doc) {
@@ -210,7 +281,19 @@ pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
             continue;
         }
         if !api_version.starts_with("regie.dev/") {
-            loaded.foreign += 1;
+            // `regie.io/v1alpha1`, `regie.dev.v1alpha1`: one of regie's kinds in what can only
+            // be a misspelling of its group is not another tool's object to pass over.
+            let group = api_version.rsplit_once('/').map_or(api_version, |(g, _)| g);
+            if KINDS.contains(&kind.as_str()) && group.to_ascii_lowercase().contains("regie") {
+                loaded.problems.push(Problem {
+                    file: name.clone(),
+                    object: ident,
+                    field: "apiVersion".into(),
+                    message: format!("{api_version} is not regie's API; use {API_VERSION}"),
+                });
+            } else {
+                loaded.foreign += 1;
+            }
             continue;
         }
         let source = Source {
@@ -241,10 +324,13 @@ pub fn parse_into(file: &Path, text: &str, loaded: &mut Loaded) {
         // document whose keys are not all strings is left to the typed read below).
         if let Ok(document) = serde_json::to_value(&value) {
             for path in crate::unknown_fields::unknown_fields(&kind, &document) {
-                problem(
-                    path,
-                    format!("unknown field: {kind} has no such field (misspelt?)"),
-                );
+                let message = if path.ends_with(".<<") || path == "<<" {
+                    "a YAML merge key (<<), which regie does not read: write the fields out"
+                        .to_string()
+                } else {
+                    format!("unknown field: {kind} has no such field (misspelt?)")
+                };
+                problem(path, message);
             }
         }
         let parsed = match kind.as_str() {
@@ -299,8 +385,9 @@ mod tests {
         // A link to the directory itself and one to its parent: a loop, and a second name.
         std::os::unix::fs::symlink(&sub, sub.join("again")).expect("link");
         std::os::unix::fs::symlink(dir.path(), sub.join("up")).expect("link");
-        let files = yaml_files(&[dir.path().to_path_buf()]).expect("listed");
+        let (files, problems) = yaml_files(&[dir.path().to_path_buf()]);
         assert_eq!(files, [sub.join("a.yaml")]);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     fn parse(text: &str) -> Loaded {
@@ -358,6 +445,82 @@ mod tests {
         assert_eq!(
             l.problems[0].to_string(),
             "t.yaml: CostPool/pool: spec.tenantSelecter: unknown field: CostPool has no such field (misspelt?)"
+        );
+    }
+
+    #[test]
+    fn every_file_is_read_once_and_a_bad_path_hides_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("a.yaml"), "kind: X\n").expect("write");
+        std::fs::write(d.join("B.YAML"), "kind: X\n").expect("write");
+        std::fs::write(d.join("c.Yml"), "kind: X\n").expect("write");
+        std::fs::write(d.join("notes.txt"), "x").expect("write");
+        let pipe = d.join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .expect("mkfifo")
+            .success();
+        assert!(made);
+        let (files, problems) = yaml_files(&[
+            d.join("missing.yaml"),
+            d.to_path_buf(),
+            d.join("a.yaml"),
+            d.join(".").join("a.yaml"),
+        ]);
+        assert_eq!(files, [d.join("B.YAML"), d.join("a.yaml"), d.join("c.Yml")]);
+        let said: Vec<_> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("missing.yaml: cannot read"), "{said:?}");
+        assert!(
+            said[1].ends_with("pipe.yaml: not a regular file"),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_read_past() {
+        let l = parse(
+            "\u{feff}apiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: p, namespace: tenant-a}\nspec: {profile: standard, accounts: 3}\n",
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.objects.len(), 1);
+    }
+
+    #[test]
+    fn brackets_nested_past_reason_are_refused_before_parsing() {
+        let deep = format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nspec: {}\n",
+            "[".repeat(100_000)
+        );
+        let started = std::time::Instant::now();
+        let l = parse(&deep);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(l.problems.len(), 1);
+        assert_eq!(
+            l.problems[0].to_string(),
+            "t.yaml: brackets nest deeper than 128 levels at line 3; not read"
+        );
+        let fine = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(too_deep(&fine).is_none());
+    }
+
+    #[test]
+    fn a_regie_kind_in_a_misspelt_group_is_a_problem_not_foreign() {
+        let l = parse(
+            "apiVersion: regie.io/v1alpha1\nkind: CostPool\nmetadata: {name: pool}\n---\napiVersion: capsule.clastix.io/v1beta2\nkind: Tenant\nmetadata: {name: t}\n---\napiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: p, namespace: tenant-a}\nspec: {<<: {profile: standard}, accounts: 3}\n",
+        );
+        assert_eq!(l.foreign, 1, "another project's Tenant is passed over");
+        let said: Vec<_> = l.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said[0],
+            "t.yaml: CostPool/pool: apiVersion: regie.io/v1alpha1 is not regie's API; use regie.dev/v1alpha1"
+        );
+        assert!(
+            said.iter()
+                .any(|p| p.contains("spec.<<: a YAML merge key (<<), which regie does not read")),
+            "{said:?}"
         );
     }
 

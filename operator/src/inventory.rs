@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use regie_crds::tenancy::NAMESPACE_PREFIX;
 use regie_crds::validate::{FieldError, Validate};
 use regie_crds::{
-    CostPool, HostingComponent, PriceList, ServiceLevel, ServiceOrder, Tenant, Usage,
+    CostPool, HostingComponent, PriceList, ServiceLevel, ServiceOrder, SlaReport, Tenant, Usage,
     WorkplacePackage,
 };
 
@@ -68,6 +68,8 @@ pub struct Inventory {
     pub pools: Vec<Sourced<CostPool>>,
     pub orders: Vec<Sourced<ServiceOrder>>,
     pub usages: Vec<Sourced<Usage>>,
+    /// Read back for their credits (`regie bill`) and figures (`regie sla`).
+    pub reports: Vec<Sourced<SlaReport>>,
 }
 
 fn ident(kind: &str, ns: Option<&str>, name: &str) -> String {
@@ -90,8 +92,9 @@ impl Inventory {
                 Object::CostPool(o) => inv.pools.push(Sourced { source, object: o }),
                 Object::ServiceOrder(o) => inv.orders.push(Sourced { source, object: o }),
                 Object::Usage(o) => inv.usages.push(Sourced { source, object: o }),
-                // Invoices and reports are outputs; reading them back is allowed and ignored.
-                Object::Invoice(_) | Object::SlaReport(_) => {}
+                Object::SlaReport(o) => inv.reports.push(Sourced { source, object: o }),
+                // Invoices are outputs; reading them back is allowed (for their numbers).
+                Object::Invoice(_) => {}
             }
         }
         inv
@@ -303,6 +306,9 @@ impl Inventory {
         for u in &self.usages {
             dup("Usage", None, u.object.name_any(), &u.source, &mut out);
         }
+        for r in &self.reports {
+            dup("SlaReport", None, r.object.name_any(), &r.source, &mut out);
+        }
 
         // Tenants: their level exists; no two share a namespace.
         let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
@@ -426,6 +432,9 @@ impl Inventory {
             }
         }
         out.extend(self.pool_allocations());
+        out.extend(self.price_list_starts());
+        out.extend(self.ledger_counts());
+        out.extend(self.report_checks());
         for u in &self.usages {
             let want = format!("{}-{}", u.object.spec.tenant, u.object.spec.period);
             if u.object.name_any() != want {
@@ -439,6 +448,197 @@ impl Inventory {
         }
         out
     }
+}
+
+impl Inventory {
+    /// Two PriceLists that take effect at the same instant: neither supersedes the other, and
+    /// pricing refuses every invoice (so `regie validate` refuses them first).
+    fn price_list_starts(&self) -> Vec<Problem> {
+        let Ok(tz) = crate::billing::amsterdam() else {
+            return Vec::new();
+        };
+        let mut first: BTreeMap<jiff::Timestamp, &Sourced<PriceList>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for p in &self.price_lists {
+            let Ok(at) = regie_crds::validate::parse_date_or_time(&p.object.spec.effective_from)
+            else {
+                continue;
+            };
+            match first.entry(at.instant(&tz)) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(p);
+                }
+                std::collections::btree_map::Entry::Occupied(o) => out.push(Problem {
+                    file: p.source.to_string(),
+                    object: ident("PriceList", None, &p.object.name_any()),
+                    field: "spec.effectiveFrom".into(),
+                    message: format!(
+                        "takes effect at the same instant as PriceList/{} ({}); one must \
+                         supersede the other",
+                        o.get().object.name_any(),
+                        o.get().source
+                    ),
+                }),
+            }
+        }
+        out
+    }
+
+    /// Usage ledgers read back (exported with kubectl) are priced as they are: their segments
+    /// must be in order, and their counts within what a package may declare.
+    fn ledger_counts(&self) -> Vec<Problem> {
+        let most = regie_crds::validate::MAX_ACCOUNTS;
+        let mut out = Vec::new();
+        for u in &self.usages {
+            let id = ident("Usage", None, &u.object.name_any());
+            let problem = |field: String, message: String| Problem {
+                file: u.source.to_string(),
+                object: id.clone(),
+                field,
+                message,
+            };
+            let segments = u.object.status.as_ref().map_or(&[][..], |s| &s.segments);
+            if let Err(e) = crate::billing::ledger::bounds(segments, &id) {
+                let message = e.to_string();
+                let message = message.strip_prefix(&format!("{id}: ")).unwrap_or(&message);
+                out.push(problem(String::new(), message.to_string()));
+            }
+            for (i, s) in segments.iter().enumerate() {
+                let counts = [
+                    ("accounts", &s.accounts),
+                    ("measuredAccounts", &s.measured_accounts),
+                ];
+                for (field, counts) in counts {
+                    for (profile, n) in counts {
+                        if !(0..=most).contains(n) {
+                            out.push(problem(
+                                format!("status.segments[{i}].{field}.{profile}"),
+                                format!("must be 0 to {most}, not {n}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// SlaReports read back for their credits: [`Inventory::report_periods`], and with tenants
+    /// in the input a credit is for a tenant and component of the input (a credit `regie bill`
+    /// finds no line for was lost without a word: a misspelt component).
+    fn report_checks(&self) -> Vec<Problem> {
+        let mut out = self.report_periods();
+        if self.tenants.is_empty() {
+            return out;
+        }
+        for r in &self.reports {
+            let spec = &r.object.spec;
+            let id = ident("SlaReport", None, &r.object.name_any());
+            let problem = |field: &str, message: String| Problem {
+                file: r.source.to_string(),
+                object: id.clone(),
+                field: field.into(),
+                message,
+            };
+            let Some(tenant) = self
+                .tenants
+                .iter()
+                .find(|t| t.object.name_any() == spec.tenant)
+            else {
+                out.push(problem(
+                    "spec.tenant",
+                    format!("unknown Tenant {:?}", spec.tenant),
+                ));
+                continue;
+            };
+            let known: BTreeSet<String> = self
+                .components_of(&tenant.object)
+                .into_iter()
+                .map(ResourceExt::name_any)
+                .chain(
+                    self.usages
+                        .iter()
+                        .filter(|u| u.object.spec.tenant == spec.tenant)
+                        .flat_map(|u| u.object.status.iter().flat_map(|s| &s.segments))
+                        .flat_map(|s| s.components.iter().map(|c| c.name.clone())),
+                )
+                .collect();
+            for (i, c) in r
+                .object
+                .status
+                .iter()
+                .flat_map(|s| &s.components)
+                .enumerate()
+            {
+                if !known.contains(&c.component) {
+                    out.push(problem(
+                        &format!("status.components[{i}].component"),
+                        format!(
+                            "Tenant {} has no HostingComponent {:?} in the input",
+                            spec.tenant, c.component
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The SlaReports' periods: each one a report can have, and one report per tenant and
+    /// period (a report read twice, under two names or from two exports, counted its credits
+    /// twice and listed its rows twice).
+    pub fn report_periods(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut periods: BTreeMap<(&str, &str), &Sourced<SlaReport>> = BTreeMap::new();
+        for r in &self.reports {
+            let spec = &r.object.spec;
+            let id = ident("SlaReport", None, &r.object.name_any());
+            let problem = |field: &str, message: String| Problem {
+                file: r.source.to_string(),
+                object: id.clone(),
+                field: field.into(),
+                message,
+            };
+            if !is_report_period(&spec.period) {
+                out.push(problem(
+                    "spec.period",
+                    format!(
+                        "{:?} is not a month (YYYY-MM), an ISO week (YYYY-Www) or a day \
+                         (YYYY-MM-DD)",
+                        spec.period
+                    ),
+                ));
+            }
+            if let Some(first) = periods.insert((&spec.tenant, &spec.period), r) {
+                out.push(problem(
+                    "spec.period",
+                    format!(
+                        "Tenant {} has another report of {}: SlaReport/{} ({}); its credits \
+                         would count twice",
+                        spec.tenant,
+                        spec.period,
+                        first.object.name_any(),
+                        first.source
+                    ),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// `YYYY-MM`, `YYYY-Www` or `YYYY-MM-DD`: the periods of monthly, weekly and daily reports.
+fn is_report_period(period: &str) -> bool {
+    use regie_crds::validate::{parse_date, parse_month};
+    let week = |p: &str| {
+        let b = p.as_bytes();
+        b.len() == 8
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && &b[4..6] == b"-W"
+            && p[6..].parse::<u8>().is_ok_and(|w| (1..=53).contains(&w))
+            && b[6..].iter().all(u8::is_ascii_digit)
+    };
+    parse_month(period).is_ok() || parse_date(period).is_ok() || week(period)
 }
 
 impl Inventory {

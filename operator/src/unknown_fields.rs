@@ -5,7 +5,9 @@
 //! just as silently. The offline commands report each one instead, by its JSON path.
 //!
 //! Where the schema allows more (`additionalProperties`, `x-kubernetes-preserve-unknown-fields`)
-//! so does this walk; `apiVersion`, `kind` and all of `metadata` are the API machinery's.
+//! so does this walk; `apiVersion` and `kind` are the API machinery's, and `metadata` is checked
+//! against ObjectMeta's fields (`label:` for `labels:` left a tenant out of every CostPool that
+//! selects by label, its share paid by the others).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -47,7 +49,16 @@ pub fn unknown_fields(kind: &str, document: &Value) -> Vec<String> {
     };
     for (key, value) in fields {
         match key.as_str() {
-            "apiVersion" | "kind" | "metadata" => {}
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                if let Value::Object(meta) = value {
+                    out.extend(
+                        meta.keys()
+                            .filter(|k| !OBJECT_META.contains(&k.as_str()))
+                            .map(|k| format!("metadata.{k}")),
+                    );
+                }
+            }
             _ => match schema["properties"].get(key) {
                 Some(node) => walk(node, value, key, &mut out),
                 None => out.push(key.clone()),
@@ -56,6 +67,25 @@ pub fn unknown_fields(kind: &str, document: &Value) -> Vec<String> {
     }
     out
 }
+
+/// The fields of ObjectMeta (`meta/v1`), which every kind's `metadata` has.
+const OBJECT_META: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
 
 fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
     if schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true) {
@@ -122,6 +152,13 @@ mod tests {
                 "spec: {currency: EUR, effectiveFrom: \"2026-01-01\", rates: [{item: account, per: month, amount: \"1\"}, {item: account, per: month, amout: \"1\"}]}\n"
             ),
             ["spec.rates[1].amout"]
+        );
+        assert_eq!(
+            unknown(
+                "Tenant",
+                "metadata: {name: tholen, label: {municipality: \"true\"}, annotations: {a: b}, finalizers: [x], resourceVersion: \"1\"}\n"
+            ),
+            ["metadata.label"]
         );
     }
 

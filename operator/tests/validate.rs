@@ -280,3 +280,70 @@ fn misspelt_fields_are_reported() {
         "TMP/extra.yaml: Tenant/bergen: spec.acess: unknown field: Tenant has no such field (misspelt?)"
     );
 }
+
+/// tholen's March report, as `kubectl get slareport -o yaml` gives it back, named `name`, with
+/// a credit for `component`.
+fn report(name: &str, period: &str, component: &str) -> String {
+    format!(
+        "apiVersion: regie.dev/v1alpha1\nkind: SlaReport\nmetadata: {{name: {name}}}\nspec: {{tenant: tholen, period: \"{period}\", from: \"2026-03-01T00:00:00+01:00\", to: \"2026-04-01T00:00:00+02:00\"}}\nstatus:\n  components:\n  - {{component: {component}, serviceLevel: bronze, windowSeconds: 1, downSeconds: 0, availability: \"96.0\", target: \"99.0\", met: false, creditPercent: 10}}\n"
+    )
+}
+
+#[test]
+fn sla_reports_read_back_count_once_and_name_what_they_credit() {
+    assert!(problems_with(&report("tholen-2026-03", "2026-03", "website")).is_empty());
+    // The same report twice (two exports): its credit would count twice.
+    let twice = format!(
+        "{}---\n{}",
+        report("tholen-2026-03", "2026-03", "website"),
+        report("tholen-march", "2026-03", "website")
+    );
+    assert_eq!(
+        one(&twice),
+        "TMP/extra.yaml: SlaReport/tholen-march: spec.period: Tenant tholen has another report of 2026-03: SlaReport/tholen-2026-03 (TMP/extra.yaml); its credits would count twice"
+    );
+    // A credit no line takes: lost without a word before.
+    assert_eq!(
+        one(&report("tholen-2026-03", "2026-03", "zaaksysteme")),
+        "TMP/extra.yaml: SlaReport/tholen-2026-03: status.components[0].component: Tenant tholen has no HostingComponent \"zaaksysteme\" in the input"
+    );
+    assert_eq!(
+        one(&report("tholen-2026-03", "2026-3", "website")),
+        "TMP/extra.yaml: SlaReport/tholen-2026-03: spec.period: \"2026-3\" is not a month (YYYY-MM), an ISO week (YYYY-Www) or a day (YYYY-MM-DD)"
+    );
+    assert!(problems_with(&report("tholen-2026-w11", "2026-W11", "website")).is_empty());
+}
+
+#[test]
+fn usage_ledgers_read_back_hold_counts_a_package_may_have() {
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Usage\nmetadata: {name: tholen-2026-03}\nspec: {tenant: tholen, period: \"2026-03\"}\nstatus:\n  segments:\n  - {from: \"2026-03-01T00:00:00+01:00\", to: \"2026-03-10T00:00:00+01:00\", serviceLevel: bronze, accounts: {standard: 210}}\n  - {from: \"2026-03-16T00:00:00+01:00\", serviceLevel: bronze, accounts: {standard: -100}}\n",
+    );
+    assert_eq!(
+        p,
+        "TMP/extra.yaml: Usage/tholen-2026-03: status.segments[1].accounts.standard: must be 0 to 10000000, not -100"
+    );
+    let p = one(
+        "apiVersion: regie.dev/v1alpha1\nkind: Usage\nmetadata: {name: tholen-2026-03}\nspec: {tenant: tholen, period: \"2026-03\"}\nstatus:\n  segments:\n  - {from: \"2026-03-10T00:00:00+01:00\", to: \"2026-03-01T00:00:00+01:00\", serviceLevel: bronze, accounts: {standard: 210}}\n",
+    );
+    assert!(
+        p.starts_with("TMP/extra.yaml: Usage/tholen-2026-03: status.segments[0] ends"),
+        "{p}"
+    );
+}
+
+#[test]
+fn two_price_lists_taking_effect_together_are_refused() {
+    let examples = std::fs::read_to_string(repo().join("examples/catalogue/pricelist-2026.yaml"))
+        .expect("the 2026 price list");
+    let copy = examples.replacen("name: pricelist-2026", "name: pricelist-2026-copy", 1);
+    assert_ne!(copy, examples);
+    // The one read second is reported, naming the first and its file.
+    let p = one(&copy);
+    assert!(
+        p.contains(
+            ": spec.effectiveFrom: takes effect at the same instant as PriceList/pricelist-2026"
+        ),
+        "{p}"
+    );
+}

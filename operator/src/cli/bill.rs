@@ -108,18 +108,16 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
     })
 }
 
-/// A pricing error names the PriceList or CostPool at fault; this adds the file it came from.
+/// A pricing error names the PriceList, CostPool, Tenant or Usage at fault; this adds the file
+/// it came from.
 fn with_files(message: &str, inv: &Inventory) -> String {
     let mut out = message.to_string();
-    let named = inv
-        .price_lists
-        .iter()
-        .map(|p| ("PriceList", p.object.name_any(), &p.source))
-        .chain(
-            inv.pools
-                .iter()
-                .map(|p| ("CostPool", p.object.name_any(), &p.source)),
-        );
+    let sourced = |kind, name: String, source| (kind, name, source);
+    let named = (inv.price_lists.iter())
+        .map(|p| sourced("PriceList", p.object.name_any(), &p.source))
+        .chain((inv.pools.iter()).map(|p| sourced("CostPool", p.object.name_any(), &p.source)))
+        .chain((inv.tenants.iter()).map(|t| sourced("Tenant", t.object.name_any(), &t.source)))
+        .chain((inv.usages.iter()).map(|u| sourced("Usage", u.object.name_any(), &u.source)));
     for (kind, name, source) in named {
         let at = format!("{kind}/{name}:");
         out = out.replacen(&at, &format!("{kind}/{name} ({source}):"), 1);
@@ -168,7 +166,7 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
     let now = match now() {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("regie bill: {e}");
+            say!("regie bill: {e}");
             return ExitCode::from(1);
         }
     };
@@ -176,7 +174,7 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
         Ok(b) => b,
         Err(problems) => {
             for p in problems {
-                eprintln!("{p}");
+                say!("{p}");
             }
             return ExitCode::from(1);
         }
@@ -184,7 +182,7 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
     let result = match out {
         None => {
             if format == BillFormat::Ubl && b.invoices.len() > 1 {
-                eprintln!(
+                say!(
                     "regie bill: {} UBL documents follow one another; use --out DIR for one file each",
                     b.invoices.len()
                 );
@@ -196,7 +194,7 @@ pub fn run(paths: &[PathBuf], period: &str, format: BillFormat, out: Option<&Pat
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("regie bill: {e}");
+            say!("regie bill: {e}");
             ExitCode::from(1)
         }
     }
@@ -221,6 +219,6 @@ fn write_files(
         std::fs::write(&path, text)
             .map_err(|e| BillingError::input(format!("cannot write {}: {e}", path.display())))?;
     }
-    eprintln!("{} invoices written to {}", b.invoices.len(), dir.display());
+    say!("{} invoices written to {}", b.invoices.len(), dir.display());
     Ok(())
 }

@@ -13,9 +13,7 @@ pub fn run(kube_version: Option<&str>) -> ExitCode {
         .split_once('.')
         .and_then(|(major, minor)| (major == "1").then(|| minor.parse::<u32>().ok()).flatten());
     let Some(minor) = minor else {
-        eprintln!(
-            "regie crds: --kube-version {version:?} is not a Kubernetes version such as 1.20"
-        );
+        say!("regie crds: --kube-version {version:?} is not a Kubernetes version such as 1.20");
         return ExitCode::from(1);
     };
     let mut out = String::new();

@@ -256,7 +256,7 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>, settings: &Settings) 
     let now = match super::bill::now() {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("regie diff: {e}");
+            say!("regie diff: {e}");
             return ExitCode::from(1);
         }
     };
@@ -264,20 +264,20 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>, settings: &Settings) 
         None => match crate::billing::amsterdam() {
             Ok(tz) => Month::of(now, &tz),
             Err(e) => {
-                eprintln!("regie diff: {e}");
+                say!("regie diff: {e}");
                 return ExitCode::from(1);
             }
         },
         Some(p) => match Period::parse(p) {
             Ok(Period::Month(m)) => m,
             Ok(other) => {
-                eprintln!(
+                say!(
                     "regie diff: --period {other}: the price change is monthly; give a month (YYYY-MM)"
                 );
                 return ExitCode::from(1);
             }
             Err(e) => {
-                eprintln!("regie diff: --period: {e}");
+                say!("regie diff: --period: {e}");
                 return ExitCode::from(1);
             }
         },
@@ -293,7 +293,7 @@ pub fn run(base: &Path, head: &Path, period: Option<&str>, settings: &Settings) 
         }
         Err(problems) => {
             for p in problems {
-                eprintln!("{p}");
+                say!("{p}");
             }
             ExitCode::from(1)
         }

@@ -6,6 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `eprintln!` that gives up quietly when stderr is closed or failing (`regie bill 2>&1 | head
+/// -c1`): `eprintln!` panics then, and a panic's exit status says nothing of the input.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod bill;
 pub mod crds;
 pub mod diff;
@@ -136,14 +145,14 @@ pub fn run(cli: Cli) -> ExitCode {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("regie run: cannot start the async runtime: {e}");
+                    say!("regie run: cannot start the async runtime: {e}");
                     return ExitCode::from(1);
                 }
             };
             match runtime.block_on(crate::runtime::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("regie run: {e:#}");
+                    say!("regie run: {e:#}");
                     ExitCode::from(1)
                 }
             }
@@ -201,13 +210,19 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Writes command output to stdout. A closed pipe (`regie render | head`) ends the program
 /// quietly instead of panicking, as a Unix tool should.
 pub fn emit(text: &str) {
+    emit_or_exit(text, 0);
+}
+
+/// [`emit`], ending the program with `status` when the pipe is closed: output that is a
+/// verdict (`regie validate`'s problems) keeps it when the reader stops early.
+pub fn emit_or_exit(text: &str, status: i32) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            std::process::exit(status);
         }
-        eprintln!("regie: cannot write output: {e}");
+        say!("regie: cannot write output: {e}");
         std::process::exit(1);
     }
 }
@@ -215,7 +230,7 @@ pub fn emit(text: &str) {
 /// Prints problems to stderr, one per line, and returns exit code 1.
 pub(crate) fn fail_with(problems: &[crate::input::Problem]) -> ExitCode {
     for p in problems {
-        eprintln!("{p}");
+        say!("{p}");
     }
     ExitCode::from(1)
 }

@@ -62,7 +62,7 @@ pub fn run(paths: &[PathBuf], format: RulesFormat) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("regie rules: cannot write YAML: {e}");
+            say!("regie rules: cannot write YAML: {e}");
             ExitCode::from(1)
         }
     }

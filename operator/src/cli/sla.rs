@@ -15,7 +15,7 @@ use regie_crds::SlaReport;
 
 fn fail(lines: &[String]) -> ExitCode {
     for l in lines {
-        eprintln!("{l}");
+        say!("{l}");
     }
     ExitCode::from(1)
 }
@@ -64,8 +64,11 @@ pub fn run(
 /// Prints the SlaReports of one period found in `paths`.
 fn stored(paths: &[PathBuf], period: Option<&str>, format: SlaFormat) -> ExitCode {
     let loaded = input::load(paths);
-    if !loaded.problems.is_empty() {
-        return super::fail_with(&loaded.problems);
+    let mut problems = loaded.problems.clone();
+    problems.extend(Inventory::new(loaded.objects.clone()).report_periods());
+    if !problems.is_empty() {
+        problems.sort();
+        return super::fail_with(&problems);
     }
     let reports: Vec<(String, &SlaReport)> = loaded
         .objects

@@ -33,13 +33,13 @@ pub fn check_with(
 pub fn run(paths: &[PathBuf], allowed_namespaces: &[String]) -> ExitCode {
     let (problems, count) = check_with(paths, allowed_namespaces);
     if problems.is_empty() {
-        eprintln!("{count} objects valid");
+        say!("{count} objects valid");
         ExitCode::SUCCESS
     } else {
         for p in &problems {
-            super::emit(&format!("{p}\n"));
+            super::emit_or_exit(&format!("{p}\n"), 1);
         }
-        eprintln!("{} problems in {count} objects", problems.len());
+        say!("{} problems in {count} objects", problems.len());
         ExitCode::from(1)
     }
 }

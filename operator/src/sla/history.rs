@@ -34,7 +34,7 @@ pub fn periods_at(tier: &Tier, at: Timestamp) -> OpenPeriods {
 
 /// Whether a component of `tier` is reported in `period`: every month, and the week or day of
 /// its KPI cadence.
-fn reports(tier: &Tier, period: Period) -> bool {
+pub fn reports(tier: &Tier, period: Period) -> bool {
     match period {
         Period::Month { .. } => true,
         Period::Week { .. } => tier.kpi_report == KpiCadence::Weekly,

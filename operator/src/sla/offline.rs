@@ -214,6 +214,22 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
     if extra > 0 {
         errors.push(format!("{file}: {extra} more bad rows not shown"));
     }
+    // Two samples of one instant that disagree: which one counts would be the row order's
+    // choice, an hour of downtime or none.
+    for ((tenant, component), probed) in &out {
+        let mut at: Vec<&Sample> = probed.samples.iter().collect();
+        at.sort_by_key(|s| (s.at, s.success));
+        for w in at.windows(2) {
+            if w[0].at == w[1].at && w[0].success != w[1].success {
+                errors.push(format!(
+                    "{file}: tenant {tenant:?} component {component:?}: two samples at {} disagree \
+                     (true and false)",
+                    w[0].at
+                ));
+                break;
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -272,6 +288,11 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
             let mut parts = Vec::new();
             for (k, (start, part_level)) in changes.iter().enumerate() {
                 let part_tier = tier_of(part_level)?;
+                // A level that does not report at the period's cadence gets no entry there,
+                // as in the operator's reports (gold for a day of a silver component's week).
+                if !super::history::reports(part_tier, period) {
+                    continue;
+                }
                 let (whole, w) = window_of(part_level, part_tier)?;
                 let end = changes.get(k + 1).map_or(Timestamp::MAX, |(s, _)| *s);
                 let part = Interval::new((*start).max(whole.start), end.min(whole.end));
@@ -392,6 +413,30 @@ mod tests {
     }
 
     #[test]
+    fn samples_of_one_instant_that_disagree_are_refused() {
+        let agree = "time,tenant,component,success\n\
+                     2026-03-02T09:00:00+01:00,tholen,website,true\n\
+                     2026-03-02T08:00:00Z,tholen,website,true\n";
+        assert!(
+            read(agree).is_ok(),
+            "a sample recorded twice is no conflict"
+        );
+        let errs = read(
+            "time,tenant,component,success\n\
+             2026-03-02T09:00:00+01:00,tholen,website,true\n\
+             2026-03-02T08:00:00Z,tholen,website,false\n\
+             2026-03-02T10:00:00+01:00,tholen,website,true\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            vec![
+                "s.csv: tenant \"tholen\" component \"website\": two samples at 2026-03-02T08:00:00Z disagree (true and false)"
+            ]
+        );
+    }
+
+    #[test]
     fn many_bad_rows_are_capped() {
         let mut text = String::from("time,tenant,component,success\n");
         for _ in 0..30 {
@@ -489,6 +534,66 @@ mod tests {
             parts.into_iter().map(|p| (p.service_level, p.result)),
         );
         assert_eq!(entries.len(), 2);
+        for (live, offline) in entries.iter().zip(&website) {
+            assert_eq!(live, *offline);
+        }
+    }
+
+    /// docs/sla.md's case: silver → gold on Wednesday, back on Thursday; the week is reported
+    /// with silver's two parts and nothing of gold's, which does not report weeks — also when
+    /// gold's day missed its target (it made the week's verdict "not met").
+    #[test]
+    fn a_level_that_does_not_report_the_week_has_no_entry_in_it() {
+        use crate::sla::history::History;
+        use std::sync::Arc;
+        let inv = examples();
+        let rows = [
+            ("2026-03-09T07:00:00Z", true, "silver"),
+            ("2026-03-11T10:00:00Z", true, "gold"),
+            ("2026-03-11T12:00:00Z", false, "gold"),
+            ("2026-03-11T12:10:00Z", true, "gold"),
+            ("2026-03-12T10:00:00Z", true, "silver"),
+            ("2026-03-16T10:00:00Z", true, "silver"),
+        ];
+        let mut csv = String::from("time,tenant,component,success,serviceLevel\n");
+        for (at, ok, level) in rows {
+            csv.push_str(&format!("{at},tholen,website,{ok},{level}\n"));
+        }
+        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let week: Period = "2026-W11".parse().unwrap();
+        let report = build_report(&inv, week, &samples).unwrap();
+        let website: Vec<&ComponentReport> = (report.tenants.iter())
+            .filter(|t| t.tenant == "tholen")
+            .flat_map(|t| &t.components)
+            .filter(|c| c.component == "website")
+            .collect();
+        let levels: Vec<&str> = website.iter().map(|c| c.service_level.as_str()).collect();
+        assert_eq!(levels, ["silver", "silver"], "{website:?}");
+        let (gold, back): (Timestamp, Timestamp) = (
+            "2026-03-11T10:00:00Z".parse().unwrap(),
+            "2026-03-12T10:00:00Z".parse().unwrap(),
+        );
+        assert_eq!((website[0].from, website[0].to), (None, Some(gold)));
+        assert_eq!((website[1].from, website[1].to), (Some(back), None));
+        assert!(website.iter().all(|c| c.result.met));
+
+        let tiers = inv.tiers();
+        let mut live = History::new();
+        for (at, ok, level) in rows {
+            let sample = Sample {
+                at: at.parse().unwrap(),
+                success: ok,
+            };
+            live.observe(&Arc::new(tiers[level].clone()), sample);
+        }
+        let end = "2026-03-16T10:00:00Z".parse().unwrap();
+        let (bounds, parts) = live.figures(&tiers["silver"], week, end).unwrap();
+        let entries = ComponentReport::parts(
+            "website",
+            bounds,
+            parts.into_iter().map(|p| (p.service_level, p.result)),
+        );
+        assert_eq!(entries.len(), website.len());
         for (live, offline) in entries.iter().zip(&website) {
             assert_eq!(live, *offline);
         }

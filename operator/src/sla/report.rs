@@ -68,7 +68,8 @@ pub struct ComponentReport {
 impl ComponentReport {
     /// The entries of one component of a period with `bounds`, from its figures per level held,
     /// in time order (the last is the level held now, or at the period's end): each part but the
-    /// last ends where the next begins.
+    /// last ends where its figures end — where the next begins, or where a level that does not
+    /// report this period took over (gold's day in a silver component's week has no entry).
     pub fn parts(
         component: &str,
         bounds: Interval,
@@ -84,9 +85,9 @@ impl ComponentReport {
                 result,
             })
             .collect();
-        let ends: Vec<Option<Timestamp>> = out.iter().skip(1).map(|c| c.from).collect();
-        for (c, next_start) in out.iter_mut().zip(ends) {
-            c.to = next_start;
+        let last = out.len().saturating_sub(1);
+        for c in &mut out[..last] {
+            c.to = Some(c.result.period.end);
         }
         out
     }
