@@ -134,32 +134,77 @@ pub fn parse_month(s: &str) -> Result<(i16, i8), String> {
 }
 
 /// A container resource the API server takes: `cpu`, `memory`, `ephemeral-storage`,
-/// `hugepages-<size>`, or an extended resource named `domain/name`. Any other name (`memroy`)
-/// makes it refuse the whole Deployment, on every try.
+/// `hugepages-<size>` (a page size such as `2Mi`), or an extended resource named
+/// `domain/name` (a lowercase DNS subdomain with a dot, not Kubernetes's own, not beginning
+/// `requests.`; a name of at most 63 letters, digits, '-', '_' and '.' that begins and ends with
+/// a letter or digit). Any other name (`memroy`, `Example.COM/fpga`, `example.com/a/b`) makes
+/// it refuse the whole Deployment, on every try.
 fn check_resource_name(name: &str) -> Result<(), String> {
     let extended = name.split_once('/').is_some_and(|(domain, rest)| {
-        !domain.is_empty()
+        is_dns_subdomain(domain)
             && domain.contains('.')
-            && !rest.is_empty()
             && !domain.ends_with("kubernetes.io")
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/'))
+            && !domain.starts_with("requests.")
+            && !rest.is_empty()
+            && !rest.contains('/')
+            && is_label_value(rest)
     });
     match name {
         "cpu" | "memory" | "ephemeral-storage" => Ok(()),
-        n if n
-            .strip_prefix("hugepages-")
-            .is_some_and(|size| !size.is_empty()) =>
-        {
-            Ok(())
-        }
+        n if n.starts_with("hugepages-") => hugepage_size(n)
+            .map(|_| ())
+            .ok_or_else(|| format!("{name:?} is not hugepages-<page size>, e.g. hugepages-2Mi")),
         _ if extended => Ok(()),
         _ => Err(format!(
             "{name:?} is not a container resource: cpu, memory, ephemeral-storage, \
-             hugepages-<size>, or an extended resource named domain/name"
+             hugepages-<size>, or an extended resource named domain/name (a lowercase domain \
+             with a dot, a name of letters, digits, '-', '_' and '.')"
         )),
     }
+}
+
+/// The page size of a `hugepages-<size>` resource, when it is one.
+fn hugepage_size(resource: &str) -> Option<Decimal> {
+    let size = resource.strip_prefix("hugepages-")?;
+    quantity_value(size).filter(|s| *s > Decimal::ZERO && s.fract().is_zero())
+}
+
+/// Whether `s` is a DNS-1123 subdomain: what the name of a custom resource must be — at most
+/// 253 characters, dot-separated labels of lowercase letters, digits and '-'.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A namespace's name (`--allowed-namespaces`): a DNS label, at most 63 lowercase letters,
+/// digits and '-'.
+pub fn namespace_name(s: &str) -> Result<String, String> {
+    if is_dns_label(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} cannot name a namespace: at most 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// Whether `key` can be a label's key: an optional DNS subdomain prefix and '/', then a name of
+/// at most 63 letters, digits, '-', '_' and '.' that begins and ends with a letter or digit.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
 /// Whether `s` is a Kubernetes resource quantity of zero or more ("8", "250m", "1.5", "16Gi",
@@ -182,12 +227,21 @@ pub fn check_quantity(s: &str) -> Result<(), String> {
             .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
             .is_some_and(|exp| !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())),
     };
-    if well_formed && suffix_ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !(well_formed && suffix_ok) {
+        return Err(format!(
             "{s:?} is not a quantity of zero or more such as \"8\", \"250m\" or \"16Gi\""
-        ))
+        ));
+    }
+    // The API server cannot read an exponent beyond its integers, and rounds a quantity below
+    // its smallest unit up to that unit (a limit of 1e-30 CPUs becomes 1n, under any request).
+    match parse_quantity(s) {
+        None => Err(format!(
+            "{s:?} is beyond the quantities the API server takes (at most 28 digits, at least 1n)"
+        )),
+        Some(v) if !v.is_zero() && v < Decimal::new(1, 9) => Err(format!(
+            "{s:?} is below the smallest quantity, 1n (one billionth)"
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -196,6 +250,11 @@ pub fn check_quantity(s: &str) -> Result<(), String> {
 /// Exact, so that a request and a limit compare as the API server compares them.
 pub fn quantity_value(s: &str) -> Option<Decimal> {
     check_quantity(s).ok()?;
+    parse_quantity(s)
+}
+
+/// The value of a quantity whose form `check_quantity` has checked.
+fn parse_quantity(s: &str) -> Option<Decimal> {
     let number_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
         .unwrap_or(s.len());
@@ -282,6 +341,11 @@ pub const SYSTEM_PREFIX: &str = "system:";
 /// packages can overflow the counts billing multiplies by prices.
 pub const MAX_ACCOUNTS: i64 = 10_000_000;
 
+/// The most replicas a component may ask for: more is a mistake, not a municipality's web
+/// site, and every pod past the tenant's quota is a creation the API server refuses, again
+/// and again.
+pub const MAX_REPLICAS: i32 = 1000;
+
 /// The longest notice period a PriceList may ask: ten years. Pricing walks the months a notice
 /// reaches back over, for every tenant at every pass.
 pub const MAX_NOTICE_DAYS: u64 = 3_650;
@@ -348,7 +412,7 @@ pub fn tenant(tenant: &Tenant, allowed_namespaces: &[String]) -> Vec<FieldError>
 
 /// Whether `s` can be a label value: at most 63 letters, digits, '-', '_' and '.', starting
 /// and ending with a letter or digit.
-fn is_label_value(s: &str) -> bool {
+pub fn is_label_value(s: &str) -> bool {
     s.len() <= 63
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -749,8 +813,11 @@ impl Validate for HostingComponentSpec {
                     format!("{:?} must start with /", h.health_path),
                 );
             }
-            if h.replicas.is_some_and(|r| r < 0) {
-                e.push("spec.hosted.replicas", "must be 0 or more");
+            if h.replicas.is_some_and(|r| !(0..=MAX_REPLICAS).contains(&r)) {
+                e.push(
+                    "spec.hosted.replicas",
+                    format!("must be 0 to {MAX_REPLICAS}"),
+                );
             }
             if let Some(r) = &h.resources {
                 for (part, amounts) in [("requests", &r.requests), ("limits", &r.limits)] {
@@ -795,6 +862,15 @@ impl Validate for HostingComponentSpec {
                             e.push(
                                 format!("spec.hosted.resources.{part}.{resource}"),
                                 format!("{value} must be a whole number of {resource}"),
+                            );
+                        }
+                        let pages = hugepage_size(resource)
+                            .zip(quantity_value(value))
+                            .is_none_or(|(size, v)| (v % size).is_zero());
+                        if !pages {
+                            e.push(
+                                format!("spec.hosted.resources.{part}.{resource}"),
+                                format!("{value} must be a whole number of pages of {resource}"),
                             );
                         }
                     }
@@ -1262,6 +1338,77 @@ mod tests {
         );
         assert!(errors[0].message.contains("needs a limit equal to it"));
         assert!(errors[2].message.contains("whole number"));
+    }
+
+    /// Names and amounts the API server refuses in a Deployment, on every reconcile.
+    #[test]
+    fn resource_names_and_amounts_are_what_the_api_server_takes() {
+        for bad in [
+            "Example.COM/fpga",
+            "example.com/a/b",
+            "requests.example.com/gpu",
+            "example.com/-gpu",
+            "example..com/x",
+            "hugepages-foo",
+            "hugepages-",
+            "kubernetes.io/x",
+        ] {
+            assert!(check_resource_name(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "cpu",
+            "hugepages-2Mi",
+            "hugepages-1Gi",
+            "example.com/gpu",
+            "nvidia.com/gpu",
+        ] {
+            assert_eq!(check_resource_name(ok), Ok(()), "{ok}");
+        }
+        let spec: HostingComponentSpec = serde_yaml::from_str(
+            "class: applicationHosting\nhosted: {image: x, port: 8080, healthPath: /, replicas: 1001, resources: {requests: {hugepages-2Mi: 3Mi, memory: 1e29, cpu: 1e-30}, limits: {hugepages-2Mi: 3Mi, memory: \"1e99999999999999999999\"}}}\n",
+        )
+        .expect("spec");
+        let errors = spec.validate();
+        assert_eq!(
+            paths(&errors),
+            [
+                "spec.hosted.replicas",
+                "spec.hosted.resources.requests.cpu",
+                "spec.hosted.resources.requests.memory",
+                "spec.hosted.resources.limits.memory",
+                "spec.hosted.resources.requests.hugepages-2Mi",
+                "spec.hosted.resources.limits.hugepages-2Mi",
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].message.contains("beyond the quantities"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[4].message.contains("whole number of pages"),
+            "{errors:?}"
+        );
+        assert_eq!(
+            check_quantity("1e-10"),
+            Err("\"1e-10\" is below the smallest quantity, 1n (one billionth)".into())
+        );
+        assert_eq!(check_quantity("0"), Ok(()));
+        assert_eq!(check_quantity("1n"), Ok(()));
+    }
+
+    #[test]
+    fn names_and_labels_are_what_the_api_server_takes() {
+        assert!(namespace_name("monitoring").is_ok());
+        assert!(namespace_name(" monitoring").is_err());
+        assert!(is_dns_subdomain("tenant-a.b"));
+        assert!(!is_dns_subdomain("Web_Site"));
+        assert!(is_label_key("regie.dev/organisation"));
+        assert!(is_label_key("tier"));
+        assert!(!is_label_key("Bad Key"));
+        assert!(!is_label_key("Regie.dev/x"));
+        assert!(is_label_value("ict-wbw"));
+        assert!(!is_label_value("ICT WBW"));
     }
 
     #[test]

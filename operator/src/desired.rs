@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use regie_crds::{HostingComponent, Tenant};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -571,6 +572,95 @@ pub fn render(inv: &Inventory, settings: &Settings) -> BTreeMap<String, Vec<Chil
         out.insert(tenant.name_any(), children);
     }
     out
+}
+
+/// What a tenant's rendered children ask of its ResourceQuota beyond what it holds, one line
+/// per resource: every Deployment at its replicas plus a rolling update's surge (a quarter of
+/// them, rounded up: a tier change rolls them all at once). Beyond the quota the pods past it
+/// are refused by the API server, and a rollout with no room for its surge never ends.
+pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
+    use regie_crds::validate::quantity_value;
+    let hard = children
+        .iter()
+        .find(|c| c.kind == "ResourceQuota")
+        .and_then(|c| c.body.pointer("/spec/hard"));
+    let Some(hard) = hard else {
+        return Vec::new();
+    };
+    let value = |v: &Value| v.as_str().and_then(quantity_value);
+    // Each Deployment's pods, surge included, and their containers.
+    let workloads: Vec<(Decimal, &[Value])> = children
+        .iter()
+        .filter(|c| c.kind == "Deployment")
+        .filter_map(|d| {
+            let replicas = d.body.pointer("/spec/replicas").and_then(Value::as_i64)?;
+            let containers = d
+                .body
+                .pointer("/spec/template/spec/containers")?
+                .as_array()?;
+            Some((
+                Decimal::from(replicas + (replicas + 3) / 4),
+                &containers[..],
+            ))
+        })
+        .collect();
+    let asked = |pointer: &str| -> Option<Decimal> {
+        workloads
+            .iter()
+            .try_fold(Decimal::ZERO, |total, (pods, containers)| {
+                let per_pod = containers.iter().try_fold(Decimal::ZERO, |sum, c| {
+                    match c.pointer(pointer) {
+                        Some(v) => sum.checked_add(value(v)?),
+                        None => Some(sum),
+                    }
+                })?;
+                total.checked_add(per_pod.checked_mul(*pods)?)
+            })
+    };
+    let mut out = Vec::new();
+    let pods = workloads.iter().map(|(pods, _)| *pods).sum();
+    for (quota, total, what) in [
+        (
+            "requests.cpu",
+            asked("/resources/requests/cpu"),
+            "CPU requests",
+        ),
+        (
+            "requests.memory",
+            asked("/resources/requests/memory"),
+            "memory requests",
+        ),
+        (
+            "limits.memory",
+            asked("/resources/limits/memory"),
+            "memory limits",
+        ),
+        ("pods", Some(pods), "pods"),
+    ] {
+        let (Some(held), Some(total)) = (hard.get(quota).and_then(value), total) else {
+            continue;
+        };
+        if total > held {
+            out.push(format!(
+                "{quota} {} is less than the components' {what} with a rolling update's \
+                 surge, {}",
+                hard[quota].as_str().unwrap_or_default(),
+                in_binary_units(total)
+            ));
+        }
+    }
+    out
+}
+
+/// `v` in the largest binary unit it is a whole number of (`24Gi`), else as it is.
+fn in_binary_units(v: Decimal) -> String {
+    for (unit, power) in [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+        let size = Decimal::from(1u64 << power);
+        if v >= size && (v % size).is_zero() {
+            return format!("{}{unit}", (v / size).normalize());
+        }
+    }
+    v.normalize().to_string()
 }
 
 #[cfg(test)]

@@ -432,6 +432,8 @@ impl Inventory {
             }
         }
         out.extend(self.pool_allocations());
+        out.extend(self.metadata_checks());
+        out.extend(self.quota_fits());
         out.extend(self.price_list_starts());
         out.extend(self.ledger_counts());
         out.extend(self.report_checks());
@@ -451,6 +453,96 @@ impl Inventory {
 }
 
 impl Inventory {
+    /// Every object's name and labels as the API server checks them: a name that is no DNS
+    /// subdomain (`Web_Site`) or a label that is no label (`ICT WBW`) passed `regie validate`,
+    /// the pull request's gate, and failed the sync to the cluster.
+    fn metadata_checks(&self) -> Vec<Problem> {
+        fn metas<'a, K: kube::Resource>(
+            kind: &'static str,
+            objects: &'a [Sourced<K>],
+        ) -> impl Iterator<Item = (&'static str, &'a Source, &'a kube::api::ObjectMeta)> + 'a
+        {
+            objects
+                .iter()
+                .map(move |o| (kind, &o.source, o.object.meta()))
+        }
+        let all = metas("ServiceLevel", &self.levels)
+            .chain(metas("Tenant", &self.tenants))
+            .chain(metas("WorkplacePackage", &self.packages))
+            .chain(metas("HostingComponent", &self.components))
+            .chain(metas("PriceList", &self.price_lists))
+            .chain(metas("CostPool", &self.pools))
+            .chain(metas("ServiceOrder", &self.orders))
+            .chain(metas("Usage", &self.usages))
+            .chain(metas("SlaReport", &self.reports));
+        let mut out = Vec::new();
+        for (kind, source, meta) in all {
+            let name = meta.name.as_deref().unwrap_or_default();
+            let object = ident(kind, meta.namespace.as_deref(), name);
+            let mut problem = |field: String, message: String| {
+                out.push(Problem {
+                    file: source.to_string(),
+                    object: object.clone(),
+                    field,
+                    message,
+                });
+            };
+            if !regie_crds::validate::is_dns_subdomain(name) {
+                problem(
+                    "metadata.name".into(),
+                    format!(
+                        "{name:?} cannot name a {kind}: at most 253 lowercase letters, digits, \
+                         '-' and '.'"
+                    ),
+                );
+            }
+            for (key, value) in meta.labels.iter().flatten() {
+                if !regie_crds::validate::is_label_key(key) {
+                    problem(
+                        format!("metadata.labels.{key}"),
+                        "is no label key: an optional DNS subdomain and '/', then at most 63 \
+                         letters, digits, '-', '_' and '.', starting and ending with a letter \
+                         or digit"
+                            .into(),
+                    );
+                } else if !regie_crds::validate::is_label_value(value) {
+                    problem(
+                        format!("metadata.labels.{key}"),
+                        format!(
+                            "{value:?} is no label value: at most 63 letters, digits, '-', '_' \
+                             and '.', starting and ending with a letter or digit"
+                        ),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Each tenant's quota holds its components' pods, a rolling update's surge included
+    /// ([`crate::desired::quota_shortfalls`] over what `regie render` makes): a pod past the
+    /// quota is refused by the API server, and a rollout without room for its surge never ends.
+    fn quota_fits(&self) -> Vec<Problem> {
+        let settings = crate::desired::Settings::default();
+        let rendered = crate::desired::render(self, &settings);
+        let mut out = Vec::new();
+        for t in &self.tenants {
+            let name = t.object.name_any();
+            let Some(children) = rendered.get(&name) else {
+                continue;
+            };
+            for message in crate::desired::quota_shortfalls(children) {
+                out.push(Problem {
+                    file: t.source.to_string(),
+                    object: ident("Tenant", None, &name),
+                    field: "spec.quota".into(),
+                    message,
+                });
+            }
+        }
+        out
+    }
+
     /// Two PriceLists that take effect at the same instant: neither supersedes the other, and
     /// pricing refuses every invoice (so `regie validate` refuses them first).
     fn price_list_starts(&self) -> Vec<Problem> {

@@ -61,6 +61,12 @@ pub fn tenant_role(role: &str) -> Result<String, String> {
     if role.is_empty() {
         return Err("must name a ClusterRole, e.g. edit".into());
     }
+    // It names the RoleBinding too (`regie-tenant-<role>`), which must be a path segment.
+    if role.contains(['/', '%']) || role == "." || role == ".." {
+        return Err(format!(
+            "{role:?} cannot name a ClusterRole: no '/' or '%', not '.' or '..'"
+        ));
+    }
     if role == "cluster-admin" || role == "admin" || role.starts_with("system:") {
         return Err(format!(
             "{role:?} would let a tenant's groups change their namespace itself (its Pod Security \
@@ -158,7 +164,14 @@ mod tests {
 
     #[test]
     fn tenant_roles_that_reach_beyond_the_namespace_are_refused() {
-        for bad in ["cluster-admin", "admin", "system:aggregate-to-edit", ""] {
+        for bad in [
+            "cluster-admin",
+            "admin",
+            "system:aggregate-to-edit",
+            "",
+            "edit/x%",
+            "..",
+        ] {
             assert!(tenant_role(bad).is_err(), "{bad}");
         }
         for ok in ["edit", "view", "regie-tenant"] {

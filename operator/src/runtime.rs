@@ -80,7 +80,8 @@ pub struct SettingsArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "regie-system,monitoring,ingress-nginx"
+        default_value = "regie-system,monitoring,ingress-nginx",
+        value_parser = regie_crds::validate::namespace_name
     )]
     pub allowed_namespaces: Vec<String>,
     /// ClusterRole bound to each tenant's groups in its namespace; never

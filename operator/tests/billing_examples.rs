@@ -417,3 +417,60 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A cost pool that cannot be allocated over the tenants it selects at runtime (the controller
+/// bills Tenants no `regie validate` saw together with the pool): its members are not billed,
+/// and say why; every other tenant is billed as before. It failed the pass for every tenant.
+#[test]
+fn a_pool_that_cannot_be_allocated_leaves_only_its_members_unbilled() {
+    use regie::billing::engine::{Record, bill_each, from_inventory};
+    use regie::billing::period::Period;
+    use regie::billing::proration::Calendar;
+    let loaded = regie::input::load(&example_paths());
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let mut inv = regie::inventory::Inventory::new(loaded.objects);
+    for t in &mut inv.tenants {
+        if ["roosendaal", "tholen"].contains(&t.object.metadata.name.as_deref().unwrap()) {
+            t.object
+                .metadata
+                .labels
+                .get_or_insert_default()
+                .insert("pool".into(), "lab".into());
+        }
+    }
+    let lab: regie_crds::CostPool = serde_yaml::from_str(
+        "apiVersion: regie.dev/v1alpha1\nkind: CostPool\nmetadata: {name: lab}\nspec: {amount: \"1000.00\", from: \"2026-01-01\", until: \"2026-12-31\", allocation: fixedShares, shares: {tholen: \"1\"}, tenantSelector: {matchLabels: {pool: lab}}}\n",
+    )
+    .unwrap();
+    inv.pools.push(regie::inventory::Sourced {
+        source: regie::input::Source {
+            file: "lab.yaml".into(),
+            document: 1,
+        },
+        object: lab,
+    });
+    let cal = Calendar::new(regie::billing::amsterdam().unwrap());
+    let (cat, tenants) = from_inventory(&inv, cal).unwrap();
+    let billed = bill_each(
+        &cat,
+        &tenants,
+        &Default::default(),
+        Period::parse("2026-03").unwrap(),
+        "2026-06-01T00:00:00Z".parse().unwrap(),
+        Record::Files,
+    )
+    .expect("the others are billed");
+    let unbilled: Vec<&str> = billed.unbilled.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(unbilled, ["roosendaal", "tholen"]);
+    assert!(
+        billed.unbilled[0]
+            .1
+            .to_string()
+            .starts_with("CostPool/lab: "),
+        "{:?}",
+        billed.unbilled
+    );
+    let mut invoiced: Vec<&str> = billed.invoices.iter().map(|i| i.tenant.as_str()).collect();
+    invoiced.dedup();
+    assert_eq!(invoiced, ["etten-leur", "moerdijk", "werkplein"]);
+}

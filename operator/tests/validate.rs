@@ -347,3 +347,56 @@ fn two_price_lists_taking_effect_together_are_refused() {
         "{p}"
     );
 }
+
+#[test]
+fn components_beyond_their_tenants_quota_are_refused() {
+    let tenant = "apiVersion: regie.dev/v1alpha1\nkind: Tenant\nmetadata: {name: bergen}\nspec: {displayName: Bergen op Zoom, serviceLevel: silver, membership: {joined: \"2026-01-01\"}}\n---\n";
+    let component = |requests: &str| {
+        format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: web, namespace: tenant-bergen}}\nspec: {{class: applicationHosting, hosted: {{image: web, port: 8080, healthPath: /, resources: {{requests: {requests}}}}}}}\n"
+        )
+    };
+    // Two silver replicas of 2 CPUs and 4Gi, and one more in a rollout: 6 CPUs, 12Gi of the
+    // default 8 and 16Gi.
+    assert_eq!(
+        problems_with(&format!(
+            "{tenant}{}",
+            component("{cpu: \"2\", memory: 4Gi}")
+        )),
+        Vec::<String>::new()
+    );
+    // Of 4 CPUs and 8Gi: the first two fill the quota, a rollout never ends.
+    assert_eq!(
+        problems_with(&format!(
+            "{tenant}{}",
+            component("{cpu: \"4\", memory: 8Gi}")
+        )),
+        [
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: limits.memory 16Gi is less than the components' memory limits with a rolling update's surge, 24Gi",
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.cpu 8 is less than the components' CPU requests with a rolling update's surge, 12",
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.memory 16Gi is less than the components' memory requests with a rolling update's surge, 24Gi",
+        ]
+    );
+}
+
+#[test]
+fn names_and_labels_the_api_server_refuses_are_refused() {
+    let p = problems_with(
+        "apiVersion: regie.dev/v1alpha1\nkind: WorkplacePackage\nmetadata: {name: Std Pkg, namespace: tenant-tholen, labels: {\"Bad Key\": x, team: ICT WBW}}\nspec: {profile: standard, accounts: 3}\n",
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].contains(
+            "WorkplacePackage/tenant-tholen/Std Pkg: metadata.labels.Bad Key: is no label key"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        p[1].contains("metadata.labels.team: \"ICT WBW\" is no label value"),
+        "{p:#?}"
+    );
+    assert!(
+        p[2].contains("metadata.name: \"Std Pkg\" cannot name a WorkplacePackage"),
+        "{p:#?}"
+    );
+}

@@ -447,11 +447,11 @@ pub fn member_of(t: &TenantInput) -> Member {
     }
 }
 
-/// Pool instalments per tenant, with the pool they come from.
-fn pool_instalments(
-    cat: &Catalogue,
-    tenants: &[TenantInput],
-) -> Result<BTreeMap<String, Vec<(usize, Instalment)>>, BillingError> {
+/// Pool instalments per tenant, with the pool they come from; and the tenants of a pool that
+/// cannot be allocated (a member's data at runtime, such as its weights), with why: they cannot
+/// be billed, the others can. A pool that fails and selects nobody fails the whole, as nobody
+/// else would be told.
+fn pool_instalments(cat: &Catalogue, tenants: &[TenantInput]) -> Result<PoolPlans, BillingError> {
     let mut members: Vec<Member> = tenants.iter().map(member_of).collect();
     // A departed tenant that is a tenant again (made anew under its name) is that tenant.
     members.extend(
@@ -460,15 +460,43 @@ fn pool_instalments(
             .filter(|d| !tenants.iter().any(|t| t.name == d.tenant))
             .cloned(),
     );
-    let mut out: BTreeMap<String, Vec<(usize, Instalment)>> = BTreeMap::new();
+    let mut out = PoolPlans::default();
     for (i, pool) in cat.pools.iter().enumerate() {
-        for (tenant, plan) in pool.schedule(&members)? {
-            out.entry(tenant)
+        let schedule = match pool.schedule(&members) {
+            Ok(schedule) => schedule,
+            Err(e) => {
+                let selected: Vec<&TenantInput> = tenants
+                    .iter()
+                    .filter(|t| {
+                        super::pools::selects(pool.selector.as_ref(), &t.labels).unwrap_or(true)
+                    })
+                    .collect();
+                if selected.is_empty() {
+                    return Err(e);
+                }
+                for t in selected {
+                    out.failed
+                        .entry(t.name.clone())
+                        .or_insert_with(|| e.clone());
+                }
+                continue;
+            }
+        };
+        for (tenant, plan) in schedule {
+            out.instalments
+                .entry(tenant)
                 .or_default()
                 .extend(plan.into_iter().map(|inst| (i, inst)));
         }
     }
     Ok(out)
+}
+
+/// See [`pool_instalments`].
+#[derive(Default)]
+struct PoolPlans {
+    instalments: BTreeMap<String, Vec<(usize, Instalment)>>,
+    failed: BTreeMap<String, BillingError>,
 }
 
 /// Invoices of every tenant for `period`, seen at `now` (draft while a period is open).
@@ -508,7 +536,8 @@ pub struct Billed {
 }
 
 /// [`bill_from`], tenant by tenant: one tenant that cannot be billed leaves the others' bills
-/// as they are. What all share (the price lists' periods, cost pools) still fails the whole.
+/// as they are, and so do the members of a cost pool that cannot be allocated. What all share
+/// (the price lists' periods) still fails the whole.
 pub fn bill_each(
     cat: &Catalogue,
     tenants: &[TenantInput],
@@ -574,7 +603,7 @@ pub fn bill_each(
 struct Ctx<'a> {
     cat: &'a Catalogue,
     credits: &'a Credits,
-    pools: &'a BTreeMap<String, Vec<(usize, Instalment)>>,
+    pools: &'a PoolPlans,
     months: &'a [Month],
     period: Period,
     now: Timestamp,
@@ -588,6 +617,10 @@ fn bill_tenants(ctx: &Ctx, tenants: &[TenantInput]) -> Result<Billed, BillingErr
         unbilled: Vec::new(),
     };
     for t in tenants {
+        if let Some(e) = ctx.pools.failed.get(&t.name) {
+            billed.unbilled.push((t.name.clone(), e.clone()));
+            continue;
+        }
         let first = billed.invoices.len();
         if let Err(e) = bill_tenant(ctx, t, &mut billed.invoices) {
             billed.invoices.truncate(first);
@@ -634,7 +667,7 @@ fn bill_tenant(
         })?;
     for ((bp, (from, to)), mut lines) in periods.into_iter().zip(bounds).zip(priced) {
         lines.extend(order_lines(cat, t, &spans, bp)?);
-        for (pi, inst) in pools.get(&t.name).into_iter().flatten() {
+        for (pi, inst) in pools.instalments.get(&t.name).into_iter().flatten() {
             if !bp.contains_date(inst.due) {
                 continue;
             }

@@ -545,7 +545,7 @@ async fn follow<K: TenantKind + Split>(
         let live = started.load(std::sync::atomic::Ordering::Acquire);
         changes.see(&ev, live, || cache.namespaces());
         filler.handle(ev, |o, key| Kept::keyed(slimmed(o), key));
-        let (touched, looked_at) = changes.take();
+        let (touched, looked_at) = changes.take(|| cache.namespaces());
         if touched.is_empty() && looked_at.is_empty() {
             continue;
         }
@@ -590,9 +590,20 @@ async fn follow<K: TenantKind + Split>(
 struct Changes<K> {
     touched: Vec<(K, bool)>,
     looked_at: std::collections::BTreeSet<String>,
-    /// During a re-list after the start: the namespaces the cache held before it, and what it
-    /// listed so far.
-    relist: Option<(std::collections::BTreeSet<String>, Vec<K>)>,
+    /// During a re-list: the namespaces the cache held before it, and what it listed so far —
+    /// kept only when it began after the start.
+    relist: Option<Relist<K>>,
+    /// A re-list that began before the start ended after it: what it listed was not kept (the
+    /// first list of all is such a re-list, before the first full reconcile), and that full
+    /// reconcile read the cache from before it; every namespace the cache holds once it is
+    /// filled is looked at.
+    look_at_all: bool,
+}
+
+struct Relist<K> {
+    before: std::collections::BTreeSet<String>,
+    listed: Vec<K>,
+    began_live: bool,
 }
 
 impl<K> Default for Changes<K> {
@@ -601,6 +612,7 @@ impl<K> Default for Changes<K> {
             touched: Vec::new(),
             looked_at: Default::default(),
             relist: None,
+            look_at_all: false,
         }
     }
 }
@@ -615,26 +627,41 @@ impl<K: Clone> Changes<K> {
         cached_namespaces: impl FnOnce() -> std::collections::BTreeSet<String>,
     ) {
         match ev {
-            _ if !live => {}
-            Event::Apply(o) => self.touched.push((o.clone(), false)),
-            Event::Delete(o) => self.touched.push((o.clone(), true)),
-            Event::Init => self.relist = Some((cached_namespaces(), Vec::new())),
+            Event::Init => {
+                self.relist = Some(Relist {
+                    before: cached_namespaces(),
+                    listed: Vec::new(),
+                    began_live: live,
+                });
+            }
             Event::InitApply(o) => {
-                if let Some((_, listed)) = self.relist.as_mut() {
-                    listed.push(o.clone());
+                if let Some(relist) = self.relist.as_mut().filter(|r| r.began_live) {
+                    relist.listed.push(o.clone());
                 }
             }
             Event::InitDone => {
-                if let Some((before, listed)) = self.relist.take() {
-                    self.looked_at = before;
-                    self.touched.extend(listed.into_iter().map(|o| (o, false)));
+                if let Some(relist) = self.relist.take().filter(|_| live) {
+                    self.looked_at = relist.before;
+                    self.touched
+                        .extend(relist.listed.into_iter().map(|o| (o, false)));
+                    self.look_at_all |= !relist.began_live;
                 }
             }
+            _ if !live => {}
+            Event::Apply(o) => self.touched.push((o.clone(), false)),
+            Event::Delete(o) => self.touched.push((o.clone(), true)),
         }
     }
 
-    /// What to look at now (see [`Changes`]), emptied.
-    fn take(&mut self) -> (Vec<(K, bool)>, std::collections::BTreeSet<String>) {
+    /// What to look at now (see [`Changes`]), emptied; `cached_namespaces` the namespaces the
+    /// cache holds objects in now (asked after a re-list that began before the start).
+    fn take(
+        &mut self,
+        cached_namespaces: impl FnOnce() -> std::collections::BTreeSet<String>,
+    ) -> (Vec<(K, bool)>, std::collections::BTreeSet<String>) {
+        if std::mem::take(&mut self.look_at_all) {
+            self.looked_at.extend(cached_namespaces());
+        }
         (
             std::mem::take(&mut self.touched),
             std::mem::take(&mut self.looked_at),
@@ -992,22 +1019,48 @@ mod tests {
             ["tenant-a".to_string(), "tenant-gone".to_string()].into();
         // Before the start: nothing (the first full reconcile covers it).
         changes.see(&Event::Apply("early"), false, Default::default);
-        assert_eq!(changes.take(), (vec![], Default::default()));
+        assert_eq!(changes.take(Default::default), (vec![], Default::default()));
         // A change as it comes.
         changes.see(&Event::Apply("web"), true, Default::default);
         changes.see(&Event::Delete("db"), true, Default::default);
-        assert_eq!(changes.take().0, vec![("web", false), ("db", true)]);
+        assert_eq!(
+            changes.take(Default::default).0,
+            vec![("web", false), ("db", true)]
+        );
         // A re-list: nothing while it runs (the cache is not filled yet) ...
         changes.see(&Event::Init, true, || before.clone());
         changes.see(&Event::InitApply("web"), true, Default::default);
         changes.see(&Event::InitApply("new"), true, Default::default);
-        assert_eq!(changes.take(), (vec![], Default::default()));
+        assert_eq!(changes.take(Default::default), (vec![], Default::default()));
         // ... everything listed once it is done, and the namespaces held before it: an object
         // deleted meanwhile has no event of its own.
         changes.see(&Event::InitDone, true, Default::default);
-        let (touched, looked_at) = changes.take();
+        let (touched, looked_at) = changes.take(Default::default);
         assert_eq!(touched, vec![("web", false), ("new", false)]);
         assert_eq!(looked_at, before);
-        assert_eq!(changes.take(), (vec![], Default::default()));
+        assert_eq!(changes.take(Default::default), (vec![], Default::default()));
+    }
+
+    /// The watch fell back to a re-list just before the first full reconcile, which then read
+    /// the cache from before it; the re-list ends after: every namespace is looked at.
+    #[test]
+    fn a_relist_across_the_start_looks_at_every_namespace() {
+        let mut changes: Changes<&'static str> = Changes::default();
+        let ns = |names: &[&str]| -> std::collections::BTreeSet<String> {
+            names.iter().map(|n| n.to_string()).collect()
+        };
+        // The first list, all before the start: nothing.
+        changes.see(&Event::Init, false, Default::default);
+        changes.see(&Event::InitApply("web"), false, Default::default);
+        changes.see(&Event::InitDone, false, Default::default);
+        assert_eq!(changes.take(|| ns(&["tenant-a"])), (vec![], ns(&[])));
+        // A re-list begun before the start, done after it.
+        changes.see(&Event::Init, false, || ns(&["tenant-a", "tenant-gone"]));
+        changes.see(&Event::InitApply("web"), true, Default::default);
+        changes.see(&Event::InitDone, true, Default::default);
+        let (touched, looked_at) = changes.take(|| ns(&["tenant-a", "tenant-new"]));
+        assert_eq!(touched, vec![], "a half list: its namespaces stand for it");
+        assert_eq!(looked_at, ns(&["tenant-a", "tenant-gone", "tenant-new"]));
+        assert_eq!(changes.take(|| ns(&["tenant-a"])), (vec![], ns(&[])));
     }
 }
