@@ -342,7 +342,7 @@ pub struct Hosted {
     pub health_path: String,
     /// Replicas wished for; the tier's `minReplicas` is the floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
