@@ -57,6 +57,23 @@ pub struct Sourced<T> {
     pub object: T,
 }
 
+impl<T: kube::Resource> Sourced<T> {
+    /// A problem with field `field` of this object, of kind `kind`.
+    fn problem(&self, kind: &str, field: &str, message: String) -> Problem {
+        let meta = self.object.meta();
+        Problem {
+            file: self.source.to_string(),
+            object: ident(
+                kind,
+                meta.namespace.as_deref(),
+                meta.name.as_deref().unwrap_or_default(),
+            ),
+            field: field.into(),
+            message,
+        }
+    }
+}
+
 /// Every regie object of a repository, by kind.
 #[derive(Clone, Debug, Default)]
 pub struct Inventory {
@@ -625,13 +642,7 @@ impl Inventory {
         }
         for r in &self.reports {
             let spec = &r.object.spec;
-            let id = ident("SlaReport", None, &r.object.name_any());
-            let problem = |field: &str, message: String| Problem {
-                file: r.source.to_string(),
-                object: id.clone(),
-                field: field.into(),
-                message,
-            };
+            let problem = |field: &str, message| r.problem("SlaReport", field, message);
             let Some(tenant) = self
                 .tenants
                 .iter()
@@ -684,13 +695,7 @@ impl Inventory {
         let mut periods: BTreeMap<(&str, &str), &Sourced<SlaReport>> = BTreeMap::new();
         for r in &self.reports {
             let spec = &r.object.spec;
-            let id = ident("SlaReport", None, &r.object.name_any());
-            let problem = |field: &str, message: String| Problem {
-                file: r.source.to_string(),
-                object: id.clone(),
-                field: field.into(),
-                message,
-            };
+            let problem = |field: &str, message| r.problem("SlaReport", field, message);
             if !is_report_period(&spec.period) {
                 out.push(problem(
                     "spec.period",
