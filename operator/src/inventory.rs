@@ -740,7 +740,7 @@ fn is_report_period(period: &str) -> bool {
 
 impl Inventory {
     /// Each CostPool allocated over the tenants as billing allocates it
-    /// ([`Pool::allocate`](crate::billing::pools::Pool::allocate), the very same code), so that
+    /// ([`Pool::schedule`](crate::billing::pools::Pool::schedule), the very same code), so that
     /// a selector that picks no member, a `fixedShares` pool without a share for a tenant it
     /// selects, or weights that add up to zero (`perInhabitant` over tenants of 0 inhabitants)
     /// fail `regie validate` instead of only `regie bill`. A pool or tenant whose own fields are
@@ -788,7 +788,9 @@ impl Inventory {
             let Ok(pool) = Pool::from_object(&p.object) else {
                 continue;
             };
-            let Err(e) = pool.allocate(&members) else {
+            // Its instalments, as billing works them out: the split of each instalment day
+            // may fail where the whole period's does not.
+            let Err(e) = pool.schedule(&members) else {
                 continue;
             };
             // Billing's message is `CostPool/<name>: <field> …` or `CostPool/<name>: <why>`;

@@ -68,9 +68,11 @@ pub fn unknown_fields(kind: &str, document: &Value) -> Vec<String> {
     out
 }
 
-/// The fields of ObjectMeta (`meta/v1`), which every kind's `metadata` has.
+/// The fields of ObjectMeta (`meta/v1`), which every kind's `metadata` has (`clusterName` in
+/// objects exported from servers before 1.24).
 const OBJECT_META: &[&str] = &[
     "annotations",
+    "clusterName",
     "creationTimestamp",
     "deletionGracePeriodSeconds",
     "deletionTimestamp",
