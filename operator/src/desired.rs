@@ -575,9 +575,11 @@ pub fn render(inv: &Inventory, settings: &Settings) -> BTreeMap<String, Vec<Chil
 }
 
 /// What a tenant's rendered children ask of its ResourceQuota beyond what it holds, one line
-/// per resource: every Deployment at its replicas plus a rolling update's surge (a quarter of
-/// them, rounded up: a tier change rolls them all at once). Beyond the quota the pods past it
-/// are refused by the API server, and a rollout with no room for its surge never ends.
+/// per resource: every Deployment at its replicas, and room for the one more pod a rolling
+/// update of one to three replicas needs (a quarter of them, rounded down, may be unavailable:
+/// none) — the largest such pod. Beyond the quota the pods past it are refused by the API
+/// server, and a rollout with no room for its next pod never ends; rollouts of several
+/// Deployments at once (a tier change) take turns as each frees its room.
 pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
     use regie_crds::validate::quantity_value;
     let hard = children
@@ -588,8 +590,8 @@ pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
         return Vec::new();
     };
     let value = |v: &Value| v.as_str().and_then(quantity_value);
-    // Each Deployment's pods, surge included, and their containers.
-    let workloads: Vec<(Decimal, &[Value])> = children
+    // Each Deployment's replicas, whether its rollout needs a pod more, and its containers.
+    let workloads: Vec<(Decimal, bool, &[Value])> = children
         .iter()
         .filter(|c| c.kind == "Deployment")
         .filter_map(|d| {
@@ -598,27 +600,34 @@ pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
                 .body
                 .pointer("/spec/template/spec/containers")?
                 .as_array()?;
-            Some((
-                Decimal::from(replicas + (replicas + 3) / 4),
-                &containers[..],
-            ))
+            let surges = (1..=3).contains(&replicas);
+            Some((Decimal::from(replicas), surges, &containers[..]))
         })
         .collect();
     let asked = |pointer: &str| -> Option<Decimal> {
-        workloads
-            .iter()
-            .try_fold(Decimal::ZERO, |total, (pods, containers)| {
-                let per_pod = containers.iter().try_fold(Decimal::ZERO, |sum, c| {
-                    match c.pointer(pointer) {
+        let mut total = Decimal::ZERO;
+        let mut surge = Decimal::ZERO;
+        for (replicas, surges, containers) in &workloads {
+            let per_pod =
+                containers
+                    .iter()
+                    .try_fold(Decimal::ZERO, |sum, c| match c.pointer(pointer) {
                         Some(v) => sum.checked_add(value(v)?),
                         None => Some(sum),
-                    }
-                })?;
-                total.checked_add(per_pod.checked_mul(*pods)?)
-            })
+                    })?;
+            total = total.checked_add(per_pod.checked_mul(*replicas)?)?;
+            if *surges {
+                surge = surge.max(per_pod);
+            }
+        }
+        total.checked_add(surge)
     };
     let mut out = Vec::new();
-    let pods = workloads.iter().map(|(pods, _)| *pods).sum();
+    let pods = workloads
+        .iter()
+        .map(|(replicas, _, _)| *replicas)
+        .sum::<Decimal>()
+        + Decimal::from(u8::from(workloads.iter().any(|(_, surges, _)| *surges)));
     for (quota, total, what) in [
         (
             "requests.cpu",
@@ -642,8 +651,8 @@ pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
         };
         if total > held {
             out.push(format!(
-                "{quota} {} is less than the components' {what} with a rolling update's \
-                 surge, {}",
+                "{quota} {} is less than the components' {what} with room for a rolling \
+                 update's next pod, {}",
                 hard[quota].as_str().unwrap_or_default(),
                 in_binary_units(total)
             ));

@@ -142,10 +142,13 @@ fn collect(
                 collect(&p, false, out, problems, seen);
             }
         }
-    } else if meta.is_file() {
+    } else if meta.is_file() || named {
+        // A path named on the command line is read whatever it is (`<(kustomize build …)`,
+        // `/dev/stdin`): that is what was asked.
         out.push(path.to_path_buf());
-    } else if named || is_yaml(path) {
-        // A pipe or a device would block or never end: only files are read.
+    } else if is_yaml(path) {
+        // A pipe or a device found in a directory would block or never end: only files are
+        // read there.
         problem("not a regular file".into());
     }
 }

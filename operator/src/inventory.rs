@@ -450,7 +450,6 @@ impl Inventory {
         }
         out.extend(self.pool_allocations());
         out.extend(self.metadata_checks());
-        out.extend(self.quota_fits());
         out.extend(self.price_list_starts());
         out.extend(self.ledger_counts());
         out.extend(self.report_checks());
@@ -536,10 +535,12 @@ impl Inventory {
         out
     }
 
-    /// Each tenant's quota holds its components' pods, a rolling update's surge included
+    /// Each tenant's quota holds its components' pods and a rolling update's next one
     /// ([`crate::desired::quota_shortfalls`] over what `regie render` makes): a pod past the
     /// quota is refused by the API server, and a rollout without room for its surge never ends.
-    fn quota_fits(&self) -> Vec<Problem> {
+    /// A question of capacity, asked by `regie validate` only: billing and SLA reports of a
+    /// repository do not depend on it.
+    pub fn quota_fits(&self) -> Vec<Problem> {
         let settings = crate::desired::Settings::default();
         let rendered = crate::desired::render(self, &settings);
         let mut out = Vec::new();
@@ -632,26 +633,28 @@ impl Inventory {
         out
     }
 
-    /// SlaReports read back for their credits: [`Inventory::report_periods`], and with tenants
-    /// in the input a credit is for a tenant and component of the input (a credit `regie bill`
-    /// finds no line for was lost without a word: a misspelt component).
+    /// SlaReports read back for their credits: see [`Inventory::report_periods`]; what a credit
+    /// names is checked where a bill takes it ([`Inventory::unclaimed_credits`]).
     fn report_checks(&self) -> Vec<Problem> {
-        let mut out = self.report_periods();
-        if self.tenants.is_empty() {
-            return out;
-        }
+        self.report_periods()
+    }
+
+    /// The credits of the monthly SlaReports of tenants in the input, for the months of
+    /// `months`, that name a component neither the tenant's files nor its ledgers have: a
+    /// credit the bill finds no line for (a misspelt component) was lost without a word.
+    /// Reports of tenants not in the input (offboarded, exported with the rest) and of other
+    /// months are not billed and not checked.
+    pub fn unclaimed_credits(&self, months: &[(i16, i8)]) -> Vec<Problem> {
+        let mut out = Vec::new();
         for r in &self.reports {
             let spec = &r.object.spec;
-            let problem = |field: &str, message| r.problem("SlaReport", field, message);
-            let Some(tenant) = self
+            let billed =
+                regie_crds::validate::parse_month(&spec.period).is_ok_and(|m| months.contains(&m));
+            let tenant = self
                 .tenants
                 .iter()
-                .find(|t| t.object.name_any() == spec.tenant)
-            else {
-                out.push(problem(
-                    "spec.tenant",
-                    format!("unknown Tenant {:?}", spec.tenant),
-                ));
+                .find(|t| t.object.name_any() == spec.tenant);
+            let (true, Some(tenant)) = (billed, tenant) else {
                 continue;
             };
             let known: BTreeSet<String> = self
@@ -666,18 +669,17 @@ impl Inventory {
                         .flat_map(|s| s.components.iter().map(|c| c.name.clone())),
                 )
                 .collect();
-            for (i, c) in r
-                .object
-                .status
-                .iter()
+            for (i, c) in (r.object.status.iter())
                 .flat_map(|s| &s.components)
                 .enumerate()
             {
-                if !known.contains(&c.component) {
-                    out.push(problem(
+                if c.credit_percent > 0 && !known.contains(&c.component) {
+                    out.push(r.problem(
+                        "SlaReport",
                         &format!("status.components[{i}].component"),
                         format!(
-                            "Tenant {} has no HostingComponent {:?} in the input",
+                            "a credit for Tenant {}'s HostingComponent {:?}, which the input \
+                             has neither in its files nor in its ledgers",
                             spec.tenant, c.component
                         ),
                     ));

@@ -302,11 +302,21 @@ fn sla_reports_read_back_count_once_and_name_what_they_credit() {
         one(&twice),
         "TMP/extra.yaml: SlaReport/tholen-march: spec.period: Tenant tholen has another report of 2026-03: SlaReport/tholen-2026-03 (TMP/extra.yaml); its credits would count twice"
     );
-    // A credit no line takes: lost without a word before.
-    assert_eq!(
-        one(&report("tholen-2026-03", "2026-03", "zaaksysteme")),
-        "TMP/extra.yaml: SlaReport/tholen-2026-03: status.components[0].component: Tenant tholen has no HostingComponent \"zaaksysteme\" in the input"
+    // A credit no line takes was lost without a word: the bill of its month refuses it (a
+    // report of another month, or of a tenant offboarded since, is not billed, not checked).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.yaml");
+    std::fs::write(&file, report("tholen-2026-03", "2026-03", "zaaksysteme")).expect("write");
+    assert!(problems_with(&report("tholen-2026-03", "2026-03", "zaaksysteme")).is_empty());
+    let now = "2026-06-01T00:00:00Z".parse().expect("now");
+    let paths = [repo().join("examples"), file];
+    let refused = regie::cli::bill::bill_paths(&paths, "2026-03", now).expect_err("refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].ends_with("SlaReport/tholen-2026-03: status.components[0].component: a credit for Tenant tholen's HostingComponent \"zaaksysteme\", which the input has neither in its files nor in its ledgers"),
+        "{refused:?}"
     );
+    assert!(regie::cli::bill::bill_paths(&paths, "2026-04", now).is_ok());
     assert_eq!(
         one(&report("tholen-2026-03", "2026-3", "website")),
         "TMP/extra.yaml: SlaReport/tholen-2026-03: spec.period: \"2026-3\" is not a month (YYYY-MM), an ISO week (YYYY-Www) or a day (YYYY-MM-DD)"
@@ -356,8 +366,8 @@ fn components_beyond_their_tenants_quota_are_refused() {
             "apiVersion: regie.dev/v1alpha1\nkind: HostingComponent\nmetadata: {{name: web, namespace: tenant-bergen}}\nspec: {{class: applicationHosting, hosted: {{image: web, port: 8080, healthPath: /, resources: {{requests: {requests}}}}}}}\n"
         )
     };
-    // Two silver replicas of 2 CPUs and 4Gi, and one more in a rollout: 6 CPUs, 12Gi of the
-    // default 8 and 16Gi.
+    // Two silver replicas of 2 CPUs and 4Gi, and room for one more in a rollout (of two
+    // replicas none may be unavailable): 6 CPUs, 12Gi of the default 8 and 16Gi.
     assert_eq!(
         problems_with(&format!(
             "{tenant}{}",
@@ -365,6 +375,12 @@ fn components_beyond_their_tenants_quota_are_refused() {
         )),
         Vec::<String>::new()
     );
+    // 26 replicas of the default 512Mi limit, 13Gi: a rollout of them takes six down at a time.
+    let many = format!(
+        "{tenant}{}",
+        component("{}").replace("healthPath: /,", "healthPath: /, replicas: 26,")
+    );
+    assert_eq!(problems_with(&many), Vec::<String>::new());
     // Of 4 CPUs and 8Gi: the first two fill the quota, a rollout never ends.
     assert_eq!(
         problems_with(&format!(
@@ -372,9 +388,9 @@ fn components_beyond_their_tenants_quota_are_refused() {
             component("{cpu: \"4\", memory: 8Gi}")
         )),
         [
-            "TMP/extra.yaml: Tenant/bergen: spec.quota: limits.memory 16Gi is less than the components' memory limits with a rolling update's surge, 24Gi",
-            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.cpu 8 is less than the components' CPU requests with a rolling update's surge, 12",
-            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.memory 16Gi is less than the components' memory requests with a rolling update's surge, 24Gi",
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: limits.memory 16Gi is less than the components' memory limits with room for a rolling update's next pod, 24Gi",
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.cpu 8 is less than the components' CPU requests with room for a rolling update's next pod, 12",
+            "TMP/extra.yaml: Tenant/bergen: spec.quota: requests.memory 16Gi is less than the components' memory requests with room for a rolling update's next pod, 24Gi",
         ]
     );
 }

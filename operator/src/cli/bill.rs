@@ -80,6 +80,12 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
     }
     let inv = Inventory::new(loaded.objects);
     problems.extend(inv.check().iter().map(ToString::to_string));
+    let months: Vec<(i16, i8)> = period.months().iter().map(|m| (m.year, m.month)).collect();
+    problems.extend(
+        inv.unclaimed_credits(&months)
+            .iter()
+            .map(ToString::to_string),
+    );
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();

@@ -24,7 +24,9 @@ pub fn check_with(
     let loaded = input::load(paths);
     let count = loaded.objects.len();
     let mut problems = loaded.problems;
-    problems.extend(Inventory::new(loaded.objects).check_with(allowed_namespaces));
+    let inv = Inventory::new(loaded.objects);
+    problems.extend(inv.check_with(allowed_namespaces));
+    problems.extend(inv.quota_fits());
     problems.sort();
     problems.dedup();
     (problems, count)

@@ -578,6 +578,13 @@ async fn follow<K: TenantKind + Split>(
                 .tenant_name_of_namespace(&ns)
                 .or_else(|| ctx.namespace_label(&ns).map(|t| t.to_string()));
             if let Some(name) = owner {
+                // As for a deletion seen as it came: a namespace another tenant left may be
+                // free now, and every tenant naming it learns whose it is.
+                if ctx.namespace_label(&ns).is_some_and(|l| *l != *name) {
+                    for other in ctx.tenants_naming(&ns, &name) {
+                        let _ = trigger.send(other);
+                    }
+                }
                 let _ = trigger.send(name);
             }
         }

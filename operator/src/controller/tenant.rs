@@ -892,11 +892,30 @@ fn compare_with<'a, K: Resource<DynamicType = ()>, S: Serialize + PartialEq>(
     ctx.status_memo.compare_with(
         obj.meta().uid.as_deref().unwrap_or_default(),
         obj.meta().resource_version.as_deref(),
-        cache::digest(new),
+        status_digest(new),
         std::time::Instant::now(),
         cached,
         new == old,
     )
+}
+
+/// The digest the status memo keeps of a status: without its conditions' transition times,
+/// which are whole seconds of the clock. Two reconciles a second apart that both see a stall
+/// begin (the second before the cache shows the first's write) build the same status but for
+/// that time; it is the same status, and its Warning went out with the first.
+fn status_digest(status: &impl Serialize) -> u64 {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(conditions) = value
+        .get_mut("conditions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for c in conditions {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    cache::digest(&value)
 }
 
 /// Publishes one Warning event when an object becomes Stalled (not on every reconcile), and
@@ -931,7 +950,7 @@ where
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
     // Called only after `compare_with` found something to write.
-    let digest = cache::digest(status);
+    let digest = status_digest(status);
     let resource = kube::core::ApiResource::erase::<K>(&());
     let api: Api<kube::api::DynamicObject> = match obj.meta().namespace.as_deref() {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
@@ -1268,6 +1287,25 @@ mod tests {
         }))
         .expect("a Status");
         Error::Kube(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn a_status_a_second_later_is_the_same_status() {
+        let status = |at: &str| {
+            json!({"observedGeneration": 2, "conditions": [
+                {"type": "Stalled", "status": "True", "reason": "ServiceLevelNotFound",
+                 "message": "m", "lastTransitionTime": at, "observedGeneration": 2}]})
+        };
+        assert_eq!(
+            status_digest(&status("2026-12-07T12:00:00Z")),
+            status_digest(&status("2026-12-07T12:00:01Z"))
+        );
+        let mut other = status("2026-12-07T12:00:00Z");
+        other["conditions"][0]["message"] = json!("another");
+        assert_ne!(
+            status_digest(&status("2026-12-07T12:00:00Z")),
+            status_digest(&other)
+        );
     }
 
     #[test]

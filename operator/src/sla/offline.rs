@@ -599,6 +599,34 @@ mod tests {
         }
     }
 
+    /// Gold from Thursday to the week's end: silver's entry is the week's only one, and says
+    /// where its figures end.
+    #[test]
+    fn an_entry_before_a_level_that_does_not_report_the_week_says_where_it_ends() {
+        let inv = examples();
+        let csv = "time,tenant,component,success,serviceLevel\n\
+                   2026-03-09T07:00:00Z,tholen,website,true,silver\n\
+                   2026-03-12T10:00:00Z,tholen,website,true,gold\n\
+                   2026-03-15T10:00:00Z,tholen,website,true,gold\n";
+        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let report = build_report(&inv, "2026-W11".parse().unwrap(), &samples).unwrap();
+        let website: Vec<&ComponentReport> = (report.tenants.iter())
+            .filter(|t| t.tenant == "tholen")
+            .flat_map(|t| &t.components)
+            .filter(|c| c.component == "website")
+            .collect();
+        assert_eq!(website.len(), 1, "{website:?}");
+        let gold: Timestamp = "2026-03-12T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            (
+                website[0].service_level.as_str(),
+                website[0].from,
+                website[0].to
+            ),
+            ("silver", None, Some(gold))
+        );
+    }
+
     #[test]
     fn an_unknown_service_level_in_the_samples_names_its_line() {
         let errors = read(
