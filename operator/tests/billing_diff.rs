@@ -153,7 +153,10 @@ fn identical_trees_change_nothing_and_bad_trees_fail() {
     };
     let out = run(&["--period", "2026-03"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("No tenant's objects or prices change."));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("No tenant's objects or prices change, nor any service level.")
+    );
     let out = run(&["--period", "2026-Q1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give a month"));
@@ -164,5 +167,82 @@ fn identical_trees_change_nothing_and_bad_trees_fail() {
     assert!(
         err.contains("head: ") && err.contains("spec.accounts"),
         "{err}"
+    );
+}
+
+/// Runs `regie diff base head --period 2026-03` after `change` edits the head tree.
+fn diff_after(change: impl FnOnce(&Path)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
+    tree(&base);
+    tree(&head);
+    change(&head);
+    let out = Command::new(env!("CARGO_BIN_EXE_regie"))
+        .args([
+            "diff",
+            &base.display().to_string(),
+            &head.display().to_string(),
+            "--period",
+            "2026-03",
+        ])
+        .env("REGIE_NOW", "2026-11-23T12:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn edit(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from} in {}", file.display());
+    std::fs::write(file, text.replacen(from, to, 1)).unwrap();
+}
+
+/// What changes no object and no price before VAT still changes a contract or what is paid:
+/// a service level's terms bind every tenant at it, a VAT rate every invoice.
+#[test]
+fn a_service_level_or_a_vat_rate_changed_is_shown_with_whom_it_binds() {
+    let md = diff_after(|head| {
+        edit(
+            &head.join("catalogue/service-levels.yaml"),
+            "kpiReport: monthly",
+            "kpiReport: weekly",
+        )
+    });
+    assert!(
+        md.contains("- changed `ServiceLevel/bronze`: the targets, service hours, credits and probing of etten-leur (e-suite, gis-viewer), moerdijk (datawarehouse), tholen (document-archive, website)\n"),
+        "{md}"
+    );
+    assert!(!md.contains("No tenant's objects"), "{md}");
+    let md = diff_after(|head| {
+        edit(
+            &head.join("catalogue/pricelist-2026.yaml"),
+            "percent: \"21\"",
+            "percent: \"9\"",
+        );
+    });
+    assert!(
+        md.contains("| VAT (its rate or category changed) |"),
+        "{md}"
+    );
+}
+
+/// A reduction's price falls only after its notice period: the comment says so.
+#[test]
+fn a_reduction_says_when_its_price_falls() {
+    let md = diff_after(|head| {
+        edit(
+            &head.join("tenants/werkplein/tenant.yaml"),
+            "serviceLevel: gold",
+            "serviceLevel: bronze",
+        )
+    });
+    assert!(
+        md.contains("A reduction is billed at the previous price until its notice period (90d) after the change has passed"),
+        "{md}"
     );
 }

@@ -1,7 +1,8 @@
 //! `regie diff BASE HEAD [--period YYYY-MM]`: what a pull request changes, as Markdown for a
 //! pull-request comment — per tenant, the objects `render` would add, change or remove, and the
 //! monthly price change (both trees billed for the month with the same code as `regie bill`,
-//! compared per tenant and per line). This is what a member sees when it asks for gold.
+//! compared per tenant and per line, VAT beside); the ServiceLevels changed and whom they
+//! bind. This is what a member sees when it asks for gold.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -35,8 +36,22 @@ impl ObjectChanges {
 pub struct PriceChange {
     pub before: Decimal,
     pub after: Decimal,
+    /// The VAT on `before` and on `after`, when the VAT the lines are billed under changed (a
+    /// rate, a category): the tenant pays another amount even where no line's price changed.
+    pub vat: Option<(Decimal, Decimal)>,
     /// (line, before, after) for lines that differ; `None` where the line does not exist.
     pub lines: Vec<(String, Option<Decimal>, Option<Decimal>)>,
+}
+
+/// A ServiceLevel added, changed or removed: the contract of every component at that level —
+/// targets, service hours, credits, probing — whether or not an object or price changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelChange {
+    pub level: String,
+    /// `added`, `changed` or `removed`.
+    pub what: &'static str,
+    /// The tenants at that level, each with its components at it (in either tree).
+    pub bound: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Everything the comment shows.
@@ -45,6 +60,10 @@ pub struct Diff {
     pub month: String,
     pub objects: BTreeMap<String, ObjectChanges>,
     pub prices: BTreeMap<String, PriceChange>,
+    pub levels: Vec<LevelChange>,
+    /// The longest notice period of HEAD's price lists, when any: a reduction is billed at the
+    /// old price until it has passed after the change, which the month's prices do not show.
+    pub notice: Option<String>,
 }
 
 fn load(dir: &Path, settings: &Settings) -> Result<Inventory, Vec<String>> {
@@ -97,39 +116,114 @@ pub fn object_changes(
 
 /// Compares invoices per tenant and per line (kind and description).
 pub fn price_changes(base: &[Invoice], head: &[Invoice]) -> BTreeMap<String, PriceChange> {
-    let by_tenant = |invs: &[Invoice]| -> BTreeMap<String, BTreeMap<String, Decimal>> {
-        let mut m: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+    /// A tenant's lines, its VAT, and the VAT treatments (category, rate) it is billed under.
+    #[derive(Default)]
+    struct Billed {
+        lines: BTreeMap<String, Decimal>,
+        vat: Decimal,
+        treatments: BTreeSet<(String, Decimal)>,
+    }
+    let by_tenant = |invs: &[Invoice]| -> BTreeMap<String, Billed> {
+        let mut m: BTreeMap<String, Billed> = BTreeMap::new();
         for i in invs {
-            let lines = m.entry(i.tenant.clone()).or_default();
+            let billed = m.entry(i.tenant.clone()).or_default();
             for l in &i.lines {
-                *lines
+                *billed
+                    .lines
                     .entry(format!("{}: {}", l.kind.as_str(), l.description))
                     .or_default() += l.amount;
+                billed
+                    .treatments
+                    .insert((l.vat.category.clone(), l.vat.percent.normalize()));
             }
+            billed.vat += i.vat();
         }
         m
     };
     let (b, h) = (by_tenant(base), by_tenant(head));
-    let empty = BTreeMap::new();
+    let empty = Billed::default();
     let mut out = BTreeMap::new();
     for t in b.keys().chain(h.keys()).collect::<BTreeSet<_>>() {
-        let (bl, hl) = (b.get(t).unwrap_or(&empty), h.get(t).unwrap_or(&empty));
+        let (bb, hb) = (b.get(t).unwrap_or(&empty), h.get(t).unwrap_or(&empty));
+        let vat_changed = bb.treatments != hb.treatments
+            && !bb.treatments.is_empty()
+            && !hb.treatments.is_empty();
         let mut pc = PriceChange {
-            before: bl.values().copied().sum(),
-            after: hl.values().copied().sum(),
+            before: bb.lines.values().copied().sum(),
+            after: hb.lines.values().copied().sum(),
+            vat: vat_changed.then_some((bb.vat, hb.vat)),
             lines: Vec::new(),
         };
-        for k in bl.keys().chain(hl.keys()).collect::<BTreeSet<_>>() {
-            let (x, y) = (bl.get(k).copied(), hl.get(k).copied());
+        for k in bb
+            .lines
+            .keys()
+            .chain(hb.lines.keys())
+            .collect::<BTreeSet<_>>()
+        {
+            let (x, y) = (bb.lines.get(k).copied(), hb.lines.get(k).copied());
             if x != y {
                 pc.lines.push((k.clone(), x, y));
             }
         }
-        if !pc.lines.is_empty() {
+        if !pc.lines.is_empty() || pc.vat.is_some() {
             out.insert(t.clone(), pc);
         }
     }
     out
+}
+
+/// ServiceLevels added, changed or removed between two trees, each with the tenants and
+/// components at it in either tree.
+pub fn level_changes(base: &Inventory, head: &Inventory) -> Vec<LevelChange> {
+    use kube::ResourceExt;
+    let specs = |inv: &Inventory| -> BTreeMap<String, serde_json::Value> {
+        (inv.levels.iter())
+            .map(|l| {
+                let spec = serde_json::to_value(&l.object.spec).unwrap_or_default();
+                (l.object.name_any(), spec)
+            })
+            .collect()
+    };
+    let (b, h) = (specs(base), specs(head));
+    let mut out = Vec::new();
+    for name in b.keys().chain(h.keys()).collect::<BTreeSet<_>>() {
+        let what = match (b.get(name), h.get(name)) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (Some(x), Some(y)) if x != y => "changed",
+            _ => continue,
+        };
+        let mut bound: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for inv in [base, head] {
+            for t in &inv.tenants {
+                let tenant = &t.object;
+                let components: BTreeSet<String> = (inv.components_of(tenant).into_iter())
+                    .filter(|c| crate::desired::component_level(tenant, c) == name.as_str())
+                    .map(ResourceExt::name_any)
+                    .collect();
+                if tenant.spec.service_level == *name || !components.is_empty() {
+                    bound
+                        .entry(tenant.name_any())
+                        .or_default()
+                        .extend(components);
+                }
+            }
+        }
+        out.push(LevelChange {
+            level: name.clone(),
+            what,
+            bound,
+        });
+    }
+    out
+}
+
+/// The notice periods of `inv`'s price lists, when any says one.
+fn notice_periods(inv: &Inventory) -> Option<String> {
+    let periods: BTreeSet<&str> = (inv.price_lists.iter())
+        .filter_map(|p| p.object.spec.notice_period.as_deref())
+        .collect();
+    (!periods.is_empty()).then(|| periods.into_iter().collect::<Vec<_>>().join(" or "))
 }
 
 fn signed(d: Decimal) -> String {
@@ -151,8 +245,34 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
         d.month
     );
     let tenants: BTreeSet<&String> = d.objects.keys().chain(d.prices.keys()).collect();
+    if tenants.is_empty() && d.levels.is_empty() {
+        s.push_str("No tenant's objects or prices change, nor any service level.\n");
+        return s;
+    }
+    if !d.levels.is_empty() {
+        s.push_str("### Service levels\n\n");
+        for l in &d.levels {
+            let bound: Vec<String> = (l.bound.iter())
+                .map(|(t, cs)| match cs.is_empty() {
+                    true => t.clone(),
+                    false => format!(
+                        "{t} ({})",
+                        cs.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                })
+                .collect();
+            let whom = match bound.is_empty() {
+                true => "no tenant".to_string(),
+                false => bound.join(", "),
+            };
+            s.push_str(&format!(
+                "- {} `ServiceLevel/{}`: the targets, service hours, credits and probing of {whom}\n",
+                l.what, l.level
+            ));
+        }
+        s.push('\n');
+    }
     if tenants.is_empty() {
-        s.push_str("No tenant's objects or prices change.\n");
         return s;
     }
     s.push_str("| tenant | objects added | changed | removed | per month before | after | change |\n|---|---:|---:|---:|---:|---:|---:|\n");
@@ -182,6 +302,13 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
             o.added.len(),
             o.changed.len(),
             o.removed.len()
+        ));
+    }
+    let reduced = d.prices.values().any(|p| p.after < p.before);
+    if let (true, Some(notice)) = (reduced, &d.notice) {
+        s.push_str(&format!(
+            "\nA reduction is billed at the previous price until its notice period ({notice}) after \
+             the change has passed: *after* is the price once it has.\n"
         ));
     }
     for t in tenants {
@@ -216,6 +343,14 @@ pub fn markdown(d: &Diff, base: &str, head: &str) -> String {
                 money(p.after),
                 signed(p.after - p.before)
             ));
+            if let Some((before, after)) = p.vat {
+                s.push_str(&format!(
+                    "| VAT (its rate or category changed) | {} | {} | {} |\n",
+                    money(before),
+                    money(after),
+                    signed(after - before)
+                ));
+            }
         }
     }
     s
@@ -249,6 +384,8 @@ pub fn diff(
         month: period,
         objects,
         prices: price_changes(&bb.invoices, &hb.invoices),
+        levels: level_changes(&bi, &hi),
+        notice: notice_periods(&hi),
     })
 }
 

@@ -107,7 +107,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Compare two directories: objects added, changed and removed, and the monthly price change.
+    /// Compare two directories: objects added, changed and removed, the monthly price change
+    /// and the service levels changed. Exits 0 whether or not anything changes, 1 when an input
+    /// is invalid.
     Diff {
         base: PathBuf,
         head: PathBuf,

@@ -311,7 +311,15 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
                 }
                 parts.push((part_level.to_string(), result));
             }
-            components.extend(ComponentReport::parts(&c.name_any(), range, parts));
+            let mut entries = ComponentReport::parts(&c.name_any(), range, parts);
+            // Offline periods are measured whole: a last entry that ends early ends where a
+            // level that does not report this period took over, to the period's end.
+            if let Some(last) = entries.last_mut()
+                && last.result.period.end < range.end
+            {
+                last.to = Some(last.result.period.end);
+            }
+            components.extend(entries);
         }
         out.push(TenantReport {
             tenant: tenant.name_any(),

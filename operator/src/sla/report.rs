@@ -67,10 +67,10 @@ pub struct ComponentReport {
 
 impl ComponentReport {
     /// The entries of one component of a period with `bounds`, from its figures per level held,
-    /// in time order (the last is the level held now, or at the period's end): a part that ends
-    /// before the period says where its figures end — where the next begins, or where a level
-    /// that does not report this period took over (gold's days in a silver component's week
-    /// have no entry, also at the week's end).
+    /// in time order (the last is the level held now, or at the period's end, measured up to
+    /// now in an open period): each part but the last says where its figures end — where the
+    /// next begins, or where a level that does not report this period took over (gold's day in
+    /// a silver component's week has no entry).
     pub fn parts(
         component: &str,
         bounds: Interval,
@@ -86,8 +86,9 @@ impl ComponentReport {
                 result,
             })
             .collect();
-        for c in &mut out {
-            c.to = (c.result.period.end < bounds.end).then_some(c.result.period.end);
+        let last = out.len().saturating_sub(1);
+        for c in &mut out[..last] {
+            c.to = Some(c.result.period.end);
         }
         out
     }
