@@ -169,6 +169,98 @@ fn hugepage_size(resource: &str) -> Option<Decimal> {
     quantity_value(size).filter(|s| *s > Decimal::ZERO && s.fract().is_zero())
 }
 
+/// An image reference as the container runtime reads it (the distribution grammar):
+/// `[host[:port]/]path[:tag][@algorithm:hex]` — a path of lowercase components (letters, digits,
+/// separated by '.', '_', '__' or dashes), a tag of at most 128 word characters, '.' and '-', a
+/// digest of at least 32 hex digits. The API server takes any text; the kubelet refuses such a
+/// pod for ever with `InvalidImageName`.
+pub fn check_image(image: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{image:?} is not an image reference: {why}"));
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algorithm, hex)) = digest.split_once(':') else {
+            return bad("a digest is algorithm:hex, e.g. sha256:…");
+        };
+        let algorithm_ok = algorithm.starts_with(|c: char| c.is_ascii_alphabetic())
+            && algorithm
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-' | '_'));
+        if !algorithm_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return bad("a digest is algorithm:hex with at least 32 hex digits");
+        }
+    }
+    // A tag follows the last ':' that comes after the last '/' (a port comes before it).
+    let (name, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !tag_ok {
+            return bad("a tag is at most 128 letters, digits, '_', '.' and '-'");
+        }
+    }
+    if name.is_empty() || name.len() > 255 {
+        return bad("a name of 1 to 255 characters");
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    // The first of several is a registry when it looks like a host (as the runtime decides).
+    if components.len() > 1
+        && (components[0].contains(['.', ':'])
+            || components[0] == "localhost"
+            || components[0].chars().any(|c| c.is_ascii_uppercase()))
+    {
+        let host = components.remove(0);
+        let (domain, port) = match host.rsplit_once(':') {
+            _ if host.starts_with('[') && host.ends_with(']') => (host, None),
+            Some((d, p)) => (d, Some(p)),
+            None => (host, None),
+        };
+        let port_ok = port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let domain_ok = (domain.starts_with('[') && domain.ends_with(']'))
+            || domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !port_ok || !domain_ok {
+            return bad("its registry is a host name or address and an optional port");
+        }
+    }
+    let path_ok = components.iter().all(|component| {
+        let b = component.as_bytes();
+        let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !b.is_empty()
+            && alnum(b[0])
+            && alnum(b[b.len() - 1])
+            && b.iter()
+                .all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-'))
+            && !component.contains("..")
+            && !component.contains("___")
+            && !component.contains("._")
+            && !component.contains("_.")
+            && !component.contains(".-")
+            && !component.contains("-.")
+            && !component.contains("_-")
+            && !component.contains("-_")
+    });
+    if !path_ok {
+        return bad(
+            "its path is lowercase letters and digits, separated by '/', '.', '_', '__' or '-'",
+        );
+    }
+    Ok(())
+}
+
 /// Whether `s` is a DNS-1123 subdomain: what the name of a custom resource must be — at most
 /// 253 characters, dot-separated labels of lowercase letters, digits and '-'.
 pub fn is_dns_subdomain(s: &str) -> bool {
@@ -800,6 +892,9 @@ impl Validate for HostingComponentSpec {
                     "spec.hosted.image",
                     format!("{:?} must not contain spaces", h.image),
                 );
+            } else if let Err(m) = check_image(&h.image) {
+                // Accepted too, and every pod fails in the kubelet (InvalidImageName).
+                e.push("spec.hosted.image", m);
             }
             if !(1..=65535).contains(&h.port) {
                 e.push(
@@ -1433,6 +1528,37 @@ mod tests {
             "[{item: component, per: month, amount: \"80.00\"}, {item: component, serviceLevel: gold, per: month, amount: \"100.00\"}, {item: component, serviceLevel: silver, per: month, amount: \"90.00\"}, {item: component, serviceLevel: gold, class: applicationHosting, per: month, amount: \"120.00\"}]",
         );
         assert_eq!(paths(&nested.validate()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn image_references_are_what_the_runtime_reads() {
+        for ok in [
+            "x",
+            "nginx",
+            "nginx:1.27",
+            "registry.example/shared/gis-viewer:1.18.4",
+            "localhost:5000/web",
+            "Registry.Example/app:LATEST",
+            "ghcr.io/org/a__b/c-d_e.f:v1_2",
+            "[::1]:5000/web:1",
+            "[::1]/web",
+            "registry.example/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "Registry.Example/App:LATEST",
+            "registry.example/web@sha256:xyz",
+            "registry.example/web:",
+            "registry.example/web:-1",
+            "registry.example//web",
+            "registry.example/web-",
+            "registry.example:port/web",
+            "Nginx",
+            "web:1:2",
+        ] {
+            assert!(check_image(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
