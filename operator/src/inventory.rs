@@ -242,6 +242,13 @@ impl Inventory {
             );
         }
         out.extend(self.cross_checks());
+        // A kind's own rule for its name (a tenant's names its namespace, a hosted component's
+        // its Service) is stricter than the API server's: one message for one mistake.
+        let named: BTreeSet<(String, String)> = (out.iter())
+            .filter(|p| p.field == "metadata.name")
+            .map(|p| (p.file.clone(), p.object.clone()))
+            .collect();
+        out.extend(self.metadata_checks(&named));
         out
     }
 
@@ -449,7 +456,6 @@ impl Inventory {
             }
         }
         out.extend(self.pool_allocations());
-        out.extend(self.metadata_checks());
         out.extend(self.price_list_starts());
         out.extend(self.ledger_counts());
         out.extend(self.report_checks());
@@ -472,7 +478,8 @@ impl Inventory {
     /// Every object's name and labels as the API server checks them: a name that is no DNS
     /// subdomain (`Web_Site`) or a label that is no label (`ICT WBW`) passed `regie validate`,
     /// the pull request's gate, and failed the sync to the cluster.
-    fn metadata_checks(&self) -> Vec<Problem> {
+    /// `named`: the objects (file, object) whose name a rule of their own refused already.
+    fn metadata_checks(&self, named: &BTreeSet<(String, String)>) -> Vec<Problem> {
         fn metas<'a, K: kube::Resource>(
             kind: &'static str,
             objects: &'a [Sourced<K>],
@@ -503,7 +510,8 @@ impl Inventory {
                     message,
                 });
             };
-            if !regie_crds::validate::is_dns_subdomain(name) {
+            let refused = named.contains(&(source.to_string(), object.clone()));
+            if !refused && !regie_crds::validate::is_dns_subdomain(name) {
                 problem(
                     "metadata.name".into(),
                     format!(
@@ -698,7 +706,8 @@ impl Inventory {
         for r in &self.reports {
             let spec = &r.object.spec;
             let problem = |field: &str, message| r.problem("SlaReport", field, message);
-            if !is_report_period(&spec.period) {
+            // The periods of monthly, weekly and daily reports, read as the prober names them.
+            if spec.period.parse::<crate::sla::calendar::Period>().is_err() {
                 out.push(problem(
                     "spec.period",
                     format!(
@@ -724,20 +733,6 @@ impl Inventory {
         }
         out
     }
-}
-
-/// `YYYY-MM`, `YYYY-Www` or `YYYY-MM-DD`: the periods of monthly, weekly and daily reports.
-fn is_report_period(period: &str) -> bool {
-    use regie_crds::validate::{parse_date, parse_month};
-    let week = |p: &str| {
-        let b = p.as_bytes();
-        b.len() == 8
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && &b[4..6] == b"-W"
-            && p[6..].parse::<u8>().is_ok_and(|w| (1..=53).contains(&w))
-            && b[6..].iter().all(u8::is_ascii_digit)
-    };
-    parse_month(period).is_ok() || parse_date(period).is_ok() || week(period)
 }
 
 impl Inventory {

@@ -44,33 +44,13 @@ fn money(c: i128) -> String {
 
 #[test]
 fn tholen_asking_for_gold_shows_its_objects_and_its_new_monthly_price() {
-    let dir = tempfile::tempdir().unwrap();
-    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
-    tree(&base);
-    tree(&head);
-    let t = head.join("tenants/tholen/tenant.yaml");
-    let text = std::fs::read_to_string(&t)
-        .unwrap()
-        .replace("serviceLevel: bronze", "serviceLevel: gold");
-    std::fs::write(&t, text).unwrap();
-
-    let out = Command::new(env!("CARGO_BIN_EXE_regie"))
-        .args([
-            "diff",
-            &base.display().to_string(),
-            &head.display().to_string(),
-            "--period",
-            "2026-03",
-        ])
-        .env("REGIE_NOW", "2026-11-23T12:00:00Z")
-        .output()
-        .unwrap();
-    let md = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let md = diff_after(|head| {
+        edit(
+            &head.join("tenants/tholen/tenant.yaml"),
+            "serviceLevel: bronze",
+            "serviceLevel: gold",
+        )
+    });
 
     // Only Tholen changes.
     assert!(md.contains("### tholen"), "{md}");

@@ -869,11 +869,11 @@ async fn write_tenant_status(
         new.packages = old.packages.clone();
         new.components_summary = old.components_summary.clone();
     }
-    let Some(was) = compare_with(ctx, tenant, &old, &old.conditions, &new) else {
+    let Some(write) = compare_with(ctx, tenant, &old, &old.conditions, &new) else {
         return Ok(());
     };
-    warn_on_new_stall(ctx, tenant, was, &new.conditions).await;
-    patch_status(ctx, tenant, &new).await
+    warn_on_new_stall(ctx, tenant, write.was, &new.conditions).await;
+    patch_status(ctx, tenant, &new, write.digest).await
 }
 
 /// The conditions `new` is to be compared with for its Warnings, or `None` when there is
@@ -888,15 +888,24 @@ fn compare_with<'a, K: Resource<DynamicType = ()>, S: Serialize + PartialEq>(
     old: &S,
     cached: &'a [Condition],
     new: &S,
-) -> Option<&'a [Condition]> {
-    ctx.status_memo.compare_with(
+) -> Option<ToWrite<'a>> {
+    let digest = status_digest(new);
+    let was = ctx.status_memo.compare_with(
         obj.meta().uid.as_deref().unwrap_or_default(),
         obj.meta().resource_version.as_deref(),
-        status_digest(new),
+        digest,
         std::time::Instant::now(),
         cached,
         new == old,
-    )
+    )?;
+    Some(ToWrite { was, digest })
+}
+
+/// A status to write: the conditions it is compared with, and the digest the memo keeps of it
+/// (worked out once, for the comparison and for the record of the write).
+struct ToWrite<'a> {
+    was: &'a [Condition],
+    digest: u64,
 }
 
 /// The digest the status memo keeps of a status: without its conditions' transition times,
@@ -944,13 +953,17 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     ctx.warn(obj, &now.reason, "Reconcile", &now.message).await;
 }
 
-async fn patch_status<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
+/// Writes `status` of digest `digest`, once `compare_with` found it is to be written.
+async fn patch_status<K>(
+    ctx: &Context,
+    obj: &K,
+    status: &impl Serialize,
+    digest: u64,
+) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    // Called only after `compare_with` found something to write.
-    let digest = status_digest(status);
     let resource = kube::core::ApiResource::erase::<K>(&());
     let api: Api<kube::api::DynamicObject> = match obj.meta().namespace.as_deref() {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
@@ -1081,9 +1094,9 @@ async fn write_component_status(
             going.map_or(Ok(()), Err)
         }
     };
-    if let Some(was) = compare_with(ctx, c.as_ref(), &old, &old.conditions, &new) {
-        warn_on_new_stall(ctx, c.as_ref(), was, &new.conditions).await;
-        patch_status(ctx, c.as_ref(), &new).await?;
+    if let Some(write) = compare_with(ctx, c.as_ref(), &old, &old.conditions, &new) {
+        warn_on_new_stall(ctx, c.as_ref(), write.was, &new.conditions).await;
+        patch_status(ctx, c.as_ref(), &new, write.digest).await?;
     }
     Ok(result)
 }
@@ -1199,10 +1212,10 @@ async fn write_package_status(
         );
         (false, new.billed_accounts.unwrap_or(0))
     };
-    if let Some(was) = compare_with(ctx, p, &old, &old.conditions, &new) {
-        warn_on_new_stall(ctx, p, was, &new.conditions).await;
-        super::accounts::warn_on_failure(ctx, p, was, &new.conditions).await;
-        patch_status(ctx, p, &new).await?;
+    if let Some(write) = compare_with(ctx, p, &old, &old.conditions, &new) {
+        warn_on_new_stall(ctx, p, write.was, &new.conditions).await;
+        super::accounts::warn_on_failure(ctx, p, write.was, &new.conditions).await;
+        patch_status(ctx, p, &new, write.digest).await?;
     }
     Ok(billed)
 }
@@ -1237,9 +1250,9 @@ pub async fn mark_orphan_component(ctx: &Context, c: &HostingComponent) {
         Some(&stall),
         None,
     );
-    if let Some(was) = compare_with(ctx, c, &old, &old.conditions, &new) {
-        warn_on_new_stall(ctx, c, was, &new.conditions).await;
-        if let Err(e) = patch_status(ctx, c, &new).await {
+    if let Some(write) = compare_with(ctx, c, &old, &old.conditions, &new) {
+        warn_on_new_stall(ctx, c, write.was, &new.conditions).await;
+        if let Err(e) = patch_status(ctx, c, &new, write.digest).await {
             tracing::warn!(error = %e, component = %c.name_any(), "cannot mark component stalled");
         }
     }
@@ -1266,9 +1279,9 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
         Some(&stall),
         None,
     );
-    if let Some(was) = compare_with(ctx, p, &old, &old.conditions, &new) {
-        warn_on_new_stall(ctx, p, was, &new.conditions).await;
-        if let Err(e) = patch_status(ctx, p, &new).await {
+    if let Some(write) = compare_with(ctx, p, &old, &old.conditions, &new) {
+        warn_on_new_stall(ctx, p, write.was, &new.conditions).await;
+        if let Err(e) = patch_status(ctx, p, &new, write.digest).await {
             tracing::warn!(error = %e, package = %p.name_any(), "cannot mark package stalled");
         }
     }

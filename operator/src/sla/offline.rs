@@ -360,6 +360,27 @@ mod tests {
         read_samples("s.csv", text.as_bytes(), &examples())
     }
 
+    /// Samples of tholen's website, each (time, success, level it was taken under), in order.
+    fn website_samples<'a>(
+        inv: &Inventory,
+        rows: impl IntoIterator<Item = &'a (&'a str, bool, &'a str)>,
+    ) -> Samples {
+        let mut csv = String::from("time,tenant,component,success,serviceLevel\n");
+        for (at, ok, level) in rows {
+            csv.push_str(&format!("{at},tholen,website,{ok},{level}\n"));
+        }
+        read_samples("s.csv", csv.as_bytes(), inv).unwrap()
+    }
+
+    /// The entries of tholen's website in `report`.
+    fn website_entries(report: &Report) -> Vec<&ComponentReport> {
+        (report.tenants.iter())
+            .filter(|t| t.tenant == "tholen")
+            .flat_map(|t| &t.components)
+            .filter(|c| c.component == "website")
+            .collect()
+    }
+
     #[test]
     fn reads_columns_by_name_and_ignores_extra_ones() {
         let s = read(
@@ -480,24 +501,11 @@ mod tests {
             ("2026-03-17T17:00:00Z", false, "silver"),
             ("2026-03-17T18:00:00Z", true, "silver"),
         ];
-        let mut csv = String::from("time,tenant,component,success,serviceLevel\n");
         // Out of order on purpose: the split follows time, not input order.
-        for (at, ok, level) in rows.iter().rev() {
-            csv.push_str(&format!("{at},tholen,website,{ok},{level}\n"));
-        }
-        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let samples = website_samples(&inv, rows.iter().rev());
         let march: Period = "2026-03".parse().unwrap();
         let report = build_report(&inv, march, &samples).unwrap();
-        let tholen = report
-            .tenants
-            .iter()
-            .find(|t| t.tenant == "tholen")
-            .unwrap();
-        let website: Vec<&ComponentReport> = tholen
-            .components
-            .iter()
-            .filter(|c| c.component == "website")
-            .collect();
+        let website = website_entries(&report);
         assert_eq!(website.len(), 2, "{website:?}");
         let change: Timestamp = "2026-03-16T10:00:00Z".parse().unwrap();
         assert_eq!(
@@ -563,18 +571,10 @@ mod tests {
             ("2026-03-12T10:00:00Z", true, "silver"),
             ("2026-03-16T10:00:00Z", true, "silver"),
         ];
-        let mut csv = String::from("time,tenant,component,success,serviceLevel\n");
-        for (at, ok, level) in rows {
-            csv.push_str(&format!("{at},tholen,website,{ok},{level}\n"));
-        }
-        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let samples = website_samples(&inv, &rows);
         let week: Period = "2026-W11".parse().unwrap();
         let report = build_report(&inv, week, &samples).unwrap();
-        let website: Vec<&ComponentReport> = (report.tenants.iter())
-            .filter(|t| t.tenant == "tholen")
-            .flat_map(|t| &t.components)
-            .filter(|c| c.component == "website")
-            .collect();
+        let website = website_entries(&report);
         let levels: Vec<&str> = website.iter().map(|c| c.service_level.as_str()).collect();
         assert_eq!(levels, ["silver", "silver"], "{website:?}");
         let (gold, back): (Timestamp, Timestamp) = (
@@ -612,17 +612,14 @@ mod tests {
     #[test]
     fn an_entry_before_a_level_that_does_not_report_the_week_says_where_it_ends() {
         let inv = examples();
-        let csv = "time,tenant,component,success,serviceLevel\n\
-                   2026-03-09T07:00:00Z,tholen,website,true,silver\n\
-                   2026-03-12T10:00:00Z,tholen,website,true,gold\n\
-                   2026-03-15T10:00:00Z,tholen,website,true,gold\n";
-        let samples = read_samples("s.csv", csv.as_bytes(), &inv).unwrap();
+        let rows = [
+            ("2026-03-09T07:00:00Z", true, "silver"),
+            ("2026-03-12T10:00:00Z", true, "gold"),
+            ("2026-03-15T10:00:00Z", true, "gold"),
+        ];
+        let samples = website_samples(&inv, &rows);
         let report = build_report(&inv, "2026-W11".parse().unwrap(), &samples).unwrap();
-        let website: Vec<&ComponentReport> = (report.tenants.iter())
-            .filter(|t| t.tenant == "tholen")
-            .flat_map(|t| &t.components)
-            .filter(|c| c.component == "website")
-            .collect();
+        let website = website_entries(&report);
         assert_eq!(website.len(), 1, "{website:?}");
         let gold: Timestamp = "2026-03-12T10:00:00Z".parse().unwrap();
         assert_eq!(
