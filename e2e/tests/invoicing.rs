@@ -668,9 +668,61 @@ async fn invoices_end_to_end() {
         after.get("facturen-2026-04"),
         before.get("facturen-2026-04")
     );
+
+    // 11. Back on 20 May under the same name, gone again on the 25th: May is final already,
+    //     so the second stay goes on a closing invoice of its own (it went unbilled).
+    set("2026-05-20T00:00:00+02:00");
+    cluster
+        .apply_yaml(
+            dir,
+            "tenant.yaml",
+            &CATALOGUE[CATALOGUE.find("kind: Tenant").expect("tenant")..]
+                .replace("serviceLevel: bronze", "serviceLevel: silver")
+                .replace(
+                    "kind: Tenant",
+                    "apiVersion: regie.dev/v1alpha1\nkind: Tenant",
+                ),
+        )
+        .expect("manifest applies");
+    eventually("the tenant namespace again", WAIT, || {
+        let namespaces = namespaces.clone();
+        async move { Ok(namespaces.get_opt(NS).await?.is_some()) }
+    })
+    .await
+    .expect("namespace");
+    cluster
+        .apply_yaml(dir, "package.yaml", &package(120))
+        .expect("manifest applies");
+    wait_month_segments(&client, "2026-05", "the second stay in May's ledger", |s| {
+        s.len() == 2 && s[1].to.is_none() && s[1].accounts.get("standard") == Some(&120)
+    })
+    .await;
+    set("2026-05-25T00:00:00+02:00");
+    tenants
+        .delete(TENANT, &DeleteParams::default())
+        .await
+        .expect("delete tenant");
+    let closing = wait_invoice(
+        &client,
+        "facturen-2026-05-c1",
+        "the closing invoice of the second stay",
+        |i| i.spec.state == InvoiceState::Final,
+    )
+    .await;
+    assert_eq!(closing.spec.number.as_deref(), Some("RG-2026-000004"));
+    // 5 days of 744 h (120 h) at 120 silver accounts: 120 × 36.00 × 120/744 = 696.77.
+    assert_eq!(closing.spec.subtotal, "696.77", "{:#?}", closing.spec.lines);
+    assert_eq!(
+        invoice(&client, "facturen-2026-05")
+            .await
+            .expect("may")
+            .spec,
+        may.spec,
+        "a final invoice is never written again"
+    );
     op.stop().await;
 
-    // 11. Two replicas claiming at once never share a number; a claim is found again.
+    // 12. Two replicas claiming at once never share a number; a claim is found again.
     let known: Vec<String> = Vec::new();
     let (a, b, a_again) = tokio::join!(
         claim_number(&counters, "x-2026-06", 2026, &known),
@@ -686,7 +738,7 @@ async fn invoices_end_to_end() {
     assert_eq!(a, a_again, "one invoice, one number");
     let mut got = [a, b];
     got.sort();
-    assert_eq!(got, ["RG-2026-000004", "RG-2026-000005"]);
+    assert_eq!(got, ["RG-2026-000005", "RG-2026-000006"]);
 }
 
 /// The ledger race: the Usage cache, fully listed, does not hold this month's ledger, yet the

@@ -474,3 +474,37 @@ fn a_pool_that_cannot_be_allocated_leaves_only_its_members_unbilled() {
     invoiced.dedup();
     assert_eq!(invoiced, ["etten-leur", "moerdijk", "werkplein"]);
 }
+
+/// A final Invoice read back keeps its number on the period's invoice; a leaving tenant's
+/// closing invoice of the same period (`<tenant>-<period>-c1`, its second stay billed after
+/// the first departure) lends it none, in whatever order the files come.
+#[test]
+fn a_closing_invoice_read_back_does_not_number_the_periods_invoice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let final_invoice = |name: &str, number: &str| {
+        format!(
+            "apiVersion: regie.dev/v1alpha1\nkind: Invoice\nmetadata: {{name: {name}}}\n\
+             spec: {{tenant: tholen, period: 2026-03, number: {number}, state: final, \
+             currency: EUR, subtotal: \"0.00\", vat: \"0.00\", total: \"0.00\"}}\n"
+        )
+    };
+    for (file, name, number) in [
+        ("a.yaml", "tholen-2026-03-c1", "RG-2026-000008"),
+        ("b.yaml", "tholen-2026-03", "RG-2026-000007"),
+        ("c.yaml", "tholen-2026-03-c2", "RG-2026-000009"),
+    ] {
+        std::fs::write(dir.path().join(file), final_invoice(name, number)).expect("write");
+    }
+    let mut inputs = paths();
+    inputs.push(dir.path().display().to_string());
+    let (code, out, err) = regie(&bill_args(&inputs, &["--period", "2026-03"]));
+    assert_eq!(code, 0, "{err}");
+    let bill: Value = serde_json::from_str(&out).expect("json");
+    let tholen = bill["invoices"]
+        .as_array()
+        .expect("invoices")
+        .iter()
+        .find(|i| i["tenant"] == "tholen")
+        .expect("tholen's invoice");
+    assert_eq!(tholen["number"], "RG-2026-000007", "{tholen:#}");
+}

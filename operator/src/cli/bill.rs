@@ -22,6 +22,7 @@ use crate::billing::period::{Month, Period, local_date};
 use crate::billing::proration::Calendar;
 use crate::billing::ubl::{Buyer, Seller, invoice_xml};
 use crate::billing::{BillingError, amsterdam};
+use crate::controller::invoicing::invoice_name;
 use crate::input::{self, Object};
 use crate::inventory::Inventory;
 
@@ -70,7 +71,12 @@ pub fn bill_paths(paths: &[PathBuf], period: &str, now: Timestamp) -> Result<Bil
                     }
                 }
             }
-            Object::Invoice(i) if i.spec.state == InvoiceState::Final => {
+            // A period's own invoice, not a leaving tenant's closing one (`<name>-c1`): the
+            // period priced here is the whole of what both bill.
+            Object::Invoice(i)
+                if i.spec.state == InvoiceState::Final
+                    && i.name_any() == invoice_name(&i.spec.tenant, &i.spec.period) =>
+            {
                 if let Some(n) = &i.spec.number {
                     numbers.insert((i.spec.tenant.clone(), i.spec.period.clone()), n.clone());
                 }

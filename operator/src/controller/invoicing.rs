@@ -43,6 +43,7 @@
 //! `status.deliveredAt` belongs to the delivery of final invoices; this module writes only
 //! the spec (and labels) of Invoices.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroI64;
 use std::path::PathBuf;
@@ -329,8 +330,21 @@ pub fn departed_members<'a>(
                 inv.tenant()
             )));
         }
-        // The same on each of its final invoices (written by one offboarding pass).
-        departed.entry(member.tenant.clone()).or_insert(member);
+        // The same on each of its final invoices written by one offboarding pass; a tenant
+        // that came back and left again is a member until it left the last time.
+        match departed.entry(member.tenant.clone()) {
+            Entry::Vacant(v) => {
+                v.insert(member);
+            }
+            Entry::Occupied(mut o) => {
+                if member
+                    .leaves
+                    .is_none_or(|l| o.get().leaves.is_some_and(|m| l > m))
+                {
+                    o.insert(member);
+                }
+            }
+        }
     }
     Ok(departed.into_values().collect())
 }
@@ -1337,6 +1351,22 @@ fn tenant_intents(
     let cal = &cat.cal;
     let others = OtherPeriods::of(tenant, &computed, mine, cat, tenants, credits, now, record)?;
     let mut pending: Vec<Line> = others.corrections();
+    let last = computed.last().map(|inv| Invoice {
+        tenant: inv.tenant.clone(),
+        period: inv.period.clone(),
+        from: inv.from,
+        to: inv.to,
+        state: State::Final,
+        number: None,
+        currency: inv.currency.clone(),
+        lines: Vec::new(),
+    });
+    let member = || {
+        leaving
+            .then(|| tenants.iter().find(|t| t.name == tenant))
+            .flatten()
+            .map(|t| Box::new(member_of(t)))
+    };
     for mut inv in computed {
         let name = invoice_name(tenant, &inv.period);
         if let Some(spec) = existing.get(&name)
@@ -1358,14 +1388,10 @@ fn tenant_intents(
         crate::billing::invoice::sort_lines(&mut inv.lines);
         let intent = if inv.state == State::Final || leaving {
             inv.state = State::Final;
-            let member = leaving
-                .then(|| tenants.iter().find(|t| t.name == tenant))
-                .flatten()
-                .map(|t| Box::new(member_of(t)));
             Intent::Final {
                 name: name.clone(),
                 invoice: inv,
-                member,
+                member: member(),
             }
         } else {
             Intent::Draft {
@@ -1375,7 +1401,38 @@ fn tenant_intents(
         };
         wants.push((name, Some(intent)));
     }
+    // A leaving tenant whose periods are all final already (it left before in this period and
+    // came back under the same name) has no open invoice to carry the corrections; they go on
+    // a closing invoice of their own, under its last period, or they would be lost with it.
+    if leaving
+        && !pending.is_empty()
+        && let Some(mut closing) = last
+    {
+        let name = closing_invoice_name(&invoice_name(tenant, &closing.period), mine);
+        closing.lines = pending;
+        crate::billing::invoice::sort_lines(&mut closing.lines);
+        wants.push((
+            name.clone(),
+            Some(Intent::Final {
+                name,
+                invoice: closing,
+                member: member(),
+            }),
+        ));
+    }
     Ok(())
+}
+
+/// The name of a leaving tenant's next closing invoice for the period whose invoice is
+/// `base`: `<base>-c1`, `-c2`, … after those it has (a tenant can come back and leave again).
+fn closing_invoice_name(base: &str, mine: &[(&String, &InvoiceSpec)]) -> String {
+    let prefix = format!("{base}-c");
+    let taken = mine
+        .iter()
+        .filter_map(|(name, _)| name.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    format!("{prefix}{}", taken + 1)
 }
 
 /// One pass: read the caches, plan, write what differs; counted in
@@ -3093,6 +3150,82 @@ spec:
         assert_eq!(march.subtotal, "3661.01", "{march:#?}");
     }
 
+    /// A tenant that leaves, comes back under the same name and leaves again within one month:
+    /// the month's invoice became final at the first departure, and the second stay — priced
+    /// as a correction of it — had no open invoice to go on once the tenant was gone, so it
+    /// was never billed. It now goes on a closing invoice of its own, once; the two together
+    /// bill what the month's ledger holds.
+    #[test]
+    fn a_tenant_back_and_gone_again_in_a_final_month_is_billed_for_its_second_stay() {
+        let first = seg(
+            "2026-03-01T00:00:00+01:00",
+            Some("2026-03-10T00:00:00+01:00"),
+            "silver",
+            120,
+        );
+        let second = seg(
+            "2026-03-15T00:00:00+01:00",
+            Some("2026-03-20T00:00:00+01:00"),
+            "silver",
+            120,
+        );
+        let stays = |segments: Vec<Segment>| [tenant(vec![(Month::new(2026, 3), segments)])];
+        let mut existing = BTreeMap::new();
+        let left = t("2026-03-10T00:00:00+01:00");
+        let intents = run(
+            &stays(vec![first.clone()]),
+            &existing,
+            Scope::Leaving("tholen".into(), left),
+            "2026-03-10T00:00:00+01:00",
+        );
+        assert_eq!(intents.len(), 1, "{intents:#?}");
+        let (name, march) = spec_of(&intents[0], Some("RG-2026-000001"));
+        assert_eq!(name, "tholen-2026-03");
+        existing.insert(name, march.clone());
+
+        let both = stays(vec![first.clone(), second.clone()]);
+        let left_again = t("2026-03-20T00:00:00+01:00");
+        let intents = run(
+            &both,
+            &existing,
+            Scope::Leaving("tholen".into(), left_again),
+            "2026-03-20T00:00:00+01:00",
+        );
+        assert_eq!(intents.len(), 1, "{intents:#?}");
+        assert!(matches!(intents[0], Intent::Final { .. }), "{intents:#?}");
+        let (name, closing) = spec_of(&intents[0], Some("RG-2026-000002"));
+        assert_eq!(name, "tholen-2026-03-c1");
+        assert_eq!(closing.period, "2026-03");
+        assert!(
+            closing.lines.iter().all(|l| l.kind == "correction"
+                && l.description
+                    .starts_with("Correction of invoice RG-2026-000001 (2026-03): ")),
+            "{closing:#?}"
+        );
+        // 120 accounts at 36.00 a month (4,320.00): 216 of March's 743 hours, then 120 more.
+        assert_eq!(march.subtotal, "1255.88", "{march:#?}");
+        assert_eq!(closing.subtotal, "697.71", "{closing:#?}");
+        let whole = run(
+            &both,
+            &BTreeMap::new(),
+            Scope::Leaving("tholen".into(), left_again),
+            "2026-03-20T00:00:00+01:00",
+        );
+        let (_, whole) = spec_of(&whole[0], None);
+        let sum = dec(&march.subtotal, "march").unwrap() + dec(&closing.subtotal, "c1").unwrap();
+        assert_eq!(sum, dec(&whole.subtotal, "whole").unwrap());
+
+        // Its offboarding runs again (a retry, a restart): the stay is billed, nothing more.
+        existing.insert(name, closing);
+        let again = run(
+            &both,
+            &existing,
+            Scope::Leaving("tholen".into(), left_again),
+            "2026-03-20T00:00:00+01:00",
+        );
+        assert!(again.is_empty(), "{again:#?}");
+    }
+
     /// ICT West-Brabant West's €650,000 i-programme 2025, equal shares over five, quarterly
     /// (32,500.00 each a quarter). Q4 2025 is final for all five when Tholen leaves on 15
     /// January 2026 and its Tenant is deleted. Priced again in January over the four left, the
@@ -3279,6 +3412,18 @@ spec:
             departed_members([&good], &none).unwrap(),
             std::slice::from_ref(&member)
         );
+        // Back and gone again: the later departure, whichever invoice comes first.
+        let later = Member {
+            leaves: Some(date(2026, 1, 25)),
+            ..member.clone()
+        };
+        let again = annotated(&serde_json::to_string(&later).unwrap());
+        for order in [[&good, &again], [&again, &good]] {
+            assert_eq!(
+                departed_members(order, &none).unwrap(),
+                std::slice::from_ref(&later)
+            );
+        }
         let still_there: HashSet<&str> = HashSet::from(["tholen"]);
         assert!(departed_members([&good], &still_there).unwrap().is_empty());
         let e = departed_members([&annotated("{")], &none)
