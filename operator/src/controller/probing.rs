@@ -85,7 +85,7 @@ use super::{Clock, Context};
 use crate::metrics::Metrics;
 use crate::sla::calendar::{self, Interval, Period};
 use crate::sla::compliance::Sample;
-use crate::sla::history::{History, Part, periods_at};
+use crate::sla::history::{Figures, History, Part, periods_at};
 use crate::sla::metrics::{ProbeMetrics, Series, SlaGauges, Windows};
 use crate::sla::prober::{ProbeResult, Prober, ProberConfig, SystemClock};
 use crate::sla::report::{ComponentReport, TenantReport};
@@ -1786,7 +1786,12 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
                 covered_until(h, &t.tier, now)
             };
             for (period, closing) in periods {
-                let Ok((bounds, parts)) = h.figures(&t.tier, period, until) else {
+                let Ok(Figures {
+                    bounds,
+                    parts,
+                    ended,
+                }) = h.report_figures(&t.tier, period, until)
+                else {
                     continue;
                 };
                 let Some(current) = parts.last() else {
@@ -1815,6 +1820,7 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
                     &t.labels.component,
                     bounds,
                     parts.into_iter().map(|p| (p.service_level, p.result)),
+                    ended,
                 );
                 let count = entries.len();
                 entry.components.extend(entries);

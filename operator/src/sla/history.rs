@@ -134,6 +134,15 @@ pub struct Part {
     pub result: ComponentResult,
 }
 
+/// A period's figures for its report: see [`History::report_figures`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figures {
+    pub bounds: Interval,
+    pub parts: Vec<Part>,
+    /// The last part is of a level held before, ended within the period.
+    pub ended: bool,
+}
+
 /// What one sample changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
@@ -359,6 +368,21 @@ impl History {
         period: Period,
         now: Timestamp,
     ) -> Result<(Interval, Vec<Part>), PeriodError> {
+        self.report_figures(tier, period, now)
+            .map(|f| (f.bounds, f.parts))
+    }
+
+    /// [`History::figures`], saying too whether the last part ended: it is of a level held
+    /// before, which ended where a level that does not report `period` took over (gold from
+    /// Thursday to the end of a silver component's week). Its entry says where it ends, or a
+    /// reader — and this process after a restart, see `stored_parts` — takes it for the level
+    /// held now.
+    pub fn report_figures(
+        &self,
+        tier: &Tier,
+        period: Period,
+        now: Timestamp,
+    ) -> Result<Figures, PeriodError> {
         let tier = self.tier.as_deref().unwrap_or(tier);
         let bounds = period.bounds(&tier.time_zone)?;
         let mut parts: Vec<Part> = self
@@ -371,14 +395,19 @@ impl History {
         let range = Interval::new(self.since().max(bounds.start), bounds.end);
         // A week the level held now does not report (it reports daily, say) has only the parts
         // of the levels before; a month is always reported.
-        if (!range.is_empty() && reports(tier, period)) || parts.is_empty() {
+        let current = (!range.is_empty() && reports(tier, period)) || parts.is_empty();
+        if current {
             parts.push(Part {
                 period,
                 service_level: tier.name.clone(),
                 result: self.measure(tier, period, range, now),
             });
         }
-        Ok((bounds, parts))
+        Ok(Figures {
+            bounds,
+            parts,
+            ended: !current,
+        })
     }
 
     /// The final report of `period` is written: forget it and what only it needed.

@@ -311,15 +311,17 @@ pub fn build_report(inv: &Inventory, period: Period, samples: &Samples) -> Resul
                 }
                 parts.push((part_level.to_string(), result));
             }
-            let mut entries = ComponentReport::parts(&c.name_any(), range, parts);
             // Offline periods are measured whole: a last entry that ends early ends where a
             // level that does not report this period took over, to the period's end.
-            if let Some(last) = entries.last_mut()
-                && last.result.period.end < range.end
-            {
-                last.to = Some(last.result.period.end);
-            }
-            components.extend(entries);
+            let last_ended = parts
+                .last()
+                .is_some_and(|(_, last)| last.period.end < range.end);
+            components.extend(ComponentReport::parts(
+                &c.name_any(),
+                range,
+                parts,
+                last_ended,
+            ));
         }
         out.push(TenantReport {
             tenant: tenant.name_any(),
@@ -542,12 +544,15 @@ mod tests {
                 },
             );
         }
-        let (bounds, parts) = live.figures(&silver, march, report.range.end).unwrap();
-        assert_eq!(bounds, report.range);
+        let f = live
+            .report_figures(&silver, march, report.range.end)
+            .unwrap();
+        assert_eq!(f.bounds, report.range);
         let entries = ComponentReport::parts(
             "website",
-            bounds,
-            parts.into_iter().map(|p| (p.service_level, p.result)),
+            f.bounds,
+            f.parts.into_iter().map(|p| (p.service_level, p.result)),
+            f.ended,
         );
         assert_eq!(entries.len(), 2);
         for (live, offline) in entries.iter().zip(&website) {
@@ -595,11 +600,12 @@ mod tests {
             live.observe(&Arc::new(tiers[level].clone()), sample);
         }
         let end = "2026-03-16T10:00:00Z".parse().unwrap();
-        let (bounds, parts) = live.figures(&tiers["silver"], week, end).unwrap();
+        let f = live.report_figures(&tiers["silver"], week, end).unwrap();
         let entries = ComponentReport::parts(
             "website",
-            bounds,
-            parts.into_iter().map(|p| (p.service_level, p.result)),
+            f.bounds,
+            f.parts.into_iter().map(|p| (p.service_level, p.result)),
+            f.ended,
         );
         assert_eq!(entries.len(), website.len());
         for (live, offline) in entries.iter().zip(&website) {
@@ -611,6 +617,8 @@ mod tests {
     /// where its figures end.
     #[test]
     fn an_entry_before_a_level_that_does_not_report_the_week_says_where_it_ends() {
+        use crate::sla::history::History;
+        use std::sync::Arc;
         let inv = examples();
         let rows = [
             ("2026-03-09T07:00:00Z", true, "silver"),
@@ -618,7 +626,8 @@ mod tests {
             ("2026-03-15T10:00:00Z", true, "gold"),
         ];
         let samples = website_samples(&inv, &rows);
-        let report = build_report(&inv, "2026-W11".parse().unwrap(), &samples).unwrap();
+        let report_period = || -> Period { "2026-W11".parse().unwrap() };
+        let report = build_report(&inv, report_period(), &samples).unwrap();
         let website = website_entries(&report);
         assert_eq!(website.len(), 1, "{website:?}");
         let gold: Timestamp = "2026-03-12T10:00:00Z".parse().unwrap();
@@ -630,6 +639,30 @@ mod tests {
             ),
             ("silver", None, Some(gold))
         );
+        // The operator's report says the same, also before the week has ended (it said nothing
+        // of the end, and read back after a restart the entry passed for the level held now).
+        let tiers = inv.tiers();
+        let mut live = History::new();
+        for (at, ok, level) in rows {
+            let sample = Sample {
+                at: at.parse().unwrap(),
+                success: ok,
+            };
+            live.observe(&Arc::new(tiers[level].clone()), sample);
+        }
+        for end in ["2026-03-15T10:00:00Z", "2026-03-16T10:00:00Z"] {
+            let f = live
+                .report_figures(&tiers["gold"], report_period(), end.parse().unwrap())
+                .unwrap();
+            let entries = ComponentReport::parts(
+                "website",
+                f.bounds,
+                f.parts.into_iter().map(|p| (p.service_level, p.result)),
+                f.ended,
+            );
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            assert_eq!(entries[0].to, Some(gold), "at {end}: {entries:?}");
+        }
     }
 
     #[test]

@@ -68,13 +68,15 @@ pub struct ComponentReport {
 impl ComponentReport {
     /// The entries of one component of a period with `bounds`, from its figures per level held,
     /// in time order (the last is the level held now, or at the period's end, measured up to
-    /// now in an open period): each part but the last says where its figures end — where the
-    /// next begins, or where a level that does not report this period took over (gold's day in
-    /// a silver component's week has no entry).
+    /// now in an open period, unless `last_ended`): each part but the last says where its
+    /// figures end — where the next begins, or where a level that does not report this period
+    /// took over (gold's day in a silver component's week has no entry). The last says it too
+    /// when `last_ended`: such a level held from then on.
     pub fn parts(
         component: &str,
         bounds: Interval,
         parts: impl IntoIterator<Item = (String, ComponentResult)>,
+        last_ended: bool,
     ) -> Vec<ComponentReport> {
         let mut out: Vec<ComponentReport> = parts
             .into_iter()
@@ -86,8 +88,12 @@ impl ComponentReport {
                 result,
             })
             .collect();
-        let last = out.len().saturating_sub(1);
-        for c in &mut out[..last] {
+        let ending = if last_ended {
+            out.len()
+        } else {
+            out.len().saturating_sub(1)
+        };
+        for c in &mut out[..ending] {
             c.to = Some(c.result.period.end);
         }
         out
