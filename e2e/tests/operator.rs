@@ -1192,6 +1192,72 @@ async fn operator_end_to_end() {
         ])
         .expect("the foreign quota, which regie left alone, deleted");
 
+    // A tenant quota too small for its components (two zaaksysteem replicas and a
+    // datawarehouse, with room for a rollout's next pod, are four pods): the pods past it are
+    // refused, and the component's Available condition says why, once announced by a Warning.
+    let quota = |pods: serde_json::Value| serde_json::json!({"spec": {"quota": if pods.is_null() { pods } else { serde_json::json!({"pods": pods}) }}});
+    tenants
+        .patch(
+            "moerdijk",
+            &PatchParams::default(),
+            &Patch::Merge(quota(serde_json::json!(2))),
+        )
+        .await
+        .expect("quota of two pods");
+    let available_reason = |reason: &'static str| {
+        let comps = moerdijk_comps.clone();
+        move || {
+            let comps = comps.clone();
+            async move {
+                let c = comps.get("zaaksysteem").await?;
+                let st = c.status.unwrap_or_default();
+                Ok(find(&st.conditions, "Available").is_some_and(|c| {
+                    c.reason == reason
+                        && (reason != "QuotaExceeded"
+                            || c.message.contains("ResourceQuota is too small for its components: pods 2 is less than"))
+                }))
+            }
+        }
+    };
+    eventually(
+        "zaaksysteem's Available names the quota",
+        WAIT,
+        available_reason("QuotaExceeded"),
+    )
+    .await
+    .expect("a quota too small is named on the component");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "tenant-moerdijk");
+    eventually("a QuotaExceeded warning", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&ListParams::default().fields("reason=QuotaExceeded"))
+                .await?;
+            Ok(list.items.iter().any(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("zaaksysteem")
+                    && e.type_.as_deref() == Some("Warning")
+            }))
+        }
+    })
+    .await
+    .expect("the shortfall announced");
+    tenants
+        .patch(
+            "moerdijk",
+            &PatchParams::default(),
+            &Patch::Merge(quota(serde_json::Value::Null)),
+        )
+        .await
+        .expect("default quota again");
+    eventually(
+        "zaaksysteem's Available without the quota",
+        WAIT,
+        available_reason("ReplicasUnavailable"),
+    )
+    .await
+    .expect("the quota's default fits");
+
     // 6. Restart: a full resync of an unchanged world writes nothing.
     tenants_ready(&client, &ALL, WAIT)
         .await

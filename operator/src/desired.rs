@@ -580,10 +580,15 @@ pub fn render(inv: &Inventory, settings: &Settings) -> BTreeMap<String, Vec<Chil
 /// none) — the largest such pod. Beyond the quota the pods past it are refused by the API
 /// server, and a rollout with no room for its next pod never ends; rollouts of several
 /// Deployments at once (a tier change) take turns as each frees its room.
-pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
+pub fn quota_shortfalls<'a, I>(children: I) -> Vec<String>
+where
+    I: IntoIterator<Item = &'a Child>,
+    I::IntoIter: Clone,
+{
     use regie_crds::validate::quantity_value;
+    let children = children.into_iter();
     let hard = children
-        .iter()
+        .clone()
         .find(|c| c.kind == "ResourceQuota")
         .and_then(|c| c.body.pointer("/spec/hard"));
     let Some(hard) = hard else {
@@ -592,7 +597,6 @@ pub fn quota_shortfalls(children: &[Child]) -> Vec<String> {
     let value = |v: &Value| v.as_str().and_then(quantity_value);
     // Each Deployment's replicas, whether its rollout needs a pod more, and its containers.
     let workloads: Vec<(Decimal, bool, &[Value])> = children
-        .iter()
         .filter(|c| c.kind == "Deployment")
         .filter_map(|d| {
             let replicas = d.body.pointer("/spec/replicas").and_then(Value::as_i64)?;

@@ -325,6 +325,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
 
     // Status: components, packages, then the tenant's roll-up.
     let now = ctx.now();
+    let quota_short = desired::quota_shortfalls(desired.iter().map(|p| &p.child));
     let mut rollup = Rollup::default();
     let mut root_causes = Vec::new();
     for plan in &mut plans {
@@ -341,6 +342,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             ctx_ref,
             plan,
             namespace_terminating,
+            &quota_short,
             now
         ))),
         futures::future::try_join_all(pkgs.iter().map(|p| write_package_status(ctx_ref, p, now))),
@@ -953,6 +955,58 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
     ctx.warn(obj, &now.reason, "Reconcile", &now.message).await;
 }
 
+/// A hosted component's `Available` condition: whether at least `floor` of its `wanted`
+/// replicas are available, its reason and message. When fewer than wanted run and the
+/// tenant's quota is too small for its components (`quota_short`, from
+/// [`desired::quota_shortfalls`]), the message says so — the pods past the quota are refused,
+/// which the Deployment alone shows only in the events of its ReplicaSets — and the reason is
+/// `QuotaExceeded` when too few run.
+fn availability(
+    available: i32,
+    wanted: i32,
+    floor: i32,
+    quota_short: &[String],
+) -> (bool, &'static str, String) {
+    let enough = available >= floor;
+    let mut message = status::replicas_message(available, wanted, floor);
+    let short = available < wanted && !quota_short.is_empty();
+    if short {
+        message = format!(
+            "{message}; the tenant's ResourceQuota is too small for its components: {}",
+            quota_short.join("; ")
+        );
+    }
+    let reason = match (enough, short) {
+        (true, _) => "MinimumReplicasAvailable",
+        (false, true) => QUOTA_EXCEEDED,
+        (false, false) => "ReplicasUnavailable",
+    };
+    (enough, reason, message)
+}
+
+/// The reason of a hosted component's `Available` condition when too few of its replicas run
+/// and its tenant's quota cannot hold them all.
+const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+
+/// A Warning event when a component's `Available` condition newly says its tenant's quota is
+/// too small (once, as a stall is announced once; not at every reconcile).
+async fn warn_on_new_quota_shortfall<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    old: &[Condition],
+    new: &[Condition],
+) {
+    let Some(now) = status::find(new, AVAILABLE).filter(|c| c.reason == QUOTA_EXCEEDED) else {
+        return;
+    };
+    let was = status::find(old, AVAILABLE).map(|c| (&c.reason, &c.message));
+    if was == Some((&now.reason, &now.message)) {
+        return;
+    }
+    ctx.warn(obj, QUOTA_EXCEEDED, "Reconcile", &now.message)
+        .await;
+}
+
 /// Writes `status` of digest `digest`, once `compare_with` found it is to be written.
 async fn patch_status<K>(
     ctx: &Context,
@@ -995,6 +1049,7 @@ async fn write_component_status(
     ctx: &Context,
     plan: &ComponentPlan,
     namespace_terminating: bool,
+    quota_short: &[String],
     now: jiff::Timestamp,
 ) -> Result<Result<(), String>, Error> {
     let c = &plan.component;
@@ -1076,19 +1131,9 @@ async fn write_component_status(
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);
                 new.available_replicas = Some(available);
-                let enough = available >= floor;
-                let cond = status::condition(
-                    AVAILABLE,
-                    enough,
-                    if enough {
-                        "MinimumReplicasAvailable"
-                    } else {
-                        "ReplicasUnavailable"
-                    },
-                    status::replicas_message(available, wanted, floor),
-                    generation,
-                    now.clone(),
-                );
+                let (enough, reason, message) = availability(available, wanted, floor, quota_short);
+                let cond =
+                    status::condition(AVAILABLE, enough, reason, message, generation, now.clone());
                 status::set_condition(&mut new.conditions, cond);
             }
             going.map_or(Ok(()), Err)
@@ -1096,6 +1141,7 @@ async fn write_component_status(
     };
     if let Some(write) = compare_with(ctx, c.as_ref(), &old, &old.conditions, &new) {
         warn_on_new_stall(ctx, c.as_ref(), write.was, &new.conditions).await;
+        warn_on_new_quota_shortfall(ctx, c.as_ref(), write.was, &new.conditions).await;
         patch_status(ctx, c.as_ref(), &new, write.digest).await?;
     }
     Ok(result)
@@ -1290,6 +1336,44 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component whose pods the tenant's quota cannot hold says so in `Available`: the
+    /// reason when too few run, the message whenever fewer than wanted run.
+    #[test]
+    fn availability_names_a_quota_too_small() {
+        let short = [
+            "pods 2 is less than the components' pods with room for a rolling \
+                      update's next pod, 3"
+                .to_string(),
+        ];
+        assert_eq!(
+            availability(0, 2, 1, &[]),
+            (
+                false,
+                "ReplicasUnavailable",
+                status::replicas_message(0, 2, 1)
+            )
+        );
+        let (enough, reason, message) = availability(0, 2, 1, &short);
+        assert_eq!((enough, reason), (false, QUOTA_EXCEEDED));
+        assert!(
+            message.starts_with(&status::replicas_message(0, 2, 1))
+                && message.ends_with(&format!("too small for its components: {}", short[0])),
+            "{message}"
+        );
+        let (enough, reason, message) = availability(1, 2, 1, &short);
+        assert_eq!((enough, reason), (true, "MinimumReplicasAvailable"));
+        assert!(message.contains("ResourceQuota is too small"), "{message}");
+        // All run: a quota with no room for the next rollout is validate's to say.
+        assert_eq!(
+            availability(2, 2, 1, &short),
+            (
+                true,
+                "MinimumReplicasAvailable",
+                status::replicas_message(2, 2, 1)
+            )
+        );
+    }
 
     /// The API server's answer to a patch of a tenant deleted meanwhile, as it comes.
     fn not_found(group: &str, kind: &str, name: &str) -> Error {
