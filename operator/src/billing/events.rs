@@ -167,12 +167,15 @@ pub fn invoice_event(
     ))
 }
 
-/// A final `Invoice` object as regie writes it in the cluster, as an event. Its id is the one
-/// [`invoice_event`] gives the same tenant and period, so the controller and the offline path
-/// can never send one invoice under two ids.
+/// A final `Invoice` object as regie writes it in the cluster, as an event. The period's own
+/// invoice (`version` 1) has the id [`invoice_event`] gives the same tenant and period, so the
+/// controller and the offline path can never send one invoice under two ids; a leaving
+/// tenant's closing invoices of the same period (`<tenant>-<period>-c<n>`) are versions n + 1,
+/// each an event of its own.
 pub fn invoice_object_event(
     installation: &str,
     spec: &regie_crds::generated::InvoiceSpec,
+    version: u32,
     time: Timestamp,
 ) -> Result<CloudEvent, BillingError> {
     if spec.state != regie_crds::generated::InvoiceState::Final {
@@ -187,7 +190,7 @@ pub fn invoice_object_event(
         installation,
         INVOICE_FINAL_TYPE,
         &spec.tenant,
-        event_id(&spec.tenant, "invoice", &spec.period, 1),
+        event_id(&spec.tenant, "invoice", &spec.period, version),
         time,
         data,
     ))

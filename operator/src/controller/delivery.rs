@@ -231,7 +231,8 @@ pub fn work(
             .as_ref()
             .map(|t| t.0)
             .unwrap_or(end);
-        match invoice_object_event(installation, &inv.spec, made) {
+        let version = super::invoicing::event_version(&inv.name_any(), &inv.spec);
+        match invoice_object_event(installation, &inv.spec, version, made) {
             Ok(event) => w.pending.push(Pending {
                 origin: Origin::Invoice(name),
                 event,

@@ -1,6 +1,7 @@
 //! Invoicing inside `regie run`: one `Invoice` per tenant per billing period (monthly, or
 //! quarterly where the Tenant's `spec.billing.invoicing` says so), named `<tenant>-<period>`
-//! (e.g. `tholen-2026-03`, `werkplein-2026-q1`), priced by [`crate::billing::engine::bill`] — the
+//! (e.g. `tholen-2026-03`, `werkplein-2026-q1`) — and a leaving tenant's closing invoice
+//! `<tenant>-<period>-c<n>` when its last period is final already — priced by [`crate::billing::engine::bill`] — the
 //! same code as `regie bill` — from the cluster's Usage ledgers, Tenants, packages, components,
 //! PriceLists, CostPools, ServiceOrders and the monthly SlaReports' credits.
 //!
@@ -330,19 +331,20 @@ pub fn departed_members<'a>(
                 inv.tenant()
             )));
         }
-        // The same on each of its final invoices written by one offboarding pass; a tenant
-        // that came back and left again is a member until it left the last time.
+        // The same on each of its final invoices written by one offboarding pass.
         match departed.entry(member.tenant.clone()) {
             Entry::Vacant(v) => {
                 v.insert(member);
             }
             Entry::Occupied(mut o) => {
-                if member
-                    .leaves
-                    .is_none_or(|l| o.get().leaves.is_some_and(|m| l > m))
-                {
-                    o.insert(member);
-                }
+                // A member from its first joining to its last leaving (a gap between two stays
+                // counts: it is minutes when a Tenant deleted by mistake is applied again).
+                let m = o.get_mut();
+                m.joined = m.joined.min(member.joined);
+                m.leaves = match (m.leaves, member.leaves) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
             }
         }
     }
@@ -1010,7 +1012,12 @@ impl OtherPeriods {
         let recomputed: BTreeSet<&str> = invoices.iter().map(|i| i.period.as_str()).collect();
         let mut finals = Vec::new();
         for (name, spec) in mine {
-            if spec.state != InvoiceState::Final || recomputed.contains(spec.period.as_str()) {
+            // A closing invoice is settled through its period's own: its lines are corrections
+            // of that one (see `billed_so_far`).
+            if spec.state != InvoiceState::Final
+                || recomputed.contains(spec.period.as_str())
+                || !is_periods_own(name, spec)
+            {
                 continue;
             }
             let period = Period::parse(&spec.period)?;
@@ -1060,7 +1067,11 @@ impl OtherPeriods {
                 if inner.from >= from && inner.to <= to && inner.period != spec.period {
                     let Some(number) = mine
                         .iter()
-                        .find(|(_, o)| o.state == InvoiceState::Final && o.period == inner.period)
+                        .find(|(n, o)| {
+                            o.state == InvoiceState::Final
+                                && o.period == inner.period
+                                && is_periods_own(n, o)
+                        })
                         .and_then(|(_, o)| o.number.as_deref())
                     else {
                         continue;
@@ -1406,6 +1417,23 @@ fn tenant_intents(
     // a closing invoice of their own, under its last period, or they would be lost with it.
     if leaving
         && !pending.is_empty()
+        && let Some(closing) = &last
+    {
+        // Only what lies after what the period's invoices billed: the new stay. A change to
+        // the stretches they billed is not billed again here — the finalizer prices the
+        // tenant again until its namespace is gone, and an SLA credit still moving meanwhile
+        // would write a closing invoice for each step; and a tenant that came back with a later
+        // `membership.joined` would have its first stay credited.
+        let billed_until = mine
+            .iter()
+            .filter(|(_, s)| s.state == InvoiceState::Final && s.period == closing.period)
+            .flat_map(|(_, s)| &s.lines)
+            .filter_map(|l| parse_instant(&l.to, "invoice line").ok())
+            .max();
+        pending.retain(|l| billed_until.is_none_or(|until| l.from >= until));
+    }
+    if leaving
+        && !pending.is_empty()
         && let Some(mut closing) = last
     {
         let name = closing_invoice_name(&invoice_name(tenant, &closing.period), mine);
@@ -1426,13 +1454,33 @@ fn tenant_intents(
 /// The name of a leaving tenant's next closing invoice for the period whose invoice is
 /// `base`: `<base>-c1`, `-c2`, … after those it has (a tenant can come back and leave again).
 fn closing_invoice_name(base: &str, mine: &[(&String, &InvoiceSpec)]) -> String {
-    let prefix = format!("{base}-c");
     let taken = mine
         .iter()
-        .filter_map(|(name, _)| name.strip_prefix(&prefix)?.parse::<u32>().ok())
+        .filter_map(|(name, _)| closing_number(base, name))
         .max()
         .unwrap_or(0);
-    format!("{prefix}{}", taken + 1)
+    format!("{base}-c{}", taken + 1)
+}
+
+/// `n` when `name` is closing invoice `<base>-c<n>` (n written without leading zeros).
+fn closing_number(base: &str, name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(base)?.strip_prefix("-c")?;
+    let n = digits.parse::<u32>().ok()?;
+    (n > 0 && n.to_string() == digits).then_some(n)
+}
+
+/// Whether invoice `name` is its period's own (`<tenant>-<period>`), not a closing invoice.
+fn is_periods_own(name: &str, spec: &InvoiceSpec) -> bool {
+    name == invoice_name(&spec.tenant, &spec.period)
+}
+
+/// The version of invoice `name` in its delivery event's id: 1 for its period's own, n + 1
+/// for closing invoice `-c<n>` of the period (one id each; a closing invoice sent under its
+/// period's id would be taken for a repeat and never counted).
+pub fn event_version(name: &str, spec: &InvoiceSpec) -> u32 {
+    closing_number(&invoice_name(&spec.tenant, &spec.period), name)
+        .and_then(|n| n.checked_add(1))
+        .unwrap_or(1)
 }
 
 /// One pass: read the caches, plan, write what differs; counted in
@@ -3215,7 +3263,9 @@ spec:
         let sum = dec(&march.subtotal, "march").unwrap() + dec(&closing.subtotal, "c1").unwrap();
         assert_eq!(sum, dec(&whole.subtotal, "whole").unwrap());
 
-        // Its offboarding runs again (a retry, a restart): the stay is billed, nothing more.
+        // Its offboarding runs again (a retry, a restart): the stay is billed, nothing more;
+        // nor is a change to what the invoices billed (an SLA credit moving while the
+        // namespace goes) a closing invoice of its own.
         existing.insert(name, closing);
         let again = run(
             &both,
@@ -3224,6 +3274,123 @@ spec:
             "2026-03-20T00:00:00+01:00",
         );
         assert!(again.is_empty(), "{again:#?}");
+        let mut changed = vec![first.clone(), second.clone()];
+        changed[0].accounts.insert("standard".into(), 121);
+        changed[1].accounts.insert("standard".into(), 121);
+        let again = run(
+            &stays(changed),
+            &existing,
+            Scope::Leaving("tholen".into(), left_again),
+            "2026-03-20T00:00:00+01:00",
+        );
+        assert!(again.is_empty(), "{again:#?}");
+
+        // Back with `membership.joined` set to its return: the first stay is not credited.
+        let mut rejoined = stays(vec![first.clone(), second.clone()]);
+        rejoined[0].joined = date(2026, 3, 15);
+        let mut first_only = BTreeMap::new();
+        first_only.insert("tholen-2026-03".to_string(), march.clone());
+        let intents = run(
+            &rejoined,
+            &first_only,
+            Scope::Leaving("tholen".into(), left_again),
+            "2026-03-20T00:00:00+01:00",
+        );
+        assert_eq!(intents.len(), 1, "{intents:#?}");
+        let (_, closing) = spec_of(&intents[0], None);
+        assert_eq!(closing.subtotal, "697.71", "{closing:#?}");
+    }
+
+    /// The closing invoice is settled through its period's own: a tenant back a third time,
+    /// invoiced by quarter now, is not billed for March again on its quarter's invoice (the
+    /// closing invoice counted as a March final of its own that billed nothing).
+    #[test]
+    fn a_closing_invoice_is_not_a_period_billed_of_its_own() {
+        let whole = |from: &str, to: &str| seg(from, Some(to), "silver", 120);
+        let mut existing = BTreeMap::new();
+        let mut numbered = 0;
+        let mut keep = |intents: &[Intent], existing: &mut BTreeMap<String, InvoiceSpec>| {
+            for i in intents {
+                numbered += 1;
+                let (n, s) = spec_of(i, Some(&format!("RG-2026-{numbered:06}")));
+                existing.insert(n, s);
+            }
+        };
+        let first = vec![
+            (
+                Month::new(2026, 1),
+                vec![whole(
+                    "2026-01-01T00:00:00+01:00",
+                    "2026-02-01T00:00:00+01:00",
+                )],
+            ),
+            (
+                Month::new(2026, 2),
+                vec![whole(
+                    "2026-02-01T00:00:00+01:00",
+                    "2026-03-01T00:00:00+01:00",
+                )],
+            ),
+            (
+                Month::new(2026, 3),
+                vec![whole(
+                    "2026-03-01T00:00:00+01:00",
+                    "2026-03-10T00:00:00+01:00",
+                )],
+            ),
+        ];
+        let intents = run(
+            &[tenant(first.clone())],
+            &existing,
+            Scope::Leaving("tholen".into(), t("2026-03-10T00:00:00+01:00")),
+            "2026-03-10T00:00:00+01:00",
+        );
+        assert_eq!(intents.len(), 3, "{intents:#?}");
+        keep(&intents, &mut existing);
+        let mut second = first.clone();
+        second[2].1.push(whole(
+            "2026-03-15T00:00:00+01:00",
+            "2026-03-20T00:00:00+01:00",
+        ));
+        let intents = run(
+            &[tenant(second.clone())],
+            &existing,
+            Scope::Leaving("tholen".into(), t("2026-03-20T00:00:00+01:00")),
+            "2026-03-20T00:00:00+01:00",
+        );
+        assert_eq!(intents.len(), 1, "{intents:#?}");
+        keep(&intents, &mut existing);
+        assert!(existing.contains_key("tholen-2026-03-c1"));
+        let mut third = second;
+        third.push((
+            Month::new(2026, 4),
+            vec![seg("2026-04-01T00:00:00+02:00", None, "silver", 120)],
+        ));
+        let mut quarterly = tenant(third);
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(&[quarterly], &existing, Scope::All, "2026-04-10T00:00:00Z");
+        let specs: BTreeMap<String, InvoiceSpec> =
+            intents.iter().map(|i| spec_of(i, None)).collect();
+        // The first quarter was invoiced by its months (and March's closing invoice).
+        assert_eq!(specs.keys().collect::<Vec<_>>(), ["tholen-2026-q2"]);
+        let q2 = &specs["tholen-2026-q2"];
+        assert!(q2.lines.iter().all(|l| l.kind != "correction"), "{q2:#?}");
+    }
+
+    #[test]
+    fn closing_invoices_are_delivered_under_ids_of_their_own() {
+        let spec = stored_spec(InvoiceState::Final, "300.00");
+        let base = invoice_name(&spec.tenant, &spec.period);
+        assert_eq!(event_version(&base, &spec), 1);
+        assert_eq!(event_version(&format!("{base}-c1"), &spec), 2);
+        assert_eq!(event_version(&format!("{base}-c12"), &spec), 13);
+        for other in ["-c01", "-c0", "-cx", "-c", "x"] {
+            assert_eq!(
+                event_version(&format!("{base}{other}"), &spec),
+                1,
+                "{other}"
+            );
+        }
     }
 
     /// ICT West-Brabant West's €650,000 i-programme 2025, equal shares over five, quarterly
@@ -3412,16 +3579,24 @@ spec:
             departed_members([&good], &none).unwrap(),
             std::slice::from_ref(&member)
         );
-        // Back and gone again: the later departure, whichever invoice comes first.
-        let later = Member {
+        // Back (joined anew) and gone again: a member from its first joining to its last
+        // leaving, whichever invoice comes first.
+        let again = annotated(
+            &serde_json::to_string(&Member {
+                joined: date(2026, 1, 20),
+                leaves: Some(date(2026, 1, 25)),
+                ..member.clone()
+            })
+            .unwrap(),
+        );
+        let whole = Member {
             leaves: Some(date(2026, 1, 25)),
             ..member.clone()
         };
-        let again = annotated(&serde_json::to_string(&later).unwrap());
         for order in [[&good, &again], [&again, &good]] {
             assert_eq!(
                 departed_members(order, &none).unwrap(),
-                std::slice::from_ref(&later)
+                std::slice::from_ref(&whole)
             );
         }
         let still_there: HashSet<&str> = HashSet::from(["tholen"]);
