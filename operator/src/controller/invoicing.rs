@@ -56,7 +56,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
-use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState, UsageSpec};
+use regie_crds::generated::{InvoiceLine, InvoiceSpec, InvoiceState, Segment, UsageSpec};
 use regie_crds::tenancy::InvoicingPeriod;
 use regie_crds::{
     CostPool, HostingComponent, Invoice as InvoiceObject, PriceList, ServiceOrder, SlaReport,
@@ -1414,27 +1414,16 @@ fn tenant_intents(
     }
     // A leaving tenant whose periods are all final already (it left before in this period and
     // came back under the same name) has no open invoice to carry the corrections; they go on
-    // a closing invoice of their own, under its last period, or they would be lost with it.
-    if leaving
-        && !pending.is_empty()
-        && let Some(closing) = &last
-    {
-        // Only what lies after what the period's invoices billed: the new stay. A change to
-        // the stretches they billed is not billed again here — the finalizer prices the
-        // tenant again until its namespace is gone, and an SLA credit still moving meanwhile
-        // would write a closing invoice for each step; and a tenant that came back with a later
-        // `membership.joined` would have its first stay credited.
-        let billed_until = mine
-            .iter()
-            .filter(|(_, s)| s.state == InvoiceState::Final && s.period == closing.period)
-            .flat_map(|(_, s)| &s.lines)
-            .filter_map(|l| parse_instant(&l.to, "invoice line").ok())
-            .max();
-        pending.retain(|l| billed_until.is_none_or(|until| l.from >= until));
-    }
+    // a closing invoice of their own, under its last period, or they would be lost with it —
+    // when its ledger holds a stay the period's invoices did not bill: each of them was written
+    // at a departure (its own, `<tenant>-<period>`, at the first), so the ledger has a stay
+    // more than there are of them. Without a new stay a change found while the tenant leaves
+    // (the finalizer prices it again until its namespace is gone, and an SLA credit may still
+    // move meanwhile) is not billed, as a tenant gone has no next invoice for it.
     if leaving
         && !pending.is_empty()
         && let Some(mut closing) = last
+        && new_stay(tenants, tenant, &closing.period, mine)
     {
         let name = closing_invoice_name(&invoice_name(tenant, &closing.period), mine);
         closing.lines = pending;
@@ -1449,6 +1438,53 @@ fn tenant_intents(
         ));
     }
     Ok(())
+}
+
+/// Whether `tenant`'s ledgers of `period` hold more stays (runs of segments without a gap: a
+/// gap is a departure and a return) than it has final invoices of that period.
+fn new_stay(
+    tenants: &[TenantInput],
+    tenant: &str,
+    period: &str,
+    mine: &[(&String, &InvoiceSpec)],
+) -> bool {
+    let Some(t) = tenants.iter().find(|t| t.name == tenant) else {
+        return false;
+    };
+    let Ok(p) = Period::parse(period) else {
+        return false;
+    };
+    let segments = p
+        .months()
+        .into_iter()
+        .filter_map(|m| t.usage.get(&m))
+        .flatten();
+    let invoiced = mine
+        .iter()
+        .filter(|(_, s)| s.state == InvoiceState::Final && s.period == period)
+        .count();
+    ledger_stays(segments) > invoiced
+}
+
+/// How many stays `segments` (in time order) hold: runs of segments each of which begins where
+/// the one before ended.
+fn ledger_stays<'a>(segments: impl Iterator<Item = &'a Segment>) -> usize {
+    let mut stays = 0;
+    let mut end: Option<Option<Timestamp>> = None;
+    for s in segments {
+        let Ok(from) = parse_instant(&s.from, "ledger") else {
+            continue;
+        };
+        let joined = matches!(end, Some(Some(e)) if e == from);
+        if !joined {
+            stays += 1;
+        }
+        end = Some(
+            s.to.as_deref()
+                .and_then(|t| parse_instant(t, "ledger").ok()),
+        );
+    }
+    stays
 }
 
 /// The name of a leaving tenant's next closing invoice for the period whose invoice is
@@ -3264,8 +3300,9 @@ spec:
         assert_eq!(sum, dec(&whole.subtotal, "whole").unwrap());
 
         // Its offboarding runs again (a retry, a restart): the stay is billed, nothing more;
-        // nor is a change to what the invoices billed (an SLA credit moving while the
-        // namespace goes) a closing invoice of its own.
+        // nor is a change found while it leaves (an SLA credit moving while the namespace
+        // goes) a closing invoice of its own: the ledger holds no stay the invoices did not
+        // bill.
         existing.insert(name, closing);
         let again = run(
             &both,
@@ -3285,7 +3322,9 @@ spec:
         );
         assert!(again.is_empty(), "{again:#?}");
 
-        // Back with `membership.joined` set to its return: the first stay is not credited.
+        // Back with `membership.joined` set to its return: read as a correction of the
+        // membership, the first stay is credited (as the next invoice of a tenant that stays
+        // would credit it; docs/billing.md asks to keep `joined`).
         let mut rejoined = stays(vec![first.clone(), second.clone()]);
         rejoined[0].joined = date(2026, 3, 15);
         let mut first_only = BTreeMap::new();
@@ -3298,7 +3337,37 @@ spec:
         );
         assert_eq!(intents.len(), 1, "{intents:#?}");
         let (_, closing) = spec_of(&intents[0], None);
-        assert_eq!(closing.subtotal, "697.71", "{closing:#?}");
+        assert_eq!(
+            closing.subtotal, "-558.17",
+            "697.71 - 1255.88: {closing:#?}"
+        );
+    }
+
+    /// Stays are runs of ledger segments without a gap; a month boundary is no gap.
+    #[test]
+    fn a_ledger_counts_its_stays() {
+        let s = |from: &str, to: Option<&str>| seg(from, to, "silver", 1);
+        let one = [
+            s(
+                "2026-03-01T00:00:00+01:00",
+                Some("2026-03-05T00:00:00+01:00"),
+            ),
+            s(
+                "2026-03-05T00:00:00+01:00",
+                Some("2026-04-01T00:00:00+02:00"),
+            ),
+            s("2026-04-01T00:00:00+02:00", None),
+        ];
+        assert_eq!(ledger_stays(one.iter()), 1);
+        let two = [
+            s(
+                "2026-03-01T00:00:00+01:00",
+                Some("2026-03-10T00:00:00+01:00"),
+            ),
+            s("2026-03-10T00:00:05+01:00", None),
+        ];
+        assert_eq!(ledger_stays(two.iter()), 2);
+        assert_eq!(ledger_stays([].iter()), 0);
     }
 
     /// The closing invoice is settled through its period's own: a tenant back a third time,
