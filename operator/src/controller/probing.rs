@@ -1825,8 +1825,10 @@ async fn write_report(ctx: &Context, probes: &Probes, tenant: &str) -> bool {
                 let count = entries.len();
                 entry.components.extend(entries);
                 // The run state goes with the current part: a restart goes on from there.
+                // An ended last part holds none: the last sample is the new level's, and read
+                // back after a restart it would name the level held before as the one held now.
                 entry.lasts.extend((1..count).map(|_| None));
-                entry.lasts.push(h.run().last());
+                entry.lasts.push(if ended { None } else { h.run().last() });
                 entry.keys.push(key.clone());
             }
         }

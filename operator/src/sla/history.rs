@@ -403,10 +403,16 @@ impl History {
                 result: self.measure(tier, period, range, now),
             });
         }
+        // Ended within the period: not a part that runs to its end (a level change in the
+        // period's last probe interval, seen after it ended, leaves the month whole).
+        let ended = !current
+            && parts
+                .last()
+                .is_some_and(|p| p.result.period.end < bounds.end);
         Ok(Figures {
             bounds,
             parts,
-            ended: !current,
+            ended,
         })
     }
 
@@ -1033,6 +1039,30 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].service_level, "gold");
         assert_eq!(parts[0].result.period.start, ts("2026-03-18T09:00:00Z"));
+        // The week's part ended with the move, and its report says so; the day's runs on.
+        let now = ts("2026-03-18T10:00:00Z");
+        assert!(h.report_figures(&gold, w12, now).unwrap().ended);
+        assert!(!h.report_figures(&gold, day, now).unwrap().ended);
+        let march = Period::month(2026, 3).unwrap();
+        assert!(!h.report_figures(&gold, march, now).unwrap().ended);
+    }
+
+    /// A change first seen after a period ended (at the next period's first sample) leaves the
+    /// period whole: its part runs to its end and has not ended within it.
+    #[test]
+    fn a_change_seen_after_the_period_leaves_it_whole() {
+        let (_, silver) = bronze_silver();
+        let gold = office("gold", "Mon-Sat 08:00-22:00", "daily", "99.9", "10s");
+        let mut h = History::new();
+        feed(&mut h, &silver, &[("2026-03-31T20:00:00Z", true)]);
+        feed(&mut h, &gold, &[("2026-03-31T22:00:05Z", true)]);
+        let march = Period::month(2026, 3).unwrap();
+        let f = h
+            .report_figures(&gold, march, ts("2026-03-31T22:00:05Z"))
+            .unwrap();
+        assert_eq!(f.parts.len(), 1, "{f:?}");
+        assert_eq!(f.parts[0].result.period.end, f.bounds.end);
+        assert!(!f.ended, "{f:?}");
     }
 
     /// The first sample of April is the first under silver (the level changed overnight, or
