@@ -577,10 +577,10 @@ pub fn render(inv: &Inventory, settings: &Settings) -> BTreeMap<String, Vec<Chil
 /// What a tenant's rendered children ask of its ResourceQuota beyond what it holds, one line
 /// per resource: every Deployment at its replicas, and room for the one more pod a rolling
 /// update of one to three replicas needs (a quarter of them, rounded down, may be unavailable:
-/// none) — the largest such pod. Beyond the quota the pods past it are refused by the API
-/// server, and a rollout with no room for its next pod never ends; rollouts of several
-/// Deployments at once (a tier change) take turns as each frees its room.
-pub fn quota_shortfalls<'a, I>(children: I) -> Vec<String>
+/// none) — the largest such pod — when `rollout_room`. Beyond the quota the pods past it are
+/// refused by the API server, and a rollout with no room for its next pod never ends; rollouts
+/// of several Deployments at once (a tier change) take turns as each frees its room.
+pub fn quota_shortfalls<'a, I>(children: I, rollout_room: bool) -> Vec<String>
 where
     I: IntoIterator<Item = &'a Child>,
     I::IntoIter: Clone,
@@ -604,7 +604,7 @@ where
                 .body
                 .pointer("/spec/template/spec/containers")?
                 .as_array()?;
-            let surges = (1..=3).contains(&replicas);
+            let surges = rollout_room && (1..=3).contains(&replicas);
             Some((Decimal::from(replicas), surges, &containers[..]))
         })
         .collect();
@@ -654,9 +654,13 @@ where
             continue;
         };
         if total > held {
+            let room = if rollout_room {
+                " with room for a rolling update's next pod"
+            } else {
+                ""
+            };
             out.push(format!(
-                "{quota} {} is less than the components' {what} with room for a rolling \
-                 update's next pod, {}",
+                "{quota} {} is less than the components' {what}{room}, {}",
                 hard[quota].as_str().unwrap_or_default(),
                 in_binary_units(total)
             ));

@@ -557,7 +557,7 @@ impl Inventory {
             let Some(children) = rendered.get(&name) else {
                 continue;
             };
-            for message in crate::desired::quota_shortfalls(children) {
+            for message in crate::desired::quota_shortfalls(children, true) {
                 out.push(Problem {
                     file: t.source.to_string(),
                     object: ident("Tenant", None, &name),

@@ -325,7 +325,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
 
     // Status: components, packages, then the tenant's roll-up.
     let now = ctx.now();
-    let quota_short = desired::quota_shortfalls(desired.iter().map(|p| &p.child));
+    let quota_short = desired::quota_shortfalls(desired.iter().map(|p| &p.child), false);
     let mut rollup = Rollup::default();
     let mut root_causes = Vec::new();
     for plan in &mut plans {
@@ -956,11 +956,11 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
 }
 
 /// A hosted component's `Available` condition: whether at least `floor` of its `wanted`
-/// replicas are available, its reason and message. When fewer than wanted run and the
-/// tenant's quota is too small for its components (`quota_short`, from
-/// [`desired::quota_shortfalls`]), the message says so — the pods past the quota are refused,
-/// which the Deployment alone shows only in the events of its ReplicaSets — and the reason is
-/// `QuotaExceeded` when too few run.
+/// replicas are available, its reason and message. When fewer than wanted run and the tenant's
+/// quota cannot hold its components' replicas (`quota_short`, from
+/// [`desired::quota_shortfalls`] without rollout room), the message adds it: some of their
+/// pods are refused, which the Deployment alone shows only in its ReplicaSets' events. Which
+/// component's pods are refused is the ReplicaSets' race, so the reason stays what it was.
 fn availability(
     available: i32,
     wanted: i32,
@@ -969,42 +969,44 @@ fn availability(
 ) -> (bool, &'static str, String) {
     let enough = available >= floor;
     let mut message = status::replicas_message(available, wanted, floor);
-    let short = available < wanted && !quota_short.is_empty();
-    if short {
-        message = format!(
-            "{message}; the tenant's ResourceQuota is too small for its components: {}",
-            quota_short.join("; ")
-        );
+    if available < wanted && !quota_short.is_empty() {
+        message = format!("{message}{QUOTA_NOTE}{}", quota_short.join("; "));
     }
-    let reason = match (enough, short) {
-        (true, _) => "MinimumReplicasAvailable",
-        (false, true) => QUOTA_EXCEEDED,
-        (false, false) => "ReplicasUnavailable",
+    let reason = if enough {
+        "MinimumReplicasAvailable"
+    } else {
+        "ReplicasUnavailable"
     };
     (enough, reason, message)
 }
 
-/// The reason of a hosted component's `Available` condition when too few of its replicas run
-/// and its tenant's quota cannot hold them all.
+/// Where an `Available` message says the tenant's quota is short, before what it lacks.
+const QUOTA_NOTE: &str =
+    "; the tenant's ResourceQuota cannot hold its components' replicas, some pods are refused: ";
+
+/// The reason of the Warning event that announces a quota too small.
 const QUOTA_EXCEEDED: &str = "QuotaExceeded";
 
-/// A Warning event when a component's `Available` condition newly says its tenant's quota is
-/// too small (once, as a stall is announced once; not at every reconcile).
+/// A Warning event when a component's `Available` message newly says its tenant's quota is
+/// too small, or says it lacks something else now — not when only its replica counts change.
 async fn warn_on_new_quota_shortfall<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     old: &[Condition],
     new: &[Condition],
 ) {
-    let Some(now) = status::find(new, AVAILABLE).filter(|c| c.reason == QUOTA_EXCEEDED) else {
+    let short = |conditions: &[Condition]| {
+        status::find(conditions, AVAILABLE)
+            .and_then(|c| c.message.split_once(QUOTA_NOTE).map(|(_, s)| s.to_string()))
+    };
+    let Some(now) = short(new) else {
         return;
     };
-    let was = status::find(old, AVAILABLE).map(|c| (&c.reason, &c.message));
-    if was == Some((&now.reason, &now.message)) {
+    if short(old).as_deref() == Some(now.as_str()) {
         return;
     }
-    ctx.warn(obj, QUOTA_EXCEEDED, "Reconcile", &now.message)
-        .await;
+    let message = format!("the tenant's ResourceQuota cannot hold its components' replicas: {now}");
+    ctx.warn(obj, QUOTA_EXCEEDED, "Reconcile", &message).await;
 }
 
 /// Writes `status` of digest `digest`, once `compare_with` found it is to be written.
@@ -1337,15 +1339,11 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 mod tests {
     use super::*;
 
-    /// A component whose pods the tenant's quota cannot hold says so in `Available`: the
-    /// reason when too few run, the message whenever fewer than wanted run.
+    /// A component whose tenant's quota cannot hold its components' replicas says so in
+    /// `Available` whenever fewer than wanted run; its reason stays the counts'.
     #[test]
     fn availability_names_a_quota_too_small() {
-        let short = [
-            "pods 2 is less than the components' pods with room for a rolling \
-                      update's next pod, 3"
-                .to_string(),
-        ];
+        let short = ["pods 2 is less than the components' pods, 3".to_string()];
         assert_eq!(
             availability(0, 2, 1, &[]),
             (
@@ -1355,16 +1353,19 @@ mod tests {
             )
         );
         let (enough, reason, message) = availability(0, 2, 1, &short);
-        assert_eq!((enough, reason), (false, QUOTA_EXCEEDED));
-        assert!(
-            message.starts_with(&status::replicas_message(0, 2, 1))
-                && message.ends_with(&format!("too small for its components: {}", short[0])),
-            "{message}"
+        assert_eq!((enough, reason), (false, "ReplicasUnavailable"));
+        assert_eq!(
+            message,
+            format!(
+                "{}{QUOTA_NOTE}{}",
+                status::replicas_message(0, 2, 1),
+                short[0]
+            )
         );
         let (enough, reason, message) = availability(1, 2, 1, &short);
         assert_eq!((enough, reason), (true, "MinimumReplicasAvailable"));
-        assert!(message.contains("ResourceQuota is too small"), "{message}");
-        // All run: a quota with no room for the next rollout is validate's to say.
+        assert!(message.ends_with(&short[0]), "{message}");
+        // All run: nothing is refused.
         assert_eq!(
             availability(2, 2, 1, &short),
             (
