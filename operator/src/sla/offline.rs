@@ -105,6 +105,8 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
     let level_col = header.iter().position(|h| h == LEVEL_COLUMN);
     let levels = inv.tiers();
     let mut out = Samples::new();
+    // The line of each sample, for a conflict's message.
+    let mut lines: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut extra = 0usize;
     let mut fail = |errors: &mut Vec<String>, line: u64, message: String| {
@@ -205,9 +207,9 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
             );
             continue;
         }
-        let probed = out
-            .entry((tenant.to_string(), component.to_string()))
-            .or_default();
+        let key = (tenant.to_string(), component.to_string());
+        lines.entry(key.clone()).or_default().push(line);
+        let probed = out.entry(key).or_default();
         probed.samples.push(Sample { at, success });
         probed.levels.push(level.map(str::to_string));
     }
@@ -216,15 +218,24 @@ pub fn read_samples(file: &str, input: impl Read, inv: &Inventory) -> Result<Sam
     }
     // Two samples of one instant that disagree: which one counts would be the row order's
     // choice, an hour of downtime or none.
-    for ((tenant, component), probed) in &out {
-        let mut at: Vec<&Sample> = probed.samples.iter().collect();
-        at.sort_by_key(|s| (s.at, s.success));
+    for (key, probed) in &out {
+        let (tenant, component) = key;
+        let rows = lines.get(key).map_or(&[][..], Vec::as_slice);
+        let mut at: Vec<(&Sample, u64)> = probed.samples.iter().zip(rows.iter().copied()).collect();
+        at.sort_by_key(|(s, line)| (s.at, s.success, *line));
         for w in at.windows(2) {
-            if w[0].at == w[1].at && w[0].success != w[1].success {
+            let ((a, a_line), (b, b_line)) = (w[0], w[1]);
+            if a.at == b.at && a.success != b.success {
+                let (first, second) = (a_line.min(b_line), a_line.max(b_line));
                 errors.push(format!(
-                    "{file}: tenant {tenant:?} component {component:?}: two samples at {} disagree \
-                     (true and false)",
-                    w[0].at
+                    "{file}:{first}: tenant {tenant:?} component {component:?}: two samples at {} \
+                     disagree (line {second} says {})",
+                    a.at,
+                    if first == a_line {
+                        b.success
+                    } else {
+                        a.success
+                    }
                 ));
                 break;
             }
@@ -462,7 +473,7 @@ mod tests {
         assert_eq!(
             errs,
             vec![
-                "s.csv: tenant \"tholen\" component \"website\": two samples at 2026-03-02T08:00:00Z disagree (true and false)"
+                "s.csv:2: tenant \"tholen\" component \"website\": two samples at 2026-03-02T08:00:00Z disagree (line 3 says false)"
             ]
         );
     }
