@@ -296,8 +296,16 @@ async fn regie_run_serves_probes_and_metrics_logs_json_and_stops_cleanly_on_sigt
     })
     .await
     .expect("the tenant's finalizer released");
+    // The line that says so is written once the API server has answered the finalizer's
+    // release, which this test can see first.
+    let named = eventually(
+        "a log line naming tholen",
+        Duration::from_secs(10),
+        || async { Ok(log_lines(&log).iter().any(|l| holds(l, "tenant", "tholen"))) },
+    )
+    .await;
     assert!(
-        log_lines(&log).iter().any(|l| holds(l, "tenant", "tholen")),
+        named.is_ok(),
         "no log line names tenant tholen as a field:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
