@@ -1192,9 +1192,10 @@ async fn operator_end_to_end() {
         ])
         .expect("the foreign quota, which regie left alone, deleted");
 
-    // A tenant quota too small for its components (zaaksysteem's two replicas; datawarehouse
-    // went in step 3): the pods past it are refused, and the components' Available conditions
-    // say why, announced once by a Warning.
+    // A tenant quota too small for its components (zaaksysteem's replicas; datawarehouse went
+    // in step 3), and zaaksysteem asking for a third: that pod is refused, and its Available
+    // condition says why, announced once by a Warning. (Pods that exist stay: a quota only
+    // refuses new ones.)
     let quota = |pods: serde_json::Value| serde_json::json!({"spec": {"quota": if pods.is_null() { pods } else { serde_json::json!({"pods": pods}) }}});
     tenants
         .patch(
@@ -1204,6 +1205,15 @@ async fn operator_end_to_end() {
         )
         .await
         .expect("quota of one pod");
+    let replicas = |n: i64| serde_json::json!({"spec": {"hosted": {"replicas": n}}});
+    moerdijk_comps
+        .patch(
+            "zaaksysteem",
+            &PatchParams::default(),
+            &Patch::Merge(replicas(3)),
+        )
+        .await
+        .expect("a third replica");
     let available_names_quota = |named: bool| {
         let comps = moerdijk_comps.clone();
         move || {
@@ -1215,7 +1225,7 @@ async fn operator_end_to_end() {
                     c.reason == "ReplicasUnavailable"
                         && c.message.contains(
                             "ResourceQuota cannot hold its components' replicas, some pods are \
-                             refused: pods 1 is less than the components' pods, 2",
+                             refused: pods 1 is less than the components' pods, 3",
                         ) == named
                 }))
             }
@@ -1252,6 +1262,14 @@ async fn operator_end_to_end() {
         )
         .await
         .expect("default quota again");
+    moerdijk_comps
+        .patch(
+            "zaaksysteem",
+            &PatchParams::default(),
+            &Patch::Merge(replicas(2)),
+        )
+        .await
+        .expect("two replicas again");
     eventually(
         "zaaksysteem's Available without the quota",
         WAIT,

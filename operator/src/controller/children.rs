@@ -131,6 +131,9 @@ pub struct Known {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaCounts {
     pub desired: i32,
+    /// Pods that exist, ready or not (`status.replicas`): fewer than desired when their
+    /// creation was refused (a quota) or is still to come.
+    pub created: i32,
     pub available: i32,
     pub updated: i32,
     pub observed_generation: i64,
@@ -597,6 +600,7 @@ pub async fn watch_kind(
             let status = d.status.clone().unwrap_or_default();
             known.replicas = Some(Box::new(ReplicaCounts {
                 desired: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                created: status.replicas.unwrap_or(0),
                 available: status.available_replicas.unwrap_or(0),
                 updated: status.updated_replicas.unwrap_or(0),
                 observed_generation: status.observed_generation.unwrap_or(0),

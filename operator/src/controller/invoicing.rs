@@ -1423,7 +1423,7 @@ fn tenant_intents(
     if leaving
         && !pending.is_empty()
         && let Some(mut closing) = last
-        && new_stay(tenants, tenant, &closing.period, mine)
+        && new_stay(tenants, tenant, &closing.period, mine, cal)
     {
         let name = closing_invoice_name(&invoice_name(tenant, &closing.period), mine);
         closing.lines = pending;
@@ -1440,13 +1440,14 @@ fn tenant_intents(
     Ok(())
 }
 
-/// Whether `tenant`'s ledgers of `period` hold more stays (runs of segments without a gap: a
-/// gap is a departure and a return) than it has final invoices of that period.
+/// Whether `tenant`'s ledgers of `period` hold more stays than it has final invoices of that
+/// period (see [`ledger_stays`]).
 fn new_stay(
     tenants: &[TenantInput],
     tenant: &str,
     period: &str,
     mine: &[(&String, &InvoiceSpec)],
+    cal: &Calendar,
 ) -> bool {
     let Some(t) = tenants.iter().find(|t| t.name == tenant) else {
         return false;
@@ -1454,35 +1455,41 @@ fn new_stay(
     let Ok(p) = Period::parse(period) else {
         return false;
     };
-    let segments = p
+    let ledgers = p
         .months()
         .into_iter()
-        .filter_map(|m| t.usage.get(&m))
-        .flatten();
+        .filter_map(|m| t.usage.get(&m).map(|segments| (m, segments.as_slice())));
     let invoiced = mine
         .iter()
         .filter(|(_, s)| s.state == InvoiceState::Final && s.period == period)
         .count();
-    ledger_stays(segments) > invoiced
+    ledger_stays(ledgers, cal) > invoiced
 }
 
-/// How many stays `segments` (in time order) hold: runs of segments each of which begins where
-/// the one before ended.
-fn ledger_stays<'a>(segments: impl Iterator<Item = &'a Segment>) -> usize {
+/// How many stays the ledgers of consecutive months hold: one, plus one for each departure
+/// followed by a return — a segment that ends before its month does, where no segment begins.
+/// A gap at a month's end is no departure: a month without a ledger (regie was down for it) or
+/// one left open does not make the tenant leave.
+fn ledger_stays<'a>(
+    ledgers: impl Iterator<Item = (Month, &'a [Segment])>,
+    cal: &Calendar,
+) -> usize {
     let mut stays = 0;
-    let mut end: Option<Option<Timestamp>> = None;
-    for s in segments {
-        let Ok(from) = parse_instant(&s.from, "ledger") else {
-            continue;
-        };
-        let joined = matches!(end, Some(Some(e)) if e == from);
-        if !joined {
-            stays += 1;
+    let mut departed_at: Option<Timestamp> = None;
+    for (month, segments) in ledgers {
+        let month_end = cal.month_bounds(month).ok().map(|(_, end)| end);
+        for s in segments {
+            let Ok(from) = parse_instant(&s.from, "ledger") else {
+                continue;
+            };
+            if stays == 0 || departed_at.is_some_and(|at| at != from) {
+                stays += 1;
+            }
+            let to =
+                s.to.as_deref()
+                    .and_then(|t| parse_instant(t, "ledger").ok());
+            departed_at = to.filter(|to| month_end.is_some_and(|end| *to < end));
         }
-        end = Some(
-            s.to.as_deref()
-                .and_then(|t| parse_instant(t, "ledger").ok()),
-        );
     }
     stays
 }
@@ -3343,10 +3350,13 @@ spec:
         );
     }
 
-    /// Stays are runs of ledger segments without a gap; a month boundary is no gap.
+    /// Stays: one, and one more for each departure (a segment ending before its month does)
+    /// followed by a return. A month's end is no departure, nor is a month without a ledger.
     #[test]
     fn a_ledger_counts_its_stays() {
+        let cal = catalogue().cal;
         let s = |from: &str, to: Option<&str>| seg(from, to, "silver", 1);
+        let (march, april) = (Month::new(2026, 3), Month::new(2026, 4));
         let one = [
             s(
                 "2026-03-01T00:00:00+01:00",
@@ -3356,9 +3366,15 @@ spec:
                 "2026-03-05T00:00:00+01:00",
                 Some("2026-04-01T00:00:00+02:00"),
             ),
-            s("2026-04-01T00:00:00+02:00", None),
         ];
-        assert_eq!(ledger_stays(one.iter()), 1);
+        let april_on = [s("2026-04-01T00:00:00+02:00", None)];
+        assert_eq!(
+            ledger_stays(
+                [(march, &one[..]), (april, &april_on[..])].into_iter(),
+                &cal
+            ),
+            1
+        );
         let two = [
             s(
                 "2026-03-01T00:00:00+01:00",
@@ -3366,8 +3382,37 @@ spec:
             ),
             s("2026-03-10T00:00:05+01:00", None),
         ];
-        assert_eq!(ledger_stays(two.iter()), 2);
-        assert_eq!(ledger_stays([].iter()), 0);
+        assert_eq!(ledger_stays([(march, &two[..])].into_iter(), &cal), 2);
+        // Left on 20 March, back on 3 April.
+        let left = [s(
+            "2026-03-01T00:00:00+01:00",
+            Some("2026-03-20T00:00:00+01:00"),
+        )];
+        let back = [s("2026-04-03T00:00:00+02:00", None)];
+        assert_eq!(
+            ledger_stays([(march, &left[..]), (april, &back[..])].into_iter(), &cal),
+            2
+        );
+        // January, then no ledger in February (regie was down), then March: one stay.
+        let january = [s(
+            "2026-01-01T00:00:00+01:00",
+            Some("2026-02-01T00:00:00+01:00"),
+        )];
+        let march_on = [s("2026-03-01T00:00:00+01:00", None)];
+        assert_eq!(
+            ledger_stays(
+                [(Month::new(2026, 1), &january[..]), (march, &march_on[..])].into_iter(),
+                &cal
+            ),
+            1
+        );
+        // An older month left open, the next begun later: one stay.
+        let open = [s("2026-03-01T00:00:00+01:00", None)];
+        assert_eq!(
+            ledger_stays([(march, &open[..]), (april, &back[..])].into_iter(), &cal),
+            1
+        );
+        assert_eq!(ledger_stays(std::iter::empty(), &cal), 0);
     }
 
     /// The closing invoice is settled through its period's own: a tenant back a third time,

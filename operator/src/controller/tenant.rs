@@ -956,20 +956,22 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
 }
 
 /// A hosted component's `Available` condition: whether at least `floor` of its `wanted`
-/// replicas are available, its reason and message. When fewer than wanted run and the tenant's
-/// quota cannot hold its components' replicas (`quota_short`, from
-/// [`desired::quota_shortfalls`] without rollout room), the message adds it: some of their
-/// pods are refused, which the Deployment alone shows only in its ReplicaSets' events. Which
-/// component's pods are refused is the ReplicaSets' race, so the reason stays what it was.
+/// replicas are available, its reason and message. When fewer pods than wanted exist
+/// (`created`) and the tenant's quota cannot hold its components' replicas (`quota_short`, from
+/// [`desired::quota_shortfalls`] without rollout room), the message adds it: their creation is
+/// refused, which the Deployment alone shows only in its ReplicaSets' events. Pods that exist
+/// and do not run (an image, a crash) are no quota's doing: no note. The reason stays the
+/// counts'.
 fn availability(
     available: i32,
+    created: i32,
     wanted: i32,
     floor: i32,
     quota_short: &[String],
 ) -> (bool, &'static str, String) {
     let enough = available >= floor;
     let mut message = status::replicas_message(available, wanted, floor);
-    if available < wanted && !quota_short.is_empty() {
+    if available < wanted && created < wanted && !quota_short.is_empty() {
         message = format!("{message}{QUOTA_NOTE}{}", quota_short.join("; "));
     }
     let reason = if enough {
@@ -1132,8 +1134,10 @@ async fn write_component_status(
                 let wanted = new.replicas.unwrap_or(1);
                 let floor = tier.min_available.max(1);
                 let available = counts.map_or(0, |r| r.available);
+                let created = counts.map_or(0, |r| r.created);
                 new.available_replicas = Some(available);
-                let (enough, reason, message) = availability(available, wanted, floor, quota_short);
+                let (enough, reason, message) =
+                    availability(available, created, wanted, floor, quota_short);
                 let cond =
                     status::condition(AVAILABLE, enough, reason, message, generation, now.clone());
                 status::set_condition(&mut new.conditions, cond);
@@ -1339,20 +1343,20 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 mod tests {
     use super::*;
 
-    /// A component whose tenant's quota cannot hold its components' replicas says so in
-    /// `Available` whenever fewer than wanted run; its reason stays the counts'.
+    /// A component whose tenant's quota cannot hold its components' replicas, and which has
+    /// fewer pods than it wants, says so in `Available`; its reason stays the counts'.
     #[test]
     fn availability_names_a_quota_too_small() {
         let short = ["pods 2 is less than the components' pods, 3".to_string()];
         assert_eq!(
-            availability(0, 2, 1, &[]),
+            availability(0, 0, 2, 1, &[]),
             (
                 false,
                 "ReplicasUnavailable",
                 status::replicas_message(0, 2, 1)
             )
         );
-        let (enough, reason, message) = availability(0, 2, 1, &short);
+        let (enough, reason, message) = availability(0, 1, 2, 1, &short);
         assert_eq!((enough, reason), (false, "ReplicasUnavailable"));
         assert_eq!(
             message,
@@ -1362,12 +1366,21 @@ mod tests {
                 short[0]
             )
         );
-        let (enough, reason, message) = availability(1, 2, 1, &short);
+        let (enough, reason, message) = availability(1, 1, 2, 1, &short);
         assert_eq!((enough, reason), (true, "MinimumReplicasAvailable"));
         assert!(message.ends_with(&short[0]), "{message}");
+        // Every pod exists, one does not run (a crash, an image): not the quota.
+        assert_eq!(
+            availability(1, 2, 2, 1, &short),
+            (
+                true,
+                "MinimumReplicasAvailable",
+                status::replicas_message(1, 2, 1)
+            )
+        );
         // All run: nothing is refused.
         assert_eq!(
-            availability(2, 2, 1, &short),
+            availability(2, 2, 2, 1, &short),
             (
                 true,
                 "MinimumReplicasAvailable",

@@ -298,6 +298,8 @@ pub struct DeploymentSpecView {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatusView {
+    /// Pods the Deployment has, whatever their state.
+    pub replicas: Option<i32>,
     pub available_replicas: Option<i32>,
     pub updated_replicas: Option<i32>,
     pub observed_generation: Option<i64>,
