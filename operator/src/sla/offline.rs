@@ -385,6 +385,39 @@ mod tests {
         read_samples("s.csv", csv.as_bytes(), inv).unwrap()
     }
 
+    /// The entries the operator's report of `period` holds of tholen's website at `end`, its
+    /// history fed with `rows` (time, success, level: none is the row before's) and the level
+    /// held now `level_now`.
+    fn live_website_entries(
+        inv: &Inventory,
+        rows: &[(&str, bool, &str)],
+        level_now: &str,
+        period: Period,
+        end: Timestamp,
+    ) -> (Interval, Vec<ComponentReport>) {
+        let tiers = inv.tiers();
+        let mut live = crate::sla::history::History::new();
+        let mut held = level_now;
+        for (at, ok, level) in rows {
+            if !level.is_empty() {
+                held = level;
+            }
+            let sample = Sample {
+                at: at.parse().unwrap(),
+                success: *ok,
+            };
+            live.observe(&std::sync::Arc::new(tiers[held].clone()), sample);
+        }
+        let f = live.report_figures(&tiers[level_now], period, end).unwrap();
+        let entries = ComponentReport::parts(
+            "website",
+            f.bounds,
+            f.parts.into_iter().map(|p| (p.service_level, p.result)),
+            f.ended,
+        );
+        (f.bounds, entries)
+    }
+
     /// The entries of tholen's website in `report`.
     fn website_entries(report: &Report) -> Vec<&ComponentReport> {
         (report.tenants.iter())
@@ -503,8 +536,6 @@ mod tests {
     /// prober does, and their figures agree part by part.
     #[test]
     fn a_level_change_in_the_samples_splits_the_period_as_the_prober_does() {
-        use crate::sla::history::History;
-        use std::sync::Arc;
         let inv = examples();
         let rows = [
             ("2026-03-02T07:00:00Z", true, "bronze"),
@@ -541,30 +572,9 @@ mod tests {
         assert_eq!(website[1].result.down_seconds, 3600);
         assert_eq!(website[1].result.credit_percent, 5);
 
-        let tiers = inv.tiers();
-        let shared = |name: &str| Arc::new(tiers[name].clone());
-        let (bronze, silver) = (shared("bronze"), shared("silver"));
-        let mut live = History::new();
-        for (at, ok, level) in rows {
-            let tier = if level == "silver" { &silver } else { &bronze };
-            live.observe(
-                tier,
-                Sample {
-                    at: at.parse().unwrap(),
-                    success: ok,
-                },
-            );
-        }
-        let f = live
-            .report_figures(&silver, march, report.range.end)
-            .unwrap();
-        assert_eq!(f.bounds, report.range);
-        let entries = ComponentReport::parts(
-            "website",
-            f.bounds,
-            f.parts.into_iter().map(|p| (p.service_level, p.result)),
-            f.ended,
-        );
+        let (bounds, entries) =
+            live_website_entries(&inv, &rows, "silver", march, report.range.end);
+        assert_eq!(bounds, report.range);
         assert_eq!(entries.len(), 2);
         for (live, offline) in entries.iter().zip(&website) {
             assert_eq!(live, *offline);
@@ -576,8 +586,6 @@ mod tests {
     /// gold's day missed its target (it made the week's verdict "not met").
     #[test]
     fn a_level_that_does_not_report_the_week_has_no_entry_in_it() {
-        use crate::sla::history::History;
-        use std::sync::Arc;
         let inv = examples();
         let rows = [
             ("2026-03-09T07:00:00Z", true, "silver"),
@@ -601,23 +609,8 @@ mod tests {
         assert_eq!((website[1].from, website[1].to), (Some(back), None));
         assert!(website.iter().all(|c| c.result.met));
 
-        let tiers = inv.tiers();
-        let mut live = History::new();
-        for (at, ok, level) in rows {
-            let sample = Sample {
-                at: at.parse().unwrap(),
-                success: ok,
-            };
-            live.observe(&Arc::new(tiers[level].clone()), sample);
-        }
         let end = "2026-03-16T10:00:00Z".parse().unwrap();
-        let f = live.report_figures(&tiers["silver"], week, end).unwrap();
-        let entries = ComponentReport::parts(
-            "website",
-            f.bounds,
-            f.parts.into_iter().map(|p| (p.service_level, p.result)),
-            f.ended,
-        );
+        let (_, entries) = live_website_entries(&inv, &rows, "silver", week, end);
         assert_eq!(entries.len(), website.len());
         for (live, offline) in entries.iter().zip(&website) {
             assert_eq!(live, *offline);
@@ -628,8 +621,6 @@ mod tests {
     /// where its figures end.
     #[test]
     fn an_entry_before_a_level_that_does_not_report_the_week_says_where_it_ends() {
-        use crate::sla::history::History;
-        use std::sync::Arc;
         let inv = examples();
         let rows = [
             ("2026-03-09T07:00:00Z", true, "silver"),
@@ -652,25 +643,9 @@ mod tests {
         );
         // The operator's report says the same, also before the week has ended (it said nothing
         // of the end, and read back after a restart the entry passed for the level held now).
-        let tiers = inv.tiers();
-        let mut live = History::new();
-        for (at, ok, level) in rows {
-            let sample = Sample {
-                at: at.parse().unwrap(),
-                success: ok,
-            };
-            live.observe(&Arc::new(tiers[level].clone()), sample);
-        }
         for end in ["2026-03-15T10:00:00Z", "2026-03-16T10:00:00Z"] {
-            let f = live
-                .report_figures(&tiers["gold"], report_period(), end.parse().unwrap())
-                .unwrap();
-            let entries = ComponentReport::parts(
-                "website",
-                f.bounds,
-                f.parts.into_iter().map(|p| (p.service_level, p.result)),
-                f.ended,
-            );
+            let (_, entries) =
+                live_website_entries(&inv, &rows, "gold", report_period(), end.parse().unwrap());
             assert_eq!(entries.len(), 1, "{entries:?}");
             assert_eq!(entries[0].to, Some(gold), "at {end}: {entries:?}");
         }
