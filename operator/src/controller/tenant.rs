@@ -982,6 +982,19 @@ fn availability(
     (enough, reason, message)
 }
 
+/// Whether `conditions` hold an `Available` the prober of a SaaS component wrote, or the
+/// placeholder that waits for it — not one left from when the component was hosted.
+fn probed_availability(conditions: &[Condition]) -> bool {
+    status::find(conditions, AVAILABLE).is_some_and(|a| {
+        [
+            super::probing::SUCCEEDED,
+            super::probing::FAILED,
+            "NotProbedYet",
+        ]
+        .contains(&a.reason.as_ref())
+    })
+}
+
 /// Where an `Available` message says the tenant's quota is short, before what it lacks.
 const QUOTA_NOTE: &str =
     "; the tenant's ResourceQuota cannot hold its components' replicas, some pods are refused: ";
@@ -1108,8 +1121,9 @@ async fn write_component_status(
             );
             if let Some(saas) = &c.spec.saas {
                 new.probe_url = Some(saas.url.clone());
-                // The prober sets Available for SaaS; until it has, say so.
-                if status::find(&new.conditions, AVAILABLE).is_none() {
+                // The prober sets Available for SaaS; until it has, say so — also over what
+                // the component said while it was hosted (its replica counts).
+                if !probed_availability(&new.conditions) {
                     status::set_condition(
                         &mut new.conditions,
                         status::condition(
@@ -1342,6 +1356,32 @@ pub async fn mark_orphan_package(ctx: &Context, p: &WorkplacePackage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component moved from hosted to SaaS waits for its first probe; it does not keep
+    /// what its replica counts said.
+    #[test]
+    fn a_saas_components_availability_is_the_probers() {
+        let at = |reason: &str| {
+            vec![status::condition(
+                AVAILABLE,
+                false,
+                reason,
+                "x",
+                Some(1),
+                Time(jiff::Timestamp::UNIX_EPOCH),
+            )]
+        };
+        assert!(!probed_availability(&[]));
+        assert!(!probed_availability(&at("ReplicasUnavailable")));
+        assert!(!probed_availability(&at("MinimumReplicasAvailable")));
+        for probed in [
+            super::super::probing::SUCCEEDED,
+            super::super::probing::FAILED,
+            "NotProbedYet",
+        ] {
+            assert!(probed_availability(&at(probed)), "{probed}");
+        }
+    }
 
     /// A component whose tenant's quota cannot hold its components' replicas, and which has
     /// fewer pods than it wants, says so in `Available`; its reason stays the counts'.
