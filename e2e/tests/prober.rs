@@ -758,7 +758,7 @@ async fn regie_sla_agrees_with_the_live_figures_on_the_same_samples() {
         for row in &offline.results {
             let h = &histories[row.component.as_str()];
             let end = period.bounds(&tier.time_zone).unwrap().end;
-            let (_, parts) = h.figures(&tier, period, end).unwrap();
+            let parts = h.report_figures(&tier, period, end).unwrap().parts;
             assert_eq!(parts.len(), 1, "one level all along");
             let live = &parts[0].result;
             assert_eq!(

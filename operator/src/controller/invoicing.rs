@@ -1,8 +1,8 @@
 //! Invoicing inside `regie run`: one `Invoice` per tenant per billing period (monthly, or
 //! quarterly where the Tenant's `spec.billing.invoicing` says so), named `<tenant>-<period>`
 //! (e.g. `tholen-2026-03`, `werkplein-2026-q1`) — and a leaving tenant's closing invoice
-//! `<tenant>-<period>-c<n>` when its last period is final already — priced by [`crate::billing::engine::bill`] — the
-//! same code as `regie bill` — from the cluster's Usage ledgers, Tenants, packages, components,
+//! `<tenant>-<period>-c<n>` when its last period is final already — priced by
+//! [`crate::billing::engine::bill`] — the same code as `regie bill` — from the cluster's Usage ledgers, Tenants, packages, components,
 //! PriceLists, CostPools, ServiceOrders and the monthly SlaReports' credits.
 //!
 //! - While its period is open an invoice is a `draft`, recomputed whenever a Usage, SlaReport,
@@ -1362,7 +1362,8 @@ fn tenant_intents(
     let cal = &cat.cal;
     let others = OtherPeriods::of(tenant, &computed, mine, cat, tenants, credits, now, record)?;
     let mut pending: Vec<Line> = others.corrections();
-    let last = computed.last().map(|inv| Invoice {
+    // What a closing invoice would take of the last period: only a leaving tenant gets one.
+    let last = computed.last().filter(|_| leaving).map(|inv| Invoice {
         tenant: inv.tenant.clone(),
         period: inv.period.clone(),
         from: inv.from,
@@ -1420,8 +1421,7 @@ fn tenant_intents(
     // more than there are of them. Without a new stay a change found while the tenant leaves
     // (the finalizer prices it again until its namespace is gone, and an SLA credit may still
     // move meanwhile) is not billed, as a tenant gone has no next invoice for it.
-    if leaving
-        && !pending.is_empty()
+    if !pending.is_empty()
         && let Some(mut closing) = last
         && new_stay(tenants, tenant, &closing.period, mine, cal)
     {
@@ -1477,17 +1477,15 @@ fn ledger_stays<'a>(
     let mut stays = 0;
     let mut departed_at: Option<Timestamp> = None;
     for (month, segments) in ledgers {
+        // One that does not read counts for nothing here; pricing names it.
+        let Ok(bounds) = crate::billing::ledger::bounds(segments, "ledger") else {
+            continue;
+        };
         let month_end = cal.month_bounds(month).ok().map(|(_, end)| end);
-        for s in segments {
-            let Ok(from) = parse_instant(&s.from, "ledger") else {
-                continue;
-            };
+        for (from, to) in bounds {
             if stays == 0 || departed_at.is_some_and(|at| at != from) {
                 stays += 1;
             }
-            let to =
-                s.to.as_deref()
-                    .and_then(|t| parse_instant(t, "ledger").ok());
             departed_at = to.filter(|to| month_end.is_some_and(|end| *to < end));
         }
     }

@@ -325,7 +325,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
 
     // Status: components, packages, then the tenant's roll-up.
     let now = ctx.now();
-    let quota_short = desired::quota_shortfalls(desired.iter().map(|p| &p.child), false);
+    let quota_short = QuotaShort::of(&desired);
     let mut rollup = Rollup::default();
     let mut root_causes = Vec::new();
     for plan in &mut plans {
@@ -962,17 +962,20 @@ async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
 /// refused, which the Deployment alone shows only in its ReplicaSets' events. Pods that exist
 /// and do not run (an image, a crash) are no quota's doing: no note. The reason stays the
 /// counts'.
-fn availability(
+fn availability<'a>(
     available: i32,
     created: i32,
     wanted: i32,
     floor: i32,
-    quota_short: &[String],
+    quota_short: impl FnOnce() -> &'a [String],
 ) -> (bool, &'static str, String) {
     let enough = available >= floor;
     let mut message = status::replicas_message(available, wanted, floor);
-    if available < wanted && created < wanted && !quota_short.is_empty() {
-        message = format!("{message}{QUOTA_NOTE}{}", quota_short.join("; "));
+    if available < wanted && created < wanted {
+        let short = quota_short();
+        if !short.is_empty() {
+            message = format!("{message}{QUOTA_NOTE}{}", short.join("; "));
+        }
     }
     let reason = if enough {
         "MinimumReplicasAvailable"
@@ -993,6 +996,29 @@ fn probed_availability(conditions: &[Condition]) -> bool {
         ]
         .contains(&a.reason.as_ref())
     })
+}
+
+/// What a tenant's quota lacks for its components' replicas ([`desired::quota_shortfalls`]
+/// without rollout room), worked out when a component first asks: only one with fewer pods
+/// than it wants does, so a reconcile of a tenant whose pods all exist (a tier change) does
+/// not.
+struct QuotaShort<'a> {
+    desired: &'a [Prepared],
+    short: std::sync::OnceLock<Vec<String>>,
+}
+
+impl<'a> QuotaShort<'a> {
+    fn of(desired: &'a [Prepared]) -> Self {
+        QuotaShort {
+            desired,
+            short: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &[String] {
+        self.short
+            .get_or_init(|| desired::quota_shortfalls(self.desired.iter().map(|p| &p.child), false))
+    }
 }
 
 /// Where an `Available` message says the tenant's quota is short, before what it lacks.
@@ -1066,7 +1092,7 @@ async fn write_component_status(
     ctx: &Context,
     plan: &ComponentPlan,
     namespace_terminating: bool,
-    quota_short: &[String],
+    quota_short: &QuotaShort<'_>,
     now: jiff::Timestamp,
 ) -> Result<Result<(), String>, Error> {
     let c = &plan.component;
@@ -1151,7 +1177,7 @@ async fn write_component_status(
                 let created = counts.map_or(0, |r| r.created);
                 new.available_replicas = Some(available);
                 let (enough, reason, message) =
-                    availability(available, created, wanted, floor, quota_short);
+                    availability(available, created, wanted, floor, || quota_short.get());
                 let cond =
                     status::condition(AVAILABLE, enough, reason, message, generation, now.clone());
                 status::set_condition(&mut new.conditions, cond);
@@ -1389,14 +1415,14 @@ mod tests {
     fn availability_names_a_quota_too_small() {
         let short = ["pods 2 is less than the components' pods, 3".to_string()];
         assert_eq!(
-            availability(0, 0, 2, 1, &[]),
+            availability(0, 0, 2, 1, || &[]),
             (
                 false,
                 "ReplicasUnavailable",
                 status::replicas_message(0, 2, 1)
             )
         );
-        let (enough, reason, message) = availability(0, 1, 2, 1, &short);
+        let (enough, reason, message) = availability(0, 1, 2, 1, || &short[..]);
         assert_eq!((enough, reason), (false, "ReplicasUnavailable"));
         assert_eq!(
             message,
@@ -1406,12 +1432,12 @@ mod tests {
                 short[0]
             )
         );
-        let (enough, reason, message) = availability(1, 1, 2, 1, &short);
+        let (enough, reason, message) = availability(1, 1, 2, 1, || &short[..]);
         assert_eq!((enough, reason), (true, "MinimumReplicasAvailable"));
         assert!(message.ends_with(&short[0]), "{message}");
         // Every pod exists, one does not run (a crash, an image): not the quota.
         assert_eq!(
-            availability(1, 2, 2, 1, &short),
+            availability(1, 2, 2, 1, || &short[..]),
             (
                 true,
                 "MinimumReplicasAvailable",
@@ -1420,7 +1446,7 @@ mod tests {
         );
         // All run: nothing is refused.
         assert_eq!(
-            availability(2, 2, 2, 1, &short),
+            availability(2, 2, 2, 1, || &short[..]),
             (
                 true,
                 "MinimumReplicasAvailable",

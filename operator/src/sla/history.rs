@@ -358,10 +358,8 @@ impl History {
         result
     }
 
-    /// The figures of `period` measured up to `now` (its end, once it has ended), one part per
-    /// level held in it, in time order: the parts of levels held before as they were when the
-    /// level changed, then the current level's (under the level of the last sample; `tier`
-    /// before the first). Service credits are monthly: a week's or a day's report shows none.
+    /// The tests' shorthand for [`History::report_figures`]: its bounds and parts.
+    #[cfg(test)]
     pub fn figures(
         &self,
         tier: &Tier,
@@ -372,11 +370,14 @@ impl History {
             .map(|f| (f.bounds, f.parts))
     }
 
-    /// [`History::figures`], saying too whether the last part ended: it is of a level held
-    /// before, which ended where a level that does not report `period` took over (gold from
-    /// Thursday to the end of a silver component's week). Its entry says where it ends, or a
-    /// reader — and this process after a restart, see `stored_parts` — takes it for the level
-    /// held now.
+    /// The figures of `period` measured up to `now` (its end, once it has ended), one part per
+    /// level held in it, in time order: the parts of levels held before as they were when the
+    /// level changed, then the current level's (under the level of the last sample; `tier`
+    /// before the first). Service credits are monthly: a week's or a day's report shows none.
+    /// `ended` says whether the last part ended: it is of a level held before, which ended
+    /// where a level that does not report `period` took over (gold from Thursday to the end of
+    /// a silver component's week). Its entry says where it ends, or a reader — and this process
+    /// after a restart, see `stored_parts` — takes it for the level held now.
     pub fn report_figures(
         &self,
         tier: &Tier,

@@ -628,8 +628,8 @@ mod tests {
             ("2026-03-15T10:00:00Z", true, "gold"),
         ];
         let samples = website_samples(&inv, &rows);
-        let report_period = || -> Period { "2026-W11".parse().unwrap() };
-        let report = build_report(&inv, report_period(), &samples).unwrap();
+        let week: Period = "2026-W11".parse().unwrap();
+        let report = build_report(&inv, week, &samples).unwrap();
         let website = website_entries(&report);
         assert_eq!(website.len(), 1, "{website:?}");
         let gold: Timestamp = "2026-03-12T10:00:00Z".parse().unwrap();
@@ -645,7 +645,7 @@ mod tests {
         // of the end, and read back after a restart the entry passed for the level held now).
         for end in ["2026-03-15T10:00:00Z", "2026-03-16T10:00:00Z"] {
             let (_, entries) =
-                live_website_entries(&inv, &rows, "gold", report_period(), end.parse().unwrap());
+                live_website_entries(&inv, &rows, "gold", week, end.parse().unwrap());
             assert_eq!(entries.len(), 1, "{entries:?}");
             assert_eq!(entries[0].to, Some(gold), "at {end}: {entries:?}");
         }
