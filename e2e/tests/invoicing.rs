@@ -958,13 +958,15 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
 /// offboarding opens April from March's ledger as that reconcile would have — March closed at
 /// its month's end, April holding the minutes up to the deletion, closed — instead of leaving
 /// March open (a tenant made again under the name would then have carried March's state over
-/// from 1 April, the time it did not exist billed as a correction).
+/// from 1 April, the time it did not exist billed as a correction). And a tenant deleted seconds
+/// before a month's end, while a reconcile that read it before opened the next month: the
+/// offboarding ends both ledgers at the deletion.
 #[tokio::test]
-async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_before() {
+async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     use kube::api::PostParams;
     use regie::billing::ledger::{self, BillableState};
     use regie::controller::{children, metering};
-    use regie_crds::generated::{UsageSpec, UsageStatus};
+    use regie_crds::generated::{Segment, UsageSpec, UsageStatus};
 
     let cluster = TestCluster::start().expect("control plane");
     let client = cluster.client().await.expect("client");
@@ -978,34 +980,36 @@ async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_bef
     let mut march = Vec::new();
     ledger::record(&mut march, &silver, t("2026-03-02T09:00:00+01:00"), &cal).expect("recorded");
     let usages: Api<Usage> = Api::all(client.clone());
-    usages
-        .create(
-            &PostParams::default(),
-            &Usage::new(
-                "early-2026-03",
-                UsageSpec {
-                    tenant: "early".into(),
-                    period: "2026-03".into(),
-                },
-            ),
-        )
-        .await
-        .expect("created");
-    let status = UsageStatus {
-        segment_count: Some(march.len() as i32),
-        segments: march,
-        ..UsageStatus::default()
+    let put_ledger = |tenant: &'static str, period: &'static str, segments: Vec<Segment>| {
+        let usages = usages.clone();
+        async move {
+            let name = format!("{tenant}-{period}");
+            let spec = UsageSpec {
+                tenant: tenant.into(),
+                period: period.into(),
+            };
+            usages
+                .create(&PostParams::default(), &Usage::new(&name, spec))
+                .await
+                .expect("created");
+            let status = UsageStatus {
+                segment_count: Some(segments.len() as i32),
+                segments,
+                ..UsageStatus::default()
+            };
+            usages
+                .patch_status(
+                    &name,
+                    &PatchParams::apply(children::FIELD_MANAGER),
+                    &Patch::Apply(serde_json::json!({
+                        "apiVersion": "regie.dev/v1alpha1", "kind": "Usage", "status": status,
+                    })),
+                )
+                .await
+                .expect("its segments");
+        }
     };
-    usages
-        .patch_status(
-            "early-2026-03",
-            &PatchParams::apply(children::FIELD_MANAGER),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "regie.dev/v1alpha1", "kind": "Usage", "status": status,
-            })),
-        )
-        .await
-        .expect("March's segments");
+    put_ledger("early", "2026-03", march).await;
 
     let ctx = bare_context(&client, Arc::new(|| t("2026-04-01T00:20:00+02:00")));
     let tenant: Tenant = serde_json::from_value(serde_json::json!({
@@ -1033,4 +1037,42 @@ async fn a_tenant_deleted_before_its_months_first_reconcile_closes_the_month_bef
         Some("2026-04-01T00:05:00+02:00")
     );
     assert_eq!(april.segments[0].service_level, "silver");
+
+    // Deleted at 23:59:50 on 30 April, while a reconcile that had read the tenant before its
+    // deletion recorded at 00:00:05 on 1 May: April closed at its end, May opened with April's
+    // state. The offboarding ends both at the deletion: April then, May empty (it was left
+    // open, and billed the tenant on for May).
+    let mut april = Vec::new();
+    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
+    put_ledger("late", "2026-04", april).await;
+    let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:00:05+02:00")));
+    let late = |deleted: Option<&str>| -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "late", "deletionTimestamp": deleted,
+                         "finalizers": ["regie.dev/cleanup"]},
+            "spec": {"displayName": "Late", "serviceLevel": "silver",
+                     "membership": {"joined": "2026-01-01"}},
+        }))
+        .expect("tenant")
+    };
+    metering::record(&ctx, &late(None), &silver, &Default::default())
+        .await
+        .expect("recorded");
+    let may = usages.get("late-2026-05").await.expect("May opened");
+    assert_eq!(may.status.expect("status").segments.len(), 1);
+    metering::close(&ctx, &late(Some("2026-04-30T21:59:50Z")))
+        .await
+        .expect("closed");
+    let april = usages.get("late-2026-04").await.expect("April");
+    let april = april.status.expect("status");
+    assert!(april.closed, "{april:?}");
+    assert_eq!(
+        april.segments.last().and_then(|s| s.to.as_deref()),
+        Some("2026-04-30T23:59:50+02:00"),
+        "April ends at the deletion: {april:?}"
+    );
+    let may = usages.get("late-2026-05").await.expect("May");
+    let may = may.status.expect("status");
+    assert!(may.closed && may.segments.is_empty(), "{may:?}");
 }

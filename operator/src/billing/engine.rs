@@ -382,6 +382,9 @@ fn timeline<'a>(
                     parts.push((from, to, Some((s, copy))));
                 }
             }
+            // Away: the tenant left in the latest earlier month with a ledger and has not
+            // come back (its next ledger opens when it does).
+            None if departed_before(t, *m, cal)? => {}
             None => {
                 let from = ms.max(joined);
                 let to = left.map_or(me, |l| l.min(me));
@@ -423,6 +426,23 @@ fn timeline<'a>(
         }
     }
     Ok(out)
+}
+
+/// Whether the tenant's latest ledger before `month` ends with its departure: its last segment
+/// closed before its own month's end, as only offboarding closes one (a month's rollover closes
+/// it at the end; regie down leaves it open). A month without a ledger after it is one the
+/// tenant was away for, not one to bill from its files. An empty ledger (one ended at a
+/// deletion before anything in it) is a month away too, and is passed over.
+fn departed_before(t: &TenantInput, month: Month, cal: &Calendar) -> Result<bool, BillingError> {
+    let latest = t.usage.range(..month).rev().find(|(_, s)| !s.is_empty());
+    let Some((at, segments)) = latest else {
+        return Ok(false);
+    };
+    let what = format!("Usage/{}-{at}", t.name);
+    let Some(&(_, Some(to))) = bounds(segments, &what)?.last() else {
+        return Ok(false);
+    };
+    Ok(to < cal.month_bounds(*at)?.1)
 }
 
 fn months_between(first: Month, last: Month) -> Vec<Month> {

@@ -320,6 +320,29 @@ pub fn close(
     Ok(true)
 }
 
+/// Ends the ledger at `at` (offboarding): what it holds from `at` on is taken off, and its open
+/// segment, if any, is closed at `at` (cut at month boundaries on the way). Something recorded
+/// after the deletion came from a reconcile that read the tenant before it was deleted — one
+/// that recorded past a month's end, say, closing the month at its end and opening the next —
+/// and would bill the tenant on after it left. Returns whether the ledger changed.
+pub fn end_at(
+    segments: &mut Vec<Segment>,
+    at: Timestamp,
+    cal: &Calendar,
+) -> Result<bool, BillingError> {
+    let parsed = bounds(segments, "ledger")?;
+    let kept = parsed.iter().take_while(|(from, _)| *from < at).count();
+    let mut changed = kept < segments.len();
+    segments.truncate(kept);
+    if let Some((_, Some(to))) = kept.checked_sub(1).map(|i| parsed[i])
+        && to > at
+    {
+        segments[kept - 1].to = Some(local_rfc3339(at, cal.tz()));
+        changed = true;
+    }
+    Ok(close(segments, at, cal)? || changed)
+}
+
 /// The state a month starts with, read from the previous month's ledger: its open segment, or
 /// its last segment when that was closed exactly at `month_start`.
 ///
@@ -650,6 +673,65 @@ mod tests {
         );
         assert_eq!(l[0].to.as_deref(), Some("2026-03-31T12:00:00+02:00"));
         assert!(l.iter().all(|s| s.to.is_some()));
+    }
+
+    /// Deleted at 23:59:50 on 30 April, while a reconcile that had read the tenant before
+    /// recorded a change at 23:59:55 and, at 00:00:05, closed April at its end and opened May:
+    /// ending both at the deletion leaves April ending there and May empty.
+    #[test]
+    fn ending_at_a_deletion_takes_off_what_was_recorded_after_it() {
+        let c = cal();
+        let deleted = ts("2026-04-30T21:59:50Z");
+        let may = ts("2026-04-30T22:00:00Z");
+        let mut april = Vec::new();
+        record(
+            &mut april,
+            &state("silver", 120),
+            ts("2026-04-01T00:00:05Z"),
+            &c,
+        )
+        .unwrap();
+        record(
+            &mut april,
+            &state("gold", 120),
+            ts("2026-04-30T21:59:55Z"),
+            &c,
+        )
+        .unwrap();
+        let mut opened = Vec::new();
+        record(&mut opened, &state("gold", 120), may, &c).unwrap();
+        assert!(close(&mut april, may, &c).unwrap());
+        assert_eq!(april.len(), 2);
+        assert!(end_at(&mut april, deleted, &c).unwrap());
+        assert_eq!(april.len(), 1, "{april:#?}");
+        assert_eq!(april[0].service_level, "silver");
+        assert_eq!(april[0].to.as_deref(), Some("2026-04-30T23:59:50+02:00"));
+        assert_eq!(
+            carried_state(&april, may),
+            None,
+            "April ends in a departure"
+        );
+        assert!(end_at(&mut opened, deleted, &c).unwrap());
+        assert!(opened.is_empty(), "{opened:#?}");
+        // Again: nothing changes.
+        assert!(!end_at(&mut april, deleted, &c).unwrap());
+        assert!(!end_at(&mut opened, deleted, &c).unwrap());
+        // A segment running past the deletion, closed, is cut at it; an open one closed there.
+        let mut closed_late = Vec::new();
+        record(
+            &mut closed_late,
+            &state("silver", 120),
+            ts("2026-04-01T00:00:05Z"),
+            &c,
+        )
+        .unwrap();
+        let mut open = closed_late.clone();
+        close(&mut closed_late, may, &c).unwrap();
+        for l in [&mut closed_late, &mut open] {
+            assert!(end_at(l, deleted, &c).unwrap());
+            assert_eq!(l.len(), 1);
+            assert_eq!(l[0].to.as_deref(), Some("2026-04-30T23:59:50+02:00"));
+        }
     }
 
     #[test]

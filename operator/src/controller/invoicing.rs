@@ -3767,6 +3767,84 @@ spec:
         assert_eq!(s.subtotal, "6340.65");
     }
 
+    /// A tenant that left on 10 April and came back on 15 June has no ledger for May: it was
+    /// away, not metered by no regie. May is billed to it neither on a month's invoice of its
+    /// own nor in the quarter (both were billed from its files, as if it had stayed).
+    #[test]
+    fn a_month_away_between_two_stays_is_not_billed() {
+        let away = || {
+            tenant(vec![
+                (
+                    Month::new(2026, 4),
+                    vec![seg(
+                        "2026-04-01T00:00:00+02:00",
+                        Some("2026-04-10T00:00:00+02:00"),
+                        "silver",
+                        120,
+                    )],
+                ),
+                (
+                    Month::new(2026, 6),
+                    vec![seg("2026-06-15T00:00:00+02:00", None, "silver", 120)],
+                ),
+            ])
+        };
+        let now = "2026-06-20T10:00:00Z";
+        let monthly = run(&[away()], &BTreeMap::new(), Scope::All, now);
+        let billed: Vec<_> = monthly
+            .iter()
+            .map(|i| spec_of(i, None))
+            .map(|(name, s)| (name, s.subtotal))
+            .collect();
+        // April: 9 of its 30 days, 120 × 36.00 × 9/30; June a draft to its end, 16 of 30 days.
+        assert_eq!(
+            billed,
+            [
+                ("tholen-2026-04".to_string(), "1296.00".to_string()),
+                ("tholen-2026-06".to_string(), "2304.00".to_string())
+            ],
+            "{monthly:#?}"
+        );
+        let mut quarterly = away();
+        quarterly.invoicing = regie_crds::tenancy::InvoicingPeriod::Quarterly;
+        let intents = run(&[quarterly], &BTreeMap::new(), Scope::All, now);
+        let (name, s) = spec_of(&intents[0], None);
+        assert_eq!(name, "tholen-2026-q2");
+        assert_eq!(s.subtotal, "3600.00", "{s:#?}");
+        assert!(
+            s.lines
+                .iter()
+                .all(|l| t(&l.to) <= t("2026-04-10T00:00:00+02:00")
+                    || t(&l.from) >= t("2026-06-15T00:00:00+02:00")),
+            "{s:#?}"
+        );
+        // May ended empty at the deletion (opened by a reconcile that read the tenant before
+        // it was deleted), July without a ledger after June's stay ended on the 20th.
+        let mut emptied = away();
+        emptied.usage.insert(Month::new(2026, 5), vec![]);
+        emptied.usage.get_mut(&Month::new(2026, 6)).unwrap()[0].to =
+            Some("2026-06-20T00:00:00+02:00".into());
+        let intents = run(
+            &[emptied],
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-08-02T10:00:00Z",
+        );
+        let billed: Vec<_> = intents
+            .iter()
+            .map(|i| spec_of(i, None))
+            .map(|(name, s)| (name, s.subtotal))
+            .collect();
+        assert_eq!(
+            billed,
+            [
+                ("tholen-2026-04".to_string(), "1296.00".to_string()),
+                ("tholen-2026-06".to_string(), "720.00".to_string())
+            ],
+            "{intents:#?}"
+        );
+    }
+
     /// Metering that starts in the last month of a quarter bills nothing of the quarter before
     /// it: the files are not the record of months already past.
     #[test]

@@ -408,37 +408,59 @@ fn usage_end(tenant: &Tenant, now: Timestamp) -> Timestamp {
 /// Offboarding: the tenant's usage ends when it was deleted (as invoicing bills it); the ledger
 /// is closed before its namespace goes. At the deletion, not at this pass: a cleanup that runs
 /// past a month's end (a namespace slow to terminate) would otherwise look for a ledger of the
-/// next month, find none, and leave the month the tenant left in open for good.
+/// next month, find none, and leave the month the tenant left in open for good. A ledger of a
+/// later month, up to this pass's, is ended at the deletion too: a reconcile that read the tenant
+/// before it was deleted and recorded past the month's end opened it.
 pub async fn close(ctx: &Context, tenant: &Tenant) -> Result<(), kube::Error> {
     let Ok(cal) = Calendar::amsterdam() else {
         return Ok(());
     };
     let name = tenant.name_any();
     ctx.metered.forget(&name);
-    let now = usage_end(tenant, ctx.now());
-    let month = cal.month_of(now);
-    let ledger = Ledger::new(ctx, &cal, &name, month);
-    // A write that raced (the delivery marking the ledger sent, say) is read and made again:
-    // offboarding goes on only once the ledger is closed, or the tenant's cleanup fails and is
-    // retried (a ledger left open would bill the tenant on after it left).
-    for _ in 0..=RACES {
-        match ledger.close(now).await? {
-            Outcome::Done => return Ok(()),
-            Outcome::Raced => {}
-            Outcome::Unreadable(message) => {
-                tracing::error!(tenant = %name, error = %message, "usage ledger unreadable; not closed");
-                ctx.warn(tenant, "UsageLedgerUnreadable", "Meter", &message)
-                    .await;
-                return Ok(());
+    let now = ctx.now();
+    let end = usage_end(tenant, now);
+    let mut month = cal.month_of(end);
+    let deleted_in = month;
+    loop {
+        let ledger = Ledger::new(ctx, &cal, &name, month);
+        // A write that raced (the delivery marking the ledger sent, say) is read and made
+        // again: offboarding goes on only once the ledger is closed, or the tenant's cleanup
+        // fails and is retried (a ledger left open would bill the tenant on after it left).
+        let mut closed = false;
+        for _ in 0..=RACES {
+            let outcome = if month == deleted_in {
+                ledger.close(end).await?
+            } else {
+                ledger.end_later(end).await?
+            };
+            match outcome {
+                Outcome::Done => {
+                    closed = true;
+                    break;
+                }
+                Outcome::Raced => {}
+                Outcome::Unreadable(message) => {
+                    tracing::error!(tenant = %name, error = %message, "usage ledger unreadable; not closed");
+                    ctx.warn(tenant, "UsageLedgerUnreadable", "Meter", &message)
+                        .await;
+                    closed = true;
+                    break;
+                }
             }
         }
+        if !closed {
+            return Err(raced_every_time(&name, month, "close"));
+        }
+        if month >= cal.month_of(now) {
+            return Ok(());
+        }
+        month = month.next();
     }
-    Err(raced_every_time(&name, month, "close"))
 }
 
 impl Ledger<'_> {
-    /// One attempt to close this month's ledger at `now`.
-    async fn close(&self, now: Timestamp) -> Result<Outcome, kube::Error> {
+    /// One attempt to close the ledger of the deletion's month at `end`.
+    async fn close(&self, end: Timestamp) -> Result<Outcome, kube::Error> {
         let (api, cal, name, month) = (&self.api, self.cal, self.tenant, self.month);
         let mut current = api.get_opt(&usage_name(name, month)).await?;
         if current.is_none() {
@@ -452,30 +474,49 @@ impl Ledger<'_> {
                 None => self.read_older(month).await?,
             };
             let carried = earlier.and_then(|(at, prev)| {
-                let end = at.next().start(cal.tz()).ok()?;
+                let month_end = at.next().start(cal.tz()).ok()?;
                 let segments = prev.status.map(|s| s.segments).unwrap_or_default();
-                ledger::carried_state(&segments, end)
+                ledger::carried_state(&segments, month_end)
             });
             if let Some(state) = carried {
-                let opened = self.record(&state, &BTreeSet::new(), now, false).await?;
+                let opened = self.record(&state, &BTreeSet::new(), end, false).await?;
                 if opened != Outcome::Done {
                     return Ok(opened);
                 }
                 current = api.get_opt(&usage_name(name, month)).await?;
             }
         }
-        let Some(current) = current else {
-            return Ok(Outcome::Done);
-        };
-        let status = current.status.clone().unwrap_or_default();
-        if status.closed {
-            return Ok(Outcome::Done);
+        match current {
+            Some(current) => self.end(current, end).await,
+            None => Ok(Outcome::Done),
         }
+    }
+
+    /// One attempt to end, at `end`, the ledger of a month after the deletion's, if it has one.
+    async fn end_later(&self, end: Timestamp) -> Result<Outcome, kube::Error> {
+        match self.read(self.month, false).await? {
+            Some(current) => self.end(current, end).await,
+            None => Ok(Outcome::Done),
+        }
+    }
+
+    /// Ends the ledger `current` at `end` and marks it closed; writes only what changes.
+    async fn end(&self, current: Usage, end: Timestamp) -> Result<Outcome, kube::Error> {
+        let (api, cal, name, month) = (&self.api, self.cal, self.tenant, self.month);
+        let status = current.status.clone().unwrap_or_default();
         let mut segments = status.segments;
-        // Segments that do not read are kept as they are, and the ledger marked closed all the
-        // same: invoicing reports them, and nothing carries on from a closed ledger.
-        if let Err(e) = ledger::close(&mut segments, now, cal) {
-            tracing::error!(tenant = %name, error = %e, "usage ledger unreadable; marked closed as it is");
+        let changed = match ledger::end_at(&mut segments, end, cal) {
+            Ok(changed) => changed,
+            Err(e) => {
+                // Segments that do not read are kept as they are, and the ledger marked closed
+                // all the same: invoicing reports them, and nothing carries on from a closed
+                // ledger.
+                tracing::error!(tenant = %name, error = %e, "usage ledger unreadable; marked closed as it is");
+                false
+            }
+        };
+        if status.closed && !changed {
+            return Ok(Outcome::Done);
         }
         write(self.ctx, api, name, month, Some(&current), segments, true).await
     }
