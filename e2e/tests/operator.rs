@@ -539,6 +539,25 @@ async fn operator_end_to_end() {
     client_portal_stalled(&tenants, "\"platinum\"")
         .await
         .expect("a component at a missing level is Stalled, named in its tenant's status");
+    // Its workload stays as it was, and its Available says what that has, not what it had.
+    let portal = comps_in(&client, "tenant-werkplein")
+        .get("client-portal")
+        .await
+        .expect("client-portal");
+    let avail = find(&portal.status.expect("status").conditions, AVAILABLE)
+        .cloned()
+        .expect("Available");
+    assert_eq!(
+        (avail.status.as_str(), avail.reason.as_ref()),
+        ("Unknown", "Stalled"),
+        "{avail:?}"
+    );
+    assert!(
+        avail
+            .message
+            .contains(" replicas available; the component is stalled"),
+        "{avail:?}"
+    );
     patch_client_portal(&client, serde_json::json!({"spec": {"serviceLevel": null}})).await;
     tenants_ready(&client, &["werkplein"], WAIT)
         .await

@@ -985,6 +985,31 @@ fn availability<'a>(
     (enough, reason, message)
 }
 
+/// The `Available` of a stalled component whose Deployment exists: regie leaves that workload
+/// as it was, and says what it has — Unknown, since the level whose floor would judge it is
+/// what regie cannot read or apply. Kept as it was, the condition went on reporting the last
+/// counts before the stall, however the pods fared since.
+fn stalled_availability(
+    counts: super::children::ReplicaCounts,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    let mut condition = status::condition(
+        AVAILABLE,
+        false,
+        "Stalled",
+        format!(
+            "{} of {} replicas available; the component is stalled (see Stalled), and regie \
+             leaves its workload as it was",
+            counts.available, counts.desired
+        ),
+        generation,
+        now,
+    );
+    condition.status = "Unknown".into();
+    condition
+}
+
 /// Whether `conditions` hold an `Available` the prober of a SaaS component wrote, or the
 /// placeholder that waits for it — not one left from when the component was hosted.
 fn probed_availability(conditions: &[Condition]) -> bool {
@@ -1124,6 +1149,12 @@ async fn write_component_status(
                 Some(stall),
                 None,
             );
+            if let Some(counts) = ctx.deployment_replicas(c) {
+                status::set_condition(
+                    &mut new.conditions,
+                    stalled_availability(counts, generation, now.clone()),
+                );
+            }
             Err(format!("{}: {}", stall.reason, stall.message))
         }
         Ok(tier) => {
