@@ -384,7 +384,7 @@ fn timeline<'a>(
             }
             // Away: the tenant left in the latest earlier month with a ledger and has not
             // come back (its next ledger opens when it does).
-            None if departed_before(t, *m, cal)? => {}
+            None if departed_before(t, *m, cal) => {}
             None => {
                 let from = ms.max(joined);
                 let to = left.map_or(me, |l| l.min(me));
@@ -428,21 +428,27 @@ fn timeline<'a>(
     Ok(out)
 }
 
-/// Whether the tenant's latest ledger before `month` ends with its departure: its last segment
+/// Whether the tenant's latest ledger before `month` ends with its departure: it is empty (ended
+/// at a deletion before anything in it, at a month's first instant, say) or its last segment was
 /// closed before its own month's end, as only offboarding closes one (a month's rollover closes
-/// it at the end; regie down leaves it open). A month without a ledger after it is one the
-/// tenant was away for, not one to bill from its files. An empty ledger (one ended at a
-/// deletion before anything in it) is a month away too, and is passed over.
-fn departed_before(t: &TenantInput, month: Month, cal: &Calendar) -> Result<bool, BillingError> {
-    let latest = t.usage.range(..month).rev().find(|(_, s)| !s.is_empty());
-    let Some((at, segments)) = latest else {
-        return Ok(false);
+/// it at the end; regie down leaves it open). A month without a ledger after it is one the tenant
+/// was away for: regie made nothing of it until its next ledger opens (a tenant applied again
+/// while no regie ran is billed from when regie made it, as a new one is). A ledger that does
+/// not read tells nothing here; it is named where its own month is billed.
+fn departed_before(t: &TenantInput, month: Month, cal: &Calendar) -> bool {
+    let Some((at, segments)) = t.usage.range(..month).next_back() else {
+        return false;
     };
-    let what = format!("Usage/{}-{at}", t.name);
-    let Some(&(_, Some(to))) = bounds(segments, &what)?.last() else {
-        return Ok(false);
-    };
-    Ok(to < cal.month_bounds(*at)?.1)
+    if segments.is_empty() {
+        return true;
+    }
+    match bounds(segments, "ledger")
+        .ok()
+        .and_then(|b| b.last().copied())
+    {
+        Some((_, Some(to))) => cal.month_bounds(*at).is_ok_and(|(_, end)| to < end),
+        _ => false,
+    }
 }
 
 fn months_between(first: Month, last: Month) -> Vec<Month> {

@@ -3768,8 +3768,9 @@ spec:
     }
 
     /// A tenant that left on 10 April and came back on 15 June has no ledger for May: it was
-    /// away, not metered by no regie. May is billed to it neither on a month's invoice of its
-    /// own nor in the quarter (both were billed from its files, as if it had stayed).
+    /// away, not metered by no regie. May's usage is billed to it neither on a month's invoice
+    /// of its own nor in the quarter (both were billed from its files, as if it had stayed); a
+    /// cost pool's share follows its membership, which a stay away does not end.
     #[test]
     fn a_month_away_between_two_stays_is_not_billed() {
         let away = || {
@@ -3843,6 +3844,33 @@ spec:
             ],
             "{intents:#?}"
         );
+        // Deleted at May's first instant: April closed at its end, May empty. Back on 15 July;
+        // June is a month away too.
+        let mut at_first_instant = away();
+        at_first_instant.usage = BTreeMap::from([
+            (
+                Month::new(2026, 4),
+                vec![seg(
+                    "2026-04-01T00:00:00+02:00",
+                    Some("2026-05-01T00:00:00+02:00"),
+                    "silver",
+                    120,
+                )],
+            ),
+            (Month::new(2026, 5), vec![]),
+            (
+                Month::new(2026, 7),
+                vec![seg("2026-07-15T00:00:00+02:00", None, "silver", 120)],
+            ),
+        ]);
+        let intents = run(
+            &[at_first_instant],
+            &BTreeMap::new(),
+            Scope::All,
+            "2026-07-20T10:00:00Z",
+        );
+        let names: Vec<_> = intents.iter().map(|i| spec_of(i, None).0).collect();
+        assert_eq!(names, ["tholen-2026-04", "tholen-2026-07"], "{intents:#?}");
     }
 
     /// Metering that starts in the last month of a quarter bills nothing of the quarter before
