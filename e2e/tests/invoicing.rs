@@ -960,7 +960,9 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
 /// March open (a tenant made again under the name would then have carried March's state over
 /// from 1 April, the time it did not exist billed as a correction). And a tenant deleted seconds
 /// before a month's end, while a reconcile that read it before opened the next month: the
-/// offboarding ends both ledgers at the deletion.
+/// offboarding ends both ledgers at the deletion. And one deleted at a month's first instant and
+/// back later in it: its stay begins when it came back. And a month whose Usage was created
+/// while its ledger write failed: the next record writes the state carried over.
 #[tokio::test]
 async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     use kube::api::PostParams;
@@ -1075,4 +1077,62 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     let may = usages.get("late-2026-05").await.expect("May");
     let may = may.status.expect("status");
     assert!(may.closed && may.segments.is_empty(), "{may:?}");
+
+    // Deleted at May's first instant exactly, back on 10 May: May's ledger, closed with
+    // nothing in it, carries nothing over from April — the stay begins on the 10th.
+    let mut april = Vec::new();
+    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
+    put_ledger("first", "2026-04", april).await;
+    let first = |deleted: Option<&str>| -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "first", "deletionTimestamp": deleted,
+                         "finalizers": ["regie.dev/cleanup"]},
+            "spec": {"displayName": "First", "serviceLevel": "silver",
+                     "membership": {"joined": "2026-01-01"}},
+        }))
+        .expect("tenant")
+    };
+    let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:00:00+02:00")));
+    metering::close(&ctx, &first(Some("2026-04-30T22:00:00Z")))
+        .await
+        .expect("closed");
+    let may = usages.get("first-2026-05").await.expect("May");
+    let may = may.status.expect("status");
+    assert!(may.closed && may.segments.is_empty(), "{may:?}");
+    let ctx = bare_context(&client, Arc::new(|| t("2026-05-10T09:00:00+02:00")));
+    metering::record(&ctx, &first(None), &silver, &Default::default())
+        .await
+        .expect("recorded");
+    let may = segments_named(&client, "first-2026-05").await;
+    assert_eq!(may.len(), 1, "{may:?}");
+    assert_eq!(may[0].from, "2026-05-10T09:00:00+02:00", "{may:?}");
+
+    // May's Usage created, its ledger not written (an error between the two writes): the next
+    // record writes the state carried over from April, from May's first instant.
+    let mut april = Vec::new();
+    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
+    put_ledger("halfway", "2026-04", april).await;
+    let spec = UsageSpec {
+        tenant: "halfway".into(),
+        period: "2026-05".into(),
+    };
+    usages
+        .create(&PostParams::default(), &Usage::new("halfway-2026-05", spec))
+        .await
+        .expect("created");
+    let halfway: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "halfway"},
+        "spec": {"displayName": "Halfway", "serviceLevel": "silver",
+                 "membership": {"joined": "2026-01-01"}},
+    }))
+    .expect("tenant");
+    let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:10:00+02:00")));
+    metering::record(&ctx, &halfway, &silver, &Default::default())
+        .await
+        .expect("recorded");
+    let may = segments_named(&client, "halfway-2026-05").await;
+    assert_eq!(may.len(), 1, "{may:?}");
+    assert_eq!(may[0].from, "2026-05-01T00:00:00+02:00", "{may:?}");
+    assert_eq!(may[0].to, None, "{may:?}");
 }

@@ -350,8 +350,8 @@ pub fn end_at(
 /// month with the carried state. When the second does not land (an API error, a stop, another
 /// replica in between), the next attempt finds the previous month already closed; without the
 /// second case it would start the month at its own clock and the month's first moments would go
-/// unbilled. (A tenant that leaves exactly at a month's first instant and comes back with the
-/// same name in that month would be carried too: it is billed from the month's start.)
+/// unbilled. (A tenant that leaves exactly at a month's first instant has that month's ledger
+/// closed with nothing in it, which metering does not carry into when the tenant comes back.)
 pub fn carried_state(segments: &[Segment], month_start: Timestamp) -> Option<BillableState> {
     let last = segments.last()?;
     let carried = match &last.to {

@@ -1466,27 +1466,36 @@ fn new_stay(
     ledger_stays(ledgers, cal) > invoiced
 }
 
-/// How many stays the ledgers of consecutive months hold: one, plus one for each departure
-/// followed by a return — a segment that ends before its month does, where no segment begins.
-/// A gap at a month's end is no departure: a month without a ledger (regie was down for it) or
-/// one left open does not make the tenant leave.
+/// How many stays the ledgers of consecutive months hold: one, plus one for each return after
+/// a departure — a segment that begins where the one before it did not end. A gap from a
+/// month's end to a later month's start is no departure: a month without a ledger (regie was
+/// down for it) or one left open does not make the tenant leave. A segment that begins after
+/// its month's start where the month before ended at its end is a return: a month is opened
+/// from its first instant when the tenant stayed, so only a tenant deleted at the month's first
+/// instant comes back later in it.
 fn ledger_stays<'a>(
     ledgers: impl Iterator<Item = (Month, &'a [Segment])>,
     cal: &Calendar,
 ) -> usize {
     let mut stays = 0;
-    let mut departed_at: Option<Timestamp> = None;
+    // Where the last segment ended, and whether that was its month's end.
+    let mut ended: Option<(Timestamp, bool)> = None;
     for (month, segments) in ledgers {
         // One that does not read counts for nothing here; pricing names it.
         let Ok(bounds) = crate::billing::ledger::bounds(segments, "ledger") else {
             continue;
         };
-        let month_end = cal.month_bounds(month).ok().map(|(_, end)| end);
+        let Ok((month_start, month_end)) = cal.month_bounds(month) else {
+            continue;
+        };
         for (from, to) in bounds {
-            if stays == 0 || departed_at.is_some_and(|at| at != from) {
+            let returned = ended.is_some_and(|(at, at_month_end)| {
+                at != from && !(at_month_end && from == month_start)
+            });
+            if stays == 0 || returned {
                 stays += 1;
             }
-            departed_at = to.filter(|to| month_end.is_some_and(|end| *to < end));
+            ended = to.map(|to| (to, to == month_end));
         }
     }
     stays
@@ -3409,6 +3418,12 @@ spec:
         assert_eq!(
             ledger_stays([(march, &open[..]), (april, &back[..])].into_iter(), &cal),
             1
+        );
+        // Left at April's first instant (March closed at its end, April empty), back on 3
+        // April: two stays.
+        assert_eq!(
+            ledger_stays([(march, &one[..]), (april, &back[..])].into_iter(), &cal),
+            2
         );
         assert_eq!(ledger_stays(std::iter::empty(), &cal), 0);
     }

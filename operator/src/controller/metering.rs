@@ -334,7 +334,15 @@ impl Ledger<'_> {
             .and_then(|u| u.status.clone())
             .map(|s| s.segments)
             .unwrap_or_default();
-        if segments.is_empty() {
+        // A ledger that offboarding closed with nothing in it (a deletion at the month's first
+        // instant) carries nothing over: the tenant had left, and is back from now.
+        let left_at_start = current
+            .as_ref()
+            .and_then(|u| u.status.as_ref())
+            .is_some_and(|s| s.closed);
+        // Whether the segments now hold a state carried over that the stored ledger lacks.
+        let mut carried = false;
+        if segments.is_empty() && !left_at_start {
             // A new month: the state that was open at its start carries over from the latest
             // earlier ledger — last month's, or, when regie was down for a whole month or more,
             // an older one (else this month's first days went unbilled and that ledger stayed
@@ -365,6 +373,7 @@ impl Ledger<'_> {
                         return Ok(Outcome::Raced);
                     }
                     segments = opening.segments;
+                    carried = true;
                 }
             }
         }
@@ -379,7 +388,10 @@ impl Ledger<'_> {
                 )));
             }
         };
-        if changed || current.is_none() {
+        // Carried over, the state is written even where recording it changed nothing: a
+        // Usage whose create landed and whose ledger did not (an error between the two writes)
+        // was otherwise left empty, its month unbilled, until the tenant's next change.
+        if changed || carried || current.is_none() {
             return write(
                 ctx,
                 api,
