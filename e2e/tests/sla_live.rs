@@ -346,6 +346,8 @@ async fn sla_prober_live() {
         ("failing", AVAILABLE, "False", "ProbeFailed"),
         ("hanging", AVAILABLE, "False", "ProbeFailed"),
         ("refused", STALLED, "True", "ProbeTargetRefused"),
+        // Never probed, and saying so (not left without an Available).
+        ("refused", AVAILABLE, "False", "NotProbedYet"),
     ];
     for (name, type_, status, reason) in expect {
         eventually(

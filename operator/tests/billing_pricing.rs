@@ -103,6 +103,7 @@ fn tenant(name: &str, declared: BillableState) -> TenantInput {
         invoicing: InvoicingPeriod::Monthly,
         declared,
         usage: BTreeMap::new(),
+        left_empty: Default::default(),
         orders: Vec::new(),
     }
 }

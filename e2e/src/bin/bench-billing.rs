@@ -186,6 +186,7 @@ fn tenants(cal: &Calendar, rng: &mut SplitMix64) -> Result<Vec<TenantInput>> {
             invoicing: InvoicingPeriod::Monthly,
             declared: random_state(rng),
             usage,
+            left_empty: Default::default(),
             orders: Vec::new(),
         });
     }

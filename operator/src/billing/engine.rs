@@ -5,7 +5,7 @@
 //! tenant's files describe it; either only for the part of the month it is a member. The timeline
 //! reaches back by the longest notice period, so a reduction in February still shows in March.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::civil::Date;
@@ -56,6 +56,9 @@ pub struct TenantInput {
     pub declared: BillableState,
     /// Usage segments per month, where the ledger has them.
     pub usage: BTreeMap<Month, Vec<Segment>>,
+    /// Months whose ledger offboarding closed with nothing in it (a deletion at the month's
+    /// first instant): a departure, unlike a ledger not written yet, which is empty too.
+    pub left_empty: BTreeSet<Month>,
     pub orders: Vec<Order>,
 }
 
@@ -265,6 +268,7 @@ pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError>
     }
     orders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
     let mut usage = BTreeMap::new();
+    let mut left_empty = BTreeSet::new();
     for (usage_source, u) in usages {
         let (y, m) = regie_crds::validate::parse_month(&u.spec.period).map_err(|m| {
             BillingError::input(format!(
@@ -277,6 +281,9 @@ pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError>
             .as_ref()
             .map(|s| s.segments.clone())
             .unwrap_or_default();
+        if segs.is_empty() && u.status.as_ref().is_some_and(|s| s.closed) {
+            left_empty.insert(Month::new(y, m));
+        }
         usage.insert(Month::new(y, m), segs);
     }
     Ok(TenantInput {
@@ -292,6 +299,7 @@ pub fn tenant_input(objects: TenantObjects) -> Result<TenantInput, BillingError>
             components,
         },
         usage,
+        left_empty,
         orders,
         name,
     })
@@ -357,7 +365,14 @@ fn timeline<'a>(
     let mut parts: Vec<Part<'a>> = Vec::new();
     for m in months {
         let (ms, me) = cal.month_bounds(*m)?;
-        match t.usage.get(m) {
+        // A ledger not written yet (its Usage created, its segments still to come: regie
+        // stopped between the two writes) is no record of the month; one offboarding closed
+        // with nothing in it is.
+        let ledger = t
+            .usage
+            .get(m)
+            .filter(|s| !s.is_empty() || t.left_empty.contains(m));
+        match ledger {
             Some(segs) => {
                 let what = format!("Usage/{}-{m}", t.name);
                 for ((from, to), s) in bounds(segs, &what)?.into_iter().zip(segs) {
@@ -428,27 +443,31 @@ fn timeline<'a>(
     Ok(out)
 }
 
-/// Whether the tenant's latest ledger before `month` ends with its departure: it is empty (ended
-/// at a deletion before anything in it, at a month's first instant, say) or its last segment was
-/// closed before its own month's end, as only offboarding closes one (a month's rollover closes
-/// it at the end; regie down leaves it open). A month without a ledger after it is one the tenant
-/// was away for: regie made nothing of it until its next ledger opens (a tenant applied again
-/// while no regie ran is billed from when regie made it, as a new one is). A ledger that does
-/// not read tells nothing here; it is named where its own month is billed.
+/// Whether the tenant's latest ledger before `month` ends with its departure: offboarding
+/// closed it with nothing in it (a deletion at the month's first instant), or its last segment
+/// was closed before its own month's end, as only offboarding closes one (a month's rollover
+/// closes it at the end; regie down leaves it open). A month without a ledger after it is one
+/// the tenant was away for: regie made nothing of it until its next ledger opens (a tenant
+/// applied again while no regie ran is billed from when regie made it, as a new one is). A
+/// ledger not written yet (created, its segments still to come) is passed over; one that does
+/// not read tells nothing here, and is named where its own month is billed.
 fn departed_before(t: &TenantInput, month: Month, cal: &Calendar) -> bool {
-    let Some((at, segments)) = t.usage.range(..month).next_back() else {
-        return false;
-    };
-    if segments.is_empty() {
-        return true;
+    for (at, segments) in t.usage.range(..month).rev() {
+        if segments.is_empty() {
+            if t.left_empty.contains(at) {
+                return true;
+            }
+            continue;
+        }
+        return match bounds(segments, "ledger")
+            .ok()
+            .and_then(|b| b.last().copied())
+        {
+            Some((_, Some(to))) => cal.month_bounds(*at).is_ok_and(|(_, end)| to < end),
+            _ => false,
+        };
     }
-    match bounds(segments, "ledger")
-        .ok()
-        .and_then(|b| b.last().copied())
-    {
-        Some((_, Some(to))) => cal.month_bounds(*at).is_ok_and(|(_, end)| to < end),
-        _ => false,
-    }
+    false
 }
 
 fn months_between(first: Month, last: Month) -> Vec<Month> {

@@ -2692,6 +2692,7 @@ spec:
                 components: vec![],
             },
             usage: usage.into_iter().collect(),
+            left_empty: BTreeSet::new(),
             orders: vec![],
         }
     }
@@ -3842,6 +3843,7 @@ spec:
         // it was deleted), July without a ledger after June's stay ended on the 20th.
         let mut emptied = away();
         emptied.usage.insert(Month::new(2026, 5), vec![]);
+        emptied.left_empty.insert(Month::new(2026, 5));
         emptied.usage.get_mut(&Month::new(2026, 6)).unwrap()[0].to =
             Some("2026-06-20T00:00:00+02:00".into());
         assert_eq!(
@@ -3867,10 +3869,24 @@ spec:
                 vec![seg("2026-07-15T00:00:00+02:00", None, "silver", 120)],
             ),
         ]);
+        at_first_instant.left_empty.insert(Month::new(2026, 5));
         // April whole; July a draft from the 15th to its end, 17 of 31 days.
         assert_eq!(
-            billed(at_first_instant, "2026-07-20T10:00:00Z"),
+            billed(at_first_instant.clone(), "2026-07-20T10:00:00Z"),
             owed(&[("tholen-2026-04", "4320.00"), ("tholen-2026-07", "2369.03")])
+        );
+        // May's Usage created and its ledger never written (regie stopped between the two
+        // writes, and down until July): no departure, May and June are billed from the files.
+        let mut not_written = at_first_instant;
+        not_written.left_empty.clear();
+        assert_eq!(
+            billed(not_written, "2026-07-20T10:00:00Z"),
+            owed(&[
+                ("tholen-2026-04", "4320.00"),
+                ("tholen-2026-05", "4320.00"),
+                ("tholen-2026-06", "4320.00"),
+                ("tholen-2026-07", "2369.03")
+            ])
         );
     }
 

@@ -140,6 +140,9 @@ struct ComponentPlan {
     component: Arc<HostingComponent>,
     level: String,
     outcome: Result<Tier, Stall>,
+    /// Why its probe target is refused, when its plan is good: stalled all the same, with its
+    /// workload applied at its tier (see `probing::sync_component`).
+    probe_stall: Option<Stall>,
 }
 
 /// Reconciles the tenant `name` as the cache holds it now; a tenant gone from the cache needs
@@ -261,6 +264,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
             component: c,
             level,
             outcome,
+            probe_stall: None,
         });
     }
 
@@ -330,9 +334,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Next
     let mut root_causes = Vec::new();
     for plan in &mut plans {
         let tier = plan.outcome.as_ref().ok();
-        if let Some(stall) = super::probing::sync_component(&ctx, &tenant, &plan.component, tier) {
-            plan.outcome = Err(stall);
-        }
+        plan.probe_stall = super::probing::sync_component(&ctx, &tenant, &plan.component, tier);
     }
     super::probing::retain(&ctx, &name, plans.iter().map(|p| p.component.as_ref()));
     // The children's statuses are independent of each other: write them together.
@@ -1164,16 +1166,18 @@ async fn write_component_status(
                     c.namespace().unwrap_or_default()
                 )
             });
-            let ready = match &going {
-                Some(message) => Err(("NamespaceTerminating", message.as_str())),
-                None => Ok(status::WORKLOAD_IN_SYNC),
+            let probe_stall = plan.probe_stall.as_ref();
+            let ready = match (probe_stall, &going) {
+                (Some(stall), _) => Err((stall.reason, stall.message.as_str())),
+                (None, Some(message)) => Err(("NamespaceTerminating", message.as_str())),
+                (None, None) => Ok(status::WORKLOAD_IN_SYNC),
             };
             set_kstatus(
                 &mut new.conditions,
                 generation,
                 &now,
                 ready,
-                None,
+                probe_stall,
                 going.as_deref(),
             );
             if let Some(saas) = &c.spec.saas {
@@ -1213,7 +1217,10 @@ async fn write_component_status(
                     status::condition(AVAILABLE, enough, reason, message, generation, now.clone());
                 status::set_condition(&mut new.conditions, cond);
             }
-            going.map_or(Ok(()), Err)
+            match probe_stall {
+                Some(stall) => Err(format!("{}: {}", stall.reason, stall.message)),
+                None => going.map_or(Ok(()), Err),
+            }
         }
     };
     if let Some(write) = compare_with(ctx, c.as_ref(), &old, &old.conditions, &new) {
