@@ -966,7 +966,10 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
 #[tokio::test]
 async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     use kube::api::PostParams;
+    use kube::runtime::watcher::Event;
     use regie::billing::ledger::{self, BillableState};
+    use regie::controller::cache::{Filler, differ};
+    use regie::controller::invoicing::Ledger;
     use regie::controller::{children, metering};
     use regie_crds::generated::{Segment, UsageSpec, UsageStatus};
 
@@ -1135,4 +1138,51 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     assert_eq!(may.len(), 1, "{may:?}");
     assert_eq!(may[0].from, "2026-05-01T00:00:00+02:00", "{may:?}");
     assert_eq!(may[0].to, None, "{may:?}");
+
+    // The same on 1 April, and regie ran again only on 3 May: April's Usage, never written,
+    // is passed over, and May opens from March's ledger (it opened from now, the state of
+    // March's end not carried, and April's draft held back for good).
+    let mut march = Vec::new();
+    ledger::record(&mut march, &silver, t("2026-03-01T00:00:00+01:00"), &cal).expect("recorded");
+    put_ledger("skip", "2026-03", march).await;
+    let spec = UsageSpec {
+        tenant: "skip".into(),
+        period: "2026-04".into(),
+    };
+    usages
+        .create(&PostParams::default(), &Usage::new("skip-2026-04", spec))
+        .await
+        .expect("created");
+    let skip: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "skip"},
+        "spec": {"displayName": "Skip", "serviceLevel": "silver",
+                 "membership": {"joined": "2026-01-01"}},
+    }))
+    .expect("tenant");
+    let ctx = bare_context(&client, Arc::new(|| t("2026-05-03T10:00:00+02:00")));
+    // The Usage cache, listed, holds the two ledgers (found through it, then read fresh).
+    let mut filler = Filler::new(ctx.invoicing.usages.clone(), differ);
+    filler.handle(Event::Init, Ledger::of);
+    for name in ["skip-2026-03", "skip-2026-04"] {
+        filler.handle(
+            Event::InitApply(usages.get(name).await.expect("ledger")),
+            Ledger::of,
+        );
+    }
+    filler.handle(Event::InitDone, Ledger::of);
+    metering::record(&ctx, &skip, &silver, &Default::default())
+        .await
+        .expect("recorded");
+    let may = segments_named(&client, "skip-2026-05").await;
+    assert_eq!(may.len(), 1, "{may:?}");
+    assert_eq!(
+        may[0].from, "2026-05-01T00:00:00+02:00",
+        "carried from March: {may:?}"
+    );
+    let march = segments_named(&client, "skip-2026-03").await;
+    assert_eq!(
+        march.last().and_then(|s| s.to.as_deref()),
+        Some("2026-04-01T00:00:00+02:00"),
+        "March closed at its end: {march:?}"
+    );
 }

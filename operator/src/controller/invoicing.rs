@@ -402,7 +402,8 @@ enum LedgerSpec {
 }
 
 impl Ledger {
-    fn of(u: Usage, key: &Arc<str>) -> Ledger {
+    /// `u` as the Usage cache keeps it, under its cache key `key`.
+    pub fn of(u: Usage, key: &Arc<str>) -> Ledger {
         let name = key.clone();
         let status = u.status.and_then(|s| {
             let words = ledger_words();
@@ -714,15 +715,21 @@ impl Snapshot {
 
     /// Tenants whose ledger is being opened. Metering opens a ledger in two writes, the Usage
     /// and then its segments: priced in between, the tenant's month would look empty and its
-    /// draft be written twice.
-    fn opening(&self) -> BTreeSet<String> {
+    /// draft be written twice. Only a ledger of `current` month or the one before is being
+    /// opened: an older one whose segments never came (regie stopped between the two writes,
+    /// and ran again only in a later month) is no record of its month, and holds nothing back.
+    fn opening(&self, current: Month) -> BTreeSet<String> {
+        let recent = |u: &UsageSpec| {
+            regie_crds::validate::parse_month(&u.period)
+                .is_ok_and(|(y, m)| Month::new(y, m) >= current.prev())
+        };
         self.ledgers()
-            .filter(|l| l.status.is_none())
+            .filter(|l| l.status.is_none() && recent(&l.usage_spec()))
             .map(|l| l.tenant().to_string())
             .chain(
                 self.fetched
                     .iter()
-                    .filter(|u| u.status.is_none())
+                    .filter(|u| u.status.is_none() && recent(&u.spec))
                     .map(|u| u.spec.tenant.clone()),
             )
             .collect()
@@ -1586,7 +1593,7 @@ async fn pass_once(ctx: &Context, scope: Scope) -> Result<(), PassError> {
         price_lists: inv.price_lists.state(),
         pools: inv.pools.state(),
     };
-    let opening = snapshot.opening();
+    let opening = snapshot.opening(cal.month_of(now));
     let deleting: BTreeSet<String> = tenants
         .iter()
         .filter(|t| t.deleting())
@@ -2603,10 +2610,18 @@ spec:
         let input = inputs.iter().find(|t| t.name == first).unwrap();
         assert_eq!(input.usage.len(), 1);
         assert_eq!(input.usage.values().next(), Some(&closed));
-        assert!(snapshot.opening().is_empty());
-        // A ledger whose segments are not written yet holds its tenant's drafts back.
+        let (march, april, may) = (
+            Month::new(2026, 3),
+            Month::new(2026, 4),
+            Month::new(2026, 5),
+        );
+        assert!(snapshot.opening(march).is_empty());
+        // A ledger whose segments are not written yet holds its tenant's drafts back, while it
+        // is of this month or the one before; an older one never written holds nothing back.
         snapshot.fetched[0].status = None;
-        assert_eq!(snapshot.opening(), BTreeSet::from([first]));
+        assert_eq!(snapshot.opening(march), BTreeSet::from([first.clone()]));
+        assert_eq!(snapshot.opening(april), BTreeSet::from([first]));
+        assert!(snapshot.opening(may).is_empty());
     }
 
     #[test]

@@ -302,21 +302,41 @@ impl Ledger<'_> {
         self.api.get_opt(&name).await
     }
 
-    /// The latest ledger of the tenant older than last month's, at most [`CARRY_MONTHS`] back:
-    /// found through the Usage cache (waited for, briefly, if not yet listed), so a tenant that
-    /// has none — every new one — costs no reads of the API server; the one found is read fresh.
+    /// The latest written ledger of the tenant older than last month's, at most
+    /// [`CARRY_MONTHS`] back: found through the Usage cache (waited for, briefly, if not yet
+    /// listed), so a tenant that has none — every new one — costs no reads of the API server;
+    /// the one found is read fresh. One whose segments were never written (regie stopped
+    /// between its two writes) is passed over, as last month's is by [`Self::read_earlier`].
     async fn read_older(&self, month: Month) -> Result<Option<(Month, Usage)>, kube::Error> {
         let usages = &self.ctx.invoicing.usages;
         let listed = tokio::time::timeout(LISTED_WITHIN, usages.wait_listed()).await;
         if listed.is_err() {
             return Ok(None);
         }
-        let found = latest_before(month.prev(), CARRY_MONTHS, |m| {
-            !usages.lacks(&usage_name(self.tenant, m))
-        });
-        match found {
-            Some(m) => Ok(self.read(m, false).await?.map(|u| (m, u))),
-            None => Ok(None),
+        let mut before = month.prev();
+        let oldest = (0..CARRY_MONTHS).fold(month.prev(), |m, _| m.prev());
+        while let Some(m) = latest_before(before, CARRY_MONTHS, |m| {
+            m >= oldest && !usages.lacks(&usage_name(self.tenant, m))
+        }) {
+            match self.read(m, false).await? {
+                Some(u) if u.status.is_some() => return Ok(Some((m, u))),
+                _ => before = m,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The latest written ledger before `month`: last month's, or an older one (see
+    /// [`Self::read_older`]). Last month's, created and its segments never written, is passed
+    /// over: it holds no state to carry.
+    async fn read_earlier(
+        &self,
+        month: Month,
+        cached_absence: bool,
+    ) -> Result<Option<(Month, Usage)>, kube::Error> {
+        match self.read(month.prev(), cached_absence).await? {
+            Some(prev) if prev.status.is_some() => Ok(Some((month.prev(), prev))),
+            _ => self.read_older(month).await,
         }
     }
 
@@ -350,10 +370,7 @@ impl Ledger<'_> {
             // between have no ledger and are billed from the files, as any such month is.
             // Idempotent: if the earlier ledger was closed at its month's end but this month's
             // write did not land, the state still carries (see `ledger::carried_state`).
-            let earlier = match self.read(month.prev(), cached_absence).await? {
-                Some(prev) => Some((month.prev(), prev)),
-                None => self.read_older(month).await?,
-            };
+            let earlier = self.read_earlier(month, cached_absence).await?;
             if let Some((at, prev)) = earlier {
                 let prev_segments = prev.status.clone().map(|s| s.segments).unwrap_or_default();
                 if let Some(opening) = opened(&prev_segments, at, month, cal) {
@@ -481,10 +498,7 @@ impl Ledger<'_> {
             // reconcile would have, so that the earlier one is closed at its own month's end —
             // left open, a tenant made again under the name would carry its state over from
             // the month's start — and this month's holds the time up to the deletion.
-            let earlier = match self.read(month.prev(), false).await? {
-                Some(u) => Some((month.prev(), u)),
-                None => self.read_older(month).await?,
-            };
+            let earlier = self.read_earlier(month, false).await?;
             let carried = earlier.and_then(|(at, prev)| {
                 let month_end = at.next().start(cal.tz()).ok()?;
                 let segments = prev.status.map(|s| s.segments).unwrap_or_default();
