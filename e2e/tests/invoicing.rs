@@ -962,7 +962,8 @@ async fn a_ledger_created_behind_the_cache_is_read_and_extended() {
 /// before a month's end, while a reconcile that read it before opened the next month: the
 /// offboarding ends both ledgers at the deletion. And one deleted at a month's first instant and
 /// back later in it: its stay begins when it came back. And a month whose Usage was created
-/// while its ledger write failed: the next record writes the state carried over.
+/// while its ledger write failed: the next record writes the state carried over; a month that
+/// opens later passes it over; an offboarding opens it as a reconcile would have.
 #[tokio::test]
 async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     use kube::api::PostParams;
@@ -1153,6 +1154,19 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
         .create(&PostParams::default(), &Usage::new("skip-2026-04", spec))
         .await
         .expect("created");
+    // As delivery marks a finished month's Usage it has nothing to send for: a status, no
+    // segments, not closed.
+    usages
+        .patch_status(
+            "skip-2026-04",
+            &PatchParams::apply("regie-delivery"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "regie.dev/v1alpha1", "kind": "Usage",
+                "status": {"deliveredSegments": 0},
+            })),
+        )
+        .await
+        .expect("marked");
     let skip: Tenant = serde_json::from_value(serde_json::json!({
         "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "skip"},
         "spec": {"displayName": "Skip", "serviceLevel": "silver",
@@ -1184,5 +1198,39 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
         march.last().and_then(|s| s.to.as_deref()),
         Some("2026-04-01T00:00:00+02:00"),
         "March closed at its end: {march:?}"
+    );
+
+    // April's Usage created, its segments never written, and the tenant deleted on 10 April:
+    // the offboarding opens April from March as a reconcile would have, and closes it at the
+    // deletion (it closed it empty, which reads as a departure at April's first instant).
+    let mut march = Vec::new();
+    ledger::record(&mut march, &silver, t("2026-03-01T00:00:00+01:00"), &cal).expect("recorded");
+    put_ledger("gone", "2026-03", march).await;
+    let spec = UsageSpec {
+        tenant: "gone".into(),
+        period: "2026-04".into(),
+    };
+    usages
+        .create(&PostParams::default(), &Usage::new("gone-2026-04", spec))
+        .await
+        .expect("created");
+    let gone: Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "gone", "deletionTimestamp": "2026-04-10T10:00:00Z",
+                     "finalizers": ["regie.dev/cleanup"]},
+        "spec": {"displayName": "Gone", "serviceLevel": "silver",
+                 "membership": {"joined": "2026-01-01"}},
+    }))
+    .expect("tenant");
+    let ctx = bare_context(&client, Arc::new(|| t("2026-04-10T12:00:05+02:00")));
+    metering::close(&ctx, &gone).await.expect("closed");
+    let april = usages.get("gone-2026-04").await.expect("April");
+    let april = april.status.expect("status");
+    assert!(april.closed, "{april:?}");
+    assert_eq!(april.segments.len(), 1, "{april:?}");
+    assert_eq!(april.segments[0].from, "2026-04-01T00:00:00+02:00");
+    assert_eq!(
+        april.segments[0].to.as_deref(),
+        Some("2026-04-10T12:00:00+02:00")
     );
 }

@@ -715,13 +715,13 @@ impl Snapshot {
 
     /// Tenants whose ledger is being opened. Metering opens a ledger in two writes, the Usage
     /// and then its segments: priced in between, the tenant's month would look empty and its
-    /// draft be written twice. Only a ledger of `current` month or the one before is being
-    /// opened: an older one whose segments never came (regie stopped between the two writes,
-    /// and ran again only in a later month) is no record of its month, and holds nothing back.
+    /// draft be written twice. Only a ledger of the `current` month is being opened: an older
+    /// one whose segments never came (regie stopped between the two writes, and ran again only
+    /// in a later month) is no record of its month, and holds nothing back.
     fn opening(&self, current: Month) -> BTreeSet<String> {
         let recent = |u: &UsageSpec| {
             regie_crds::validate::parse_month(&u.period)
-                .is_ok_and(|(y, m)| Month::new(y, m) >= current.prev())
+                .is_ok_and(|(y, m)| Month::new(y, m) >= current)
         };
         self.ledgers()
             .filter(|l| l.status.is_none() && recent(&l.usage_spec()))
@@ -2610,18 +2610,13 @@ spec:
         let input = inputs.iter().find(|t| t.name == first).unwrap();
         assert_eq!(input.usage.len(), 1);
         assert_eq!(input.usage.values().next(), Some(&closed));
-        let (march, april, may) = (
-            Month::new(2026, 3),
-            Month::new(2026, 4),
-            Month::new(2026, 5),
-        );
+        let (march, april) = (Month::new(2026, 3), Month::new(2026, 4));
         assert!(snapshot.opening(march).is_empty());
-        // A ledger whose segments are not written yet holds its tenant's drafts back, while it
-        // is of this month or the one before; an older one never written holds nothing back.
+        // A ledger whose segments are not written yet holds its tenant's drafts back while it
+        // is of this month; an older one never written holds nothing back.
         snapshot.fetched[0].status = None;
-        assert_eq!(snapshot.opening(march), BTreeSet::from([first.clone()]));
-        assert_eq!(snapshot.opening(april), BTreeSet::from([first]));
-        assert!(snapshot.opening(may).is_empty());
+        assert_eq!(snapshot.opening(march), BTreeSet::from([first]));
+        assert!(snapshot.opening(april).is_empty());
     }
 
     #[test]

@@ -259,6 +259,16 @@ fn opened(prev: &[Segment], at: Month, month: Month, cal: &Calendar) -> Option<O
     })
 }
 
+/// Whether `u` is a ledger whose segments were never written: created (the first of metering's
+/// two writes) and nothing recorded in it — no status, or one without segments that is not
+/// closed (delivery marks a finished month's Usage it has nothing to send for). A ledger
+/// offboarding closed empty is written: the tenant left at the month's first instant.
+fn unwritten(u: &Usage) -> bool {
+    u.status
+        .as_ref()
+        .is_none_or(|s| s.segments.is_empty() && !s.closed)
+}
+
 /// Whether a ledger write landed.
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -319,7 +329,7 @@ impl Ledger<'_> {
             m >= oldest && !usages.lacks(&usage_name(self.tenant, m))
         }) {
             match self.read(m, false).await? {
-                Some(u) if u.status.is_some() => return Ok(Some((m, u))),
+                Some(u) if !unwritten(&u) => return Ok(Some((m, u))),
                 _ => before = m,
             }
         }
@@ -335,7 +345,7 @@ impl Ledger<'_> {
         cached_absence: bool,
     ) -> Result<Option<(Month, Usage)>, kube::Error> {
         match self.read(month.prev(), cached_absence).await? {
-            Some(prev) if prev.status.is_some() => Ok(Some((month.prev(), prev))),
+            Some(prev) if !unwritten(&prev) => Ok(Some((month.prev(), prev))),
             _ => self.read_older(month).await,
         }
     }
@@ -492,9 +502,9 @@ impl Ledger<'_> {
     async fn close(&self, end: Timestamp) -> Result<Outcome, kube::Error> {
         let (api, cal, name, month) = (&self.api, self.cal, self.tenant, self.month);
         let mut current = api.get_opt(&usage_name(name, month)).await?;
-        if current.is_none() {
+        if current.as_ref().is_none_or(unwritten) {
             // Deleted before its first reconcile of the month (minutes after midnight, or while
-            // no regie ran): the month is opened from the latest earlier ledger as that
+            // no regie ran), or before its ledger's segments were written: the month is opened from the latest earlier ledger as that
             // reconcile would have, so that the earlier one is closed at its own month's end —
             // left open, a tenant made again under the name would carry its state over from
             // the month's start — and this month's holds the time up to the deletion.
