@@ -217,6 +217,21 @@ fn raced_every_time(tenant: &str, month: Month, what: &str) -> kube::Error {
     )
 }
 
+/// The error of an offboarding that cannot yet look for the ledgers before the month's: the
+/// tenant's cleanup fails, and is retried.
+fn not_listed(tenant: &str, month: Month) -> kube::Error {
+    let message = format!(
+        "Usage {}: the earlier ledgers to open it from cannot be looked for until the Usage \
+         cache is listed",
+        usage_name(tenant, month)
+    );
+    kube::Error::Api(
+        kube::core::Status::failure(&message, "ServiceUnavailable")
+            .with_code(503)
+            .boxed(),
+    )
+}
+
 /// How far back an earlier ledger is looked for when a month opens (regie down that long).
 const CARRY_MONTHS: usize = 12;
 /// How long opening a month waits for the Usage cache's first list to look further back.
@@ -504,11 +519,18 @@ impl Ledger<'_> {
         let mut current = api.get_opt(&usage_name(name, month)).await?;
         if current.as_ref().is_none_or(unwritten) {
             // Deleted before its first reconcile of the month (minutes after midnight, or while
-            // no regie ran), or before its ledger's segments were written: the month is opened from the latest earlier ledger as that
-            // reconcile would have, so that the earlier one is closed at its own month's end —
-            // left open, a tenant made again under the name would carry its state over from
-            // the month's start — and this month's holds the time up to the deletion.
+            // no regie ran), or before its ledger's segments were written: the month is opened
+            // from the latest earlier ledger as that reconcile would have, so that the earlier
+            // one is closed at its own month's end — left open, a tenant made again under the
+            // name would carry its state over from the month's start — and this month's holds
+            // the time up to the deletion.
             let earlier = self.read_earlier(month, false).await?;
+            if earlier.is_none() && !self.ctx.invoicing.usages.is_listed() {
+                // The older ledgers could not be looked for (the Usage cache not listed yet,
+                // at a start): closed empty, the month would read as left at its first instant
+                // and bill nothing, for good. The tenant's cleanup is tried again.
+                return Err(not_listed(name, month));
+            }
             let carried = earlier.and_then(|(at, prev)| {
                 let month_end = at.next().start(cal.tz()).ok()?;
                 let segments = prev.status.map(|s| s.segments).unwrap_or_default();
