@@ -1015,16 +1015,62 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
                 .expect("its segments");
         }
     };
+    // A ledger of `period`, silver from `from` on, left open.
+    let open_ledger = |tenant: &'static str, period: &'static str, from: &str| {
+        let mut segments = Vec::new();
+        ledger::record(&mut segments, &silver, t(from), &cal).expect("recorded");
+        put_ledger(tenant, period, segments)
+    };
+    // A Usage of `period` created, its segments never written (an error between metering's
+    // two writes).
+    let unwritten = |tenant: &'static str, period: &'static str| {
+        let usages = usages.clone();
+        async move {
+            let spec = UsageSpec {
+                tenant: tenant.into(),
+                period: period.into(),
+            };
+            usages
+                .create(
+                    &PostParams::default(),
+                    &Usage::new(&format!("{tenant}-{period}"), spec),
+                )
+                .await
+                .expect("created");
+        }
+    };
+    // The tenant `name` as the controller reads it, deleted at `deleted` when given.
+    let tenant_named = |name: &str, deleted: Option<&str>| -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": name, "deletionTimestamp": deleted,
+                         "finalizers": ["regie.dev/cleanup"]},
+            "spec": {"displayName": name, "serviceLevel": "silver",
+                     "membership": {"joined": "2026-01-01"}},
+        }))
+        .expect("tenant")
+    };
+    // The ledger `name`: closed, one silver segment from `from` to `to`.
+    let closed_with_one = |name: &'static str, from: &'static str, to: &'static str| {
+        let usages = usages.clone();
+        async move {
+            let status = usages.get(name).await.expect("ledger").status;
+            let status = status.expect("status");
+            assert!(status.closed, "{status:?}");
+            assert_eq!(status.segments.len(), 1, "{status:?}");
+            let segment = &status.segments[0];
+            assert_eq!(
+                (segment.from.as_str(), segment.to.as_deref()),
+                (from, Some(to)),
+                "{status:?}"
+            );
+            assert_eq!(segment.service_level, "silver");
+        }
+    };
     put_ledger("early", "2026-03", march).await;
 
     let ctx = bare_context(&client, Arc::new(|| t("2026-04-01T00:20:00+02:00")));
-    let tenant: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": "early", "deletionTimestamp": "2026-03-31T22:05:00Z",
-                     "finalizers": ["regie.dev/cleanup"]},
-        "spec": {"displayName": "Early", "serviceLevel": "silver", "membership": {"joined": "2026-01-01"}},
-    }))
-    .expect("tenant");
+    let tenant = tenant_named("early", Some("2026-03-31T22:05:00Z"));
     metering::close(&ctx, &tenant).await.expect("closed");
 
     let march = segments_named(&client, "early-2026-03").await;
@@ -1033,35 +1079,20 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
         Some("2026-04-01T00:00:00+02:00"),
         "March closed at its end: {march:?}"
     );
-    let april = usages.get("early-2026-04").await.expect("April opened");
-    let april = april.status.expect("status");
-    assert!(april.closed, "{april:?}");
-    assert_eq!(april.segments.len(), 1, "{april:?}");
-    assert_eq!(april.segments[0].from, "2026-04-01T00:00:00+02:00");
-    assert_eq!(
-        april.segments[0].to.as_deref(),
-        Some("2026-04-01T00:05:00+02:00")
-    );
-    assert_eq!(april.segments[0].service_level, "silver");
+    closed_with_one(
+        "early-2026-04",
+        "2026-04-01T00:00:00+02:00",
+        "2026-04-01T00:05:00+02:00",
+    )
+    .await;
 
     // Deleted at 23:59:50 on 30 April, while a reconcile that had read the tenant before its
     // deletion recorded at 00:00:05 on 1 May: April closed at its end, May opened with April's
     // state. The offboarding ends both at the deletion: April then, May empty (it was left
     // open, and billed the tenant on for May).
-    let mut april = Vec::new();
-    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
-    put_ledger("late", "2026-04", april).await;
+    open_ledger("late", "2026-04", "2026-04-01T00:00:00+02:00").await;
     let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:00:05+02:00")));
-    let late = |deleted: Option<&str>| -> Tenant {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
-            "metadata": {"name": "late", "deletionTimestamp": deleted,
-                         "finalizers": ["regie.dev/cleanup"]},
-            "spec": {"displayName": "Late", "serviceLevel": "silver",
-                     "membership": {"joined": "2026-01-01"}},
-        }))
-        .expect("tenant")
-    };
+    let late = |deleted| tenant_named("late", deleted);
     metering::record(&ctx, &late(None), &silver, &Default::default())
         .await
         .expect("recorded");
@@ -1084,19 +1115,8 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
 
     // Deleted at May's first instant exactly, back on 10 May: May's ledger, closed with
     // nothing in it, carries nothing over from April — the stay begins on the 10th.
-    let mut april = Vec::new();
-    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
-    put_ledger("first", "2026-04", april).await;
-    let first = |deleted: Option<&str>| -> Tenant {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
-            "metadata": {"name": "first", "deletionTimestamp": deleted,
-                         "finalizers": ["regie.dev/cleanup"]},
-            "spec": {"displayName": "First", "serviceLevel": "silver",
-                     "membership": {"joined": "2026-01-01"}},
-        }))
-        .expect("tenant")
-    };
+    open_ledger("first", "2026-04", "2026-04-01T00:00:00+02:00").await;
+    let first = |deleted| tenant_named("first", deleted);
     let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:00:00+02:00")));
     metering::close(&ctx, &first(Some("2026-04-30T22:00:00Z")))
         .await
@@ -1114,23 +1134,9 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
 
     // May's Usage created, its ledger not written (an error between the two writes): the next
     // record writes the state carried over from April, from May's first instant.
-    let mut april = Vec::new();
-    ledger::record(&mut april, &silver, t("2026-04-01T00:00:00+02:00"), &cal).expect("recorded");
-    put_ledger("halfway", "2026-04", april).await;
-    let spec = UsageSpec {
-        tenant: "halfway".into(),
-        period: "2026-05".into(),
-    };
-    usages
-        .create(&PostParams::default(), &Usage::new("halfway-2026-05", spec))
-        .await
-        .expect("created");
-    let halfway: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "halfway"},
-        "spec": {"displayName": "Halfway", "serviceLevel": "silver",
-                 "membership": {"joined": "2026-01-01"}},
-    }))
-    .expect("tenant");
+    open_ledger("halfway", "2026-04", "2026-04-01T00:00:00+02:00").await;
+    unwritten("halfway", "2026-05").await;
+    let halfway = tenant_named("halfway", None);
     let ctx = bare_context(&client, Arc::new(|| t("2026-05-01T00:10:00+02:00")));
     metering::record(&ctx, &halfway, &silver, &Default::default())
         .await
@@ -1143,17 +1149,8 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     // The same on 1 April, and regie ran again only on 3 May: April's Usage, never written,
     // is passed over, and May opens from March's ledger (it opened from now, the state of
     // March's end not carried, and April's draft held back for good).
-    let mut march = Vec::new();
-    ledger::record(&mut march, &silver, t("2026-03-01T00:00:00+01:00"), &cal).expect("recorded");
-    put_ledger("skip", "2026-03", march).await;
-    let spec = UsageSpec {
-        tenant: "skip".into(),
-        period: "2026-04".into(),
-    };
-    usages
-        .create(&PostParams::default(), &Usage::new("skip-2026-04", spec))
-        .await
-        .expect("created");
+    open_ledger("skip", "2026-03", "2026-03-01T00:00:00+01:00").await;
+    unwritten("skip", "2026-04").await;
     // As delivery marks a finished month's Usage it has nothing to send for: a status, no
     // segments, not closed.
     usages
@@ -1167,12 +1164,7 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
         )
         .await
         .expect("marked");
-    let skip: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "skip"},
-        "spec": {"displayName": "Skip", "serviceLevel": "silver",
-                 "membership": {"joined": "2026-01-01"}},
-    }))
-    .expect("tenant");
+    let skip = tenant_named("skip", None);
     let ctx = bare_context(&client, Arc::new(|| t("2026-05-03T10:00:00+02:00")));
     // The Usage cache, listed, holds the two ledgers (found through it, then read fresh).
     let mut filler = Filler::new(ctx.invoicing.usages.clone(), differ);
@@ -1203,34 +1195,15 @@ async fn a_tenant_deleted_across_a_months_start_leaves_no_month_open() {
     // April's Usage created, its segments never written, and the tenant deleted on 10 April:
     // the offboarding opens April from March as a reconcile would have, and closes it at the
     // deletion (it closed it empty, which reads as a departure at April's first instant).
-    let mut march = Vec::new();
-    ledger::record(&mut march, &silver, t("2026-03-01T00:00:00+01:00"), &cal).expect("recorded");
-    put_ledger("gone", "2026-03", march).await;
-    let spec = UsageSpec {
-        tenant: "gone".into(),
-        period: "2026-04".into(),
-    };
-    usages
-        .create(&PostParams::default(), &Usage::new("gone-2026-04", spec))
-        .await
-        .expect("created");
-    let gone: Tenant = serde_json::from_value(serde_json::json!({
-        "apiVersion": "regie.dev/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": "gone", "deletionTimestamp": "2026-04-10T10:00:00Z",
-                     "finalizers": ["regie.dev/cleanup"]},
-        "spec": {"displayName": "Gone", "serviceLevel": "silver",
-                 "membership": {"joined": "2026-01-01"}},
-    }))
-    .expect("tenant");
+    open_ledger("gone", "2026-03", "2026-03-01T00:00:00+01:00").await;
+    unwritten("gone", "2026-04").await;
+    let gone = tenant_named("gone", Some("2026-04-10T10:00:00Z"));
     let ctx = bare_context(&client, Arc::new(|| t("2026-04-10T12:00:05+02:00")));
     metering::close(&ctx, &gone).await.expect("closed");
-    let april = usages.get("gone-2026-04").await.expect("April");
-    let april = april.status.expect("status");
-    assert!(april.closed, "{april:?}");
-    assert_eq!(april.segments.len(), 1, "{april:?}");
-    assert_eq!(april.segments[0].from, "2026-04-01T00:00:00+02:00");
-    assert_eq!(
-        april.segments[0].to.as_deref(),
-        Some("2026-04-10T12:00:00+02:00")
-    );
+    closed_with_one(
+        "gone-2026-04",
+        "2026-04-01T00:00:00+02:00",
+        "2026-04-10T12:00:00+02:00",
+    )
+    .await;
 }
