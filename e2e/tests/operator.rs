@@ -1215,24 +1215,34 @@ async fn operator_end_to_end() {
     // in step 3), and zaaksysteem asking for a third: that pod is refused, and its Available
     // condition says why, announced once by a Warning. (Pods that exist stay: a quota only
     // refuses new ones.)
-    let quota = |pods: serde_json::Value| serde_json::json!({"spec": {"quota": if pods.is_null() { pods } else { serde_json::json!({"pods": pods}) }}});
-    tenants
-        .patch(
-            "moerdijk",
-            &PatchParams::default(),
-            &Patch::Merge(quota(serde_json::json!(1))),
-        )
-        .await
-        .expect("quota of one pod");
-    let replicas = |n: i64| serde_json::json!({"spec": {"hosted": {"replicas": n}}});
-    moerdijk_comps
-        .patch(
-            "zaaksysteem",
-            &PatchParams::default(),
-            &Patch::Merge(replicas(3)),
-        )
-        .await
-        .expect("a third replica");
+    // Moerdijk's quota of pods (its default when null) and zaaksysteem's replicas, set.
+    let set_pods_and_replicas = |pods: serde_json::Value, replicas: i64| {
+        let (tenants, comps) = (tenants.clone(), moerdijk_comps.clone());
+        async move {
+            let quota = if pods.is_null() {
+                pods
+            } else {
+                serde_json::json!({"pods": pods})
+            };
+            tenants
+                .patch(
+                    "moerdijk",
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"spec": {"quota": quota}})),
+                )
+                .await
+                .expect("moerdijk's quota");
+            comps
+                .patch(
+                    "zaaksysteem",
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"spec": {"hosted": {"replicas": replicas}}})),
+                )
+                .await
+                .expect("zaaksysteem's replicas");
+        }
+    };
+    set_pods_and_replicas(serde_json::json!(1), 3).await;
     let available_names_quota = |named: bool| {
         let comps = moerdijk_comps.clone();
         move || {
@@ -1273,22 +1283,7 @@ async fn operator_end_to_end() {
     })
     .await
     .expect("the shortfall announced");
-    tenants
-        .patch(
-            "moerdijk",
-            &PatchParams::default(),
-            &Patch::Merge(quota(serde_json::Value::Null)),
-        )
-        .await
-        .expect("default quota again");
-    moerdijk_comps
-        .patch(
-            "zaaksysteem",
-            &PatchParams::default(),
-            &Patch::Merge(replicas(2)),
-        )
-        .await
-        .expect("two replicas again");
+    set_pods_and_replicas(serde_json::Value::Null, 2).await;
     eventually(
         "zaaksysteem's Available without the quota",
         WAIT,

@@ -2,8 +2,9 @@
 //! quarterly where the Tenant's `spec.billing.invoicing` says so), named `<tenant>-<period>`
 //! (e.g. `tholen-2026-03`, `werkplein-2026-q1`) — and a leaving tenant's closing invoice
 //! `<tenant>-<period>-c<n>` when its last period is final already — priced by
-//! [`crate::billing::engine::bill`] — the same code as `regie bill` — from the cluster's Usage ledgers, Tenants, packages, components,
-//! PriceLists, CostPools, ServiceOrders and the monthly SlaReports' credits.
+//! [`crate::billing::engine::bill`] — the same code as `regie bill` — from the cluster's Usage
+//! ledgers, Tenants, packages, components, PriceLists, CostPools, ServiceOrders and the monthly
+//! SlaReports' credits.
 //!
 //! - While its period is open an invoice is a `draft`, recomputed whenever a Usage, SlaReport,
 //!   PriceList, CostPool or ServiceOrder changes and at least every `invoice_interval`. It is
@@ -3368,8 +3369,9 @@ spec:
         );
     }
 
-    /// Stays: one, and one more for each departure (a segment ending before its month does)
-    /// followed by a return. A month's end is no departure, nor is a month without a ledger.
+    /// Stays: one, and one more for each return — a segment beginning where the one before
+    /// did not end, but for a month's end followed by a later month's start (a month without a
+    /// ledger, or one left open, is no departure).
     #[test]
     fn a_ledger_counts_its_stays() {
         let cal = catalogue().cal;

@@ -202,6 +202,16 @@ pub async fn record(
     Ok(())
 }
 
+/// An error that fails the caller's work for now, so that it is retried: `reason` and `code`
+/// as the API server would give them.
+fn retried(message: &str, reason: &str, code: u16) -> kube::Error {
+    kube::Error::Api(
+        kube::core::Status::failure(message, reason)
+            .with_code(code)
+            .boxed(),
+    )
+}
+
 /// The error of a ledger write that raced at every one of its attempts: the caller's work is
 /// not done, and is retried.
 fn raced_every_time(tenant: &str, month: Month, what: &str) -> kube::Error {
@@ -210,11 +220,7 @@ fn raced_every_time(tenant: &str, month: Month, what: &str) -> kube::Error {
         usage_name(tenant, month),
         RACES + 1
     );
-    kube::Error::Api(
-        kube::core::Status::failure(&message, "Conflict")
-            .with_code(409)
-            .boxed(),
-    )
+    retried(&message, "Conflict", 409)
 }
 
 /// The error of an offboarding that cannot yet look for the ledgers before the month's: the
@@ -225,11 +231,7 @@ fn not_listed(tenant: &str, month: Month) -> kube::Error {
          cache is listed",
         usage_name(tenant, month)
     );
-    kube::Error::Api(
-        kube::core::Status::failure(&message, "ServiceUnavailable")
-            .with_code(503)
-            .boxed(),
-    )
+    retried(&message, "ServiceUnavailable", 503)
 }
 
 /// How far back an earlier ledger is looked for when a month opens (regie down that long).
@@ -379,15 +381,12 @@ impl Ledger<'_> {
             .and_then(|u| u.status.clone())
             .map(|s| s.segments)
             .unwrap_or_default();
-        // A ledger that offboarding closed with nothing in it (a deletion at the month's first
-        // instant) carries nothing over: the tenant had left, and is back from now.
-        let left_at_start = current
-            .as_ref()
-            .and_then(|u| u.status.as_ref())
-            .is_some_and(|s| s.closed);
         // Whether the segments now hold a state carried over that the stored ledger lacks.
         let mut carried = false;
-        if segments.is_empty() && !left_at_start {
+        // A ledger that offboarding closed with nothing in it (a deletion at the month's first
+        // instant) is written, and carries nothing over: the tenant had left, and is back from
+        // now.
+        if current.as_ref().is_none_or(unwritten) {
             // A new month: the state that was open at its start carries over from the latest
             // earlier ledger — last month's, or, when regie was down for a whole month or more,
             // an older one (else this month's first days went unbilled and that ledger stayed
